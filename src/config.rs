@@ -1,0 +1,523 @@
+//! Configuration: one TOML file, read once, validated as a whole.
+//!
+//! Two layers, as in ripgrep's flags: [`raw`] is what serde reads (no I/O, unknown keys are
+//! errors), [`Config`] is the validated result (paths resolved against the file's directory,
+//! password files read, CA certificates parsed, templates compiled). Every problem is
+//! collected with its line, so `deskgate check-config` lists them all at once.
+
+mod duration;
+mod raw;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use toml::Spanned;
+
+pub use duration::ConfigDuration;
+pub use raw::TlsMode;
+use raw::{RawConfig, RawMailbox, RawSmtp};
+
+use crate::render::Templates;
+
+/// Where `deskgate` looks for its configuration when neither `--config` nor
+/// `DESKGATE_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/deskgate/deskgate.toml";
+const DEFAULT_DATABASE: &str = "/var/lib/deskgate/deskgate.db";
+
+/// The validated configuration of one daemon.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub database: PathBuf,
+    pub support: Support,
+    pub policy: Policy,
+    pub mailboxes: Vec<MailboxConfig>,
+    pub smtp: SmtpConfig,
+    pub outbox: OutboxConfig,
+    pub tls: TlsTrust,
+    pub templates: Arc<Templates>,
+    /// Accepted but worth an admin's attention (e.g. plaintext IMAP on loopback).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Support {
+    /// The address customers write to and acknowledgements come from.
+    pub address: lettre::Address,
+    pub name: String,
+    /// `#` makes subject tags look like `[#123]`.
+    pub tag_prefix: String,
+    /// Zone in which promised answer times are stated.
+    pub timezone: TimeZone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// How long a customer message may wait for an agent's first answer.
+    pub first_response: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    pub name: String,
+    pub server: Server,
+    pub user: String,
+    pub password: Secret,
+    pub folder: String,
+    /// Move processed mail here; `None` means flag it `\Seen` and leave it.
+    pub processed_folder: Option<String>,
+    pub idle: bool,
+    pub poll_interval: Duration,
+    pub batch_size: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub server: Server,
+    pub credentials: Option<(String, Secret)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Delay before attempt n+1 is `retry[min(n, len-1)]`.
+    pub retry: Vec<Duration>,
+    /// A row still failing temporarily this long after it was queued is marked failed.
+    pub give_up_after: Duration,
+}
+
+/// Certificates to trust besides the public web roots.
+#[derive(Clone)]
+pub struct TlsTrust {
+    /// PEM text of `ca_file`, kept for lettre, which takes PEM.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub roots: Arc<rustls::RootCertStore>,
+}
+
+impl fmt::Debug for TlsTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTrust")
+            .field("n_roots", &self.roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A password: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the configuration file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with the file: where, and a sentence saying what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("{}:{}: {}", path.display(), line, p.message),
+            None => format!("{}: {}", path.display(), p.message),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(path, &text)
+    }
+
+    /// Validates `text` as if it had been read from `path` (relative paths inside it are
+    /// resolved against `path`'s directory).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            invalid(vec![Problem {
+                line: err.span().map(|span| line_of(text, span.start)),
+                message: err.message().trim_end_matches('\n').to_string(),
+            }])
+        })?;
+        let mut check = Checker {
+            text,
+            base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let config = check.build(path, raw);
+        match config {
+            Some(config) if check.problems.is_empty() => Ok(config),
+            _ => Err(invalid(check.problems)),
+        }
+    }
+
+    pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
+        self.mailboxes.iter().find(|m| m.name == name)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+/// Collects problems while turning [`RawConfig`] into [`Config`].
+struct Checker<'t> {
+    text: &'t str,
+    base: PathBuf,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, message: String) {
+        self.problems.push(Problem {
+            line: Some(line_of(self.text, at.span().start)),
+            message,
+        });
+    }
+
+    fn path(&self, value: &Path) -> PathBuf {
+        if value.is_absolute() {
+            value.to_path_buf()
+        } else {
+            self.base.join(value)
+        }
+    }
+
+    fn build(&mut self, path: &Path, raw: RawConfig) -> Option<Config> {
+        let database = match &raw.database {
+            Some(db) => self.path(db.get_ref()),
+            None => PathBuf::from(DEFAULT_DATABASE),
+        };
+        let support = self.support(&raw.support);
+        let tls = self.tls_trust(raw.ca_file.as_ref());
+        if raw.mailbox.is_empty() {
+            self.problems.push(Problem {
+                line: None,
+                message: "no [[mailbox]] is configured; deskgate needs at least one mailbox to watch"
+                    .to_string(),
+            });
+        }
+        let mut mailboxes = Vec::new();
+        for mailbox in &raw.mailbox {
+            if let Some(built) = self.mailbox(mailbox) {
+                if mailboxes.iter().any(|m: &MailboxConfig| m.name == built.name) {
+                    self.problem(
+                        &mailbox.get_ref().name,
+                        format!("mailbox name `{}` is used twice; names must be unique", built.name),
+                    );
+                }
+                mailboxes.push(built);
+            }
+        }
+        let smtp = self.smtp(&raw.smtp);
+        let outbox = self.outbox(&raw.outbox);
+        let templates = match &raw.templates_dir {
+            None => Some(Templates::builtin()),
+            Some(dir) => match Templates::load(&self.path(dir.get_ref())) {
+                Ok(templates) => Some(templates),
+                Err(errors) => {
+                    for error in errors {
+                        self.problem(dir, format!("templates_dir: {error}"));
+                    }
+                    None
+                }
+            },
+        };
+        Some(Config {
+            path: path.to_path_buf(),
+            database,
+            support: support?,
+            policy: Policy {
+                first_response: raw
+                    .policy
+                    .first_response
+                    .map_or(Duration::from_secs(24 * 3600), |d| d.0),
+            },
+            mailboxes,
+            smtp: smtp?,
+            outbox,
+            tls: tls?,
+            templates: Arc::new(templates?),
+            warnings: std::mem::take(&mut self.warnings),
+        })
+    }
+
+    fn support(&mut self, raw: &Spanned<raw::RawSupport>) -> Option<Support> {
+        let raw = raw.get_ref();
+        let address = match raw.address.get_ref().parse::<lettre::Address>() {
+            Ok(address) => Some(address),
+            Err(err) => {
+                self.problem(
+                    &raw.address,
+                    format!(
+                        "support.address `{}` is not an email address ({err})",
+                        raw.address.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let tag_prefix = match &raw.tag_prefix {
+            None => "#".to_string(),
+            Some(prefix) => {
+                let value = prefix.get_ref();
+                if value.is_empty() || value.chars().any(|c| c.is_whitespace() || "[]".contains(c)) {
+                    self.problem(
+                        prefix,
+                        format!(
+                            "support.tag_prefix `{value}` must be non-empty, without spaces or brackets (e.g. \"#\" or \"ACME-\")"
+                        ),
+                    );
+                }
+                value.clone()
+            }
+        };
+        let timezone = match &raw.timezone {
+            None => Some(TimeZone::UTC),
+            Some(name) => match TimeZone::get(name.get_ref()) {
+                Ok(tz) => Some(tz),
+                Err(err) => {
+                    self.problem(
+                        name,
+                        format!(
+                            "support.timezone `{}` is not a known IANA time zone such as \"Europe/Athens\" ({err})",
+                            name.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        Some(Support {
+            address: address?,
+            name: raw.name.clone(),
+            tag_prefix,
+            timezone: timezone?,
+        })
+    }
+
+    fn tls_trust(&mut self, ca_file: Option<&Spanned<PathBuf>>) -> Option<TlsTrust> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let Some(ca_file) = ca_file else {
+            return Some(TlsTrust {
+                extra_ca_pem: None,
+                roots: Arc::new(roots),
+            });
+        };
+        let path = self.path(ca_file.get_ref());
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(err) => {
+                self.problem(ca_file, format!("ca_file {}: cannot read it: {err}", path.display()));
+                return None;
+            }
+        };
+        let mut n_added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            match cert.map_err(|e| e.to_string()).and_then(|c| roots.add(c).map_err(|e| e.to_string())) {
+                Ok(()) => n_added += 1,
+                Err(err) => {
+                    self.problem(ca_file, format!("ca_file {}: a certificate is unusable: {err}", path.display()));
+                    return None;
+                }
+            }
+        }
+        if n_added == 0 {
+            self.problem(
+                ca_file,
+                format!("ca_file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) found", path.display()),
+            );
+            return None;
+        }
+        Some(TlsTrust {
+            extra_ca_pem: Some(pem),
+            roots: Arc::new(roots),
+        })
+    }
+
+    fn server(&mut self, section: &str, host: &Spanned<String>, port: Option<u16>, tls: &Spanned<TlsMode>, defaults: [u16; 3]) -> Server {
+        let mode = *tls.get_ref();
+        if mode == TlsMode::Plain {
+            if is_loopback(host.get_ref()) {
+                self.warnings.push(format!(
+                    "{section}: tls = \"plain\" sends the password unencrypted; accepted only because {} is a loopback address",
+                    host.get_ref()
+                ));
+            } else {
+                self.problem(
+                    tls,
+                    format!(
+                        "{section}: tls = \"plain\" is allowed only for loopback hosts (127.0.0.1, ::1, localhost), not {}; use \"implicit\" or \"starttls\"",
+                        host.get_ref()
+                    ),
+                );
+            }
+        }
+        let port = port.unwrap_or(match mode {
+            TlsMode::Implicit => defaults[0],
+            TlsMode::Starttls => defaults[1],
+            TlsMode::Plain => defaults[2],
+        });
+        Server {
+            host: host.get_ref().clone(),
+            port,
+            tls: mode,
+        }
+    }
+
+    /// Exactly one of `password` and `password_file`; the file's first line is the password.
+    fn password(&mut self, section: &str, at: &Spanned<impl Sized>, inline: Option<&String>, file: Option<&Spanned<PathBuf>>) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(file)) => {
+                self.problem(file, format!("{section}: set either password or password_file, not both"));
+                None
+            }
+            (Some(password), None) => Some(Secret(password.clone())),
+            (None, Some(file)) => {
+                let path = self.path(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(Secret(text.lines().next().unwrap_or("").to_string())),
+                    Err(err) => {
+                        self.problem(file, format!("{section}: password_file {}: cannot read it: {err}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                self.problem(at, format!("{section}: missing password; set password or password_file"));
+                None
+            }
+        }
+    }
+
+    fn mailbox(&mut self, spanned: &Spanned<RawMailbox>) -> Option<MailboxConfig> {
+        let raw = spanned.get_ref();
+        let name = raw.name.get_ref().clone();
+        let section = format!("mailbox `{name}`");
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            self.problem(&raw.name, format!("mailbox name `{name}` must be non-empty, without spaces"));
+        }
+        let server = self.server(&section, &raw.host, raw.port, &raw.tls, [993, 143, 143]);
+        let password = self.password(&section, spanned, raw.password.as_ref(), raw.password_file.as_ref());
+        let batch_size = match &raw.batch_size {
+            None => 50,
+            Some(size) if (1..=1000).contains(size.get_ref()) => *size.get_ref(),
+            Some(size) => {
+                self.problem(size, format!("{section}: batch_size must be between 1 and 1000, not {}", size.get_ref()));
+                50
+            }
+        };
+        Some(MailboxConfig {
+            name,
+            server,
+            user: raw.user.clone(),
+            password: password?,
+            folder: raw.folder.clone().unwrap_or_else(|| "INBOX".to_string()),
+            processed_folder: raw.processed_folder.clone(),
+            idle: raw.idle.unwrap_or(true),
+            poll_interval: raw.poll_interval.map_or(Duration::from_secs(60), |d| d.0),
+            batch_size,
+            timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
+        })
+    }
+
+    fn smtp(&mut self, spanned: &Spanned<RawSmtp>) -> Option<SmtpConfig> {
+        let raw = spanned.get_ref();
+        let server = self.server("smtp", &raw.host, raw.port, &raw.tls, [465, 587, 25]);
+        let credentials = match &raw.user {
+            Some(user) => Some((
+                user.clone(),
+                self.password("smtp", spanned, raw.password.as_ref(), raw.password_file.as_ref())?,
+            )),
+            None => {
+                if let Some(file) = &raw.password_file {
+                    self.problem(file, "smtp: password_file is set but user is not".to_string());
+                } else if raw.password.is_some() {
+                    self.problem(spanned, "smtp: password is set but user is not".to_string());
+                }
+                None
+            }
+        };
+        Some(SmtpConfig {
+            server,
+            credentials,
+            timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
+        })
+    }
+
+    fn outbox(&mut self, raw: &raw::RawOutbox) -> OutboxConfig {
+        let default_retry = [30, 120, 600, 1800, 3600].map(Duration::from_secs).to_vec();
+        let retry = match &raw.retry {
+            None => default_retry,
+            Some(list) if list.get_ref().is_empty() => {
+                self.problem(list, "outbox.retry must list at least one delay, e.g. [\"30s\", \"5m\", \"1h\"]".to_string());
+                default_retry
+            }
+            Some(list) => list.get_ref().iter().map(|d| d.0).collect(),
+        };
+        OutboxConfig {
+            retry,
+            give_up_after: raw.give_up_after.map_or(Duration::from_secs(3 * 86_400), |d| d.0),
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

@@ -1,0 +1,90 @@
+//! The configuration file as written: serde types, no I/O, no cross-field checks.
+//!
+//! Every struct denies unknown keys so a typo is an error with a line number, never a silently
+//! ignored setting. Fields that later checks must point at are wrapped in [`Spanned`].
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::duration::ConfigDuration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub database: Option<Spanned<PathBuf>>,
+    pub templates_dir: Option<Spanned<PathBuf>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
+    pub support: Spanned<RawSupport>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub mailbox: Vec<Spanned<RawMailbox>>,
+    pub smtp: Spanned<RawSmtp>,
+    #[serde(default)]
+    pub outbox: RawOutbox,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupport {
+    pub address: Spanned<String>,
+    pub name: String,
+    pub tag_prefix: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub first_response: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS before login (IMAP 143, submission 587).
+    Starttls,
+    /// No TLS at all; accepted only for loopback hosts.
+    Plain,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailbox {
+    pub name: Spanned<String>,
+    pub host: Spanned<String>,
+    pub port: Option<u16>,
+    pub tls: Spanned<TlsMode>,
+    pub user: String,
+    pub password: Option<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub folder: Option<String>,
+    pub processed_folder: Option<String>,
+    pub idle: Option<bool>,
+    pub poll_interval: Option<ConfigDuration>,
+    pub batch_size: Option<Spanned<u32>>,
+    pub timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: Spanned<String>,
+    pub port: Option<u16>,
+    pub tls: Spanned<TlsMode>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbox {
+    pub retry: Option<Spanned<Vec<ConfigDuration>>>,
+    pub give_up_after: Option<ConfigDuration>,
+}

@@ -1,0 +1,7 @@
+pub mod classify;
+pub mod config;
+pub mod model;
+pub mod parse;
+pub mod policy;
+pub mod render;
+pub mod thread;

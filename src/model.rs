@@ -1,0 +1,121 @@
+//! Small domain types shared by the pipeline stages: ids, statuses, addresses.
+//!
+//! Ids are newtypes so a ticket number can never be passed where an outbox id is expected.
+
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A ticket's number, as shown to customers in the subject tag.
+    TicketId
+);
+id_type!(
+    /// A row of the `messages` table (inbound or outbound).
+    MessageRowId
+);
+id_type!(
+    /// A row of the outbox.
+    OutboxId
+);
+
+/// Where a ticket stands. Agents' replies and resolution arrive with later features; the
+/// store and the CLI already know every state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketStatus {
+    /// Waiting for an agent.
+    Open,
+    /// Waiting for the customer.
+    Pending,
+    Resolved,
+    Closed,
+}
+
+impl TicketStatus {
+    pub const ALL: [TicketStatus; 4] = [
+        TicketStatus::Open,
+        TicketStatus::Pending,
+        TicketStatus::Resolved,
+        TicketStatus::Closed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Open => "open",
+            TicketStatus::Pending => "pending",
+            TicketStatus::Resolved => "resolved",
+            TicketStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TicketStatus> {
+        TicketStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for TicketStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person's address as found in a header: the address lower-cased, the display name decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub address: String,
+    pub name: Option<String>,
+}
+
+impl Person {
+    pub fn new(address: &str, name: Option<&str>) -> Person {
+        Person {
+            address: address.trim().to_ascii_lowercase(),
+            name: name
+                .map(|n| clean_header_text(n))
+                .filter(|n| !n.is_empty()),
+        }
+    }
+}
+
+/// Header text safe to put back into a header: control characters (CR and LF above all,
+/// which would let a sender inject headers) become spaces, runs of spaces collapse.
+pub fn clean_header_text(text: &str) -> String {
+    let replaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_cannot_carry_line_breaks() {
+        assert_eq!(
+            clean_header_text("Hello\r\nBcc: victim@example.net\t x"),
+            "Hello Bcc: victim@example.net x"
+        );
+    }
+
+    #[test]
+    fn status_round_trips() {
+        for status in TicketStatus::ALL {
+            assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(TicketStatus::parse("bogus"), None);
+    }
+}
