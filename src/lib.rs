@@ -1,7 +1,12 @@
 pub mod classify;
 pub mod config;
+pub mod fetch;
+pub mod ingest;
 pub mod model;
+pub mod ops;
 pub mod parse;
 pub mod policy;
 pub mod render;
+pub mod send;
 pub mod thread;
+pub mod store;

@@ -6,4 +6,4 @@
 
 mod decide;
 
-pub use decide::{Decision, DeadlineKind, TicketAction, decide};
+pub use decide::{DeadlineKind, Decision, TicketAction, decide, due_at};

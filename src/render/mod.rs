@@ -25,6 +25,8 @@ pub struct Outgoing {
     pub subject: String,
     pub envelope_from: String,
     pub recipients: Vec<String>,
+    /// The plain-text part, for the ticket transcript.
+    pub text: String,
     pub raw: Vec<u8>,
 }
 
@@ -109,13 +111,14 @@ pub fn acknowledgement(
         builder = builder.references(joined.join(" "));
     }
     let message = builder
-        .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+        .multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html))
         .map_err(|err| RenderError::Build(err.to_string()))?;
     Ok(Outgoing {
         message_id,
         subject: rendered.subject,
         envelope_from: support.address.to_string(),
         recipients: vec![to_address.to_string()],
+        text: rendered.text,
         raw: message.formatted(),
     })
 }

@@ -1,0 +1,141 @@
+//! Opening an IMAP session: TCP (with keepalive), TLS by rustls (implicit or STARTTLS),
+//! greeting, login. Every step has a timeout; async-imap has none of its own.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::FetchError;
+use crate::config::{MailboxConfig, TlsMode, TlsTrust};
+
+/// The byte stream under an IMAP session.
+#[derive(Debug)]
+pub enum ImapStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+pub type Session = async_imap::Session<ImapStream>;
+
+/// Runs `future` with `limit`, naming `what` on timeout.
+pub async fn timed<T, E>(
+    limit: Duration,
+    what: &'static str,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, FetchError>
+where
+    FetchError: From<E>,
+{
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result.map_err(FetchError::from),
+        Err(_) => Err(FetchError::Timeout { what, after: limit }),
+    }
+}
+
+/// Connects and logs in to `mailbox`'s server.
+pub async fn connect(mailbox: &MailboxConfig, trust: &TlsTrust) -> Result<Session, FetchError> {
+    let server = &mailbox.server;
+    let limit = mailbox.timeout;
+    let address = format!("{}:{}", server.host, server.port);
+    let tcp = timed(limit, "TCP connect", TcpStream::connect(&address)).await?;
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(20));
+    socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
+    tcp.set_nodelay(true)?;
+
+    let stream = match server.tls {
+        TlsMode::Implicit => ImapStream::Tls(Box::new(tls_handshake(tcp, &server.host, trust, limit).await?)),
+        TlsMode::Plain => ImapStream::Plain(tcp),
+        TlsMode::Starttls => {
+            let mut client = async_imap::Client::new(ImapStream::Plain(tcp));
+            greeting(&mut client, limit).await?;
+            timed(limit, "STARTTLS", client.run_command_and_check_ok("STARTTLS", None)).await?;
+            let ImapStream::Plain(tcp) = client.into_inner() else {
+                return Err(FetchError::Protocol("STARTTLS on a stream that is already TLS".into()));
+            };
+            // No second greeting follows STARTTLS (RFC 3501 6.2.1).
+            let tls = tls_handshake(tcp, &server.host, trust, limit).await?;
+            let client = async_imap::Client::new(ImapStream::Tls(Box::new(tls)));
+            return login(client, mailbox).await;
+        }
+    };
+    let mut client = async_imap::Client::new(stream);
+    greeting(&mut client, limit).await?;
+    login(client, mailbox).await
+}
+
+async fn tls_handshake(
+    tcp: TcpStream,
+    host: &str,
+    trust: &TlsTrust,
+    limit: Duration,
+) -> Result<TlsStream<TcpStream>, FetchError> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FetchError::Tls(e.to_string()))?
+        .with_root_certificates(Arc::clone(&trust.roots))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| FetchError::Tls(format!("`{host}` is not a valid TLS server name: {e}")))?;
+    match tokio::time::timeout(limit, TlsConnector::from(Arc::new(config)).connect(name, tcp)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(err)) => Err(FetchError::Tls(err.to_string())),
+        Err(_) => Err(FetchError::Timeout { what: "TLS handshake", after: limit }),
+    }
+}
+
+async fn greeting(client: &mut async_imap::Client<ImapStream>, limit: Duration) -> Result<(), FetchError> {
+    match timed(limit, "server greeting", client.read_response()).await? {
+        Some(_) => Ok(()),
+        None => Err(FetchError::Protocol("the server closed the connection before greeting".into())),
+    }
+}
+
+async fn login(client: async_imap::Client<ImapStream>, mailbox: &MailboxConfig) -> Result<Session, FetchError> {
+    let attempt = client.login(&mailbox.user, mailbox.password.expose());
+    match tokio::time::timeout(mailbox.timeout, attempt).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err((err, _client))) => Err(FetchError::Login { user: mailbox.user.clone(), reason: err.to_string() }),
+        Err(_) => Err(FetchError::Timeout { what: "login", after: mailbox.timeout }),
+    }
+}
+
+impl AsyncRead for ImapStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ImapStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

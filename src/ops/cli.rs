@@ -1,0 +1,185 @@
+//! The command line. Each doc comment below is the help text: first line short (`-h`),
+//! the rest long (`--help`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use super::logging::{self, LogFormat};
+use super::{check, daemon, show};
+use crate::config::{self, Config};
+use crate::model::{TicketId, TicketStatus};
+use crate::store::Store;
+
+/// deskgate: an email-support gateway.
+///
+/// deskgate watches IMAP support mailboxes, turns every customer email into a ticket in
+/// SQLite, and acknowledges it over SMTP with the ticket number and a realistic promise.
+///
+/// Exit codes: 0 success; 1 the thing asked for does not exist (e.g. an unknown ticket) or
+/// a server could not be reached by `check-config --connect`; 2 an error (invalid
+/// configuration, unreadable database, ...).
+#[derive(Debug, Parser)]
+#[command(name = "deskgate", version, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file.
+    ///
+    /// Defaults to /etc/deskgate/deskgate.toml. Relative paths inside the file are resolved
+    /// against the file's directory.
+    #[arg(long, short = 'c', global = true, env = "DESKGATE_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Log format: auto (text; no timestamps under systemd), text, or json.
+    ///
+    /// The log filter is read from DESKGATE_LOG (e.g. "deskgate=debug"), default "info".
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: watch every mailbox and send the outbox.
+    ///
+    /// Runs in the foreground until SIGTERM or SIGINT, then stops fetching, lets the
+    /// transaction in flight commit, and exits 0 within 10 seconds. Tells systemd READY=1
+    /// (Type=notify) once the database is open and the configuration valid.
+    Run,
+
+    /// Check the configuration file and report every problem in it.
+    ///
+    /// Prints each problem as FILE:LINE: what is wrong, and exits 2 if there is any. With
+    /// --connect it also logs in to every IMAP mailbox and the SMTP server and says which
+    /// failed (exit 1).
+    CheckConfig {
+        /// Also connect and log in to every configured server.
+        #[arg(long)]
+        connect: bool,
+    },
+
+    /// List tickets, newest first.
+    Tickets {
+        /// Only tickets in this status: open, pending, resolved or closed.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<TicketStatus>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show one ticket: its whole transcript in order, then its events.
+    Ticket {
+        /// The ticket number, as in the subject tag [#N].
+        number: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the outbox: queued, sent and failed mail, newest first.
+    Outbox {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_status(text: &str) -> Result<TicketStatus, String> {
+    TicketStatus::parse(text).ok_or_else(|| format!("`{text}` is not a status; use open, pending, resolved or closed"))
+}
+
+/// Runs the command line; the binary's `main` is this plus printing the error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("deskgate: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.config)?;
+    let tz = config.support.timezone.clone();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Run => {
+            drop(out);
+            runtime()?.block_on(daemon::run(config))?;
+        }
+        Command::CheckConfig { connect } => {
+            check::report(&mut out, &config)?;
+            if connect && !runtime()?.block_on(check::connect(&mut out, &config))? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Tickets { status, json } => {
+            let store = Store::open_read_only(&config.database)?;
+            let list = store.read_blocking(|tx| tx.tickets(status))?;
+            show::tickets(&mut out, &list, &tz, json)?;
+        }
+        Command::Ticket { number, json } => {
+            let store = Store::open_read_only(&config.database)?;
+            let id = TicketId(number);
+            let found = store.read_blocking(|tx| {
+                let Some(ticket) = tx.ticket(id)? else { return Ok(None) };
+                Ok(Some((ticket, tx.transcript(id)?, tx.events_of(id)?)))
+            })?;
+            let Some((ticket, messages, events)) = found else {
+                eprintln!("deskgate: no ticket {number} in {}", config.database.display());
+                return Ok(ExitCode::from(1));
+            };
+            show::ticket(&mut out, &ticket, &messages, &events, &tz, json)?;
+        }
+        Command::Outbox { json } => {
+            let store = Store::open_read_only(&config.database)?;
+            let rows = store.read_blocking(|tx| tx.outbox())?;
+            show::outbox(&mut out, &rows, &tz, json)?;
+        }
+    }
+    out_flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn out_flush() -> anyhow::Result<()> {
+    std::io::stdout().flush().context("writing to standard output")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = Cli::try_parse_from(["deskgate", "--config", "x.toml", "tickets", "--status", "open", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Tickets { status: Some(TicketStatus::Open), json: true }));
+        let err = Cli::try_parse_from(["deskgate", "tickets", "--status", "bogus"]).unwrap_err();
+        assert!(err.to_string().contains("`bogus` is not a status"), "{err}");
+        let cli = Cli::try_parse_from(["deskgate", "ticket", "42"]).unwrap();
+        assert!(matches!(cli.command, Command::Ticket { number: 42, json: false }));
+        let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
+        assert!(matches!(cli.command, Command::CheckConfig { connect: true }));
+    }
+}

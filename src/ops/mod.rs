@@ -1,0 +1,8 @@
+//! Ops: everything an admin touches. The CLI, the daemon supervisor, systemd notification
+//! and logging. `anyhow` lives here and in `main`, nowhere else.
+
+pub mod check;
+pub mod cli;
+pub mod daemon;
+pub mod logging;
+pub mod show;

@@ -1,0 +1,177 @@
+//! `deskgate tickets`, `ticket N`, `outbox`: human tables or `--json`.
+
+use std::io::Write;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+
+use crate::store::{EventView, MessageView, OutboxView, TicketView};
+
+/// Formats times for people in the support desk's zone: `2026-11-23 10:00 EET`.
+pub fn when(at: Timestamp, tz: &TimeZone) -> String {
+    at.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(width.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
+fn ticket_json(t: &TicketView) -> Value {
+    json!({
+        "id": t.id.0,
+        "mailbox": t.mailbox,
+        "subject": t.subject,
+        "customer": { "address": t.customer_address, "name": t.customer_name },
+        "status": t.status.as_str(),
+        "created_at": t.created_at.to_string(),
+        "updated_at": t.updated_at.to_string(),
+        "messages": t.n_messages,
+        "next_due_at": t.next_due_at.map(|d| d.to_string()),
+    })
+}
+
+pub fn tickets(out: &mut impl Write, tickets: &[TicketView], tz: &TimeZone, as_json: bool) -> std::io::Result<()> {
+    if as_json {
+        let list: Vec<Value> = tickets.iter().map(ticket_json).collect();
+        return writeln!(out, "{}", Value::Array(list));
+    }
+    if tickets.is_empty() {
+        return writeln!(out, "no tickets");
+    }
+    writeln!(out, "{:>6}  {:<8}  {:<28}  {:<36}  {:>4}  {:<20}  DUE", "TICKET", "STATUS", "CUSTOMER", "SUBJECT", "MSGS", "OPENED")?;
+    for t in tickets {
+        writeln!(
+            out,
+            "{:>6}  {:<8}  {:<28}  {:<36}  {:>4}  {:<20}  {}",
+            t.id.0,
+            t.status.as_str(),
+            cut(t.customer_address.as_deref().unwrap_or("(unknown)"), 28),
+            cut(&t.subject, 36),
+            t.n_messages,
+            when(t.created_at, tz),
+            t.next_due_at.map_or("-".to_string(), |d| when(d, tz)),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn ticket(
+    out: &mut impl Write,
+    ticket: &TicketView,
+    messages: &[MessageView],
+    events: &[EventView],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
+    if as_json {
+        let mut value = ticket_json(ticket);
+        value["transcript"] = messages
+            .iter()
+            .map(|m| {
+                json!({
+                    "direction": if m.outbound { "out" } else { "in" },
+                    "message_id": m.message_id,
+                    "from": { "address": m.from_address, "name": m.from_name },
+                    "subject": m.subject,
+                    "at": m.received_at.to_string(),
+                    "class": m.class,
+                    "defects": m.defects.split_whitespace().collect::<Vec<_>>(),
+                    "text": m.body_text,
+                })
+            })
+            .collect();
+        value["events"] = events
+            .iter()
+            .map(|e| json!({ "at": e.at.to_string(), "kind": e.kind, "detail": e.detail }))
+            .collect();
+        return writeln!(out, "{value}");
+    }
+    writeln!(out, "Ticket {} [{}] {}", ticket.id.0, ticket.status, ticket.subject)?;
+    let customer = match (&ticket.customer_name, &ticket.customer_address) {
+        (Some(name), Some(address)) => format!("{name} <{address}>"),
+        (None, Some(address)) => address.clone(),
+        _ => "(unknown)".to_string(),
+    };
+    writeln!(out, "Customer: {customer}   Mailbox: {}", ticket.mailbox)?;
+    writeln!(out, "Opened:   {}", when(ticket.created_at, tz))?;
+    if let Some(due) = ticket.next_due_at {
+        writeln!(out, "Answer due by: {}", when(due, tz))?;
+    }
+    for m in messages {
+        let from = match (&m.from_name, &m.from_address) {
+            (Some(name), Some(address)) => format!("{name} <{address}>"),
+            (None, Some(address)) => address.clone(),
+            _ => "(no sender)".to_string(),
+        };
+        let arrow = if m.outbound { "out" } else { "in " };
+        writeln!(out)?;
+        writeln!(out, "── {arrow} {}  {from}  [{}]", when(m.received_at, tz), m.class)?;
+        writeln!(out, "   Subject: {}", m.subject)?;
+        if !m.defects.is_empty() {
+            writeln!(out, "   Defects: {}", m.defects)?;
+        }
+        for line in m.body_text.trim_end().lines() {
+            writeln!(out, "   {line}")?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "Events:")?;
+    for e in events {
+        writeln!(out, "  {}  {:<24} {}", when(e.at, tz), e.kind, e.detail)?;
+    }
+    Ok(())
+}
+
+pub fn outbox(out: &mut impl Write, rows: &[OutboxView], tz: &TimeZone, as_json: bool) -> std::io::Result<()> {
+    if as_json {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id.0,
+                    "ticket": r.ticket.map(|t| t.0),
+                    "kind": r.kind,
+                    "recipients": r.recipients.split_whitespace().collect::<Vec<_>>(),
+                    "subject": r.subject,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "next_attempt_at": r.next_attempt_at.to_string(),
+                    "last_error": r.last_error,
+                    "created_at": r.created_at.to_string(),
+                    "sent_at": r.sent_at.map(|t| t.to_string()),
+                })
+            })
+            .collect();
+        return writeln!(out, "{}", Value::Array(list));
+    }
+    if rows.is_empty() {
+        return writeln!(out, "outbox is empty");
+    }
+    writeln!(out, "{:>6}  {:>6}  {:<15}  {:<7}  {:>8}  {:<28}  {:<20}  LAST ERROR", "ID", "TICKET", "KIND", "STATUS", "ATTEMPTS", "TO", "SENT / NEXT TRY")?;
+    for r in rows {
+        let at = match (r.status.as_str(), r.sent_at) {
+            ("sent", Some(sent)) => when(sent, tz),
+            ("queued", _) => when(r.next_attempt_at, tz),
+            _ => "-".to_string(),
+        };
+        writeln!(
+            out,
+            "{:>6}  {:>6}  {:<15}  {:<7}  {:>8}  {:<28}  {:<20}  {}",
+            r.id.0,
+            r.ticket.map_or("-".to_string(), |t| t.0.to_string()),
+            r.kind,
+            r.status,
+            r.attempts,
+            cut(&r.recipients, 28),
+            at,
+            r.last_error.as_deref().unwrap_or(""),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! Send: drains the outbox over SMTP with lettre.
+//!
+//! The sender reads only committed rows. It sleeps until the earliest due row (capped, so a
+//! clock jump is noticed) or until ingest wakes it. Each send runs inside a tokio timeout
+//! (lettre's own timeout covers only the TCP connect). The outcome is written back in one
+//! transaction with its event: sent, retried later (4xx, network, TLS, timeout), or failed
+//! (5xx, or still failing after `give_up_after`). A row marked sent is never sent again.
+//!
+//! **Architecture Invariant:** send never touches IMAP. At-least-once: a crash between the
+//! server's 250 and the commit of `sent` sends that row again after restart, with the same
+//! bytes and Message-ID, so clients show it once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, OutboxConfig, SmtpConfig, TlsMode, TlsTrust};
+use crate::policy::due_at;
+use crate::store::{Event, OutboxRow, Store, StoreError};
+
+pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// The longest the sender sleeps without looking at the outbox again.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How many due rows one pass claims.
+const BATCH: u32 = 50;
+/// After shutdown is requested, how long a send in flight may still finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How one send attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    Sent,
+    /// Worth retrying: 4xx, network, TLS, timeout.
+    Temporary(String),
+    /// Retrying cannot help: 5xx, or an envelope we cannot build.
+    Permanent(String),
+}
+
+/// Builds the SMTP transport described by `smtp`, trusting `trust`'s extra CA.
+pub fn transport(smtp: &SmtpConfig, trust: &TlsTrust) -> Result<Transport, lettre::transport::smtp::Error> {
+    let server = &smtp.server;
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
+        .port(server.port)
+        .timeout(Some(smtp.timeout))
+        .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(30)));
+    if server.tls != TlsMode::Plain {
+        let mut parameters = TlsParameters::builder(server.host.clone());
+        if let Some(pem) = &trust.extra_ca_pem {
+            parameters = parameters.add_root_certificate(Certificate::from_pem(pem)?);
+        }
+        let parameters = parameters.build()?;
+        builder = builder.tls(match server.tls {
+            TlsMode::Implicit => Tls::Wrapper(parameters),
+            _ => Tls::Required(parameters),
+        });
+    }
+    if let Some((user, password)) = &smtp.credentials {
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+    }
+    Ok(builder.build())
+}
+
+/// Drains the outbox until cancelled.
+pub struct Sender {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub transport: Transport,
+    /// Notified by ingest after a commit that queued mail.
+    pub wake: Arc<Notify>,
+}
+
+impl Sender {
+    pub async fn run(self, cancel: CancellationToken) {
+        while !cancel.is_cancelled() {
+            let pause = match self.pass(&cancel).await {
+                Ok(pause) => pause,
+                Err(err) => {
+                    error!(error = %err, "outbox: cannot read or update the store; retrying in 5s");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified() => {}
+                _ = cancel.cancelled() => break,
+            }
+        }
+        info!("outbox sender stopped");
+    }
+
+    /// Sends every due row; returns how long to sleep before the next pass.
+    async fn pass(&self, cancel: &CancellationToken) -> Result<Duration, StoreError> {
+        loop {
+            let now = Timestamp::now();
+            let due = self.store.read(move |tx| tx.outbox_due(now, BATCH)).await?;
+            let full = due.len() == BATCH as usize;
+            for row in due {
+                if cancel.is_cancelled() {
+                    return Ok(Duration::ZERO);
+                }
+                self.deliver(row, cancel).await?;
+            }
+            if !full {
+                break;
+            }
+        }
+        let next = self.store.read(|tx| tx.outbox_next_due()).await?;
+        let now = Timestamp::now();
+        Ok(match next {
+            Some(at) if at <= now => Duration::ZERO,
+            Some(at) => Duration::try_from(at.duration_since(now)).unwrap_or(MAX_SLEEP).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        })
+    }
+
+    async fn deliver(&self, row: OutboxRow, cancel: &CancellationToken) -> Result<(), StoreError> {
+        let result = self.attempt(&row, cancel).await;
+        let Some(result) = result else {
+            warn!(outbox_id = row.id.0, "shutdown during a send; the row stays queued");
+            return Ok(());
+        };
+        let now = Timestamp::now();
+        let outcome = next_step(&result, &row, &self.config.outbox, now);
+        let (id, ticket) = (row.id, row.ticket);
+        let recipients = row.recipients.join(", ");
+        let message_id = row.message_id.clone();
+        match &outcome {
+            Step::Sent => info!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, to = recipients, "outbox: sent"),
+            Step::Retry { at, reason } => warn!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, reason, retry_at = %at, "outbox: deferred"),
+            Step::Fail { reason } => error!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, reason, "outbox: failed permanently"),
+        }
+        self.store
+            .write(move |tx| {
+                let (kind, detail) = match outcome {
+                    Step::Sent => {
+                        tx.outbox_sent(id, now)?;
+                        ("outbox.sent", format!("to {recipients}"))
+                    }
+                    Step::Retry { at, reason } => {
+                        tx.outbox_retry_at(id, at, &reason)?;
+                        ("outbox.deferred", format!("{reason}; next attempt {at}"))
+                    }
+                    Step::Fail { reason } => {
+                        tx.outbox_failed(id, &reason)?;
+                        ("outbox.failed", reason)
+                    }
+                };
+                tx.record(&Event { kind, ticket, outbox: Some(id), detail, ..Event::default() }, now)
+            })
+            .await
+    }
+
+    /// One SMTP attempt; `None` if shutdown cut it off.
+    async fn attempt(&self, row: &OutboxRow, cancel: &CancellationToken) -> Option<SendResult> {
+        let envelope = match envelope(row) {
+            Ok(envelope) => envelope,
+            Err(reason) => return Some(SendResult::Permanent(reason)),
+        };
+        let limit = self.config.smtp.timeout;
+        let send = tokio::time::timeout(limit, self.transport.send_raw(&envelope, &row.raw));
+        let grace = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            result = send => Some(match result {
+                Ok(Ok(_)) => SendResult::Sent,
+                Ok(Err(err)) => classify(&err),
+                Err(_) => SendResult::Temporary(format!("no answer from the SMTP server within {limit:?}")),
+            }),
+            _ = grace => None,
+        }
+    }
+}
+
+fn envelope(row: &OutboxRow) -> Result<Envelope, String> {
+    let from = row
+        .envelope_from
+        .parse()
+        .map_err(|e| format!("envelope sender `{}` is invalid: {e}", row.envelope_from))?;
+    let to = row
+        .recipients
+        .iter()
+        .map(|r| r.parse().map_err(|e| format!("recipient `{r}` is invalid: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Envelope::new(Some(from), to).map_err(|e| format!("envelope: {e}"))
+}
+
+/// Temporary or permanent, from lettre's error.
+pub fn classify(err: &lettre::transport::smtp::Error) -> SendResult {
+    let reason = err.to_string();
+    if err.is_permanent() {
+        SendResult::Permanent(reason)
+    } else {
+        SendResult::Temporary(reason)
+    }
+}
+
+/// What to write after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Sent,
+    Retry { at: Timestamp, reason: String },
+    Fail { reason: String },
+}
+
+/// Pure: the retry schedule (`retry[min(attempts, len-1)]`) and the give-up rule.
+fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: Timestamp) -> Step {
+    match result {
+        SendResult::Sent => Step::Sent,
+        SendResult::Permanent(reason) => Step::Fail { reason: reason.clone() },
+        SendResult::Temporary(reason) => {
+            if now >= due_at(row.created_at, outbox.give_up_after) {
+                return Step::Fail {
+                    reason: format!("still failing after {:?} ({reason})", outbox.give_up_after),
+                };
+            }
+            let index = (row.attempts as usize).min(outbox.retry.len().saturating_sub(1));
+            let delay = outbox.retry.get(index).copied().unwrap_or(Duration::from_secs(60));
+            Step::Retry { at: due_at(now, delay), reason: reason.clone() }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OutboxId;
+
+    fn row(attempts: u32) -> OutboxRow {
+        OutboxRow {
+            id: OutboxId(1),
+            ticket: None,
+            message_id: "x@y".into(),
+            envelope_from: "support@example.test".into(),
+            recipients: vec!["a@b.c".into()],
+            raw: Vec::new(),
+            attempts,
+            created_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn outbox() -> OutboxConfig {
+        OutboxConfig {
+            retry: vec![Duration::from_secs(10), Duration::from_secs(60)],
+            give_up_after: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn retry_schedule_repeats_its_last_delay_then_gives_up() {
+        let now: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
+        let temporary = SendResult::Temporary("451 try later".into());
+        let at = |secs| Step::Retry { at: due_at(now, Duration::from_secs(secs)), reason: "451 try later".into() };
+        assert_eq!(next_step(&temporary, &row(0), &outbox(), now), at(10));
+        assert_eq!(next_step(&temporary, &row(1), &outbox(), now), at(60));
+        assert_eq!(next_step(&temporary, &row(7), &outbox(), now), at(60));
+        let late: Timestamp = "2026-11-23T11:00:00Z".parse().unwrap();
+        assert!(matches!(next_step(&temporary, &row(9), &outbox(), late), Step::Fail { .. }));
+    }
+
+    #[test]
+    fn permanent_failures_are_final() {
+        let now: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
+        let step = next_step(&SendResult::Permanent("550 no such user".into()), &row(0), &outbox(), now);
+        assert_eq!(step, Step::Fail { reason: "550 no such user".into() });
+        assert_eq!(next_step(&SendResult::Sent, &row(0), &outbox(), now), Step::Sent);
+    }
+
+    #[test]
+    fn bad_envelopes_are_permanent() {
+        let mut bad = row(0);
+        bad.recipients = vec!["not an address".into()];
+        assert!(envelope(&bad).unwrap_err().contains("recipient `not an address` is invalid"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Store: the only module that speaks SQL.
+//!
+//! **Architecture Invariant:** every write happens inside [`Store::write`], one `BEGIN
+//! IMMEDIATE` transaction on the single writer connection. An inbound message's facts, its
+//! outbox rows, its events and the mailbox checkpoint are written by one call, so a crash
+//! leaves either all of them or none.
+//!
+//! SQLite runs in WAL mode, so the CLI reads while the daemon writes. The schema version is
+//! `PRAGMA user_version`; migrations run on open and are idempotent. A PostgreSQL store would
+//! implement the same [`Tx`] methods.
+
+mod tx;
+mod views;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use tx::{Checkpoint, Event, Known, NewMessage, NewOutbox, NewTicket, OutboxRow, Tx, dedupe_key};
+pub use views::{EventView, MessageView, OutboxView, TicketView};
+
+/// Schema migrations, applied in order; `user_version` counts how many have run.
+const MIGRATIONS: [&str; 1] = [include_str!("schema_v1.sql")];
+
+/// Why the store failed. Callers mostly log it and retry the whole unit of work later.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error("database {} has schema version {found}, newer than this deskgate knows ({known}); upgrade deskgate", path.display())]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("the database worker stopped: {0}")]
+    Worker(String),
+}
+
+/// A handle on the database: cheap to clone, one writer connection behind a mutex.
+#[derive(Clone)]
+pub struct Store {
+    /// A std mutex, not tokio's: it is only taken inside `spawn_blocking`, never across `.await`.
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_err(format!("cannot switch to WAL mode (got {mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        migrate(&mut conn, path)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Opens an existing database for reading only (the CLI while the daemon runs).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                reason: "no such file; has `deskgate run` started with this configuration yet?".into(),
+            });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| StoreError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `work` in one write transaction on a blocking thread; commits if it returns `Ok`.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(work))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// [`Store::write`] for callers that are not async (the CLI, tests).
+    pub fn write_blocking<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+        let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let result = work(&Tx::new(&transaction))?;
+        transaction.commit()?;
+        Ok(result)
+    }
+
+    /// Runs read-only `work` in one (deferred) transaction, so it sees one consistent snapshot.
+    pub fn read_blocking<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+        let transaction = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        work(&Tx::new(&transaction))
+    }
+
+    /// [`Store::read_blocking`] from async code.
+    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(work))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction.execute_batch(sql)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch, as stored.
+pub(crate) fn to_ms(at: Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+pub(crate) fn from_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
+}

@@ -1,0 +1,379 @@
+//! The statements the daemon runs inside a transaction.
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{StoreError, from_ms, to_ms};
+use crate::model::{MessageRowId, OutboxId, Person, TicketId, TicketStatus};
+
+/// One open transaction. Obtained from [`super::Store::write`] or [`super::Store::read_blocking`].
+pub struct Tx<'c> {
+    tx: &'c Transaction<'c>,
+}
+
+/// Where a mailbox's ingest stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub uidvalidity: u32,
+    /// Every UID up to and including this one has been committed.
+    pub last_uid: u32,
+}
+
+/// A message already stored under the same dedupe key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub message: MessageRowId,
+    pub ticket: Option<TicketId>,
+    pub outbound: bool,
+}
+
+pub struct NewTicket<'a> {
+    pub mailbox: &'a str,
+    pub subject: &'a str,
+    pub customer: Option<&'a Person>,
+    pub now: Timestamp,
+}
+
+pub struct NewMessage<'a> {
+    pub ticket: TicketId,
+    pub outbound: bool,
+    pub dedupe_key: &'a str,
+    pub message_id: Option<&'a str>,
+    /// `(mailbox, uidvalidity, uid)` for mail fetched over IMAP.
+    pub source: Option<(&'a str, u32, u32)>,
+    pub from: Option<&'a Person>,
+    pub subject: &'a str,
+    pub sent_date: Option<Timestamp>,
+    pub received_at: Timestamp,
+    pub in_reply_to: &'a [String],
+    pub references: &'a [String],
+    pub class: &'a str,
+    pub defects: &'a str,
+    pub body_text: &'a str,
+    pub raw: &'a [u8],
+}
+
+pub struct NewOutbox<'a> {
+    pub ticket: TicketId,
+    pub message: MessageRowId,
+    pub kind: &'a str,
+    pub envelope_from: &'a str,
+    pub recipients: &'a [String],
+    pub now: Timestamp,
+}
+
+/// An outbox row ready to send.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: OutboxId,
+    pub ticket: Option<TicketId>,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+/// An entry for the append-only events table.
+#[derive(Debug, Clone, Default)]
+pub struct Event<'a> {
+    pub kind: &'a str,
+    pub mailbox: Option<&'a str>,
+    pub ticket: Option<TicketId>,
+    pub message: Option<MessageRowId>,
+    pub outbox: Option<OutboxId>,
+    pub detail: String,
+}
+
+impl<'c> Tx<'c> {
+    pub(super) fn new(tx: &'c Transaction<'c>) -> Tx<'c> {
+        Tx { tx }
+    }
+
+    pub(super) fn conn(&self) -> &Transaction<'c> {
+        self.tx
+    }
+
+    // === mailbox checkpoints ===
+
+    pub fn checkpoint(&self, mailbox: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                "SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = ?1",
+                [mailbox],
+                |r| Ok(Checkpoint { uidvalidity: r.get(0)?, last_uid: r.get(1)? }),
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Records progress. Within one UIDVALIDITY the checkpoint only moves forward.
+    pub fn set_checkpoint(&self, mailbox: &str, checkpoint: Checkpoint, now: Timestamp) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (mailbox) DO UPDATE SET
+               last_uid = CASE WHEN uidvalidity = excluded.uidvalidity
+                               THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END,
+               uidvalidity = excluded.uidvalidity,
+               updated_at = excluded.updated_at",
+            params![mailbox, checkpoint.uidvalidity, checkpoint.last_uid, to_ms(now)],
+        )?;
+        Ok(())
+    }
+
+    // === threading look-ups ===
+
+    pub fn known_message(&self, dedupe_key: &str) -> Result<Option<Known>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                "SELECT id, ticket_id, direction FROM messages WHERE dedupe_key = ?1",
+                [dedupe_key],
+                |r| {
+                    Ok(Known {
+                        message: MessageRowId(r.get(0)?),
+                        ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
+                        outbound: r.get::<_, String>(2)? == "out",
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// The ticket of the first of `message_ids` that we know (callers pass newest first).
+    pub fn ticket_by_message_ids(&self, message_ids: &[String]) -> Result<Option<TicketId>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL ORDER BY id LIMIT 1",
+        )?;
+        for id in message_ids {
+            if let Some(ticket) = statement.query_row([id], |r| r.get(0)).optional()? {
+                return Ok(Some(TicketId(ticket)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The addresses taking part in `ticket`, or `None` if there is no such ticket.
+    pub fn participants(&self, ticket: TicketId) -> Result<Option<Vec<String>>, StoreError> {
+        let exists: Option<i64> = self
+            .tx
+            .query_row("SELECT id FROM tickets WHERE id = ?1", [ticket.0], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let mut statement = self
+            .tx
+            .prepare_cached("SELECT address FROM participants WHERE ticket_id = ?1 ORDER BY address")?;
+        let addresses = statement
+            .query_map([ticket.0], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(Some(addresses))
+    }
+
+    // === writes ===
+
+    pub fn create_ticket(&self, ticket: &NewTicket<'_>) -> Result<TicketId, StoreError> {
+        self.tx.execute(
+            "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5)",
+            params![
+                ticket.mailbox,
+                ticket.subject,
+                ticket.customer.map(|c| c.address.as_str()),
+                ticket.customer.and_then(|c| c.name.as_deref()),
+                to_ms(ticket.now)
+            ],
+        )?;
+        Ok(TicketId(self.tx.last_insert_rowid()))
+    }
+
+    pub fn set_ticket_status(&self, ticket: TicketId, status: TicketStatus, now: Timestamp) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE tickets SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            params![ticket.0, status.as_str(), to_ms(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn touch_ticket(&self, ticket: TicketId, now: Timestamp) -> Result<(), StoreError> {
+        self.tx
+            .execute("UPDATE tickets SET updated_at = ?2 WHERE id = ?1", params![ticket.0, to_ms(now)])?;
+        Ok(())
+    }
+
+    pub fn add_participant(&self, ticket: TicketId, person: &Person, role: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO participants (ticket_id, address, name, role) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ticket_id, address) DO UPDATE SET name = coalesce(excluded.name, name)",
+            params![ticket.0, person.address, person.name, role],
+        )?;
+        Ok(())
+    }
+
+    pub fn insert_message(&self, message: &NewMessage<'_>) -> Result<MessageRowId, StoreError> {
+        use sha2::Digest;
+        let sha256 = hex(&sha2::Sha256::digest(message.raw));
+        let (mailbox, uidvalidity, uid) = match message.source {
+            Some((m, v, u)) => (Some(m), Some(v), Some(u)),
+            None => (None, None, None),
+        };
+        self.tx.execute(
+            "INSERT INTO messages (ticket_id, direction, dedupe_key, message_id, mailbox, uidvalidity, uid,
+                                   from_address, from_name, subject, sent_date, received_at, in_reply_to,
+                                   refs, class, defects, body_text, raw_sha256, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            params![
+                message.ticket.0,
+                if message.outbound { "out" } else { "in" },
+                message.dedupe_key,
+                message.message_id,
+                mailbox,
+                uidvalidity,
+                uid,
+                message.from.map(|p| p.address.as_str()),
+                message.from.and_then(|p| p.name.as_deref()),
+                message.subject,
+                message.sent_date.map(to_ms),
+                to_ms(message.received_at),
+                message.in_reply_to.join(" "),
+                message.references.join(" "),
+                message.class,
+                message.defects,
+                message.body_text,
+                sha256,
+                message.raw,
+            ],
+        )?;
+        Ok(MessageRowId(self.tx.last_insert_rowid()))
+    }
+
+    pub fn insert_deadline(
+        &self,
+        ticket: TicketId,
+        message: MessageRowId,
+        kind: &str,
+        due_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO deadlines (ticket_id, message_row_id, kind, due_at) VALUES (?1, ?2, ?3, ?4)",
+            params![ticket.0, message.0, kind, to_ms(due_at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn enqueue(&self, outbox: &NewOutbox<'_>) -> Result<OutboxId, StoreError> {
+        self.tx.execute(
+            "INSERT INTO outbox (ticket_id, message_row_id, kind, envelope_from, recipients, status,
+                                 next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+            params![
+                outbox.ticket.0,
+                outbox.message.0,
+                outbox.kind,
+                outbox.envelope_from,
+                outbox.recipients.join(" "),
+                to_ms(outbox.now)
+            ],
+        )?;
+        Ok(OutboxId(self.tx.last_insert_rowid()))
+    }
+
+    pub fn record(&self, event: &Event<'_>, now: Timestamp) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO events (at, kind, mailbox, ticket_id, message_row_id, outbox_id, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                to_ms(now),
+                event.kind,
+                event.mailbox,
+                event.ticket.map(|t| t.0),
+                event.message.map(|m| m.0),
+                event.outbox.map(|o| o.0),
+                event.detail
+            ],
+        )?;
+        Ok(())
+    }
+
+    // === outbox ===
+
+    /// Queued rows whose next attempt is due at `now`, oldest first.
+    pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT o.id, o.ticket_id, m.message_id, o.envelope_from, o.recipients, m.raw, o.attempts, o.created_at
+             FROM outbox o JOIN messages m ON m.id = o.message_row_id
+             WHERE o.status = 'queued' AND o.next_attempt_at <= ?1
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+        )?;
+        let rows = statement
+            .query_map(params![to_ms(now), limit], |r| {
+                Ok(OutboxRow {
+                    id: OutboxId(r.get(0)?),
+                    ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
+                    message_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    envelope_from: r.get(3)?,
+                    recipients: r.get::<_, String>(4)?.split_whitespace().map(String::from).collect(),
+                    raw: r.get(5)?,
+                    attempts: r.get(6)?,
+                    created_at: from_ms(r.get(7)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// When the earliest queued row is due, if any.
+    pub fn outbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let next: Option<i64> = self.tx.query_row(
+            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(next.map(from_ms))
+    }
+
+    /// Marks a row sent. Only a queued row changes; returns false if it was not queued.
+    pub fn outbox_sent(&self, id: OutboxId, now: Timestamp) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
+             WHERE id = ?1 AND status = 'queued'",
+            params![id.0, to_ms(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn outbox_retry_at(&self, id: OutboxId, next_at: Timestamp, error: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+             WHERE id = ?1 AND status = 'queued'",
+            params![id.0, to_ms(next_at), error],
+        )?;
+        Ok(())
+    }
+
+    pub fn outbox_failed(&self, id: OutboxId, error: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2
+             WHERE id = ?1 AND status = 'queued'",
+            params![id.0, error],
+        )?;
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The dedupe key of an inbound message: its Message-ID, or a hash of its bytes.
+pub fn dedupe_key(message_id: Option<&str>, raw: &[u8]) -> String {
+    use sha2::Digest;
+    match message_id {
+        Some(id) => format!("mid:{id}"),
+        None => format!("sha256:{}", hex(&sha2::Sha256::digest(raw))),
+    }
+}

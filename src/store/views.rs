@@ -1,0 +1,159 @@
+//! Read models for the CLI: what `deskgate tickets`, `ticket N` and `outbox` show.
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, Row};
+
+use super::{StoreError, Tx, from_ms};
+use crate::model::{OutboxId, TicketId, TicketStatus};
+
+#[derive(Debug, Clone)]
+pub struct TicketView {
+    pub id: TicketId,
+    pub mailbox: String,
+    pub subject: String,
+    pub customer_address: Option<String>,
+    pub customer_name: Option<String>,
+    pub status: TicketStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub n_messages: u32,
+    /// The earliest answer still owed, if any.
+    pub next_due_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub outbound: bool,
+    pub message_id: Option<String>,
+    pub from_address: Option<String>,
+    pub from_name: Option<String>,
+    pub subject: String,
+    pub received_at: Timestamp,
+    pub class: String,
+    pub defects: String,
+    pub body_text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub at: Timestamp,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxView {
+    pub id: OutboxId,
+    pub ticket: Option<TicketId>,
+    pub kind: String,
+    pub recipients: String,
+    pub subject: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+const TICKET_COLUMNS: &str = "t.id, t.mailbox, t.subject, t.customer_address, t.customer_name, t.status,
+    t.created_at, t.updated_at,
+    (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id),
+    (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL)";
+
+fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
+    let status: String = r.get(5)?;
+    Ok(TicketView {
+        id: TicketId(r.get(0)?),
+        mailbox: r.get(1)?,
+        subject: r.get(2)?,
+        customer_address: r.get(3)?,
+        customer_name: r.get(4)?,
+        status: TicketStatus::parse(&status).unwrap_or(TicketStatus::Open),
+        created_at: from_ms(r.get(6)?),
+        updated_at: from_ms(r.get(7)?),
+        n_messages: r.get(8)?,
+        next_due_at: r.get::<_, Option<i64>>(9)?.map(from_ms),
+    })
+}
+
+impl Tx<'_> {
+    /// Tickets, newest first, optionally only those in `status`.
+    pub fn tickets(&self, status: Option<TicketStatus>) -> Result<Vec<TicketView>, StoreError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t WHERE ?1 IS NULL OR t.status = ?1 ORDER BY t.id DESC"
+        );
+        let mut statement = self.conn().prepare(&sql)?;
+        let rows = statement
+            .query_map([status.map(|s| s.as_str())], ticket_view)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1");
+        Ok(self.conn().query_row(&sql, [id.0], ticket_view).optional()?)
+    }
+
+    /// Every message of a ticket in the order it was received or written.
+    pub fn transcript(&self, id: TicketId) -> Result<Vec<MessageView>, StoreError> {
+        let mut statement = self.conn().prepare(
+            "SELECT direction, message_id, from_address, from_name, subject, received_at, class, defects, body_text
+             FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
+        )?;
+        let rows = statement
+            .query_map([id.0], |r| {
+                Ok(MessageView {
+                    outbound: r.get::<_, String>(0)? == "out",
+                    message_id: r.get(1)?,
+                    from_address: r.get(2)?,
+                    from_name: r.get(3)?,
+                    subject: r.get(4)?,
+                    received_at: from_ms(r.get(5)?),
+                    class: r.get(6)?,
+                    defects: r.get(7)?,
+                    body_text: r.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn events_of(&self, id: TicketId) -> Result<Vec<EventView>, StoreError> {
+        let mut statement = self
+            .conn()
+            .prepare("SELECT at, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id")?;
+        let rows = statement
+            .query_map([id.0], |r| Ok(EventView { at: from_ms(r.get(0)?), kind: r.get(1)?, detail: r.get(2)? }))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Outbox rows, newest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
+        let mut statement = self.conn().prepare(
+            "SELECT o.id, o.ticket_id, o.kind, o.recipients, m.subject, o.status, o.attempts, o.next_attempt_at,
+                    o.last_error, o.created_at, o.sent_at
+             FROM outbox o JOIN messages m ON m.id = o.message_row_id
+             ORDER BY o.id DESC",
+        )?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(OutboxView {
+                    id: OutboxId(r.get(0)?),
+                    ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
+                    kind: r.get(2)?,
+                    recipients: r.get(3)?,
+                    subject: r.get(4)?,
+                    status: r.get(5)?,
+                    attempts: r.get(6)?,
+                    next_attempt_at: from_ms(r.get(7)?),
+                    last_error: r.get(8)?,
+                    created_at: from_ms(r.get(9)?),
+                    sent_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
