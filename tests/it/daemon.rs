@@ -1,0 +1,212 @@
+//! Runs the real `deskgate` binary against a lab: writes its configuration, starts, stops
+//! (SIGTERM) or kills (SIGKILL) it, and runs CLI subcommands for assertions.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::Lab;
+
+/// How the daemon reaches the lab's IMAP server.
+#[derive(Debug, Clone, Copy)]
+pub enum Imap {
+    Implicit,
+    Starttls,
+    Plain,
+}
+
+/// A configuration directory (config file, database, log) for one daemon.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    /// A config for `lab`: support@ mailbox over `imap`, SMTP submission with STARTTLS and
+    /// AUTH, retries every second; `extra` is appended to the [[mailbox]] table.
+    pub fn new(lab: &Lab, imap: Imap, mailbox_extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, tls) = match imap {
+            Imap::Implicit => (lab.imaps_port, "implicit"),
+            Imap::Starttls => (lab.imap_port, "starttls"),
+            Imap::Plain => (lab.imap_port, "plain"),
+        };
+        let text = format!(
+            r#"database = "deskgate.db"
+ca_file = "{ca}"
+
+[support]
+address = "support@example.test"
+name = "Example Support"
+
+[policy]
+first_response = "24h"
+
+[[mailbox]]
+name = "support"
+host = "127.0.0.1"
+port = {port}
+tls = "{tls}"
+user = "support@example.test"
+password = "support-pw"
+poll_interval = "1s"
+timeout = "20s"
+{mailbox_extra}
+
+[smtp]
+host = "127.0.0.1"
+port = {submission}
+tls = "starttls"
+user = "support@example.test"
+password_file = "smtp-password"
+timeout = "10s"
+
+[outbox]
+retry = ["1s"]
+"#,
+            ca = lab.ca_file.display(),
+            submission = lab.submission_port,
+        );
+        std::fs::write(dir.path().join("smtp-password"), "support-pw\n").expect("write password file");
+        let config = dir.path().join("deskgate.toml");
+        std::fs::write(&config, text).expect("write config");
+        Setup { dir, config }
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("deskgate.db")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Starts `deskgate run`; its log is appended to daemon.log in the setup directory.
+    pub fn start(&self) -> Daemon {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("open log");
+        let child = Command::new(env!("CARGO_BIN_EXE_deskgate"))
+            .args(["--config", self.config.to_str().expect("utf-8 path"), "run"])
+            .env("DESKGATE_LOG", "deskgate=debug,info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn deskgate run");
+        Daemon { child: Some(child) }
+    }
+
+    /// Runs a CLI subcommand against this setup's configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_deskgate"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run deskgate")
+    }
+
+    /// `deskgate <args> --json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let output = self.cli(&all);
+        assert!(
+            output.status.success(),
+            "deskgate {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON output")
+    }
+
+    /// Polls `deskgate <args> --json` until `ready` holds; panics with the log after `limit`.
+    pub async fn wait_json(&self, args: &[&str], limit: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.database().exists() {
+                let value = self.json(args);
+                if ready(&value) {
+                    return value;
+                }
+                if Instant::now() > deadline {
+                    panic!("timed out waiting on deskgate {args:?}; last value {value:#}\nlog:\n{}", self.log());
+                }
+            } else if Instant::now() > deadline {
+                panic!("no database after {limit:?}; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A running `deskgate run`; killed on drop if still running.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// SIGTERM, then waits; returns the exit status and how long the exit took.
+    pub fn stop(mut self) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        signal(&child, "TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("deskgate did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash or power loss of the process.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "KILL");
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Parsed view of a raw message, through deskgate's own parser.
+pub fn parsed(raw: &[u8]) -> deskgate::parse::ParsedMessage {
+    deskgate::parse::parse(raw)
+}
+
+/// The header `name` of `raw`, unfolded, if present.
+pub fn header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+    })
+}

@@ -1,0 +1,15 @@
+//! Integration tests: one binary, one harness (ripgrep's layout).
+//!
+//! Real-server tests start their own Postfix + Dovecot and run only with DESKGATE_IT=1
+//! (the README's test command sets it); without it they print why and return.
+
+/// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
+mod daemon;
+/// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
+mod durability;
+/// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.
+mod flow;
+/// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
+mod harness;
+/// IMAP TLS modes, check-config --connect, SMTP outage.
+mod transport;
