@@ -521,3 +521,6 @@ fn is_loopback(host: &str) -> bool {
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests;

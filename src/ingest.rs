@@ -118,7 +118,7 @@ fn apply(
         tx.touch_ticket(ticket, now)?;
     }
     if class == Class::Customer {
-        for person in participants(parsed, &config.support.address.to_string()) {
+        for person in participants(parsed, config.support.address.as_ref()) {
             let role = if Some(person.address.as_str()) == sender { "customer" } else { "cc" };
             tx.add_participant(ticket, person, role)?;
         }
@@ -153,61 +153,61 @@ fn apply(
     if created {
         tx.record(&event("ticket.created", String::new()), now)?;
     }
-    tx.record(&event("message.received", format!("{class_text}; {threading:?}")), now)?;
+    tx.record(&event("message.received", format!("{class_text}; {}", threading.describe())), now)?;
     if let Some((kind, due_at)) = decision.deadline {
         tx.insert_deadline(ticket, message, kind.as_str(), due_at)?;
     }
 
     let mut acknowledgement = None;
-    if decision.acknowledge {
-        if let (Some(customer), Some((_, due_at))) = (&parsed.from, decision.deadline) {
-            let ack = AckFor {
-                ticket,
-                customer,
-                subject: &parsed.subject,
-                message_id: parsed.message_id.as_deref(),
-                references: &parsed.references,
-                due_at,
-            };
-            match render::acknowledgement(&config.support, &config.templates, ack, now) {
-                Ok(out) => {
-                    let support = Person::new(&out.envelope_from, Some(&config.support.name));
-                    let out_row = tx.insert_message(&NewMessage {
-                        ticket,
-                        outbound: true,
-                        dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
-                        message_id: Some(&out.message_id),
-                        source: None,
-                        from: Some(&support),
-                        subject: &out.subject,
-                        sent_date: Some(now),
-                        received_at: now,
-                        in_reply_to: parsed.message_id.as_slice(),
-                        references: &[],
-                        class: "acknowledgement",
-                        defects: "",
-                        body_text: &out.text,
-                        raw: &out.raw,
-                    })?;
-                    let outbox = tx.enqueue(&NewOutbox {
-                        ticket,
-                        message: out_row,
-                        kind: "acknowledgement",
-                        envelope_from: &out.envelope_from,
-                        recipients: &out.recipients,
-                        now,
-                    })?;
-                    tx.record(
-                        &Event {
-                            outbox: Some(outbox),
-                            ..event("ack.queued", format!("to {}", out.recipients.join(", ")))
-                        },
-                        now,
-                    )?;
-                    acknowledgement = Some(outbox);
-                }
-                Err(err) => tx.record(&event("ack.not_sent", err.to_string()), now)?,
+    if decision.acknowledge
+        && let (Some(customer), Some((_, due_at))) = (&parsed.from, decision.deadline)
+    {
+        let ack = AckFor {
+            ticket,
+            customer,
+            subject: &parsed.subject,
+            message_id: parsed.message_id.as_deref(),
+            references: &parsed.references,
+            due_at,
+        };
+        match render::acknowledgement(&config.support, &config.templates, ack, now) {
+            Ok(out) => {
+                let support = Person::new(&out.envelope_from, Some(&config.support.name));
+                let out_row = tx.insert_message(&NewMessage {
+                    ticket,
+                    outbound: true,
+                    dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
+                    message_id: Some(&out.message_id),
+                    source: None,
+                    from: Some(&support),
+                    subject: &out.subject,
+                    sent_date: Some(now),
+                    received_at: now,
+                    in_reply_to: parsed.message_id.as_slice(),
+                    references: &[],
+                    class: "acknowledgement",
+                    defects: "",
+                    body_text: &out.text,
+                    raw: &out.raw,
+                })?;
+                let outbox = tx.enqueue(&NewOutbox {
+                    ticket,
+                    message: out_row,
+                    kind: "acknowledgement",
+                    envelope_from: &out.envelope_from,
+                    recipients: &out.recipients,
+                    now,
+                })?;
+                tx.record(
+                    &Event {
+                        outbox: Some(outbox),
+                        ..event("ack.queued", format!("to {}", out.recipients.join(", ")))
+                    },
+                    now,
+                )?;
+                acknowledgement = Some(outbox);
             }
+            Err(err) => tx.record(&event("ack.not_sent", err.to_string()), now)?,
         }
     }
     Ok(Outcome::Stored { ticket, created, threading, class, acknowledgement })

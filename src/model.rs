@@ -83,7 +83,7 @@ impl Person {
         Person {
             address: address.trim().to_ascii_lowercase(),
             name: name
-                .map(|n| clean_header_text(n))
+                .map(clean_header_text)
                 .filter(|n| !n.is_empty()),
         }
     }

@@ -122,7 +122,7 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
 fn raw_header(message: &mail_parser::Message<'_>, name: &str) -> Option<String> {
     message
         .header_raw(name)
-        .map(|v| clean_header_text(v))
+        .map(clean_header_text)
         .filter(|v| !v.is_empty())
 }
 

@@ -28,6 +28,18 @@ pub enum Threading {
 }
 
 impl Threading {
+    /// Why the message landed where it did, for events and logs.
+    pub fn describe(self) -> String {
+        match self {
+            Threading::Reference(id) => format!("threaded into ticket {id} by In-Reply-To/References"),
+            Threading::Tag(id) => format!("threaded into ticket {id} by its subject tag"),
+            Threading::NewIgnoringTag(id) => {
+                format!("new ticket; the subject names ticket {id} but the sender takes no part in it")
+            }
+            Threading::New => "new ticket".to_string(),
+        }
+    }
+
     pub fn ticket(self) -> Option<TicketId> {
         match self {
             Threading::Reference(id) | Threading::Tag(id) => Some(id),

@@ -206,10 +206,10 @@ impl MailboxTask {
         // The limit applies to each response, so a batch of large messages is not cut off.
         while let Some(item) = timed(limit, "UID FETCH response", async { Ok::<_, FetchError>(stream.next().await) }).await? {
             let fetch = item?;
-            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
-                if batch.binary_search(&uid).is_ok() {
-                    fetched.push((uid, body.to_vec()));
-                }
+            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body())
+                && batch.binary_search(&uid).is_ok()
+            {
+                fetched.push((uid, body.to_vec()));
             }
         }
         fetched.sort_unstable_by_key(|(uid, _)| *uid);
@@ -282,7 +282,7 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
     let message_id = message_id.unwrap_or("");
     match outcome {
         Outcome::Stored { ticket, created, threading, class, acknowledgement } => info!(
-            mailbox, uid, message_id, ticket = ticket.0, created, threading = ?threading,
+            mailbox, uid, message_id, ticket = ticket.0, created, threading = %threading.describe(),
             class = %class.as_str(), acknowledged = acknowledgement.is_some(),
             "message stored on ticket {ticket}"
         ),

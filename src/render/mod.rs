@@ -83,10 +83,10 @@ pub fn acknowledgement(
                 reason: err.to_string(),
             })?;
     let mut references: Vec<String> = ack.references.to_vec();
-    if let Some(id) = ack.message_id {
-        if !references.iter().any(|r| r == id) {
-            references.push(id.to_string());
-        }
+    if let Some(id) = ack.message_id
+        && !references.iter().any(|r| r == id)
+    {
+        references.push(id.to_string());
     }
     let message_id = new_message_id(support);
     let mut builder = lettre::Message::builder()

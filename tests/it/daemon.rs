@@ -70,7 +70,8 @@ retry = ["1s"]
             ca = lab.ca_file.display(),
             submission = lab.submission_port,
         );
-        std::fs::write(dir.path().join("smtp-password"), "support-pw\n").expect("write password file");
+        std::fs::write(dir.path().join("smtp-password"), "support-pw\n")
+            .expect("write password file");
         let config = dir.path().join("deskgate.toml");
         std::fs::write(&config, text).expect("write config");
         Setup { dir, config }
@@ -127,7 +128,12 @@ retry = ["1s"]
     }
 
     /// Polls `deskgate <args> --json` until `ready` holds; panics with the log after `limit`.
-    pub async fn wait_json(&self, args: &[&str], limit: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_json(
+        &self,
+        args: &[&str],
+        limit: Duration,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             if self.database().exists() {
@@ -136,7 +142,10 @@ retry = ["1s"]
                     return value;
                 }
                 if Instant::now() > deadline {
-                    panic!("timed out waiting on deskgate {args:?}; last value {value:#}\nlog:\n{}", self.log());
+                    panic!(
+                        "timed out waiting on deskgate {args:?}; last value {value:#}\nlog:\n{}",
+                        self.log()
+                    );
                 }
             } else if Instant::now() > deadline {
                 panic!("no database after {limit:?}; log:\n{}", self.log());
@@ -207,6 +216,7 @@ pub fn header(raw: &[u8], name: &str) -> Option<String> {
     let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
     unfolded.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
     })
 }

@@ -6,7 +6,13 @@ use std::time::{Duration, Instant};
 use crate::daemon::{Imap, Setup, parsed};
 use crate::harness::{Lab, message};
 
-const CUSTOMERS: [&str; 5] = ["customer1", "customer2", "customer3", "customer4", "customer5"];
+const CUSTOMERS: [&str; 5] = [
+    "customer1",
+    "customer2",
+    "customer3",
+    "customer4",
+    "customer5",
+];
 
 fn n_tickets(setup: &Setup) -> usize {
     if !setup.database().exists() {
@@ -23,23 +29,61 @@ async fn restart_creates_no_duplicates() {
     let customer = lab.address("customer1");
 
     let daemon = setup.start();
-    lab.send(&customer, &[&support], &message(&customer, &support, "First", "r1@customer.test", "one\n", &[])).await;
-    lab.wait_for("customer1", "INBOX", 1, Duration::from_secs(30)).await;
+    lab.send(
+        &customer,
+        &[&support],
+        &message(
+            &customer,
+            &support,
+            "First",
+            "r1@customer.test",
+            "one\n",
+            &[],
+        ),
+    )
+    .await;
+    lab.wait_for("customer1", "INBOX", 1, Duration::from_secs(30))
+        .await;
     assert!(daemon.stop().0.success());
 
     // Mail that arrives while the daemon is down is picked up after the restart, once.
-    lab.send(&customer, &[&support], &message(&customer, &support, "Second", "r2@customer.test", "two\n", &[])).await;
-    lab.wait_for("support", "INBOX", 2, Duration::from_secs(30)).await;
+    lab.send(
+        &customer,
+        &[&support],
+        &message(
+            &customer,
+            &support,
+            "Second",
+            "r2@customer.test",
+            "two\n",
+            &[],
+        ),
+    )
+    .await;
+    lab.wait_for("support", "INBOX", 2, Duration::from_secs(30))
+        .await;
     for round in 0..2 {
         let daemon = setup.start();
-        setup.wait_json(&["tickets"], Duration::from_secs(30), |t| t.as_array().is_some_and(|l| l.len() == 2)).await;
-        lab.wait_for("customer1", "INBOX", 2, Duration::from_secs(30)).await;
+        setup
+            .wait_json(&["tickets"], Duration::from_secs(30), |t| {
+                t.as_array().is_some_and(|l| l.len() == 2)
+            })
+            .await;
+        lab.wait_for("customer1", "INBOX", 2, Duration::from_secs(30))
+            .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (status, took) = daemon.stop();
-        assert!(status.success() && took < Duration::from_secs(10), "round {round}: {status} after {took:?}");
+        assert!(
+            status.success() && took < Duration::from_secs(10),
+            "round {round}: {status} after {took:?}"
+        );
     }
     assert_eq!(n_tickets(&setup), 2);
-    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 2, "one acknowledgement per message");
+    assert_eq!(
+        lab.fetch_all("customer1", "INBOX").await.len(),
+        2,
+        "one acknowledgement per message"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,7 +97,14 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
     for index in 0..N {
         let customer = CUSTOMERS[index % CUSTOMERS.len()];
         let id = format!("bulk{index}@customer.test");
-        let raw = message(&lab.address(customer), &support, &format!("Question {index}"), &id, "help\n", &[]);
+        let raw = message(
+            &lab.address(customer),
+            &support,
+            &format!("Question {index}"),
+            &id,
+            "help\n",
+            &[],
+        );
         lab.append("support", "INBOX", &raw).await;
         expected.insert(id, customer);
     }
@@ -64,26 +115,43 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
         let daemon = setup.start();
         let started = Instant::now();
         while n_tickets(&setup) < threshold {
-            assert!(started.elapsed() < Duration::from_secs(60), "stuck below {threshold}; log:\n{}", setup.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "stuck below {threshold}; log:\n{}",
+                setup.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         daemon.kill();
         n_kills += 1;
     }
     let daemon = setup.start();
-    setup.wait_json(&["tickets"], Duration::from_secs(90), |t| t.as_array().is_some_and(|l| l.len() >= N)).await;
+    setup
+        .wait_json(&["tickets"], Duration::from_secs(90), |t| {
+            t.as_array().is_some_and(|l| l.len() >= N)
+        })
+        .await;
     setup
         .wait_json(&["outbox"], Duration::from_secs(90), |o| {
-            o.as_array().is_some_and(|rows| rows.len() >= N && rows.iter().all(|r| r["status"] == "sent"))
+            o.as_array()
+                .is_some_and(|rows| rows.len() >= N && rows.iter().all(|r| r["status"] == "sent"))
         })
         .await;
     assert!(daemon.stop().0.success());
 
     // Every message is in exactly one ticket.
     let tickets = setup.json(&["tickets"]);
-    assert_eq!(tickets.as_array().unwrap().len(), N, "one ticket per message");
+    assert_eq!(
+        tickets.as_array().unwrap().len(),
+        N,
+        "one ticket per message"
+    );
     let outbox = setup.json(&["outbox"]);
-    assert_eq!(outbox.as_array().unwrap().len(), N, "one acknowledgement queued per message");
+    assert_eq!(
+        outbox.as_array().unwrap().len(),
+        N,
+        "one acknowledgement queued per message"
+    );
 
     // Every customer message got an acknowledgement, each with its own Message-ID; a message
     // can be delivered twice only if a kill landed between the server's 250 and our commit.
@@ -93,14 +161,29 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
         for raw in lab.fetch_all(customer, "INBOX").await {
             let ack = parsed(&raw);
             let original = ack.in_reply_to.first().cloned().expect("In-Reply-To");
-            assert_eq!(expected.get(&original), Some(&customer), "ack for {original} reached {customer}");
-            answered.entry(original).or_default().insert(ack.message_id.expect("Message-ID"));
+            assert_eq!(
+                expected.get(&original),
+                Some(&customer),
+                "ack for {original} reached {customer}"
+            );
+            answered
+                .entry(original)
+                .or_default()
+                .insert(ack.message_id.expect("Message-ID"));
             n_delivered += 1;
         }
     }
     assert_eq!(answered.len(), N, "every message acknowledged");
-    assert!(answered.values().all(|ids| ids.len() == 1), "one acknowledgement (Message-ID) per message");
+    assert!(
+        answered.values().all(|ids| ids.len() == 1),
+        "one acknowledgement (Message-ID) per message"
+    );
     let n_resent = n_delivered - N;
-    eprintln!("sigkill test: {N} messages, {n_kills} kills, {n_delivered} deliveries ({n_resent} re-sent after a kill)");
-    assert!(n_resent <= n_kills, "at most one re-send per kill, got {n_resent}");
+    eprintln!(
+        "sigkill test: {N} messages, {n_kills} kills, {n_delivered} deliveries ({n_resent} re-sent after a kill)"
+    );
+    assert!(
+        n_resent <= n_kills,
+        "at most one re-send per kill, got {n_resent}"
+    );
 }

@@ -16,7 +16,14 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
     let (customer, support) = (lab.address("customer1"), lab.address("support"));
 
     // 1. A customer mail → one ticket, and the acknowledgement arrives in the customer's inbox.
-    let original = message(&format!("Mona Q <{customer}>"), &support, "Printer on fire", "m1@customer.test", "It smokes.\n", &[]);
+    let original = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        "Printer on fire",
+        "m1@customer.test",
+        "It smokes.\n",
+        &[],
+    );
     lab.send(&customer, &[&support], &original).await;
     let inbox = lab.wait_for("customer1", "INBOX", 1, WAIT).await;
     let tickets = setup.json(&["tickets"]);
@@ -25,19 +32,43 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
     let number = list[0]["id"].as_i64().expect("id");
     assert_eq!(list[0]["customer"]["address"], customer);
     assert_eq!(list[0]["status"], "open");
-    assert!(list[0]["next_due_at"].is_string(), "a first-response deadline is stored");
+    assert!(
+        list[0]["next_due_at"].is_string(),
+        "a first-response deadline is stored"
+    );
 
     let ack = &inbox[0];
     let ack_fields = parsed(ack);
-    assert_eq!(ack_fields.subject, format!("Re: Printer on fire [#{number}]"));
+    assert_eq!(
+        ack_fields.subject,
+        format!("Re: Printer on fire [#{number}]")
+    );
     assert_eq!(ack_fields.in_reply_to, vec!["m1@customer.test"]);
-    assert!(ack_fields.references.contains(&"m1@customer.test".to_string()));
+    assert!(
+        ack_fields
+            .references
+            .contains(&"m1@customer.test".to_string())
+    );
     let ack_id = ack_fields.message_id.clone().expect("our Message-ID");
     assert!(ack_id.ends_with("@example.test"), "{ack_id}");
-    assert_eq!(ack_fields.from.as_ref().map(|p| p.address.as_str()), Some("support@example.test"));
-    assert_eq!(header(ack, "Auto-Submitted").as_deref(), Some("auto-replied"));
-    assert!(ack_fields.text.contains(&format!("[#{number}]")), "{}", ack_fields.text);
-    assert!(ack_fields.text.contains("will answer you by"), "{}", ack_fields.text);
+    assert_eq!(
+        ack_fields.from.as_ref().map(|p| p.address.as_str()),
+        Some("support@example.test")
+    );
+    assert_eq!(
+        header(ack, "Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert!(
+        ack_fields.text.contains(&format!("[#{number}]")),
+        "{}",
+        ack_fields.text
+    );
+    assert!(
+        ack_fields.text.contains("will answer you by"),
+        "{}",
+        ack_fields.text
+    );
     assert!(String::from_utf8_lossy(ack).contains("multipart/alternative"));
     // Processed mail is flagged \Seen only after the commit.
     let flags = lab.flags("support", "INBOX").await;
@@ -50,40 +81,93 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
         &format!("Re: Printer on fire [#{number}]"),
         "m2@customer.test",
         "Still smoking.\n",
-        &[("In-Reply-To", &format!("<{ack_id}>")), ("References", &format!("<m1@customer.test> <{ack_id}>"))],
+        &[
+            ("In-Reply-To", &format!("<{ack_id}>")),
+            ("References", &format!("<m1@customer.test> <{ack_id}>")),
+        ],
     );
     lab.send(&customer, &[&support], &reply).await;
     setup
-        .wait_json(&["ticket", &number.to_string()], WAIT, |t| t["transcript"].as_array().is_some_and(|m| m.len() == 3))
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            t["transcript"].as_array().is_some_and(|m| m.len() == 3)
+        })
         .await;
 
     // A stranger who guesses the ticket number gets a ticket of their own (and its ack).
     let stranger = lab.address("customer2");
-    let guess = message(&stranger, &support, &format!("Re: [#{number}] let me in"), "m3@stranger.test", "hi\n", &[]);
+    let guess = message(
+        &stranger,
+        &support,
+        &format!("Re: [#{number}] let me in"),
+        "m3@stranger.test",
+        "hi\n",
+        &[],
+    );
     lab.send(&stranger, &[&support], &guess).await;
     lab.wait_for("customer2", "INBOX", 1, WAIT).await;
 
     // The real customer writing again with only the tag joins their ticket.
-    let tagged = message(&customer, &support, &format!("More info [#{number}]"), "m4@customer.test", "Model X100.\n", &[]);
+    let tagged = message(
+        &customer,
+        &support,
+        &format!("More info [#{number}]"),
+        "m4@customer.test",
+        "Model X100.\n",
+        &[],
+    );
     lab.send(&customer, &[&support], &tagged).await;
     let ticket = setup
-        .wait_json(&["ticket", &number.to_string()], WAIT, |t| t["transcript"].as_array().is_some_and(|m| m.len() == 4))
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            t["transcript"].as_array().is_some_and(|m| m.len() == 4)
+        })
         .await;
-    let texts: Vec<&str> = ticket["transcript"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap_or("")).collect();
-    assert!(texts[0].contains("It smokes.") && texts[2].contains("Still smoking.") && texts[3].contains("Model X100."), "{texts:?}");
+    let texts: Vec<&str> = ticket["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        texts[0].contains("It smokes.")
+            && texts[2].contains("Still smoking.")
+            && texts[3].contains("Model X100."),
+        "{texts:?}"
+    );
 
     let tickets = setup.json(&["tickets"]);
-    assert_eq!(tickets.as_array().unwrap().len(), 2, "only the stranger opened a second ticket: {tickets:#}");
+    assert_eq!(
+        tickets.as_array().unwrap().len(),
+        2,
+        "only the stranger opened a second ticket: {tickets:#}"
+    );
     // Give a (wrong) second acknowledgement every chance to arrive, then count.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 1, "exactly one acknowledgement for customer1");
+    assert_eq!(
+        lab.fetch_all("customer1", "INBOX").await.len(),
+        1,
+        "exactly one acknowledgement for customer1"
+    );
     let outbox = setup.json(&["outbox"]);
     assert_eq!(outbox.as_array().unwrap().len(), 2, "{outbox:#}");
-    assert!(outbox.as_array().unwrap().iter().all(|r| r["status"] == "sent"), "{outbox:#}");
+    assert!(
+        outbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "sent"),
+        "{outbox:#}"
+    );
 
     let (status, took) = daemon.stop();
-    assert!(status.success(), "exit status {status}; log:\n{}", setup.log());
-    assert!(took < Duration::from_secs(10), "SIGTERM to exit took {took:?}");
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        setup.log()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM to exit took {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,15 +183,36 @@ async fn automatic_mail_is_recorded_but_never_answered() {
         ("auto3@x.test", &[("Auto-Submitted", "auto-generated")]),
     ];
     for (id, extra) in cases {
-        let raw = message(&sender, &support, "Out of office", id, "I am away.\n", extra);
+        let raw = message(
+            &sender,
+            &support,
+            "Out of office",
+            id,
+            "I am away.\n",
+            extra,
+        );
         lab.send(&sender, &[&support], &raw).await;
     }
     // A bounce-like message with a null envelope sender (Return-Path: <>).
-    let bounce = message(&lab.address("postmaster"), &support, "Undelivered Mail", "auto4@x.test", "failed\n", &[]);
+    let bounce = message(
+        &lab.address("postmaster"),
+        &support,
+        "Undelivered Mail",
+        "auto4@x.test",
+        "failed\n",
+        &[],
+    );
     lab.send("", &[&support], &bounce).await;
-    let tickets = setup.wait_json(&["tickets"], WAIT, |t| t.as_array().is_some_and(|l| l.len() == 4)).await;
+    let tickets = setup
+        .wait_json(&["tickets"], WAIT, |t| {
+            t.as_array().is_some_and(|l| l.len() == 4)
+        })
+        .await;
     for ticket in tickets.as_array().unwrap() {
-        assert!(ticket["next_due_at"].is_null(), "automatic mail sets no deadline: {ticket:#}");
+        assert!(
+            ticket["next_due_at"].is_null(),
+            "automatic mail sets no deadline: {ticket:#}"
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(setup.json(&["outbox"]).as_array().unwrap().is_empty());

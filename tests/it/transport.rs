@@ -13,17 +13,37 @@ async fn imap_over_starttls_and_plain_loopback() {
         let setup = Setup::new(&lab, mode, "");
         let check = setup.cli(&["check-config", "--connect"]);
         let report = String::from_utf8_lossy(&check.stdout).to_string();
-        assert!(check.status.success(), "{mode:?}: {report}{}", String::from_utf8_lossy(&check.stderr));
+        assert!(
+            check.status.success(),
+            "{mode:?}: {report}{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         assert!(report.contains("imap support: ok"), "{report}");
         assert!(report.contains(": ok"), "{report}");
         if let Imap::Plain = mode {
-            assert!(report.contains("warning: mailbox `support`: tls = \"plain\""), "{report}");
+            assert!(
+                report.contains("warning: mailbox `support`: tls = \"plain\""),
+                "{report}"
+            );
         }
         let daemon = setup.start();
         let customer = lab.address(&format!("customer{}", index + 1));
-        let raw = message(&customer, &support, &format!("Over {mode:?}"), &format!("tls{index}@c.test"), "x\n", &[]);
+        let raw = message(
+            &customer,
+            &support,
+            &format!("Over {mode:?}"),
+            &format!("tls{index}@c.test"),
+            "x\n",
+            &[],
+        );
         lab.send(&customer, &[&support], &raw).await;
-        lab.wait_for(&format!("customer{}", index + 1), "INBOX", 1, Duration::from_secs(30)).await;
+        lab.wait_for(
+            &format!("customer{}", index + 1),
+            "INBOX",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
         assert!(daemon.stop().0.success());
     }
 }
@@ -40,16 +60,32 @@ async fn check_config_connect_says_what_failed() {
     let check = setup.cli(&["check-config", "--connect"]);
     let report = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{report}");
-    assert!(report.contains("imap support: FAILED: TLS: invalid peer certificate: UnknownIssuer"), "{report}");
-    assert!(report.contains(&format!("smtp 127.0.0.1:{}: FAILED:", lab.submission_port)), "{report}");
+    assert!(
+        report.contains("imap support: FAILED: TLS: invalid peer certificate: UnknownIssuer"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("smtp 127.0.0.1:{}: FAILED:", lab.submission_port)),
+        "{report}"
+    );
 
     let setup = Setup::new(&lab, Imap::Implicit, "");
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen("password = \"support-pw\"", "password = \"wrong\"", 1);
+    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
+        "password = \"support-pw\"",
+        "password = \"wrong\"",
+        1,
+    );
     std::fs::write(&setup.config, text).unwrap();
     let check = setup.cli(&["check-config", "--connect"]);
     let report = String::from_utf8_lossy(&check.stdout);
-    assert!(report.contains("imap support: FAILED: login as support@example.test refused"), "{report}");
-    assert!(report.contains(&format!("smtp 127.0.0.1:{}: ok", lab.submission_port)), "{report}");
+    assert!(
+        report.contains("imap support: FAILED: login as support@example.test refused"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("smtp 127.0.0.1:{}: ok", lab.submission_port)),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,29 +98,56 @@ async fn smtp_outage_delays_acknowledgements_but_loses_none() {
     // Postfix is down, so customer mail is put straight into the mailbox.
     for index in 0..3 {
         let customer = lab.address(&format!("customer{}", index + 1));
-        let raw = message(&customer, &support, "While SMTP is down", &format!("down{index}@c.test"), "x\n", &[]);
+        let raw = message(
+            &customer,
+            &support,
+            "While SMTP is down",
+            &format!("down{index}@c.test"),
+            "x\n",
+            &[],
+        );
         lab.append("support", "INBOX", &raw).await;
     }
     // Acknowledgements are queued and retried, each attempt failing with a reason.
     let outbox = setup
         .wait_json(&["outbox"], Duration::from_secs(30), |o| {
-            o.as_array().is_some_and(|rows| rows.len() == 3 && rows.iter().all(|r| r["attempts"].as_u64() >= Some(2)))
+            o.as_array().is_some_and(|rows| {
+                rows.len() == 3 && rows.iter().all(|r| r["attempts"].as_u64() >= Some(2))
+            })
         })
         .await;
     for row in outbox.as_array().unwrap() {
         assert_eq!(row["status"], "queued", "{row:#}");
-        assert!(row["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{row:#}");
+        assert!(
+            row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{row:#}"
+        );
     }
     lab.start_postfix();
     for index in 0..3 {
-        lab.wait_for(&format!("customer{}", index + 1), "INBOX", 1, Duration::from_secs(30)).await;
+        lab.wait_for(
+            &format!("customer{}", index + 1),
+            "INBOX",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
     }
     setup
-        .wait_json(&["outbox"], Duration::from_secs(30), |o| o.as_array().is_some_and(|rows| rows.iter().all(|r| r["status"] == "sent")))
+        .wait_json(&["outbox"], Duration::from_secs(30), |o| {
+            o.as_array()
+                .is_some_and(|rows| rows.iter().all(|r| r["status"] == "sent"))
+        })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     for index in 0..3 {
-        assert_eq!(lab.fetch_all(&format!("customer{}", index + 1), "INBOX").await.len(), 1, "delivered exactly once");
+        assert_eq!(
+            lab.fetch_all(&format!("customer{}", index + 1), "INBOX")
+                .await
+                .len(),
+            1,
+            "delivered exactly once"
+        );
     }
     assert!(daemon.stop().0.success());
 }
