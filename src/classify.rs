@@ -25,7 +25,7 @@ pub enum AutoReason {
     Precedence(String),
     /// `Return-Path: <>`.
     NullReturnPath,
-    /// From `mailer-daemon@` or `postmaster@`.
+    /// From `mailer-daemon@` (a postmaster is a person: the corpus has one writing in).
     MailerDaemon,
     /// Carries `List-Id:`: mailing-list traffic.
     MailingList,
@@ -84,7 +84,7 @@ pub fn classify(message: &ParsedMessage, support_address: &str) -> Class {
         return Class::NoSender;
     };
     let local = from.address.split('@').next().unwrap_or("");
-    if ["mailer-daemon", "postmaster"].contains(&local) {
+    if local == "mailer-daemon" {
         return Class::Automatic(AutoReason::MailerDaemon);
     }
     if from.address == support_address {
@@ -123,6 +123,7 @@ mod tests {
         check("From: a@b.c\r\nPrecedence: Bulk", Class::Automatic(AutoReason::Precedence("bulk".into())));
         check("Return-Path: <>\r\nFrom: a@b.c", Class::Automatic(AutoReason::NullReturnPath));
         check("From: MAILER-DAEMON@b.c", Class::Automatic(AutoReason::MailerDaemon));
+        check("From: Bob <postmaster@b.c>", Class::Customer);
         check("From: a@b.c\r\nList-Id: <x.lists.b.c>", Class::Automatic(AutoReason::MailingList));
         check("From: Support <SUPPORT@example.test>", Class::Automatic(AutoReason::OwnAddress));
     }

@@ -60,7 +60,7 @@ impl Defect {
 
 /// Parses `raw`. Never panics, never fails.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let Some(message) = MessageParser::default().parse(skip_preamble(raw)) else {
         return ParsedMessage {
             defects: vec![Defect::Unparseable, Defect::NoMessageId, Defect::NoFrom, Defect::NoDate],
             ..ParsedMessage::default()
@@ -102,6 +102,32 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     parsed
 }
 
+/// Skips what some stores put before the headers and mail-parser would read as the end of
+/// them: an mbox `From ` separator line and lines of nothing but spaces or tabs. (An empty
+/// first line is left alone: it really means "no headers".)
+fn skip_preamble(raw: &[u8]) -> &[u8] {
+    let mut rest = raw;
+    if rest.starts_with(b"From ") {
+        rest = after_line(rest);
+    }
+    loop {
+        let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        let blank = !line.is_empty() && line.iter().all(|&b| matches!(b, b' ' | b'\t' | b'\r'));
+        if !blank || line == b"\r" {
+            return rest;
+        }
+        rest = after_line(rest);
+    }
+}
+
+fn after_line(bytes: &[u8]) -> &[u8] {
+    match bytes.iter().position(|&b| b == b'\n') {
+        Some(end) => &bytes[end + 1..],
+        None => &[],
+    }
+}
+
 /// `<abc@host>` and ` abc@host ` both become `abc@host`.
 pub fn normalize_id(id: &str) -> String {
     id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
@@ -130,10 +156,17 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
     address
         .iter()
         .filter_map(|addr| {
-            let email = addr.address.as_deref()?;
-            email
-                .contains('@')
-                .then(|| Person::new(email, addr.name.as_deref()))
+            let email = addr.address.as_deref()?.trim();
+            if !email.contains(char::is_whitespace) {
+                return email.contains('@').then(|| Person::new(email, addr.name.as_deref()));
+            }
+            // `From: Big Bug bb@bug.com` (no angle brackets): the word with the @ is the
+            // address, the words before it the name.
+            let words: Vec<&str> = email.split_whitespace().collect();
+            let at = words.iter().rposition(|w| w.contains('@'))?;
+            let name = words[..at].join(" ");
+            let name = addr.name.as_deref().or((!name.is_empty()).then_some(name.as_str()));
+            Some(Person::new(words[at].trim_matches(|c| c == '<' || c == '>'), name))
         })
         .collect()
 }
@@ -194,6 +227,22 @@ mod tests {
     fn injected_line_breaks_do_not_survive() {
         let parsed = parse(b"From: a@b\r\nSubject: =?utf-8?q?hi=0D=0ABcc:_x@y?=\r\n\r\nbody");
         assert_eq!(parsed.subject, "hi Bcc: x@y");
+    }
+
+    #[test]
+    fn preambles_do_not_hide_the_headers() {
+        let spaces = parse(b"      \r\nFrom: Danielle <d@x.test>\r\nSubject: hi\r\n\r\nbody");
+        assert_eq!(spaces.from.map(|p| p.address).as_deref(), Some("d@x.test"));
+        let mbox = parse(b"From d@x.test Mon Jan  1 00:00:00 2024\nFrom: d@x.test\nSubject: hi\n\nbody");
+        assert_eq!(mbox.subject, "hi");
+        let headerless = parse(b"\r\nFrom: not-a-header@x.test\r\n");
+        assert!(headerless.from.is_none());
+    }
+
+    #[test]
+    fn unbracketed_addresses_with_names() {
+        let parsed = parse(b"From: Big Bug bb@bug.com\r\nSubject: x\r\n\r\nbody");
+        assert_eq!(parsed.from, Some(Person { address: "bb@bug.com".into(), name: Some("Big Bug".into()) }));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 /// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
 mod daemon;
+/// The shared real-world corpus through ingest (skipped without ../shared).
+mod corpus;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
 /// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.
