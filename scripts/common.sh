@@ -1,0 +1,32 @@
+# Shared by demo.sh and test.sh: install what deskgate's demo and tests need on Debian.
+# Sourced, not run.
+
+# The mail servers (Postfix, Dovecot) and OpenSSL, through the project's lab script.
+install_mail_servers() {
+    bash "$ROOT/tests/lab/lab.sh" install
+}
+
+# A Rust toolchain of at least 1.95 (edition 2024 and the crates in Cargo.lock need it).
+# Debian's own cargo is older, so rustup is used where no recent cargo is found.
+ensure_rust() {
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if command -v cargo >/dev/null 2>&1; then
+        local minor
+        minor=$(cargo --version | sed -n 's/^cargo 1\.\([0-9]*\).*/\1/p')
+        if [ -n "$minor" ] && [ "$minor" -ge 95 ]; then
+            return 0
+        fi
+        echo "cargo $(cargo --version) is older than 1.95; installing a current toolchain with rustup" >&2
+    fi
+    command -v curl >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends curl ca-certificates; }
+    command -v cc >/dev/null 2>&1 || apt-get install -y --no-install-recommends build-essential
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy ||
+        { echo "error: could not install Rust; install rustup (https://rustup.rs) and run this again" >&2; exit 2; }
+    export PATH="$HOME/.cargo/bin:$PATH"
+}
+
+need_root() {
+    [ "$(id -u)" = 0 ] || { echo "error: run as root (the mail servers of the lab must start as root): sudo $0" >&2; exit 2; }
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# deskgate demo: a private Postfix + Dovecot on 127.0.0.1, the daemon, three customer mails
+# (English, Arabic in windows-1256, Greek in ISO-8859-7), the tickets and one acknowledgement.
+# Everything lives in a temporary directory and is stopped at the end.
+#   sudo bash scripts/demo.sh
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/common.sh"
+need_root
+install_mail_servers
+ensure_rust
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "building deskgate (release)"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+BIN=$ROOT/target/release/deskgate
+
+WORK=$(mktemp -d /tmp/dgdemo.XXXXXX)
+chmod 755 "$WORK"   # the mail servers' own users must reach the lab inside
+LAB=$WORK/lab
+export MAILLAB_IMAP_PORT=12143 MAILLAB_IMAPS_PORT=12993 MAILLAB_SMTP_PORT=12025 \
+    MAILLAB_SUBMISSION_PORT=12587 MAILLAB_SUBMISSIONS_PORT=12465
+DAEMON=
+cleanup() {
+    [ -n "$DAEMON" ] && kill -TERM "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
+    MAILLAB_STOP_TIMEOUT=0 bash "$ROOT/tests/lab/lab.sh" stop "$LAB" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say "starting Postfix and Dovecot on 127.0.0.1 (in $LAB)"
+bash "$ROOT/tests/lab/lab.sh" start "$LAB" >"$WORK/lab.env"
+. "$WORK/lab.env"
+
+cat >"$WORK/deskgate.toml" <<TOML
+database = "deskgate.db"
+ca_file = "$MAILLAB_CA_FILE"
+
+[support]
+address = "support@example.test"
+name = "Example Support"
+timezone = "Europe/Athens"
+
+[policy]
+first_response = "24h"
+
+[[mailbox]]
+name = "support"
+host = "127.0.0.1"
+port = $MAILLAB_IMAPS_PORT
+tls = "implicit"
+user = "support@example.test"
+password = "support-pw"
+
+[smtp]
+host = "127.0.0.1"
+port = $MAILLAB_SUBMISSION_PORT
+tls = "starttls"
+user = "support@example.test"
+password = "support-pw"
+TOML
+
+say "deskgate check-config --connect"
+"$BIN" --config "$WORK/deskgate.toml" check-config --connect
+
+say "starting the daemon (log: $WORK/daemon.log)"
+"$BIN" --config "$WORK/deskgate.toml" run >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+
+say "three customers write in: English (UTF-8), Arabic (windows-1256), Greek (ISO-8859-7)"
+python3 - "$MAILLAB_SMTP_PORT" <<'PY'
+import smtplib, sys
+from email.header import Header
+from email.mime.text import MIMEText
+from email.utils import formatdate, make_msgid
+port = int(sys.argv[1])
+mails = [
+    ("customer1", "Mona Quinn", "utf-8", "Printer on fire", "Hello, our office printer smokes when it starts. What should we do?"),
+    ("customer2", "أحمد", "windows-1256", "الطابعة لا تعمل", "مرحبا، الطابعة في مكتبنا لا تعمل منذ أمس. ماذا نفعل؟"),
+    ("customer3", "Ελένη", "iso-8859-7", "Ο εκτυπωτής δεν δουλεύει", "Γειά σας, ο εκτυπωτής του γραφείου δεν τυπώνει από χθες."),
+]
+with smtplib.SMTP("127.0.0.1", port) as smtp:
+    for user, name, charset, subject, body in mails:
+        msg = MIMEText(body, "plain", charset)
+        msg["From"] = f"{Header(name, charset).encode()} <{user}@example.test>"
+        msg["To"] = "support@example.test"
+        msg["Subject"] = Header(subject, charset)
+        msg["Date"] = formatdate(localtime=True)
+        msg["Message-ID"] = make_msgid(domain="customers.example.test")
+        smtp.sendmail(f"{user}@example.test", ["support@example.test"], msg.as_bytes())
+        print(f"  sent {charset:>12}: {subject}")
+PY
+
+say "waiting for three acknowledgements to be sent"
+for _ in $(seq 1 100); do
+    n=$("$BIN" --config "$WORK/deskgate.toml" outbox --json 2>/dev/null | grep -o '"status":"sent"' | wc -l || true)
+    [ "$n" -ge 3 ] && break
+    sleep 0.2
+done
+
+say "deskgate tickets"
+"$BIN" --config "$WORK/deskgate.toml" tickets
+
+say "deskgate outbox"
+"$BIN" --config "$WORK/deskgate.toml" outbox
+
+say "the acknowledgement in customer2's inbox, as their mail client receives it"
+python3 - "$MAILLAB_IMAP_PORT" <<'PY'
+import email, imaplib, sys
+from email.header import decode_header, make_header
+imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+imap.login("customer2@example.test", "customer2-pw")
+imap.select("INBOX")
+_, ids = imap.search(None, "ALL")
+_, data = imap.fetch(ids[0].split()[-1], "(RFC822)")
+msg = email.message_from_bytes(data[0][1])
+for h in ("From", "To", "Subject", "Message-ID", "In-Reply-To", "Auto-Submitted"):
+    print(f"{h}: {make_header(decode_header(msg[h]))}")
+print()
+for part in msg.walk():
+    if part.get_content_type() == "text/plain":
+        print(part.get_payload(decode=True).decode(part.get_content_charset()))
+imap.logout()
+PY
+
+say "deskgate ticket 1"
+"$BIN" --config "$WORK/deskgate.toml" ticket 1
+
+say "stopping (SIGTERM)"
+kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=
+tail -n 3 "$WORK/daemon.log"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every deskgate test, including those against real Dovecot and Postfix.
+# Installs what they need first (as root: Debian packages, and Rust if missing).
+#   sudo bash scripts/test.sh
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/common.sh"
+need_root
+install_mail_servers
+ensure_rust
+cd "$ROOT"
+# Real-server tests start one private Postfix + Dovecot each; three at a time fits 2 cores.
+DESKGATE_IT=1 cargo test --all-targets -- --test-threads=3
