@@ -100,7 +100,11 @@ mod tests {
 
     fn check(headers: &str, expected: Class) {
         let raw = format!("{headers}\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n");
-        assert_eq!(classify(&parse(raw.as_bytes()), "support@example.test"), expected, "{headers}");
+        assert_eq!(
+            classify(&parse(raw.as_bytes()), "support@example.test"),
+            expected,
+            "{headers}"
+        );
     }
 
     #[test]
@@ -118,14 +122,31 @@ mod tests {
         );
         check(
             "From: a@b.c\r\nAuto-Submitted: Auto-Generated; owner-email=x@y",
-            Class::Automatic(AutoReason::AutoSubmitted("auto-generated; owner-email=x@y".into())),
+            Class::Automatic(AutoReason::AutoSubmitted(
+                "auto-generated; owner-email=x@y".into(),
+            )),
         );
-        check("From: a@b.c\r\nPrecedence: Bulk", Class::Automatic(AutoReason::Precedence("bulk".into())));
-        check("Return-Path: <>\r\nFrom: a@b.c", Class::Automatic(AutoReason::NullReturnPath));
-        check("From: MAILER-DAEMON@b.c", Class::Automatic(AutoReason::MailerDaemon));
+        check(
+            "From: a@b.c\r\nPrecedence: Bulk",
+            Class::Automatic(AutoReason::Precedence("bulk".into())),
+        );
+        check(
+            "Return-Path: <>\r\nFrom: a@b.c",
+            Class::Automatic(AutoReason::NullReturnPath),
+        );
+        check(
+            "From: MAILER-DAEMON@b.c",
+            Class::Automatic(AutoReason::MailerDaemon),
+        );
         check("From: Bob <postmaster@b.c>", Class::Customer);
-        check("From: a@b.c\r\nList-Id: <x.lists.b.c>", Class::Automatic(AutoReason::MailingList));
-        check("From: Support <SUPPORT@example.test>", Class::Automatic(AutoReason::OwnAddress));
+        check(
+            "From: a@b.c\r\nList-Id: <x.lists.b.c>",
+            Class::Automatic(AutoReason::MailingList),
+        );
+        check(
+            "From: Support <SUPPORT@example.test>",
+            Class::Automatic(AutoReason::OwnAddress),
+        );
     }
 
     #[test]

@@ -133,10 +133,10 @@ impl fmt::Debug for Secret {
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read the configuration file: {source}", path.display())]
+    #[error("{}: cannot read the configuration file: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", render_problems(path, problems))]
     Invalid {
@@ -166,9 +166,9 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::from_toml(path, &text)
     }
@@ -181,10 +181,14 @@ impl Config {
             problems,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
-            invalid(vec![Problem {
-                line: err.span().map(|span| line_of(text, span.start)),
-                message: err.message().trim_end_matches('\n').to_string(),
-            }])
+            let at = err.span().map(|span| span.start);
+            let message =
+                explain_parse_error(err.message(), at.and_then(|offset| line_text(text, offset)));
+            // A missing section is missing from the whole file, not from any one line.
+            let line = at
+                .filter(|_| !message.starts_with("missing the ["))
+                .map(|offset| line_of(text, offset));
+            invalid(vec![Problem { line, message }])
         })?;
         let mut check = Checker {
             text,
@@ -201,6 +205,50 @@ impl Config {
 
     pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
         self.mailboxes.iter().find(|m| m.name == name)
+    }
+}
+
+/// The text of the line holding `offset`, trimmed.
+fn line_text(text: &str, offset: usize) -> Option<&str> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text
+        .get(offset..)?
+        .find('\n')
+        .map_or(text.len(), |i| offset + i);
+    Some(text.get(start..end)?.trim())
+}
+
+/// Turns serde's wording into an admin's: names the key or section the error is on, and says
+/// "key" and "value" rather than "field", "variant" and Rust type names.
+fn explain_parse_error(message: &str, line: Option<&str>) -> String {
+    let mut message = message
+        .trim_end_matches('\n')
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
+        .replace("unknown variant", "unknown value")
+        .replace("invalid type: ", "wrong type: ")
+        .replace("expected u16", "expected a whole number from 0 to 65535")
+        .replace("expected u32", "expected a whole number")
+        .replace("expected path string", "expected a path in quotes")
+        .replace("expected a string", "expected text in quotes");
+    for section in ["support", "smtp"] {
+        message = message.replace(
+            &format!("missing key `{section}`"),
+            &format!("missing the [{section}] section"),
+        );
+    }
+    match line {
+        _ if message.starts_with("missing the [") => message,
+        Some(line) if line.starts_with('[') && line.ends_with(']') => {
+            format!("in {line}: {message}")
+        }
+        Some(line) => match line.split_once('=') {
+            Some((key, _)) if !message.contains(&format!("`{}`", key.trim())) => {
+                format!("{}: {message}", key.trim())
+            }
+            _ => message,
+        },
+        None => message,
     }
 }
 
@@ -242,17 +290,24 @@ impl Checker<'_> {
         if raw.mailbox.is_empty() {
             self.problems.push(Problem {
                 line: None,
-                message: "no [[mailbox]] is configured; deskgate needs at least one mailbox to watch"
-                    .to_string(),
+                message:
+                    "no [[mailbox]] is configured; deskgate needs at least one mailbox to watch"
+                        .to_string(),
             });
         }
         let mut mailboxes = Vec::new();
         for mailbox in &raw.mailbox {
             if let Some(built) = self.mailbox(mailbox) {
-                if mailboxes.iter().any(|m: &MailboxConfig| m.name == built.name) {
+                if mailboxes
+                    .iter()
+                    .any(|m: &MailboxConfig| m.name == built.name)
+                {
                     self.problem(
                         &mailbox.get_ref().name,
-                        format!("mailbox name `{}` is used twice; names must be unique", built.name),
+                        format!(
+                            "mailbox name `{}` is used twice; names must be unique",
+                            built.name
+                        ),
                     );
                 }
                 mailboxes.push(built);
@@ -310,7 +365,8 @@ impl Checker<'_> {
             None => "#".to_string(),
             Some(prefix) => {
                 let value = prefix.get_ref();
-                if value.is_empty() || value.chars().any(|c| c.is_whitespace() || "[]".contains(c)) {
+                if value.is_empty() || value.chars().any(|c| c.is_whitespace() || "[]".contains(c))
+                {
                     self.problem(
                         prefix,
                         format!(
@@ -359,16 +415,28 @@ impl Checker<'_> {
         let pem = match std::fs::read(&path) {
             Ok(pem) => pem,
             Err(err) => {
-                self.problem(ca_file, format!("ca_file {}: cannot read it: {err}", path.display()));
+                self.problem(
+                    ca_file,
+                    format!("ca_file {}: cannot read it: {err}", path.display()),
+                );
                 return None;
             }
         };
         let mut n_added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            match cert.map_err(|e| e.to_string()).and_then(|c| roots.add(c).map_err(|e| e.to_string())) {
+            match cert
+                .map_err(|e| e.to_string())
+                .and_then(|c| roots.add(c).map_err(|e| e.to_string()))
+            {
                 Ok(()) => n_added += 1,
                 Err(err) => {
-                    self.problem(ca_file, format!("ca_file {}: a certificate is unusable: {err}", path.display()));
+                    self.problem(
+                        ca_file,
+                        format!(
+                            "ca_file {}: a certificate is unusable: {err}",
+                            path.display()
+                        ),
+                    );
                     return None;
                 }
             }
@@ -376,7 +444,10 @@ impl Checker<'_> {
         if n_added == 0 {
             self.problem(
                 ca_file,
-                format!("ca_file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) found", path.display()),
+                format!(
+                    "ca_file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
+                    path.display()
+                ),
             );
             return None;
         }
@@ -386,7 +457,14 @@ impl Checker<'_> {
         })
     }
 
-    fn server(&mut self, section: &str, host: &Spanned<String>, port: Option<u16>, tls: &Spanned<TlsMode>, defaults: [u16; 3]) -> Server {
+    fn server(
+        &mut self,
+        section: &str,
+        host: &Spanned<String>,
+        port: Option<u16>,
+        tls: &Spanned<TlsMode>,
+        defaults: [u16; 3],
+    ) -> Server {
         let mode = *tls.get_ref();
         if mode == TlsMode::Plain {
             if is_loopback(host.get_ref()) {
@@ -417,10 +495,19 @@ impl Checker<'_> {
     }
 
     /// Exactly one of `password` and `password_file`; the file's first line is the password.
-    fn password(&mut self, section: &str, at: &Spanned<impl Sized>, inline: Option<&String>, file: Option<&Spanned<PathBuf>>) -> Option<Secret> {
+    fn password(
+        &mut self,
+        section: &str,
+        at: &Spanned<impl Sized>,
+        inline: Option<&String>,
+        file: Option<&Spanned<PathBuf>>,
+    ) -> Option<Secret> {
         match (inline, file) {
             (Some(_), Some(file)) => {
-                self.problem(file, format!("{section}: set either password or password_file, not both"));
+                self.problem(
+                    file,
+                    format!("{section}: set either password or password_file, not both"),
+                );
                 None
             }
             (Some(password), None) => Some(Secret(password.clone())),
@@ -429,13 +516,22 @@ impl Checker<'_> {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => Some(Secret(text.lines().next().unwrap_or("").to_string())),
                     Err(err) => {
-                        self.problem(file, format!("{section}: password_file {}: cannot read it: {err}", path.display()));
+                        self.problem(
+                            file,
+                            format!(
+                                "{section}: password_file {}: cannot read it: {err}",
+                                path.display()
+                            ),
+                        );
                         None
                     }
                 }
             }
             (None, None) => {
-                self.problem(at, format!("{section}: missing password; set password or password_file"));
+                self.problem(
+                    at,
+                    format!("{section}: missing password; set password or password_file"),
+                );
                 None
             }
         }
@@ -446,15 +542,29 @@ impl Checker<'_> {
         let name = raw.name.get_ref().clone();
         let section = format!("mailbox `{name}`");
         if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            self.problem(&raw.name, format!("mailbox name `{name}` must be non-empty, without spaces"));
+            self.problem(
+                &raw.name,
+                format!("mailbox name `{name}` must be non-empty, without spaces"),
+            );
         }
         let server = self.server(&section, &raw.host, raw.port, &raw.tls, [993, 143, 143]);
-        let password = self.password(&section, spanned, raw.password.as_ref(), raw.password_file.as_ref());
+        let password = self.password(
+            &section,
+            spanned,
+            raw.password.as_ref(),
+            raw.password_file.as_ref(),
+        );
         let batch_size = match &raw.batch_size {
             None => 50,
             Some(size) if (1..=1000).contains(size.get_ref()) => *size.get_ref(),
             Some(size) => {
-                self.problem(size, format!("{section}: batch_size must be between 1 and 1000, not {}", size.get_ref()));
+                self.problem(
+                    size,
+                    format!(
+                        "{section}: batch_size must be between 1 and 1000, not {}",
+                        size.get_ref()
+                    ),
+                );
                 50
             }
         };
@@ -478,11 +588,19 @@ impl Checker<'_> {
         let credentials = match &raw.user {
             Some(user) => Some((
                 user.clone(),
-                self.password("smtp", spanned, raw.password.as_ref(), raw.password_file.as_ref())?,
+                self.password(
+                    "smtp",
+                    spanned,
+                    raw.password.as_ref(),
+                    raw.password_file.as_ref(),
+                )?,
             )),
             None => {
                 if let Some(file) = &raw.password_file {
-                    self.problem(file, "smtp: password_file is set but user is not".to_string());
+                    self.problem(
+                        file,
+                        "smtp: password_file is set but user is not".to_string(),
+                    );
                 } else if raw.password.is_some() {
                     self.problem(spanned, "smtp: password is set but user is not".to_string());
                 }
@@ -501,14 +619,20 @@ impl Checker<'_> {
         let retry = match &raw.retry {
             None => default_retry,
             Some(list) if list.get_ref().is_empty() => {
-                self.problem(list, "outbox.retry must list at least one delay, e.g. [\"30s\", \"5m\", \"1h\"]".to_string());
+                self.problem(
+                    list,
+                    "outbox.retry must list at least one delay, e.g. [\"30s\", \"5m\", \"1h\"]"
+                        .to_string(),
+                );
                 default_retry
             }
             Some(list) => list.get_ref().iter().map(|d| d.0).collect(),
         };
         OutboxConfig {
             retry,
-            give_up_after: raw.give_up_after.map_or(Duration::from_secs(3 * 86_400), |d| d.0),
+            give_up_after: raw
+                .give_up_after
+                .map_or(Duration::from_secs(3 * 86_400), |d| d.0),
         }
     }
 }

@@ -19,7 +19,9 @@ use crate::model::{OutboxId, Person, TicketId, TicketStatus};
 use crate::parse::{ParsedMessage, parse};
 use crate::policy::{TicketAction, decide};
 use crate::render::{self, AckFor};
-use crate::store::{Checkpoint, Event, NewMessage, NewOutbox, NewTicket, Store, StoreError, Tx, dedupe_key};
+use crate::store::{
+    Checkpoint, Event, NewMessage, NewOutbox, NewTicket, Store, StoreError, Tx, dedupe_key,
+};
 use crate::thread::{self, Candidates, Threading};
 
 /// Where an inbound message was fetched from.
@@ -42,7 +44,10 @@ pub enum Outcome {
         acknowledgement: Option<OutboxId>,
     },
     /// Already stored (same Message-ID, or same bytes): nothing new was written.
-    Duplicate { ticket: Option<TicketId>, ours: bool },
+    Duplicate {
+        ticket: Option<TicketId>,
+        ours: bool,
+    },
 }
 
 /// Ingests `raw` fetched from `source`; returns once everything is committed.
@@ -63,7 +68,10 @@ pub async fn ingest(
             let outcome = apply(tx, &config, &source, &for_tx, class, &raw, now)?;
             tx.set_checkpoint(
                 &source.mailbox,
-                Checkpoint { uidvalidity: source.uidvalidity, last_uid: source.uid },
+                Checkpoint {
+                    uidvalidity: source.uidvalidity,
+                    last_uid: source.uid,
+                },
                 now,
             )?;
             Ok(outcome)
@@ -86,16 +94,26 @@ fn apply(
     if let Some(known) = tx.known_message(&key)? {
         tx.record(
             &Event {
-                kind: if known.outbound { "message.own_returned" } else { "message.duplicate" },
+                kind: if known.outbound {
+                    "message.own_returned"
+                } else {
+                    "message.duplicate"
+                },
                 mailbox,
                 ticket: known.ticket,
                 message: Some(known.message),
-                detail: format!("uid {} (uidvalidity {}) repeats {key}", source.uid, source.uidvalidity),
+                detail: format!(
+                    "uid {} (uidvalidity {}) repeats {key}",
+                    source.uid, source.uidvalidity
+                ),
                 ..Event::default()
             },
             now,
         )?;
-        return Ok(Outcome::Duplicate { ticket: known.ticket, ours: known.outbound });
+        return Ok(Outcome::Duplicate {
+            ticket: known.ticket,
+            ours: known.outbound,
+        });
     }
 
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
@@ -106,9 +124,18 @@ fn apply(
     let (ticket, created) = match decision.ticket {
         TicketAction::Append(id) => (id, false),
         TicketAction::Create => {
-            let subject = if parsed.subject.is_empty() { "(no subject)" } else { &parsed.subject };
+            let subject = if parsed.subject.is_empty() {
+                "(no subject)"
+            } else {
+                &parsed.subject
+            };
             let customer = parsed.from.as_ref().filter(|_| class != Class::NoSender);
-            let id = tx.create_ticket(&NewTicket { mailbox: &source.mailbox, subject, customer, now })?;
+            let id = tx.create_ticket(&NewTicket {
+                mailbox: &source.mailbox,
+                subject,
+                customer,
+                now,
+            })?;
             (id, true)
         }
     };
@@ -119,7 +146,11 @@ fn apply(
     }
     if class == Class::Customer {
         for person in participants(parsed, config.support.address.as_ref()) {
-            let role = if Some(person.address.as_str()) == sender { "customer" } else { "cc" };
+            let role = if Some(person.address.as_str()) == sender {
+                "customer"
+            } else {
+                "cc"
+            };
             tx.add_participant(ticket, person, role)?;
         }
     }
@@ -153,7 +184,13 @@ fn apply(
     if created {
         tx.record(&event("ticket.created", String::new()), now)?;
     }
-    tx.record(&event("message.received", format!("{class_text}; {}", threading.describe())), now)?;
+    tx.record(
+        &event(
+            "message.received",
+            format!("{class_text}; {}", threading.describe()),
+        ),
+        now,
+    )?;
     if let Some((kind, due_at)) = decision.deadline {
         tx.insert_deadline(ticket, message, kind.as_str(), due_at)?;
     }
@@ -210,12 +247,22 @@ fn apply(
             Err(err) => tx.record(&event("ack.not_sent", err.to_string()), now)?,
         }
     }
-    Ok(Outcome::Stored { ticket, created, threading, class, acknowledgement })
+    Ok(Outcome::Stored {
+        ticket,
+        created,
+        threading,
+        class,
+        acknowledgement,
+    })
 }
 
 /// Looks up what threading needs: tickets of referenced messages (newest reference first)
 /// and the ticket named by a subject tag with its participants.
-fn candidates(tx: &Tx<'_>, parsed: &ParsedMessage, tag_prefix: &str) -> Result<Candidates, StoreError> {
+fn candidates(
+    tx: &Tx<'_>,
+    parsed: &ParsedMessage,
+    tag_prefix: &str,
+) -> Result<Candidates, StoreError> {
     let mut referenced: Vec<String> = parsed.in_reply_to.clone();
     referenced.extend(parsed.references.iter().rev().cloned());
     let by_reference = tx.ticket_by_message_ids(&referenced)?;
@@ -223,7 +270,10 @@ fn candidates(tx: &Tx<'_>, parsed: &ParsedMessage, tag_prefix: &str) -> Result<C
         Some(id) => tx.participants(id)?.map(|who| (id, who)),
         None => None,
     };
-    Ok(Candidates { by_reference, tagged })
+    Ok(Candidates {
+        by_reference,
+        tagged,
+    })
 }
 
 /// The sender and everyone copied, except the support address itself.

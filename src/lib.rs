@@ -8,5 +8,5 @@ pub mod parse;
 pub mod policy;
 pub mod render;
 pub mod send;
-pub mod thread;
 pub mod store;
+pub mod thread;

@@ -82,9 +82,7 @@ impl Person {
     pub fn new(address: &str, name: Option<&str>) -> Person {
         Person {
             address: address.trim().to_ascii_lowercase(),
-            name: name
-                .map(clean_header_text)
-                .filter(|n| !n.is_empty()),
+            name: name.map(clean_header_text).filter(|n| !n.is_empty()),
         }
     }
 }

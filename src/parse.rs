@@ -62,12 +62,20 @@ impl Defect {
 pub fn parse(raw: &[u8]) -> ParsedMessage {
     let Some(message) = MessageParser::default().parse(skip_preamble(raw)) else {
         return ParsedMessage {
-            defects: vec![Defect::Unparseable, Defect::NoMessageId, Defect::NoFrom, Defect::NoDate],
+            defects: vec![
+                Defect::Unparseable,
+                Defect::NoMessageId,
+                Defect::NoFrom,
+                Defect::NoDate,
+            ],
             ..ParsedMessage::default()
         };
     };
     let mut parsed = ParsedMessage {
-        message_id: message.message_id().map(normalize_id).filter(|id| !id.is_empty()),
+        message_id: message
+            .message_id()
+            .map(normalize_id)
+            .filter(|id| !id.is_empty()),
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
         subject: clean_header_text(message.subject().unwrap_or("")),
@@ -78,11 +86,16 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         date: message
             .date()
             .and_then(|d| Timestamp::from_second(d.to_timestamp()).ok()),
-        text: message.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        text: message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
         auto_submitted: raw_header(&message, "Auto-Submitted"),
         precedence: raw_header(&message, "Precedence"),
-        null_return_path: raw_header(&message, "Return-Path")
-            .is_some_and(|v| v.trim_matches(|c: char| c == '<' || c == '>' || c.is_whitespace()).is_empty()),
+        null_return_path: raw_header(&message, "Return-Path").is_some_and(|v| {
+            v.trim_matches(|c: char| c == '<' || c == '>' || c.is_whitespace())
+                .is_empty()
+        }),
         list_id: raw_header(&message, "List-Id"),
         n_attachments: message.attachment_count(),
         defects: Vec::new(),
@@ -130,7 +143,11 @@ fn after_line(bytes: &[u8]) -> &[u8] {
 
 /// `<abc@host>` and ` abc@host ` both become `abc@host`.
 pub fn normalize_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
 }
 
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
@@ -158,15 +175,23 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .filter_map(|addr| {
             let email = addr.address.as_deref()?.trim();
             if !email.contains(char::is_whitespace) {
-                return email.contains('@').then(|| Person::new(email, addr.name.as_deref()));
+                return email
+                    .contains('@')
+                    .then(|| Person::new(email, addr.name.as_deref()));
             }
             // `From: Big Bug bb@bug.com` (no angle brackets): the word with the @ is the
             // address, the words before it the name.
             let words: Vec<&str> = email.split_whitespace().collect();
             let at = words.iter().rposition(|w| w.contains('@'))?;
             let name = words[..at].join(" ");
-            let name = addr.name.as_deref().or((!name.is_empty()).then_some(name.as_str()));
-            Some(Person::new(words[at].trim_matches(|c| c == '<' || c == '>'), name))
+            let name = addr
+                .name
+                .as_deref()
+                .or((!name.is_empty()).then_some(name.as_str()));
+            Some(Person::new(
+                words[at].trim_matches(|c| c == '<' || c == '>'),
+                name,
+            ))
         })
         .collect()
 }
@@ -193,7 +218,10 @@ mod tests {
         assert_eq!(parsed.subject, "Printer on fire");
         assert_eq!(
             parsed.from,
-            Some(Person { address: "mona@example.net".into(), name: Some("Mona Q".into()) })
+            Some(Person {
+                address: "mona@example.net".into(),
+                name: Some("Mona Q".into())
+            })
         );
         assert_eq!(parsed.text.trim(), "It smokes.");
         assert!(parsed.defects.is_empty(), "{:?}", parsed.defects);
@@ -233,7 +261,8 @@ mod tests {
     fn preambles_do_not_hide_the_headers() {
         let spaces = parse(b"      \r\nFrom: Danielle <d@x.test>\r\nSubject: hi\r\n\r\nbody");
         assert_eq!(spaces.from.map(|p| p.address).as_deref(), Some("d@x.test"));
-        let mbox = parse(b"From d@x.test Mon Jan  1 00:00:00 2024\nFrom: d@x.test\nSubject: hi\n\nbody");
+        let mbox =
+            parse(b"From d@x.test Mon Jan  1 00:00:00 2024\nFrom: d@x.test\nSubject: hi\n\nbody");
         assert_eq!(mbox.subject, "hi");
         let headerless = parse(b"\r\nFrom: not-a-header@x.test\r\n");
         assert!(headerless.from.is_none());
@@ -242,7 +271,13 @@ mod tests {
     #[test]
     fn unbracketed_addresses_with_names() {
         let parsed = parse(b"From: Big Bug bb@bug.com\r\nSubject: x\r\n\r\nbody");
-        assert_eq!(parsed.from, Some(Person { address: "bb@bug.com".into(), name: Some("Big Bug".into()) }));
+        assert_eq!(
+            parsed.from,
+            Some(Person {
+                address: "bb@bug.com".into(),
+                name: Some("Big Bug".into())
+            })
+        );
     }
 
     #[test]

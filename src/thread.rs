@@ -31,10 +31,14 @@ impl Threading {
     /// Why the message landed where it did, for events and logs.
     pub fn describe(self) -> String {
         match self {
-            Threading::Reference(id) => format!("threaded into ticket {id} by In-Reply-To/References"),
+            Threading::Reference(id) => {
+                format!("threaded into ticket {id} by In-Reply-To/References")
+            }
             Threading::Tag(id) => format!("threaded into ticket {id} by its subject tag"),
             Threading::NewIgnoringTag(id) => {
-                format!("new ticket; the subject names ticket {id} but the sender takes no part in it")
+                format!(
+                    "new ticket; the subject names ticket {id} but the sender takes no part in it"
+                )
             }
             Threading::New => "new ticket".to_string(),
         }
@@ -111,18 +115,30 @@ mod tests {
 
     #[test]
     fn references_win() {
-        let candidates = Candidates { by_reference: Some(TicketId(3)), ..tagged(9, &["a@b"]) };
-        assert_eq!(resolve(Some("a@b"), &candidates), Threading::Reference(TicketId(3)));
+        let candidates = Candidates {
+            by_reference: Some(TicketId(3)),
+            ..tagged(9, &["a@b"])
+        };
+        assert_eq!(
+            resolve(Some("a@b"), &candidates),
+            Threading::Reference(TicketId(3))
+        );
     }
 
     #[test]
     fn tag_needs_a_participant() {
-        assert_eq!(resolve(Some("a@b"), &tagged(9, &["a@b"])), Threading::Tag(TicketId(9)));
+        assert_eq!(
+            resolve(Some("a@b"), &tagged(9, &["a@b"])),
+            Threading::Tag(TicketId(9))
+        );
         assert_eq!(
             resolve(Some("stranger@evil"), &tagged(9, &["a@b"])),
             Threading::NewIgnoringTag(TicketId(9))
         );
-        assert_eq!(resolve(None, &tagged(9, &["a@b"])), Threading::NewIgnoringTag(TicketId(9)));
+        assert_eq!(
+            resolve(None, &tagged(9, &["a@b"])),
+            Threading::NewIgnoringTag(TicketId(9))
+        );
         assert_eq!(resolve(Some("a@b"), &Candidates::default()), Threading::New);
     }
 }

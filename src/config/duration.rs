@@ -51,7 +51,8 @@ const UNITS: [(&str, u64); 5] = [
 
 /// Parses `<number><unit>` groups (units s, m, h, d, w), optionally separated by spaces.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let expected = "expected a duration such as \"24h\", \"90s\", \"1h30m\" or \"2d\" (units: s, m, h, d, w)";
+    let expected =
+        "expected a duration such as \"24h\", \"90s\", \"1h30m\" or \"2d\" (units: s, m, h, d, w)";
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(format!("empty duration; {expected}"));
@@ -137,6 +138,10 @@ mod tests {
         assert!(parse("3y").unwrap_err().contains("unknown unit `y`"));
         assert!(parse("").unwrap_err().contains("empty duration"));
         assert!(parse("h").unwrap_err().contains("is not a duration"));
-        assert!(parse("99999999999999999999s").unwrap_err().contains("too large"));
+        assert!(
+            parse("99999999999999999999s")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 }

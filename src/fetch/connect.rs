@@ -52,14 +52,23 @@ pub async fn connect(mailbox: &MailboxConfig, trust: &TlsTrust) -> Result<Sessio
     tcp.set_nodelay(true)?;
 
     let stream = match server.tls {
-        TlsMode::Implicit => ImapStream::Tls(Box::new(tls_handshake(tcp, &server.host, trust, limit).await?)),
+        TlsMode::Implicit => ImapStream::Tls(Box::new(
+            tls_handshake(tcp, &server.host, trust, limit).await?,
+        )),
         TlsMode::Plain => ImapStream::Plain(tcp),
         TlsMode::Starttls => {
             let mut client = async_imap::Client::new(ImapStream::Plain(tcp));
             greeting(&mut client, limit).await?;
-            timed(limit, "STARTTLS", client.run_command_and_check_ok("STARTTLS", None)).await?;
+            timed(
+                limit,
+                "STARTTLS",
+                client.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await?;
             let ImapStream::Plain(tcp) = client.into_inner() else {
-                return Err(FetchError::Protocol("STARTTLS on a stream that is already TLS".into()));
+                return Err(FetchError::Protocol(
+                    "STARTTLS on a stream that is already TLS".into(),
+                ));
             };
             // No second greeting follows STARTTLS (RFC 3501 6.2.1).
             let tls = tls_handshake(tcp, &server.host, trust, limit).await?;
@@ -78,38 +87,66 @@ async fn tls_handshake(
     trust: &TlsTrust,
     limit: Duration,
 ) -> Result<TlsStream<TcpStream>, FetchError> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| FetchError::Tls(e.to_string()))?
-        .with_root_certificates(Arc::clone(&trust.roots))
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| FetchError::Tls(e.to_string()))?
+    .with_root_certificates(Arc::clone(&trust.roots))
+    .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| FetchError::Tls(format!("`{host}` is not a valid TLS server name: {e}")))?;
-    match tokio::time::timeout(limit, TlsConnector::from(Arc::new(config)).connect(name, tcp)).await {
+    match tokio::time::timeout(
+        limit,
+        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(err)) => Err(FetchError::Tls(err.to_string())),
-        Err(_) => Err(FetchError::Timeout { what: "TLS handshake", after: limit }),
+        Err(_) => Err(FetchError::Timeout {
+            what: "TLS handshake",
+            after: limit,
+        }),
     }
 }
 
-async fn greeting(client: &mut async_imap::Client<ImapStream>, limit: Duration) -> Result<(), FetchError> {
+async fn greeting(
+    client: &mut async_imap::Client<ImapStream>,
+    limit: Duration,
+) -> Result<(), FetchError> {
     match timed(limit, "server greeting", client.read_response()).await? {
         Some(_) => Ok(()),
-        None => Err(FetchError::Protocol("the server closed the connection before greeting".into())),
+        None => Err(FetchError::Protocol(
+            "the server closed the connection before greeting".into(),
+        )),
     }
 }
 
-async fn login(client: async_imap::Client<ImapStream>, mailbox: &MailboxConfig) -> Result<Session, FetchError> {
+async fn login(
+    client: async_imap::Client<ImapStream>,
+    mailbox: &MailboxConfig,
+) -> Result<Session, FetchError> {
     let attempt = client.login(&mailbox.user, mailbox.password.expose());
     match tokio::time::timeout(mailbox.timeout, attempt).await {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err((err, _client))) => Err(FetchError::Login { user: mailbox.user.clone(), reason: err.to_string() }),
-        Err(_) => Err(FetchError::Timeout { what: "login", after: mailbox.timeout }),
+        Ok(Err((err, _client))) => Err(FetchError::Login {
+            user: mailbox.user.clone(),
+            reason: err.to_string(),
+        }),
+        Err(_) => Err(FetchError::Timeout {
+            what: "login",
+            after: mailbox.timeout,
+        }),
     }
 }
 
 impl AsyncRead for ImapStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -118,7 +155,11 @@ impl AsyncRead for ImapStream {
 }
 
 impl AsyncWrite for ImapStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),

@@ -88,20 +88,28 @@ impl MailboxTask {
     }
 
     /// One connected session: returns `Ok` only when cancelled.
-    async fn session(&self, cancel: &CancellationToken, backoff: &mut Backoff) -> Result<(), FetchError> {
+    async fn session(
+        &self,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), FetchError> {
         let limit = self.mailbox.timeout;
         let mut session = connect(&self.mailbox, &self.config.tls).await?;
         let selected = timed(limit, "SELECT", session.select(&self.mailbox.folder)).await?;
-        let uidvalidity = selected
-            .uid_validity
-            .ok_or_else(|| FetchError::Protocol(format!("SELECT {} returned no UIDVALIDITY", self.mailbox.folder)))?;
+        let uidvalidity = selected.uid_validity.ok_or_else(|| {
+            FetchError::Protocol(format!(
+                "SELECT {} returned no UIDVALIDITY",
+                self.mailbox.folder
+            ))
+        })?;
         let capabilities = timed(limit, "CAPABILITY", session.capabilities()).await?;
         let idle = self.mailbox.idle && capabilities.has_str("IDLE");
         let can_move = capabilities.has_str("MOVE");
         info!(mailbox = %self.mailbox.name, folder = %self.mailbox.folder, uidvalidity, idle, "mailbox connected");
         backoff.reset();
         loop {
-            self.sync(&mut session, uidvalidity, can_move, cancel).await?;
+            self.sync(&mut session, uidvalidity, can_move, cancel)
+                .await?;
             if cancel.is_cancelled() {
                 let _ = timed(limit, "LOGOUT", session.logout()).await;
                 return Ok(());
@@ -134,7 +142,12 @@ impl MailboxTask {
         let name = self.mailbox.name.clone();
         let limit = self.mailbox.timeout;
         let last_uid = self.last_uid(uidvalidity).await?;
-        let found = timed(limit, "UID SEARCH", session.uid_search(format!("UID {}:*", last_uid + 1))).await?;
+        let found = timed(
+            limit,
+            "UID SEARCH",
+            session.uid_search(format!("UID {}:*", last_uid + 1)),
+        )
+        .await?;
         // `n:*` always matches the highest UID, even below n (RFC 3501): filter.
         let mut uids: Vec<u32> = found.into_iter().filter(|uid| *uid > last_uid).collect();
         uids.sort_unstable();
@@ -149,10 +162,19 @@ impl MailboxTask {
                 if cancel.is_cancelled() {
                     break;
                 }
-                let source = Source { mailbox: name.clone(), uidvalidity, uid };
-                let (outcome, parsed) = ingest(&self.store, &self.config, source, raw, Timestamp::now()).await?;
+                let source = Source {
+                    mailbox: name.clone(),
+                    uidvalidity,
+                    uid,
+                };
+                let (outcome, parsed) =
+                    ingest(&self.store, &self.config, source, raw, Timestamp::now()).await?;
                 log_outcome(&name, uid, parsed.message_id.as_deref(), &outcome);
-                if let Outcome::Stored { acknowledgement: Some(_), .. } = outcome {
+                if let Outcome::Stored {
+                    acknowledgement: Some(_),
+                    ..
+                } = outcome
+                {
                     self.outbox_wake.notify_one();
                 }
                 done.push(uid);
@@ -181,7 +203,14 @@ impl MailboxTask {
                 self.store
                     .write(move |tx| {
                         let now = Timestamp::now();
-                        tx.set_checkpoint(&name, Checkpoint { uidvalidity, last_uid: 0 }, now)?;
+                        tx.set_checkpoint(
+                            &name,
+                            Checkpoint {
+                                uidvalidity,
+                                last_uid: 0,
+                            },
+                            now,
+                        )?;
                         tx.record(
                             &Event {
                                 kind: "mailbox.uidvalidity_changed",
@@ -198,13 +227,26 @@ impl MailboxTask {
         }
     }
 
-    async fn fetch_batch(&self, session: &mut Session, batch: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
+    async fn fetch_batch(
+        &self,
+        session: &mut Session,
+        batch: &[u32],
+    ) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
         let limit = self.mailbox.timeout;
         let set = uid_set(batch);
-        let mut stream = timed(limit, "UID FETCH", session.uid_fetch(&set, "(UID BODY.PEEK[])")).await?;
+        let mut stream = timed(
+            limit,
+            "UID FETCH",
+            session.uid_fetch(&set, "(UID BODY.PEEK[])"),
+        )
+        .await?;
         let mut fetched = Vec::with_capacity(batch.len());
         // The limit applies to each response, so a batch of large messages is not cut off.
-        while let Some(item) = timed(limit, "UID FETCH response", async { Ok::<_, FetchError>(stream.next().await) }).await? {
+        while let Some(item) = timed(limit, "UID FETCH response", async {
+            Ok::<_, FetchError>(stream.next().await)
+        })
+        .await?
+        {
             let fetch = item?;
             if let (Some(uid), Some(body)) = (fetch.uid, fetch.body())
                 && batch.binary_search(&uid).is_ok()
@@ -217,7 +259,12 @@ impl MailboxTask {
     }
 
     /// After the commit: `\Seen`, or a move to the processed folder.
-    async fn mark_processed(&self, session: &mut Session, uids: &[u32], can_move: bool) -> Result<(), FetchError> {
+    async fn mark_processed(
+        &self,
+        session: &mut Session,
+        uids: &[u32],
+        can_move: bool,
+    ) -> Result<(), FetchError> {
         if uids.is_empty() {
             return Ok(());
         }
@@ -229,11 +276,21 @@ impl MailboxTask {
             }
             Some(folder) => {
                 timed(limit, "UID COPY", session.uid_copy(&set, folder)).await?;
-                drain(limit, "UID STORE", session.uid_store(&set, "+FLAGS.SILENT (\\Seen \\Deleted)")).await?;
+                drain(
+                    limit,
+                    "UID STORE",
+                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen \\Deleted)"),
+                )
+                .await?;
                 drain(limit, "UID EXPUNGE", session.uid_expunge(&set)).await?;
             }
             None => {
-                drain(limit, "UID STORE", session.uid_store(&set, "+FLAGS.SILENT (\\Seen)")).await?;
+                drain(
+                    limit,
+                    "UID STORE",
+                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen)"),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -241,7 +298,11 @@ impl MailboxTask {
 
     /// Waits in IDLE until the server reports something, the wall-clock cap passes, or
     /// shutdown; always ends IDLE with DONE and returns the session.
-    async fn idle(&self, session: Session, cancel: &CancellationToken) -> Result<(Session, Wait), FetchError> {
+    async fn idle(
+        &self,
+        session: Session,
+        cancel: &CancellationToken,
+    ) -> Result<(Session, Wait), FetchError> {
         let limit = self.mailbox.timeout;
         let mut handle = session.idle();
         timed(limit, "IDLE", handle.init()).await?;
@@ -281,13 +342,23 @@ where
 fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outcome) {
     let message_id = message_id.unwrap_or("");
     match outcome {
-        Outcome::Stored { ticket, created, threading, class, acknowledgement } => info!(
+        Outcome::Stored {
+            ticket,
+            created,
+            threading,
+            class,
+            acknowledgement,
+        } => info!(
             mailbox, uid, message_id, ticket = ticket.0, created, threading = %threading.describe(),
             class = %class.as_str(), acknowledged = acknowledgement.is_some(),
             "message stored on ticket {ticket}"
         ),
         Outcome::Duplicate { ticket, ours } => info!(
-            mailbox, uid, message_id, ticket = ticket.map(|t| t.0), ours,
+            mailbox,
+            uid,
+            message_id,
+            ticket = ticket.map(|t| t.0),
+            ours,
             "message already stored; skipped"
         ),
     }
@@ -304,7 +375,11 @@ fn uid_set(uids: &[u32]) -> String {
             index += 1;
             end = uids[index];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
         index += 1;
     }
     parts.join(",")
@@ -319,7 +394,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, cap: Duration) -> Backoff {
-        Backoff { first, cap, attempt: 0 }
+        Backoff {
+            first,
+            cap,
+            attempt: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -327,7 +406,10 @@ impl Backoff {
     }
 
     pub fn next_delay(&mut self) -> Duration {
-        let nominal = self.first.saturating_mul(1u32 << self.attempt.min(16)).min(self.cap);
+        let nominal = self
+            .first
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         nominal.mul_f64(rand::random_range(0.5..=1.0))
     }

@@ -9,9 +9,17 @@ use crate::send;
 /// Prints what the configuration amounts to, with its warnings.
 pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
     writeln!(out, "{}: configuration is valid", config.path.display())?;
-    writeln!(out, "  support:  {} <{}>", config.support.name, config.support.address)?;
+    writeln!(
+        out,
+        "  support:  {} <{}>",
+        config.support.name, config.support.address
+    )?;
     writeln!(out, "  database: {}", config.database.display())?;
-    writeln!(out, "  policy:   first response within {:?}", config.policy.first_response)?;
+    writeln!(
+        out,
+        "  policy:   first response within {:?}",
+        config.policy.first_response
+    )?;
     for m in &config.mailboxes {
         writeln!(
             out,
@@ -19,7 +27,11 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
             m.name, m.user, m.server.host, m.server.port, m.server.tls, m.folder
         )?;
     }
-    writeln!(out, "  smtp:     {}:{} ({:?})", config.smtp.server.host, config.smtp.server.port, config.smtp.server.tls)?;
+    writeln!(
+        out,
+        "  smtp:     {}:{} ({:?})",
+        config.smtp.server.host, config.smtp.server.port, config.smtp.server.tls
+    )?;
     for warning in &config.warnings {
         writeln!(out, "  warning: {warning}")?;
     }
@@ -32,13 +44,18 @@ pub async fn connect(out: &mut impl Write, config: &Config) -> anyhow::Result<bo
     for mailbox in &config.mailboxes {
         let result = async {
             let mut session = imap_connect(mailbox, &config.tls).await?;
-            let selected = timed(mailbox.timeout, "SELECT", session.select(&mailbox.folder)).await?;
+            let selected =
+                timed(mailbox.timeout, "SELECT", session.select(&mailbox.folder)).await?;
             let _ = timed(mailbox.timeout, "LOGOUT", session.logout()).await;
             Ok::<_, crate::fetch::FetchError>(selected.exists)
         }
         .await;
         match result {
-            Ok(n) => writeln!(out, "  imap {}: ok ({n} messages in {})", mailbox.name, mailbox.folder)?,
+            Ok(n) => writeln!(
+                out,
+                "  imap {}: ok ({n} messages in {})",
+                mailbox.name, mailbox.folder
+            )?,
             Err(err) => {
                 all_ok = false;
                 writeln!(out, "  imap {}: FAILED: {err}", mailbox.name)?;
@@ -60,7 +77,11 @@ pub async fn connect(out: &mut impl Write, config: &Config) -> anyhow::Result<bo
         Ok(()) => writeln!(out, "  smtp {}:{}: ok", smtp.server.host, smtp.server.port)?,
         Err(err) => {
             all_ok = false;
-            writeln!(out, "  smtp {}:{}: FAILED: {err}", smtp.server.host, smtp.server.port)?;
+            writeln!(
+                out,
+                "  smtp {}:{}: FAILED: {err}",
+                smtp.server.host, smtp.server.port
+            )?;
         }
     }
     Ok(all_ok)

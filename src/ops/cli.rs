@@ -90,7 +90,8 @@ pub enum Command {
 }
 
 fn parse_status(text: &str) -> Result<TicketStatus, String> {
-    TicketStatus::parse(text).ok_or_else(|| format!("`{text}` is not a status; use open, pending, resolved or closed"))
+    TicketStatus::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a status; use open, pending, resolved or closed"))
 }
 
 /// Runs the command line; the binary's `main` is this plus printing the error.
@@ -100,10 +101,23 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("deskgate: {err:#}");
+            eprintln!("deskgate: {}", one_line(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once (many of our errors already quote
+/// their cause in their own message).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -131,11 +145,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = Store::open_read_only(&config.database)?;
             let id = TicketId(number);
             let found = store.read_blocking(|tx| {
-                let Some(ticket) = tx.ticket(id)? else { return Ok(None) };
+                let Some(ticket) = tx.ticket(id)? else {
+                    return Ok(None);
+                };
                 Ok(Some((ticket, tx.transcript(id)?, tx.events_of(id)?)))
             })?;
             let Some((ticket, messages, events)) = found else {
-                eprintln!("deskgate: no ticket {number} in {}", config.database.display());
+                eprintln!(
+                    "deskgate: no ticket {number} in {}",
+                    config.database.display()
+                );
                 return Ok(ExitCode::from(1));
             };
             show::ticket(&mut out, &ticket, &messages, &events, &tz, json)?;
@@ -151,7 +170,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn out_flush() -> anyhow::Result<()> {
-    std::io::stdout().flush().context("writing to standard output")
+    std::io::stdout()
+        .flush()
+        .context("writing to standard output")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -167,19 +188,51 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn causes_are_printed_once() {
+        let io = std::io::Error::other("disk full");
+        let err = anyhow::Error::new(crate::store::StoreError::Open {
+            path: "/x.db".into(),
+            reason: io.to_string(),
+        })
+        .context("opening the database");
+        assert_eq!(
+            one_line(&err),
+            "opening the database: database /x.db: disk full"
+        );
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
 
     #[test]
     fn subcommands_parse() {
-        let cli = Cli::try_parse_from(["deskgate", "--config", "x.toml", "tickets", "--status", "open", "--json"]).unwrap();
-        assert!(matches!(cli.command, Command::Tickets { status: Some(TicketStatus::Open), json: true }));
+        let cli = Cli::try_parse_from([
+            "deskgate", "--config", "x.toml", "tickets", "--status", "open", "--json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tickets {
+                status: Some(TicketStatus::Open),
+                json: true
+            }
+        ));
         let err = Cli::try_parse_from(["deskgate", "tickets", "--status", "bogus"]).unwrap_err();
         assert!(err.to_string().contains("`bogus` is not a status"), "{err}");
         let cli = Cli::try_parse_from(["deskgate", "ticket", "42"]).unwrap();
-        assert!(matches!(cli.command, Command::Ticket { number: 42, json: false }));
+        assert!(matches!(
+            cli.command,
+            Command::Ticket {
+                number: 42,
+                json: false
+            }
+        ));
         let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
-        assert!(matches!(cli.command, Command::CheckConfig { connect: true }));
+        assert!(matches!(
+            cli.command,
+            Command::CheckConfig { connect: true }
+        ));
     }
 }

@@ -37,7 +37,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
 
     for mailbox in &config.mailboxes {
-        let (config, store, wake, mailbox) = (Arc::clone(&config), store.clone(), Arc::clone(&wake), mailbox.clone());
+        let (config, store, wake, mailbox) = (
+            Arc::clone(&config),
+            store.clone(),
+            Arc::clone(&wake),
+            mailbox.clone(),
+        );
         let name = format!("mailbox {}", mailbox.name);
         tracker.spawn(supervise(name, cancel.clone(), move |cancel| {
             let task = MailboxTask {
@@ -51,28 +56,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     {
         let (config, store, wake) = (Arc::clone(&config), store.clone(), Arc::clone(&wake));
-        tracker.spawn(supervise("outbox sender".into(), cancel.clone(), move |cancel| {
-            let sender = Sender {
-                config: Arc::clone(&config),
-                store: store.clone(),
-                transport: transport.clone(),
-                wake: Arc::clone(&wake),
-            };
-            sender.run(cancel)
-        }));
+        tracker.spawn(supervise(
+            "outbox sender".into(),
+            cancel.clone(),
+            move |cancel| {
+                let sender = Sender {
+                    config: Arc::clone(&config),
+                    store: store.clone(),
+                    transport: transport.clone(),
+                    wake: Arc::clone(&wake),
+                };
+                sender.run(cancel)
+            },
+        ));
     }
     tracker.close();
 
     let status = format!("watching {} mailbox(es)", config.mailboxes.len());
-    notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    notify_systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     info!(database = %config.database.display(), n_mailboxes = config.mailboxes.len(), "deskgate running");
 
     let signal_name = wait_for_shutdown_signal().await?;
     info!(signal = signal_name, "shutting down");
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
-    if tokio::time::timeout(SHUTDOWN_LIMIT, tracker.wait()).await.is_err() {
-        warn!("tasks did not stop within {SHUTDOWN_LIMIT:?}; exiting anyway (committed work is safe)");
+    if tokio::time::timeout(SHUTDOWN_LIMIT, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            "tasks did not stop within {SHUTDOWN_LIMIT:?}; exiting anyway (committed work is safe)"
+        );
     }
     info!("stopped");
     Ok(())
@@ -88,7 +105,9 @@ where
         let result = tokio::spawn(make(cancel.clone())).await;
         match result {
             Ok(()) => return,
-            Err(err) => error!(task = %name, error = %err, "task crashed; restarting in {RESTART_PAUSE:?}"),
+            Err(err) => {
+                error!(task = %name, error = %err, "task crashed; restarting in {RESTART_PAUSE:?}")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(RESTART_PAUSE) => {}
@@ -98,7 +117,8 @@ where
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<&'static str> {
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     Ok(tokio::select! {
         _ = terminate.recv() => "SIGTERM",

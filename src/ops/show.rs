@@ -10,7 +10,9 @@ use crate::store::{EventView, MessageView, OutboxView, TicketView};
 
 /// Formats times for people in the support desk's zone: `2026-11-23 10:00 EET`.
 pub fn when(at: Timestamp, tz: &TimeZone) -> String {
-    at.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string()
+    at.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 fn cut(text: &str, width: usize) -> String {
@@ -36,7 +38,12 @@ fn ticket_json(t: &TicketView) -> Value {
     })
 }
 
-pub fn tickets(out: &mut impl Write, tickets: &[TicketView], tz: &TimeZone, as_json: bool) -> std::io::Result<()> {
+pub fn tickets(
+    out: &mut impl Write,
+    tickets: &[TicketView],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
     if as_json {
         let list: Vec<Value> = tickets.iter().map(ticket_json).collect();
         return writeln!(out, "{}", Value::Array(list));
@@ -44,7 +51,11 @@ pub fn tickets(out: &mut impl Write, tickets: &[TicketView], tz: &TimeZone, as_j
     if tickets.is_empty() {
         return writeln!(out, "no tickets");
     }
-    writeln!(out, "{:>6}  {:<8}  {:<28}  {:<36}  {:>4}  {:<20}  DUE", "TICKET", "STATUS", "CUSTOMER", "SUBJECT", "MSGS", "OPENED")?;
+    writeln!(
+        out,
+        "{:>6}  {:<8}  {:<28}  {:<36}  {:>4}  {:<20}  DUE",
+        "TICKET", "STATUS", "CUSTOMER", "SUBJECT", "MSGS", "OPENED"
+    )?;
     for t in tickets {
         writeln!(
             out,
@@ -92,7 +103,11 @@ pub fn ticket(
             .collect();
         return writeln!(out, "{value}");
     }
-    writeln!(out, "Ticket {} [{}] {}", ticket.id.0, ticket.status, ticket.subject)?;
+    writeln!(
+        out,
+        "Ticket {} [{}] {}",
+        ticket.id.0, ticket.status, ticket.subject
+    )?;
     let customer = match (&ticket.customer_name, &ticket.customer_address) {
         (Some(name), Some(address)) => format!("{name} <{address}>"),
         (None, Some(address)) => address.clone(),
@@ -111,7 +126,12 @@ pub fn ticket(
         };
         let arrow = if m.outbound { "out" } else { "in " };
         writeln!(out)?;
-        writeln!(out, "── {arrow} {}  {from}  [{}]", when(m.received_at, tz), m.class)?;
+        writeln!(
+            out,
+            "── {arrow} {}  {from}  [{}]",
+            when(m.received_at, tz),
+            m.class
+        )?;
         writeln!(out, "   Subject: {}", m.subject)?;
         if !m.defects.is_empty() {
             writeln!(out, "   Defects: {}", m.defects)?;
@@ -128,7 +148,12 @@ pub fn ticket(
     Ok(())
 }
 
-pub fn outbox(out: &mut impl Write, rows: &[OutboxView], tz: &TimeZone, as_json: bool) -> std::io::Result<()> {
+pub fn outbox(
+    out: &mut impl Write,
+    rows: &[OutboxView],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
     if as_json {
         let list: Vec<Value> = rows
             .iter()
@@ -153,7 +178,11 @@ pub fn outbox(out: &mut impl Write, rows: &[OutboxView], tz: &TimeZone, as_json:
     if rows.is_empty() {
         return writeln!(out, "outbox is empty");
     }
-    writeln!(out, "{:>6}  {:>6}  {:<15}  {:<7}  {:>8}  {:<28}  {:<20}  LAST ERROR", "ID", "TICKET", "KIND", "STATUS", "ATTEMPTS", "TO", "SENT / NEXT TRY")?;
+    writeln!(
+        out,
+        "{:>6}  {:>6}  {:<15}  {:<7}  {:>8}  {:<28}  {:<20}  LAST ERROR",
+        "ID", "TICKET", "KIND", "STATUS", "ATTEMPTS", "TO", "SENT / NEXT TRY"
+    )?;
     for r in rows {
         let at = match (r.status.as_str(), r.sent_at) {
             ("sent", Some(sent)) => when(sent, tz),

@@ -84,7 +84,9 @@ mod tests {
     use crate::classify::AutoReason;
 
     fn policy() -> Policy {
-        Policy { first_response: Duration::from_secs(24 * 3600) }
+        Policy {
+            first_response: Duration::from_secs(24 * 3600),
+        }
     }
 
     fn now() -> Timestamp {
@@ -99,7 +101,10 @@ mod tests {
             Decision {
                 ticket: TicketAction::Create,
                 acknowledge: true,
-                deadline: Some((DeadlineKind::FirstResponse, "2026-11-24T10:00:00Z".parse().unwrap())),
+                deadline: Some((
+                    DeadlineKind::FirstResponse,
+                    "2026-11-24T10:00:00Z".parse().unwrap()
+                )),
                 reopen: false,
             }
         );
@@ -107,25 +112,39 @@ mod tests {
 
     #[test]
     fn a_reply_is_never_acknowledged_again() {
-        for threading in [Threading::Reference(TicketId(4)), Threading::Tag(TicketId(4))] {
+        for threading in [
+            Threading::Reference(TicketId(4)),
+            Threading::Tag(TicketId(4)),
+        ] {
             let decision = decide(&Class::Customer, threading, &policy(), now());
             assert_eq!(decision.ticket, TicketAction::Append(TicketId(4)));
             assert!(!decision.acknowledge);
             assert!(decision.reopen);
-            assert_eq!(decision.deadline.map(|d| d.0), Some(DeadlineKind::NextResponse));
+            assert_eq!(
+                decision.deadline.map(|d| d.0),
+                Some(DeadlineKind::NextResponse)
+            );
         }
     }
 
     #[test]
     fn a_guessed_tag_opens_a_new_acknowledged_ticket() {
-        let decision = decide(&Class::Customer, Threading::NewIgnoringTag(TicketId(4)), &policy(), now());
+        let decision = decide(
+            &Class::Customer,
+            Threading::NewIgnoringTag(TicketId(4)),
+            &policy(),
+            now(),
+        );
         assert_eq!(decision.ticket, TicketAction::Create);
         assert!(decision.acknowledge);
     }
 
     #[test]
     fn automatic_mail_is_recorded_but_never_answered_nor_timed() {
-        for class in [Class::Automatic(AutoReason::NullReturnPath), Class::NoSender] {
+        for class in [
+            Class::Automatic(AutoReason::NullReturnPath),
+            Class::NoSender,
+        ] {
             let decision = decide(&class, Threading::New, &policy(), now());
             assert_eq!(decision.ticket, TicketAction::Create);
             assert!(!decision.acknowledge);

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
-pub use templates::{Templates, TemplateError};
+pub use templates::{TemplateError, Templates};
 
 use crate::config::Support;
 use crate::model::{Person, TicketId};
@@ -78,10 +78,12 @@ pub fn acknowledgement(
         ack.customer
             .address
             .parse()
-            .map_err(|err: lettre::address::AddressError| RenderError::BadRecipient {
-                address: ack.customer.address.clone(),
-                reason: err.to_string(),
-            })?;
+            .map_err(
+                |err: lettre::address::AddressError| RenderError::BadRecipient {
+                    address: ack.customer.address.clone(),
+                    reason: err.to_string(),
+                },
+            )?;
     let mut references: Vec<String> = ack.references.to_vec();
     if let Some(id) = ack.message_id
         && !references.iter().any(|r| r == id)
@@ -90,7 +92,10 @@ pub fn acknowledgement(
     }
     let message_id = new_message_id(support);
     let mut builder = lettre::Message::builder()
-        .from(Mailbox::new(Some(support.name.clone()), support.address.clone()))
+        .from(Mailbox::new(
+            Some(support.name.clone()),
+            support.address.clone(),
+        ))
         .to(Mailbox::new(ack.customer.name.clone(), to_address.clone()))
         .subject(rendered.subject.clone())
         .message_id(Some(format!("<{message_id}>")))
@@ -111,7 +116,10 @@ pub fn acknowledgement(
         builder = builder.references(joined.join(" "));
     }
     let message = builder
-        .multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html,
+        ))
         .map_err(|err| RenderError::Build(err.to_string()))?;
     Ok(Outgoing {
         message_id,
@@ -125,7 +133,11 @@ pub fn acknowledgement(
 
 /// `<uuid@support-domain>`: unguessable, and recognisably ours when it comes back.
 fn new_message_id(support: &Support) -> String {
-    format!("{}@{}", uuid::Uuid::new_v4().simple(), support.address.domain())
+    format!(
+        "{}@{}",
+        uuid::Uuid::new_v4().simple(),
+        support.address.domain()
+    )
 }
 
 /// "Tuesday 24 November 2026, 10:00 UTC" in the support desk's time zone.
@@ -141,10 +153,20 @@ fn strip_reply_prefixes(subject: &str) -> &str {
     let mut rest = subject.trim();
     loop {
         let lower = rest.to_lowercase();
-        let Some(prefix) = ["re:", "aw:", "fwd:", "fw:", "sv:", "vs:", "ref:", "رد:", "απ:", "σχετ:"]
-            .iter()
-            .find(|p| lower.starts_with(*p))
-        else {
+        let Some(prefix) = [
+            "re:",
+            "aw:",
+            "fwd:",
+            "fw:",
+            "sv:",
+            "vs:",
+            "ref:",
+            "رد:",
+            "απ:",
+            "σχετ:",
+        ]
+        .iter()
+        .find(|p| lower.starts_with(*p)) else {
             return rest;
         };
         rest = rest[prefix.len()..].trim_start();
@@ -191,7 +213,11 @@ mod tests {
         assert!(out.message_id.ends_with("@example.test"));
         assert_eq!(parsed.auto_submitted.as_deref(), Some("auto-replied"));
         assert!(parsed.text.contains("ticket [#42]"), "{}", parsed.text);
-        assert!(parsed.text.contains("Tuesday 24 November 2026, 12:00 EET"), "{}", parsed.text);
+        assert!(
+            parsed.text.contains("Tuesday 24 November 2026, 12:00 EET"),
+            "{}",
+            parsed.text
+        );
         assert!(parsed.text.contains("Hello Mona <Q>,"), "{}", parsed.text);
         let html = String::from_utf8_lossy(&out.raw).to_string();
         assert!(html.contains("Mona &lt;Q&gt;"), "HTML part escapes names");

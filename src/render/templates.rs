@@ -12,7 +12,10 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// The shipped templates: (file name, source).
 const BUILTIN: [(&str, &str); 3] = [
-    ("ack.en.subject", include_str!("../../templates/ack.en.subject")),
+    (
+        "ack.en.subject",
+        include_str!("../../templates/ack.en.subject"),
+    ),
     ("ack.en.txt", include_str!("../../templates/ack.en.txt")),
     ("ack.en.html", include_str!("../../templates/ack.en.html")),
 ];
@@ -78,7 +81,10 @@ impl Templates {
         let mut errors = Vec::new();
         for (name, source) in sources {
             if let Err(err) = env.add_template_owned(name.clone(), source) {
-                errors.push(TemplateError { name, reason: describe(&err) });
+                errors.push(TemplateError {
+                    name,
+                    reason: describe(&err),
+                });
             }
         }
         if !errors.is_empty() {
@@ -96,16 +102,32 @@ impl Templates {
                 errors.push(err);
             }
         }
-        if errors.is_empty() { Ok(templates) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(templates)
+        } else {
+            Err(errors)
+        }
     }
 
     fn render_one(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
-        let fail = |err: minijinja::Error| TemplateError { name: name.to_string(), reason: describe(&err) };
-        self.env.get_template(name).map_err(fail)?.render(context).map_err(fail)
+        let fail = |err: minijinja::Error| TemplateError {
+            name: name.to_string(),
+            reason: describe(&err),
+        };
+        self.env
+            .get_template(name)
+            .map_err(fail)?
+            .render(context)
+            .map_err(fail)
     }
 
     /// Renders the subject, text and HTML parts of `kind` in `lang`.
-    pub fn render_all(&self, kind: &str, lang: &str, context: &Value) -> Result<RenderedParts, TemplateError> {
+    pub fn render_all(
+        &self,
+        kind: &str,
+        lang: &str,
+        context: &Value,
+    ) -> Result<RenderedParts, TemplateError> {
         let subject = self.render_one(&format!("{kind}.{lang}.subject"), context)?;
         Ok(RenderedParts {
             subject: crate::model::clean_header_text(&subject),
@@ -117,7 +139,10 @@ impl Templates {
 
 fn describe(err: &minijinja::Error) -> String {
     match err.line() {
-        Some(line) => format!("line {line}: {}", err.detail().unwrap_or(&err.kind().to_string())),
+        Some(line) => format!(
+            "line {line}: {}",
+            err.detail().unwrap_or(&err.kind().to_string())
+        ),
         None => err.to_string(),
     }
 }
@@ -128,7 +153,9 @@ mod tests {
 
     #[test]
     fn builtin_templates_compile() {
-        let sources = BUILTIN.map(|(n, s)| (n.to_string(), s.to_string())).to_vec();
+        let sources = BUILTIN
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .to_vec();
         assert!(Templates::compile(sources).is_ok());
     }
 
@@ -137,7 +164,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let errors = Templates::load(dir.path()).unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].contains("ack.en.subject: cannot read it"), "{errors:?}");
+        assert!(
+            errors[0].contains("ack.en.subject: cannot read it"),
+            "{errors:?}"
+        );
 
         for (name, source) in BUILTIN {
             std::fs::write(dir.path().join(name), source).unwrap();

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use lettre::address::Envelope;
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -47,12 +47,19 @@ pub enum SendResult {
 }
 
 /// Builds the SMTP transport described by `smtp`, trusting `trust`'s extra CA.
-pub fn transport(smtp: &SmtpConfig, trust: &TlsTrust) -> Result<Transport, lettre::transport::smtp::Error> {
+pub fn transport(
+    smtp: &SmtpConfig,
+    trust: &TlsTrust,
+) -> Result<Transport, lettre::transport::smtp::Error> {
     let server = &smtp.server;
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
         .port(server.port)
         .timeout(Some(smtp.timeout))
-        .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(30)));
+        .pool_config(
+            PoolConfig::new()
+                .max_size(4)
+                .idle_timeout(Duration::from_secs(30)),
+        );
     if server.tls != TlsMode::Plain {
         let mut parameters = TlsParameters::builder(server.host.clone());
         if let Some(pem) = &trust.extra_ca_pem {
@@ -65,7 +72,10 @@ pub fn transport(smtp: &SmtpConfig, trust: &TlsTrust) -> Result<Transport, lettr
         });
     }
     if let Some((user, password)) = &smtp.credentials {
-        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        ));
     }
     Ok(builder.build())
 }
@@ -118,7 +128,9 @@ impl Sender {
         let now = Timestamp::now();
         Ok(match next {
             Some(at) if at <= now => Duration::ZERO,
-            Some(at) => Duration::try_from(at.duration_since(now)).unwrap_or(MAX_SLEEP).min(MAX_SLEEP),
+            Some(at) => Duration::try_from(at.duration_since(now))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP),
             None => MAX_SLEEP,
         })
     }
@@ -126,7 +138,10 @@ impl Sender {
     async fn deliver(&self, row: OutboxRow, cancel: &CancellationToken) -> Result<(), StoreError> {
         let result = self.attempt(&row, cancel).await;
         let Some(result) = result else {
-            warn!(outbox_id = row.id.0, "shutdown during a send; the row stays queued");
+            warn!(
+                outbox_id = row.id.0,
+                "shutdown during a send; the row stays queued"
+            );
             return Ok(());
         };
         let now = Timestamp::now();
@@ -135,9 +150,23 @@ impl Sender {
         let recipients = row.recipients.join(", ");
         let message_id = row.message_id.clone();
         match &outcome {
-            Step::Sent => info!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, to = recipients, "outbox: sent"),
-            Step::Retry { at, reason } => warn!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, reason, retry_at = %at, "outbox: deferred"),
-            Step::Fail { reason } => error!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, reason, "outbox: failed permanently"),
+            Step::Sent => info!(
+                outbox_id = id.0,
+                ticket = ticket.map(|t| t.0),
+                message_id,
+                to = recipients,
+                "outbox: sent"
+            ),
+            Step::Retry { at, reason } => {
+                warn!(outbox_id = id.0, ticket = ticket.map(|t| t.0), message_id, reason, retry_at = %at, "outbox: deferred")
+            }
+            Step::Fail { reason } => error!(
+                outbox_id = id.0,
+                ticket = ticket.map(|t| t.0),
+                message_id,
+                reason,
+                "outbox: failed permanently"
+            ),
         }
         self.store
             .write(move |tx| {
@@ -155,7 +184,16 @@ impl Sender {
                         ("outbox.failed", reason)
                     }
                 };
-                tx.record(&Event { kind, ticket, outbox: Some(id), detail, ..Event::default() }, now)
+                tx.record(
+                    &Event {
+                        kind,
+                        ticket,
+                        outbox: Some(id),
+                        detail,
+                        ..Event::default()
+                    },
+                    now,
+                )
             })
             .await
     }
@@ -191,7 +229,10 @@ fn envelope(row: &OutboxRow) -> Result<Envelope, String> {
     let to = row
         .recipients
         .iter()
-        .map(|r| r.parse().map_err(|e| format!("recipient `{r}` is invalid: {e}")))
+        .map(|r| {
+            r.parse()
+                .map_err(|e| format!("recipient `{r}` is invalid: {e}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Envelope::new(Some(from), to).map_err(|e| format!("envelope: {e}"))
 }
@@ -218,7 +259,9 @@ enum Step {
 fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: Timestamp) -> Step {
     match result {
         SendResult::Sent => Step::Sent,
-        SendResult::Permanent(reason) => Step::Fail { reason: reason.clone() },
+        SendResult::Permanent(reason) => Step::Fail {
+            reason: reason.clone(),
+        },
         SendResult::Temporary(reason) => {
             if now >= due_at(row.created_at, outbox.give_up_after) {
                 return Step::Fail {
@@ -226,8 +269,15 @@ fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: T
                 };
             }
             let index = (row.attempts as usize).min(outbox.retry.len().saturating_sub(1));
-            let delay = outbox.retry.get(index).copied().unwrap_or(Duration::from_secs(60));
-            Step::Retry { at: due_at(now, delay), reason: reason.clone() }
+            let delay = outbox
+                .retry
+                .get(index)
+                .copied()
+                .unwrap_or(Duration::from_secs(60));
+            Step::Retry {
+                at: due_at(now, delay),
+                reason: reason.clone(),
+            }
         }
     }
 }
@@ -261,26 +311,49 @@ mod tests {
     fn retry_schedule_repeats_its_last_delay_then_gives_up() {
         let now: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
         let temporary = SendResult::Temporary("451 try later".into());
-        let at = |secs| Step::Retry { at: due_at(now, Duration::from_secs(secs)), reason: "451 try later".into() };
+        let at = |secs| Step::Retry {
+            at: due_at(now, Duration::from_secs(secs)),
+            reason: "451 try later".into(),
+        };
         assert_eq!(next_step(&temporary, &row(0), &outbox(), now), at(10));
         assert_eq!(next_step(&temporary, &row(1), &outbox(), now), at(60));
         assert_eq!(next_step(&temporary, &row(7), &outbox(), now), at(60));
         let late: Timestamp = "2026-11-23T11:00:00Z".parse().unwrap();
-        assert!(matches!(next_step(&temporary, &row(9), &outbox(), late), Step::Fail { .. }));
+        assert!(matches!(
+            next_step(&temporary, &row(9), &outbox(), late),
+            Step::Fail { .. }
+        ));
     }
 
     #[test]
     fn permanent_failures_are_final() {
         let now: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
-        let step = next_step(&SendResult::Permanent("550 no such user".into()), &row(0), &outbox(), now);
-        assert_eq!(step, Step::Fail { reason: "550 no such user".into() });
-        assert_eq!(next_step(&SendResult::Sent, &row(0), &outbox(), now), Step::Sent);
+        let step = next_step(
+            &SendResult::Permanent("550 no such user".into()),
+            &row(0),
+            &outbox(),
+            now,
+        );
+        assert_eq!(
+            step,
+            Step::Fail {
+                reason: "550 no such user".into()
+            }
+        );
+        assert_eq!(
+            next_step(&SendResult::Sent, &row(0), &outbox(), now),
+            Step::Sent
+        );
     }
 
     #[test]
     fn bad_envelopes_are_permanent() {
         let mut bad = row(0);
         bad.recipients = vec!["not an address".into()];
-        assert!(envelope(&bad).unwrap_err().contains("recipient `not an address` is invalid"));
+        assert!(
+            envelope(&bad)
+                .unwrap_err()
+                .contains("recipient `not an address` is invalid")
+        );
     }
 }

@@ -19,7 +19,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use tx::{Checkpoint, Event, Known, NewMessage, NewOutbox, NewTicket, OutboxRow, Tx, dedupe_key};
+pub use tx::{
+    Checkpoint, Event, Known, NewMessage, NewOutbox, NewTicket, OutboxRow, Tx, dedupe_key,
+};
 pub use views::{EventView, MessageView, OutboxView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -31,7 +33,11 @@ pub enum StoreError {
     #[error("database {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
     #[error("database {} has schema version {found}, newer than this deskgate knows ({known}); upgrade deskgate", path.display())]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("stored data is inconsistent: {0}")]
@@ -50,7 +56,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
@@ -63,7 +72,9 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn, path)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Opens an existing database for reading only (the CLI while the daemon runs).
@@ -71,11 +82,17 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Open {
                 path: path.to_path_buf(),
-                reason: "no such file; has `deskgate run` started with this configuration yet?".into(),
+                reason: "no such file; has `deskgate run` started with this configuration yet?"
+                    .into(),
             });
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| StoreError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+                StoreError::Open {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            })?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > MIGRATIONS.len() as i64 {
@@ -85,7 +102,9 @@ impl Store {
                 known: MIGRATIONS.len() as i64,
             });
         }
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Runs `work` in one write transaction on a blocking thread; commits if it returns `Ok`.
@@ -101,8 +120,14 @@ impl Store {
     }
 
     /// [`Store::write`] for callers that are not async (the CLI, tests).
-    pub fn write_blocking<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+    pub fn write_blocking<T>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let result = work(&Tx::new(&transaction))?;
         transaction.commit()?;
@@ -110,8 +135,14 @@ impl Store {
     }
 
     /// Runs read-only `work` in one (deferred) transaction, so it sees one consistent snapshot.
-    pub fn read_blocking<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+    pub fn read_blocking<T>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         let transaction = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         work(&Tx::new(&transaction))
     }
@@ -133,7 +164,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known });
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -103,14 +103,24 @@ impl<'c> Tx<'c> {
             .query_row(
                 "SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = ?1",
                 [mailbox],
-                |r| Ok(Checkpoint { uidvalidity: r.get(0)?, last_uid: r.get(1)? }),
+                |r| {
+                    Ok(Checkpoint {
+                        uidvalidity: r.get(0)?,
+                        last_uid: r.get(1)?,
+                    })
+                },
             )
             .optional()?;
         Ok(row)
     }
 
     /// Records progress. Within one UIDVALIDITY the checkpoint only moves forward.
-    pub fn set_checkpoint(&self, mailbox: &str, checkpoint: Checkpoint, now: Timestamp) -> Result<(), StoreError> {
+    pub fn set_checkpoint(
+        &self,
+        mailbox: &str,
+        checkpoint: Checkpoint,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (mailbox) DO UPDATE SET
@@ -144,7 +154,10 @@ impl<'c> Tx<'c> {
     }
 
     /// The ticket of the first of `message_ids` that we know (callers pass newest first).
-    pub fn ticket_by_message_ids(&self, message_ids: &[String]) -> Result<Option<TicketId>, StoreError> {
+    pub fn ticket_by_message_ids(
+        &self,
+        message_ids: &[String],
+    ) -> Result<Option<TicketId>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL ORDER BY id LIMIT 1",
         )?;
@@ -160,14 +173,16 @@ impl<'c> Tx<'c> {
     pub fn participants(&self, ticket: TicketId) -> Result<Option<Vec<String>>, StoreError> {
         let exists: Option<i64> = self
             .tx
-            .query_row("SELECT id FROM tickets WHERE id = ?1", [ticket.0], |r| r.get(0))
+            .query_row("SELECT id FROM tickets WHERE id = ?1", [ticket.0], |r| {
+                r.get(0)
+            })
             .optional()?;
         if exists.is_none() {
             return Ok(None);
         }
-        let mut statement = self
-            .tx
-            .prepare_cached("SELECT address FROM participants WHERE ticket_id = ?1 ORDER BY address")?;
+        let mut statement = self.tx.prepare_cached(
+            "SELECT address FROM participants WHERE ticket_id = ?1 ORDER BY address",
+        )?;
         let addresses = statement
             .query_map([ticket.0], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
@@ -191,7 +206,12 @@ impl<'c> Tx<'c> {
         Ok(TicketId(self.tx.last_insert_rowid()))
     }
 
-    pub fn set_ticket_status(&self, ticket: TicketId, status: TicketStatus, now: Timestamp) -> Result<(), StoreError> {
+    pub fn set_ticket_status(
+        &self,
+        ticket: TicketId,
+        status: TicketStatus,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE tickets SET status = ?2, updated_at = ?3 WHERE id = ?1",
             params![ticket.0, status.as_str(), to_ms(now)],
@@ -200,12 +220,19 @@ impl<'c> Tx<'c> {
     }
 
     pub fn touch_ticket(&self, ticket: TicketId, now: Timestamp) -> Result<(), StoreError> {
-        self.tx
-            .execute("UPDATE tickets SET updated_at = ?2 WHERE id = ?1", params![ticket.0, to_ms(now)])?;
+        self.tx.execute(
+            "UPDATE tickets SET updated_at = ?2 WHERE id = ?1",
+            params![ticket.0, to_ms(now)],
+        )?;
         Ok(())
     }
 
-    pub fn add_participant(&self, ticket: TicketId, person: &Person, role: &str) -> Result<(), StoreError> {
+    pub fn add_participant(
+        &self,
+        ticket: TicketId,
+        person: &Person,
+        role: &str,
+    ) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO participants (ticket_id, address, name, role) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (ticket_id, address) DO UPDATE SET name = coalesce(excluded.name, name)",
@@ -316,7 +343,11 @@ impl<'c> Tx<'c> {
                     ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
                     message_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
                     envelope_from: r.get(3)?,
-                    recipients: r.get::<_, String>(4)?.split_whitespace().map(String::from).collect(),
+                    recipients: r
+                        .get::<_, String>(4)?
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect(),
                     raw: r.get(5)?,
                     attempts: r.get(6)?,
                     created_at: from_ms(r.get(7)?),
@@ -346,7 +377,12 @@ impl<'c> Tx<'c> {
         Ok(n == 1)
     }
 
-    pub fn outbox_retry_at(&self, id: OutboxId, next_at: Timestamp, error: &str) -> Result<(), StoreError> {
+    pub fn outbox_retry_at(
+        &self,
+        id: OutboxId,
+        next_at: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
              WHERE id = ?1 AND status = 'queued'",

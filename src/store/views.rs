@@ -56,7 +56,8 @@ pub struct OutboxView {
     pub sent_at: Option<Timestamp>,
 }
 
-const TICKET_COLUMNS: &str = "t.id, t.mailbox, t.subject, t.customer_address, t.customer_name, t.status,
+const TICKET_COLUMNS: &str =
+    "t.id, t.mailbox, t.subject, t.customer_address, t.customer_name, t.status,
     t.created_at, t.updated_at,
     (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id),
     (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL)";
@@ -92,7 +93,10 @@ impl Tx<'_> {
 
     pub fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1");
-        Ok(self.conn().query_row(&sql, [id.0], ticket_view).optional()?)
+        Ok(self
+            .conn()
+            .query_row(&sql, [id.0], ticket_view)
+            .optional()?)
     }
 
     /// Every message of a ticket in the order it was received or written.
@@ -124,7 +128,13 @@ impl Tx<'_> {
             .conn()
             .prepare("SELECT at, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id")?;
         let rows = statement
-            .query_map([id.0], |r| Ok(EventView { at: from_ms(r.get(0)?), kind: r.get(1)?, detail: r.get(2)? }))?
+            .query_map([id.0], |r| {
+                Ok(EventView {
+                    at: from_ms(r.get(0)?),
+                    kind: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

@@ -54,7 +54,8 @@ async fn every_corpus_message_is_stored_once_and_ordinary_mail_is_acknowledged()
     assert!(rows.len() >= 300, "manifest has {} rows", rows.len());
 
     let state = tempfile::tempdir().expect("temp dir");
-    let config = Arc::new(Config::from_toml(&state.path().join("deskgate.toml"), CONFIG).expect("config"));
+    let config =
+        Arc::new(Config::from_toml(&state.path().join("deskgate.toml"), CONFIG).expect("config"));
     let store = Store::open(&config.database).expect("store");
     let now = jiff::Timestamp::now();
     let mut n_stored = 0;
@@ -63,12 +64,21 @@ async fn every_corpus_message_is_stored_once_and_ordinary_mail_is_acknowledged()
     for pass in 0..2 {
         for (index, (path, expected)) in rows.iter().enumerate() {
             let raw = std::fs::read(dir.join(path)).expect("corpus file");
-            let source = Source { mailbox: "corpus".into(), uidvalidity: 1 + pass, uid: index as u32 + 1 };
+            let source = Source {
+                mailbox: "corpus".into(),
+                uidvalidity: 1 + pass,
+                uid: index as u32 + 1,
+            };
             let (outcome, _) = ingest(&store, &config, source, raw, now)
                 .await
                 .unwrap_or_else(|err| panic!("{path}: ingest failed: {err}"));
             match outcome {
-                Outcome::Stored { class, acknowledgement, created, .. } => {
+                Outcome::Stored {
+                    class,
+                    acknowledgement,
+                    created,
+                    ..
+                } => {
                     assert_eq!(pass, 0, "{path} stored again on the second pass");
                     n_stored += 1;
                     if class == Class::NoSender {
@@ -82,8 +92,16 @@ async fn every_corpus_message_is_stored_once_and_ordinary_mail_is_acknowledged()
         }
     }
     // Files that share a Message-ID (the threading folder has such pairs) are one message.
-    assert!(n_stored > rows.len() * 9 / 10, "stored {n_stored} of {}", rows.len());
-    assert!(missed_customers.is_empty(), "ordinary mail left unacknowledged:\n{}", missed_customers.join("\n"));
+    assert!(
+        n_stored > rows.len() * 9 / 10,
+        "stored {n_stored} of {}",
+        rows.len()
+    );
+    assert!(
+        missed_customers.is_empty(),
+        "ordinary mail left unacknowledged:\n{}",
+        missed_customers.join("\n")
+    );
     eprintln!(
         "corpus: {} files, {n_stored} stored ({n_no_sender} without a usable sender), second pass added nothing",
         rows.len()

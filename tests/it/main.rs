@@ -3,10 +3,12 @@
 //! Real-server tests start their own Postfix + Dovecot and run only with DESKGATE_IT=1
 //! (the README's test command sets it); without it they print why and return.
 
-/// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
-mod daemon;
+/// Bad configuration and other rejected input, through the binary.
+mod cli;
 /// The shared real-world corpus through ingest (skipped without ../shared).
 mod corpus;
+/// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
+mod daemon;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
 /// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.

@@ -1,0 +1,531 @@
+//! Tests of the configuration contract: the shipped example documents every key and is
+//! valid, and every refusal says what is wrong and where.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+
+const RAW_RS: &str = include_str!("raw.rs");
+const EXAMPLE: &str = include_str!("../../config.example.toml");
+const PATH: &str = "/etc/deskgate/deskgate.toml";
+
+/// The fields of every `pub struct Raw…` in raw.rs, by struct name.
+fn raw_fields() -> BTreeMap<String, Vec<String>> {
+    let mut structs = BTreeMap::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in RAW_RS.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("pub struct Raw") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            current = Some((format!("Raw{name}"), Vec::new()));
+        } else if line == "}" {
+            if let Some((name, fields)) = current.take() {
+                structs.insert(name, fields);
+            }
+        } else if let Some((_, fields)) = current.as_mut()
+            && let Some((field, _)) = line
+                .strip_prefix("pub ")
+                .and_then(|rest| rest.split_once(':'))
+        {
+            fields.push(field.trim().to_string());
+        }
+    }
+    structs
+}
+
+/// Which section of the file each raw struct is: "" for `RawConfig` (top level), otherwise
+/// the `RawConfig` field whose type names the struct (`pub smtp: Spanned<RawSmtp>` → "smtp").
+fn sections() -> BTreeMap<String, BTreeSet<String>> {
+    let structs = raw_fields();
+    let top = RAW_RS
+        .split("pub struct RawConfig")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("raw.rs has a `pub struct RawConfig`");
+    let mut sections = BTreeMap::new();
+    for (name, fields) in &structs {
+        let section = if name == "RawConfig" {
+            String::new()
+        } else {
+            let field_line = top
+                .lines()
+                .find(|line| {
+                    line.contains(&format!("<{name}>")) || line.contains(&format!(": {name},"))
+                })
+                .unwrap_or_else(|| panic!("{name} is not used by a field of RawConfig"));
+            field_line
+                .trim()
+                .trim_start_matches("pub ")
+                .split(':')
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        sections.insert(section, fields.iter().cloned().collect());
+    }
+    assert!(
+        sections.len() >= 6,
+        "too few raw structs found in raw.rs: {sections:?}"
+    );
+    sections
+}
+
+/// The keys the example shows, active or commented out, by section, and the section headers.
+fn example_keys() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut headers = BTreeSet::new();
+    let mut section = String::new();
+    for line in EXAMPLE.lines() {
+        if line.starts_with('[') {
+            section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+            headers.insert(section.clone());
+            continue;
+        }
+        let body = line.strip_prefix("# ").unwrap_or(line);
+        let Some((key, _)) = body.split_once(" =") else {
+            continue;
+        };
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            keys.entry(section.clone())
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
+    (keys, headers)
+}
+
+#[test]
+fn example_config_documents_every_key() {
+    let sections = sections();
+    let (keys, headers) = example_keys();
+    let mut undocumented = Vec::new();
+    for (section, fields) in &sections {
+        for field in fields {
+            let as_key = keys.get(section).is_some_and(|k| k.contains(field));
+            let as_table = section.is_empty() && headers.contains(field);
+            if !as_key && !as_table {
+                undocumented.push(format!("[{section}] {field}"));
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "config.example.toml does not show: {undocumented:?}"
+    );
+    // And nothing it shows, even commented out, is stale.
+    let mut unknown = Vec::new();
+    for (section, shown) in &keys {
+        for key in shown {
+            if !sections.get(section).is_some_and(|f| f.contains(key)) {
+                unknown.push(format!("[{section}] {key}"));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "config.example.toml shows keys the parser refuses: {unknown:?}"
+    );
+}
+
+/// The example, with `/etc/deskgate/` moved into `dir` and every active `password_file`
+/// created there; returns the path to load and the text.
+fn example_in(dir: &Path, text: &str) -> (PathBuf, String) {
+    let text = text.replace("/etc/deskgate/", &format!("{}/", dir.display()));
+    for (n, line) in text.lines().enumerate() {
+        if let Some(value) = line.strip_prefix("password_file = ") {
+            let file = PathBuf::from(value.trim_matches('"'));
+            assert!(file.starts_with(dir), "{file:?} is not under /etc/deskgate");
+            std::fs::write(&file, format!("secret-{n}\nignored second line\n")).unwrap();
+        }
+    }
+    let path = dir.join("deskgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
+}
+
+#[test]
+fn example_config_is_valid_apart_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = example_in(dir.path(), EXAMPLE);
+    let config = Config::from_toml(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        Config::load(&path)
+            .map(|c| c.mailboxes.len())
+            .unwrap_or_else(|e| panic!("{e}")),
+        2
+    );
+
+    assert_eq!(
+        config.database,
+        PathBuf::from("/var/lib/deskgate/deskgate.db")
+    );
+    assert_eq!(config.support.address.to_string(), "support@example.com");
+    assert_eq!(config.support.tag_prefix, "#");
+    assert_eq!(config.support.timezone.iana_name(), Some("Europe/Athens"));
+    assert_eq!(config.policy.first_response, Duration::from_secs(24 * 3600));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+    let names: Vec<&str> = config.mailboxes.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["support", "billing"]);
+    let support = &config.mailboxes[0];
+    assert_eq!(
+        support.server,
+        Server {
+            host: "imap.example.com".into(),
+            port: 993,
+            tls: TlsMode::Implicit
+        }
+    );
+    assert!(support.password.expose().starts_with("secret-"));
+    assert_eq!(support.folder, "INBOX");
+    assert_eq!(support.processed_folder, None);
+    assert!(support.idle);
+    assert_eq!(support.poll_interval, Duration::from_secs(60));
+    assert_eq!(support.batch_size, 50);
+    assert_eq!(support.timeout, Duration::from_secs(60));
+    let billing = &config.mailboxes[1];
+    assert_eq!(billing.server.port, 993);
+    assert_ne!(billing.password, support.password);
+    assert_eq!(billing.processed_folder.as_deref(), Some("INBOX.Processed"));
+    assert_eq!(billing.poll_interval, Duration::from_secs(120));
+    assert_eq!(billing.timeout, Duration::from_secs(90));
+
+    assert_eq!(
+        config.smtp.server,
+        Server {
+            host: "smtp.example.com".into(),
+            port: 587,
+            tls: TlsMode::Starttls
+        }
+    );
+    let (user, password) = config.smtp.credentials.as_ref().expect("smtp credentials");
+    assert_eq!(user, "support@example.com");
+    assert!(password.expose().starts_with("secret-"));
+    assert_eq!(config.smtp.timeout, Duration::from_secs(60));
+
+    let retry: Vec<u64> = config.outbox.retry.iter().map(Duration::as_secs).collect();
+    assert_eq!(retry, [30, 120, 600, 1800, 3600]);
+    assert_eq!(config.outbox.give_up_after, Duration::from_secs(3 * 86_400));
+}
+
+/// The values shown commented out are the defaults (except for keys unset by default, shown
+/// with an example): uncommenting them changes nothing.
+#[test]
+fn example_config_comments_show_the_defaults() {
+    // Shown as examples of a setting that is unset by default.
+    let skip = ["password", "templates_dir", "ca_file", "processed_folder"];
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(body)
+                if body.split_once(" = ").is_some_and(|(key, _)| {
+                    key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !skip.contains(&key)
+                }) =>
+            {
+                body
+            }
+            _ => line,
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    assert_ne!(uncommented, EXAMPLE);
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = example_in(dir.path(), EXAMPLE);
+    let shown = Config::from_toml(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let (path, text) = example_in(dir.path(), &uncommented);
+    let explicit = Config::from_toml(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        format!("{:?}", shown.support),
+        format!("{:?}", explicit.support)
+    );
+    assert_eq!(
+        format!("{:?}", shown.mailboxes),
+        format!("{:?}", explicit.mailboxes)
+    );
+    assert_eq!(format!("{:?}", shown.smtp), format!("{:?}", explicit.smtp));
+    assert_eq!(
+        format!("{:?}", shown.outbox),
+        format!("{:?}", explicit.outbox)
+    );
+}
+
+// A minimal valid file, in three parts; the error tests below change one thing in it.
+const SUPPORT: &str = r#"[support]
+address = "support@example.com"
+name = "Example Support"
+"#;
+const MAILBOX: &str = r#"[[mailbox]]
+name = "support"
+host = "imap.example.com"
+tls = "implicit"
+user = "support@example.com"
+password = "secret"
+"#;
+const SMTP: &str = r#"[smtp]
+host = "smtp.example.com"
+tls = "starttls"
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(Path::new(PATH), text)
+}
+
+/// The refusal of `text`, as `deskgate check-config` prints it.
+fn refusal(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn minimal_config_is_valid() {
+    let config = load(&format!("{SUPPORT}{MAILBOX}{SMTP}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.mailboxes.len(), 1);
+    assert_eq!(config.smtp.credentials.as_ref().map(|c| &c.0), None);
+    assert_eq!(config.support.timezone, TimeZone::UTC);
+    assert!(config.warnings.is_empty());
+}
+
+#[test]
+fn unknown_key_is_named_with_the_keys_allowed() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("password =", "pasword =")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:9: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, \
+         `user`, `password`, `password_file`, `folder`, `processed_folder`, `idle`, `poll_interval`, \
+         `batch_size`, `timeout`"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("tls =", "port = \"993\"\ntls =")
+    );
+    assert_eq!(
+        refusal(&text),
+        r#"/etc/deskgate/deskgate.toml:7: port: wrong type: string "993", expected a whole number from 0 to 65535"#
+    );
+}
+
+#[test]
+fn missing_smtp_section() {
+    assert_eq!(
+        refusal(&format!("{SUPPORT}{MAILBOX}")),
+        "/etc/deskgate/deskgate.toml: missing the [smtp] section"
+    );
+}
+
+#[test]
+fn missing_mailbox_host() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("host = \"imap.example.com\"\n", "")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:4: in [[mailbox]]: missing key `host`"
+    );
+}
+
+#[test]
+fn plain_tls_to_a_remote_host_is_refused() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("\"implicit\"", "\"plain\"")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:7: mailbox `support`: tls = \"plain\" is allowed only for loopback hosts \
+         (127.0.0.1, ::1, localhost), not imap.example.com; use \"implicit\" or \"starttls\""
+    );
+    let text = format!(
+        "{SUPPORT}{MAILBOX}{}",
+        SMTP.replace("\"starttls\"", "\"plain\"")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:12: smtp: tls = \"plain\" is allowed only for loopback hosts \
+         (127.0.0.1, ::1, localhost), not smtp.example.com; use \"implicit\" or \"starttls\""
+    );
+}
+
+#[test]
+fn plain_tls_on_loopback_is_accepted_with_a_warning() {
+    let mailbox = MAILBOX
+        .replace("\"implicit\"", "\"plain\"")
+        .replace("imap.example.com", "127.0.0.1");
+    let smtp = SMTP
+        .replace("\"starttls\"", "\"plain\"")
+        .replace("smtp.example.com", "localhost");
+    let config = load(&format!("{SUPPORT}{mailbox}{smtp}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.mailboxes[0].server.port, 143);
+    assert_eq!(config.smtp.server.port, 25);
+    assert_eq!(
+        config.warnings,
+        [
+            "mailbox `support`: tls = \"plain\" sends the password unencrypted; accepted only because 127.0.0.1 \
+             is a loopback address",
+            "smtp: tls = \"plain\" sends the password unencrypted; accepted only because localhost is a loopback \
+             address",
+        ]
+    );
+    let ipv6 = MAILBOX
+        .replace("\"implicit\"", "\"plain\"")
+        .replace("imap.example.com", "::1");
+    let config = load(&format!("{SUPPORT}{ipv6}{SMTP}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.warnings.len(), 1);
+}
+
+#[test]
+fn invalid_duration() {
+    let text = format!("{SUPPORT}[policy]\nfirst_response = \"24\"\n{MAILBOX}{SMTP}");
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:5: first_response: `24` is not a duration; expected a duration such as \"24h\", \"90s\", \
+         \"1h30m\" or \"2d\" (units: s, m, h, d, w)"
+    );
+}
+
+#[test]
+fn unknown_tls_mode() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("\"implicit\"", "\"ssl\"")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:7: tls: unknown value `ssl`, expected one of `implicit`, `starttls`, `plain`"
+    );
+}
+
+#[test]
+fn password_and_password_file_together() {
+    let text = format!("{SUPPORT}{MAILBOX}password_file = \"imap-password\"\n{SMTP}");
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:10: mailbox `support`: set either password or password_file, not both"
+    );
+}
+
+#[test]
+fn neither_password_nor_password_file() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("password = \"secret\"\n", "")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:4: mailbox `support`: missing password; set password or password_file"
+    );
+    let text = format!("{SUPPORT}{MAILBOX}{SMTP}user = \"support@example.com\"\n");
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:10: smtp: missing password; set password or password_file"
+    );
+}
+
+#[test]
+fn unreadable_password_file() {
+    let text = format!(
+        "{SUPPORT}{}{SMTP}",
+        MAILBOX.replace("password = \"secret\"", "password_file = \"nope\"")
+    );
+    let message = refusal(&text);
+    assert!(
+        message.starts_with(
+            "/etc/deskgate/deskgate.toml:9: mailbox `support`: password_file /etc/deskgate/nope: cannot read it: "
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_timezone() {
+    let text = format!("{SUPPORT}timezone = \"Europe/Atlantis\"\n{MAILBOX}{SMTP}");
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:4: support.timezone `Europe/Atlantis` is not a known IANA time zone such as \
+         \"Europe/Athens\" (failed to find time zone `Europe/Atlantis` in time zone database)"
+    );
+}
+
+#[test]
+fn invalid_support_address() {
+    let support = SUPPORT.replace("support@example.com", "support at example.com");
+    assert_eq!(
+        refusal(&format!("{support}{MAILBOX}{SMTP}")),
+        "/etc/deskgate/deskgate.toml:2: support.address `support at example.com` is not an email address \
+         (Missing domain or user)"
+    );
+}
+
+#[test]
+fn no_mailbox() {
+    assert_eq!(
+        refusal(&format!("{SUPPORT}{SMTP}")),
+        "/etc/deskgate/deskgate.toml: no [[mailbox]] is configured; deskgate needs at least one mailbox to watch"
+    );
+}
+
+#[test]
+fn duplicate_mailbox_names() {
+    assert_eq!(
+        refusal(&format!("{SUPPORT}{MAILBOX}{MAILBOX}{SMTP}")),
+        "/etc/deskgate/deskgate.toml:11: mailbox name `support` is used twice; names must be unique"
+    );
+}
+
+#[test]
+fn several_problems_are_all_listed_in_file_order() {
+    let text = format!(
+        "{}timezone = \"Mars/Olympus\"\n{}{MAILBOX}{}{}[outbox]\nretry = []\n",
+        SUPPORT.replace("support@example.com", "support"),
+        MAILBOX.replace("\"implicit\"", "\"plain\""),
+        MAILBOX
+            .replace("\"support\"", "\"sales\"")
+            .replace("password = \"secret\"\n", "batch_size = 0\n"),
+        SMTP.replace("\"starttls\"", "\"plain\""),
+    );
+    assert_eq!(
+        refusal(&text),
+        [
+            "/etc/deskgate/deskgate.toml:2: support.address `support` is not an email address (Missing domain or user)",
+            "/etc/deskgate/deskgate.toml:4: support.timezone `Mars/Olympus` is not a known IANA time zone such as \
+             \"Europe/Athens\" (failed to find time zone `Mars/Olympus` in time zone database)",
+            "/etc/deskgate/deskgate.toml:8: mailbox `support`: tls = \"plain\" is allowed only for loopback hosts \
+             (127.0.0.1, ::1, localhost), not imap.example.com; use \"implicit\" or \"starttls\"",
+            "/etc/deskgate/deskgate.toml:12: mailbox name `support` is used twice; names must be unique",
+            "/etc/deskgate/deskgate.toml:17: mailbox `sales`: missing password; set password or password_file",
+            "/etc/deskgate/deskgate.toml:22: mailbox `sales`: batch_size must be between 1 and 1000, not 0",
+            "/etc/deskgate/deskgate.toml:25: smtp: tls = \"plain\" is allowed only for loopback hosts \
+             (127.0.0.1, ::1, localhost), not smtp.example.com; use \"implicit\" or \"starttls\"",
+            "/etc/deskgate/deskgate.toml:27: outbox.retry must list at least one delay, e.g. [\"30s\", \"5m\", \"1h\"]",
+        ]
+        .join("\n")
+    );
+}
+
+/// Problems serde finds stop the parse: only the first is reported, and the checks after it
+/// (which would find the rest) do not run.
+#[test]
+fn a_parse_error_hides_later_problems() {
+    let text = format!(
+        "{}[policy]\nfirst_response = \"1y\"\n{MAILBOX}{SMTP}",
+        SUPPORT.replace("support@example.com", "support")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:5: first_response: unknown unit `y` in `1y`; expected a duration such as \"24h\", \"90s\", \
+         \"1h30m\" or \"2d\" (units: s, m, h, d, w)"
+    );
+}
