@@ -24,6 +24,15 @@ fn cut(text: &str, width: usize) -> String {
     short
 }
 
+/// `Name <address>`, the bare address, or `missing`.
+fn person(name: &Option<String>, address: &Option<String>, missing: &str) -> String {
+    match (name, address) {
+        (Some(name), Some(address)) => format!("{name} <{address}>"),
+        (None, Some(address)) => address.clone(),
+        _ => missing.to_string(),
+    }
+}
+
 fn ticket_json(t: &TicketView) -> Value {
     json!({
         "id": t.id.0,
@@ -108,22 +117,14 @@ pub fn ticket(
         "Ticket {} [{}] {}",
         ticket.id.0, ticket.status, ticket.subject
     )?;
-    let customer = match (&ticket.customer_name, &ticket.customer_address) {
-        (Some(name), Some(address)) => format!("{name} <{address}>"),
-        (None, Some(address)) => address.clone(),
-        _ => "(unknown)".to_string(),
-    };
+    let customer = person(&ticket.customer_name, &ticket.customer_address, "(unknown)");
     writeln!(out, "Customer: {customer}   Mailbox: {}", ticket.mailbox)?;
     writeln!(out, "Opened:   {}", when(ticket.created_at, tz))?;
     if let Some(due) = ticket.next_due_at {
         writeln!(out, "Answer due by: {}", when(due, tz))?;
     }
     for m in messages {
-        let from = match (&m.from_name, &m.from_address) {
-            (Some(name), Some(address)) => format!("{name} <{address}>"),
-            (None, Some(address)) => address.clone(),
-            _ => "(no sender)".to_string(),
-        };
+        let from = person(&m.from_name, &m.from_address, "(no sender)");
         let arrow = if m.outbound { "out" } else { "in " };
         writeln!(out)?;
         writeln!(

@@ -107,44 +107,15 @@ impl Store {
         })
     }
 
-    /// Runs `work` in one write transaction on a blocking thread; commits if it returns `Ok`.
+    /// Runs `work` in one write transaction (`BEGIN IMMEDIATE`) on a blocking thread; commits
+    /// if it returns `Ok`.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(work))
+        self.on_blocking_thread(move |store| store.write_blocking(work))
             .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
-    }
-
-    /// [`Store::write`] for callers that are not async (the CLI, tests).
-    pub fn write_blocking<T>(
-        &self,
-        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|e| StoreError::Worker(e.to_string()))?;
-        let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let result = work(&Tx::new(&transaction))?;
-        transaction.commit()?;
-        Ok(result)
-    }
-
-    /// Runs read-only `work` in one (deferred) transaction, so it sees one consistent snapshot.
-    pub fn read_blocking<T>(
-        &self,
-        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|e| StoreError::Worker(e.to_string()))?;
-        let transaction = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        work(&Tx::new(&transaction))
     }
 
     /// [`Store::read_blocking`] from async code.
@@ -153,8 +124,47 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.on_blocking_thread(move |store| store.read_blocking(work))
+            .await
+    }
+
+    /// [`Store::write`] for callers that are not async (the CLI, tests).
+    pub fn write_blocking<T>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction(TransactionBehavior::Immediate, work)
+    }
+
+    /// Runs read-only `work` in one deferred transaction, so it sees one consistent snapshot.
+    pub fn read_blocking<T>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction(TransactionBehavior::Deferred, work)
+    }
+
+    fn transaction<T>(
+        &self,
+        behavior: TransactionBehavior,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
+        let transaction = conn.transaction_with_behavior(behavior)?;
+        let result = work(&Tx::new(&transaction))?;
+        transaction.commit()?;
+        Ok(result)
+    }
+
+    async fn on_blocking_thread<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(work))
+        tokio::task::spawn_blocking(move || job(&store))
             .await
             .map_err(|e| StoreError::Worker(e.to_string()))?
     }

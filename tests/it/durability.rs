@@ -28,38 +28,20 @@ async fn restart_creates_no_duplicates() {
     let support = lab.address("support");
     let customer = lab.address("customer1");
 
+    let write = |subject: &'static str, id: &'static str| {
+        let raw = message(&customer, &support, subject, id, "hello\n", &[]);
+        let (lab, customer, support) = (&lab, &customer, &support);
+        async move { lab.send(customer, &[support], &raw).await }
+    };
+
     let daemon = setup.start();
-    lab.send(
-        &customer,
-        &[&support],
-        &message(
-            &customer,
-            &support,
-            "First",
-            "r1@customer.test",
-            "one\n",
-            &[],
-        ),
-    )
-    .await;
+    write("First", "r1@customer.test").await;
     lab.wait_for("customer1", "INBOX", 1, Duration::from_secs(30))
         .await;
     assert!(daemon.stop().0.success());
 
     // Mail that arrives while the daemon is down is picked up after the restart, once.
-    lab.send(
-        &customer,
-        &[&support],
-        &message(
-            &customer,
-            &support,
-            "Second",
-            "r2@customer.test",
-            "two\n",
-            &[],
-        ),
-    )
-    .await;
+    write("Second", "r2@customer.test").await;
     lab.wait_for("support", "INBOX", 2, Duration::from_secs(30))
         .await;
     for round in 0..2 {
@@ -185,5 +167,83 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
     assert!(
         n_resent <= n_kills,
         "at most one re-send per kill, got {n_resent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_uidvalidity_change_never_duplicates_tickets() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "folder = \"Support\"");
+    let support = lab.address("support");
+    let mails: Vec<Vec<u8>> = (0..3)
+        .map(|index| {
+            let customer = lab.address(CUSTOMERS[index]);
+            message(
+                &customer,
+                &support,
+                "Before the reset",
+                &format!("uv{index}@c.test"),
+                "x\n",
+                &[],
+            )
+        })
+        .collect();
+    let mut imap = lab.imap("support").await;
+    imap.create("Support").await.expect("CREATE");
+    for raw in &mails {
+        lab.append("support", "Support", raw).await;
+    }
+    let daemon = setup.start();
+    setup
+        .wait_json(&["outbox"], Duration::from_secs(30), |o| {
+            o.as_array()
+                .is_some_and(|rows| rows.len() == 3 && rows.iter().all(|r| r["status"] == "sent"))
+        })
+        .await;
+    assert!(daemon.stop().0.success());
+
+    // The server loses its UID state (here: the folder is deleted and created again); the
+    // same messages come back with new UIDs under a new UIDVALIDITY, plus one new message.
+    imap.delete("Support").await.expect("DELETE");
+    imap.create("Support").await.expect("CREATE again");
+    for raw in &mails {
+        lab.append("support", "Support", raw).await;
+    }
+    let newcomer = lab.address("customer5");
+    lab.append(
+        "support",
+        "Support",
+        &message(
+            &newcomer,
+            &support,
+            "After the reset",
+            "uv-new@c.test",
+            "y\n",
+            &[],
+        ),
+    )
+    .await;
+    let daemon = setup.start();
+    setup
+        .wait_json(&["tickets"], Duration::from_secs(30), |t| {
+            t.as_array().is_some_and(|l| l.len() >= 4)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(daemon.stop().0.success());
+    assert_eq!(
+        setup.json(&["tickets"]).as_array().unwrap().len(),
+        4,
+        "only the new message opened a ticket"
+    );
+    assert_eq!(
+        setup.json(&["outbox"]).as_array().unwrap().len(),
+        4,
+        "only the new message was acknowledged"
+    );
+    assert!(
+        setup.log().contains("UIDVALIDITY changed"),
+        "{}",
+        setup.log()
     );
 }

@@ -151,3 +151,46 @@ async fn smtp_outage_delays_acknowledgements_but_loses_none() {
     }
     assert!(daemon.stop().0.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_smtp_refusal_marks_the_row_failed_with_the_reason() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "");
+    let daemon = setup.start();
+    // The lab's Postfix refuses unknown local users at RCPT with 550 5.1.1.
+    let ghost = "ghost@example.test";
+    let raw = message(
+        ghost,
+        &lab.address("support"),
+        "Hello from nowhere",
+        "ghost1@c.test",
+        "x\n",
+        &[],
+    );
+    lab.append("support", "INBOX", &raw).await;
+    let outbox = setup
+        .wait_json(&["outbox"], Duration::from_secs(30), |o| {
+            o.as_array()
+                .is_some_and(|rows| rows.len() == 1 && rows[0]["status"] == "failed")
+        })
+        .await;
+    let row = &outbox[0];
+    assert_eq!(
+        row["attempts"], 1,
+        "a permanent failure is not retried: {row:#}"
+    );
+    let reason = row["last_error"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("550") || reason.contains("5.1.1"),
+        "the server's reason is kept: {reason}"
+    );
+    let ticket = setup.json(&["ticket", "1"]);
+    let kinds: Vec<&str> = ticket["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"outbox.failed"), "{kinds:?}");
+    assert!(daemon.stop().0.success());
+}
