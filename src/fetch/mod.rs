@@ -304,9 +304,26 @@ impl MailboxTask {
         cancel: &CancellationToken,
     ) -> Result<(Session, Wait), FetchError> {
         let limit = self.mailbox.timeout;
+        // Mail that arrived after our UID SEARCH is announced by an untagged EXISTS in the
+        // response to some other command (UID STORE, or IDLE's own start). async-imap puts
+        // those in this channel, and IDLE would wait for news that already came: look here
+        // before and right after entering IDLE.
+        let news = session.unsolicited_responses.clone();
+        let heard = || {
+            let mut any = false;
+            while news.try_recv().is_ok() {
+                any = true;
+            }
+            any
+        };
+        if heard() {
+            return Ok((session, Wait::Resync));
+        }
         let mut handle = session.idle();
         timed(limit, "IDLE", handle.init()).await?;
-        let wait = {
+        let wait = if heard() {
+            Wait::Resync
+        } else {
             let (response, _stop) = handle.wait_with_timeout(IDLE_SILENCE);
             tokio::select! {
                 result = response => { result?; Wait::Resync }

@@ -219,3 +219,36 @@ async fn automatic_mail_is_recorded_but_never_answered() {
     assert!(lab.fetch_all("customer3", "INBOX").await.is_empty());
     assert!(daemon.stop().0.success());
 }
+
+/// Mail that lands while the daemon is between its UID SEARCH and IDLE is announced in the
+/// response to another command; it must not wait for IDLE's silence timeout (minutes). Only
+/// the last message of a burst can be stranded (a later one wakes IDLE), so: short bursts,
+/// each followed by silence.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_arriving_between_sync_and_idle_is_not_missed() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "");
+    let daemon = setup.start();
+    let support = lab.address("support");
+    let mut total = 0;
+    for round in 0..12 {
+        for index in 0..3 {
+            let customer = lab.address(&format!("customer{}", index + 1));
+            let id = format!("burst{round}.{index}@c.test");
+            lab.append(
+                "support",
+                "INBOX",
+                &message(&customer, &support, "Burst", &id, "x\n", &[]),
+            )
+            .await;
+            total += 1;
+            tokio::time::sleep(Duration::from_millis((round as u64 * 3) % 20)).await;
+        }
+        setup
+            .wait_json(&["tickets"], Duration::from_secs(8), |t| {
+                t.as_array().is_some_and(|l| l.len() == total)
+            })
+            .await;
+    }
+    assert!(daemon.stop().0.success());
+}
