@@ -30,3 +30,10 @@ ensure_rust() {
 need_root() {
     [ "$(id -u)" = 0 ] || { echo "error: run as root (the mail servers of the lab must start as root): sudo $0" >&2; exit 2; }
 }
+
+# Everything the demo and the tests need on this machine.
+prepare_machine() {
+    need_root
+    install_mail_servers
+    ensure_rust
+}

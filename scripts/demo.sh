@@ -6,9 +6,7 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/common.sh"
-need_root
-install_mail_servers
-ensure_rust
+prepare_machine
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

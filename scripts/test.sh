@@ -5,9 +5,7 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/common.sh"
-need_root
-install_mail_servers
-ensure_rust
+prepare_machine
 cd "$ROOT"
 # Real-server tests start one private Postfix + Dovecot each; three at a time fits 2 cores.
 DESKGATE_IT=1 cargo test --all-targets -- --test-threads=3
