@@ -59,13 +59,11 @@ pub async fn ingest(
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
     let parsed = parse(&raw);
-    let support_address = config.support.address.to_string().to_ascii_lowercase();
-    let class = classify(&parsed, &support_address);
     let config = Arc::clone(config);
     let for_tx = parsed.clone();
     let outcome = store
         .write(move |tx| {
-            let outcome = apply(tx, &config, &source, &for_tx, class, &raw, now)?;
+            let outcome = apply(tx, &config, &source, &for_tx, &raw, now)?;
             tx.set_checkpoint(
                 &source.mailbox,
                 Checkpoint {
@@ -85,10 +83,11 @@ fn apply(
     config: &Config,
     source: &Source,
     parsed: &ParsedMessage,
-    class: Class,
     raw: &[u8],
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
+    let support_address = config.support.address.to_string().to_ascii_lowercase();
+    let class = classify(parsed, &support_address);
     let mailbox = Some(source.mailbox.as_str());
     let key = dedupe_key(parsed.message_id.as_deref(), raw);
     if let Some(known) = tx.known_message(&key)? {
@@ -145,7 +144,7 @@ fn apply(
         tx.touch_ticket(ticket, now)?;
     }
     if class == Class::Customer {
-        for person in participants(parsed, config.support.address.as_ref()) {
+        for person in participants(parsed, &support_address) {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
             } else {
@@ -276,9 +275,8 @@ fn candidates(
     })
 }
 
-/// The sender and everyone copied, except the support address itself.
+/// The sender and everyone copied, except the support address itself (lower case).
 fn participants<'p>(parsed: &'p ParsedMessage, support_address: &str) -> Vec<&'p Person> {
-    let support_address = support_address.to_ascii_lowercase();
     parsed
         .from
         .iter()

@@ -110,11 +110,9 @@ impl MailboxTask {
         loop {
             self.sync(&mut session, uidvalidity, can_move, cancel)
                 .await?;
-            if cancel.is_cancelled() {
-                let _ = timed(limit, "LOGOUT", session.logout()).await;
-                return Ok(());
-            }
-            let wait = if idle {
+            let wait = if cancel.is_cancelled() {
+                Wait::Cancelled
+            } else if idle {
                 let (next, wait) = self.idle(session, cancel).await?;
                 session = next;
                 wait
