@@ -5,6 +5,7 @@
 //! password files read, CA certificates parsed, templates compiled). Every problem is
 //! collected with its line, so `deskgate check-config` lists them all at once.
 
+mod agents;
 mod duration;
 mod raw;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use toml::Spanned;
 
+pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
 pub use duration::ConfigDuration;
 pub use raw::TlsMode;
 use raw::{RawConfig, RawMailbox, RawSmtp};
@@ -40,6 +42,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub tls: TlsTrust,
     pub templates: Arc<Templates>,
+    pub agents: Agents,
     /// Accepted but worth an admin's attention (e.g. plaintext IMAP on loopback).
     pub warnings: Vec<String>,
 }
@@ -119,6 +122,10 @@ impl fmt::Debug for TlsTrust {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -313,6 +320,8 @@ impl Checker<'_> {
                 mailboxes.push(built);
             }
         }
+        let names: Vec<String> = mailboxes.iter().map(|m| m.name.clone()).collect();
+        let agents = self.agents(raw.relay.as_ref(), &raw.agent, &raw.team, &names);
         let smtp = self.smtp(&raw.smtp);
         let outbox = self.outbox(&raw.outbox);
         let templates = match &raw.templates_dir {
@@ -342,6 +351,7 @@ impl Checker<'_> {
             outbox,
             tls: tls?,
             templates: Arc::new(templates?),
+            agents,
             warnings: std::mem::take(&mut self.warnings),
         })
     }

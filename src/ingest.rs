@@ -13,12 +13,15 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use crate::agent::{self, Author, sign::Signer};
 use crate::classify::{Class, classify};
-use crate::config::Config;
-use crate::model::{OutboxId, Person, TicketId, TicketStatus};
+use crate::config::{Agent, Config};
+use crate::model::{MessageRowId, OutboxId, Person, TicketId};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{TicketAction, decide};
-use crate::render::{self, AckFor};
+use crate::policy::{Inbound, Role, TicketAction, decide};
+use crate::render::{
+    self, AckFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
+};
 use crate::store::{
     Checkpoint, Event, NewMessage, NewOutbox, NewTicket, Store, StoreError, Tx, dedupe_key,
 };
@@ -40,8 +43,12 @@ pub enum Outcome {
         created: bool,
         threading: Threading,
         class: Class,
+        /// What the message turned out to be once its author was known.
+        role: Role,
         /// The acknowledgement queued for this message, if any.
         acknowledgement: Option<OutboxId>,
+        /// Every outbox row this message queued (acknowledgement included).
+        queued: Vec<OutboxId>,
     },
     /// Already stored (same Message-ID, or same bytes): nothing new was written.
     Duplicate {
@@ -115,10 +122,64 @@ fn apply(
         });
     }
 
+    let signer = config.agents.relay.as_ref().map(|relay| {
+        Signer::new(
+            relay.secret.expose().as_bytes(),
+            &config.support.address,
+            &relay.separator,
+        )
+    });
+    let mut author = agent::recognise(parsed, &config.agents, signer.as_ref());
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
-    let candidates = candidates(tx, parsed, &config.support.tag_prefix)?;
-    let threading = thread::resolve(sender, &candidates);
-    let decision = decide(&class, threading, &config.policy, now);
+    let mut state = None;
+    if let Author::Verified { agent, ticket, .. } = &author {
+        state = tx.ticket_state(*ticket)?;
+        if state.is_none() {
+            author = Author::Refused {
+                ticket: *ticket,
+                tell: Some(agent.clone()),
+                reason: format!("ticket {ticket} does not exist"),
+                from_agent: true,
+            };
+        }
+    }
+    let threading = match (&author, &state) {
+        (Author::Verified { ticket, .. }, Some(_)) => Threading::Signed(*ticket),
+        _ => {
+            let candidates = candidates(tx, parsed, &config.support.tag_prefix)?;
+            let threading = thread::resolve(sender, &candidates);
+            state = match threading.ticket() {
+                Some(id) => tx.ticket_state(id)?,
+                None => None,
+            };
+            threading
+        }
+    };
+    let text = matches!(author, Author::Verified { .. })
+        .then(|| agent::reply::read(&parsed.text, &config.agents));
+    let recipients: Vec<String> = parsed
+        .to
+        .iter()
+        .chain(&parsed.cc)
+        .map(|p| p.address.clone())
+        .collect();
+    let team_mailbox = state
+        .as_ref()
+        .map_or(source.mailbox.as_str(), |s| &s.mailbox);
+    let decision = decide(
+        &Inbound {
+            class: &class,
+            author: &author,
+            threading,
+            ticket: state.as_ref(),
+            text: text.as_ref(),
+            recipients: &recipients,
+            sent: parsed.date,
+        },
+        &config.policy,
+        config.agents.team_for(team_mailbox),
+        now,
+    );
 
     let (ticket, created) = match decision.ticket {
         TicketAction::Append(id) => (id, false),
@@ -138,12 +199,17 @@ fn apply(
             (id, true)
         }
     };
-    if decision.reopen {
-        tx.set_ticket_status(ticket, TicketStatus::Open, now)?;
-    } else {
-        tx.touch_ticket(ticket, now)?;
+    match decision.status {
+        Some(status) => tx.set_ticket_status(ticket, status, now)?,
+        None => tx.touch_ticket(ticket, now)?,
     }
-    if class == Class::Customer {
+    if let Some(agent) = &decision.assign {
+        tx.assign(ticket, agent)?;
+    }
+    if let Some(priority) = decision.priority {
+        tx.set_priority(ticket, priority)?;
+    }
+    if decision.role == Role::Sender(Class::Customer) && author.agent().is_none() {
         for person in participants(parsed, &support_address) {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
@@ -153,7 +219,10 @@ fn apply(
             tx.add_participant(ticket, person, role)?;
         }
     }
-    let class_text = class.as_str();
+    let role_text = decision.role.as_str();
+    let from_agent = author
+        .agent()
+        .filter(|_| decision.role != Role::Sender(class.clone()));
     let defects: Vec<&str> = parsed.defects.iter().map(|d| d.as_str()).collect();
     let message = tx.insert_message(&NewMessage {
         ticket,
@@ -167,33 +236,63 @@ fn apply(
         received_at: now,
         in_reply_to: &parsed.in_reply_to,
         references: &parsed.references,
-        class: &class_text,
+        class: &role_text,
         defects: &defects.join(" "),
-        body_text: &parsed.text,
+        body_text: text.as_ref().map_or(&parsed.text, |t| &t.body),
         raw,
+        internal: decision.role.internal(),
+        agent: from_agent,
     })?;
-    let event = |kind: &'static str, detail: String| Event {
-        kind,
+    let out = Effects {
+        tx,
+        config,
         mailbox,
-        ticket: Some(ticket),
-        message: Some(message),
-        detail,
-        ..Event::default()
+        ticket,
+        message,
+        now,
     };
     if created {
-        tx.record(&event("ticket.created", String::new()), now)?;
+        out.record("ticket.created", String::new())?;
     }
-    tx.record(
-        &event(
-            "message.received",
-            format!("{class_text}; {}", threading.describe()),
-        ),
-        now,
+    out.record(
+        "message.received",
+        format!("{role_text}; {}{}", threading.describe(), describe(&author)),
     )?;
     if let Some((kind, due_at)) = decision.deadline {
         tx.insert_deadline(ticket, message, kind.as_str(), due_at)?;
     }
+    if let Some(at) = decision.answered_at {
+        let met = tx.answered(ticket, at)?;
+        out.record(
+            "agent.answered",
+            format!(
+                "{} answered at {at} ({}); {met} deadline(s) met",
+                author.agent().unwrap_or("?"),
+                if decision.relay {
+                    "relayed"
+                } else {
+                    "Reply All, not relayed"
+                }
+            ),
+        )?;
+    }
+    if let Some(status) = decision.status {
+        out.record("ticket.status", status.as_str().to_string())?;
+    }
+    if let Some(agent) = &decision.assign {
+        out.record("ticket.assigned", agent.clone())?;
+    }
+    if let Some(priority) = decision.priority {
+        out.record("ticket.priority", priority.as_str().to_string())?;
+    }
 
+    // Everything below renders mail from the ticket as it now stands.
+    let Some(state) = tx.ticket_state(ticket)? else {
+        return Err(StoreError::Corrupt(format!(
+            "ticket {ticket} vanished inside its own transaction"
+        )));
+    };
+    let mut queued = Vec::new();
     let mut acknowledgement = None;
     if decision.acknowledge
         && let (Some(customer), Some((_, due_at))) = (&parsed.from, decision.deadline)
@@ -206,53 +305,247 @@ fn apply(
             references: &parsed.references,
             due_at,
         };
-        match render::acknowledgement(&config.support, &config.templates, ack, now) {
-            Ok(out) => {
-                let support = Person::new(&out.envelope_from, Some(&config.support.name));
-                let out_row = tx.insert_message(&NewMessage {
-                    ticket,
-                    outbound: true,
-                    dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
-                    message_id: Some(&out.message_id),
-                    source: None,
-                    from: Some(&support),
-                    subject: &out.subject,
-                    sent_date: Some(now),
-                    received_at: now,
-                    in_reply_to: parsed.message_id.as_slice(),
-                    references: &[],
-                    class: "acknowledgement",
-                    defects: "",
-                    body_text: &out.text,
-                    raw: &out.raw,
-                })?;
-                let outbox = tx.enqueue(&NewOutbox {
-                    ticket,
-                    message: out_row,
-                    kind: "acknowledgement",
-                    envelope_from: &out.envelope_from,
-                    recipients: &out.recipients,
-                    now,
-                })?;
-                tx.record(
-                    &Event {
-                        outbox: Some(outbox),
-                        ..event("ack.queued", format!("to {}", out.recipients.join(", ")))
-                    },
-                    now,
-                )?;
-                acknowledgement = Some(outbox);
-            }
-            Err(err) => tx.record(&event("ack.not_sent", err.to_string()), now)?,
+        let rendered = render::acknowledgement(&config.support, &config.templates, ack, now);
+        acknowledgement = out.queue(OutKind::Acknowledgement, None, rendered)?;
+        queued.extend(acknowledgement);
+    }
+    let attachments =
+        if decision.notify.is_empty() && !decision.relay && decision.note_to.is_empty() {
+            Vec::new()
+        } else {
+            crate::parse::attachments(raw)
+        };
+    if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
+        && !decision.notify.is_empty()
+    {
+        let history = tx.earlier_tickets(&customer.address, ticket, 5)?;
+        let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
+        for agent in agents_named(config, &decision.notify) {
+            let rendered = render::notification(
+                &config.support,
+                &config.templates,
+                signer,
+                agent,
+                NotificationFor {
+                    ticket: &state,
+                    new_ticket: created,
+                    customer,
+                    subject: &parsed.subject,
+                    text: &parsed.text,
+                    message_id: parsed.message_id.as_deref(),
+                    waiting_since,
+                    due_at: decision.deadline.map(|(_, due)| due),
+                    history: &history,
+                    attachments: &attachments,
+                },
+                now,
+            );
+            queued.extend(out.queue(OutKind::Notification, Some(&agent.address), rendered)?);
         }
+    }
+    let author_agent = author.agent().and_then(|a| config.agents.by_address(a));
+    if let (Some(signer), Some(agent), Some(text)) = (&signer, author_agent, &text) {
+        if decision.relay {
+            let answers = tx.latest_customer_message(ticket)?;
+            let rendered = render::reply(
+                &config.support,
+                &config.templates,
+                signer,
+                ReplyFor {
+                    ticket: &state,
+                    agent,
+                    body: &text.body,
+                    answers: answers.as_ref(),
+                    attachments: &attachments,
+                },
+                now,
+            );
+            queued.extend(out.queue(OutKind::Reply, None, rendered)?);
+        }
+        for to in agents_named(config, &decision.note_to) {
+            let rendered = render::note(
+                &config.support,
+                &config.templates,
+                signer,
+                to,
+                NoteFor {
+                    ticket: &state,
+                    author: agent,
+                    body: &text.body,
+                    attachments: &attachments,
+                },
+                now,
+            );
+            queued.extend(out.queue(OutKind::Note, Some(&to.address), rendered)?);
+        }
+    }
+    if let Some((agent, notice)) = &decision.tell
+        && let Some(agent) = config.agents.by_address(agent)
+    {
+        let rendered = render::notice(
+            &config.support,
+            &config.templates,
+            NoticeFor {
+                ticket: &state,
+                agent,
+                notice,
+                subject: &parsed.subject,
+                message_id: parsed.message_id.as_deref(),
+            },
+            now,
+        );
+        queued.extend(out.queue(OutKind::Notice, Some(&agent.address), rendered)?);
     }
     Ok(Outcome::Stored {
         ticket,
         created,
         threading,
         class,
+        role: decision.role,
         acknowledgement,
+        queued,
     })
+}
+
+/// Writes outgoing mail of one inbound message: each rendered message becomes an outbound
+/// message row and an outbox row in the ingest transaction, or an event saying why not.
+struct Effects<'a, 't> {
+    tx: &'a Tx<'t>,
+    config: &'a Config,
+    mailbox: Option<&'a str>,
+    ticket: TicketId,
+    message: MessageRowId,
+    now: Timestamp,
+}
+
+impl Effects<'_, '_> {
+    fn record(&self, kind: &'static str, detail: String) -> Result<(), StoreError> {
+        self.record_outbox(kind, None, detail)
+    }
+
+    fn record_outbox(
+        &self,
+        kind: &'static str,
+        outbox: Option<OutboxId>,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        self.tx.record(
+            &Event {
+                kind,
+                mailbox: self.mailbox,
+                ticket: Some(self.ticket),
+                message: Some(self.message),
+                outbox,
+                detail,
+            },
+            self.now,
+        )
+    }
+
+    /// Queues `rendered`; mail to an `agent` is internal. A render failure is recorded as an
+    /// event instead.
+    fn queue(
+        &self,
+        kind: OutKind,
+        agent: Option<&str>,
+        rendered: Result<Outgoing, RenderError>,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        let out = match rendered {
+            Ok(out) => out,
+            Err(err) => {
+                self.record(kind.events().1, err.to_string())?;
+                return Ok(None);
+            }
+        };
+        let support = Person::new(&out.envelope_from, Some(&self.config.support.name));
+        let row = self.tx.insert_message(&NewMessage {
+            ticket: self.ticket,
+            outbound: true,
+            dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
+            message_id: Some(&out.message_id),
+            source: None,
+            from: Some(&support),
+            subject: &out.subject,
+            sent_date: Some(self.now),
+            received_at: self.now,
+            in_reply_to: &[],
+            references: &[],
+            class: kind.as_str(),
+            defects: "",
+            body_text: &out.text,
+            raw: &out.raw,
+            internal: agent.is_some(),
+            agent,
+        })?;
+        let outbox = self.tx.enqueue(&NewOutbox {
+            ticket: self.ticket,
+            message: row,
+            kind: kind.as_str(),
+            envelope_from: &out.envelope_from,
+            recipients: &out.recipients,
+            now: self.now,
+        })?;
+        self.record_outbox(
+            kind.events().0,
+            Some(outbox),
+            format!("to {}", out.recipients.join(", ")),
+        )?;
+        Ok(Some(outbox))
+    }
+}
+
+/// The kinds of mail an inbound message can cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutKind {
+    Acknowledgement,
+    Notification,
+    Reply,
+    Note,
+    Notice,
+}
+
+impl OutKind {
+    /// The outbox kind and outbound message class.
+    fn as_str(self) -> &'static str {
+        match self {
+            OutKind::Acknowledgement => "acknowledgement",
+            OutKind::Notification => "notification",
+            OutKind::Reply => "reply",
+            OutKind::Note => "note",
+            OutKind::Notice => "notice",
+        }
+    }
+
+    /// The events recorded when it is queued, and when it could not be rendered.
+    fn events(self) -> (&'static str, &'static str) {
+        match self {
+            OutKind::Acknowledgement => ("ack.queued", "ack.not_sent"),
+            OutKind::Notification => ("notification.queued", "notification.not_sent"),
+            OutKind::Reply => ("reply.queued", "reply.not_sent"),
+            OutKind::Note => ("note.queued", "note.not_sent"),
+            OutKind::Notice => ("notice.queued", "notice.not_sent"),
+        }
+    }
+}
+
+/// The configured agents with these primary addresses.
+fn agents_named<'c>(config: &'c Config, addresses: &[String]) -> Vec<&'c Agent> {
+    config
+        .agents
+        .agents
+        .iter()
+        .filter(|a| addresses.contains(&a.address))
+        .collect()
+}
+
+/// `; from agent x` / `; refused: why`, appended to the received event.
+fn describe(author: &Author) -> String {
+    match author {
+        Author::Other => String::new(),
+        Author::Verified { agent, via, .. } => format!("; from agent {agent} (key in {via:?})"),
+        Author::Unsigned { agent } => format!("; from agent {agent} without a reply key"),
+        Author::Refused { reason, .. } => format!("; reply key refused: {reason}"),
+    }
 }
 
 /// Looks up what threading needs: tickets of referenced messages (newest reference first)

@@ -71,6 +71,53 @@ impl fmt::Display for TicketStatus {
     }
 }
 
+/// How urgent a ticket is; set by an agent with `#priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Urgent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// A stored ticket as the decide step sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketState {
+    pub id: TicketId,
+    pub mailbox: String,
+    pub subject: String,
+    pub status: TicketStatus,
+    pub priority: Priority,
+    /// Primary address of the assigned agent.
+    pub assigned: Option<String>,
+    pub customer: Option<Person>,
+    /// The customer and everyone they copied (lower case), who get agents' answers.
+    pub customers: Vec<Person>,
+    pub created_at: jiff::Timestamp,
+}
+
 /// A person's address as found in a header: the address lower-cased, the display name decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {

@@ -5,7 +5,7 @@
 //! better parser can re-derive these fields later.
 
 use jiff::Timestamp;
-use mail_parser::{Address, HeaderValue, MessageParser};
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 
 use crate::model::{Person, clean_header_text};
 
@@ -22,6 +22,8 @@ pub struct ParsedMessage {
     pub reply_to: Option<Person>,
     pub to: Vec<Person>,
     pub cc: Vec<Person>,
+    /// `Delivered-To:` and `X-Original-To:` values (lower case): the envelope recipients.
+    pub delivered_to: Vec<String>,
     pub date: Option<Timestamp>,
     /// The first text body, or the first HTML body converted to text.
     pub text: String,
@@ -83,6 +85,12 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         reply_to: message.reply_to().and_then(first_person),
         to: message.to().map(all_people).unwrap_or_default(),
         cc: message.cc().map(all_people).unwrap_or_default(),
+        delivered_to: ["Delivered-To", "X-Original-To"]
+            .iter()
+            .flat_map(|name| message.header_values(*name))
+            .filter_map(|v| v.as_text())
+            .map(|v| normalize_id(v).to_ascii_lowercase())
+            .collect(),
         date: message
             .date()
             .and_then(|d| Timestamp::from_second(d.to_timestamp()).ok()),
@@ -113,6 +121,44 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         parsed.defects.push(Defect::UndecodableText);
     }
     parsed
+}
+
+/// A file attached to a message, carried along when deskgate passes the message on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Decoded file name; `attachment-N` when the sender gave none.
+    pub name: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// The attachments of `raw`, decoded (re-parses: only needed when mail is passed on).
+pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
+    let Some(message) = MessageParser::default().parse(skip_preamble(raw)) else {
+        return Vec::new();
+    };
+    message
+        .attachments()
+        .enumerate()
+        .map(|(i, part)| {
+            let content_type = part.content_type().map_or_else(
+                || "application/octet-stream".to_string(),
+                |ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{sub}", ct.ctype()),
+                    None => ct.ctype().to_string(),
+                },
+            );
+            Attachment {
+                name: part
+                    .attachment_name()
+                    .map(clean_header_text)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("attachment-{}", i + 1)),
+                content_type,
+                data: part.contents().to_vec(),
+            }
+        })
+        .collect()
 }
 
 /// Skips what some stores put before the headers and mail-parser would read as the end of

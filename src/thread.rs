@@ -18,6 +18,8 @@ pub struct Candidates {
 /// The threading decision and its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threading {
+    /// An agent's reply whose signed key names this ticket.
+    Signed(TicketId),
     /// A referenced Message-ID belongs to this ticket.
     Reference(TicketId),
     /// The subject tag names this ticket and the sender takes part in it.
@@ -31,6 +33,7 @@ impl Threading {
     /// Why the message landed where it did, for events and logs.
     pub fn describe(self) -> String {
         match self {
+            Threading::Signed(id) => format!("ticket {id}, named by the agent's signed reply key"),
             Threading::Reference(id) => {
                 format!("threaded into ticket {id} by In-Reply-To/References")
             }
@@ -46,7 +49,7 @@ impl Threading {
 
     pub fn ticket(self) -> Option<TicketId> {
         match self {
-            Threading::Reference(id) | Threading::Tag(id) => Some(id),
+            Threading::Signed(id) | Threading::Reference(id) | Threading::Tag(id) => Some(id),
             Threading::NewIgnoringTag(_) | Threading::New => None,
         }
     }

@@ -24,6 +24,11 @@ pub struct RawConfig {
     pub smtp: Spanned<RawSmtp>,
     #[serde(default)]
     pub outbox: RawOutbox,
+    pub relay: Option<Spanned<RawRelay>>,
+    #[serde(default)]
+    pub agent: Vec<Spanned<RawAgent>>,
+    #[serde(default)]
+    pub team: Vec<Spanned<RawTeam>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,4 +92,44 @@ pub struct RawSmtp {
 pub struct RawOutbox {
     pub retry: Option<Spanned<Vec<ConfigDuration>>>,
     pub give_up_after: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    pub secret: Option<String>,
+    pub secret_file: Option<Spanned<PathBuf>>,
+    pub separator: Option<Spanned<String>>,
+    pub notes_address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub name: String,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub alternates: Vec<Spanned<String>>,
+}
+
+/// Who hears about a ticket event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyWho {
+    /// Every agent of the team.
+    Team,
+    /// The assigned agent, or the whole team while nobody is assigned.
+    Assigned,
+    /// Nobody.
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    pub name: Spanned<String>,
+    pub agents: Vec<Spanned<String>>,
+    pub mailboxes: Option<Vec<Spanned<String>>>,
+    pub notify_new_ticket: Option<NotifyWho>,
+    pub notify_customer_reply: Option<NotifyWho>,
 }

@@ -131,8 +131,8 @@ fn example_config_documents_every_key() {
     );
 }
 
-/// The example, with `/etc/deskgate/` moved into `dir` and every active `password_file`
-/// created there; returns the path to load and the text.
+/// The example, with `/etc/deskgate/` moved into `dir` and every active `password_file` and
+/// `secret_file` created there; returns the path to load and the text.
 fn example_in(dir: &Path, text: &str) -> (PathBuf, String) {
     let text = text.replace("/etc/deskgate/", &format!("{}/", dir.display()));
     for (n, line) in text.lines().enumerate() {
@@ -140,6 +140,11 @@ fn example_in(dir: &Path, text: &str) -> (PathBuf, String) {
             let file = PathBuf::from(value.trim_matches('"'));
             assert!(file.starts_with(dir), "{file:?} is not under /etc/deskgate");
             std::fs::write(&file, format!("secret-{n}\nignored second line\n")).unwrap();
+        }
+        if let Some(value) = line.strip_prefix("secret_file = ") {
+            let file = PathBuf::from(value.trim_matches('"'));
+            assert!(file.starts_with(dir), "{file:?} is not under /etc/deskgate");
+            std::fs::write(&file, format!("{:064}\n", n)).unwrap();
         }
     }
     let path = dir.join("deskgate.toml");
@@ -217,7 +222,14 @@ fn example_config_is_valid_apart_from_files() {
 #[test]
 fn example_config_comments_show_the_defaults() {
     // Shown as examples of a setting that is unset by default.
-    let skip = ["password", "templates_dir", "ca_file", "processed_folder"];
+    let skip = [
+        "password",
+        "templates_dir",
+        "ca_file",
+        "processed_folder",
+        "secret",
+        "notes_address",
+    ];
     let uncommented: String = EXAMPLE
         .lines()
         .map(|line| match line.strip_prefix("# ") {
@@ -250,6 +262,10 @@ fn example_config_comments_show_the_defaults() {
     assert_eq!(
         format!("{:?}", shown.outbox),
         format!("{:?}", explicit.outbox)
+    );
+    assert_eq!(
+        format!("{:?}", shown.agents),
+        format!("{:?}", explicit.agents)
     );
 }
 

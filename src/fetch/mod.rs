@@ -168,10 +168,8 @@ impl MailboxTask {
                 let (outcome, parsed) =
                     ingest(&self.store, &self.config, source, raw, Timestamp::now()).await?;
                 log_outcome(&name, uid, parsed.message_id.as_deref(), &outcome);
-                if let Outcome::Stored {
-                    acknowledgement: Some(_),
-                    ..
-                } = outcome
+                if let Outcome::Stored { queued, .. } = &outcome
+                    && !queued.is_empty()
                 {
                     self.outbox_wake.notify_one();
                 }
@@ -361,11 +359,13 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
             ticket,
             created,
             threading,
-            class,
+            role,
             acknowledgement,
+            queued,
+            ..
         } => info!(
             mailbox, uid, message_id, ticket = ticket.0, created, threading = %threading.describe(),
-            class = %class.as_str(), acknowledged = acknowledgement.is_some(),
+            class = %role.as_str(), acknowledged = acknowledgement.is_some(), queued = queued.len(),
             "message stored on ticket {ticket}"
         ),
         Outcome::Duplicate { ticket, ours } => info!(

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::agent::Author;
+use crate::agent::reply::{AgentText, Command};
 use crate::classify::Class;
-use crate::config::Policy;
-use crate::model::TicketId;
+use crate::config::{NotifyWho, Policy, Team};
+use crate::model::{Priority, TicketId, TicketState, TicketStatus};
 use crate::thread::Threading;
 
 /// What to do with the ticket.
@@ -36,37 +38,283 @@ impl DeadlineKind {
     }
 }
 
+/// What an inbound message is, once its author is known; stored as the message's class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary sender, or machine mail: the classifier's verdict stands.
+    Sender(Class),
+    /// A verified agent answer, relayed to the customer.
+    AgentReply,
+    /// An agent's Reply All straight to the customer: recorded and counted, not sent again.
+    AgentDirect,
+    /// A verified internal note.
+    AgentNote,
+    /// A verified reply carrying only commands.
+    AgentCommands,
+    /// A verified reply with a bad command, or nothing to send: the agent is told why.
+    AgentRejected,
+}
+
+impl Role {
+    pub fn as_str(&self) -> String {
+        match self {
+            Role::Sender(class) => class.as_str(),
+            Role::AgentReply => "agent-reply".to_string(),
+            Role::AgentDirect => "agent-direct".to_string(),
+            Role::AgentNote => "agent-note".to_string(),
+            Role::AgentCommands => "agent-commands".to_string(),
+            Role::AgentRejected => "agent-rejected".to_string(),
+        }
+    }
+
+    /// Only agents see it: its Message-ID must never thread anyone else's mail.
+    pub fn internal(&self) -> bool {
+        !matches!(self, Role::Sender(_) | Role::AgentDirect)
+    }
+}
+
+/// Why an agent gets a mail about their own message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentNotice {
+    /// Unknown or malformed commands: nothing was applied or sent.
+    BadCommands(Vec<String>),
+    /// Nothing was left to send once quotes and the signature were removed.
+    Empty,
+    /// A reply key did not check out: the message was treated as ordinary mail.
+    Refused(String),
+    /// Mail from the agent's address without a reply key, not a Reply All to the customer.
+    Unsigned,
+}
+
+/// An inbound message with everything the decision needs, looked up beforehand.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    pub class: &'a Class,
+    pub author: &'a Author,
+    pub threading: Threading,
+    /// The ticket it threads into, or that its reply key names.
+    pub ticket: Option<&'a TicketState>,
+    /// What an agent wrote (for verified agent mail).
+    pub text: Option<&'a AgentText>,
+    /// Everyone in To and Cc (lower case).
+    pub recipients: &'a [String],
+    /// The message's Date header.
+    pub sent: Option<Timestamp>,
+}
+
 /// The outcome of [`decide`]: everything the ingest transaction must write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub ticket: TicketAction,
+    pub role: Role,
     /// Send the customer an acknowledgement (only ever for a new ticket).
     pub acknowledge: bool,
     /// A customer message now awaits an agent: answer due by this time.
     pub deadline: Option<(DeadlineKind, Timestamp)>,
-    /// The ticket waits for an agent again (a customer wrote).
-    pub reopen: bool,
+    /// Set the ticket to this status.
+    pub status: Option<TicketStatus>,
+    pub assign: Option<String>,
+    pub priority: Option<Priority>,
+    /// An agent answered the customer at this time: the ticket's open deadlines are met.
+    pub answered_at: Option<Timestamp>,
+    /// Pass the agent's answer on to the customer.
+    pub relay: bool,
+    /// Agents told about this customer message.
+    pub notify: Vec<String>,
+    /// Agents who receive this internal note.
+    pub note_to: Vec<String>,
+    /// An agent told about their own message: (agent, why).
+    pub tell: Option<(String, AgentNotice)>,
 }
 
-/// Decides what an inbound message causes.
-pub fn decide(class: &Class, threading: Threading, policy: &Policy, now: Timestamp) -> Decision {
-    let ticket = match threading.ticket() {
+impl Decision {
+    fn new(ticket: TicketAction, role: Role) -> Decision {
+        Decision {
+            ticket,
+            role,
+            acknowledge: false,
+            deadline: None,
+            status: None,
+            assign: None,
+            priority: None,
+            answered_at: None,
+            relay: false,
+            notify: Vec::new(),
+            note_to: Vec::new(),
+            tell: None,
+        }
+    }
+}
+
+/// Decides what an inbound message causes. `team` is the team of the ticket's mailbox.
+pub fn decide(
+    inbound: &Inbound<'_>,
+    policy: &Policy,
+    team: Option<&Team>,
+    now: Timestamp,
+) -> Decision {
+    let automatic = !matches!(inbound.class, Class::Customer);
+    match inbound.author {
+        // An agent's out-of-office answering a notification is machine mail like any other.
+        _ if automatic => ordinary(inbound, policy, team, now, false),
+        Author::Other => ordinary(inbound, policy, team, now, false),
+        Author::Refused {
+            tell,
+            reason,
+            from_agent,
+            ..
+        } => {
+            let mut decision = ordinary(inbound, policy, team, now, *from_agent);
+            decision.tell = tell
+                .clone()
+                .map(|agent| (agent, AgentNotice::Refused(reason.clone())));
+            decision
+        }
+        Author::Unsigned { agent } => match inbound.ticket {
+            Some(ticket)
+                if inbound.threading.ticket() == Some(ticket.id)
+                    && ticket
+                        .customers
+                        .iter()
+                        .any(|c| inbound.recipients.contains(&c.address)) =>
+            {
+                let mut decision =
+                    Decision::new(TicketAction::Append(ticket.id), Role::AgentDirect);
+                decision.answered_at = Some(answer_time(inbound.sent, ticket, now));
+                decision.assign = ticket.assigned.is_none().then(|| agent.clone());
+                decision
+            }
+            _ => {
+                let mut decision = ordinary(inbound, policy, team, now, true);
+                decision.tell = Some((agent.clone(), AgentNotice::Unsigned));
+                decision
+            }
+        },
+        Author::Verified {
+            agent, to_notes, ..
+        } => match (inbound.ticket, inbound.text) {
+            (Some(ticket), Some(text)) => {
+                agent_reply(ticket, text, agent, *to_notes, inbound, team, now)
+            }
+            // ingest turns a key naming no ticket into `Refused`; nothing to act on otherwise.
+            _ => ordinary(inbound, policy, team, now, true),
+        },
+    }
+}
+
+/// A customer's (or a stranger's, or a machine's) message.
+fn ordinary(
+    inbound: &Inbound<'_>,
+    policy: &Policy,
+    team: Option<&Team>,
+    now: Timestamp,
+    from_agent: bool,
+) -> Decision {
+    let ticket = match inbound.threading.ticket() {
         Some(id) => TicketAction::Append(id),
         None => TicketAction::Create,
     };
-    let from_customer = matches!(class, Class::Customer);
-    let deadline = from_customer.then(|| {
-        let kind = match ticket {
-            TicketAction::Create => DeadlineKind::FirstResponse,
-            TicketAction::Append(_) => DeadlineKind::NextResponse,
-        };
-        (kind, due_at(now, policy.first_response))
-    });
-    Decision {
-        ticket,
-        acknowledge: ticket == TicketAction::Create && class.may_acknowledge(),
-        deadline,
-        reopen: from_customer && ticket != TicketAction::Create,
+    let mut decision = Decision::new(ticket, Role::Sender(inbound.class.clone()));
+    if from_agent || !matches!(inbound.class, Class::Customer) {
+        return decision;
+    }
+    let kind = match ticket {
+        TicketAction::Create => DeadlineKind::FirstResponse,
+        TicketAction::Append(_) => DeadlineKind::NextResponse,
+    };
+    decision.deadline = Some((kind, due_at(now, policy.first_response)));
+    decision.acknowledge = ticket == TicketAction::Create && inbound.class.may_acknowledge();
+    let assigned = inbound.ticket.and_then(|t| t.assigned.as_deref());
+    if let Some(state) = inbound.ticket
+        && state.status != TicketStatus::Open
+    {
+        decision.status = Some(TicketStatus::Open);
+    }
+    decision.notify = match (ticket, team) {
+        (_, None) => Vec::new(),
+        (TicketAction::Create, Some(team)) => recipients(team, team.notify_new_ticket, None),
+        (TicketAction::Append(_), Some(team)) => {
+            recipients(team, team.notify_customer_reply, assigned)
+        }
+    };
+    decision
+}
+
+fn agent_reply(
+    ticket: &TicketState,
+    text: &AgentText,
+    agent: &str,
+    to_notes: bool,
+    inbound: &Inbound<'_>,
+    team: Option<&Team>,
+    now: Timestamp,
+) -> Decision {
+    let append = TicketAction::Append(ticket.id);
+    if !text.errors.is_empty() {
+        let mut decision = Decision::new(append, Role::AgentRejected);
+        decision.tell = Some((
+            agent.to_string(),
+            AgentNotice::BadCommands(text.errors.clone()),
+        ));
+        return decision;
+    }
+    let note = text.note || to_notes;
+    let role = match (note, text.body.is_empty(), text.commands.is_empty()) {
+        (true, false, _) => Role::AgentNote,
+        (false, false, _) => Role::AgentReply,
+        (_, true, false) => Role::AgentCommands,
+        (_, true, true) => {
+            let mut decision = Decision::new(append, Role::AgentRejected);
+            decision.tell = Some((agent.to_string(), AgentNotice::Empty));
+            return decision;
+        }
+    };
+    let mut decision = Decision::new(append, role.clone());
+    for command in &text.commands {
+        match command {
+            Command::Status(status) => decision.status = Some(*status),
+            Command::Assign(to) => decision.assign = Some(to.clone()),
+            Command::Priority(p) => decision.priority = Some(*p),
+        }
+    }
+    match role {
+        Role::AgentReply => {
+            decision.relay = true;
+            decision.answered_at = Some(answer_time(inbound.sent, ticket, now));
+            if decision.assign.is_none() && ticket.assigned.is_none() {
+                decision.assign = Some(agent.to_string());
+            }
+            if decision.status.is_none()
+                && matches!(ticket.status, TicketStatus::Resolved | TicketStatus::Closed)
+            {
+                decision.status = Some(TicketStatus::Open);
+            }
+        }
+        Role::AgentNote => {
+            let mut to: Vec<String> = team.map(|t| t.members.clone()).unwrap_or_default();
+            to.extend(ticket.assigned.clone());
+            to.retain(|a| a != agent);
+            to.sort();
+            to.dedup();
+            decision.note_to = to;
+        }
+        _ => {}
+    }
+    decision
+}
+
+/// When the agent answered: their Date header, kept between the ticket's creation and now
+/// (a late fetch must not count against the agent, a wrong clock must not count for them).
+fn answer_time(sent: Option<Timestamp>, ticket: &TicketState, now: Timestamp) -> Timestamp {
+    sent.map_or(now, |sent| sent.clamp(ticket.created_at, now))
+}
+
+/// The agents `who` names within `team`.
+fn recipients(team: &Team, who: NotifyWho, assigned: Option<&str>) -> Vec<String> {
+    match (who, assigned) {
+        (NotifyWho::None, _) => Vec::new(),
+        (NotifyWho::Assigned, Some(agent)) => vec![agent.to_string()],
+        (NotifyWho::Assigned, None) | (NotifyWho::Team, _) => team.members.clone(),
     }
 }
 
@@ -81,7 +329,9 @@ pub fn due_at(now: Timestamp, wait: Duration) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::Via;
     use crate::classify::AutoReason;
+    use crate::model::Person;
 
     fn policy() -> Policy {
         Policy {
@@ -93,64 +343,286 @@ mod tests {
         "2026-11-23T10:00:00Z".parse().unwrap()
     }
 
-    #[test]
-    fn new_customer_message_is_acknowledged_with_a_first_response_deadline() {
-        let decision = decide(&Class::Customer, Threading::New, &policy(), now());
-        assert_eq!(
-            decision,
-            Decision {
-                ticket: TicketAction::Create,
-                acknowledge: true,
-                deadline: Some((
-                    DeadlineKind::FirstResponse,
-                    "2026-11-24T10:00:00Z".parse().unwrap()
-                )),
-                reopen: false,
-            }
-        );
+    fn team() -> Team {
+        Team {
+            name: "t".into(),
+            members: vec!["a1@x.test".into(), "a2@x.test".into()],
+            mailboxes: vec![],
+            notify_new_ticket: NotifyWho::Team,
+            notify_customer_reply: NotifyWho::Assigned,
+        }
+    }
+
+    fn ticket(status: TicketStatus, assigned: Option<&str>) -> TicketState {
+        TicketState {
+            id: TicketId(4),
+            mailbox: "support".into(),
+            subject: "Printer".into(),
+            status,
+            priority: Priority::Normal,
+            assigned: assigned.map(String::from),
+            customer: Some(Person::new("mona@example.net", None)),
+            customers: vec![
+                Person::new("mona@example.net", None),
+                Person::new("boss@example.net", None),
+            ],
+            created_at: "2026-11-23T08:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn customer<'a>(threading: Threading, state: Option<&'a TicketState>) -> Inbound<'a> {
+        Inbound {
+            class: &Class::Customer,
+            author: &Author::Other,
+            threading,
+            ticket: state,
+            text: None,
+            recipients: &[],
+            sent: None,
+        }
+    }
+
+    fn text(body: &str) -> AgentText {
+        AgentText {
+            body: body.into(),
+            ..AgentText::default()
+        }
+    }
+
+    fn verified(agent: &str) -> Author {
+        Author::Verified {
+            agent: agent.into(),
+            ticket: TicketId(4),
+            via: Via::Address,
+            to_notes: false,
+        }
     }
 
     #[test]
-    fn a_reply_is_never_acknowledged_again() {
+    fn new_customer_message_is_acknowledged_timed_and_notified_to_the_team() {
+        let d = decide(
+            &customer(Threading::New, None),
+            &policy(),
+            Some(&team()),
+            now(),
+        );
+        assert_eq!(d.ticket, TicketAction::Create);
+        assert!(d.acknowledge);
+        assert_eq!(
+            d.deadline,
+            Some((
+                DeadlineKind::FirstResponse,
+                "2026-11-24T10:00:00Z".parse().unwrap()
+            ))
+        );
+        assert_eq!(d.notify, vec!["a1@x.test", "a2@x.test"]);
+        assert_eq!(d.role, Role::Sender(Class::Customer));
+    }
+
+    #[test]
+    fn a_reply_reopens_is_not_acknowledged_and_goes_to_the_assigned_agent() {
+        let state = ticket(TicketStatus::Pending, Some("a2@x.test"));
         for threading in [
             Threading::Reference(TicketId(4)),
             Threading::Tag(TicketId(4)),
         ] {
-            let decision = decide(&Class::Customer, threading, &policy(), now());
-            assert_eq!(decision.ticket, TicketAction::Append(TicketId(4)));
-            assert!(!decision.acknowledge);
-            assert!(decision.reopen);
-            assert_eq!(
-                decision.deadline.map(|d| d.0),
-                Some(DeadlineKind::NextResponse)
+            let d = decide(
+                &customer(threading, Some(&state)),
+                &policy(),
+                Some(&team()),
+                now(),
             );
+            assert_eq!(d.ticket, TicketAction::Append(TicketId(4)));
+            assert!(!d.acknowledge);
+            assert_eq!(d.status, Some(TicketStatus::Open));
+            assert_eq!(d.deadline.map(|d| d.0), Some(DeadlineKind::NextResponse));
+            assert_eq!(d.notify, vec!["a2@x.test"]);
         }
     }
 
     #[test]
     fn a_guessed_tag_opens_a_new_acknowledged_ticket() {
-        let decision = decide(
-            &Class::Customer,
-            Threading::NewIgnoringTag(TicketId(4)),
+        let d = decide(
+            &customer(Threading::NewIgnoringTag(TicketId(4)), None),
             &policy(),
+            None,
             now(),
         );
-        assert_eq!(decision.ticket, TicketAction::Create);
-        assert!(decision.acknowledge);
+        assert_eq!(d.ticket, TicketAction::Create);
+        assert!(d.acknowledge);
+        assert!(d.notify.is_empty(), "no team, nobody to tell");
     }
 
     #[test]
-    fn automatic_mail_is_recorded_but_never_answered_nor_timed() {
+    fn automatic_mail_is_recorded_but_never_answered_timed_or_relayed() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, None);
+        let body = text("I am out of office");
         for class in [
             Class::Automatic(AutoReason::NullReturnPath),
             Class::NoSender,
         ] {
-            let decision = decide(&class, Threading::New, &policy(), now());
-            assert_eq!(decision.ticket, TicketAction::Create);
-            assert!(!decision.acknowledge);
-            assert_eq!(decision.deadline, None);
-            assert!(!decision.reopen);
+            let inbound = Inbound {
+                class: &class,
+                author: &author,
+                text: Some(&body),
+                ..customer(Threading::New, Some(&state))
+            };
+            let d = decide(&inbound, &policy(), Some(&team()), now());
+            assert_eq!(d.ticket, TicketAction::Create);
+            assert!(!d.acknowledge && !d.relay);
+            assert_eq!(d.deadline, None);
+            assert_eq!(d.answered_at, None);
+            assert!(d.notify.is_empty());
         }
+    }
+
+    #[test]
+    fn a_verified_reply_is_relayed_counted_and_assigns_the_agent() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Closed, None);
+        let body = text("Please restart it.");
+        let sent: Timestamp = "2026-11-23T09:30:00Z".parse().unwrap();
+        let inbound = Inbound {
+            author: &author,
+            text: Some(&body),
+            sent: Some(sent),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.role, Role::AgentReply);
+        assert!(d.relay && !d.acknowledge);
+        assert_eq!(d.answered_at, Some(sent));
+        assert_eq!(d.assign.as_deref(), Some("a1@x.test"));
+        assert_eq!(
+            d.status,
+            Some(TicketStatus::Open),
+            "a closed ticket reopens"
+        );
+        assert!(d.notify.is_empty() && d.deadline.is_none());
+    }
+
+    #[test]
+    fn the_answer_time_stays_between_the_ticket_and_now() {
+        let state = ticket(TicketStatus::Open, None);
+        assert_eq!(answer_time(None, &state, now()), now());
+        let future: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(answer_time(Some(future), &state, now()), now());
+        assert_eq!(
+            answer_time(Some(Timestamp::UNIX_EPOCH), &state, now()),
+            state.created_at
+        );
+    }
+
+    #[test]
+    fn a_note_goes_to_the_other_agents_only() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, Some("a3@x.test"));
+        let mut body = text("VIP customer");
+        body.note = true;
+        let inbound = Inbound {
+            author: &author,
+            text: Some(&body),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.role, Role::AgentNote);
+        assert!(!d.relay && d.answered_at.is_none());
+        assert_eq!(d.note_to, vec!["a2@x.test", "a3@x.test"]);
+    }
+
+    #[test]
+    fn commands_apply_and_bad_commands_apply_nothing() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, None);
+        let mut body = text("");
+        body.commands = vec![
+            Command::Status(TicketStatus::Closed),
+            Command::Priority(Priority::Urgent),
+        ];
+        let inbound = Inbound {
+            author: &author,
+            text: Some(&body),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.role, Role::AgentCommands);
+        assert_eq!(d.status, Some(TicketStatus::Closed));
+        assert_eq!(d.priority, Some(Priority::Urgent));
+        assert!(!d.relay && d.tell.is_none());
+
+        let mut bad = body.clone();
+        bad.errors = vec!["`#frob`: unknown".into()];
+        let inbound = Inbound {
+            text: Some(&bad),
+            ..inbound
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.role, Role::AgentRejected);
+        assert_eq!(d.status, None);
+        assert!(matches!(d.tell, Some((_, AgentNotice::BadCommands(_)))));
+
+        let empty = text("");
+        let inbound = Inbound {
+            text: Some(&empty),
+            ..inbound
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.tell, Some(("a1@x.test".into(), AgentNotice::Empty)));
+    }
+
+    #[test]
+    fn reply_all_to_the_customer_is_counted_not_relayed() {
+        let author = Author::Unsigned {
+            agent: "a2@x.test".into(),
+        };
+        let state = ticket(TicketStatus::Open, None);
+        let recipients = vec!["mona@example.net".to_string(), "support@x.test".into()];
+        let inbound = Inbound {
+            author: &author,
+            recipients: &recipients,
+            ..customer(Threading::Reference(TicketId(4)), Some(&state))
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.role, Role::AgentDirect);
+        assert_eq!(d.answered_at, Some(now()));
+        assert!(!d.relay && d.tell.is_none() && !d.acknowledge);
+    }
+
+    #[test]
+    fn unsigned_agent_mail_elsewhere_is_ordinary_but_unacknowledged() {
+        let author = Author::Unsigned {
+            agent: "a2@x.test".into(),
+        };
+        let inbound = Inbound {
+            author: &author,
+            ..customer(Threading::New, None)
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.ticket, TicketAction::Create);
+        assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
+        assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
+    }
+
+    #[test]
+    fn a_refused_key_from_a_customer_is_their_own_ticket_and_the_agent_is_told() {
+        let author = Author::Refused {
+            ticket: TicketId(4),
+            tell: Some("a1@x.test".into()),
+            reason: "bad".into(),
+            from_agent: false,
+        };
+        let inbound = Inbound {
+            author: &author,
+            ..customer(Threading::New, None)
+        };
+        let d = decide(&inbound, &policy(), Some(&team()), now());
+        assert_eq!(d.ticket, TicketAction::Create);
+        assert!(d.acknowledge && !d.relay);
+        assert_eq!(
+            d.tell,
+            Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())))
+        );
     }
 
     #[test]

@@ -6,4 +6,6 @@
 
 mod decide;
 
-pub use decide::{DeadlineKind, Decision, TicketAction, decide, due_at};
+pub use decide::{
+    AgentNotice, DeadlineKind, Decision, Inbound, Role, TicketAction, decide, due_at,
+};

@@ -3,19 +3,24 @@
 //! Everything here is CPU-only. The bytes and the Message-ID are fixed when the outbox row is
 //! written, so every retry sends exactly the same message.
 
+mod agent;
 mod templates;
 
 use std::time::SystemTime;
 
 use jiff::Timestamp;
+use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
+pub use agent::{NoteFor, NoticeFor, NotificationFor, ReplyFor, note, notice, notification, reply};
 pub use templates::{TemplateError, Templates};
 
 use crate::config::Support;
 use crate::model::{Person, TicketId};
+use crate::parse::Attachment;
 use crate::thread::format_tag;
+use templates::RenderedParts;
 
 /// A message ready for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,75 +65,158 @@ pub fn acknowledgement(
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
     let tag = format_tag(&support.tag_prefix, ack.ticket);
-    let base_subject = strip_reply_prefixes(ack.subject);
-    let base_subject = base_subject.replace(&tag, "");
-    let base_subject = base_subject.trim();
     let context = minijinja::context! {
         ticket => ack.ticket.0,
-        tag => tag,
-        subject => if base_subject.is_empty() { "(no subject)" } else { base_subject },
+        tag => tag.clone(),
+        subject => base_subject(ack.subject, &tag),
         customer_name => ack.customer.name.clone().unwrap_or_default(),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         due => format_due(ack.due_at, support),
         due_iso => ack.due_at.to_string(),
     };
-    let rendered = templates.render_all("ack", "en", &context)?;
-    let to_address: lettre::Address =
-        ack.customer
-            .address
-            .parse()
-            .map_err(
-                |err: lettre::address::AddressError| RenderError::BadRecipient {
-                    address: ack.customer.address.clone(),
-                    reason: err.to_string(),
-                },
-            )?;
+    let parts = templates.render_all("ack", "en", &context)?;
     let mut references: Vec<String> = ack.references.to_vec();
-    if let Some(id) = ack.message_id
-        && !references.iter().any(|r| r == id)
-    {
-        references.push(id.to_string());
+    references.extend(ack.message_id.map(String::from));
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, None),
+            to: vec![mailbox(ack.customer)?],
+            cc: Vec::new(),
+            reply_to: None,
+            message_id: new_message_id(support),
+            in_reply_to: ack.message_id,
+            references,
+            auto_submitted: Some("auto-replied"),
+            attachments: &[],
+        },
+        parts,
+        now,
+    )
+}
+
+/// The subject without reply prefixes and our tag: `Re: Printer [#4]` → `Printer`.
+fn base_subject(subject: &str, tag: &str) -> String {
+    let base = strip_reply_prefixes(subject).replace(tag, "");
+    match base.trim() {
+        "" => "(no subject)".to_string(),
+        base => base.to_string(),
     }
-    let message_id = new_message_id(support);
+}
+
+/// The headers of an outgoing message; the body comes from templates.
+struct Envelope<'a> {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    reply_to: Option<Mailbox>,
+    /// Without angle brackets.
+    message_id: String,
+    in_reply_to: Option<&'a str>,
+    references: Vec<String>,
+    /// `Auto-Submitted:` value for machine-written mail (RFC 3834); `None` for an agent's words.
+    auto_submitted: Option<&'static str>,
+    attachments: &'a [Attachment],
+}
+
+/// Assembles the finished message: headers, text and HTML alternatives, attachments.
+fn build(
+    support: &Support,
+    envelope: Envelope<'_>,
+    parts: RenderedParts,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let recipients: Vec<String> = envelope
+        .to
+        .iter()
+        .chain(&envelope.cc)
+        .map(|m| m.email.to_string())
+        .collect();
     let mut builder = lettre::Message::builder()
-        .from(Mailbox::new(
-            Some(support.name.clone()),
-            support.address.clone(),
-        ))
-        .to(Mailbox::new(ack.customer.name.clone(), to_address.clone()))
-        .subject(rendered.subject.clone())
-        .message_id(Some(format!("<{message_id}>")))
-        .date(SystemTime::from(now))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-replied".to_string(),
-        ))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
-            "All".to_string(),
-        ));
-    if let Some(id) = ack.message_id {
+        .from(envelope.from)
+        .subject(parts.subject.clone())
+        .message_id(Some(format!("<{}>", envelope.message_id)))
+        .date(SystemTime::from(now));
+    for to in envelope.to {
+        builder = builder.to(to);
+    }
+    for cc in envelope.cc {
+        builder = builder.cc(cc);
+    }
+    if let Some(reply_to) = envelope.reply_to {
+        builder = builder.reply_to(reply_to);
+    }
+    if let Some(value) = envelope.auto_submitted {
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                value.to_string(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+                "All".to_string(),
+            ));
+    }
+    if let Some(id) = envelope.in_reply_to {
         builder = builder.in_reply_to(format!("<{id}>"));
     }
+    let mut references = envelope.references;
+    let mut seen = std::collections::HashSet::new();
+    references.retain(|r| seen.insert(r.clone()));
     if !references.is_empty() {
         let joined: Vec<String> = references.iter().map(|r| format!("<{r}>")).collect();
         builder = builder.references(joined.join(" "));
     }
-    let message = builder
-        .multipart(MultiPart::alternative_plain_html(
-            rendered.text.clone(),
-            rendered.html,
-        ))
-        .map_err(|err| RenderError::Build(err.to_string()))?;
+    let body = MultiPart::alternative_plain_html(parts.text.clone(), parts.html);
+    let message = if envelope.attachments.is_empty() {
+        builder.multipart(body)
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for file in envelope.attachments {
+            let content_type = ContentType::parse(&file.content_type)
+                .or_else(|_| ContentType::parse("application/octet-stream"))
+                .unwrap_or(ContentType::TEXT_PLAIN);
+            mixed = mixed.singlepart(
+                lettre::message::Attachment::new(file.name.clone())
+                    .body(file.data.clone(), content_type),
+            );
+        }
+        builder.multipart(mixed)
+    }
+    .map_err(|err| RenderError::Build(err.to_string()))?;
     Ok(Outgoing {
-        message_id,
-        subject: rendered.subject,
+        message_id: envelope.message_id,
+        subject: parts.subject,
         envelope_from: support.address.to_string(),
-        recipients: vec![to_address.to_string()],
-        text: rendered.text,
+        recipients,
+        text: parts.text,
         raw: message.formatted(),
     })
+}
+
+/// `person` as a recipient, or why it cannot be one.
+fn mailbox(person: &Person) -> Result<Mailbox, RenderError> {
+    let address: lettre::Address =
+        person
+            .address
+            .parse()
+            .map_err(
+                |err: lettre::address::AddressError| RenderError::BadRecipient {
+                    address: person.address.clone(),
+                    reason: err.to_string(),
+                },
+            )?;
+    Ok(Mailbox::new(person.name.clone(), address))
+}
+
+/// The support address, named `Support` or `<via> via Support`.
+fn support_mailbox(support: &Support, via: Option<&str>) -> Mailbox {
+    let name = match via {
+        Some(agent) => format!("{agent} via {}", support.name),
+        None => support.name.clone(),
+    };
+    Mailbox::new(Some(name), support.address.clone())
 }
 
 /// `<uuid@support-domain>`: unguessable, and recognisably ours when it comes back.

@@ -11,13 +11,52 @@ use std::path::Path;
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// The shipped templates: (file name, source).
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 15] = [
     (
         "ack.en.subject",
         include_str!("../../templates/ack.en.subject"),
     ),
     ("ack.en.txt", include_str!("../../templates/ack.en.txt")),
     ("ack.en.html", include_str!("../../templates/ack.en.html")),
+    (
+        "notification.en.subject",
+        include_str!("../../templates/notification.en.subject"),
+    ),
+    (
+        "notification.en.txt",
+        include_str!("../../templates/notification.en.txt"),
+    ),
+    (
+        "notification.en.html",
+        include_str!("../../templates/notification.en.html"),
+    ),
+    (
+        "reply.en.subject",
+        include_str!("../../templates/reply.en.subject"),
+    ),
+    ("reply.en.txt", include_str!("../../templates/reply.en.txt")),
+    (
+        "reply.en.html",
+        include_str!("../../templates/reply.en.html"),
+    ),
+    (
+        "note.en.subject",
+        include_str!("../../templates/note.en.subject"),
+    ),
+    ("note.en.txt", include_str!("../../templates/note.en.txt")),
+    ("note.en.html", include_str!("../../templates/note.en.html")),
+    (
+        "notice.en.subject",
+        include_str!("../../templates/notice.en.subject"),
+    ),
+    (
+        "notice.en.txt",
+        include_str!("../../templates/notice.en.txt"),
+    ),
+    (
+        "notice.en.html",
+        include_str!("../../templates/notice.en.html"),
+    ),
 ];
 
 /// Compiled templates.
@@ -96,6 +135,17 @@ impl Templates {
             customer_name => "Sample Customer", support_name => "Support",
             support_address => "support@example.com",
             due => "Tuesday 24 November 2026, 10:00 UTC", due_iso => "2026-11-24T10:00:00Z",
+            marker => "##- Please type your reply above this line -##",
+            new_ticket => true, customer_address => "customer@example.net",
+            status => "open", priority => "normal", assigned => "agent@example.com",
+            waiting => "2 h 5 min", message => "My printer is on fire.",
+            attachments => vec!["photo.jpg"],
+            history => vec![minijinja::context! {
+                tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
+            }],
+            body => "Please switch it off.", agent_name => "Alice Agent",
+            problem => "commands", errors => vec!["`#frob`: unknown command"],
+            reason => "the reply key is not valid",
         };
         for (name, _) in BUILTIN {
             if let Err(err) = templates.render_one(name, &sample) {
@@ -163,7 +213,7 @@ mod tests {
     fn admin_templates_are_checked_for_missing_files_and_variables() {
         let dir = tempfile::tempdir().unwrap();
         let errors = Templates::load(dir.path()).unwrap_err();
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(errors.len(), BUILTIN.len(), "{errors:?}");
         assert!(
             errors[0].contains("ack.en.subject: cannot read it"),
             "{errors:?}"

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{StoreError, from_ms, to_ms};
-use crate::model::{MessageRowId, OutboxId, Person, TicketId, TicketStatus};
+use crate::model::{MessageRowId, OutboxId, Person, Priority, TicketId, TicketState, TicketStatus};
 
 /// One open transaction. Obtained from [`super::Store::write`] or [`super::Store::read_blocking`].
 pub struct Tx<'c> {
@@ -51,6 +51,26 @@ pub struct NewMessage<'a> {
     pub defects: &'a str,
     pub body_text: &'a str,
     pub raw: &'a [u8],
+    /// Seen by agents only; never a threading key for other senders.
+    pub internal: bool,
+    /// The agent who wrote it, or to whom it goes.
+    pub agent: Option<&'a str>,
+}
+
+/// A customer's earlier ticket, for the history in agent notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierTicket {
+    pub id: TicketId,
+    pub subject: String,
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+/// The customer message an answer replies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    pub message_id: String,
+    pub references: Vec<String>,
 }
 
 pub struct NewOutbox<'a> {
@@ -159,7 +179,8 @@ impl<'c> Tx<'c> {
         message_ids: &[String],
     ) -> Result<Option<TicketId>, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL ORDER BY id LIMIT 1",
+            "SELECT ticket_id FROM messages
+             WHERE message_id = ?1 AND ticket_id IS NOT NULL AND internal = 0 ORDER BY id LIMIT 1",
         )?;
         for id in message_ids {
             if let Some(ticket) = statement.query_row([id], |r| r.get(0)).optional()? {
@@ -189,7 +210,152 @@ impl<'c> Tx<'c> {
         Ok(Some(addresses))
     }
 
+    /// The ticket with its customers, or `None` if there is no such ticket.
+    pub fn ticket_state(&self, ticket: TicketId) -> Result<Option<TicketState>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                "SELECT mailbox, subject, status, priority, assigned_agent, customer_address,
+                        customer_name, created_at
+                 FROM tickets WHERE id = ?1",
+                [ticket.0],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((mailbox, subject, status, priority, assigned, address, name, created)) = row
+        else {
+            return Ok(None);
+        };
+        let mut statement = self.tx.prepare_cached(
+            "SELECT address, name FROM participants
+             WHERE ticket_id = ?1 AND role IN ('customer', 'cc') ORDER BY role DESC, address",
+        )?;
+        let customers = statement
+            .query_map([ticket.0], |r| {
+                Ok(Person::new(
+                    &r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?.as_deref(),
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(TicketState {
+            id: ticket,
+            mailbox,
+            subject,
+            status: TicketStatus::parse(&status).unwrap_or(TicketStatus::Open),
+            priority: Priority::parse(&priority).unwrap_or(Priority::Normal),
+            assigned,
+            customer: address.map(|a| Person::new(&a, name.as_deref())),
+            customers,
+            created_at: from_ms(created),
+        }))
+    }
+
+    /// The latest customer message of `ticket` that has a Message-ID, with its References.
+    pub fn latest_customer_message(
+        &self,
+        ticket: TicketId,
+    ) -> Result<Option<Answered>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                "SELECT message_id, refs FROM messages
+                 WHERE ticket_id = ?1 AND direction = 'in' AND class = 'customer'
+                   AND internal = 0 AND agent IS NULL AND message_id IS NOT NULL
+                 ORDER BY id DESC LIMIT 1",
+                [ticket.0],
+                |r| {
+                    Ok(Answered {
+                        message_id: r.get(0)?,
+                        references: r
+                            .get::<_, String>(1)?
+                            .split_whitespace()
+                            .map(String::from)
+                            .collect(),
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Since when the oldest unanswered customer message of `ticket` has waited.
+    pub fn waiting_since(&self, ticket: TicketId) -> Result<Option<Timestamp>, StoreError> {
+        let since: Option<i64> = self.tx.query_row(
+            "SELECT min(m.received_at) FROM deadlines d JOIN messages m ON m.id = d.message_row_id
+             WHERE d.ticket_id = ?1 AND d.met_at IS NULL",
+            [ticket.0],
+            |r| r.get(0),
+        )?;
+        Ok(since.map(from_ms))
+    }
+
+    /// The customer's other tickets, newest first.
+    pub fn earlier_tickets(
+        &self,
+        customer: &str,
+        except: TicketId,
+        limit: u32,
+    ) -> Result<Vec<EarlierTicket>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT id, subject, status, created_at FROM tickets
+             WHERE customer_address = ?1 AND id != ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = statement
+            .query_map(params![customer, except.0, limit], |r| {
+                Ok(EarlierTicket {
+                    id: TicketId(r.get(0)?),
+                    subject: r.get(1)?,
+                    status: r.get(2)?,
+                    created_at: from_ms(r.get(3)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     // === writes ===
+
+    /// An agent answered at `at`: every open deadline of `ticket` is met, and the ticket's first
+    /// response is recorded if it had none. Returns how many deadlines were met.
+    pub fn answered(&self, ticket: TicketId, at: Timestamp) -> Result<usize, StoreError> {
+        let met = self.tx.execute(
+            "UPDATE deadlines SET met_at = ?2 WHERE ticket_id = ?1 AND met_at IS NULL",
+            params![ticket.0, to_ms(at)],
+        )?;
+        self.tx.execute(
+            "UPDATE tickets SET first_response_at = coalesce(first_response_at, ?2) WHERE id = ?1",
+            params![ticket.0, to_ms(at)],
+        )?;
+        Ok(met)
+    }
+
+    pub fn assign(&self, ticket: TicketId, agent: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE tickets SET assigned_agent = ?2 WHERE id = ?1",
+            params![ticket.0, agent],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_priority(&self, ticket: TicketId, priority: Priority) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE tickets SET priority = ?2 WHERE id = ?1",
+            params![ticket.0, priority.as_str()],
+        )?;
+        Ok(())
+    }
 
     pub fn create_ticket(&self, ticket: &NewTicket<'_>) -> Result<TicketId, StoreError> {
         self.tx.execute(
@@ -251,8 +417,9 @@ impl<'c> Tx<'c> {
         self.tx.execute(
             "INSERT INTO messages (ticket_id, direction, dedupe_key, message_id, mailbox, uidvalidity, uid,
                                    from_address, from_name, subject, sent_date, received_at, in_reply_to,
-                                   refs, class, defects, body_text, raw_sha256, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                                   refs, class, defects, body_text, raw_sha256, raw, internal, agent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+                     ?20, ?21)",
             params![
                 message.ticket.0,
                 if message.outbound { "out" } else { "in" },
@@ -273,6 +440,8 @@ impl<'c> Tx<'c> {
                 message.body_text,
                 sha256,
                 message.raw,
+                message.internal,
+                message.agent,
             ],
         )?;
         Ok(MessageRowId(self.tx.last_insert_rowid()))

@@ -1,0 +1,246 @@
+//! Signed reply keys: `support+<ticket>.<token>@domain` and `<dg.<ticket>.<token>.<nonce>@domain>`.
+//!
+//! The token is the first 80 bits of HMAC-SHA256(secret, "<ticket>:<agent address>"), in lower
+//! case hex so mail servers that fold local parts to lower case keep it intact. It binds a ticket
+//! to one agent: a reply carrying it is that agent's answer on that ticket, and nothing else.
+//! Checking it is constant-time (`verify_truncated_left`).
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::model::TicketId;
+
+/// Hex digits in a token (80 bits).
+const TOKEN_HEX: usize = 20;
+const ID_PREFIX: &str = "dg.";
+
+/// A ticket number and token read from an address or a Message-ID; not yet checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub ticket: TicketId,
+    token: Vec<u8>,
+}
+
+/// Signs and checks reply keys for one support address.
+#[derive(Clone)]
+pub struct Signer {
+    key: Hmac<Sha256>,
+    /// Support address local part, lower case.
+    local: String,
+    separator: String,
+    domain: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("local", &self.local)
+            .field("separator", &self.separator)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    pub fn new(secret: &[u8], support: &lettre::Address, separator: &str) -> Signer {
+        let key = match Hmac::<Sha256>::new_from_slice(secret) {
+            Ok(key) => key,
+            // HMAC takes keys of any length.
+            Err(_) => unreachable!("HMAC accepts every key length"),
+        };
+        Signer {
+            key,
+            local: support.user().to_ascii_lowercase(),
+            separator: separator.to_string(),
+            domain: support.domain().to_ascii_lowercase(),
+        }
+    }
+
+    fn mac(&self, ticket: TicketId, agent: &str) -> Hmac<Sha256> {
+        let mut mac = self.key.clone();
+        mac.update(format!("{}:{}", ticket.0, agent.to_ascii_lowercase()).as_bytes());
+        mac
+    }
+
+    fn token(&self, ticket: TicketId, agent: &str) -> String {
+        let bytes = self.mac(ticket, agent).finalize().into_bytes();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        hex[..TOKEN_HEX].to_string()
+    }
+
+    /// `support+42.<token>@domain`: the Reply-To of a notification to `agent` about `ticket`.
+    pub fn reply_address(&self, ticket: TicketId, agent: &str) -> String {
+        format!(
+            "{}{}{}.{}@{}",
+            self.local,
+            self.separator,
+            ticket.0,
+            self.token(ticket, agent),
+            self.domain
+        )
+    }
+
+    /// `dg.42.<token>.<nonce>@domain`: the Message-ID of a notification (without brackets).
+    pub fn message_id(&self, ticket: TicketId, agent: &str) -> String {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        format!(
+            "{ID_PREFIX}{}.{}.{}@{}",
+            ticket.0,
+            self.token(ticket, agent),
+            &nonce[..12],
+            self.domain
+        )
+    }
+
+    /// Reads `<local><sep><ticket>.<token>@<domain>` (any case); `None` for other addresses.
+    pub fn read_address(&self, address: &str) -> Option<Claim> {
+        let address = address.to_ascii_lowercase();
+        let (local, domain) = address.rsplit_once('@')?;
+        if domain != self.domain {
+            return None;
+        }
+        let detail = local
+            .strip_prefix(self.local.as_str())?
+            .strip_prefix(self.separator.as_str())?;
+        let (ticket, token) = detail.split_once('.')?;
+        claim(ticket, token)
+    }
+
+    /// Reads `dg.<ticket>.<token>.<nonce>@<domain>`; `None` for other Message-IDs.
+    pub fn read_message_id(&self, id: &str) -> Option<Claim> {
+        let id = id.to_ascii_lowercase();
+        let (local, domain) = id.rsplit_once('@')?;
+        if domain != self.domain {
+            return None;
+        }
+        let mut parts = local.strip_prefix(ID_PREFIX)?.split('.');
+        let (ticket, token) = (parts.next()?, parts.next()?);
+        claim(ticket, token)
+    }
+
+    /// Whether `claim` was signed for `agent`; constant-time in the token.
+    pub fn verify(&self, claim: &Claim, agent: &str) -> bool {
+        self.mac(claim.ticket, agent)
+            .verify_truncated_left(&claim.token)
+            .is_ok()
+    }
+
+    /// Replaces every signed reply address in `text` by the plain support address, so quoted
+    /// headers that slipped through never show a customer a token.
+    pub fn scrub(&self, text: &str) -> String {
+        let plain = format!("{}@{}", self.local, self.domain);
+        let lower = text.to_ascii_lowercase();
+        let needle = format!("{}{}", self.local, self.separator);
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        while let Some(found) = lower[at..].find(&needle) {
+            let start = at + found;
+            let end = lower[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "+-_=.@".contains(c)))
+                .map_or(lower.len(), |n| start + n);
+            out.push_str(&text[at..start]);
+            if self.read_address(&lower[start..end]).is_some() {
+                out.push_str(&plain);
+            } else {
+                out.push_str(&text[start..end]);
+            }
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
+fn claim(ticket: &str, token: &str) -> Option<Claim> {
+    let ticket = ticket.parse::<i64>().ok().filter(|n| *n > 0)?;
+    if token.len() != TOKEN_HEX {
+        return None;
+    }
+    let token = (0..TOKEN_HEX)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(Claim {
+        ticket: TicketId(ticket),
+        token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &"Support@Example.test".parse().unwrap(),
+            "+",
+        )
+    }
+
+    #[test]
+    fn a_signed_address_verifies_for_its_agent_only() {
+        let s = signer();
+        let address = s.reply_address(TicketId(42), "agent1@example.test");
+        assert!(address.starts_with("support+42."), "{address}");
+        assert!(address.ends_with("@example.test"));
+        let claim = s.read_address(&address.to_uppercase()).unwrap();
+        assert_eq!(claim.ticket, TicketId(42));
+        assert!(s.verify(&claim, "agent1@example.test"));
+        assert!(s.verify(&claim, "AGENT1@example.test"));
+        assert!(!s.verify(&claim, "agent2@example.test"));
+    }
+
+    #[test]
+    fn another_ticket_number_or_secret_fails() {
+        let s = signer();
+        let address = s.reply_address(TicketId(42), "agent1@example.test");
+        let forged = address.replace("+42.", "+43.");
+        let claim = s.read_address(&forged).unwrap();
+        assert!(!s.verify(&claim, "agent1@example.test"));
+        let other = Signer::new(
+            b"another secret of enough length!",
+            &"support@example.test".parse().unwrap(),
+            "+",
+        );
+        let claim = other.read_address(&address).unwrap();
+        assert!(!other.verify(&claim, "agent1@example.test"));
+    }
+
+    #[test]
+    fn malformed_keys_are_not_claims() {
+        let s = signer();
+        for address in [
+            "support@example.test",
+            "support+42@example.test",
+            "support+42.abc@example.test",
+            "support+x.0123456789abcdef0123@example.test",
+            "support+42.0123456789abcdef0123@other.test",
+            "supportx+42.0123456789abcdef0123@example.test",
+            "support+42.0123456789abcdefg123@example.test",
+        ] {
+            assert_eq!(s.read_address(address), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn the_signed_message_id_is_a_second_key() {
+        let s = signer();
+        let id = s.message_id(TicketId(7), "agent1@example.test");
+        assert!(id.starts_with("dg.7."), "{id}");
+        let claim = s.read_message_id(&id).unwrap();
+        assert!(s.verify(&claim, "agent1@example.test"));
+        assert_eq!(s.read_message_id("m1@customer.test"), None);
+    }
+
+    #[test]
+    fn scrub_replaces_signed_addresses_only() {
+        let s = signer();
+        let address = s.reply_address(TicketId(42), "agent1@example.test");
+        let text = format!("From: Support <{address}>\nwrite to support+sales@example.test");
+        assert_eq!(
+            s.scrub(&text),
+            "From: Support <support@example.test>\nwrite to support+sales@example.test"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! Mail to and for agents: notifications, relayed answers, internal notes, notices.
+
+use jiff::{SignedDuration, Timestamp};
+use lettre::message::Mailbox;
+
+use super::{
+    Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
+    support_mailbox,
+};
+use crate::agent::reply::{MARKER_END, MARKER_START};
+use crate::agent::sign::Signer;
+use crate::config::{Agent, Support};
+use crate::model::{Person, TicketState};
+use crate::parse::Attachment;
+use crate::policy::AgentNotice;
+use crate::render::Templates;
+use crate::store::{Answered, EarlierTicket};
+use crate::thread::format_tag;
+
+/// The line above which agents write; [`crate::agent::reply`] cuts everything below it.
+fn marker() -> String {
+    format!("{MARKER_START} Please type your reply above this line {MARKER_END}")
+}
+
+/// A customer message an agent is told about.
+#[derive(Debug, Clone, Copy)]
+pub struct NotificationFor<'a> {
+    pub ticket: &'a TicketState,
+    pub new_ticket: bool,
+    pub customer: &'a Person,
+    pub subject: &'a str,
+    pub text: &'a str,
+    /// The customer message's Message-ID: notifications thread under it in the agent's client.
+    pub message_id: Option<&'a str>,
+    pub waiting_since: Timestamp,
+    pub due_at: Option<Timestamp>,
+    pub history: &'a [EarlierTicket],
+    pub attachments: &'a [Attachment],
+}
+
+/// Tells `agent` about a customer message; Reply-To and Message-ID carry the agent's key.
+pub fn notification(
+    support: &Support,
+    templates: &Templates,
+    signer: &Signer,
+    agent: &Agent,
+    n: NotificationFor<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let tag = format_tag(&support.tag_prefix, n.ticket.id);
+    let history: Vec<minijinja::Value> = n
+        .history
+        .iter()
+        .map(|t| {
+            minijinja::context! {
+                tag => format_tag(&support.tag_prefix, t.id),
+                subject => t.subject.clone(),
+                status => t.status.clone(),
+                opened => t.created_at.to_zoned(support.timezone.clone()).strftime("%Y-%m-%d").to_string(),
+            }
+        })
+        .collect();
+    let context = minijinja::context! {
+        ticket => n.ticket.id.0,
+        tag => tag.clone(),
+        marker => marker(),
+        new_ticket => n.new_ticket,
+        subject => base_subject(n.subject, &tag),
+        customer_name => n.customer.name.clone().unwrap_or_default(),
+        customer_address => n.customer.address.clone(),
+        status => n.ticket.status.as_str(),
+        priority => n.ticket.priority.as_str(),
+        assigned => n.ticket.assigned.clone().unwrap_or_default(),
+        waiting => format_wait(now.duration_since(n.waiting_since)),
+        due => n.due_at.map(|d| format_due(d, support)).unwrap_or_default(),
+        message => n.text.trim_end(),
+        attachments => n.attachments.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+        history => history,
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+    };
+    let parts = templates.render_all("notification", "en", &context)?;
+    let via = n.customer.name.as_deref().unwrap_or(&n.customer.address);
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, Some(via)),
+            to: vec![agent_mailbox(agent)?],
+            cc: Vec::new(),
+            reply_to: Some(signed_mailbox(support, signer, n.ticket, agent)?),
+            message_id: signer.message_id(n.ticket.id, &agent.address),
+            in_reply_to: n.message_id,
+            references: n.message_id.map(String::from).into_iter().collect(),
+            auto_submitted: Some("auto-generated"),
+            attachments: n.attachments,
+        },
+        parts,
+        now,
+    )
+}
+
+/// An agent's answer, to be passed on to the ticket's customers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyFor<'a> {
+    pub ticket: &'a TicketState,
+    pub agent: &'a Agent,
+    pub body: &'a str,
+    /// The customer message answered (latest with a Message-ID).
+    pub answers: Option<&'a Answered>,
+    pub attachments: &'a [Attachment],
+}
+
+/// The agent's answer as the customer receives it: from "<Agent> via <Support>", threaded
+/// under the customer's latest message, copied to everyone the customer copied.
+pub fn reply(
+    support: &Support,
+    templates: &Templates,
+    signer: &Signer,
+    r: ReplyFor<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let tag = format_tag(&support.tag_prefix, r.ticket.id);
+    let body = signer.scrub(r.body);
+    let context = minijinja::context! {
+        ticket => r.ticket.id.0,
+        tag => tag.clone(),
+        subject => base_subject(&r.ticket.subject, &tag),
+        body => body,
+        agent_name => r.agent.name.clone(),
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+    };
+    let parts = templates.render_all("reply", "en", &context)?;
+    let customer = r
+        .ticket
+        .customer
+        .as_ref()
+        .ok_or_else(|| RenderError::BadRecipient {
+            address: String::new(),
+            reason: format!("ticket {} has no customer address", r.ticket.id),
+        })?;
+    let cc = r
+        .ticket
+        .customers
+        .iter()
+        .filter(|p| p.address != customer.address)
+        .map(mailbox)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut references = r.answers.map(|a| a.references.clone()).unwrap_or_default();
+    references.extend(r.answers.map(|a| a.message_id.clone()));
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, Some(&r.agent.name)),
+            to: vec![mailbox(customer)?],
+            cc,
+            reply_to: Some(support_mailbox(support, None)),
+            message_id: new_message_id(support),
+            in_reply_to: r.answers.map(|a| a.message_id.as_str()),
+            references,
+            auto_submitted: None,
+            attachments: r.attachments,
+        },
+        parts,
+        now,
+    )
+}
+
+/// An internal note, for one of the other agents of the ticket.
+#[derive(Debug, Clone, Copy)]
+pub struct NoteFor<'a> {
+    pub ticket: &'a TicketState,
+    pub author: &'a Agent,
+    pub body: &'a str,
+    pub attachments: &'a [Attachment],
+}
+
+pub fn note(
+    support: &Support,
+    templates: &Templates,
+    signer: &Signer,
+    to: &Agent,
+    n: NoteFor<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let tag = format_tag(&support.tag_prefix, n.ticket.id);
+    let context = minijinja::context! {
+        ticket => n.ticket.id.0,
+        tag => tag.clone(),
+        marker => marker(),
+        subject => base_subject(&n.ticket.subject, &tag),
+        body => n.body,
+        agent_name => n.author.name.clone(),
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+    };
+    let parts = templates.render_all("note", "en", &context)?;
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, Some(&n.author.name)),
+            to: vec![agent_mailbox(to)?],
+            cc: Vec::new(),
+            reply_to: Some(signed_mailbox(support, signer, n.ticket, to)?),
+            message_id: signer.message_id(n.ticket.id, &to.address),
+            in_reply_to: None,
+            references: Vec::new(),
+            auto_submitted: Some("auto-generated"),
+            attachments: n.attachments,
+        },
+        parts,
+        now,
+    )
+}
+
+/// Why an agent's own message was not acted on.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeFor<'a> {
+    pub ticket: &'a TicketState,
+    pub agent: &'a Agent,
+    pub notice: &'a AgentNotice,
+    /// Subject of the agent's (or the refused) message.
+    pub subject: &'a str,
+    /// Message-ID of that message, so the notice threads under it.
+    pub message_id: Option<&'a str>,
+}
+
+pub fn notice(
+    support: &Support,
+    templates: &Templates,
+    n: NoticeFor<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let tag = format_tag(&support.tag_prefix, n.ticket.id);
+    let (problem, errors, reason) = match n.notice {
+        AgentNotice::BadCommands(errors) => ("commands", errors.clone(), String::new()),
+        AgentNotice::Empty => ("empty", Vec::new(), String::new()),
+        AgentNotice::Unsigned => ("unsigned", Vec::new(), String::new()),
+        AgentNotice::Refused(reason) => ("refused", Vec::new(), reason.clone()),
+    };
+    let context = minijinja::context! {
+        ticket => n.ticket.id.0,
+        tag => tag.clone(),
+        subject => if n.subject.is_empty() { "(no subject)" } else { n.subject },
+        agent_name => n.agent.name.clone(),
+        problem => problem,
+        errors => errors,
+        reason => reason,
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+    };
+    let parts = templates.render_all("notice", "en", &context)?;
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, None),
+            to: vec![agent_mailbox(n.agent)?],
+            cc: Vec::new(),
+            reply_to: None,
+            message_id: new_message_id(support),
+            in_reply_to: n.message_id,
+            references: n.message_id.map(String::from).into_iter().collect(),
+            auto_submitted: Some("auto-replied"),
+            attachments: &[],
+        },
+        parts,
+        now,
+    )
+}
+
+fn agent_mailbox(agent: &Agent) -> Result<Mailbox, RenderError> {
+    mailbox(&Person::new(&agent.address, Some(&agent.name)))
+}
+
+/// `Support <support+<ticket>.<token>@domain>`.
+fn signed_mailbox(
+    support: &Support,
+    signer: &Signer,
+    ticket: &TicketState,
+    agent: &Agent,
+) -> Result<Mailbox, RenderError> {
+    let address = signer.reply_address(ticket.id, &agent.address);
+    mailbox(&Person::new(&address, Some(&support.name)))
+}
+
+/// `3 d 4 h`, `2 h 5 min`, `4 min`: how long a customer has waited, to the minute.
+pub fn format_wait(wait: SignedDuration) -> String {
+    let minutes = wait.as_secs().max(0) / 60;
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins} min"),
+        (0, _) => format!("{hours} h {mins} min"),
+        _ => format!("{days} d {hours} h"),
+    }
+}
