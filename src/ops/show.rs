@@ -44,6 +44,9 @@ fn ticket_json(t: &TicketView) -> Value {
         "updated_at": t.updated_at.to_string(),
         "messages": t.n_messages,
         "next_due_at": t.next_due_at.map(|d| d.to_string()),
+        "assigned": t.assigned,
+        "priority": t.priority,
+        "first_response_at": t.first_response_at.map(|d| d.to_string()),
     })
 }
 
@@ -101,6 +104,8 @@ pub fn ticket(
                     "subject": m.subject,
                     "at": m.received_at.to_string(),
                     "class": m.class,
+                    "internal": m.internal,
+                    "agent": m.agent,
                     "defects": m.defects.split_whitespace().collect::<Vec<_>>(),
                     "text": m.body_text,
                 })
@@ -119,17 +124,27 @@ pub fn ticket(
     )?;
     let customer = person(&ticket.customer_name, &ticket.customer_address, "(unknown)");
     writeln!(out, "Customer: {customer}   Mailbox: {}", ticket.mailbox)?;
-    writeln!(out, "Opened:   {}", when(ticket.created_at, tz))?;
+    writeln!(
+        out,
+        "Opened:   {}   Priority: {}   Assigned: {}",
+        when(ticket.created_at, tz),
+        ticket.priority,
+        ticket.assigned.as_deref().unwrap_or("nobody")
+    )?;
+    if let Some(first) = ticket.first_response_at {
+        writeln!(out, "First answered: {}", when(first, tz))?;
+    }
     if let Some(due) = ticket.next_due_at {
         writeln!(out, "Answer due by: {}", when(due, tz))?;
     }
     for m in messages {
         let from = person(&m.from_name, &m.from_address, "(no sender)");
         let arrow = if m.outbound { "out" } else { "in " };
+        let seen_by = if m.internal { ", agents only" } else { "" };
         writeln!(out)?;
         writeln!(
             out,
-            "── {arrow} {}  {from}  [{}]",
+            "── {arrow} {}  {from}  [{}{seen_by}]",
             when(m.received_at, tz),
             m.class
         )?;

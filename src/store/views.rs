@@ -19,11 +19,20 @@ pub struct TicketView {
     pub n_messages: u32,
     /// The earliest answer still owed, if any.
     pub next_due_at: Option<Timestamp>,
+    /// Primary address of the assigned agent.
+    pub assigned: Option<String>,
+    pub priority: String,
+    /// When an agent first answered the customer.
+    pub first_response_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
 pub struct MessageView {
     pub outbound: bool,
+    /// Seen by agents only.
+    pub internal: bool,
+    /// The agent who wrote it, or to whom it went.
+    pub agent: Option<String>,
     pub message_id: Option<String>,
     pub from_address: Option<String>,
     pub from_name: Option<String>,
@@ -60,7 +69,8 @@ const TICKET_COLUMNS: &str =
     "t.id, t.mailbox, t.subject, t.customer_address, t.customer_name, t.status,
     t.created_at, t.updated_at,
     (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id),
-    (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL)";
+    (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL),
+    t.assigned_agent, t.priority, t.first_response_at";
 
 fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
     let status: String = r.get(5)?;
@@ -75,6 +85,9 @@ fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
         updated_at: from_ms(r.get(7)?),
         n_messages: r.get(8)?,
         next_due_at: r.get::<_, Option<i64>>(9)?.map(from_ms),
+        assigned: r.get(10)?,
+        priority: r.get(11)?,
+        first_response_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
     })
 }
 
@@ -102,7 +115,8 @@ impl Tx<'_> {
     /// Every message of a ticket in the order it was received or written.
     pub fn transcript(&self, id: TicketId) -> Result<Vec<MessageView>, StoreError> {
         let mut statement = self.conn().prepare(
-            "SELECT direction, message_id, from_address, from_name, subject, received_at, class, defects, body_text
+            "SELECT direction, message_id, from_address, from_name, subject, received_at, class, defects, body_text,
+                    internal, agent
              FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
         )?;
         let rows = statement
@@ -117,6 +131,8 @@ impl Tx<'_> {
                     class: r.get(6)?,
                     defects: r.get(7)?,
                     body_text: r.get(8)?,
+                    internal: r.get(9)?,
+                    agent: r.get(10)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

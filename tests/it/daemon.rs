@@ -77,6 +77,14 @@ retry = ["1s"]
         Setup { dir, config }
     }
 
+    /// Appends tables (e.g. `[relay]`, `[[agent]]`) to the configuration file.
+    pub fn append_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).expect("read config");
+        text.push('\n');
+        text.push_str(toml);
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("deskgate.db")
     }

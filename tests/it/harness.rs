@@ -367,6 +367,32 @@ impl Lab {
             .unwrap_or_else(|_| Err(format!("SMTP timed out after {IO_TIMEOUT:?}")))
     }
 
+    /// Submits raw bytes as `user` would from a mail client: SMTP submission with STARTTLS
+    /// (trusting the lab CA) and AUTH; the envelope sender is the user's address.
+    pub async fn submit(&self, user: &str, to: &[&str], raw: &[u8]) {
+        use lettre::AsyncTransport;
+        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        let pem = std::fs::read(&self.ca_file).expect("lab CA");
+        let tls = TlsParameters::builder(self.host.clone())
+            .add_root_certificate(Certificate::from_pem(&pem).expect("lab CA is PEM"))
+            .build_rustls()
+            .expect("TLS parameters");
+        let transport =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&self.host)
+                .port(self.submission_port)
+                .tls(Tls::Required(tls))
+                .credentials(Credentials::new(self.address(user), self.password(user)))
+                .timeout(Some(IO_TIMEOUT))
+                .build();
+        let from: Address = self.address(user).parse().expect("address");
+        let to: Vec<Address> = to.iter().map(|a| a.parse().expect("address")).collect();
+        let envelope = Envelope::new(Some(from), to).expect("envelope");
+        if let Err(e) = transport.send_raw(&envelope, raw).await {
+            panic!("submission as {user} failed: {e}");
+        }
+    }
+
     /// A logged-in IMAP session (plain LOGIN on imap_port).
     pub async fn imap(&self, user: &str) -> ImapSession {
         match tokio::time::timeout(IO_TIMEOUT, self.try_imap(user)).await {

@@ -1,0 +1,344 @@
+//! Agents answer from their own mail client, on real Dovecot and Postfix: notification with a
+//! signed Reply-To, relay to the customer without the quote, notes, commands, forgeries.
+
+use std::time::Duration;
+
+use crate::daemon::{Imap, Setup, header, parsed};
+use crate::harness::{Lab, message};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn with_agents(lab: &Lab) -> Setup {
+    let setup = Setup::new(lab, Imap::Implicit, "");
+    std::fs::write(
+        setup.dir.path().join("relay.key"),
+        format!("{}\n", "5e".repeat(32)),
+    )
+    .expect("write relay key");
+    setup.append_config(
+        r#"
+[relay]
+secret_file = "relay.key"
+
+[[agent]]
+name = "Alice Agent"
+address = "agent1@example.test"
+
+[[agent]]
+name = "Bob Agent"
+address = "agent2@example.test"
+"#,
+    );
+    setup
+}
+
+/// Thunderbird's reply: text above, "On … wrote:" and the quoted notification below.
+fn thunderbird_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
+    let n = parsed(notification);
+    let nid = n.message_id.clone().expect("notification Message-ID");
+    let quoted: String = n.text.lines().map(|l| format!("> {l}\n")).collect();
+    let references = n
+        .references
+        .iter()
+        .chain(std::iter::once(&nid))
+        .map(|r| format!("<{r}>"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    message(
+        &format!("Alice Agent <{agent}>"),
+        &format!("Example Support <{to}>"),
+        &format!("Re: {}", n.subject),
+        &format!("{}@agent.test", uuid_like(body)),
+        &format!("{body}\n\nOn 23/11/2026 10:00, Example Support wrote:\n{quoted}"),
+        &[
+            ("In-Reply-To", &format!("<{nid}>")),
+            ("References", &references),
+            ("User-Agent", "Mozilla Thunderbird"),
+        ],
+    )
+}
+
+/// Outlook's reply: text above a rule and a From:/Sent:/To:/Subject: block, unquoted.
+fn outlook_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
+    let n = parsed(notification);
+    let nid = n.message_id.clone().expect("notification Message-ID");
+    message(
+        &format!("Alice Agent <{agent}>"),
+        &format!("Example Support <{to}>"),
+        &format!("RE: {}", n.subject),
+        &format!("{}@agent.test", uuid_like(body)),
+        &format!(
+            "{body}\n\n________________________________\nFrom: Example Support <{to}>\nSent: Monday, November 23, 2026 10:00 AM\nTo: Alice Agent <{agent}>\nSubject: {}\n\n{}",
+            n.subject, n.text
+        ),
+        &[
+            ("In-Reply-To", &format!("<{nid}>")),
+            ("Thread-Topic", &n.subject),
+            ("X-Mailer", "Microsoft Outlook 16.0"),
+        ],
+    )
+}
+
+fn uuid_like(seed: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!("{:016x}", RandomState::new().hash_one(seed))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let (agent1, cc) = (lab.address("agent1"), lab.address("customer3"));
+
+    // 1. A customer mail → acknowledgement to the customer, a notification to each agent.
+    let original = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        "Printer on fire",
+        "m1@customer.test",
+        "It smokes.\n",
+        &[("Cc", &cc)],
+    );
+    lab.send(&customer, &[&support], &original).await;
+    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
+    lab.wait_for("agent2", "INBOX", 1, WAIT).await;
+    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    let number = setup.json(&["tickets"])[0]["id"]
+        .as_i64()
+        .expect("ticket id");
+    let n = parsed(&notification);
+    let reply_to = n.reply_to.clone().expect("signed Reply-To").address;
+    assert!(
+        reply_to.starts_with(&format!("support+{number}.")) && reply_to.ends_with("@example.test"),
+        "{reply_to}"
+    );
+    assert!(
+        n.message_id
+            .as_deref()
+            .unwrap_or("")
+            .starts_with(&format!("dg.{number}.")),
+        "{:?}",
+        n.message_id
+    );
+    assert_eq!(n.in_reply_to, vec!["m1@customer.test"]);
+    assert_eq!(
+        header(&notification, "Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    assert!(n.text.contains("It smokes."), "{}", n.text);
+    assert!(n.text.contains("reply above this line"), "{}", n.text);
+    assert!(n.text.contains(&format!("[#{number}]")), "{}", n.text);
+    assert!(n.text.contains("first ticket"), "{}", n.text);
+
+    // 2. Agent1 presses Reply in Thunderbird and sends over submission.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // Date (whole seconds) after the ticket
+    let answer = thunderbird_reply(
+        &agent1,
+        &reply_to,
+        &notification,
+        "Please switch it off and unplug it.",
+    );
+    lab.submit("agent1", &[&reply_to], &answer).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    let relayed = inbox
+        .iter()
+        .find(|m| header(m, "Auto-Submitted").is_none())
+        .expect("a relayed answer besides the acknowledgement");
+    let r = parsed(relayed);
+    assert_eq!(r.subject, format!("Re: Printer on fire [#{number}]"));
+    let from = r.from.clone().expect("From");
+    assert_eq!(from.address, "support@example.test");
+    assert_eq!(
+        from.name.as_deref(),
+        Some("Alice Agent via Example Support")
+    );
+    assert_eq!(r.in_reply_to, vec!["m1@customer.test"]);
+    assert!(r.references.contains(&"m1@customer.test".to_string()));
+    assert!(
+        r.text.starts_with("Please switch it off and unplug it."),
+        "{}",
+        r.text
+    );
+    let raw = String::from_utf8_lossy(relayed);
+    for secret in [
+        "agent1@",
+        "support+",
+        "reply above this line",
+        "wrote:",
+        "It smokes",
+    ] {
+        assert!(
+            !raw.contains(secret),
+            "the customer sees {secret:?}:\n{raw}"
+        );
+    }
+    assert!(
+        r.cc.iter().any(|p| p.address == cc),
+        "the customer's CC is kept"
+    );
+    lab.wait_for("customer3", "INBOX", 1, WAIT).await;
+
+    // The first response is the agent's reply time; the agent now owns the ticket.
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    let sent: jiff::Timestamp = parsed(&answer).date.expect("Date");
+    let first: jiff::Timestamp = ticket["first_response_at"]
+        .as_str()
+        .expect("first_response_at")
+        .parse()
+        .expect("timestamp");
+    assert_eq!(first, sent, "{ticket:#}");
+    assert_eq!(ticket["assigned"], "agent1@example.test");
+    assert!(ticket["next_due_at"].is_null(), "deadline met: {ticket:#}");
+
+    // 3. An internal note from Outlook reaches agent2 only.
+    let note = outlook_reply(
+        &agent1,
+        &reply_to,
+        &notification,
+        "#note\nCustomer is a VIP, handle with care.",
+    );
+    lab.submit("agent1", &[&reply_to], &note).await;
+    let agent2 = lab.wait_for("agent2", "INBOX", 2, WAIT).await;
+    let note_text = agent2
+        .iter()
+        .map(|m| parsed(m).text)
+        .find(|t| t.contains("Internal note"));
+    let note_text = note_text.expect("the note reached agent2");
+    assert!(note_text.contains("Customer is a VIP"), "{note_text}");
+    assert!(!note_text.contains("Sent: Monday"), "{note_text}");
+
+    // 4. A forged From with a wrong token: nothing relayed, agent1 told.
+    let forged_to = reply_to.replacen(&format!("+{number}."), &format!("+{}.", number + 1), 1);
+    let forged = message(
+        &format!("Alice Agent <{agent1}>"),
+        &forged_to,
+        "Re: Printer on fire",
+        "forged@customer2.test",
+        "Your refund of 5000 EUR is approved.\n",
+        &[],
+    );
+    lab.send(&lab.address("customer2"), &[&forged_to], &forged)
+        .await;
+    let agent1_inbox = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
+    let notice = parsed(&agent1_inbox[1]);
+    assert!(notice.text.contains("NOT sent"), "{}", notice.text);
+
+    // 5. An unknown command: nothing applied, nothing sent, agent1 told what is wrong.
+    let bad = thunderbird_reply(&agent1, &reply_to, &notification, "#frobnicate\nHello");
+    lab.submit("agent1", &[&reply_to], &bad).await;
+    let agent1_inbox = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
+    let notice = parsed(&agent1_inbox[2]);
+    assert!(
+        notice.text.contains("unknown command #frobnicate"),
+        "{}",
+        notice.text
+    );
+
+    // 6. #close closes.
+    let close = thunderbird_reply(&agent1, &reply_to, &notification, "#close");
+    lab.submit("agent1", &[&reply_to], &close).await;
+    setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            t["status"] == "closed"
+        })
+        .await;
+
+    // Nothing but the acknowledgement and the one answer ever reached the customer.
+    let outbox = setup.json(&["outbox"]);
+    let replies = outbox
+        .as_array()
+        .expect("outbox list")
+        .iter()
+        .filter(|row| row["kind"] == "reply")
+        .count();
+    assert_eq!(replies, 1, "{outbox:#}");
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 2);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let agent2 = lab.address("agent2");
+    let original = message(
+        &customer,
+        &support,
+        "Login broken",
+        "m2@customer.test",
+        "Cannot log in.\n",
+        &[],
+    );
+    lab.send(&customer, &[&support], &original).await;
+    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
+    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    let number = setup.json(&["tickets"])[0]["id"]
+        .as_i64()
+        .expect("ticket id");
+
+    // Agent2 answers the customer directly, copying support (Reply All on the original).
+    let direct = message(
+        &format!("Bob Agent <{agent2}>"),
+        &customer,
+        "Re: Login broken",
+        "direct@agent2.test",
+        "Try resetting your password.\n",
+        &[
+            ("Cc", &support),
+            ("In-Reply-To", "<m2@customer.test>"),
+            ("References", "<m2@customer.test>"),
+        ],
+    );
+    lab.submit("agent2", &[&customer, &support], &direct).await;
+    let ticket = setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            !t["first_response_at"].is_null()
+        })
+        .await;
+    assert_eq!(ticket["assigned"], "agent2@example.test");
+    let events = ticket["events"].as_array().expect("events");
+    assert!(
+        events.iter().any(|e| e["kind"] == "agent.answered"
+            && e["detail"].as_str().unwrap_or("").contains("not relayed")),
+        "{ticket:#}"
+    );
+
+    // Agent1's client dropped the plus part: the signed Message-ID in In-Reply-To still
+    // proves the reply, and it is relayed.
+    let answer = thunderbird_reply(
+        &lab.address("agent1"),
+        &support,
+        &notification,
+        "Fixed on our side.",
+    );
+    lab.submit("agent1", &[&support], &answer).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 3, WAIT).await;
+    let relayed: Vec<_> = inbox
+        .iter()
+        .map(|m| parsed(m))
+        .filter(|m| m.text.starts_with("Fixed on our side."))
+        .collect();
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].in_reply_to, vec!["m2@customer.test"]);
+    // The customer has: acknowledgement, agent2's direct answer, agent1's relayed answer.
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 3);
+    let outbox = setup.json(&["outbox"]);
+    let kinds: Vec<&str> = outbox
+        .as_array()
+        .expect("outbox")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "reply").count(),
+        1,
+        "{kinds:?}"
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
