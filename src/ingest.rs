@@ -155,6 +155,14 @@ fn apply(
             threading
         }
     };
+    if let Author::Refused { ticket, reason, .. } = &author {
+        tracing::warn!(
+            mailbox = source.mailbox,
+            message_id = parsed.message_id.as_deref().unwrap_or(""),
+            ticket = ticket.0,
+            "reply key refused, treated as ordinary mail: {reason}"
+        );
+    }
     let text = matches!(author, Author::Verified { .. })
         .then(|| agent::reply::read(&parsed.text, &config.agents));
     let recipients: Vec<String> = parsed

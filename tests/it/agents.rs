@@ -79,6 +79,21 @@ fn outlook_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<
     )
 }
 
+/// `raw` (a single text/plain part) turned into multipart/mixed with a small file `name`.
+fn with_attachment(raw: Vec<u8>, name: &str) -> Vec<u8> {
+    let text = String::from_utf8(raw).expect("utf-8 test message");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header/body");
+    let head: String = head
+        .lines()
+        .filter(|l| !l.starts_with("Content-Type") && !l.starts_with("Content-Transfer-Encoding"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    format!(
+        "{head}Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQFBgcICQ==\r\n--b1--\r\n"
+    )
+    .into_bytes()
+}
+
 fn uuid_like(seed: &str) -> String {
     use std::hash::{BuildHasher, RandomState};
     format!("{:016x}", RandomState::new().hash_one(seed))
@@ -316,6 +331,7 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
         &notification,
         "Fixed on our side.",
     );
+    let answer = with_attachment(answer, "howto.pdf");
     lab.submit("agent1", &[&support], &answer).await;
     let inbox = lab.wait_for("customer1", "INBOX", 3, WAIT).await;
     let relayed: Vec<_> = inbox
@@ -325,6 +341,12 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
         .collect();
     assert_eq!(relayed.len(), 1);
     assert_eq!(relayed[0].in_reply_to, vec!["m2@customer.test"]);
+    assert_eq!(relayed[0].n_attachments, 1, "the agent's file is carried");
+    assert!(
+        inbox
+            .iter()
+            .any(|m| String::from_utf8_lossy(m).contains("howto.pdf"))
+    );
     // The customer has: acknowledgement, agent2's direct answer, agent1's relayed answer.
     assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 3);
     let outbox = setup.json(&["outbox"]);
