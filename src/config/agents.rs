@@ -188,9 +188,8 @@ impl Checker<'_> {
         }
         let mut handled = Vec::new();
         for mailbox in raw.mailboxes.iter().flatten() {
-            if mailboxes.contains(mailbox.get_ref()) {
-                handled.push(mailbox.get_ref().clone());
-            } else {
+            handled.push(mailbox.get_ref().clone());
+            if !mailboxes.contains(mailbox.get_ref()) {
                 self.problem(
                     mailbox,
                     format!(

@@ -545,3 +545,79 @@ fn a_parse_error_hides_later_problems() {
          \"1h30m\" or \"2d\" (units: s, m, h, d, w)"
     );
 }
+
+const AGENTS: &str = r#"[relay]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[agent]]
+name = "Alice"
+address = "Alice@Example.com"
+alternates = ["alice@home.example"]
+
+[[agent]]
+name = "Bob"
+address = "bob@example.com"
+"#;
+
+#[test]
+fn agents_without_teams_form_one_team_for_every_mailbox() {
+    let config =
+        load(&format!("{SUPPORT}{MAILBOX}{SMTP}{AGENTS}")).unwrap_or_else(|e| panic!("{e}"));
+    let agents = &config.agents;
+    assert_eq!(
+        agents
+            .by_address("ALICE@home.example")
+            .map(|a| a.name.as_str()),
+        Some("Alice")
+    );
+    let team = agents.team_for("support").expect("a team");
+    assert_eq!(team.members, ["alice@example.com", "bob@example.com"]);
+    assert_eq!(team.notify_new_ticket, NotifyWho::Team);
+    assert_eq!(team.notify_customer_reply, NotifyWho::Assigned);
+    assert_eq!(
+        agents.relay.as_ref().map(|r| r.separator.as_str()),
+        Some("+")
+    );
+}
+
+#[test]
+fn agents_need_a_relay_secret_of_some_length() {
+    let without = AGENTS.replace(
+        "[relay]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+        "",
+    );
+    assert!(
+        refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}{without}"))
+            .ends_with("agents are configured but [relay] is missing; set [relay] secret_file so reply addresses can be signed"),
+    );
+    let short = AGENTS.replace("0123456789abcdef0123456789abcdef", "short");
+    assert_eq!(
+        refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}{short}")),
+        "/etc/deskgate/deskgate.toml:13: relay: the secret is 5 bytes long; use at least 32 (e.g. `openssl rand -hex 32`)"
+    );
+}
+
+#[test]
+fn team_mistakes_are_named() {
+    let teams = r#"
+[[team]]
+name = "first-line"
+agents = ["alice@example.com", "carol@example.com"]
+mailboxes = ["suport"]
+"#;
+    assert_eq!(
+        refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}{AGENTS}{teams}")),
+        "/etc/deskgate/deskgate.toml:27: team `first-line`: `carol@example.com` is not the address of any [[agent]]\n\
+         /etc/deskgate/deskgate.toml:28: team `first-line`: there is no [[mailbox]] named `suport`\n\
+         /etc/deskgate/deskgate.toml: no [[team]] handles mailbox `support`; add it to a team's mailboxes, or give one team no mailboxes list to handle all"
+    );
+}
+
+#[test]
+fn an_address_belongs_to_one_agent() {
+    let twice = format!("{AGENTS}alternates = [\"alice@example.com\"]\n");
+    assert!(
+        refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}{twice}"))
+            .contains("agent address `alice@example.com` also belongs to agent `Alice`")
+    );
+}
