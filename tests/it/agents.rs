@@ -155,8 +155,13 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
         &notification,
         "Please switch it off and unplug it.",
     );
+    let submitted = std::time::Instant::now();
     lab.submit("agent1", &[&reply_to], &answer).await;
     let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    eprintln!(
+        "agent reply submitted → relayed answer in the customer's inbox: {:?}",
+        submitted.elapsed()
+    );
     let relayed = inbox
         .iter()
         .find(|m| header(m, "Auto-Submitted").is_none())
