@@ -265,6 +265,31 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
         })
         .await;
 
+    // 7. The customer answers the relayed mail: the ticket reopens and only the assigned
+    //    agent (agent1) hears of it.
+    let agent2_before = lab.fetch_all("agent2", "INBOX").await.len();
+    let relayed_id = r.message_id.clone().expect("relayed Message-ID");
+    let follow_up = message(
+        &customer,
+        &support,
+        &format!("Re: Printer on fire [#{number}]"),
+        "m1b@customer.test",
+        "It is off now. Thanks!\n",
+        &[("In-Reply-To", &format!("<{relayed_id}>"))],
+    );
+    lab.send(&customer, &[&support], &follow_up).await;
+    let agent1_inbox = lab.wait_for("agent1", "INBOX", 4, WAIT).await;
+    let update = parsed(&agent1_inbox[3]);
+    assert!(update.text.contains("It is off now."), "{}", update.text);
+    assert!(
+        update.subject.contains("Customer wrote"),
+        "{}",
+        update.subject
+    );
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert_eq!(ticket["status"], "open", "{ticket:#}");
+    assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), agent2_before);
+
     // Nothing but the acknowledgement and the one answer ever reached the customer.
     let outbox = setup.json(&["outbox"]);
     let replies = outbox
