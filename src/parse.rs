@@ -274,6 +274,25 @@ mod tests {
     }
 
     #[test]
+    fn html_only_mail_reads_as_text_and_attachments_are_named() {
+        let raw = b"From: a@b.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+              Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+              --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+              <p>It <b>smokes</b>.</p><p>Help!</p>\r\n\
+              --b\r\nContent-Type: image/png\r\n\
+              Content-Disposition: attachment; filename=\"=?utf-8?q?fl=C3=B6te.png?=\"\r\n\
+              Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n";
+        let parsed = parse(raw);
+        assert!(!parsed.text.contains('<'), "{}", parsed.text);
+        assert!(parsed.text.contains("smokes") && parsed.text.contains("Help!"));
+        let files = attachments(raw);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, "flöte.png");
+        assert_eq!(files[0].content_type, "image/png");
+        assert_eq!(files[0].data, [0, 1, 2]);
+    }
+
+    #[test]
     fn legacy_charsets_are_decoded() {
         let greek = parse(
             b"From: a@b.gr\r\nSubject: =?iso-8859-7?b?w+Xp4SDz7/U=?=\r\nMessage-ID: <g@b>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
