@@ -154,17 +154,17 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
     }
 }
 
+/// Agents for unit tests: Alice Agent (agent1, alternate alice@home.test) and Bob (agent2),
+/// with a relay and a notes address.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Agent, Relay, Secret};
-    use crate::model::Person;
+pub(crate) mod fixtures {
+    use crate::config::{Agent, Agents, Relay, Secret};
 
-    fn agents() -> Agents {
+    pub fn agents() -> Agents {
         Agents {
             agents: vec![
                 Agent {
-                    name: "Alice".into(),
+                    name: "Alice Agent".into(),
                     address: "agent1@example.test".into(),
                     alternates: vec!["alice@home.test".into()],
                 },
@@ -182,6 +182,14 @@ mod tests {
             }),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Person;
+
+    use fixtures::agents;
 
     fn signer() -> Signer {
         Signer::new(

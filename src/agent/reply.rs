@@ -239,26 +239,7 @@ fn is_header_block(lines: &[&str], i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Agent;
-
-    fn agents() -> Agents {
-        Agents {
-            agents: vec![
-                Agent {
-                    name: "Alice Agent".into(),
-                    address: "agent1@example.test".into(),
-                    alternates: vec!["alice@home.test".into()],
-                },
-                Agent {
-                    name: "Bob".into(),
-                    address: "agent2@example.test".into(),
-                    alternates: vec![],
-                },
-            ],
-            teams: vec![],
-            relay: None,
-        }
-    }
+    use crate::agent::fixtures::agents;
 
     #[test]
     fn thunderbird_reply_loses_the_quote() {
