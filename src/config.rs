@@ -23,6 +23,7 @@ pub use duration::ConfigDuration;
 pub use raw::TlsMode;
 use raw::{RawConfig, RawMailbox, RawSmtp};
 
+use crate::language::Lang;
 use crate::render::Templates;
 
 /// Where `deskgate` looks for its configuration when neither `--config` nor
@@ -56,6 +57,8 @@ pub struct Support {
     pub tag_prefix: String,
     /// Zone in which promised answer times are stated.
     pub timezone: TimeZone,
+    /// The language of customers nothing else is known about, unless their mailbox says.
+    pub language: Lang,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +80,8 @@ pub struct MailboxConfig {
     pub poll_interval: Duration,
     pub batch_size: u32,
     pub timeout: Duration,
+    /// The language of customers nothing else is known about (`support.language` if unset).
+    pub language: Lang,
 }
 
 #[derive(Debug, Clone)]
@@ -302,9 +307,10 @@ impl Checker<'_> {
                         .to_string(),
             });
         }
+        let default_language = support.as_ref().map_or(Lang::En, |s| s.language);
         let mut mailboxes = Vec::new();
         for mailbox in &raw.mailbox {
-            if let Some(built) = self.mailbox(mailbox) {
+            if let Some(built) = self.mailbox(mailbox, default_language) {
                 if mailboxes
                     .iter()
                     .any(|m: &MailboxConfig| m.name == built.name)
@@ -327,7 +333,10 @@ impl Checker<'_> {
         let templates = match &raw.templates_dir {
             None => Some(Templates::builtin()),
             Some(dir) => match Templates::load(&self.path(dir.get_ref())) {
-                Ok(templates) => Some(templates),
+                Ok(loaded) => {
+                    self.warnings.extend(loaded.warnings);
+                    Some(loaded.templates)
+                }
                 Err(errors) => {
                     for error in errors {
                         self.problem(dir, format!("templates_dir: {error}"));
@@ -403,12 +412,33 @@ impl Checker<'_> {
                 }
             },
         };
+        let language = self.language("support.language", raw.language.as_ref());
         Some(Support {
             address: address?,
             name: raw.name.clone(),
             tag_prefix,
             timezone: timezone?,
+            language: language.unwrap_or(Lang::En),
         })
+    }
+
+    /// A shipped language code, or a problem naming the key.
+    fn language(&mut self, key: &str, value: Option<&Spanned<String>>) -> Option<Lang> {
+        let value = value?;
+        match Lang::parse(value.get_ref()).filter(|l| l.code() == value.get_ref()) {
+            Some(lang) => Some(lang),
+            None => {
+                self.problem(
+                    value,
+                    format!(
+                        "{key} `{}` is not a language deskgate has templates for; use one of {}",
+                        value.get_ref(),
+                        Lang::list()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn tls_trust(&mut self, ca_file: Option<&Spanned<PathBuf>>) -> Option<TlsTrust> {
@@ -547,7 +577,11 @@ impl Checker<'_> {
         }
     }
 
-    fn mailbox(&mut self, spanned: &Spanned<RawMailbox>) -> Option<MailboxConfig> {
+    fn mailbox(
+        &mut self,
+        spanned: &Spanned<RawMailbox>,
+        default_language: Lang,
+    ) -> Option<MailboxConfig> {
         let raw = spanned.get_ref();
         let name = raw.name.get_ref().clone();
         let section = format!("mailbox `{name}`");
@@ -589,6 +623,9 @@ impl Checker<'_> {
             poll_interval: raw.poll_interval.map_or(Duration::from_secs(60), |d| d.0),
             batch_size,
             timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
+            language: self
+                .language(&format!("{section}: language"), raw.language.as_ref())
+                .unwrap_or(default_language),
         })
     }
 

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use crate::agent::{self, Author, sign::Signer};
 use crate::classify::{Class, classify};
 use crate::config::{Agent, Config};
+use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, TicketId};
 use crate::parse::{ParsedMessage, parse};
 use crate::policy::{Inbound, Role, TicketAction, decide};
@@ -23,7 +24,8 @@ use crate::render::{
     self, AckFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
 use crate::store::{
-    Checkpoint, Event, NewMessage, NewOutbox, NewTicket, Store, StoreError, Tx, dedupe_key,
+    Checkpoint, ContactSeen, Event, NewMessage, NewOutbox, NewTicket, Store, StoreError, Tx,
+    dedupe_key,
 };
 use crate::thread::{self, Candidates, Threading};
 
@@ -49,6 +51,8 @@ pub enum Outcome {
         acknowledgement: Option<OutboxId>,
         /// Every outbox row this message queued (acknowledgement included).
         queued: Vec<OutboxId>,
+        /// The language chosen for a customer's message (and their ticket).
+        language: Option<Choice>,
     },
     /// Already stored (same Message-ID, or same bytes): nothing new was written.
     Duplicate {
@@ -188,6 +192,26 @@ fn apply(
         config.agents.team_for(team_mailbox),
         now,
     );
+    // A customer's own message (not an agent's, not automatic mail) tells their language.
+    let customer = parsed
+        .from
+        .as_ref()
+        .filter(|_| decision.role == Role::Sender(Class::Customer) && author.agent().is_none());
+    let language = match customer {
+        Some(person) => {
+            let default = config
+                .mailbox(team_mailbox)
+                .map_or(config.support.language, |m| m.language);
+            let evidence = Evidence {
+                content_language: parsed.content_language.as_deref(),
+                subject: &parsed.subject,
+                text: &parsed.text,
+            };
+            let contact = tx.contact_language(&person.address)?;
+            Some(language::choose(&evidence, contact, default))
+        }
+        None => None,
+    };
 
     let (ticket, created) = match decision.ticket {
         TicketAction::Append(id) => (id, false),
@@ -202,6 +226,7 @@ fn apply(
                 mailbox: &source.mailbox,
                 subject,
                 customer,
+                language: language.as_ref().map(|c| (c.lang, c.source)),
                 now,
             })?;
             (id, true)
@@ -217,7 +242,25 @@ fn apply(
     if let Some(priority) = decision.priority {
         tx.set_priority(ticket, priority)?;
     }
-    if decision.role == Role::Sender(Class::Customer) && author.agent().is_none() {
+    // A later message changes the ticket's language only with evidence (never an agent's).
+    let language_changed = match &language {
+        Some(choice) if !created => {
+            let current = state.as_ref().and_then(|s| s.language);
+            (choice.source.is_evidence() || current.is_none())
+                && current != Some(choice.lang)
+                && tx.set_ticket_language(ticket, choice.lang, choice.source, now)?
+        }
+        _ => false,
+    };
+    if let (Some(person), Some(choice)) = (customer, &language) {
+        tx.contact_seen(&ContactSeen {
+            person,
+            language: choice.source.is_evidence().then_some(choice.lang),
+            new_ticket: created,
+            now,
+        })?;
+    }
+    if customer.is_some() {
         for person in participants(parsed, &support_address) {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
@@ -261,6 +304,12 @@ fn apply(
     };
     if created {
         out.record("ticket.created", String::new())?;
+    }
+    if let Some(choice) = language.as_ref().filter(|_| created || language_changed) {
+        out.record(
+            "ticket.language",
+            format!("{}: {}", choice.lang, choice.detail),
+        )?;
     }
     out.record(
         "message.received",
@@ -312,6 +361,7 @@ fn apply(
             message_id: parsed.message_id.as_deref(),
             references: &parsed.references,
             due_at,
+            lang: state.language.unwrap_or(config.support.language),
         };
         let rendered = render::acknowledgement(&config.support, &config.templates, ack, now);
         acknowledgement = out.queue(OutKind::Acknowledgement, None, rendered)?;
@@ -326,7 +376,7 @@ fn apply(
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
-        let history = tx.earlier_tickets(&customer.address, ticket, 5)?;
+        let history = tx.earlier_tickets(&customer.address, Some(ticket), 5)?;
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
             let rendered = render::notification(
@@ -412,6 +462,7 @@ fn apply(
         role: decision.role,
         acknowledgement,
         queued,
+        language,
     })
 }
 

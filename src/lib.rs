@@ -3,6 +3,7 @@ pub mod classify;
 pub mod config;
 pub mod fetch;
 pub mod ingest;
+pub mod language;
 pub mod model;
 pub mod ops;
 pub mod parse;

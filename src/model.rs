@@ -116,6 +116,9 @@ pub struct TicketState {
     /// The customer and everyone they copied (lower case), who get agents' answers.
     pub customers: Vec<Person>,
     pub created_at: jiff::Timestamp,
+    /// The language the customer is written to in (`None` for tickets from before languages
+    /// were recorded).
+    pub language: Option<crate::language::Lang>,
 }
 
 /// A person's address as found in a header: the address lower-cased, the display name decoded.

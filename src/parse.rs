@@ -32,6 +32,8 @@ pub struct ParsedMessage {
     /// `Return-Path: <>`: the envelope sender was null (bounces, many auto-replies).
     pub null_return_path: bool,
     pub list_id: Option<String>,
+    /// `Content-Language` of the message, or else of its first text part (`el`, `ar-SA, en`).
+    pub content_language: Option<String>,
     pub n_attachments: usize,
     pub defects: Vec<Defect>,
 }
@@ -105,6 +107,15 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
                 .is_empty()
         }),
         list_id: raw_header(&message, "List-Id"),
+        content_language: raw_header(&message, "Content-Language").or_else(|| {
+            let part = message.text_body.first().and_then(|&i| message.part(i))?;
+            part.headers
+                .iter()
+                .find(|h| h.name.as_str().eq_ignore_ascii_case("Content-Language"))
+                .and_then(|h| h.value.as_text())
+                .map(clean_header_text)
+                .filter(|v| !v.is_empty())
+        }),
         n_attachments: message.attachment_count(),
         defects: Vec::new(),
     };

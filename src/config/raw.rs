@@ -38,6 +38,7 @@ pub struct RawSupport {
     pub name: String,
     pub tag_prefix: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
+    pub language: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +74,7 @@ pub struct RawMailbox {
     pub poll_interval: Option<ConfigDuration>,
     pub batch_size: Option<Spanned<u32>>,
     pub timeout: Option<ConfigDuration>,
+    pub language: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
+use crate::language::Lang;
 
 const RAW_RS: &str = include_str!("raw.rs");
 const EXAMPLE: &str = include_str!("../../config.example.toml");
@@ -317,7 +318,7 @@ fn unknown_key_is_named_with_the_keys_allowed() {
         refusal(&text),
         "/etc/deskgate/deskgate.toml:9: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, \
          `user`, `password`, `password_file`, `folder`, `processed_folder`, `idle`, `poll_interval`, \
-         `batch_size`, `timeout`"
+         `batch_size`, `timeout`, `language`"
     );
 }
 
@@ -619,5 +620,49 @@ fn an_address_belongs_to_one_agent() {
     assert!(
         refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}{twice}"))
             .contains("agent address `alice@example.com` also belongs to agent `Alice`")
+    );
+}
+
+#[test]
+fn languages_default_per_mailbox_and_unknown_ones_are_named() {
+    let text = format!(
+        "{}{MAILBOX}{}{SMTP}",
+        SUPPORT.replace("name =", "language = \"ar\"\nname ="),
+        MAILBOX
+            .replace("\"support\"", "\"greek\"")
+            .replace("password =", "language = \"el\"\npassword =")
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.support.language, Lang::Ar);
+    assert_eq!(config.mailbox("support").map(|m| m.language), Some(Lang::Ar));
+    assert_eq!(config.mailbox("greek").map(|m| m.language), Some(Lang::El));
+
+    let text = format!(
+        "{}{}{SMTP}",
+        SUPPORT.replace("name =", "language = \"de\"\nname ="),
+        MAILBOX.replace("password =", "language = \"el-GR\"\npassword =")
+    );
+    assert_eq!(
+        refusal(&text),
+        "/etc/deskgate/deskgate.toml:3: support.language `de` is not a language deskgate has templates for; use one of en, ar, el\n\
+         /etc/deskgate/deskgate.toml:10: mailbox `support`: language `el-GR` is not a language deskgate has templates for; use one of en, ar, el"
+    );
+}
+
+#[test]
+fn template_mistakes_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ack.ar.txt"), "{{ tag }} {{ due }} {% if %}").unwrap();
+    let text = format!(
+        "templates_dir = \"{}\"\n{SUPPORT}{MAILBOX}{SMTP}",
+        dir.path().display()
+    );
+    let refusal = refusal(&text);
+    assert!(
+        refusal.starts_with(&format!(
+            "/etc/deskgate/deskgate.toml:1: templates_dir: {}: line 1: ",
+            dir.path().join("ack.ar.txt").display()
+        )),
+        "{refusal}"
     );
 }

@@ -362,10 +362,13 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
             role,
             acknowledgement,
             queued,
+            language,
             ..
         } => info!(
             mailbox, uid, message_id, ticket = ticket.0, created, threading = %threading.describe(),
             class = %role.as_str(), acknowledged = acknowledgement.is_some(), queued = queued.len(),
+            language = language.as_ref().map(|c| c.lang.code()),
+            language_source = language.as_ref().map(|c| c.source.as_str()),
             "message stored on ticket {ticket}"
         ),
         Outcome::Duplicate { ticket, ours } => info!(

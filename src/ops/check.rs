@@ -32,6 +32,17 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
         "  smtp:     {}:{} ({:?})",
         config.smtp.server.host, config.smtp.server.port, config.smtp.server.tls
     )?;
+    let (shipped, own): (Vec<_>, Vec<_>) = config
+        .templates
+        .origins()
+        .partition(|(_, origin)| origin.is_none());
+    writeln!(
+        out,
+        "  templates: {} compiled and test-rendered ({} built in, {} from templates_dir)",
+        shipped.len() + own.len(),
+        shipped.len(),
+        own.len()
+    )?;
     for warning in &config.warnings {
         writeln!(out, "  warning: {warning}")?;
     }

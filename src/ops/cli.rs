@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use super::logging::{self, LogFormat};
 use super::{check, daemon, show};
 use crate::config::{self, Config};
+use crate::language::Lang;
+use crate::render::{self, kinds, kinds::Kind};
 use crate::model::{TicketId, TicketStatus};
 use crate::store::Store;
 
@@ -87,6 +89,56 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Show what deskgate remembers about a customer: name, language, their tickets.
+    Contact {
+        /// The customer's email address.
+        address: String,
+        /// Show at most this many tickets, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Work with the message templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List every template in use: kind, language, part, and the file it comes from.
+    List,
+
+    /// Render one kind of mail with sample data, as the configured support desk would send it.
+    ///
+    /// Prints the subject and the plain-text part, or with --html the HTML part. Uses the
+    /// templates of the configuration (templates_dir included), its support name, tag prefix
+    /// and time zone.
+    Preview {
+        /// The kind of mail, e.g. ack (`deskgate template list` shows them all).
+        #[arg(value_parser = parse_kind)]
+        kind: &'static Kind,
+        /// The language: en, ar or el.
+        #[arg(long, default_value = "en", value_parser = parse_lang)]
+        lang: Lang,
+        /// Print the HTML part instead of the subject and text.
+        #[arg(long)]
+        html: bool,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<&'static Kind, String> {
+    kinds::kind(text)
+        .ok_or_else(|| format!("`{text}` is not a kind of mail; kinds: {}", kinds::names()))
+}
+
+fn parse_lang(text: &str) -> Result<Lang, String> {
+    Lang::parse(text)
+        .filter(|l| l.code() == text)
+        .ok_or_else(|| format!("`{text}` is not a language deskgate has templates for; use one of {}", Lang::list()))
 }
 
 fn parse_status(text: &str) -> Result<TicketStatus, String> {
@@ -164,6 +216,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows = store.read_blocking(|tx| tx.outbox())?;
             show::outbox(&mut out, &rows, &tz, json)?;
         }
+        Command::Contact {
+            address,
+            limit,
+            json,
+        } => {
+            let store = Store::open_read_only(&config.database)?;
+            let found = store.read_blocking(|tx| {
+                let Some(contact) = tx.contact(&address)? else {
+                    return Ok(None);
+                };
+                Ok(Some((contact, tx.earlier_tickets(&address, None, limit)?)))
+            })?;
+            let Some((contact, history)) = found else {
+                eprintln!("deskgate: no contact {address} in {}", config.database.display());
+                return Ok(ExitCode::from(1));
+            };
+            show::contact(&mut out, &contact, &history, &tz, json)?;
+        }
+        Command::Template(TemplateCommand::List) => {
+            for kind in kinds::KINDS {
+                writeln!(out, "{}: {}", kind.name, kind.about)?;
+            }
+            for (name, origin) in config.templates.origins() {
+                let origin = origin.map_or("built in".to_string(), |p| p.display().to_string());
+                writeln!(out, "  {name:<20} {origin}")?;
+            }
+        }
+        Command::Template(TemplateCommand::Preview { kind, lang, html }) => {
+            let parts = render::preview(&config.templates, &config.support, kind, lang)?;
+            if html {
+                write!(out, "{}", parts.html)?;
+            } else {
+                writeln!(out, "Subject: {}\n", parts.subject)?;
+                write!(out, "{}", parts.text)?;
+            }
+        }
     }
     out_flush()?;
     Ok(ExitCode::SUCCESS)
@@ -229,6 +317,22 @@ mod tests {
                 json: false
             }
         ));
+        let cli =
+            Cli::try_parse_from(["deskgate", "template", "preview", "ack", "--lang", "ar", "--html"])
+                .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Template(TemplateCommand::Preview {
+                lang: Lang::Ar,
+                html: true,
+                ..
+            })
+        ));
+        let err = Cli::try_parse_from(["deskgate", "template", "preview", "ack", "--lang", "de"])
+            .unwrap_err();
+        assert!(err.to_string().contains("use one of en, ar, el"), "{err}");
+        let err = Cli::try_parse_from(["deskgate", "template", "preview", "akc"]).unwrap_err();
+        assert!(err.to_string().contains("kinds: ack"), "{err}");
         let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
         assert!(matches!(
             cli.command,

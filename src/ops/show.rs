@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
-use crate::store::{EventView, MessageView, OutboxView, TicketView};
+use crate::store::{ContactView, EarlierTicket, EventView, MessageView, OutboxView, TicketView};
 
 /// Formats times for people in the support desk's zone: `2026-11-23 10:00 EET`.
 pub fn when(at: Timestamp, tz: &TimeZone) -> String {
@@ -47,6 +47,8 @@ fn ticket_json(t: &TicketView) -> Value {
         "assigned": t.assigned,
         "priority": t.priority,
         "first_response_at": t.first_response_at.map(|d| d.to_string()),
+        "language": t.language.map(|(lang, _)| lang.code()),
+        "language_source": t.language.map(|(_, source)| source.as_str()),
     })
 }
 
@@ -124,6 +126,9 @@ pub fn ticket(
     )?;
     let customer = person(&ticket.customer_name, &ticket.customer_address, "(unknown)");
     writeln!(out, "Customer: {customer}   Mailbox: {}", ticket.mailbox)?;
+    if let Some((lang, source)) = ticket.language {
+        writeln!(out, "Language: {lang} ({})", source.as_str())?;
+    }
     writeln!(
         out,
         "Opened:   {}   Priority: {}   Assigned: {}",
@@ -216,6 +221,59 @@ pub fn outbox(
             cut(&r.recipients, 28),
             at,
             r.last_error.as_deref().unwrap_or(""),
+        )?;
+    }
+    Ok(())
+}
+
+/// `deskgate contact ADDRESS`: what we remember about a customer, then their tickets.
+pub fn contact(
+    out: &mut impl Write,
+    contact: &ContactView,
+    history: &[EarlierTicket],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
+    if as_json {
+        let value = json!({
+            "address": contact.address,
+            "name": contact.name,
+            "language": contact.language.map(|l| l.code()),
+            "first_seen": contact.first_seen.to_string(),
+            "last_seen": contact.last_seen.to_string(),
+            "tickets": contact.n_tickets,
+            "messages": contact.n_messages,
+            "history": history.iter().map(|h| json!({
+                "id": h.id.0,
+                "subject": h.subject,
+                "status": h.status,
+                "created_at": h.created_at.to_string(),
+            })).collect::<Vec<_>>(),
+        });
+        return writeln!(out, "{value}");
+    }
+    writeln!(out, "{}", person(&contact.name, &Some(contact.address.clone()), ""))?;
+    writeln!(
+        out,
+        "Language: {}",
+        contact.language.map_or("(not known yet)", |l| l.code())
+    )?;
+    writeln!(
+        out,
+        "Seen:     {} to {}, {} messages, {} tickets",
+        when(contact.first_seen, tz),
+        when(contact.last_seen, tz),
+        contact.n_messages,
+        contact.n_tickets
+    )?;
+    for h in history {
+        writeln!(
+            out,
+            "  {:>6}  {:<8}  {}  {}",
+            h.id.0,
+            h.status,
+            when(h.created_at, tz),
+            h.subject
         )?;
     }
     Ok(())

@@ -367,6 +367,7 @@ mod tests {
                 Person::new("boss@example.net", None),
             ],
             created_at: "2026-11-23T08:00:00Z".parse().unwrap(),
+            language: None,
         }
     }
 

@@ -10,6 +10,7 @@ use super::{
 use crate::agent::reply::{MARKER_END, MARKER_START};
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
+use crate::language::Lang;
 use crate::model::{Person, TicketState};
 use crate::parse::Attachment;
 use crate::policy::AgentNotice;
@@ -72,14 +73,15 @@ pub fn notification(
         priority => n.ticket.priority.as_str(),
         assigned => n.ticket.assigned.clone().unwrap_or_default(),
         waiting => format_wait(now.duration_since(n.waiting_since)),
-        due => n.due_at.map(|d| format_due(d, support)).unwrap_or_default(),
+        due => n.due_at.map(|d| format_due(d, &support.timezone, Lang::En)).unwrap_or_default(),
+        language => n.ticket.language.map_or("", Lang::english_name),
         message => n.text.trim_end(),
         attachments => n.attachments.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
         history => history,
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("notification", "en", &context)?;
+    let parts = templates.render_all("notification", Lang::En, &context)?;
     let via = n.customer.name.as_deref().unwrap_or(&n.customer.address);
     build(
         support,
@@ -111,7 +113,8 @@ pub struct ReplyFor<'a> {
 }
 
 /// The agent's answer as the customer receives it: from "<Agent> via <Support>", threaded
-/// under the customer's latest message, copied to everyone the customer copied.
+/// under the customer's latest message, copied to everyone the customer copied, framed in the
+/// ticket's language.
 pub fn reply(
     support: &Support,
     templates: &Templates,
@@ -130,7 +133,8 @@ pub fn reply(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("reply", "en", &context)?;
+    let lang = r.ticket.language.unwrap_or(support.language);
+    let parts = templates.render_all("reply", lang, &context)?;
     let customer = r
         .ticket
         .customer
@@ -194,7 +198,7 @@ pub fn note(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("note", "en", &context)?;
+    let parts = templates.render_all("note", Lang::En, &context)?;
     build(
         support,
         Envelope {
@@ -249,7 +253,7 @@ pub fn notice(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("notice", "en", &context)?;
+    let parts = templates.render_all("notice", Lang::En, &context)?;
     build(
         support,
         Envelope {

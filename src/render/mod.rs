@@ -4,23 +4,25 @@
 //! written, so every retry sends exactly the same message.
 
 mod agent;
+pub mod kinds;
 mod templates;
 
 use std::time::SystemTime;
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
 pub use agent::{NoteFor, NoticeFor, NotificationFor, ReplyFor, note, notice, notification, reply};
-pub use templates::{TemplateError, Templates};
+pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;
+use crate::language::Lang;
 use crate::model::{Person, TicketId};
 use crate::parse::Attachment;
 use crate::thread::format_tag;
-use templates::RenderedParts;
 
 /// A message ready for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub struct AckFor<'a> {
     pub message_id: Option<&'a str>,
     pub references: &'a [String],
     pub due_at: Timestamp,
+    /// The ticket's language.
+    pub lang: Lang,
 }
 
 /// Renders the acknowledgement of a new ticket.
@@ -72,10 +76,10 @@ pub fn acknowledgement(
         customer_name => ack.customer.name.clone().unwrap_or_default(),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
-        due => format_due(ack.due_at, support),
+        due => format_due(ack.due_at, &support.timezone, ack.lang),
         due_iso => ack.due_at.to_string(),
     };
-    let parts = templates.render_all("ack", "en", &context)?;
+    let parts = templates.render_all("ack", ack.lang, &context)?;
     let mut references: Vec<String> = ack.references.to_vec();
     references.extend(ack.message_id.map(String::from));
     build(
@@ -219,6 +223,22 @@ fn support_mailbox(support: &Support, via: Option<&str>) -> Mailbox {
     Mailbox::new(Some(name), support.address.clone())
 }
 
+/// `deskgate template preview`: `kind` in `lang` with sample values, as `support` would send it.
+pub fn preview(
+    templates: &Templates,
+    support: &Support,
+    kind: &kinds::Kind,
+    lang: Lang,
+) -> Result<RenderedParts, TemplateError> {
+    let context = minijinja::context! {
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+        tag => format_tag(&support.tag_prefix, TicketId(42)),
+        ..sample_context(kind, lang, &support.timezone)
+    };
+    templates.render_all(kind.name, lang, &context)
+}
+
 /// `<uuid@support-domain>`: unguessable, and recognisably ours when it comes back.
 fn new_message_id(support: &Support) -> String {
     format!(
@@ -228,12 +248,60 @@ fn new_message_id(support: &Support) -> String {
     )
 }
 
-/// "Tuesday 24 November 2026, 10:00 UTC" in the support desk's time zone.
-pub fn format_due(due_at: Timestamp, support: &Support) -> String {
-    due_at
-        .to_zoned(support.timezone.clone())
-        .strftime("%A %-d %B %Y, %H:%M %Z")
-        .to_string()
+/// The promised answer time in the support desk's zone, in `lang`, with the zone spelled out
+/// as an offset every reader can convert: "Tuesday 24 November 2026, 12:00 EET (UTC+2)",
+/// "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2", "Τρίτη 24 Νοεμβρίου 2026, 12:00
+/// (ώρα UTC+2)". jiff has no locale data, so the names come from our own tables. Arabic uses
+/// Western digits: the ticket tag must stay `[#42]` anyway, and one kind of digit reads better.
+pub fn format_due(due_at: Timestamp, tz: &TimeZone, lang: Lang) -> String {
+    const WEEKDAYS: [[&str; 7]; 3] = [
+        ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+        ["الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"],
+        ["Δευτέρα", "Τρίτη", "Τετάρτη", "Πέμπτη", "Παρασκευή", "Σάββατο", "Κυριακή"],
+    ];
+    const MONTHS: [[&str; 12]; 3] = [
+        [
+            "January", "February", "March", "April", "May", "June", "July", "August",
+            "September", "October", "November", "December",
+        ],
+        [
+            "يناير", "فبراير", "مارس", "أبريل", "مايو", "يونيو", "يوليو", "أغسطس", "سبتمبر",
+            "أكتوبر", "نوفمبر", "ديسمبر",
+        ],
+        // Genitive, as in a date: "24 Νοεμβρίου".
+        [
+            "Ιανουαρίου", "Φεβρουαρίου", "Μαρτίου", "Απριλίου", "Μαΐου", "Ιουνίου",
+            "Ιουλίου", "Αυγούστου", "Σεπτεμβρίου", "Οκτωβρίου", "Νοεμβρίου", "Δεκεμβρίου",
+        ],
+    ];
+    let zoned = due_at.to_zoned(tz.clone());
+    let table = match lang {
+        Lang::En => 0,
+        Lang::Ar => 1,
+        Lang::El => 2,
+    };
+    let weekday = WEEKDAYS[table][zoned.weekday().to_monday_zero_offset() as usize];
+    let month = MONTHS[table][(zoned.month() - 1) as usize];
+    let (day, year) = (zoned.day(), zoned.year());
+    let time = format!("{:02}:{:02}", zoned.hour(), zoned.minute());
+    let seconds = zoned.offset().seconds();
+    let utc = match (seconds.abs() / 3600, seconds.abs() % 3600 / 60) {
+        (0, 0) => "UTC".to_string(),
+        (h, 0) => format!("UTC{}{h}", if seconds < 0 { '-' } else { '+' }),
+        (h, m) => format!("UTC{}{h}:{m:02}", if seconds < 0 { '-' } else { '+' }),
+    };
+    // An abbreviation such as EET helps English readers; numeric ones ("+03") add nothing.
+    let abbreviation = zoned.strftime("%Z").to_string();
+    let zone = if utc == "UTC" || !abbreviation.chars().all(|c| c.is_ascii_alphabetic()) {
+        utc.clone()
+    } else {
+        format!("{abbreviation} ({utc})")
+    };
+    match lang {
+        Lang::En => format!("{weekday} {day} {month} {year}, {time} {zone}"),
+        Lang::Ar => format!("{weekday} {day} {month} {year}، الساعة {time} بتوقيت {utc}"),
+        Lang::El => format!("{weekday} {day} {month} {year}, {time} (ώρα {utc})"),
+    }
 }
 
 /// `Re: AW: Fwd: subject` → `subject`.
@@ -272,7 +340,163 @@ mod tests {
             name: "Example Support".into(),
             tag_prefix: "#".into(),
             timezone: TimeZone::get("Europe/Athens").unwrap(),
+            language: Lang::En,
         }
+    }
+
+    fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
+        acknowledgement(
+            &support(),
+            &Templates::builtin(),
+            AckFor {
+                ticket: TicketId(4217),
+                customer,
+                subject,
+                message_id: Some("m1@example.net"),
+                references: &[],
+                due_at: "2026-11-24T10:00:00Z".parse().unwrap(),
+                lang,
+            },
+            "2026-11-23T10:00:00Z".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Every kind in every language states its key facts, in the right direction.
+    #[test]
+    fn every_kind_in_every_language_states_the_facts() {
+        let templates = Templates::builtin();
+        for kind in kinds::KINDS {
+            for lang in Lang::ALL {
+                let context = sample_context(kind, lang, &TimeZone::UTC);
+                let parts = templates.render_all(kind.name, lang, &context).unwrap();
+                let what = format!("{} in {lang}", kind.name);
+                assert!(parts.subject.contains("[#42]"), "{what}: {}", parts.subject);
+                for body in [&parts.text, &parts.html] {
+                    assert!(body.contains("[#42]"), "{what}: {body}");
+                    if kind.body_requires.contains(&"due") {
+                        let due = format_due(kinds::sample_due_at(), &TimeZone::UTC, lang);
+                        assert!(body.contains(&due), "{what} states {due}: {body}");
+                    }
+                }
+                // Agent-facing kinds without a version in `lang` fall back to English.
+                let prefix = format!("{}.{lang}.", kind.name);
+                let shown = if kind.shipped.iter().any(|(n, _)| n.starts_with(&prefix)) {
+                    lang
+                } else {
+                    assert_eq!(kind.audience, kinds::Audience::Agent, "{what}");
+                    Lang::En
+                };
+                let dir = if shown.is_rtl() { "rtl" } else { "ltr" };
+                assert!(
+                    parts.html.contains(&format!("lang=\"{shown}\" dir=\"{dir}\"")),
+                    "{what}: {}",
+                    parts.html
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn due_times_in_each_language_with_a_clear_zone() {
+        let due: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let athens = TimeZone::get("Europe/Athens").unwrap();
+        assert_eq!(
+            format_due(due, &athens, Lang::En),
+            "Tuesday 24 November 2026, 12:00 EET (UTC+2)"
+        );
+        assert_eq!(
+            format_due(due, &athens, Lang::Ar),
+            "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2"
+        );
+        assert_eq!(
+            format_due(due, &athens, Lang::El),
+            "Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2)"
+        );
+        let summer: Timestamp = "2026-05-03T06:05:00Z".parse().unwrap();
+        assert_eq!(
+            format_due(summer, &athens, Lang::El),
+            "Κυριακή 3 Μαΐου 2026, 09:05 (ώρα UTC+3)"
+        );
+        let riyadh = TimeZone::get("Asia/Riyadh").unwrap();
+        assert_eq!(
+            format_due(summer, &riyadh, Lang::En),
+            "Sunday 3 May 2026, 09:05 UTC+3",
+            "a numeric abbreviation (+03) is not repeated"
+        );
+        let kolkata = TimeZone::get("Asia/Kolkata").unwrap();
+        assert!(format_due(summer, &kolkata, Lang::En).ends_with("(UTC+5:30)"));
+        assert_eq!(
+            format_due(due, &TimeZone::UTC, Lang::Ar),
+            "الثلاثاء 24 نوفمبر 2026، الساعة 10:00 بتوقيت UTC"
+        );
+    }
+
+    /// Subjects and names in Arabic and Greek leave as RFC 2047 encoded words, bodies as
+    /// declared UTF-8, and read back as written.
+    #[test]
+    fn arabic_and_greek_mail_is_encoded_and_decodes_back() {
+        for (lang, name, subject, greeting, due) in [
+            (
+                Lang::Ar,
+                "أحمد",
+                "الطابعة لا تعمل",
+                "مرحبًا \u{2068}أحمد\u{2069}،",
+                "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
+            ),
+            (
+                Lang::El,
+                "Ελένη",
+                "Ο εκτυπωτής δεν δουλεύει",
+                "Γεια σας Ελένη,",
+                "Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2)",
+            ),
+        ] {
+            let customer = Person::new("c@example.net", Some(name));
+            let out = ack_in(lang, &customer, subject);
+            let raw = String::from_utf8(out.raw.clone()).expect("7-bit or UTF-8 bytes");
+            let head = &raw[..raw.find("\r\n\r\n").unwrap()];
+            assert!(head.is_ascii(), "headers are ASCII: {head}");
+            assert!(head.contains("Subject: =?utf-8?b?"), "{head}");
+            assert!(raw.contains("charset=utf-8"), "{raw}");
+            let parsed = crate::parse::parse(&out.raw);
+            let prefix = if lang == Lang::Ar { "رد:" } else { "ΑΠ:" };
+            assert_eq!(parsed.subject, format!("{prefix} {subject} [#4217]"));
+            assert_eq!(parsed.to[0].name.as_deref(), Some(name));
+            assert!(parsed.text.starts_with(greeting), "{}", parsed.text);
+            assert!(parsed.text.contains(due), "{}", parsed.text);
+            assert!(parsed.text.contains("[#4217]"), "{}", parsed.text);
+            assert_eq!(
+                parsed.text.replace("\r\n", "\n"),
+                out.text,
+                "the text part decodes to what was rendered"
+            );
+        }
+        let arabic = ack_in(Lang::Ar, &Person::new("c@example.net", None), "x");
+        let html = crate::parse::parse(&arabic.raw);
+        assert!(html.text.starts_with("مرحبًا،"), "no name, no gap: {}", html.text);
+        assert!(String::from_utf8_lossy(&arabic.raw).contains("<bdi dir=3D\"ltr\">[#4217]</bdi>")
+            || mail_parser_html(&arabic.raw).contains("<bdi dir=\"ltr\">[#4217]</bdi>"));
+    }
+
+    fn mail_parser_html(raw: &[u8]) -> String {
+        mail_parser::MessageParser::default()
+            .parse(raw)
+            .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn preview_uses_the_configured_desk() {
+        let parts = preview(
+            &Templates::builtin(),
+            &support(),
+            kinds::kind("ack").unwrap(),
+            Lang::El,
+        )
+        .unwrap();
+        assert!(parts.text.contains("Example Support"), "{}", parts.text);
+        assert!(parts.text.contains("12:00 (ώρα UTC+2)"), "{}", parts.text);
     }
 
     #[test]
@@ -289,6 +513,7 @@ mod tests {
                 message_id: Some("m1@example.net"),
                 references: &["r0@example.net".to_string()],
                 due_at: "2026-11-24T10:00:00Z".parse().unwrap(),
+                lang: Lang::En,
             },
             now,
         )
@@ -302,7 +527,7 @@ mod tests {
         assert_eq!(parsed.auto_submitted.as_deref(), Some("auto-replied"));
         assert!(parsed.text.contains("ticket [#42]"), "{}", parsed.text);
         assert!(
-            parsed.text.contains("Tuesday 24 November 2026, 12:00 EET"),
+            parsed.text.contains("Tuesday 24 November 2026, 12:00 EET (UTC+2)"),
             "{}",
             parsed.text
         );
@@ -333,6 +558,7 @@ mod tests {
                 message_id: None,
                 references: &[],
                 due_at: Timestamp::UNIX_EPOCH,
+                lang: Lang::En,
             },
             Timestamp::UNIX_EPOCH,
         )

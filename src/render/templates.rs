@@ -1,71 +1,33 @@
-//! Message templates: one file per kind, language and part (`ack.en.subject`, `ack.en.txt`,
-//! `ack.en.html`), compiled once when the configuration is loaded.
+//! Message templates: one file per kind, language and part (`ack.ar.txt`), compiled once when
+//! the configuration is loaded.
 //!
-//! The shipped set is compiled into the binary; `templates_dir` replaces it with the admin's
-//! files, which must provide every template the shipped set has. HTML parts are auto-escaped
-//! (by minijinja, from the `.html` name); undefined variables are errors, found at load time
-//! by rendering every template with sample values.
+//! The shipped set (see [`super::kinds`]) is compiled into the binary. `templates_dir` may
+//! override any subset of it: a file there replaces the shipped file of the same name, every
+//! other template stays the shipped one. A file whose name looks like a template but names an
+//! unknown kind, language or part is an error (a typo must not be silently ignored).
+//!
+//! Every template is checked at load time: it must compile, render with its kind's sample
+//! values (undefined variables are errors), and use the variables its kind requires. HTML
+//! parts are auto-escaped (by minijinja, from the `.html` name).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use jiff::tz::TimeZone;
+use minijinja::{AutoEscape, Environment, HtmlEscape, State, UndefinedBehavior, Value};
 
-/// The shipped templates: (file name, source).
-const BUILTIN: [(&str, &str); 15] = [
-    (
-        "ack.en.subject",
-        include_str!("../../templates/ack.en.subject"),
-    ),
-    ("ack.en.txt", include_str!("../../templates/ack.en.txt")),
-    ("ack.en.html", include_str!("../../templates/ack.en.html")),
-    (
-        "notification.en.subject",
-        include_str!("../../templates/notification.en.subject"),
-    ),
-    (
-        "notification.en.txt",
-        include_str!("../../templates/notification.en.txt"),
-    ),
-    (
-        "notification.en.html",
-        include_str!("../../templates/notification.en.html"),
-    ),
-    (
-        "reply.en.subject",
-        include_str!("../../templates/reply.en.subject"),
-    ),
-    ("reply.en.txt", include_str!("../../templates/reply.en.txt")),
-    (
-        "reply.en.html",
-        include_str!("../../templates/reply.en.html"),
-    ),
-    (
-        "note.en.subject",
-        include_str!("../../templates/note.en.subject"),
-    ),
-    ("note.en.txt", include_str!("../../templates/note.en.txt")),
-    ("note.en.html", include_str!("../../templates/note.en.html")),
-    (
-        "notice.en.subject",
-        include_str!("../../templates/notice.en.subject"),
-    ),
-    (
-        "notice.en.txt",
-        include_str!("../../templates/notice.en.txt"),
-    ),
-    (
-        "notice.en.html",
-        include_str!("../../templates/notice.en.html"),
-    ),
-];
+use super::kinds::{self, KINDS, Kind, PARTS};
+use crate::language::Lang;
 
 /// Compiled templates.
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
+    /// Where each template came from: `None` for the shipped one.
+    origins: BTreeMap<String, Option<PathBuf>>,
 }
 
-/// A template that failed to render.
+/// A template that failed to load or render.
 #[derive(Debug, thiserror::Error)]
 #[error("template {name}: {reason}")]
 pub struct TemplateError {
@@ -81,43 +43,82 @@ pub struct RenderedParts {
     pub html: String,
 }
 
+/// Templates loaded from `templates_dir`: usable ones, plus warnings for the admin.
+#[derive(Debug)]
+pub struct Loaded {
+    pub templates: Templates,
+    pub warnings: Vec<String>,
+}
+
 impl Templates {
     /// The templates shipped with deskgate.
     pub fn builtin() -> Templates {
-        let sources = BUILTIN.map(|(name, source)| (name.to_string(), source.to_string()));
-        match Templates::compile(sources.to_vec()) {
+        match Templates::compile(shipped(), BTreeMap::new()) {
             Ok(templates) => templates,
-            // The shipped templates are checked by `builtin_templates_compile` below.
+            // The shipped templates are checked by `shipped_templates_are_complete_and_valid`.
             Err(errors) => unreachable!("shipped templates are broken: {errors:?}"),
         }
     }
 
-    /// Loads every template the shipped set has from `dir`; lists everything missing or broken.
-    pub fn load(dir: &Path) -> Result<Templates, Vec<String>> {
-        let mut sources = Vec::new();
+    /// The shipped templates with those in `dir` taking their place. Errors name the file.
+    pub fn load(dir: &Path) -> Result<Loaded, Vec<String>> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|err| vec![format!("{}: cannot read the directory: {err}", dir.display())])?;
+        let mut sources = shipped();
+        let mut origins = BTreeMap::new();
         let mut errors = Vec::new();
-        for (name, _) in BUILTIN {
-            let path = dir.join(name);
+        for entry in entries {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(err) => {
+                    errors.push(format!("{}: cannot list it: {err}", dir.display()));
+                    continue;
+                }
+            };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !PARTS.iter().any(|part| name.ends_with(&format!(".{part}"))) {
+                continue; // README, editor backups, ...
+            }
+            if let Err(reason) = check_name(name) {
+                errors.push(format!("{}: {reason}", path.display()));
+                continue;
+            }
             match std::fs::read_to_string(&path) {
-                Ok(source) => sources.push((name.to_string(), source)),
+                Ok(source) => {
+                    sources.insert(name.to_string(), source);
+                    origins.insert(name.to_string(), Some(path.clone()));
+                }
                 Err(err) => errors.push(format!("{}: cannot read it: {err}", path.display())),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Templates::compile(sources).map_err(|errors| {
+        let warnings = half_overridden(&origins, dir);
+        let templates = Templates::compile(sources, origins).map_err(|errors| {
             errors
                 .into_iter()
                 .map(|e| format!("{}: {}", dir.join(&e.name).display(), e.reason))
-                .collect()
+                .collect::<Vec<_>>()
+        })?;
+        Ok(Loaded {
+            templates,
+            warnings,
         })
     }
 
-    fn compile(sources: Vec<(String, String)>) -> Result<Templates, Vec<TemplateError>> {
+    fn compile(
+        sources: BTreeMap<String, String>,
+        origins: BTreeMap<String, Option<PathBuf>>,
+    ) -> Result<Templates, Vec<TemplateError>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("ltr", ltr);
+        env.add_filter("isolate", isolate);
         let mut errors = Vec::new();
+        let names: Vec<String> = sources.keys().cloned().collect();
         for (name, source) in sources {
             if let Err(err) = env.add_template_owned(name.clone(), source) {
                 errors.push(TemplateError {
@@ -126,30 +127,43 @@ impl Templates {
                 });
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let templates = Templates { env };
-        let sample = minijinja::context! {
-            ticket => 42, tag => "[#42]", subject => "Sample subject",
-            customer_name => "Sample Customer", support_name => "Support",
-            support_address => "support@example.com",
-            due => "Tuesday 24 November 2026, 10:00 UTC", due_iso => "2026-11-24T10:00:00Z",
-            marker => "##- Please type your reply above this line -##",
-            new_ticket => true, customer_address => "customer@example.net",
-            status => "open", priority => "normal", assigned => "agent@example.com",
-            waiting => "2 h 5 min", message => "My printer is on fire.",
-            attachments => vec!["photo.jpg"],
-            history => vec![minijinja::context! {
-                tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
-            }],
-            body => "Please switch it off.", agent_name => "Alice Agent",
-            problem => "commands", errors => vec!["`#frob`: unknown command"],
-            reason => "the reply key is not valid",
-        };
-        for (name, _) in BUILTIN {
-            if let Err(err) = templates.render_one(name, &sample) {
-                errors.push(err);
+        let origins = names
+            .into_iter()
+            .map(|name| {
+                let origin = origins.get(&name).cloned().flatten();
+                (name, origin)
+            })
+            .collect();
+        let templates = Templates { env, origins };
+        for kind in KINDS {
+            for lang in Lang::ALL {
+                let names = PARTS.map(|part| file_name(kind.name, lang, part));
+                let present = names
+                    .iter()
+                    .filter(|n| templates.origins.contains_key(*n))
+                    .count();
+                if present == 0 && !kind.required_languages().contains(&lang) {
+                    continue;
+                }
+                for (name, required) in names.into_iter().zip([
+                    kind.subject_requires,
+                    kind.body_requires,
+                    kind.body_requires,
+                ]) {
+                    if !templates.origins.contains_key(&name) {
+                        errors.push(TemplateError {
+                            reason: format!(
+                                "missing: `{}` mail must exist in {}, each with all of {}",
+                                kind.name,
+                                language_list(kind.required_languages()),
+                                PARTS.join(", ")
+                            ),
+                            name,
+                        });
+                    } else if let Err(err) = templates.check(&name, kind, lang, required) {
+                        errors.push(err);
+                    }
+                }
             }
         }
         if errors.is_empty() {
@@ -157,6 +171,36 @@ impl Templates {
         } else {
             Err(errors)
         }
+    }
+
+    /// Renders `name` with `kind`'s sample values and checks it uses `required`.
+    fn check(
+        &self,
+        name: &str,
+        kind: &Kind,
+        lang: Lang,
+        required: &[&str],
+    ) -> Result<(), TemplateError> {
+        let fail = |reason: String| TemplateError {
+            name: name.to_string(),
+            reason,
+        };
+        let template = self.env.get_template(name).map_err(|e| fail(describe(&e)))?;
+        let used = template.undeclared_variables(false);
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|v| !used.contains(**v))
+            .map(|v| format!("{{{{ {v} }}}}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(fail(format!(
+                "does not use {}, which every `{}` mail must show",
+                missing.join(" and "),
+                kind.name
+            )));
+        }
+        self.render_one(name, &sample_context(kind, lang, &TimeZone::UTC))
+            .map(drop)
     }
 
     fn render_one(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
@@ -171,19 +215,136 @@ impl Templates {
             .map_err(fail)
     }
 
-    /// Renders the subject, text and HTML parts of `kind` in `lang`.
+    /// Renders the subject, text and HTML parts of `kind` in `lang` (in English if an
+    /// agent-facing kind has no `lang` version). `lang` and `dir` are added to `context`.
     pub fn render_all(
         &self,
         kind: &str,
-        lang: &str,
+        lang: Lang,
         context: &Value,
     ) -> Result<RenderedParts, TemplateError> {
-        let subject = self.render_one(&format!("{kind}.{lang}.subject"), context)?;
+        let lang = if self.origins.contains_key(&file_name(kind, lang, "txt")) {
+            lang
+        } else {
+            Lang::En
+        };
+        let context = minijinja::context! {
+            lang => lang.code(),
+            dir => if lang.is_rtl() { "rtl" } else { "ltr" },
+            ..context.clone()
+        };
+        let subject = self.render_one(&file_name(kind, lang, "subject"), &context)?;
         Ok(RenderedParts {
             subject: crate::model::clean_header_text(&subject),
-            text: self.render_one(&format!("{kind}.{lang}.txt"), context)? + "\n",
-            html: self.render_one(&format!("{kind}.{lang}.html"), context)? + "\n",
+            text: self.render_one(&file_name(kind, lang, "txt"), &context)? + "\n",
+            html: self.render_one(&file_name(kind, lang, "html"), &context)? + "\n",
         })
+    }
+
+    /// Every template in use, with the file it came from (`None`: shipped).
+    pub fn origins(&self) -> impl Iterator<Item = (&str, Option<&Path>)> {
+        self.origins
+            .iter()
+            .map(|(name, origin)| (name.as_str(), origin.as_deref()))
+    }
+}
+
+/// The context a kind's templates are checked and previewed with; times in `tz`.
+pub fn sample_context(kind: &Kind, lang: Lang, tz: &TimeZone) -> Value {
+    minijinja::value::merge_maps([
+        kinds::common_sample(lang),
+        (kind.sample)(lang, tz),
+        minijinja::context! {
+            lang => lang.code(),
+            dir => if lang.is_rtl() { "rtl" } else { "ltr" },
+        },
+    ])
+}
+
+fn shipped() -> BTreeMap<String, String> {
+    KINDS
+        .iter()
+        .flat_map(|kind| kind.shipped.iter())
+        .map(|(name, source)| (name.to_string(), source.to_string()))
+        .collect()
+}
+
+fn file_name(kind: &str, lang: Lang, part: &str) -> String {
+    format!("{kind}.{}.{part}", lang.code())
+}
+
+fn language_list(langs: &[Lang]) -> String {
+    langs.iter().map(|l| l.code()).collect::<Vec<_>>().join(", ")
+}
+
+/// `KIND.LANG.PART` with all three known.
+fn check_name(name: &str) -> Result<(), String> {
+    let pieces: Vec<&str> = name.split('.').collect();
+    let [kind, lang, part] = pieces[..] else {
+        return Err(format!(
+            "not a template name; templates are named KIND.LANG.PART, e.g. ack.en.txt (kinds: {}; languages: {}; parts: {})",
+            kinds::names(),
+            Lang::list(),
+            PARTS.join(", ")
+        ));
+    };
+    if kinds::kind(kind).is_none() {
+        return Err(format!(
+            "`{kind}` is not a kind of mail deskgate writes (kinds: {})",
+            kinds::names()
+        ));
+    }
+    if Lang::parse(lang).is_none_or(|l| l.code() != lang) {
+        return Err(format!(
+            "`{lang}` is not a language deskgate has templates for (languages: {})",
+            Lang::list()
+        ));
+    }
+    debug_assert!(PARTS.contains(&part), "filtered by the caller");
+    Ok(())
+}
+
+/// A warning for each kind and language whose parts come partly from the admin, partly shipped:
+/// customers would read different wording in the text and the HTML part.
+fn half_overridden(origins: &BTreeMap<String, Option<PathBuf>>, dir: &Path) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for kind in KINDS {
+        for lang in Lang::ALL {
+            let names = PARTS.map(|part| file_name(kind.name, lang, part));
+            let overridden: Vec<&String> =
+                names.iter().filter(|n| origins.contains_key(*n)).collect();
+            if !overridden.is_empty() && overridden.len() < names.len() {
+                let kept: Vec<&String> =
+                    names.iter().filter(|n| !origins.contains_key(*n)).collect();
+                warnings.push(format!(
+                    "templates_dir {}: {} overridden but the shipped {} still used; customers may see different wording in each part",
+                    dir.display(),
+                    overridden.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// `{{ tag|ltr }}`: a left-to-right run that stays whole inside right-to-left text. Text parts
+/// get Unicode isolates (LRI … PDI, invisible where unsupported), HTML gets `<bdi dir="ltr">`.
+fn ltr(state: &State, value: String) -> Value {
+    wrap(state, &value, "\u{2066}", "<bdi dir=\"ltr\">")
+}
+
+/// `{{ subject|isolate }}`: text of unknown direction (a customer's subject or name) that must
+/// not reorder its surroundings: FSI … PDI in text, `<bdi>` in HTML.
+fn isolate(state: &State, value: String) -> Value {
+    wrap(state, &value, "\u{2068}", "<bdi>")
+}
+
+fn wrap(state: &State, value: &str, isolate_start: &str, html_start: &str) -> Value {
+    if matches!(state.auto_escape(), AutoEscape::Html) {
+        Value::from_safe_string(format!("{html_start}{}</bdi>", HtmlEscape(value)))
+    } else {
+        Value::from(format!("{isolate_start}{value}\u{2069}"))
     }
 }
 
@@ -202,32 +363,91 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_templates_compile() {
-        let sources = BUILTIN
-            .map(|(n, s)| (n.to_string(), s.to_string()))
-            .to_vec();
-        assert!(Templates::compile(sources).is_ok());
+    fn shipped_templates_are_complete_and_valid() {
+        let templates = Templates::compile(shipped(), BTreeMap::new()).unwrap();
+        for kind in KINDS {
+            for lang in kind.required_languages() {
+                for part in PARTS {
+                    let name = file_name(kind.name, *lang, part);
+                    assert!(templates.origins.contains_key(&name), "{name} is shipped");
+                }
+            }
+        }
     }
 
     #[test]
-    fn admin_templates_are_checked_for_missing_files_and_variables() {
+    fn admin_templates_override_a_subset() {
         let dir = tempfile::tempdir().unwrap();
-        let errors = Templates::load(dir.path()).unwrap_err();
-        assert_eq!(errors.len(), BUILTIN.len(), "{errors:?}");
-        assert!(
-            errors[0].contains("ack.en.subject: cannot read it"),
-            "{errors:?}"
-        );
+        let loaded = Templates::load(dir.path()).unwrap();
+        assert!(loaded.warnings.is_empty());
+        assert!(loaded.templates.origins().all(|(_, origin)| origin.is_none()));
 
-        for (name, source) in BUILTIN {
-            std::fs::write(dir.path().join(name), source).unwrap();
-        }
-        assert!(Templates::load(dir.path()).is_ok());
+        std::fs::write(dir.path().join("README"), "not a template").unwrap();
+        std::fs::write(
+            dir.path().join("ack.el.txt"),
+            "Αίτημα {{ tag }}, απάντηση έως {{ due }}.",
+        )
+        .unwrap();
+        let loaded = Templates::load(dir.path()).unwrap();
+        let parts = loaded
+            .templates
+            .render_all("ack", Lang::El, &sample_context(&KINDS[0], Lang::El, &TimeZone::UTC))
+            .unwrap();
+        assert!(parts.text.starts_with("Αίτημα [#42], απάντηση έως Τρίτη"), "{}", parts.text);
+        assert!(parts.html.contains("lang=\"el\""), "the HTML is still the shipped one");
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("ack.el.txt overridden"), "{:?}", loaded.warnings);
+    }
 
-        std::fs::write(dir.path().join("ack.en.txt"), "Hi {{ custmer_name }}").unwrap();
-        let errors = Templates::load(dir.path()).unwrap_err();
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("ack.en.txt: line 1: "), "{errors:?}");
+    #[test]
+    fn admin_mistakes_are_reported_with_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ack.de.txt"), "Hallo").unwrap();
+        std::fs::write(dir.path().join("akc.en.txt"), "Hello").unwrap();
+        let mut errors = Templates::load(dir.path()).unwrap_err();
+        errors.sort();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].ends_with("ack.de.txt: `de` is not a language deskgate has templates for (languages: en, ar, el)"), "{errors:?}");
+        assert!(errors[1].contains("akc.en.txt: `akc` is not a kind"), "{errors:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ack.ar.txt"), "مرحبا {{ custmer_name }} {{ tag }} {{ due }}").unwrap();
+        std::fs::write(dir.path().join("ack.en.html"), "<p>{{ tag }}</p>").unwrap();
+        std::fs::write(dir.path().join("ack.el.subject"), "{{ subject }}").unwrap();
+        let mut errors = Templates::load(dir.path()).unwrap_err();
+        errors.sort();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("ack.ar.txt: line 1: "), "{errors:?}");
         assert!(errors[0].contains("undefined"), "{errors:?}");
+        assert!(errors[1].contains("ack.el.subject: does not use {{ tag }}"), "{errors:?}");
+        assert!(errors[2].contains("ack.en.html: does not use {{ due }}"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_missing_language_is_reported() {
+        let mut sources = shipped();
+        sources.remove("ack.ar.html");
+        let errors = Templates::compile(sources, BTreeMap::new()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].name, "ack.ar.html");
+        assert!(errors[0].reason.contains("must exist in en, ar, el, each with all of subject, txt, html"), "{errors:?}");
+    }
+
+    #[test]
+    fn isolates_in_text_and_bdi_in_html() {
+        let mut env = Environment::new();
+        env.add_filter("ltr", ltr);
+        env.add_filter("isolate", isolate);
+        env.add_template("t.txt", "{{ tag|ltr }} {{ s|isolate }}").unwrap();
+        env.add_template("t.html", "{{ tag|ltr }} {{ s|isolate }}").unwrap();
+        let ctx = minijinja::context! { tag => "[#7]", s => "<b>" };
+        assert_eq!(
+            env.get_template("t.txt").unwrap().render(&ctx).unwrap(),
+            "\u{2066}[#7]\u{2069} \u{2068}<b>\u{2069}"
+        );
+        assert_eq!(
+            env.get_template("t.html").unwrap().render(&ctx).unwrap(),
+            "<bdi dir=\"ltr\">[#7]</bdi> <bdi>&lt;b&gt;</bdi>"
+        );
     }
 }

@@ -20,13 +20,17 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use tx::{
-    Answered, Checkpoint, EarlierTicket, Event, Known, NewMessage, NewOutbox, NewTicket, OutboxRow,
-    Tx, dedupe_key,
+    Answered, Checkpoint, ContactSeen, EarlierTicket, Event, Known, NewMessage, NewOutbox,
+    NewTicket, OutboxRow, Tx, dedupe_key,
 };
-pub use views::{EventView, MessageView, OutboxView, TicketView};
+pub use views::{ContactView, EventView, MessageView, OutboxView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 2] = [include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: [&str; 3] = [
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// Why the store failed. Callers mostly log it and retry the whole unit of work later.
 #[derive(Debug, thiserror::Error)]

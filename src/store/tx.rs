@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{StoreError, from_ms, to_ms};
+use crate::language::{Lang, Source};
 use crate::model::{MessageRowId, OutboxId, Person, Priority, TicketId, TicketState, TicketStatus};
 
 /// One open transaction. Obtained from [`super::Store::write`] or [`super::Store::read_blocking`].
@@ -31,6 +32,18 @@ pub struct NewTicket<'a> {
     pub mailbox: &'a str,
     pub subject: &'a str,
     pub customer: Option<&'a Person>,
+    /// The language the customer is written to in, and why.
+    pub language: Option<(Lang, Source)>,
+    pub now: Timestamp,
+}
+
+/// A customer message, as it updates the sender's contact.
+pub struct ContactSeen<'a> {
+    pub person: &'a Person,
+    /// The message's language, if there is evidence for it (see [`Source::is_evidence`]).
+    pub language: Option<Lang>,
+    /// The message opened a new ticket.
+    pub new_ticket: bool,
     pub now: Timestamp,
 }
 
@@ -216,7 +229,7 @@ impl<'c> Tx<'c> {
             .tx
             .query_row(
                 "SELECT mailbox, subject, status, priority, assigned_agent, customer_address,
-                        customer_name, created_at
+                        customer_name, created_at, language
                  FROM tickets WHERE id = ?1",
                 [ticket.0],
                 |r| {
@@ -229,11 +242,13 @@ impl<'c> Tx<'c> {
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, i64>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((mailbox, subject, status, priority, assigned, address, name, created)) = row
+        let Some((mailbox, subject, status, priority, assigned, address, name, created, language)) =
+            row
         else {
             return Ok(None);
         };
@@ -259,6 +274,7 @@ impl<'c> Tx<'c> {
             customer: address.map(|a| Person::new(&a, name.as_deref())),
             customers,
             created_at: from_ms(created),
+            language: language.as_deref().and_then(Lang::parse),
         }))
     }
 
@@ -301,19 +317,20 @@ impl<'c> Tx<'c> {
         Ok(since.map(from_ms))
     }
 
-    /// The customer's other tickets, newest first.
+    /// A contact's tickets (all of them, or all but `except`), newest first, at most `limit`:
+    /// the history an agent sees, so nobody asks the customer to repeat themselves.
     pub fn earlier_tickets(
         &self,
         customer: &str,
-        except: TicketId,
+        except: Option<TicketId>,
         limit: u32,
     ) -> Result<Vec<EarlierTicket>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT id, subject, status, created_at FROM tickets
-             WHERE customer_address = ?1 AND id != ?2 ORDER BY id DESC LIMIT ?3",
+             WHERE customer_address = ?1 AND (?2 IS NULL OR id != ?2) ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = statement
-            .query_map(params![customer, except.0, limit], |r| {
+            .query_map(params![customer.to_ascii_lowercase(), except.map(|t| t.0), limit], |r| {
                 Ok(EarlierTicket {
                     id: TicketId(r.get(0)?),
                     subject: r.get(1)?,
@@ -359,14 +376,17 @@ impl<'c> Tx<'c> {
 
     pub fn create_ticket(&self, ticket: &NewTicket<'_>) -> Result<TicketId, StoreError> {
         self.tx.execute(
-            "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5)",
+            "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at,
+                                  language, language_source)
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?6, ?7)",
             params![
                 ticket.mailbox,
                 ticket.subject,
                 ticket.customer.map(|c| c.address.as_str()),
                 ticket.customer.and_then(|c| c.name.as_deref()),
-                to_ms(ticket.now)
+                to_ms(ticket.now),
+                ticket.language.map(|(l, _)| l.code()),
+                ticket.language.map(|(_, s)| s.as_str()),
             ],
         )?;
         Ok(TicketId(self.tx.last_insert_rowid()))
@@ -381,6 +401,84 @@ impl<'c> Tx<'c> {
         self.tx.execute(
             "UPDATE tickets SET status = ?2, updated_at = ?3 WHERE id = ?1",
             params![ticket.0, status.as_str(), to_ms(now)],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the language `ticket`'s customer is written to in. An agent's choice
+    /// ([`Source::Agent`]) also becomes the customer's contact language, and is kept when later
+    /// customer mail brings other evidence; nothing else replaces it. Returns false if there is
+    /// no such ticket or an agent's choice was kept.
+    pub fn set_ticket_language(
+        &self,
+        ticket: TicketId,
+        lang: Lang,
+        source: Source,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "UPDATE tickets SET language = ?2, language_source = ?3, updated_at = ?4
+             WHERE id = ?1 AND (?3 = 'agent' OR language_source IS NOT 'agent')",
+            params![ticket.0, lang.code(), source.as_str(), to_ms(now)],
+        )?;
+        if n == 1 && source == Source::Agent {
+            self.tx.execute(
+                "UPDATE contacts SET language = ?2
+                 WHERE address = (SELECT customer_address FROM tickets WHERE id = ?1)",
+                params![ticket.0, lang.code()],
+            )?;
+        }
+        Ok(n == 1)
+    }
+
+    /// The language `ticket`'s customer is written to in, and why; `None` for a ticket from
+    /// before languages were recorded (or no such ticket).
+    pub fn ticket_language(&self, ticket: TicketId) -> Result<Option<(Lang, Source)>, StoreError> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT language, language_source FROM tickets WHERE id = ?1",
+                [ticket.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(lang, source)| {
+            Some((Lang::parse(&lang?)?, Source::parse(&source?)?))
+        }))
+    }
+
+    /// The language a contact was last written to in with evidence behind it.
+    pub fn contact_language(&self, address: &str) -> Result<Option<Lang>, StoreError> {
+        let lang: Option<Option<String>> = self
+            .tx
+            .query_row(
+                "SELECT language FROM contacts WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(lang.flatten().as_deref().and_then(Lang::parse))
+    }
+
+    /// Records a customer message on its sender's contact (created on first contact): the
+    /// display name as last decoded, the language if there is evidence, the counts, last seen.
+    pub fn contact_seen(&self, seen: &ContactSeen<'_>) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO contacts (address, name, language, first_seen, last_seen, n_tickets, n_messages)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, 1)
+             ON CONFLICT (address) DO UPDATE SET
+               name = coalesce(excluded.name, name),
+               language = coalesce(excluded.language, language),
+               last_seen = max(last_seen, excluded.last_seen),
+               n_tickets = n_tickets + excluded.n_tickets,
+               n_messages = n_messages + 1",
+            params![
+                seen.person.address,
+                seen.person.name,
+                seen.language.map(Lang::code),
+                to_ms(seen.now),
+                i64::from(seen.new_ticket),
+            ],
         )?;
         Ok(())
     }

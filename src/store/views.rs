@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row};
 
 use super::{StoreError, Tx, from_ms};
+use crate::language::{Lang, Source};
 use crate::model::{OutboxId, TicketId, TicketStatus};
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,20 @@ pub struct TicketView {
     pub priority: String,
     /// When an agent first answered the customer.
     pub first_response_at: Option<Timestamp>,
+    /// The language the customer is written to in, and why.
+    pub language: Option<(Lang, Source)>,
+}
+
+/// A customer we remember.
+#[derive(Debug, Clone)]
+pub struct ContactView {
+    pub address: String,
+    pub name: Option<String>,
+    pub language: Option<Lang>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub n_tickets: u32,
+    pub n_messages: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +85,8 @@ const TICKET_COLUMNS: &str =
     t.created_at, t.updated_at,
     (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id),
     (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL),
-    t.assigned_agent, t.priority, t.first_response_at";
+    t.assigned_agent, t.priority, t.first_response_at,
+    t.language, t.language_source";
 
 fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
     let status: String = r.get(5)?;
@@ -88,6 +104,10 @@ fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
         assigned: r.get(10)?,
         priority: r.get(11)?,
         first_response_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
+        language: match (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?) {
+            (Some(lang), Some(source)) => Lang::parse(&lang).zip(Source::parse(&source)),
+            _ => None,
+        },
     })
 }
 
@@ -110,6 +130,29 @@ impl Tx<'_> {
             .conn()
             .query_row(&sql, [id.0], ticket_view)
             .optional()?)
+    }
+
+    pub fn contact(&self, address: &str) -> Result<Option<ContactView>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT address, name, language, first_seen, last_seen, n_tickets, n_messages
+                 FROM contacts WHERE address = ?1",
+                [address.to_ascii_lowercase()],
+                |r| {
+                    Ok(ContactView {
+                        address: r.get(0)?,
+                        name: r.get(1)?,
+                        language: r.get::<_, Option<String>>(2)?.as_deref().and_then(Lang::parse),
+                        first_seen: from_ms(r.get(3)?),
+                        last_seen: from_ms(r.get(4)?),
+                        n_tickets: r.get(5)?,
+                        n_messages: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row)
     }
 
     /// Every message of a ticket in the order it was received or written.

@@ -11,6 +11,8 @@ mod cli;
 mod corpus;
 /// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
 mod daemon;
+/// Arabic and Greek in legacy charsets; language choice, contacts, history.
+mod languages;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
 /// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.

@@ -1,0 +1,203 @@
+//! The registry of outgoing mail kinds: what each kind is called, who reads it, which variables
+//! its templates get (as sample values) and which facts every body must state.
+//!
+//! Adding a kind is: its template files in `templates/` (`KIND.LANG.{subject,txt,html}`, every
+//! shipped language for customer-facing kinds, at least English for agent-facing ones) and one
+//! entry in [`KINDS`].
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use minijinja::Value;
+
+use super::format_due;
+use crate::language::Lang;
+
+/// Who reads a kind of mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Shipped in every language of [`Lang::ALL`]; the admin may not drop one.
+    Customer,
+    /// Shipped in English; other languages optional, English is the fallback.
+    Agent,
+}
+
+/// One kind of outgoing mail.
+#[derive(Debug)]
+pub struct Kind {
+    /// The first part of its template file names: `ack` for `ack.en.txt`.
+    pub name: &'static str,
+    pub audience: Audience,
+    /// One line for `deskgate template list` and error messages.
+    pub about: &'static str,
+    /// Variables the subject must use (the ticket tag keeps replies threaded).
+    pub subject_requires: &'static [&'static str],
+    /// Variables the text and HTML bodies must use: the facts this mail exists to tell.
+    pub body_requires: &'static [&'static str],
+    /// The shipped templates: (file name, source).
+    pub shipped: &'static [(&'static str, &'static str)],
+    /// Sample values of this kind's own variables (besides [`common_sample`]) in `lang`, times
+    /// stated in the given zone.
+    pub sample: fn(Lang, &TimeZone) -> Value,
+}
+
+impl Kind {
+    /// The languages every installation must have templates for.
+    pub fn required_languages(&self) -> &'static [Lang] {
+        match self.audience {
+            Audience::Customer => &Lang::ALL,
+            Audience::Agent => &[Lang::En],
+        }
+    }
+}
+
+/// The parts of one message, in file-name order.
+pub const PARTS: [&str; 3] = ["subject", "txt", "html"];
+
+/// `(KIND.LANG.PART, source)` for every part of `kind` in each language given.
+macro_rules! shipped {
+    ($kind:literal: $($lang:literal)+) => {
+        &[$(
+            (concat!($kind, ".", $lang, ".subject"),
+             include_str!(concat!("../../templates/", $kind, ".", $lang, ".subject"))),
+            (concat!($kind, ".", $lang, ".txt"),
+             include_str!(concat!("../../templates/", $kind, ".", $lang, ".txt"))),
+            (concat!($kind, ".", $lang, ".html"),
+             include_str!(concat!("../../templates/", $kind, ".", $lang, ".html"))),
+        )+]
+    };
+}
+
+/// Every kind of mail deskgate writes.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: "ack",
+        audience: Audience::Customer,
+        about: "to the customer: acknowledgement of a new ticket, with the time an answer is due",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "due"],
+        shipped: shipped!("ack": "en" "ar" "el"),
+        sample: ack_sample,
+    },
+    Kind {
+        name: "reply",
+        audience: Audience::Customer,
+        about: "to the customer: an agent's answer, relayed from the support address",
+        subject_requires: &["tag"],
+        body_requires: &["body"],
+        shipped: shipped!("reply": "en" "ar" "el"),
+        sample: reply_sample,
+    },
+    Kind {
+        name: "notification",
+        audience: Audience::Agent,
+        about: "to agents: a customer wrote (new ticket or later message), with their history",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "marker", "message"],
+        shipped: shipped!("notification": "en"),
+        sample: notification_sample,
+    },
+    Kind {
+        name: "note",
+        audience: Audience::Agent,
+        about: "to agents: another agent's internal note on a ticket",
+        subject_requires: &["tag"],
+        body_requires: &["marker", "body"],
+        shipped: shipped!("note": "en"),
+        sample: note_sample,
+    },
+    Kind {
+        name: "notice",
+        audience: Audience::Agent,
+        about: "to an agent: why their mail was not applied or not sent",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "problem"],
+        shipped: shipped!("notice": "en"),
+        sample: notice_sample,
+    },
+];
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The kind names as a readable list: `ack, ...`.
+pub fn names() -> String {
+    KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The moment sample due times refer to.
+pub fn sample_due_at() -> Timestamp {
+    Timestamp::constant(1_795_514_400, 0) // 2026-11-24T10:00:00Z
+}
+
+/// Sample values of the variables every kind gets (see `render::common_context`).
+pub fn common_sample(lang: Lang) -> Value {
+    let (subject, customer_name) = match lang {
+        Lang::En => ("Printer on fire", "Mona Quinn"),
+        Lang::Ar => ("الطابعة لا تعمل", "أحمد"),
+        Lang::El => ("Ο εκτυπωτής δεν δουλεύει", "Ελένη"),
+    };
+    minijinja::context! {
+        ticket => 42,
+        tag => "[#42]",
+        subject => subject,
+        customer_name => customer_name,
+        support_name => "Example Support",
+        support_address => "support@example.com",
+    }
+}
+
+fn ack_sample(lang: Lang, tz: &TimeZone) -> Value {
+    minijinja::context! {
+        due => format_due(sample_due_at(), tz, lang),
+        due_iso => sample_due_at().to_string(),
+    }
+}
+
+fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
+    let body = match lang {
+        Lang::En => "Please switch the printer off and unplug it; a technician comes tomorrow.",
+        Lang::Ar => "يرجى إطفاء الطابعة وفصلها عن الكهرباء؛ سيصلكم فنّي غدًا.",
+        Lang::El => "Παρακαλούμε σβήστε τον εκτυπωτή και αποσυνδέστε τον· ένας τεχνικός θα έρθει αύριο.",
+    };
+    minijinja::context! { body => body, agent_name => "Alice Agent" }
+}
+
+/// The line above which agents write (see `render::agent`).
+const SAMPLE_MARKER: &str = "##- Please type your reply above this line -##";
+
+fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
+    minijinja::context! {
+        marker => SAMPLE_MARKER,
+        new_ticket => true,
+        customer_address => "customer@example.net",
+        status => "open",
+        priority => "normal",
+        assigned => "agent@example.com",
+        waiting => "2 h 5 min",
+        due => format_due(sample_due_at(), tz, Lang::En),
+        language => lang.english_name(),
+        message => "My printer is on fire.",
+        attachments => vec!["photo.jpg"],
+        history => vec![minijinja::context! {
+            tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
+        }],
+    }
+}
+
+fn note_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! {
+        marker => SAMPLE_MARKER,
+        body => "Called the customer; the printer is a model X100.",
+        agent_name => "Alice Agent",
+    }
+}
+
+fn notice_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! {
+        agent_name => "Alice Agent",
+        problem => "commands",
+        errors => vec!["`#frob`: unknown command"],
+        reason => "the reply key is not valid",
+    }
+}
