@@ -138,7 +138,10 @@ pub fn choose(evidence: &Evidence<'_>, contact: Option<Lang>, default: Lang) -> 
         return Choice {
             lang,
             source: Source::Header,
-            detail: format!("Content-Language {}", evidence.content_language.unwrap_or("")),
+            detail: format!(
+                "Content-Language {}",
+                evidence.content_language.unwrap_or("")
+            ),
         };
     }
     if let Some((lang, how)) = detect(evidence.subject, evidence.text) {
@@ -268,7 +271,10 @@ mod tests {
     #[test]
     fn detection_in_each_language() {
         let cases = [
-            ("Γειά σας, ο εκτυπωτής του γραφείου δεν τυπώνει από χθες.", Lang::El),
+            (
+                "Γειά σας, ο εκτυπωτής του γραφείου δεν τυπώνει από χθες.",
+                Lang::El,
+            ),
             ("Ευχαριστώ", Lang::El),
             ("الطابعة لا تعمل", Lang::Ar),
             (
@@ -288,11 +294,24 @@ mod tests {
 
     #[test]
     fn weak_or_foreign_text_falls_back_to_the_contact_then_the_default() {
-        for text in ["ok", "شكرا", "12345", "Hallo, unser Drucker funktioniert nicht mehr."] {
+        for text in [
+            "ok",
+            "شكرا",
+            "12345",
+            "Hallo, unser Drucker funktioniert nicht mehr.",
+        ] {
             let choice = choose(&evidence(None, text), Some(Lang::Ar), Lang::El);
-            assert_eq!((choice.lang, choice.source), (Lang::Ar, Source::Contact), "{text}");
+            assert_eq!(
+                (choice.lang, choice.source),
+                (Lang::Ar, Source::Contact),
+                "{text}"
+            );
             let choice = choose(&evidence(None, text), None, Lang::El);
-            assert_eq!((choice.lang, choice.source), (Lang::El, Source::Default), "{text}");
+            assert_eq!(
+                (choice.lang, choice.source),
+                (Lang::El, Source::Default),
+                "{text}"
+            );
         }
     }
 

@@ -634,7 +634,10 @@ fn languages_default_per_mailbox_and_unknown_ones_are_named() {
     );
     let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.support.language, Lang::Ar);
-    assert_eq!(config.mailbox("support").map(|m| m.language), Some(Lang::Ar));
+    assert_eq!(
+        config.mailbox("support").map(|m| m.language),
+        Some(Lang::Ar)
+    );
     assert_eq!(config.mailbox("greek").map(|m| m.language), Some(Lang::El));
 
     let text = format!(
@@ -652,7 +655,11 @@ fn languages_default_per_mailbox_and_unknown_ones_are_named() {
 #[test]
 fn template_mistakes_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ack.ar.txt"), "{{ tag }} {{ due }} {% if %}").unwrap();
+    std::fs::write(
+        dir.path().join("ack.ar.txt"),
+        "{{ tag }} {{ due }} {% if %}",
+    )
+    .unwrap();
     let text = format!(
         "templates_dir = \"{}\"\n{SUPPORT}{MAILBOX}{SMTP}",
         dir.path().display()

@@ -12,8 +12,8 @@ use super::logging::{self, LogFormat};
 use super::{check, daemon, show};
 use crate::config::{self, Config};
 use crate::language::Lang;
-use crate::render::{self, kinds, kinds::Kind};
 use crate::model::{TicketId, TicketStatus};
+use crate::render::{self, kinds, kinds::Kind};
 use crate::store::Store;
 
 /// deskgate: an email-support gateway.
@@ -138,7 +138,12 @@ fn parse_kind(text: &str) -> Result<&'static Kind, String> {
 fn parse_lang(text: &str) -> Result<Lang, String> {
     Lang::parse(text)
         .filter(|l| l.code() == text)
-        .ok_or_else(|| format!("`{text}` is not a language deskgate has templates for; use one of {}", Lang::list()))
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not a language deskgate has templates for; use one of {}",
+                Lang::list()
+            )
+        })
 }
 
 fn parse_status(text: &str) -> Result<TicketStatus, String> {
@@ -229,7 +234,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(Some((contact, tx.earlier_tickets(&address, None, limit)?)))
             })?;
             let Some((contact, history)) = found else {
-                eprintln!("deskgate: no contact {address} in {}", config.database.display());
+                eprintln!(
+                    "deskgate: no contact {address} in {}",
+                    config.database.display()
+                );
                 return Ok(ExitCode::from(1));
             };
             show::contact(&mut out, &contact, &history, &tz, json)?;
@@ -317,9 +325,10 @@ mod tests {
                 json: false
             }
         ));
-        let cli =
-            Cli::try_parse_from(["deskgate", "template", "preview", "ack", "--lang", "ar", "--html"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "deskgate", "template", "preview", "ack", "--lang", "ar", "--html",
+        ])
+        .unwrap();
         assert!(matches!(
             cli.command,
             Command::Template(TemplateCommand::Preview {

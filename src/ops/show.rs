@@ -252,7 +252,11 @@ pub fn contact(
         });
         return writeln!(out, "{value}");
     }
-    writeln!(out, "{}", person(&contact.name, &Some(contact.address.clone()), ""))?;
+    writeln!(
+        out,
+        "{}",
+        person(&contact.name, &Some(contact.address.clone()), "")
+    )?;
     writeln!(
         out,
         "Language: {}",

@@ -158,7 +158,9 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
     let body = match lang {
         Lang::En => "Please switch the printer off and unplug it; a technician comes tomorrow.",
         Lang::Ar => "يرجى إطفاء الطابعة وفصلها عن الكهرباء؛ سيصلكم فنّي غدًا.",
-        Lang::El => "Παρακαλούμε σβήστε τον εκτυπωτή και αποσυνδέστε τον· ένας τεχνικός θα έρθει αύριο.",
+        Lang::El => {
+            "Παρακαλούμε σβήστε τον εκτυπωτή και αποσυνδέστε τον· ένας τεχνικός θα έρθει αύριο."
+        }
     };
     minijinja::context! { body => body, agent_name => "Alice Agent" }
 }

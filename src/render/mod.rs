@@ -255,23 +255,77 @@ fn new_message_id(support: &Support) -> String {
 /// Western digits: the ticket tag must stay `[#42]` anyway, and one kind of digit reads better.
 pub fn format_due(due_at: Timestamp, tz: &TimeZone, lang: Lang) -> String {
     const WEEKDAYS: [[&str; 7]; 3] = [
-        ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
-        ["الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"],
-        ["Δευτέρα", "Τρίτη", "Τετάρτη", "Πέμπτη", "Παρασκευή", "Σάββατο", "Κυριακή"],
+        [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+        ],
+        [
+            "الاثنين",
+            "الثلاثاء",
+            "الأربعاء",
+            "الخميس",
+            "الجمعة",
+            "السبت",
+            "الأحد",
+        ],
+        [
+            "Δευτέρα",
+            "Τρίτη",
+            "Τετάρτη",
+            "Πέμπτη",
+            "Παρασκευή",
+            "Σάββατο",
+            "Κυριακή",
+        ],
     ];
     const MONTHS: [[&str; 12]; 3] = [
         [
-            "January", "February", "March", "April", "May", "June", "July", "August",
-            "September", "October", "November", "December",
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
         ],
         [
-            "يناير", "فبراير", "مارس", "أبريل", "مايو", "يونيو", "يوليو", "أغسطس", "سبتمبر",
-            "أكتوبر", "نوفمبر", "ديسمبر",
+            "يناير",
+            "فبراير",
+            "مارس",
+            "أبريل",
+            "مايو",
+            "يونيو",
+            "يوليو",
+            "أغسطس",
+            "سبتمبر",
+            "أكتوبر",
+            "نوفمبر",
+            "ديسمبر",
         ],
         // Genitive, as in a date: "24 Νοεμβρίου".
         [
-            "Ιανουαρίου", "Φεβρουαρίου", "Μαρτίου", "Απριλίου", "Μαΐου", "Ιουνίου",
-            "Ιουλίου", "Αυγούστου", "Σεπτεμβρίου", "Οκτωβρίου", "Νοεμβρίου", "Δεκεμβρίου",
+            "Ιανουαρίου",
+            "Φεβρουαρίου",
+            "Μαρτίου",
+            "Απριλίου",
+            "Μαΐου",
+            "Ιουνίου",
+            "Ιουλίου",
+            "Αυγούστου",
+            "Σεπτεμβρίου",
+            "Οκτωβρίου",
+            "Νοεμβρίου",
+            "Δεκεμβρίου",
         ],
     ];
     let zoned = due_at.to_zoned(tz.clone());
@@ -389,7 +443,9 @@ mod tests {
                 };
                 let dir = if shown.is_rtl() { "rtl" } else { "ltr" };
                 assert!(
-                    parts.html.contains(&format!("lang=\"{shown}\" dir=\"{dir}\"")),
+                    parts
+                        .html
+                        .contains(&format!("lang=\"{shown}\" dir=\"{dir}\"")),
                     "{what}: {}",
                     parts.html
                 );
@@ -474,9 +530,15 @@ mod tests {
         }
         let arabic = ack_in(Lang::Ar, &Person::new("c@example.net", None), "x");
         let html = crate::parse::parse(&arabic.raw);
-        assert!(html.text.starts_with("مرحبًا،"), "no name, no gap: {}", html.text);
-        assert!(String::from_utf8_lossy(&arabic.raw).contains("<bdi dir=3D\"ltr\">[#4217]</bdi>")
-            || mail_parser_html(&arabic.raw).contains("<bdi dir=\"ltr\">[#4217]</bdi>"));
+        assert!(
+            html.text.starts_with("مرحبًا،"),
+            "no name, no gap: {}",
+            html.text
+        );
+        assert!(
+            String::from_utf8_lossy(&arabic.raw).contains("<bdi dir=3D\"ltr\">[#4217]</bdi>")
+                || mail_parser_html(&arabic.raw).contains("<bdi dir=\"ltr\">[#4217]</bdi>")
+        );
     }
 
     fn mail_parser_html(raw: &[u8]) -> String {
@@ -527,7 +589,9 @@ mod tests {
         assert_eq!(parsed.auto_submitted.as_deref(), Some("auto-replied"));
         assert!(parsed.text.contains("ticket [#42]"), "{}", parsed.text);
         assert!(
-            parsed.text.contains("Tuesday 24 November 2026, 12:00 EET (UTC+2)"),
+            parsed
+                .text
+                .contains("Tuesday 24 November 2026, 12:00 EET (UTC+2)"),
             "{}",
             parsed.text
         );

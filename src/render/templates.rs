@@ -62,8 +62,12 @@ impl Templates {
 
     /// The shipped templates with those in `dir` taking their place. Errors name the file.
     pub fn load(dir: &Path) -> Result<Loaded, Vec<String>> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|err| vec![format!("{}: cannot read the directory: {err}", dir.display())])?;
+        let entries = std::fs::read_dir(dir).map_err(|err| {
+            vec![format!(
+                "{}: cannot read the directory: {err}",
+                dir.display()
+            )]
+        })?;
         let mut sources = shipped();
         let mut origins = BTreeMap::new();
         let mut errors = Vec::new();
@@ -185,7 +189,10 @@ impl Templates {
             name: name.to_string(),
             reason,
         };
-        let template = self.env.get_template(name).map_err(|e| fail(describe(&e)))?;
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| fail(describe(&e)))?;
         let used = template.undeclared_variables(false);
         let missing: Vec<String> = required
             .iter()
@@ -274,7 +281,11 @@ fn file_name(kind: &str, lang: Lang, part: &str) -> String {
 }
 
 fn language_list(langs: &[Lang]) -> String {
-    langs.iter().map(|l| l.code()).collect::<Vec<_>>().join(", ")
+    langs
+        .iter()
+        .map(|l| l.code())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `KIND.LANG.PART` with all three known.
@@ -380,7 +391,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let loaded = Templates::load(dir.path()).unwrap();
         assert!(loaded.warnings.is_empty());
-        assert!(loaded.templates.origins().all(|(_, origin)| origin.is_none()));
+        assert!(
+            loaded
+                .templates
+                .origins()
+                .all(|(_, origin)| origin.is_none())
+        );
 
         std::fs::write(dir.path().join("README"), "not a template").unwrap();
         std::fs::write(
@@ -391,12 +407,27 @@ mod tests {
         let loaded = Templates::load(dir.path()).unwrap();
         let parts = loaded
             .templates
-            .render_all("ack", Lang::El, &sample_context(&KINDS[0], Lang::El, &TimeZone::UTC))
+            .render_all(
+                "ack",
+                Lang::El,
+                &sample_context(&KINDS[0], Lang::El, &TimeZone::UTC),
+            )
             .unwrap();
-        assert!(parts.text.starts_with("Αίτημα [#42], απάντηση έως Τρίτη"), "{}", parts.text);
-        assert!(parts.html.contains("lang=\"el\""), "the HTML is still the shipped one");
+        assert!(
+            parts.text.starts_with("Αίτημα [#42], απάντηση έως Τρίτη"),
+            "{}",
+            parts.text
+        );
+        assert!(
+            parts.html.contains("lang=\"el\""),
+            "the HTML is still the shipped one"
+        );
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-        assert!(loaded.warnings[0].contains("ack.el.txt overridden"), "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].contains("ack.el.txt overridden"),
+            "{:?}",
+            loaded.warnings
+        );
     }
 
     #[test]
@@ -408,10 +439,17 @@ mod tests {
         errors.sort();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].ends_with("ack.de.txt: `de` is not a language deskgate has templates for (languages: en, ar, el)"), "{errors:?}");
-        assert!(errors[1].contains("akc.en.txt: `akc` is not a kind"), "{errors:?}");
+        assert!(
+            errors[1].contains("akc.en.txt: `akc` is not a kind"),
+            "{errors:?}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ack.ar.txt"), "مرحبا {{ custmer_name }} {{ tag }} {{ due }}").unwrap();
+        std::fs::write(
+            dir.path().join("ack.ar.txt"),
+            "مرحبا {{ custmer_name }} {{ tag }} {{ due }}",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("ack.en.html"), "<p>{{ tag }}</p>").unwrap();
         std::fs::write(dir.path().join("ack.el.subject"), "{{ subject }}").unwrap();
         let mut errors = Templates::load(dir.path()).unwrap_err();
@@ -419,8 +457,14 @@ mod tests {
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0].contains("ack.ar.txt: line 1: "), "{errors:?}");
         assert!(errors[0].contains("undefined"), "{errors:?}");
-        assert!(errors[1].contains("ack.el.subject: does not use {{ tag }}"), "{errors:?}");
-        assert!(errors[2].contains("ack.en.html: does not use {{ due }}"), "{errors:?}");
+        assert!(
+            errors[1].contains("ack.el.subject: does not use {{ tag }}"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("ack.en.html: does not use {{ due }}"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -430,7 +474,12 @@ mod tests {
         let errors = Templates::compile(sources, BTreeMap::new()).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].name, "ack.ar.html");
-        assert!(errors[0].reason.contains("must exist in en, ar, el, each with all of subject, txt, html"), "{errors:?}");
+        assert!(
+            errors[0]
+                .reason
+                .contains("must exist in en, ar, el, each with all of subject, txt, html"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -438,8 +487,10 @@ mod tests {
         let mut env = Environment::new();
         env.add_filter("ltr", ltr);
         env.add_filter("isolate", isolate);
-        env.add_template("t.txt", "{{ tag|ltr }} {{ s|isolate }}").unwrap();
-        env.add_template("t.html", "{{ tag|ltr }} {{ s|isolate }}").unwrap();
+        env.add_template("t.txt", "{{ tag|ltr }} {{ s|isolate }}")
+            .unwrap();
+        env.add_template("t.html", "{{ tag|ltr }} {{ s|isolate }}")
+            .unwrap();
         let ctx = minijinja::context! { tag => "[#7]", s => "<b>" };
         assert_eq!(
             env.get_template("t.txt").unwrap().render(&ctx).unwrap(),

@@ -330,14 +330,17 @@ impl<'c> Tx<'c> {
              WHERE customer_address = ?1 AND (?2 IS NULL OR id != ?2) ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = statement
-            .query_map(params![customer.to_ascii_lowercase(), except.map(|t| t.0), limit], |r| {
-                Ok(EarlierTicket {
-                    id: TicketId(r.get(0)?),
-                    subject: r.get(1)?,
-                    status: r.get(2)?,
-                    created_at: from_ms(r.get(3)?),
-                })
-            })?
+            .query_map(
+                params![customer.to_ascii_lowercase(), except.map(|t| t.0), limit],
+                |r| {
+                    Ok(EarlierTicket {
+                        id: TicketId(r.get(0)?),
+                        subject: r.get(1)?,
+                        status: r.get(2)?,
+                        created_at: from_ms(r.get(3)?),
+                    })
+                },
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -442,9 +445,7 @@ impl<'c> Tx<'c> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(row.and_then(|(lang, source)| {
-            Some((Lang::parse(&lang?)?, Source::parse(&source?)?))
-        }))
+        Ok(row.and_then(|(lang, source)| Some((Lang::parse(&lang?)?, Source::parse(&source?)?))))
     }
 
     /// The language a contact was last written to in with evidence behind it.

@@ -143,7 +143,10 @@ impl Tx<'_> {
                     Ok(ContactView {
                         address: r.get(0)?,
                         name: r.get(1)?,
-                        language: r.get::<_, Option<String>>(2)?.as_deref().and_then(Lang::parse),
+                        language: r
+                            .get::<_, Option<String>>(2)?
+                            .as_deref()
+                            .and_then(Lang::parse),
                         first_seen: from_ms(r.get(3)?),
                         last_seen: from_ms(r.get(4)?),
                         n_tickets: r.get(5)?,

@@ -137,7 +137,11 @@ async fn legacy_charset_mail_is_acknowledged_in_the_customers_language() {
             .unwrap_or_else(|| panic!("no ticket for {from}: {tickets:#}"));
         assert_eq!(ticket["language"], case.lang.code(), "{ticket:#}");
         assert_eq!(ticket["language_source"], "detected", "{ticket:#}");
-        assert_eq!(ticket["customer"]["name"], case.name, "name decoded from {}", case.charset);
+        assert_eq!(
+            ticket["customer"]["name"], case.name,
+            "name decoded from {}",
+            case.charset
+        );
         let number = ticket["id"].as_i64().expect("id");
         let due_at: Timestamp = ticket["next_due_at"]
             .as_str()
@@ -174,7 +178,10 @@ async fn legacy_charset_mail_is_acknowledged_in_the_customers_language() {
             .lines()
             .find(|l| l.starts_with("Subject:"))
             .expect("Subject");
-        assert!(subject_line.starts_with("Subject: =?utf-8?"), "{subject_line}");
+        assert!(
+            subject_line.starts_with("Subject: =?utf-8?"),
+            "{subject_line}"
+        );
         let html = mail_parser::MessageParser::default()
             .parse(&inbox[0])
             .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
@@ -182,7 +189,10 @@ async fn legacy_charset_mail_is_acknowledged_in_the_customers_language() {
         assert_eq!(html.replace("\r\n", "\n"), expected_html(&expected.raw));
         let direction = if case.lang == Lang::Ar { "rtl" } else { "ltr" };
         assert!(
-            html.contains(&format!("<html lang=\"{}\" dir=\"{direction}\">", case.lang)),
+            html.contains(&format!(
+                "<html lang=\"{}\" dir=\"{direction}\">",
+                case.lang
+            )),
             "{html}"
         );
     }
@@ -202,7 +212,11 @@ async fn legacy_charset_mail_is_acknowledged_in_the_customers_language() {
     lab.send(&from, &[&support], &again).await;
     let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
     let second = parsed(&inbox[1]);
-    assert!(second.subject.starts_with("رد: 123 [#"), "{}", second.subject);
+    assert!(
+        second.subject.starts_with("رد: 123 [#"),
+        "{}",
+        second.subject
+    );
     let contact = setup.json(&["contact", &from]);
     assert_eq!(contact["language"], "ar", "{contact:#}");
     assert_eq!(contact["tickets"], 2, "{contact:#}");
@@ -253,16 +267,35 @@ async fn language_evidence_contacts_and_history_through_ingest() {
             uidvalidity: 1,
             uid,
         };
-        match ingest(&store, &config, source, raw, now).await.expect("ingest").0 {
+        match ingest(&store, &config, source, raw, now)
+            .await
+            .expect("ingest")
+            .0
+        {
             Outcome::Stored {
                 ticket, language, ..
-            } => (ticket, language.expect("a customer's message has a language")),
+            } => (
+                ticket,
+                language.expect("a customer's message has a language"),
+            ),
             other => panic!("not stored: {other:?}"),
         }
     };
     let arabic = "مرحبا، الطابعة في مكتبنا لا تعمل منذ أمس. ماذا نفعل؟\n";
-    let (first, choice) = feed(legacy_mail("windows-1256", "أحمد", "a@x.test", "عطل", arabic, "l1@x", "")).await;
-    assert_eq!((choice.lang, choice.source), (Lang::Ar, LangSource::Detected));
+    let (first, choice) = feed(legacy_mail(
+        "windows-1256",
+        "أحمد",
+        "a@x.test",
+        "عطل",
+        arabic,
+        "l1@x",
+        "",
+    ))
+    .await;
+    assert_eq!(
+        (choice.lang, choice.source),
+        (Lang::Ar, LangSource::Detected)
+    );
     // The header beats the text.
     let (_, choice) = feed(legacy_mail(
         "windows-1256",
@@ -276,11 +309,23 @@ async fn language_evidence_contacts_and_history_through_ingest() {
     .await;
     assert_eq!((choice.lang, choice.source), (Lang::En, LangSource::Header));
     // Nothing to go on: the contact's language (Content-Language is evidence too, so "en").
-    let (third, choice) = feed(legacy_mail("utf-8", "Ahmed", "A@X.test", "hi", "ok\n", "l3@x", "")).await;
-    assert_eq!((choice.lang, choice.source), (Lang::En, LangSource::Contact));
+    let (third, choice) = feed(legacy_mail(
+        "utf-8", "Ahmed", "A@X.test", "hi", "ok\n", "l3@x", "",
+    ))
+    .await;
+    assert_eq!(
+        (choice.lang, choice.source),
+        (Lang::En, LangSource::Contact)
+    );
     // A stranger with nothing to go on: the mailbox default.
-    let (_, choice) = feed(legacy_mail("utf-8", "B", "b@x.test", "hi", "ok\n", "l4@x", "")).await;
-    assert_eq!((choice.lang, choice.source), (Lang::El, LangSource::Default));
+    let (_, choice) = feed(legacy_mail(
+        "utf-8", "B", "b@x.test", "hi", "ok\n", "l4@x", "",
+    ))
+    .await;
+    assert_eq!(
+        (choice.lang, choice.source),
+        (Lang::El, LangSource::Default)
+    );
 
     // An agent's `#lang el` on the first ticket: the ticket and the contact change, and later
     // evidence does not override the agent on that ticket.
@@ -312,7 +357,11 @@ async fn language_evidence_contacts_and_history_through_ingest() {
         .expect("read");
     assert_eq!(language, Some((Lang::El, LangSource::Agent)));
     let contact = contact.expect("contact");
-    assert_eq!(contact.name.as_deref(), Some("أحمد"), "the name as last decoded");
+    assert_eq!(
+        contact.name.as_deref(),
+        Some("أحمد"),
+        "the name as last decoded"
+    );
     assert_eq!(contact.language, Some(Lang::Ar), "the latest evidence");
     assert_eq!((contact.n_tickets, contact.n_messages), (3, 4));
     assert_eq!(

@@ -11,13 +11,13 @@ mod cli;
 mod corpus;
 /// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
 mod daemon;
-/// Arabic and Greek in legacy charsets; language choice, contacts, history.
-mod languages;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
 /// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.
 mod flow;
 /// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
 mod harness;
+/// Arabic and Greek in legacy charsets; language choice, contacts, history.
+mod languages;
 /// IMAP TLS modes, check-config --connect, SMTP outage.
 mod transport;
