@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deskgate demo: a private Postfix + Dovecot on 127.0.0.1, the daemon, three customer mails
-# (English, Arabic in windows-1256, Greek in ISO-8859-7), the tickets and one acknowledgement.
+# (English, Arabic in windows-1256, Greek in ISO-8859-7), the tickets, and the three
+# acknowledgements, each in its customer's language.
 # Everything lives in a temporary directory and is stopped at the end.
 #   sudo bash scripts/demo.sh
 set -eu
@@ -103,24 +104,31 @@ say "deskgate tickets"
 say "deskgate outbox"
 "$BIN" --config "$WORK/deskgate.toml" outbox
 
-say "the acknowledgement in customer2's inbox, as their mail client receives it"
+say "the acknowledgements in the customers' inboxes, as their mail clients decode them"
 python3 - "$MAILLAB_IMAP_PORT" <<'PY'
 import email, imaplib, sys
 from email.header import decode_header, make_header
-imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
-imap.login("customer2@example.test", "customer2-pw")
-imap.select("INBOX")
-_, ids = imap.search(None, "ALL")
-_, data = imap.fetch(ids[0].split()[-1], "(RFC822)")
-msg = email.message_from_bytes(data[0][1])
-for h in ("From", "To", "Subject", "Message-ID", "In-Reply-To", "Auto-Submitted"):
-    print(f"{h}: {make_header(decode_header(msg[h]))}")
-print()
-for part in msg.walk():
-    if part.get_content_type() == "text/plain":
-        print(part.get_payload(decode=True).decode(part.get_content_charset()))
-imap.logout()
+for user in ("customer1", "customer2", "customer3"):
+    imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+    imap.login(f"{user}@example.test", f"{user}-pw")
+    imap.select("INBOX")
+    _, ids = imap.search(None, "ALL")
+    _, data = imap.fetch(ids[0].split()[-1], "(RFC822)")
+    msg = email.message_from_bytes(data[0][1])
+    print(f"---------------- {user}@example.test ----------------")
+    print(f"Raw Subject: {msg['Subject']}")
+    for h in ("From", "To", "Subject", "Content-Language"):
+        if msg[h]:
+            print(f"{h}: {make_header(decode_header(msg[h]))}")
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain":
+            print(f"[text/plain; charset={part.get_content_charset()}]")
+            print(part.get_payload(decode=True).decode(part.get_content_charset()))
+    imap.logout()
 PY
+
+say "deskgate contact customer2@example.test (what deskgate remembers about a customer)"
+"$BIN" --config "$WORK/deskgate.toml" contact customer2@example.test
 
 say "deskgate ticket 1"
 "$BIN" --config "$WORK/deskgate.toml" ticket 1

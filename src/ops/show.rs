@@ -67,15 +67,16 @@ pub fn tickets(
     }
     writeln!(
         out,
-        "{:>6}  {:<8}  {:<28}  {:<36}  {:>4}  {:<20}  DUE",
-        "TICKET", "STATUS", "CUSTOMER", "SUBJECT", "MSGS", "OPENED"
+        "{:>6}  {:<8}  {:<4}  {:<28}  {:<36}  {:>4}  {:<20}  DUE",
+        "TICKET", "STATUS", "LANG", "CUSTOMER", "SUBJECT", "MSGS", "OPENED"
     )?;
     for t in tickets {
         writeln!(
             out,
-            "{:>6}  {:<8}  {:<28}  {:<36}  {:>4}  {:<20}  {}",
+            "{:>6}  {:<8}  {:<4}  {:<28}  {:<36}  {:>4}  {:<20}  {}",
             t.id.0,
             t.status.as_str(),
+            t.language.map_or("-", |(lang, _)| lang.code()),
             cut(t.customer_address.as_deref().unwrap_or("(unknown)"), 28),
             cut(&t.subject, 36),
             t.n_messages,

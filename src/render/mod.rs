@@ -151,6 +151,10 @@ fn build(
     if let Some(reply_to) = envelope.reply_to {
         builder = builder.reply_to(reply_to);
     }
+    builder = builder.raw_header(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Content-Language"),
+        parts.lang.code().to_string(),
+    ));
     if let Some(value) = envelope.auto_submitted {
         builder = builder
             .raw_header(HeaderValue::new(
@@ -515,6 +519,10 @@ mod tests {
             assert!(head.is_ascii(), "headers are ASCII: {head}");
             assert!(head.contains("Subject: =?utf-8?b?"), "{head}");
             assert!(raw.contains("charset=utf-8"), "{raw}");
+            assert!(
+                head.contains(&format!("Content-Language: {lang}\r\n")),
+                "{head}"
+            );
             let parsed = crate::parse::parse(&out.raw);
             let prefix = if lang == Lang::Ar { "رد:" } else { "ΑΠ:" };
             assert_eq!(parsed.subject, format!("{prefix} {subject} [#4217]"));

@@ -38,6 +38,8 @@ pub struct TemplateError {
 /// The three parts of one rendered message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedParts {
+    /// The language the parts are in (English where a kind lacks the one asked for).
+    pub lang: Lang,
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -242,6 +244,7 @@ impl Templates {
         };
         let subject = self.render_one(&file_name(kind, lang, "subject"), &context)?;
         Ok(RenderedParts {
+            lang,
             subject: crate::model::clean_header_text(&subject),
             text: self.render_one(&file_name(kind, lang, "txt"), &context)? + "\n",
             html: self.render_one(&file_name(kind, lang, "html"), &context)? + "\n",
