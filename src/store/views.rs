@@ -104,7 +104,10 @@ fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
         assigned: r.get(10)?,
         priority: r.get(11)?,
         first_response_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
-        language: match (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?) {
+        language: match (
+            r.get::<_, Option<String>>(13)?,
+            r.get::<_, Option<String>>(14)?,
+        ) {
             (Some(lang), Some(source)) => Lang::parse(&lang).zip(Source::parse(&source)),
             _ => None,
         },
