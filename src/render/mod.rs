@@ -556,6 +556,65 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// An agent's answer on an Arabic ticket reaches the customer framed in Arabic, whatever
+    /// language the agent's own words are in.
+    #[test]
+    fn relayed_answers_are_framed_in_the_tickets_language() {
+        let signer = crate::agent::sign::Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &support().address,
+            "+",
+        );
+        let agent = crate::config::Agent {
+            name: "Alice Agent".into(),
+            address: "alice@example.test".into(),
+            alternates: Vec::new(),
+        };
+        let customer = Person::new("c@example.net", Some("أحمد"));
+        let mut ticket = crate::model::TicketState {
+            id: TicketId(77),
+            mailbox: "support".into(),
+            subject: "الطابعة لا تعمل".into(),
+            status: crate::model::TicketStatus::Open,
+            priority: crate::model::Priority::Normal,
+            assigned: None,
+            customer: Some(customer.clone()),
+            customers: vec![customer],
+            created_at: Timestamp::UNIX_EPOCH,
+            language: Some(Lang::Ar),
+        };
+        let relay = |ticket: &crate::model::TicketState| {
+            let out = reply(
+                &support(),
+                &Templates::builtin(),
+                &signer,
+                ReplyFor {
+                    ticket,
+                    agent: &agent,
+                    body: "يرجى إطفاء الطابعة.",
+                    answers: None,
+                    attachments: &[],
+                },
+                Timestamp::UNIX_EPOCH,
+            )
+            .unwrap();
+            crate::parse::parse(&out.raw)
+        };
+        let parsed = relay(&ticket);
+        assert_eq!(parsed.subject, "رد: الطابعة لا تعمل [#77]");
+        assert!(
+            parsed.text.contains("التذكرة \u{2066}[#77]\u{2069}"),
+            "{}",
+            parsed.text
+        );
+        ticket.language = None;
+        let parsed = relay(&ticket);
+        assert_eq!(
+            parsed.subject, "Re: الطابعة لا تعمل [#77]",
+            "an old ticket without a language: the desk's default"
+        );
+    }
+
     #[test]
     fn preview_uses_the_configured_desk() {
         let parts = preview(
