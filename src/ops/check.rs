@@ -23,8 +23,8 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
     for m in &config.mailboxes {
         writeln!(
             out,
-            "  mailbox {}: {}@{}:{} ({:?}), folder {}",
-            m.name, m.user, m.server.host, m.server.port, m.server.tls, m.folder
+            "  mailbox {}: {}@{}:{} ({:?}), folder {}, default language {}",
+            m.name, m.user, m.server.host, m.server.port, m.server.tls, m.folder, m.language
         )?;
     }
     writeln!(
