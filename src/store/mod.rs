@@ -32,6 +32,9 @@ const MIGRATIONS: [&str; 3] = [
     include_str!("schema_v3.sql"),
 ];
 
+/// How long the CLI waits for a running daemon to finish creating or upgrading the schema.
+const UPGRADE_WAIT: Duration = Duration::from_secs(5);
+
 /// Why the store failed. Callers mostly log it and retry the whole unit of work later.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +42,12 @@ pub enum StoreError {
     Open { path: PathBuf, reason: String },
     #[error("database {} has schema version {found}, newer than this deskgate knows ({known}); upgrade deskgate", path.display())]
     TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database {} has schema version {found}, older than this deskgate's ({known}); `deskgate run` upgrades it when it starts", path.display())]
+    TooOld {
         path: PathBuf,
         found: i64,
         known: i64,
@@ -99,13 +108,31 @@ impl Store {
                 }
             })?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > MIGRATIONS.len() as i64 {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known: MIGRATIONS.len() as i64,
-            });
+        let known = MIGRATIONS.len() as i64;
+        // A daemon creating or upgrading the database takes milliseconds; wait that out, and
+        // explain a database no daemon has upgraded yet.
+        let mut waited = Duration::ZERO;
+        loop {
+            let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if found > known {
+                return Err(StoreError::TooNew {
+                    path: path.to_path_buf(),
+                    found,
+                    known,
+                });
+            }
+            if found == known {
+                break;
+            }
+            if waited >= UPGRADE_WAIT {
+                return Err(StoreError::TooOld {
+                    path: path.to_path_buf(),
+                    found,
+                    known,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            waited += Duration::from_millis(50);
         }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
@@ -175,8 +202,11 @@ impl Store {
     }
 }
 
+/// Applies every pending migration in ONE transaction: readers (the CLI) and a crash see the
+/// old schema or the new one, never a half-upgraded database.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = transaction.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::TooNew {
@@ -185,12 +215,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute_batch(sql)?;
-        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
-        transaction.commit()?;
+    if version == known {
+        return Ok(());
     }
+    for sql in MIGRATIONS.iter().skip(version as usize) {
+        transaction.execute_batch(sql)?;
+    }
+    transaction.pragma_update(None, "user_version", known)?;
+    transaction.commit()?;
     Ok(())
 }
 

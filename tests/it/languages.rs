@@ -389,6 +389,13 @@ fn upgrading_a_version_1_database_fills_the_contacts() {
     )
     .expect("v1 rows");
     drop(conn);
+    // The CLI explains an old database (after waiting a moment for a daemon to upgrade it).
+    let err = Store::open_read_only(&path).err().expect("refused");
+    assert!(
+        err.to_string()
+            .ends_with("has schema version 1, older than this deskgate's (3); `deskgate run` upgrades it when it starts"),
+        "{err}"
+    );
     let store = Store::open(Path::new(&path)).expect("migrate");
     let (contact, history) = store
         .read_blocking(|tx| {
