@@ -342,6 +342,14 @@ fn apply(
     if let Some(priority) = decision.priority {
         out.record("ticket.priority", priority.as_str().to_string())?;
     }
+    if let Some(lang) = decision.language
+        && tx.set_ticket_language(ticket, lang, language::Source::Agent, now)?
+    {
+        out.record(
+            "ticket.language",
+            format!("{lang}: set by {}", author.agent().unwrap_or("an agent")),
+        )?;
+    }
 
     // Everything below renders mail from the ticket as it now stands.
     let Some(state) = tx.ticket_state(ticket)? else {

@@ -10,6 +10,7 @@
 //! - a signature separator `-- `.
 
 use crate::config::Agents;
+use crate::language::Lang;
 use crate::model::{Priority, TicketStatus};
 
 /// The marker line notifications carry; everything from it down is ours, not the agent's.
@@ -23,6 +24,8 @@ pub enum Command {
     /// Assign to this agent (primary address).
     Assign(String),
     Priority(Priority),
+    /// Answer the customer in this language from now on.
+    Language(Lang),
 }
 
 impl Command {
@@ -34,6 +37,7 @@ impl Command {
             Command::Status(TicketStatus::Closed) => "#close".to_string(),
             Command::Assign(agent) => format!("#assign {agent}"),
             Command::Priority(p) => format!("#priority {}", p.as_str()),
+            Command::Language(l) => format!("#lang {}", l.code()),
         }
     }
 }
@@ -50,7 +54,7 @@ pub struct AgentText {
     pub body: String,
 }
 
-const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent";
+const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent, #lang en|ar|el";
 
 /// Reads the text of an agent's reply.
 pub fn read(text: &str, agents: &Agents) -> AgentText {
@@ -95,6 +99,13 @@ pub fn read(text: &str, agents: &Agents) -> AgentText {
                         .map(|a| a.address.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
+                )),
+            },
+            ("lang", code) => match Lang::parse(code).filter(|l| l.code() == code.to_lowercase()) {
+                Some(lang) => out.commands.push(Command::Language(lang)),
+                None => out.errors.push(format!(
+                    "`{line}`: language must be one of {}",
+                    Lang::ALL.map(|l| l.code()).join(", ")
                 )),
             },
             ("priority", level) => match Priority::parse(&level.to_lowercase()) {
@@ -302,7 +313,7 @@ mod tests {
     #[test]
     fn commands_on_the_first_lines() {
         let read = read(
-            "#assign Bob\n#priority HIGH\n#pending\n\nWe need your serial number.\n",
+            "#assign Bob\n#priority HIGH\n#pending\n#lang el\n\nWe need your serial number.\n",
             &agents(),
         );
         assert_eq!(
@@ -311,6 +322,7 @@ mod tests {
                 Command::Assign("agent2@example.test".into()),
                 Command::Priority(Priority::High),
                 Command::Status(TicketStatus::Pending),
+                Command::Language(Lang::El),
             ]
         );
         assert!(read.errors.is_empty(), "{:?}", read.errors);
@@ -330,16 +342,17 @@ mod tests {
     #[test]
     fn unknown_and_malformed_commands_are_reported() {
         let read = read(
-            "#frobnicate\n#assign nobody@x.test\n#priority soon\n#close now\n#assign\nText",
+            "#frobnicate\n#assign nobody@x.test\n#priority soon\n#close now\n#assign\n#lang de\nText",
             &agents(),
         );
         assert!(read.commands.is_empty());
-        assert_eq!(read.errors.len(), 5, "{:?}", read.errors);
+        assert_eq!(read.errors.len(), 6, "{:?}", read.errors);
         assert!(read.errors[0].contains("unknown command #frobnicate"));
         assert!(read.errors[1].contains("not a configured agent"));
         assert!(read.errors[2].contains("low, normal, high or urgent"));
         assert!(read.errors[3].contains("takes no argument"));
         assert!(read.errors[4].contains("say whom"));
+        assert!(read.errors[5].contains("one of en, ar, el"));
     }
 
     #[test]

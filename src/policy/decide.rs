@@ -8,6 +8,7 @@ use crate::agent::Author;
 use crate::agent::reply::{AgentText, Command};
 use crate::classify::Class;
 use crate::config::{NotifyWho, Policy, Team};
+use crate::language::Lang;
 use crate::model::{Priority, TicketId, TicketState, TicketStatus};
 use crate::thread::Threading;
 
@@ -115,6 +116,8 @@ pub struct Decision {
     pub status: Option<TicketStatus>,
     pub assign: Option<String>,
     pub priority: Option<Priority>,
+    /// An agent chose the language the customer is answered in.
+    pub language: Option<Lang>,
     /// An agent answered the customer at this time: the ticket's open deadlines are met.
     pub answered_at: Option<Timestamp>,
     /// Pass the agent's answer on to the customer.
@@ -137,6 +140,7 @@ impl Decision {
             status: None,
             assign: None,
             priority: None,
+            language: None,
             answered_at: None,
             relay: false,
             notify: Vec::new(),
@@ -275,6 +279,7 @@ fn agent_reply(
             Command::Status(status) => decision.status = Some(*status),
             Command::Assign(to) => decision.assign = Some(to.clone()),
             Command::Priority(p) => decision.priority = Some(*p),
+            Command::Language(l) => decision.language = Some(*l),
         }
     }
     match role {

@@ -354,12 +354,12 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
     );
 
     // Agent1's client dropped the plus part: the signed Message-ID in In-Reply-To still
-    // proves the reply, and it is relayed.
+    // proves the reply, and it is relayed, in the language agent1 chose with #lang.
     let answer = thunderbird_reply(
         &lab.address("agent1"),
         &support,
         &notification,
-        "Fixed on our side.",
+        "#lang el\nFixed on our side.",
     );
     let answer = with_attachment(answer, "howto.pdf");
     lab.submit("agent1", &[&support], &answer).await;
@@ -372,6 +372,9 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
     assert_eq!(relayed.len(), 1);
     assert_eq!(relayed[0].in_reply_to, vec!["m2@customer.test"]);
     assert_eq!(relayed[0].n_attachments, 1, "the agent's file is carried");
+    assert!(relayed[0].text.contains("αίτημα"), "{}", relayed[0].text);
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert_eq!(ticket["language"], "el", "{ticket:#}");
     assert!(
         inbox
             .iter()
