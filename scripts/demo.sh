@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deskgate demo: a private Postfix + Dovecot on 127.0.0.1, the daemon, three customer mails
-# (English, Arabic in windows-1256, Greek in ISO-8859-7), the tickets, and the three
-# acknowledgements, each in its customer's language.
+# (English, Arabic in windows-1256, Greek in ISO-8859-7), the tickets, the three
+# acknowledgements, each in its customer's language, and an agent answering one of them from
+# a mail client: notification, Reply, the answer relayed to the customer.
 # Everything lives in a temporary directory and is stopped at the end.
 #   sudo bash scripts/demo.sh
 set -eu
@@ -58,7 +59,15 @@ port = $MAILLAB_SUBMISSION_PORT
 tls = "starttls"
 user = "support@example.test"
 password = "support-pw"
+
+[relay]
+secret_file = "relay.key"
+
+[[agent]]
+name = "Alice Agent"
+address = "agent1@example.test"
 TOML
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/relay.key"
 
 say "deskgate check-config --connect"
 "$BIN" --config "$WORK/deskgate.toml" check-config --connect
@@ -129,6 +138,67 @@ PY
 
 say "deskgate contact customer2@example.test (what deskgate remembers about a customer)"
 "$BIN" --config "$WORK/deskgate.toml" contact customer2@example.test
+
+say "agent1 gets a notification for ticket 1 and presses Reply in a mail client"
+python3 - "$MAILLAB_IMAP_PORT" "$MAILLAB_SMTP_PORT" <<'PY'
+import email, imaplib, smtplib, sys, time
+from email.mime.text import MIMEText
+from email.utils import formatdate, make_msgid
+imap_port, smtp_port = int(sys.argv[1]), int(sys.argv[2])
+imap = imaplib.IMAP4("127.0.0.1", imap_port)
+imap.login("agent1@example.test", "agent1-pw")
+imap.select("INBOX")
+notification = None
+for _ in range(100):
+    _, ids = imap.search(None, "SUBJECT", '"[#1]"')
+    if ids[0]:
+        _, data = imap.fetch(ids[0].split()[0], "(RFC822)")
+        notification = email.message_from_bytes(data[0][1])
+        break
+    time.sleep(0.2)
+    imap.noop()
+imap.logout()
+if notification is None:
+    sys.exit("no notification for ticket 1 reached agent1")
+text = next(p for p in notification.walk() if p.get_content_type() == "text/plain")
+text = text.get_payload(decode=True).decode()
+print(f"Subject:  {notification['Subject']}\nReply-To: {notification['Reply-To']}\n")
+print("\n".join(text.splitlines()[:12]) + "\n  ...")
+quoted = "".join(f"> {line}\n" for line in text.splitlines())
+reply = MIMEText("Please switch the printer off and unplug it; a technician will call you today.\n\n"
+                 f"On {notification['Date']}, Example Support wrote:\n{quoted}", "plain", "utf-8")
+reply["From"] = "Alice Agent <agent1@example.test>"
+reply["To"] = notification["Reply-To"]
+reply["Subject"] = "Re: " + notification["Subject"]
+reply["Date"] = formatdate(localtime=True)
+reply["Message-ID"] = make_msgid(domain="agent.example.test")
+reply["In-Reply-To"] = notification["Message-ID"]
+reply["References"] = notification["Message-ID"]
+with smtplib.SMTP("127.0.0.1", smtp_port) as smtp:
+    smtp.sendmail("agent1@example.test", [notification["Reply-To"].split("<")[-1].rstrip(">")], reply.as_bytes())
+print("\nagent1 replied (quoting the notification below the answer)")
+PY
+
+say "the answer as customer1 receives it: from the support address, threaded, no quote"
+python3 - "$MAILLAB_IMAP_PORT" <<'PY'
+import email, imaplib, sys, time
+from email.header import decode_header, make_header
+imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+imap.login("customer1@example.test", "customer1-pw")
+for _ in range(100):
+    imap.select("INBOX")
+    _, ids = imap.search(None, "ALL")
+    if len(ids[0].split()) >= 2:
+        break
+    time.sleep(0.2)
+_, data = imap.fetch(ids[0].split()[-1], "(RFC822)")
+msg = email.message_from_bytes(data[0][1])
+for h in ("From", "Reply-To", "Subject", "In-Reply-To"):
+    print(f"{h}: {make_header(decode_header(msg[h]))}")
+part = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
+print("\n" + part.get_payload(decode=True).decode())
+imap.logout()
+PY
 
 say "deskgate ticket 1"
 "$BIN" --config "$WORK/deskgate.toml" ticket 1
