@@ -65,6 +65,16 @@ pub struct Support {
 pub struct Policy {
     /// How long a customer message may wait for an agent's first answer.
     pub first_response: Duration,
+    /// New tickets one sender may open per hour; later mail joins their latest ticket.
+    pub new_tickets_per_hour: u32,
+    /// Acknowledgements one address may receive per hour.
+    pub acknowledgements_per_hour: u32,
+    /// Messages larger than this (bytes, by the server's RFC822.SIZE) are quarantined
+    /// without fetching their body.
+    pub max_message_size: u64,
+    /// Senders on these domains (lower case) are never acknowledged: colleagues, and other
+    /// aliases of the support desk that could answer back.
+    pub no_ack_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +86,8 @@ pub struct MailboxConfig {
     pub folder: String,
     /// Move processed mail here; `None` means flag it `\Seen` and leave it.
     pub processed_folder: Option<String>,
+    /// Move quarantined mail here; `None` means flag it `\Flagged` and leave it.
+    pub quarantine_folder: Option<String>,
     pub idle: bool,
     pub poll_interval: Duration,
     pub batch_size: u32,
@@ -298,6 +310,7 @@ impl Checker<'_> {
             None => PathBuf::from(DEFAULT_DATABASE),
         };
         let support = self.support(&raw.support);
+        let policy = self.policy(&raw.policy, support.as_ref());
         let tls = self.tls_trust(raw.ca_file.as_ref());
         if raw.mailbox.is_empty() {
             self.problems.push(Problem {
@@ -349,12 +362,7 @@ impl Checker<'_> {
             path: path.to_path_buf(),
             database,
             support: support?,
-            policy: Policy {
-                first_response: raw
-                    .policy
-                    .first_response
-                    .map_or(Duration::from_secs(24 * 3600), |d| d.0),
-            },
+            policy,
             mailboxes,
             smtp: smtp?,
             outbox,
@@ -619,6 +627,7 @@ impl Checker<'_> {
             password: password?,
             folder: raw.folder.clone().unwrap_or_else(|| "INBOX".to_string()),
             processed_folder: raw.processed_folder.clone(),
+            quarantine_folder: raw.quarantine_folder.clone(),
             idle: raw.idle.unwrap_or(true),
             poll_interval: raw.poll_interval.map_or(Duration::from_secs(60), |d| d.0),
             batch_size,
@@ -659,6 +668,54 @@ impl Checker<'_> {
             credentials,
             timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
         })
+    }
+
+    fn policy(&mut self, raw: &raw::RawPolicy, support: Option<&Support>) -> Policy {
+        let mut count =
+            |key: &str, value: &Option<Spanned<u32>>, default: u32, max: u32| match value {
+                None => default,
+                Some(n) if (1..=max).contains(n.get_ref()) => *n.get_ref(),
+                Some(n) => {
+                    self.problem(
+                        n,
+                        format!(
+                            "policy.{key} must be between 1 and {max}, not {}",
+                            n.get_ref()
+                        ),
+                    );
+                    default
+                }
+            };
+        let new_tickets_per_hour = count(
+            "new_tickets_per_hour",
+            &raw.new_tickets_per_hour,
+            10,
+            100_000,
+        );
+        let acknowledgements_per_hour = count(
+            "acknowledgements_per_hour",
+            &raw.acknowledgements_per_hour,
+            5,
+            100_000,
+        );
+        let max_message_size_mb = count("max_message_size_mb", &raw.max_message_size_mb, 25, 2048);
+        Policy {
+            first_response: raw
+                .first_response
+                .map_or(Duration::from_secs(24 * 3600), |d| d.0),
+            new_tickets_per_hour,
+            acknowledgements_per_hour,
+            max_message_size: u64::from(max_message_size_mb) * 1024 * 1024,
+            no_ack_domains: match &raw.no_ack_domains {
+                Some(domains) => domains
+                    .iter()
+                    .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                    .collect(),
+                None => support
+                    .map(|s| vec![s.address.domain().to_ascii_lowercase()])
+                    .unwrap_or_default(),
+            },
+        }
     }
 
     fn outbox(&mut self, raw: &raw::RawOutbox) -> OutboxConfig {

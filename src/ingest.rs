@@ -3,31 +3,38 @@
 //! parse → classify → (store look-ups) → thread → decide → render → write, all of the writes
 //! in ONE store transaction: the message row, the ticket created or updated, its
 //! participants and deadline, the acknowledgement (rendered bytes and Message-ID fixed now)
-//! with its outbox row, the events, and the mailbox checkpoint. Side effects that depend on
-//! these facts (IMAP flags, SMTP) happen only after [`ingest`] returns.
+//! with its outbox row, bounce marks, the events, and the mailbox checkpoint. Side effects
+//! that depend on these facts (IMAP flags and moves, SMTP) happen only after [`ingest`]
+//! returns.
 //!
 //! Idempotent: a message whose Message-ID (or, lacking one, whose bytes) is already stored
-//! only advances the checkpoint.
+//! only advances the checkpoint. Mail that cannot be handled is quarantined in the same
+//! transaction instead of stored ([`Outcome::Quarantined`]); [`quarantine_failed`] and
+//! [`quarantine_oversize`] put aside mail that never got this far, and [`release`] sends a
+//! quarantined message down the normal path.
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::agent::{self, Author, sign::Signer};
-use crate::classify::{Class, classify};
+use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config};
 use crate::language::{self, Choice, Evidence};
-use crate::model::{MessageRowId, OutboxId, Person, TicketId};
+use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{Inbound, Role, TicketAction, decide};
+use crate::policy::{Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
 use crate::store::{
-    Checkpoint, ContactSeen, Event, NewMessage, NewOutbox, NewTicket, Store, StoreError, Tx,
-    dedupe_key,
+    Checkpoint, ContactSeen, Event, NewMessage, NewOutbox, NewQuarantine, NewTicket,
+    QuarantineStatus, Store, StoreError, Tx, content_key, dedupe_key,
 };
 use crate::thread::{self, Candidates, Threading};
+
+/// The window of the per-sender limits.
+const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
 
 /// Where an inbound message was fetched from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +45,13 @@ pub struct Source {
 }
 
 /// What ingesting a message did.
+// One value per message, returned once: the size of `Stored` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Stored {
-        ticket: TicketId,
+        /// `None` for a bounce of nothing we sent.
+        ticket: Option<TicketId>,
         created: bool,
         threading: Threading,
         class: Class,
@@ -53,12 +63,22 @@ pub enum Outcome {
         queued: Vec<OutboxId>,
         /// The language chosen for a customer's message (and their ticket).
         language: Option<Choice>,
+        /// A new customer ticket left unacknowledged, and why.
+        withheld: Option<String>,
+        /// A per-sender limit this message went past.
+        limited: Option<Limit>,
+        /// For a bounce: what it says failed (`address: status`), one entry per recipient.
+        bounced: Vec<String>,
     },
     /// Already stored (same Message-ID, or same bytes): nothing new was written.
     Duplicate {
         ticket: Option<TicketId>,
         ours: bool,
     },
+    /// Our own mail came back (our loop header, or sent from the support address): dropped.
+    Dropped { class: Class },
+    /// Put aside with the reason; nothing else was written.
+    Quarantined { id: QuarantineId, reason: String },
 }
 
 /// Ingests `raw` fetched from `source`; returns once everything is committed.
@@ -69,39 +89,276 @@ pub async fn ingest(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
-    let parsed = parse(&raw);
+    let (parsed, class) = understand(&raw, &support_address(config));
     let config = Arc::clone(config);
     let for_tx = parsed.clone();
     let outcome = store
         .write(move |tx| {
-            let outcome = apply(tx, &config, &source, &for_tx, &raw, now)?;
-            tx.set_checkpoint(
-                &source.mailbox,
-                Checkpoint {
-                    uidvalidity: source.uidvalidity,
-                    last_uid: source.uid,
-                },
-                now,
-            )?;
+            let message = Message {
+                source: &source,
+                parsed: &for_tx,
+                class,
+                raw: &raw,
+                released: false,
+            };
+            let outcome = apply(tx, &config, message, now)?;
+            tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
             Ok(outcome)
         })
         .await?;
     Ok((outcome, parsed))
 }
 
+/// Quarantines a fetched message whose ingest failed for a reason other than the database
+/// (so trying again would fail again), and advances the checkpoint past it.
+pub async fn quarantine_failed(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Vec<u8>,
+    reason: String,
+    now: Timestamp,
+) -> Result<QuarantineId, StoreError> {
+    let (parsed, _) = understand(&raw, &support_address(config));
+    let size = raw.len() as u64;
+    store
+        .write(move |tx| {
+            let id = put_aside(tx, Some(&source), &parsed, &reason, &raw, size, true, now)?;
+            tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
+            Ok(id)
+        })
+        .await
+}
+
+/// Quarantines a message larger than `policy.max_message_size` by its headers alone (its
+/// body was never fetched), and advances the checkpoint past it.
+pub async fn quarantine_oversize(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    headers: Vec<u8>,
+    size: u64,
+    now: Timestamp,
+) -> Result<QuarantineId, StoreError> {
+    let (parsed, _) = understand(&headers, &support_address(config));
+    let reason = format!(
+        "{size} bytes, larger than policy.max_message_size_mb ({} bytes); only the headers were kept",
+        config.policy.max_message_size
+    );
+    store
+        .write(move |tx| {
+            let id = put_aside(
+                tx,
+                Some(&source),
+                &parsed,
+                &reason,
+                &headers,
+                size,
+                false,
+                now,
+            )?;
+            tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
+            Ok(id)
+        })
+        .await
+}
+
+/// Why a quarantined message cannot be released.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("no quarantined message {0}")]
+    NotFound(QuarantineId),
+    #[error("quarantined message {id} was already {status}")]
+    NotHeld {
+        id: QuarantineId,
+        status: &'static str,
+    },
+    #[error(
+        "quarantined message {id} was {size} bytes and only its headers were kept; raise policy.max_message_size_mb and move it back into the watched folder on the server instead"
+    )]
+    Incomplete { id: QuarantineId, size: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sends a quarantined message down the normal path (a ticket, an acknowledgement when its
+/// sender is a customer) and marks the entry released, in one transaction. The mailbox
+/// checkpoint is not touched.
+pub async fn release(
+    store: &Store,
+    config: &Arc<Config>,
+    id: QuarantineId,
+    now: Timestamp,
+) -> Result<Outcome, ReleaseError> {
+    let held = store
+        .read(move |tx| tx.quarantined(id))
+        .await?
+        .ok_or(ReleaseError::NotFound(id))?;
+    if held.status != QuarantineStatus::Held {
+        return Err(ReleaseError::NotHeld {
+            id,
+            status: held.status.as_str(),
+        });
+    }
+    if !held.complete {
+        return Err(ReleaseError::Incomplete {
+            id,
+            size: held.size,
+        });
+    }
+    let (parsed, class) = understand(&held.raw, &support_address(config));
+    let config = Arc::clone(config);
+    let outcome = store
+        .write(move |tx| {
+            if !tx.resolve_quarantine(id, QuarantineStatus::Released, now)? {
+                return Err(StoreError::Corrupt(format!(
+                    "quarantined message {id} changed while it was being released"
+                )));
+            }
+            let Some((mailbox, uidvalidity, uid)) = held.source else {
+                return Err(StoreError::Corrupt(format!(
+                    "quarantined message {id} does not say which mailbox it came from"
+                )));
+            };
+            let source = Source {
+                mailbox,
+                uidvalidity,
+                uid,
+            };
+            let message = Message {
+                source: &source,
+                parsed: &parsed,
+                class,
+                raw: &held.raw,
+                released: true,
+            };
+            let outcome = apply(tx, &config, message, now)?;
+            tx.record(
+                &Event {
+                    kind: "quarantine.released",
+                    mailbox: Some(&source.mailbox),
+                    ticket: match &outcome {
+                        Outcome::Stored { ticket, .. } | Outcome::Duplicate { ticket, .. } => {
+                            *ticket
+                        }
+                        _ => None,
+                    },
+                    detail: format!("quarantined message {id} ({})", held.reason),
+                    ..Event::default()
+                },
+                now,
+            )?;
+            Ok(outcome)
+        })
+        .await?;
+    Ok(outcome)
+}
+
+fn support_address(config: &Config) -> String {
+    config.support.address.to_string().to_ascii_lowercase()
+}
+
+fn checkpoint(source: &Source) -> Checkpoint {
+    Checkpoint {
+        uidvalidity: source.uidvalidity,
+        last_uid: source.uid,
+    }
+}
+
+fn understand(raw: &[u8], support_address: &str) -> (ParsedMessage, Class) {
+    let parsed = parse(raw);
+    let class = classify(&parsed, support_address);
+    (parsed, class)
+}
+
+/// One message on its way into the store.
+struct Message<'a> {
+    source: &'a Source,
+    parsed: &'a ParsedMessage,
+    class: Class,
+    raw: &'a [u8],
+    /// An admin released it from quarantine: no more quarantining or dropping.
+    released: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn put_aside(
+    tx: &Tx<'_>,
+    source: Option<&Source>,
+    parsed: &ParsedMessage,
+    reason: &str,
+    raw: &[u8],
+    size: u64,
+    complete: bool,
+    now: Timestamp,
+) -> Result<QuarantineId, StoreError> {
+    let id = tx.quarantine(&NewQuarantine {
+        source: source.map(|s| (s.mailbox.as_str(), s.uidvalidity, s.uid)),
+        reason,
+        dedupe_key: &dedupe_key(parsed.message_id.as_deref(), raw),
+        message_id: parsed.message_id.as_deref(),
+        from: parsed.from.as_ref().map(|p| p.address.as_str()),
+        subject: &parsed.subject,
+        size,
+        complete,
+        raw,
+        now,
+    })?;
+    tx.record(
+        &Event {
+            kind: "message.quarantined",
+            mailbox: source.map(|s| s.mailbox.as_str()),
+            detail: format!("quarantined message {id}: {reason}"),
+            ..Event::default()
+        },
+        now,
+    )?;
+    Ok(id)
+}
+
 fn apply(
     tx: &Tx<'_>,
     config: &Config,
-    source: &Source,
-    parsed: &ParsedMessage,
-    raw: &[u8],
+    message: Message<'_>,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let support_address = config.support.address.to_string().to_ascii_lowercase();
-    let class = classify(parsed, &support_address);
+    let Message {
+        source,
+        parsed,
+        class,
+        raw,
+        released,
+    } = message;
+    let support_address = support_address(config);
     let mailbox = Some(source.mailbox.as_str());
-    let key = dedupe_key(parsed.message_id.as_deref(), raw);
-    if let Some(known) = tx.known_message(&key)? {
+    let mut key = dedupe_key(parsed.message_id.as_deref(), raw);
+    let content = content_key(
+        parsed.from.as_ref().map(|p| p.address.as_str()),
+        &parsed.subject,
+        &parsed.text,
+    );
+    let mut known = tx.known_message(&key)?;
+    if let Some(earlier) = known
+        .as_ref()
+        .filter(|k| !k.outbound && k.content != content)
+    {
+        // A different message reusing a Message-ID (broken mailers, forgeries): kept as a
+        // message of its own, never merged into the earlier one's ticket nor dropped.
+        tx.record(
+            &Event {
+                kind: "message.reused_message_id",
+                mailbox,
+                ticket: earlier.ticket,
+                message: Some(earlier.message),
+                detail: format!("another message arrived under {key}"),
+                ..Event::default()
+            },
+            now,
+        )?;
+        key = format!("{key}#{content}");
+        known = tx.known_message(&key)?;
+    }
+    if let Some(known) = known {
         tx.record(
             &Event {
                 kind: if known.outbound {
@@ -124,6 +381,58 @@ fn apply(
             ticket: known.ticket,
             ours: known.outbound,
         });
+    }
+    if !released {
+        match &class {
+            Class::OwnMail(signal) => {
+                tx.record(
+                    &Event {
+                        kind: "message.loop_dropped",
+                        mailbox,
+                        detail: format!(
+                            "{} (Message-ID {})",
+                            signal.describe(),
+                            parsed.message_id.as_deref().unwrap_or("none")
+                        ),
+                        ..Event::default()
+                    },
+                    now,
+                )?;
+                return Ok(Outcome::Dropped { class });
+            }
+            Class::Quarantine(reason) => {
+                if let Some(earlier) = tx.quarantined_key(&key)? {
+                    tx.record(
+                        &Event {
+                            kind: "message.duplicate",
+                            mailbox,
+                            detail: format!("repeats quarantined message {earlier}"),
+                            ..Event::default()
+                        },
+                        now,
+                    )?;
+                    return Ok(Outcome::Duplicate {
+                        ticket: None,
+                        ours: false,
+                    });
+                }
+                let id = put_aside(
+                    tx,
+                    Some(source),
+                    parsed,
+                    reason,
+                    raw,
+                    raw.len() as u64,
+                    true,
+                    now,
+                )?;
+                return Ok(Outcome::Quarantined {
+                    id,
+                    reason: reason.clone(),
+                });
+            }
+            _ => {}
+        }
     }
 
     let signer = config.agents.relay.as_ref().map(|relay| {
@@ -150,7 +459,7 @@ fn apply(
     let threading = match (&author, &state) {
         (Author::Verified { ticket, .. }, Some(_)) => Threading::Signed(*ticket),
         _ => {
-            let candidates = candidates(tx, parsed, &config.support.tag_prefix)?;
+            let candidates = candidates(tx, parsed, &class, &config.support.tag_prefix)?;
             let threading = thread::resolve(sender, &candidates);
             state = match threading.ticket() {
                 Some(id) => tx.ticket_state(id)?,
@@ -178,6 +487,11 @@ fn apply(
     let team_mailbox = state
         .as_ref()
         .map_or(source.mailbox.as_str(), |s| &s.mailbox);
+    let load = match sender {
+        Some(address) => tx.sender_load(address, now - LIMIT_WINDOW)?,
+        None => SenderLoad::default(),
+    };
+    let no_ack = no_acknowledgement(parsed, &config.policy.no_ack_domains);
     let decision = decide(
         &Inbound {
             class: &class,
@@ -187,6 +501,8 @@ fn apply(
             text: text.as_ref(),
             recipients: &recipients,
             sent: parsed.date,
+            no_ack: no_ack.as_ref(),
+            load,
         },
         &config.policy,
         config.agents.team_for(team_mailbox),
@@ -213,7 +529,80 @@ fn apply(
         None => None,
     };
 
+    let defects: Vec<&str> = parsed.defects.iter().map(|d| d.as_str()).collect();
+    let from_agent = author
+        .agent()
+        .filter(|_| decision.role != Role::Sender(class.clone()));
+    let class_text = |role: &Role| {
+        if released {
+            format!("released from quarantine; {}", role.as_str())
+        } else {
+            role.as_str()
+        }
+    };
+    let new_message = |ticket: Option<TicketId>,
+                       class: &str,
+                       body_text: &str|
+     -> Result<MessageRowId, StoreError> {
+        tx.insert_message(&NewMessage {
+            ticket,
+            outbound: false,
+            dedupe_key: &key,
+            message_id: parsed.message_id.as_deref(),
+            source: Some((&source.mailbox, source.uidvalidity, source.uid)),
+            from: parsed.from.as_ref(),
+            subject: &parsed.subject,
+            sent_date: parsed.date,
+            received_at: now,
+            in_reply_to: &parsed.in_reply_to,
+            references: &parsed.references,
+            class,
+            defects: &defects.join(" "),
+            body_text,
+            attachments: &parsed.attachment_names,
+            raw,
+            internal: decision.role.internal(),
+            agent: from_agent,
+        })
+    };
     let (ticket, created) = match decision.ticket {
+        TicketAction::Unfiled => {
+            // A bounce of nothing we sent: kept and reported, on no ticket.
+            let role_text = class_text(&decision.role);
+            let message = new_message(None, &role_text, &parsed.text)?;
+            let record = |kind: &'static str, outbox: Option<OutboxId>, detail: String| {
+                tx.record(
+                    &Event {
+                        kind,
+                        mailbox,
+                        message: Some(message),
+                        outbox,
+                        detail,
+                        ..Event::default()
+                    },
+                    now,
+                )
+            };
+            record(
+                "message.received",
+                None,
+                format!("{role_text}; {}", threading.describe()),
+            )?;
+            let bounced = record_bounce(tx, parsed, &record, now)?;
+            return Ok(Outcome::Stored {
+                ticket: None,
+                created: false,
+                threading,
+                class,
+                role: decision.role,
+                acknowledgement: None,
+                queued: Vec::new(),
+                language: None,
+                withheld: None,
+                limited: None,
+                bounced,
+            });
+        }
         TicketAction::Append(id) => (id, false),
         TicketAction::Create => {
             let subject = if parsed.subject.is_empty() {
@@ -221,11 +610,10 @@ fn apply(
             } else {
                 &parsed.subject
             };
-            let customer = parsed.from.as_ref().filter(|_| class != Class::NoSender);
             let id = tx.create_ticket(&NewTicket {
                 mailbox: &source.mailbox,
                 subject,
-                customer,
+                customer: parsed.from.as_ref(),
                 language: language.as_ref().map(|c| (c.lang, c.source)),
                 now,
             })?;
@@ -270,30 +658,12 @@ fn apply(
             tx.add_participant(ticket, person, role)?;
         }
     }
-    let role_text = decision.role.as_str();
-    let from_agent = author
-        .agent()
-        .filter(|_| decision.role != Role::Sender(class.clone()));
-    let defects: Vec<&str> = parsed.defects.iter().map(|d| d.as_str()).collect();
-    let message = tx.insert_message(&NewMessage {
-        ticket,
-        outbound: false,
-        dedupe_key: &key,
-        message_id: parsed.message_id.as_deref(),
-        source: Some((&source.mailbox, source.uidvalidity, source.uid)),
-        from: parsed.from.as_ref(),
-        subject: &parsed.subject,
-        sent_date: parsed.date,
-        received_at: now,
-        in_reply_to: &parsed.in_reply_to,
-        references: &parsed.references,
-        class: &role_text,
-        defects: &defects.join(" "),
-        body_text: text.as_ref().map_or(&parsed.text, |t| &t.body),
-        raw,
-        internal: decision.role.internal(),
-        agent: from_agent,
-    })?;
+    let role_text = class_text(&decision.role);
+    let message = new_message(
+        Some(ticket),
+        &role_text,
+        text.as_ref().map_or(&parsed.text, |t| &t.body),
+    )?;
     let out = Effects {
         tx,
         config,
@@ -315,6 +685,25 @@ fn apply(
         "message.received",
         format!("{role_text}; {}{}", threading.describe(), describe(&author)),
     )?;
+    if let Some(limit) = decision.limited {
+        out.record(
+            "sender.limited",
+            format!("{}: {}", sender.unwrap_or(""), limit.describe()),
+        )?;
+    }
+    if let Some(reason) = &decision.withheld {
+        out.record("ack.withheld", reason.clone())?;
+    }
+    let bounced = if matches!(class, Class::Bounce(_)) {
+        record_bounce(
+            tx,
+            parsed,
+            &|kind, outbox, detail| out.record_outbox(kind, outbox, detail),
+            now,
+        )?
+    } else {
+        Vec::new()
+    };
     if let Some((kind, due_at)) = decision.deadline {
         tx.insert_deadline(ticket, message, kind.as_str(), due_at)?;
     }
@@ -463,7 +852,7 @@ fn apply(
         queued.extend(out.queue(OutKind::Notice, Some(&agent.address), rendered)?);
     }
     Ok(Outcome::Stored {
-        ticket,
+        ticket: Some(ticket),
         created,
         threading,
         class,
@@ -471,6 +860,9 @@ fn apply(
         acknowledgement,
         queued,
         language,
+        withheld: decision.withheld,
+        limited: decision.limited,
+        bounced,
     })
 }
 
@@ -526,7 +918,7 @@ impl Effects<'_, '_> {
         };
         let support = Person::new(&out.envelope_from, Some(&self.config.support.name));
         let row = self.tx.insert_message(&NewMessage {
-            ticket: self.ticket,
+            ticket: Some(self.ticket),
             outbound: true,
             dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
             message_id: Some(&out.message_id),
@@ -540,6 +932,7 @@ impl Effects<'_, '_> {
             class: kind.as_str(),
             defects: "",
             body_text: &out.text,
+            attachments: &[],
             raw: &out.raw,
             internal: agent.is_some(),
             agent,
@@ -615,15 +1008,88 @@ fn describe(author: &Author) -> String {
     }
 }
 
+/// Marks the outbound mail a bounce returns and records a `bounce.received` event per failed
+/// recipient (the hook for telling agents), or `bounce.delayed` for a delay warning.
+/// Returns `address: status` per failed recipient.
+fn record_bounce(
+    tx: &Tx<'_>,
+    parsed: &ParsedMessage,
+    record: &dyn Fn(&'static str, Option<OutboxId>, String) -> Result<(), StoreError>,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    let report = &parsed.report;
+    let mut ids = report.original_ids.clone();
+    ids.extend(parsed.in_reply_to.iter().cloned());
+    ids.extend(parsed.references.iter().cloned());
+    let ours = tx.outbound_by_message_ids(&ids)?;
+    let named_failed: Vec<_> = report.recipients.iter().filter(|r| r.failed()).collect();
+    let only_delays = named_failed.is_empty() && !report.recipients.is_empty();
+    if only_delays {
+        for r in &report.recipients {
+            record(
+                "bounce.delayed",
+                None,
+                format!("{}: {} {} {}", r.address, r.action, r.status, r.diagnostic),
+            )?;
+        }
+        return Ok(Vec::new());
+    }
+    let mut failed: Vec<String> = named_failed
+        .iter()
+        .map(|r| {
+            let text = format!("{} {}", r.status, r.diagnostic);
+            format!("{}: {}", r.address, text.trim())
+        })
+        .collect();
+    if failed.is_empty() {
+        // A bounce that names nobody: the recipients of the mail it returns failed.
+        failed = ours
+            .iter()
+            .flat_map(|o| o.recipients.iter())
+            .map(|address| format!("{address}: (the report names no recipient)"))
+            .collect();
+    }
+    for sent in &ours {
+        let about: Vec<&String> = failed
+            .iter()
+            .filter(|f| {
+                sent.recipients
+                    .iter()
+                    .any(|r| f.starts_with(&format!("{r}:")))
+            })
+            .collect();
+        let detail = if about.is_empty() {
+            failed.join("; ")
+        } else {
+            about
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        tx.mark_bounced(sent.outbox, &detail, now)?;
+    }
+    let outbox = ours.first().map(|o| o.outbox);
+    for failure in &failed {
+        record("bounce.received", outbox, failure.clone())?;
+    }
+    Ok(failed)
+}
+
 /// Looks up what threading needs: tickets of referenced messages (newest reference first)
-/// and the ticket named by a subject tag with its participants.
+/// and the ticket named by a subject tag with its participants. Bounces and auto-replies
+/// are also followed through the Message-IDs of the mail they return.
 fn candidates(
     tx: &Tx<'_>,
     parsed: &ParsedMessage,
+    class: &Class,
     tag_prefix: &str,
 ) -> Result<Candidates, StoreError> {
     let mut referenced: Vec<String> = parsed.in_reply_to.clone();
     referenced.extend(parsed.references.iter().rev().cloned());
+    if matches!(class, Class::Bounce(_) | Class::AutoReply(_)) {
+        referenced.extend(parsed.report.original_ids.iter().cloned());
+    }
     let by_reference = tx.ticket_by_message_ids(&referenced)?;
     let tagged = match thread::subject_tag(&parsed.subject, tag_prefix) {
         Some(id) => tx.participants(id)?.map(|who| (id, who)),

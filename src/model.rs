@@ -30,6 +30,10 @@ id_type!(
     /// A row of the outbox.
     OutboxId
 );
+id_type!(
+    /// A quarantined message, as `deskgate quarantine` numbers it.
+    QuarantineId
+);
 
 /// Where a ticket stands. Agents' replies and resolution arrive with later features; the
 /// store and the CLI already know every state.

@@ -9,6 +9,17 @@ use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 
 use crate::model::{Person, clean_header_text};
 
+mod charset;
+mod report;
+pub use report::{RecipientStatus, Report};
+
+/// A header block larger than this is a resource-exhaustion attempt, not mail.
+pub const MAX_HEADER_BYTES: usize = 256 * 1024;
+/// More `Received:` hops than this is a mail loop (Postfix gives up at 50 by default).
+pub const MAX_RECEIVED: usize = 100;
+/// MIME nesting (multiparts and attached messages) deeper than this is not mail a person sent.
+pub const MAX_NESTING: usize = 50;
+
 /// The fields of an inbound message that deskgate acts on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedMessage {
@@ -34,7 +45,30 @@ pub struct ParsedMessage {
     pub list_id: Option<String>,
     /// `Content-Language` of the message, or else of its first text part (`el`, `ar-SA, en`).
     pub content_language: Option<String>,
-    pub n_attachments: usize,
+    /// `List-Unsubscribe:` is present.
+    pub list_unsubscribe: bool,
+    /// `Mailing-List:` (ezmlm) or `X-Mailman-Version:` is present.
+    pub mailing_list: bool,
+    /// The `Sender:` address (lower case), if any.
+    pub sender: Option<String>,
+    /// A `multipart/digest` part: a list digest.
+    pub digest: bool,
+    /// `X-Autoreply:` or `X-Autorespond:` (any value but `no`): older responders' marks.
+    pub x_autoreply: bool,
+    /// `X-Auto-Response-Suppress:` (Exchange): the sender asks not to be answered automatically.
+    pub auto_response_suppress: Option<String>,
+    /// Every `X-Deskgate-Loop:` value (lower case): the support addresses that sent it.
+    pub loop_marks: Vec<String>,
+    /// A challenge-response system's header (`X-Bluebottle-Request`, `X-Boxbe-*`, ...).
+    pub challenge_response: bool,
+    /// Delivery-report contents and the returned message's ids.
+    pub report: Report,
+    /// Why the message is beyond what a person sends (huge header block, a loop of
+    /// `Received:` hops, absurd MIME nesting); such mail is quarantined.
+    pub excessive: Option<String>,
+    /// Attachment file names, decoded (RFC 2047 / RFC 2231; see [`attachment_name`]); the
+    /// attachments themselves stay in the stored raw message.
+    pub attachment_names: Vec<String>,
     pub defects: Vec<Defect>,
 }
 
@@ -43,28 +77,45 @@ pub struct ParsedMessage {
 pub enum Defect {
     /// The bytes are not a message at all (empty input).
     Unparseable,
+    /// The MIME parser panicked on these bytes.
+    ParserFailed,
     NoMessageId,
     NoFrom,
     NoDate,
     /// Text was replaced by U+FFFD: an unknown charset or undeclared 8-bit data.
     UndecodableText,
+    /// An unknown, missing or lying charset label: the text was decoded by a guessed charset.
+    CharsetGuessed,
 }
 
 impl Defect {
     pub fn as_str(self) -> &'static str {
         match self {
             Defect::Unparseable => "unparseable",
+            Defect::ParserFailed => "parser-failed",
             Defect::NoMessageId => "no-message-id",
             Defect::NoFrom => "no-from",
             Defect::NoDate => "no-date",
             Defect::UndecodableText => "undecodable-text",
+            Defect::CharsetGuessed => "charset-guessed",
         }
     }
 }
 
-/// Parses `raw`. Never panics, never fails.
+/// Parses `raw`. Never panics, never fails: a panic inside the MIME parser (a bug that
+/// hostile input can reach) yields an empty message with [`Defect::ParserFailed`].
 pub fn parse(raw: &[u8]) -> ParsedMessage {
-    let Some(message) = MessageParser::default().parse(skip_preamble(raw)) else {
+    std::panic::catch_unwind(|| parse_unguarded(raw)).unwrap_or_else(|_| ParsedMessage {
+        defects: vec![Defect::ParserFailed, Defect::NoMessageId, Defect::NoFrom],
+        ..ParsedMessage::default()
+    })
+}
+
+fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
+    let lines = crlf_from_cr(raw);
+    let raw = lines.as_deref().unwrap_or(raw);
+    let input = skip_preamble(raw);
+    let Some(message) = MessageParser::default().parse(input) else {
         return ParsedMessage {
             defects: vec![
                 Defect::Unparseable,
@@ -83,7 +134,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
         subject: clean_header_text(message.subject().unwrap_or("")),
-        from: message.from().and_then(first_person),
+        from: message.from().and_then(from_person),
         reply_to: message.reply_to().and_then(first_person),
         to: message.to().map(all_people).unwrap_or_default(),
         cc: message.cc().map(all_people).unwrap_or_default(),
@@ -116,9 +167,41 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
                 .map(clean_header_text)
                 .filter(|v| !v.is_empty())
         }),
-        n_attachments: message.attachment_count(),
+        list_unsubscribe: raw_header(&message, "List-Unsubscribe").is_some(),
+        mailing_list: raw_header(&message, "Mailing-List").is_some()
+            || raw_header(&message, "X-Mailman-Version").is_some(),
+        digest: message.parts.iter().any(|part| {
+            part.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("multipart")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
+            })
+        }),
+        sender: message.sender().and_then(first_person).map(|p| p.address),
+        x_autoreply: ["X-Autoreply", "X-Autorespond"]
+            .iter()
+            .any(|name| raw_header(&message, name).is_some_and(|v| !v.eq_ignore_ascii_case("no"))),
+        auto_response_suppress: raw_header(&message, "X-Auto-Response-Suppress"),
+        loop_marks: message
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(LOOP_HEADER))
+            .map(|(_, value)| clean_header_text(value).to_ascii_lowercase())
+            .collect(),
+        challenge_response: message.headers_raw().any(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            name == "x-bluebottle-request" || name.starts_with("x-boxbe")
+        }),
+        report: Report::default(),
+        excessive: excessive(&message),
+        attachment_names: message
+            .attachments()
+            .enumerate()
+            .map(|(i, part)| attachment_name(part, i))
+            .collect(),
         defects: Vec::new(),
     };
+    parsed.report = report::extract(&message, parsed.message_id.as_deref());
     if parsed.message_id.is_none() {
         parsed.defects.push(Defect::NoMessageId);
     }
@@ -127,6 +210,9 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     }
     if parsed.date.is_none() {
         parsed.defects.push(Defect::NoDate);
+    }
+    if redecode(&mut parsed, &message, input) {
+        parsed.defects.push(Defect::CharsetGuessed);
     }
     if parsed.subject.contains('\u{FFFD}') || parsed.text.contains('\u{FFFD}') {
         parsed.defects.push(Defect::UndecodableText);
@@ -145,7 +231,10 @@ pub struct Attachment {
 
 /// The attachments of `raw`, decoded (re-parses: only needed when mail is passed on).
 pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
-    let Some(message) = MessageParser::default().parse(skip_preamble(raw)) else {
+    let lines = crlf_from_cr(raw);
+    let Some(message) =
+        MessageParser::default().parse(skip_preamble(lines.as_deref().unwrap_or(raw)))
+    else {
         return Vec::new();
     };
     message
@@ -160,11 +249,7 @@ pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
                 },
             );
             Attachment {
-                name: part
-                    .attachment_name()
-                    .map(clean_header_text)
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| format!("attachment-{}", i + 1)),
+                name: attachment_name(part, i),
                 content_type,
                 data: part.contents().to_vec(),
             }
@@ -172,12 +257,180 @@ pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
         .collect()
 }
 
+/// The decoded file name of the `index`th attachment; `attachment-N` when the sender gave
+/// none.
+fn attachment_name(part: &mail_parser::MessagePart<'_>, index: usize) -> String {
+    part.attachment_name()
+        .map(clean_header_text)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("attachment-{}", index + 1))
+}
+
+/// Decodes again, from the raw bytes, the subject, sender name and text that mail-parser could
+/// only turn into U+FFFD (see [`charset`]). Returns whether a charset had to be guessed.
+fn redecode(parsed: &mut ParsedMessage, message: &mail_parser::Message<'_>, input: &[u8]) -> bool {
+    const BAD: char = '\u{FFFD}';
+    let mut hints: Vec<&'static encoding_rs::Encoding> = message
+        .parts
+        .iter()
+        .filter_map(|part| part.content_type()?.attribute("charset"))
+        .filter_map(|label| encoding_rs::Encoding::for_label(label.trim().as_bytes()))
+        .filter(|e| *e != encoding_rs::UTF_8)
+        .collect();
+    let header = |name: &str| {
+        let h = message
+            .headers()
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+        input.get(h.offset_start as usize..h.offset_end as usize)
+    };
+    let subject = header("Subject").filter(|_| parsed.subject.contains(BAD));
+    let from = header("From").filter(|_| {
+        parsed
+            .from
+            .as_ref()
+            .and_then(|p| p.name.as_deref())
+            .is_some_and(|n| n.contains(BAD))
+    });
+    let body = message
+        .text_body
+        .first()
+        .and_then(|id| message.parts.get(*id as usize))
+        .filter(|_| parsed.text.contains(BAD))
+        .and_then(|part| {
+            let raw = input.get(part.offset_body as usize..part.offset_end as usize)?;
+            Some((part, charset::transfer_decode(raw, part.encoding)))
+        });
+    // One guess over all the undecodable bytes of the message, so that a short subject
+    // and its body are read the same way.
+    let mut evidence: Vec<u8> = Vec::new();
+    for bytes in [subject, from, body.as_ref().map(|(_, b)| b.as_slice())]
+        .into_iter()
+        .flatten()
+    {
+        evidence.extend_from_slice(bytes);
+        evidence.push(b'\n');
+    }
+    if evidence.is_empty() {
+        return false;
+    }
+    if std::str::from_utf8(&evidence).is_err() {
+        let mut detector = chardetng::EncodingDetector::new();
+        detector.feed(&evidence, true);
+        hints.push(detector.guess(None, true));
+    }
+    let mut guessed = false;
+    if let Some(raw) = subject {
+        let decoded = charset::header_value(raw, &hints);
+        parsed.subject = clean_header_text(&decoded.text);
+        guessed |= decoded.guessed.is_some();
+    }
+    if let Some(raw) = from {
+        let decoded = charset::header_value(raw, &hints);
+        let reparsed = format!("From: {}\r\n\r\n", clean_header_text(&decoded.text));
+        if let Some(person) = MessageParser::default()
+            .parse(reparsed.as_bytes())
+            .and_then(|m| m.from().and_then(from_person))
+        {
+            parsed.from = Some(person);
+            guessed |= decoded.guessed.is_some();
+        }
+    }
+    if let Some((part, bytes)) = body {
+        let label = part.content_type().and_then(|ct| ct.attribute("charset"));
+        let decoded = charset::decode(&bytes, label, &hints);
+        let text = if part.is_text_html() {
+            mail_parser::decoders::html::html_to_text(&decoded.text)
+        } else {
+            decoded.text
+        };
+        let bad = |t: &str| t.matches(BAD).count();
+        if bad(&text) < bad(&parsed.text) {
+            parsed.text = text;
+            guessed |= decoded.guessed.is_some();
+        }
+    }
+    guessed
+}
+
+/// The header deskgate puts on everything it sends, naming its support address; mail that
+/// comes back carrying our own mark is a loop.
+pub const LOOP_HEADER: &str = "X-Deskgate-Loop";
+
+fn excessive(message: &mail_parser::Message<'_>) -> Option<String> {
+    let root = message.root_part();
+    let header_bytes = root.offset_body.saturating_sub(root.offset_header) as usize;
+    if header_bytes > MAX_HEADER_BYTES {
+        return Some(format!(
+            "header block of {header_bytes} bytes (limit {MAX_HEADER_BYTES})"
+        ));
+    }
+    let n_received = message
+        .headers_raw()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Received"))
+        .count();
+    if n_received > MAX_RECEIVED {
+        return Some(format!(
+            "{n_received} Received: headers (limit {MAX_RECEIVED}): a mail loop"
+        ));
+    }
+    let depth = nesting(message, 0);
+    if depth > MAX_NESTING {
+        return Some(format!("MIME nesting deeper than {MAX_NESTING} levels"));
+    }
+    None
+}
+
+/// How deeply multiparts and attached messages nest, counted up to just past the limit.
+fn nesting(message: &mail_parser::Message<'_>, outer: usize) -> usize {
+    // Multipart children are listed by index; walk them breadth-first by level.
+    let mut level = vec![0u32];
+    let mut depth = outer;
+    while !level.is_empty() && depth <= MAX_NESTING {
+        depth += 1;
+        let mut next = Vec::new();
+        for id in level {
+            let Some(part) = message.parts.get(id as usize) else {
+                continue;
+            };
+            match &part.body {
+                mail_parser::PartType::Multipart(children) => next.extend(children.iter().copied()),
+                mail_parser::PartType::Message(nested) => {
+                    depth = depth.max(nesting(nested, depth));
+                }
+                _ => {}
+            }
+        }
+        level = next;
+    }
+    depth
+}
+
+/// Classic Mac line endings (CR only, no LF anywhere) hide every header boundary from the
+/// parser: turn them into CRLF. `None` when the bytes are fine as they are.
+fn crlf_from_cr(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.contains(&b'\n') || !raw.contains(&b'\r') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for &byte in raw {
+        out.push(byte);
+        if byte == b'\r' {
+            out.push(b'\n');
+        }
+    }
+    Some(out)
+}
+
 /// Skips what some stores put before the headers and mail-parser would read as the end of
 /// them: an mbox `From ` separator line and lines of nothing but spaces or tabs. (An empty
 /// first line is left alone: it really means "no headers".)
 fn skip_preamble(raw: &[u8]) -> &[u8] {
     let mut rest = raw;
-    if rest.starts_with(b"From ") {
+    // `From sender date` separates mbox entries; `From  : x` is an obsolete-syntax header.
+    if let Some(after) = rest.strip_prefix(b"From ")
+        && after.iter().find(|b| **b != b' ' && **b != b'\t') != Some(&b':')
+    {
         rest = after_line(rest);
     }
     loop {
@@ -255,6 +508,18 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
 
 fn first_person(address: &Address<'_>) -> Option<Person> {
     all_people(address).into_iter().next()
+}
+
+/// The From person; an unqualified `From: me` is kept (the message has a sender, who can be
+/// shown and threaded but never answered).
+fn from_person(address: &Address<'_>) -> Option<Person> {
+    first_person(address).or_else(|| {
+        let addr = address.first()?;
+        let word = addr.address.as_deref().or(addr.name.as_deref())?.trim();
+        let plain = !word.is_empty()
+            && !word.contains(|c: char| c.is_whitespace() || ":;<>,\"".contains(c));
+        plain.then(|| Person::new(word, addr.name.as_deref()))
+    })
 }
 
 #[cfg(test)]
@@ -360,5 +625,60 @@ mod tests {
     fn null_return_path() {
         assert!(parse(b"Return-Path: <>\r\nFrom: a@b\r\n\r\nx").null_return_path);
         assert!(!parse(b"Return-Path: <a@b>\r\nFrom: a@b\r\n\r\nx").null_return_path);
+    }
+
+    /// Random bytes built from mail-shaped fragments: parse, classify and the
+    /// acknowledgement rules never panic (the corpus-mutation test in tests/it covers real
+    /// messages).
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        const FRAGMENTS: &[&[u8]] = &[
+            b"From: ",
+            b"Subject: ",
+            b"Content-Type: multipart/mixed; boundary=b\r\n",
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n",
+            b"Content-Type: message/delivery-status\r\n",
+            b"Content-Type: message/rfc822\r\n",
+            b"Content-Transfer-Encoding: base64\r\n",
+            b"Content-Transfer-Encoding: quoted-printable\r\n",
+            b"Final-Recipient: rfc822;",
+            b"Action: failed\r\n",
+            b"Message-ID: <",
+            b"X-Deskgate-Loop: ",
+            b"--b\r\n",
+            b"--b--\r\n",
+            b"=?utf-8?B?",
+            b"=?windows-1256?Q?=E3=D1",
+            b"?=",
+            b"\r\n",
+            b"\r\n\r\n",
+            b"\r",
+            b"\n",
+            b"\x00",
+            b"\xff\xfe",
+            b"@",
+            b"<>",
+            b":",
+            b";",
+            b" ",
+        ];
+        let mut rng = StdRng::seed_from_u64(6);
+        for _ in 0..3000 {
+            let mut raw = Vec::new();
+            for _ in 0..rng.random_range(0..80) {
+                if rng.random_bool(0.7) {
+                    raw.extend_from_slice(FRAGMENTS[rng.random_range(0..FRAGMENTS.len())]);
+                } else {
+                    for _ in 0..rng.random_range(1..12) {
+                        raw.push(rng.random());
+                    }
+                }
+            }
+            let parsed = parse(&raw);
+            let _ = crate::classify::classify(&parsed, "support@example.test");
+            let _ = crate::classify::no_acknowledgement(&parsed, &["example.test".into()]);
+            assert!(!parsed.subject.contains(['\r', '\n']), "{raw:?}");
+        }
     }
 }

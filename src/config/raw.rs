@@ -45,6 +45,10 @@ pub struct RawSupport {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub first_response: Option<ConfigDuration>,
+    pub new_tickets_per_hour: Option<Spanned<u32>>,
+    pub acknowledgements_per_hour: Option<Spanned<u32>>,
+    pub max_message_size_mb: Option<Spanned<u32>>,
+    pub no_ack_domains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -70,6 +74,7 @@ pub struct RawMailbox {
     pub password_file: Option<Spanned<PathBuf>>,
     pub folder: Option<String>,
     pub processed_folder: Option<String>,
+    pub quarantine_folder: Option<String>,
     pub idle: Option<bool>,
     pub poll_interval: Option<ConfigDuration>,
     pub batch_size: Option<Spanned<u32>>,

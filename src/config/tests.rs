@@ -230,6 +230,7 @@ fn example_config_comments_show_the_defaults() {
         "processed_folder",
         "secret",
         "notes_address",
+        "quarantine_folder",
     ];
     let uncommented: String = EXAMPLE
         .lines()
@@ -317,8 +318,8 @@ fn unknown_key_is_named_with_the_keys_allowed() {
     assert_eq!(
         refusal(&text),
         "/etc/deskgate/deskgate.toml:9: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, \
-         `user`, `password`, `password_file`, `folder`, `processed_folder`, `idle`, `poll_interval`, \
-         `batch_size`, `timeout`, `language`"
+         `user`, `password`, `password_file`, `folder`, `processed_folder`, `quarantine_folder`, `idle`, \
+         `poll_interval`, `batch_size`, `timeout`, `language`"
     );
 }
 

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 pub use connect::{Session, connect, timed};
 
 use crate::config::{Config, MailboxConfig};
-use crate::ingest::{Outcome, Source, ingest};
+use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
 use crate::store::{Checkpoint, Event, Store, StoreError};
 
 /// RFC 2177 asks clients to re-issue IDLE within 29 minutes; we do it well before.
@@ -59,6 +59,12 @@ pub struct MailboxTask {
     pub store: Store,
     /// Woken after every commit that queued mail; the outbox sender holds the other end.
     pub outbox_wake: Arc<Notify>,
+}
+
+/// A message of a batch: its bytes, or only its size when it is over the limit.
+enum Fetched {
+    Whole(Vec<u8>),
+    Oversize(u64),
 }
 
 enum Wait {
@@ -154,9 +160,20 @@ impl MailboxTask {
         }
         debug!(mailbox = %name, n_new = uids.len(), "new messages");
         for batch in uids.chunks(self.mailbox.batch_size as usize) {
-            let fetched = self.fetch_batch(session, batch).await?;
-            let mut done = Vec::with_capacity(fetched.len());
-            for (uid, raw) in fetched {
+            let mut done = Vec::with_capacity(batch.len());
+            let mut quarantined = Vec::new();
+            let (normal, oversize) = self.sizes(session, batch).await?;
+            // Handled strictly in UID order: the checkpoint must never pass a UID that is
+            // not committed yet.
+            let mut items: Vec<(u32, Fetched)> = oversize
+                .into_iter()
+                .map(|(uid, size)| (uid, Fetched::Oversize(size)))
+                .collect();
+            for (uid, raw) in self.fetch_items(session, &normal, "BODY.PEEK[]").await? {
+                items.push((uid, Fetched::Whole(raw)));
+            }
+            items.sort_unstable_by_key(|(uid, _)| *uid);
+            for (uid, item) in items {
                 if cancel.is_cancelled() {
                     break;
                 }
@@ -165,22 +182,70 @@ impl MailboxTask {
                     uidvalidity,
                     uid,
                 };
-                let (outcome, parsed) =
-                    ingest(&self.store, &self.config, source, raw, Timestamp::now()).await?;
-                log_outcome(&name, uid, parsed.message_id.as_deref(), &outcome);
-                if let Outcome::Stored { queued, .. } = &outcome
-                    && !queued.is_empty()
-                {
-                    self.outbox_wake.notify_one();
+                let raw = match item {
+                    Fetched::Whole(raw) => raw,
+                    Fetched::Oversize(size) => {
+                        let headers = self
+                            .fetch_items(session, &[uid], "BODY.PEEK[HEADER]")
+                            .await?
+                            .into_iter()
+                            .next()
+                            .map(|(_, h)| h)
+                            .unwrap_or_default();
+                        let now = Timestamp::now();
+                        let id = quarantine_oversize(
+                            &self.store,
+                            &self.config,
+                            source,
+                            headers,
+                            size,
+                            now,
+                        )
+                        .await?;
+                        warn!(mailbox = %name, uid, size, quarantine = id.0, "message larger than policy.max_message_size_mb; quarantined without fetching its body");
+                        quarantined.push(uid);
+                        continue;
+                    }
+                };
+                match self.ingest_one(source, raw).await? {
+                    Outcome::Quarantined { .. } => quarantined.push(uid),
+                    Outcome::Stored { queued, .. } if !queued.is_empty() => {
+                        self.outbox_wake.notify_one();
+                        done.push(uid);
+                    }
+                    _ => done.push(uid),
                 }
-                done.push(uid);
             }
             self.mark_processed(session, &done, can_move).await?;
+            self.mark_quarantined(session, &quarantined, can_move)
+                .await?;
             if cancel.is_cancelled() {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Ingests one message. A failure that is not the database's (a bug, data the store
+    /// refuses) would recur on every retry and block the mailbox, so the message is
+    /// quarantined with the error instead and the mailbox keeps flowing.
+    async fn ingest_one(&self, source: Source, raw: Vec<u8>) -> Result<Outcome, FetchError> {
+        let name = source.mailbox.clone();
+        let uid = source.uid;
+        let now = Timestamp::now();
+        let err = match ingest(&self.store, &self.config, source.clone(), raw.clone(), now).await {
+            Ok((outcome, parsed)) => {
+                log_outcome(&name, uid, parsed.message_id.as_deref(), &outcome);
+                return Ok(outcome);
+            }
+            Err(err) if err.is_transient() => return Err(err.into()),
+            Err(err) => err,
+        };
+        let reason = format!("storing it failed: {err}");
+        let id =
+            quarantine_failed(&self.store, &self.config, source, raw, reason.clone(), now).await?;
+        warn!(mailbox = %name, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
+        Ok(Outcome::Quarantined { id, reason })
     }
 
     /// The highest committed UID for this UIDVALIDITY; a new UIDVALIDITY starts over at 0
@@ -223,31 +288,78 @@ impl MailboxTask {
         }
     }
 
-    async fn fetch_batch(
+    /// Splits `batch` by the server's RFC822.SIZE into messages to fetch and messages over
+    /// `policy.max_message_size` (with their size).
+    async fn sizes(
         &self,
         session: &mut Session,
         batch: &[u32],
-    ) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
+    ) -> Result<(Vec<u32>, Vec<(u32, u64)>), FetchError> {
+        let max = self.config.policy.max_message_size;
         let limit = self.mailbox.timeout;
-        let set = uid_set(batch);
+        let mut normal = Vec::with_capacity(batch.len());
+        let mut oversize = Vec::new();
         let mut stream = timed(
             limit,
-            "UID FETCH",
-            session.uid_fetch(&set, "(UID BODY.PEEK[])"),
+            "UID FETCH RFC822.SIZE",
+            session.uid_fetch(uid_set(batch), "(UID RFC822.SIZE)"),
         )
         .await?;
-        let mut fetched = Vec::with_capacity(batch.len());
-        // The limit applies to each response, so a batch of large messages is not cut off.
         while let Some(item) = timed(limit, "UID FETCH response", async {
             Ok::<_, FetchError>(stream.next().await)
         })
         .await?
         {
             let fetch = item?;
-            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body())
-                && batch.binary_search(&uid).is_ok()
+            let Some(uid) = fetch.uid.filter(|uid| batch.binary_search(uid).is_ok()) else {
+                continue;
+            };
+            match fetch.size.map(u64::from) {
+                Some(size) if size > max => oversize.push((uid, size)),
+                _ => normal.push(uid),
+            }
+        }
+        normal.sort_unstable();
+        oversize.sort_unstable();
+        Ok((normal, oversize))
+    }
+
+    /// `UID FETCH` of one data item (`BODY.PEEK[]` or `BODY.PEEK[HEADER]`) for `uids`, in
+    /// UID order.
+    async fn fetch_items(
+        &self,
+        session: &mut Session,
+        uids: &[u32],
+        item: &str,
+    ) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = self.mailbox.timeout;
+        let mut stream = timed(
+            limit,
+            "UID FETCH",
+            session.uid_fetch(uid_set(uids), format!("(UID {item})")),
+        )
+        .await?;
+        let headers_only = item.contains("HEADER");
+        let mut fetched = Vec::with_capacity(uids.len());
+        // The limit applies to each response, so a batch of large messages is not cut off.
+        while let Some(response) = timed(limit, "UID FETCH response", async {
+            Ok::<_, FetchError>(stream.next().await)
+        })
+        .await?
+        {
+            let fetch = response?;
+            let data = if headers_only {
+                fetch.header()
+            } else {
+                fetch.body()
+            };
+            if let (Some(uid), Some(data)) = (fetch.uid, data)
+                && uids.binary_search(&uid).is_ok()
             {
-                fetched.push((uid, body.to_vec()));
+                fetched.push((uid, data.to_vec()));
             }
         }
         fetched.sort_unstable_by_key(|(uid, _)| *uid);
@@ -285,6 +397,45 @@ impl MailboxTask {
                     limit,
                     "UID STORE",
                     session.uid_store(&set, "+FLAGS.SILENT (\\Seen)"),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the commit: a move to the quarantine folder, or `\Flagged` (and `\Seen`) where
+    /// it is.
+    async fn mark_quarantined(
+        &self,
+        session: &mut Session,
+        uids: &[u32],
+        can_move: bool,
+    ) -> Result<(), FetchError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let limit = self.mailbox.timeout;
+        let set = uid_set(uids);
+        match &self.mailbox.quarantine_folder {
+            Some(folder) if can_move => {
+                timed(limit, "UID MOVE", session.uid_mv(&set, folder)).await?;
+            }
+            Some(folder) => {
+                timed(limit, "UID COPY", session.uid_copy(&set, folder)).await?;
+                drain(
+                    limit,
+                    "UID STORE",
+                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen \\Deleted)"),
+                )
+                .await?;
+                drain(limit, "UID EXPUNGE", session.uid_expunge(&set)).await?;
+            }
+            None => {
+                drain(
+                    limit,
+                    "UID STORE",
+                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen \\Flagged)"),
                 )
                 .await?;
             }
@@ -363,14 +514,28 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
             acknowledgement,
             queued,
             language,
+            withheld,
+            limited,
+            bounced,
             ..
-        } => info!(
-            mailbox, uid, message_id, ticket = ticket.0, created, threading = %threading.describe(),
-            class = %role.as_str(), acknowledged = acknowledgement.is_some(), queued = queued.len(),
-            language = language.as_ref().map(|c| c.lang.code()),
-            language_source = language.as_ref().map(|c| c.source.as_str()),
-            "message stored on ticket {ticket}"
-        ),
+        } => {
+            let ticket = ticket.map(|t| t.0);
+            let on = ticket.map_or("no ticket".to_string(), |t| format!("ticket {t}"));
+            info!(
+                mailbox, uid, message_id, ticket, created, threading = %threading.describe(),
+                class = %role.as_str(), acknowledged = acknowledgement.is_some(), queued = queued.len(),
+                withheld = withheld.as_deref().unwrap_or(""),
+                language = language.as_ref().map(|c| c.lang.code()),
+                language_source = language.as_ref().map(|c| c.source.as_str()),
+                "message stored on {on}"
+            );
+            if let Some(limit) = limited {
+                warn!(mailbox, uid, message_id, ticket, limit = %limit.describe(), "per-sender limit reached on {on}; not acknowledged");
+            }
+            for failure in bounced {
+                warn!(mailbox, uid, message_id, ticket, failure = %failure, "bounce on {on}: a message we sent was not delivered");
+            }
+        }
         Outcome::Duplicate { ticket, ours } => info!(
             mailbox,
             uid,
@@ -378,6 +543,21 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
             ticket = ticket.map(|t| t.0),
             ours,
             "message already stored; skipped"
+        ),
+        Outcome::Dropped { class } => warn!(
+            mailbox,
+            uid,
+            message_id,
+            class = %class.as_str(),
+            "our own mail came back; dropped (mail loop prevented)"
+        ),
+        Outcome::Quarantined { id, reason } => warn!(
+            mailbox,
+            uid,
+            message_id,
+            quarantine = id.0,
+            reason = %reason,
+            "message quarantined as {id}"
         ),
     }
 }

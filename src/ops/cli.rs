@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand};
 use super::logging::{self, LogFormat};
 use super::{check, daemon, show};
 use crate::config::{self, Config};
+use crate::ingest;
 use crate::language::Lang;
-use crate::model::{TicketId, TicketStatus};
+use crate::model::{QuarantineId, TicketId, TicketStatus};
 use crate::render::{self, kinds, kinds::Kind};
-use crate::store::Store;
+use crate::store::{QuarantineStatus, Store};
 
 /// deskgate: an email-support gateway.
 ///
@@ -84,10 +85,39 @@ pub enum Command {
     },
 
     /// List the outbox: queued, sent and failed mail, newest first.
+    ///
+    /// Mail a delivery report said did not arrive shows BOUNCED and what the report said.
     Outbox {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+
+    /// List recent events, newest first: what deskgate decided and why.
+    ///
+    /// Useful kinds: sender.limited (a sender went past a per-sender limit), bounce.
+    /// (bounce.received, bounce.delayed), message.quarantined, message.loop_dropped,
+    /// ack.withheld.
+    Events {
+        /// Only events whose kind starts with this, e.g. "sender." or "bounce.".
+        #[arg(long, default_value = "")]
+        kind: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Mail put aside instead of processed: list, show, release or delete it.
+    ///
+    /// A message is quarantined when it is not a message, has no usable sender, is beyond
+    /// what a person sends (huge headers, a mail loop, absurd nesting), is larger than
+    /// policy.max_message_size_mb, or could not be stored.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
     },
 
     /// Show what deskgate remembers about a customer: name, language, their tickets.
@@ -144,6 +174,40 @@ fn parse_lang(text: &str) -> Result<Lang, String> {
                 Lang::list()
             )
         })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// List quarantined messages still held, newest first.
+    List {
+        /// Also list released and deleted entries.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry: why it was quarantined, then the message as received.
+    Show {
+        /// The entry's number, as `quarantine list` shows it.
+        id: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Process the message the normal way now: a ticket, and an acknowledgement when its
+    /// sender is a customer.
+    ///
+    /// The running daemon sends a queued acknowledgement within a minute.
+    Release {
+        /// The entry's number.
+        id: i64,
+    },
+    /// Drop the message's bytes; the entry stays listed (with --all) as a record.
+    Delete {
+        /// The entry's number.
+        id: i64,
+    },
 }
 
 fn parse_status(text: &str) -> Result<TicketStatus, String> {
@@ -221,6 +285,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows = store.read_blocking(|tx| tx.outbox())?;
             show::outbox(&mut out, &rows, &tz, json)?;
         }
+        Command::Events { kind, limit, json } => {
+            let store = Store::open_read_only(&config.database)?;
+            let rows = store.read_blocking(|tx| tx.events(&kind, limit))?;
+            show::events(&mut out, &rows, &tz, json)?;
+        }
+        Command::Quarantine { action } => {
+            drop(out);
+            return quarantine(config, action);
+        }
         Command::Contact {
             address,
             limit,
@@ -258,6 +331,104 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 writeln!(out, "Subject: {}\n", parts.subject)?;
                 write!(out, "{}", parts.text)?;
+            }
+        }
+    }
+    out_flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCode> {
+    let tz = config.support.timezone.clone();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let database = config.database.clone();
+    let not_found = |id: i64| {
+        eprintln!(
+            "deskgate: no quarantined message {id} in {}",
+            database.display()
+        );
+        Ok(ExitCode::from(1))
+    };
+    match action {
+        QuarantineAction::List { all, json } => {
+            let store = Store::open_read_only(&config.database)?;
+            let rows = store.read_blocking(|tx| tx.quarantine_list(all))?;
+            show::quarantine_list(&mut out, &rows, &tz, json)?;
+        }
+        QuarantineAction::Show { id, json } => {
+            let store = Store::open_read_only(&config.database)?;
+            let Some((entry, raw)) =
+                store.read_blocking(|tx| tx.quarantine_entry(QuarantineId(id)))?
+            else {
+                return not_found(id);
+            };
+            show::quarantine_entry(&mut out, &entry, &raw, &tz, json)?;
+        }
+        QuarantineAction::Release { id } => {
+            let store = Store::open(&config.database)?;
+            let config = std::sync::Arc::new(config);
+            let released = runtime()?.block_on(ingest::release(
+                &store,
+                &config,
+                QuarantineId(id),
+                jiff::Timestamp::now(),
+            ));
+            let outcome = match released {
+                Ok(outcome) => outcome,
+                Err(ingest::ReleaseError::NotFound(_)) => return not_found(id),
+                Err(err) => return Err(err.into()),
+            };
+            let what = match outcome {
+                ingest::Outcome::Stored {
+                    ticket,
+                    acknowledgement,
+                    ..
+                } => format!(
+                    "stored on {}{}",
+                    ticket.map_or("no ticket".to_string(), |t| format!("ticket {t}")),
+                    if acknowledgement.is_some() {
+                        "; acknowledgement queued"
+                    } else {
+                        ""
+                    }
+                ),
+                ingest::Outcome::Duplicate { ticket, .. } => format!(
+                    "already stored{}",
+                    ticket.map_or(String::new(), |t| format!(" on ticket {t}"))
+                ),
+                ingest::Outcome::Dropped { .. } | ingest::Outcome::Quarantined { .. } => {
+                    "not stored".to_string()
+                }
+            };
+            writeln!(out, "released quarantined message {id}: {what}")?;
+        }
+        QuarantineAction::Delete { id } => {
+            let store = Store::open(&config.database)?;
+            let now = jiff::Timestamp::now();
+            let deleted = store.write_blocking(|tx| {
+                let Some(held) = tx.quarantined(QuarantineId(id))? else {
+                    return Ok(None);
+                };
+                let done = tx.resolve_quarantine(held.id, QuarantineStatus::Deleted, now)?;
+                if done {
+                    tx.record(
+                        &crate::store::Event {
+                            kind: "quarantine.deleted",
+                            detail: format!("quarantined message {id} ({})", held.reason),
+                            ..crate::store::Event::default()
+                        },
+                        now,
+                    )?;
+                }
+                Ok(Some((done, held.status)))
+            })?;
+            match deleted {
+                None => return not_found(id),
+                Some((true, _)) => writeln!(out, "deleted quarantined message {id}")?,
+                Some((false, status)) => {
+                    anyhow::bail!("quarantined message {id} was already {}", status.as_str())
+                }
             }
         }
     }

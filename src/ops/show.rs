@@ -1,4 +1,4 @@
-//! `deskgate tickets`, `ticket N`, `outbox`: human tables or `--json`.
+//! `deskgate tickets`, `ticket N`, `outbox`, `events`, `quarantine`: human tables or `--json`.
 
 use std::io::Write;
 
@@ -6,7 +6,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
-use crate::store::{ContactView, EarlierTicket, EventView, MessageView, OutboxView, TicketView};
+use crate::store::{
+    ContactView, EarlierTicket, EventView, MessageView, OutboxView, QuarantineView, TicketView,
+};
 
 /// Formats times for people in the support desk's zone: `2026-11-23 10:00 EET`.
 pub fn when(at: Timestamp, tz: &TimeZone) -> String {
@@ -111,6 +113,7 @@ pub fn ticket(
                     "agent": m.agent,
                     "defects": m.defects.split_whitespace().collect::<Vec<_>>(),
                     "text": m.body_text,
+                    "attachments": m.attachments,
                 })
             })
             .collect();
@@ -158,6 +161,9 @@ pub fn ticket(
         if !m.defects.is_empty() {
             writeln!(out, "   Defects: {}", m.defects)?;
         }
+        if !m.attachments.is_empty() {
+            writeln!(out, "   Attachments: {}", m.attachments.join(", "))?;
+        }
         for line in m.body_text.trim_end().lines() {
             writeln!(out, "   {line}")?;
         }
@@ -192,6 +198,7 @@ pub fn outbox(
                     "last_error": r.last_error,
                     "created_at": r.created_at.to_string(),
                     "sent_at": r.sent_at.map(|t| t.to_string()),
+                    "bounce": r.bounce,
                 })
             })
             .collect();
@@ -221,7 +228,10 @@ pub fn outbox(
             r.attempts,
             cut(&r.recipients, 28),
             at,
-            r.last_error.as_deref().unwrap_or(""),
+            match &r.bounce {
+                Some(bounce) => format!("BOUNCED: {bounce}"),
+                None => r.last_error.clone().unwrap_or_default(),
+            },
         )?;
     }
     Ok(())
@@ -280,6 +290,144 @@ pub fn contact(
             when(h.created_at, tz),
             h.subject
         )?;
+    }
+    Ok(())
+}
+
+/// `deskgate events`: newest first.
+pub fn events(
+    out: &mut impl Write,
+    events: &[EventView],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
+    if as_json {
+        let list: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                json!({
+                    "at": e.at.to_string(),
+                    "kind": e.kind,
+                    "ticket": e.ticket.map(|t| t.0),
+                    "detail": e.detail,
+                })
+            })
+            .collect();
+        return writeln!(out, "{}", Value::Array(list));
+    }
+    if events.is_empty() {
+        return writeln!(out, "no events");
+    }
+    for e in events {
+        writeln!(
+            out,
+            "{}  {:<26} {:>6}  {}",
+            when(e.at, tz),
+            e.kind,
+            e.ticket.map_or("-".to_string(), |t| t.0.to_string()),
+            e.detail
+        )?;
+    }
+    Ok(())
+}
+
+fn quarantine_json(q: &QuarantineView) -> Value {
+    json!({
+        "id": q.id.0,
+        "at": q.created_at.to_string(),
+        "mailbox": q.mailbox,
+        "uid": q.uid,
+        "reason": q.reason,
+        "message_id": q.message_id,
+        "from": q.from_address,
+        "subject": q.subject,
+        "size": q.size,
+        "complete": q.complete,
+        "status": q.status.as_str(),
+        "resolved_at": q.resolved_at.map(|t| t.to_string()),
+    })
+}
+
+/// `deskgate quarantine list`.
+pub fn quarantine_list(
+    out: &mut impl Write,
+    entries: &[QuarantineView],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
+    if as_json {
+        let list: Vec<Value> = entries.iter().map(quarantine_json).collect();
+        return writeln!(out, "{}", Value::Array(list));
+    }
+    if entries.is_empty() {
+        return writeln!(out, "quarantine is empty");
+    }
+    writeln!(
+        out,
+        "{:>5}  {:<8}  {:<20}  {:>9}  {:<28}  {:<28}  REASON",
+        "ID", "STATUS", "ARRIVED", "BYTES", "FROM", "SUBJECT"
+    )?;
+    for q in entries {
+        writeln!(
+            out,
+            "{:>5}  {:<8}  {:<20}  {:>9}  {:<28}  {:<28}  {}",
+            q.id.0,
+            q.status.as_str(),
+            when(q.created_at, tz),
+            q.size,
+            cut(q.from_address.as_deref().unwrap_or("(none)"), 28),
+            cut(&q.subject, 28),
+            q.reason,
+        )?;
+    }
+    Ok(())
+}
+
+/// `deskgate quarantine show N`: the entry, then its raw bytes (`--raw`: only those).
+pub fn quarantine_entry(
+    out: &mut impl Write,
+    entry: &QuarantineView,
+    raw: &[u8],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
+    if as_json {
+        let mut value = quarantine_json(entry);
+        value["raw"] = Value::String(String::from_utf8_lossy(raw).into_owned());
+        return writeln!(out, "{value}");
+    }
+    writeln!(
+        out,
+        "Quarantined message {} [{}]",
+        entry.id.0,
+        entry.status.as_str()
+    )?;
+    writeln!(out, "Reason:     {}", entry.reason)?;
+    writeln!(out, "Arrived:    {}", when(entry.created_at, tz))?;
+    if let (Some(mailbox), Some(uid)) = (&entry.mailbox, entry.uid) {
+        writeln!(out, "Mailbox:    {mailbox} (UID {uid})")?;
+    }
+    writeln!(
+        out,
+        "From:       {}",
+        entry.from_address.as_deref().unwrap_or("(none)")
+    )?;
+    writeln!(out, "Subject:    {}", entry.subject)?;
+    writeln!(
+        out,
+        "Message-ID: {}",
+        entry.message_id.as_deref().unwrap_or("(none)")
+    )?;
+    let kept = if entry.complete {
+        "the whole message"
+    } else {
+        "the headers only"
+    };
+    writeln!(out, "Size:       {} bytes; kept: {kept}", entry.size)?;
+    writeln!(out)?;
+    out.write_all(raw)?;
+    if !raw.ends_with(b"\n") {
+        writeln!(out)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::agent::Author;
 use crate::agent::reply::{AgentText, Command};
-use crate::classify::Class;
+use crate::classify::{Class, NoAck};
 use crate::config::{NotifyWho, Policy, Team};
 use crate::language::Lang;
 use crate::model::{Priority, TicketId, TicketState, TicketStatus};
@@ -19,6 +19,8 @@ pub enum TicketAction {
     Create,
     /// Add the message to this existing ticket.
     Append(TicketId),
+    /// Keep the message without a ticket: a bounce of nothing we sent.
+    Unfiled,
 }
 
 /// Which answer an agent owes the customer.
@@ -87,6 +89,37 @@ pub enum AgentNotice {
     Unsigned,
 }
 
+/// What the store knows about the sender's last hour, for the per-sender limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderLoad {
+    /// Tickets this address opened in the last hour.
+    pub new_tickets: u32,
+    /// Acknowledgements queued to this address in the last hour.
+    pub acknowledgements: u32,
+    /// The address's most recent ticket, where mail beyond the ticket limit is recorded.
+    pub latest_ticket: Option<TicketId>,
+}
+
+/// A per-sender limit that this message went past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    NewTickets(u32),
+    Acknowledgements(u32),
+}
+
+impl Limit {
+    pub fn describe(self) -> String {
+        match self {
+            Limit::NewTickets(n) => {
+                format!("more than {n} new tickets from this sender in an hour")
+            }
+            Limit::Acknowledgements(n) => {
+                format!("more than {n} acknowledgements to this sender in an hour")
+            }
+        }
+    }
+}
+
 /// An inbound message with everything the decision needs, looked up beforehand.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
@@ -101,6 +134,10 @@ pub struct Inbound<'a> {
     pub recipients: &'a [String],
     /// The message's Date header.
     pub sent: Option<Timestamp>,
+    /// Why a customer must not get an automatic answer, if so.
+    pub no_ack: Option<&'a NoAck>,
+    /// The sender's last hour, for the per-sender limits.
+    pub load: SenderLoad,
 }
 
 /// The outcome of [`decide`]: everything the ingest transaction must write.
@@ -110,6 +147,10 @@ pub struct Decision {
     pub role: Role,
     /// Send the customer an acknowledgement (only ever for a new ticket).
     pub acknowledge: bool,
+    /// A new customer ticket that is not acknowledged, and why.
+    pub withheld: Option<String>,
+    /// A per-sender limit this message went past.
+    pub limited: Option<Limit>,
     /// A customer message now awaits an agent: answer due by this time.
     pub deadline: Option<(DeadlineKind, Timestamp)>,
     /// Set the ticket to this status.
@@ -136,6 +177,8 @@ impl Decision {
             ticket,
             role,
             acknowledge: false,
+            withheld: None,
+            limited: None,
             deadline: None,
             status: None,
             assign: None,
@@ -157,7 +200,7 @@ pub fn decide(
     team: Option<&Team>,
     now: Timestamp,
 ) -> Decision {
-    let automatic = !matches!(inbound.class, Class::Customer);
+    let automatic = !inbound.class.is_customer();
     match inbound.author {
         // An agent's out-of-office answering a notification is machine mail like any other.
         _ if automatic => ordinary(inbound, policy, team, now, false),
@@ -214,20 +257,39 @@ fn ordinary(
     now: Timestamp,
     from_agent: bool,
 ) -> Decision {
+    let load = inbound.load;
+    let mut limited = None;
     let ticket = match inbound.threading.ticket() {
         Some(id) => TicketAction::Append(id),
-        None => TicketAction::Create,
+        None if matches!(inbound.class, Class::Bounce(_)) => TicketAction::Unfiled,
+        None => match load.latest_ticket {
+            Some(latest) if load.new_tickets >= policy.new_tickets_per_hour => {
+                limited = Some(Limit::NewTickets(policy.new_tickets_per_hour));
+                TicketAction::Append(latest)
+            }
+            _ => TicketAction::Create,
+        },
     };
     let mut decision = Decision::new(ticket, Role::Sender(inbound.class.clone()));
-    if from_agent || !matches!(inbound.class, Class::Customer) {
+    decision.limited = limited;
+    if from_agent || !inbound.class.is_customer() {
         return decision;
     }
     let kind = match ticket {
         TicketAction::Create => DeadlineKind::FirstResponse,
-        TicketAction::Append(_) => DeadlineKind::NextResponse,
+        TicketAction::Append(_) | TicketAction::Unfiled => DeadlineKind::NextResponse,
     };
     decision.deadline = Some((kind, due_at(now, policy.first_response)));
-    decision.acknowledge = ticket == TicketAction::Create && inbound.class.may_acknowledge();
+    if ticket == TicketAction::Create {
+        if let Some(reason) = inbound.no_ack {
+            decision.withheld = Some(reason.describe());
+        } else if load.acknowledgements >= policy.acknowledgements_per_hour {
+            let limit = Limit::Acknowledgements(policy.acknowledgements_per_hour);
+            decision.withheld = Some(limit.describe());
+            decision.limited = Some(limit);
+        }
+        decision.acknowledge = decision.withheld.is_none();
+    }
     let assigned = inbound.ticket.and_then(|t| t.assigned.as_deref());
     if let Some(state) = inbound.ticket
         && state.status != TicketStatus::Open
@@ -235,7 +297,7 @@ fn ordinary(
         decision.status = Some(TicketStatus::Open);
     }
     decision.notify = match (ticket, team) {
-        (_, None) => Vec::new(),
+        (_, None) | (TicketAction::Unfiled, _) => Vec::new(),
         (TicketAction::Create, Some(team)) => recipients(team, team.notify_new_ticket, None),
         (TicketAction::Append(_), Some(team)) => {
             recipients(team, team.notify_customer_reply, assigned)
@@ -335,12 +397,16 @@ pub fn due_at(now: Timestamp, wait: Duration) -> Timestamp {
 mod tests {
     use super::*;
     use crate::agent::Via;
-    use crate::classify::AutoReason;
+    use crate::classify::Signal;
     use crate::model::Person;
 
     fn policy() -> Policy {
         Policy {
             first_response: Duration::from_secs(24 * 3600),
+            new_tickets_per_hour: 10,
+            acknowledgements_per_hour: 5,
+            max_message_size: 25 << 20,
+            no_ack_domains: Vec::new(),
         }
     }
 
@@ -385,6 +451,8 @@ mod tests {
             text: None,
             recipients: &[],
             sent: None,
+            no_ack: None,
+            load: SenderLoad::default(),
         }
     }
 
@@ -465,8 +533,9 @@ mod tests {
         let state = ticket(TicketStatus::Open, None);
         let body = text("I am out of office");
         for class in [
-            Class::Automatic(AutoReason::NullReturnPath),
-            Class::NoSender,
+            Class::AutoReply(Signal::NullReturnPath),
+            Class::Bulk(Signal::ListId),
+            Class::Quarantine("released".into()),
         ] {
             let inbound = Inbound {
                 class: &class,
@@ -629,6 +698,75 @@ mod tests {
             d.tell,
             Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())))
         );
+    }
+
+    #[test]
+    fn bounces_join_the_ticket_they_return_or_none() {
+        let class = Class::Bounce(Signal::MailerDaemon);
+        let state = ticket(TicketStatus::Pending, None);
+        let linked = decide(
+            &Inbound {
+                class: &class,
+                ..customer(Threading::Reference(TicketId(4)), Some(&state))
+            },
+            &policy(),
+            Some(&team()),
+            now(),
+        );
+        assert_eq!(linked.ticket, TicketAction::Append(TicketId(4)));
+        assert!(!linked.acknowledge && linked.deadline.is_none() && linked.status.is_none());
+        let stray = decide(
+            &Inbound {
+                class: &class,
+                ..customer(Threading::New, None)
+            },
+            &policy(),
+            Some(&team()),
+            now(),
+        );
+        assert_eq!(stray.ticket, TicketAction::Unfiled);
+        assert!(stray.notify.is_empty());
+    }
+
+    #[test]
+    fn no_ack_reasons_withhold_the_acknowledgement_but_keep_the_ticket() {
+        let reason = NoAck::NoReplyAddress;
+        let d = decide(
+            &Inbound {
+                no_ack: Some(&reason),
+                ..customer(Threading::New, None)
+            },
+            &policy(),
+            None,
+            now(),
+        );
+        assert_eq!(d.ticket, TicketAction::Create);
+        assert!(!d.acknowledge);
+        assert_eq!(d.withheld, Some(reason.describe()));
+        assert!(d.deadline.is_some());
+    }
+
+    #[test]
+    fn per_sender_limits() {
+        let busy = |new_tickets, acknowledgements| Inbound {
+            load: SenderLoad {
+                new_tickets,
+                acknowledgements,
+                latest_ticket: Some(TicketId(3)),
+            },
+            ..customer(Threading::New, None)
+        };
+        let under = decide(&busy(9, 4), &policy(), None, now());
+        assert_eq!(under.ticket, TicketAction::Create);
+        assert!(under.acknowledge && under.limited.is_none());
+        let no_more_acks = decide(&busy(5, 5), &policy(), None, now());
+        assert_eq!(no_more_acks.ticket, TicketAction::Create);
+        assert!(!no_more_acks.acknowledge);
+        assert_eq!(no_more_acks.limited, Some(Limit::Acknowledgements(5)));
+        let no_more_tickets = decide(&busy(10, 5), &policy(), None, now());
+        assert_eq!(no_more_tickets.ticket, TicketAction::Append(TicketId(3)));
+        assert!(!no_more_tickets.acknowledge);
+        assert_eq!(no_more_tickets.limited, Some(Limit::NewTickets(10)));
     }
 
     #[test]

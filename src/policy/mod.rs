@@ -7,5 +7,6 @@
 mod decide;
 
 pub use decide::{
-    AgentNotice, DeadlineKind, Decision, Inbound, Role, TicketAction, decide, due_at,
+    AgentNotice, DeadlineKind, Decision, Inbound, Limit, Role, SenderLoad, TicketAction, decide,
+    due_at,
 };

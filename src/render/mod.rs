@@ -21,7 +21,7 @@ pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_cont
 use crate::config::Support;
 use crate::language::Lang;
 use crate::model::{Person, TicketId};
-use crate::parse::Attachment;
+use crate::parse::{Attachment, LOOP_HEADER};
 use crate::thread::format_tag;
 
 /// A message ready for the outbox.
@@ -151,10 +151,16 @@ fn build(
     if let Some(reply_to) = envelope.reply_to {
         builder = builder.reply_to(reply_to);
     }
-    builder = builder.raw_header(HeaderValue::new(
-        HeaderName::new_from_ascii_str("Content-Language"),
-        parts.lang.code().to_string(),
-    ));
+    builder = builder
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Content-Language"),
+            parts.lang.code().to_string(),
+        ))
+        // On everything we send: mail that comes back with it is ours (a loop).
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(LOOP_HEADER),
+            support.address.to_string(),
+        ));
     if let Some(value) = envelope.auto_submitted {
         builder = builder
             .raw_header(HeaderValue::new(
@@ -654,6 +660,13 @@ mod tests {
         assert_eq!(parsed.message_id.as_deref(), Some(out.message_id.as_str()));
         assert!(out.message_id.ends_with("@example.test"));
         assert_eq!(parsed.auto_submitted.as_deref(), Some("auto-replied"));
+        assert_eq!(parsed.auto_response_suppress.as_deref(), Some("All"));
+        assert_eq!(parsed.loop_marks, vec!["support@example.test"]);
+        assert_eq!(
+            crate::classify::classify(&parsed, "support@example.test"),
+            crate::classify::Class::OwnMail(crate::classify::Signal::LoopMark),
+            "our own acknowledgement coming back is recognised as ours"
+        );
         assert!(parsed.text.contains("ticket [#42]"), "{}", parsed.text);
         assert!(
             parsed

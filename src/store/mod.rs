@@ -21,15 +21,17 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use tx::{
     Answered, Checkpoint, ContactSeen, EarlierTicket, Event, Known, NewMessage, NewOutbox,
-    NewTicket, OutboxRow, Tx, dedupe_key,
+    NewQuarantine, NewTicket, OutboundSent, OutboxRow, QuarantineStatus, Quarantined, Tx,
+    content_key, dedupe_key,
 };
-pub use views::{ContactView, EventView, MessageView, OutboxView, TicketView};
+pub use views::{ContactView, EventView, MessageView, OutboxView, QuarantineView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.
@@ -58,6 +60,29 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database worker stopped: {0}")]
     Worker(String),
+}
+
+impl StoreError {
+    /// A failure of the database itself (busy, locked, disk full, I/O), which the same work
+    /// may overcome later; anything else is about the data and would fail again.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | ReadOnly
+                    | OutOfMemory
+                    | FileLockingProtocolFailed
+            ),
+            StoreError::Open { .. } | StoreError::TooNew { .. } | StoreError::TooOld { .. } => true,
+            StoreError::Sqlite(_) | StoreError::Corrupt(_) | StoreError::Worker(_) => false,
+        }
+    }
 }
 
 /// A handle on the database: cheap to clone, one writer connection behind a mutex.
@@ -181,10 +206,12 @@ impl Store {
         behavior: TransactionBehavior,
         work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        // A panic inside `work` poisons the mutex, but the transaction was rolled back when
+        // it unwound, so the connection is as good as before: keep using it.
         let mut conn = self
             .conn
             .lock()
-            .map_err(|e| StoreError::Worker(e.to_string()))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let transaction = conn.transaction_with_behavior(behavior)?;
         let result = work(&Tx::new(&transaction))?;
         transaction.commit()?;

@@ -5,7 +5,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{StoreError, from_ms, to_ms};
 use crate::language::{Lang, Source};
-use crate::model::{MessageRowId, OutboxId, Person, Priority, TicketId, TicketState, TicketStatus};
+use crate::model::{
+    MessageRowId, OutboxId, Person, Priority, QuarantineId, TicketId, TicketState, TicketStatus,
+};
+use crate::policy::SenderLoad;
 
 /// One open transaction. Obtained from [`super::Store::write`] or [`super::Store::read_blocking`].
 pub struct Tx<'c> {
@@ -21,11 +24,13 @@ pub struct Checkpoint {
 }
 
 /// A message already stored under the same dedupe key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {
     pub message: MessageRowId,
     pub ticket: Option<TicketId>,
     pub outbound: bool,
+    /// [`content_key`] of the stored message.
+    pub content: String,
 }
 
 pub struct NewTicket<'a> {
@@ -48,7 +53,8 @@ pub struct ContactSeen<'a> {
 }
 
 pub struct NewMessage<'a> {
-    pub ticket: TicketId,
+    /// `None` for a bounce of nothing we know.
+    pub ticket: Option<TicketId>,
     pub outbound: bool,
     pub dedupe_key: &'a str,
     pub message_id: Option<&'a str>,
@@ -63,6 +69,8 @@ pub struct NewMessage<'a> {
     pub class: &'a str,
     pub defects: &'a str,
     pub body_text: &'a str,
+    /// Attachment file names.
+    pub attachments: &'a [String],
     pub raw: &'a [u8],
     /// Seen by agents only; never a threading key for other senders.
     pub internal: bool,
@@ -106,6 +114,68 @@ pub struct OutboxRow {
     pub raw: Vec<u8>,
     pub attempts: u32,
     pub created_at: Timestamp,
+}
+
+/// Mail put aside with the reason.
+pub struct NewQuarantine<'a> {
+    pub source: Option<(&'a str, u32, u32)>,
+    pub reason: &'a str,
+    pub dedupe_key: &'a str,
+    pub message_id: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub subject: &'a str,
+    /// The message's full size (the server's RFC822.SIZE for oversize mail).
+    pub size: u64,
+    /// False when `raw` holds only the headers.
+    pub complete: bool,
+    pub raw: &'a [u8],
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuarantineStatus {
+    Held,
+    Released,
+    Deleted,
+}
+
+impl QuarantineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineStatus::Held => "held",
+            QuarantineStatus::Released => "released",
+            QuarantineStatus::Deleted => "deleted",
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> QuarantineStatus {
+        match text {
+            "released" => QuarantineStatus::Released,
+            "deleted" => QuarantineStatus::Deleted,
+            _ => QuarantineStatus::Held,
+        }
+    }
+}
+
+/// A quarantined message as stored, for release.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub id: QuarantineId,
+    pub source: Option<(String, u32, u32)>,
+    pub reason: String,
+    pub status: QuarantineStatus,
+    pub complete: bool,
+    pub size: u64,
+    pub raw: Vec<u8>,
+}
+
+/// One of our outbound messages, found by its Message-ID (a bounce returns it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSent {
+    pub outbox: OutboxId,
+    pub ticket: Option<TicketId>,
+    pub message_id: String,
+    pub recipients: Vec<String>,
 }
 
 /// An entry for the append-only events table.
@@ -172,13 +242,18 @@ impl<'c> Tx<'c> {
         let row = self
             .tx
             .query_row(
-                "SELECT id, ticket_id, direction FROM messages WHERE dedupe_key = ?1",
+                "SELECT id, ticket_id, direction, from_address, subject, body_text FROM messages WHERE dedupe_key = ?1",
                 [dedupe_key],
                 |r| {
                     Ok(Known {
                         message: MessageRowId(r.get(0)?),
                         ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
                         outbound: r.get::<_, String>(2)? == "out",
+                        content: content_key(
+                            r.get::<_, Option<String>>(3)?.as_deref(),
+                            &r.get::<_, String>(4)?,
+                            &r.get::<_, String>(5)?,
+                        ),
                     })
                 },
             )
@@ -516,11 +591,12 @@ impl<'c> Tx<'c> {
         self.tx.execute(
             "INSERT INTO messages (ticket_id, direction, dedupe_key, message_id, mailbox, uidvalidity, uid,
                                    from_address, from_name, subject, sent_date, received_at, in_reply_to,
-                                   refs, class, defects, body_text, raw_sha256, raw, internal, agent)
+                                   refs, class, defects, body_text, raw_sha256, raw, internal, agent,
+                                   attachments)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21)",
+                     ?20, ?21, ?22)",
             params![
-                message.ticket.0,
+                message.ticket.map(|t| t.0),
                 if message.outbound { "out" } else { "in" },
                 message.dedupe_key,
                 message.message_id,
@@ -541,6 +617,7 @@ impl<'c> Tx<'c> {
                 message.raw,
                 message.internal,
                 message.agent,
+                message.attachments.join("\n"),
             ],
         )?;
         Ok(MessageRowId(self.tx.last_insert_rowid()))
@@ -592,6 +669,158 @@ impl<'c> Tx<'c> {
             ],
         )?;
         Ok(())
+    }
+
+    // === hygiene: quarantine, bounces, per-sender limits ===
+
+    pub fn quarantine(&self, q: &NewQuarantine<'_>) -> Result<QuarantineId, StoreError> {
+        let (mailbox, uidvalidity, uid) = match q.source {
+            Some((m, v, u)) => (Some(m), Some(v), Some(u)),
+            None => (None, None, None),
+        };
+        self.tx.execute(
+            "INSERT INTO quarantine (mailbox, uidvalidity, uid, reason, message_id, from_address, subject,
+                                     size, complete, raw, status, created_at, dedupe_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'held', ?11, ?12)",
+            params![
+                mailbox,
+                uidvalidity,
+                uid,
+                q.reason,
+                q.message_id,
+                q.from,
+                q.subject,
+                i64::try_from(q.size).unwrap_or(i64::MAX),
+                q.complete,
+                q.raw,
+                to_ms(q.now),
+                q.dedupe_key
+            ],
+        )?;
+        Ok(QuarantineId(self.tx.last_insert_rowid()))
+    }
+
+    /// The quarantine entry already holding a message with this dedupe key, if any.
+    pub fn quarantined_key(&self, dedupe_key: &str) -> Result<Option<QuarantineId>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT id FROM quarantine WHERE dedupe_key = ?1 ORDER BY id LIMIT 1",
+                [dedupe_key],
+                |r| r.get(0),
+            )
+            .optional()?
+            .map(QuarantineId))
+    }
+
+    pub fn quarantined(&self, id: QuarantineId) -> Result<Option<Quarantined>, StoreError> {
+        let row = self
+            .tx
+            .query_row(
+                "SELECT mailbox, uidvalidity, uid, reason, status, complete, size, raw
+                 FROM quarantine WHERE id = ?1",
+                [id.0],
+                |r| {
+                    let mailbox: Option<String> = r.get(0)?;
+                    let uidvalidity: Option<u32> = r.get(1)?;
+                    let uid: Option<u32> = r.get(2)?;
+                    Ok(Quarantined {
+                        id,
+                        source: match (mailbox, uidvalidity, uid) {
+                            (Some(m), Some(v), Some(u)) => Some((m, v, u)),
+                            _ => None,
+                        },
+                        reason: r.get(3)?,
+                        status: QuarantineStatus::parse(&r.get::<_, String>(4)?),
+                        complete: r.get(5)?,
+                        size: r.get::<_, i64>(6)?.max(0) as u64,
+                        raw: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Marks a held entry released or deleted (deleting drops its bytes); false if it was
+    /// not held.
+    pub fn resolve_quarantine(
+        &self,
+        id: QuarantineId,
+        status: QuarantineStatus,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "UPDATE quarantine SET status = ?2, resolved_at = ?3,
+                    raw = CASE WHEN ?2 = 'deleted' THEN x'' ELSE raw END
+             WHERE id = ?1 AND status = 'held'",
+            params![id.0, status.as_str(), to_ms(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Our outbound mail with one of these Message-IDs, with its outbox row.
+    pub fn outbound_by_message_ids(
+        &self,
+        message_ids: &[String],
+    ) -> Result<Vec<OutboundSent>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT o.id, o.ticket_id, o.recipients FROM messages m JOIN outbox o ON o.message_row_id = m.id
+             WHERE m.message_id = ?1 AND m.direction = 'out'",
+        )?;
+        let mut found = Vec::new();
+        for id in message_ids {
+            let rows = statement
+                .query_map([id], |r| {
+                    Ok(OutboundSent {
+                        outbox: OutboxId(r.get(0)?),
+                        ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
+                        message_id: id.clone(),
+                        recipients: r
+                            .get::<_, String>(2)?
+                            .split_whitespace()
+                            .map(String::from)
+                            .collect(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    pub fn mark_bounced(
+        &self,
+        outbox: OutboxId,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE outbox SET bounced_at = ?2,
+                    bounce = CASE WHEN bounce IS NULL THEN ?3 ELSE bounce || '; ' || ?3 END
+             WHERE id = ?1",
+            params![outbox.0, to_ms(now), detail],
+        )?;
+        Ok(())
+    }
+
+    /// What `address` did since `since`: tickets opened and acknowledgements queued to it.
+    pub fn sender_load(&self, address: &str, since: Timestamp) -> Result<SenderLoad, StoreError> {
+        let (new_tickets, latest_ticket) = self.tx.query_row(
+            "SELECT count(*), max(id) FROM tickets WHERE customer_address = ?1 AND created_at >= ?2",
+            params![address, to_ms(since)],
+            |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
+        let acknowledgements = self.tx.query_row(
+            "SELECT count(*) FROM outbox WHERE recipients = ?1 AND kind = 'acknowledgement' AND created_at >= ?2",
+            params![address, to_ms(since)],
+            |r| r.get::<_, u32>(0),
+        )?;
+        Ok(SenderLoad {
+            new_tickets,
+            acknowledgements,
+            latest_ticket: latest_ticket.map(TicketId),
+        })
     }
 
     // === outbox ===
@@ -671,6 +900,18 @@ impl<'c> Tx<'c> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What makes two messages with one Message-ID the same message: sender, subject and text
+/// (the bytes differ between mailboxes by their trace headers).
+pub fn content_key(from: Option<&str>, subject: &str, text: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [from.unwrap_or(""), subject, text] {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    hex(&hash.finalize())
 }
 
 /// The dedupe key of an inbound message: its Message-ID, or a hash of its bytes.

@@ -3,9 +3,10 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row};
 
+use super::tx::QuarantineStatus;
 use super::{StoreError, Tx, from_ms};
 use crate::language::{Lang, Source};
-use crate::model::{OutboxId, TicketId, TicketStatus};
+use crate::model::{OutboxId, QuarantineId, TicketId, TicketStatus};
 
 #[derive(Debug, Clone)]
 pub struct TicketView {
@@ -56,13 +57,32 @@ pub struct MessageView {
     pub class: String,
     pub defects: String,
     pub body_text: String,
+    /// Attachment file names.
+    pub attachments: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct EventView {
     pub at: Timestamp,
     pub kind: String,
+    pub ticket: Option<TicketId>,
     pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct QuarantineView {
+    pub id: QuarantineId,
+    pub created_at: Timestamp,
+    pub mailbox: Option<String>,
+    pub uid: Option<u32>,
+    pub reason: String,
+    pub message_id: Option<String>,
+    pub from_address: Option<String>,
+    pub subject: String,
+    pub size: u64,
+    pub complete: bool,
+    pub status: QuarantineStatus,
+    pub resolved_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +98,8 @@ pub struct OutboxView {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub sent_at: Option<Timestamp>,
+    /// What delivery reports said about it, if any came back.
+    pub bounce: Option<String>,
 }
 
 const TICKET_COLUMNS: &str =
@@ -111,6 +133,36 @@ fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
             (Some(lang), Some(source)) => Lang::parse(&lang).zip(Source::parse(&source)),
             _ => None,
         },
+    })
+}
+
+const QUARANTINE_COLUMNS: &str =
+    "id, created_at, mailbox, uid, reason, message_id, from_address, subject, size,
+    complete, status, resolved_at";
+
+fn quarantine_view(r: &Row<'_>) -> rusqlite::Result<QuarantineView> {
+    Ok(QuarantineView {
+        id: QuarantineId(r.get(0)?),
+        created_at: from_ms(r.get(1)?),
+        mailbox: r.get(2)?,
+        uid: r.get(3)?,
+        reason: r.get(4)?,
+        message_id: r.get(5)?,
+        from_address: r.get(6)?,
+        subject: r.get(7)?,
+        size: r.get::<_, i64>(8)?.max(0) as u64,
+        complete: r.get(9)?,
+        status: QuarantineStatus::parse(&r.get::<_, String>(10)?),
+        resolved_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
+    })
+}
+
+fn event_view(r: &Row<'_>) -> rusqlite::Result<EventView> {
+    Ok(EventView {
+        at: from_ms(r.get(0)?),
+        kind: r.get(1)?,
+        ticket: r.get::<_, Option<i64>>(2)?.map(TicketId),
+        detail: r.get(3)?,
     })
 }
 
@@ -165,7 +217,7 @@ impl Tx<'_> {
     pub fn transcript(&self, id: TicketId) -> Result<Vec<MessageView>, StoreError> {
         let mut statement = self.conn().prepare(
             "SELECT direction, message_id, from_address, from_name, subject, received_at, class, defects, body_text,
-                    internal, agent
+                    internal, agent, attachments
              FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
         )?;
         let rows = statement
@@ -182,6 +234,7 @@ impl Tx<'_> {
                     body_text: r.get(8)?,
                     internal: r.get(9)?,
                     agent: r.get(10)?,
+                    attachments: r.get::<_, String>(11)?.lines().map(String::from).collect(),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -189,26 +242,56 @@ impl Tx<'_> {
     }
 
     pub fn events_of(&self, id: TicketId) -> Result<Vec<EventView>, StoreError> {
-        let mut statement = self
-            .conn()
-            .prepare("SELECT at, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id")?;
+        let mut statement = self.conn().prepare(
+            "SELECT at, kind, ticket_id, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
+        )?;
         let rows = statement
-            .query_map([id.0], |r| {
-                Ok(EventView {
-                    at: from_ms(r.get(0)?),
-                    kind: r.get(1)?,
-                    detail: r.get(2)?,
-                })
-            })?
+            .query_map([id.0], event_view)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// The newest `limit` events whose kind starts with `prefix`, newest first.
+    pub fn events(&self, prefix: &str, limit: u32) -> Result<Vec<EventView>, StoreError> {
+        let mut statement = self.conn().prepare(
+            "SELECT at, kind, ticket_id, detail FROM events WHERE substr(kind, 1, length(?1)) = ?1
+             ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = statement
+            .query_map(rusqlite::params![prefix, limit], event_view)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Quarantined mail, newest first; with `all`, released and deleted entries too.
+    pub fn quarantine_list(&self, all: bool) -> Result<Vec<QuarantineView>, StoreError> {
+        let sql = format!(
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE ?1 OR status = 'held' ORDER BY id DESC"
+        );
+        let mut statement = self.conn().prepare(&sql)?;
+        let rows = statement
+            .query_map([all], quarantine_view)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// One quarantine entry and its stored bytes.
+    pub fn quarantine_entry(
+        &self,
+        id: QuarantineId,
+    ) -> Result<Option<(QuarantineView, Vec<u8>)>, StoreError> {
+        let sql = format!("SELECT {QUARANTINE_COLUMNS}, raw FROM quarantine WHERE id = ?1");
+        Ok(self
+            .conn()
+            .query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
+            .optional()?)
     }
 
     /// Outbox rows, newest first.
     pub fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
         let mut statement = self.conn().prepare(
             "SELECT o.id, o.ticket_id, o.kind, o.recipients, m.subject, o.status, o.attempts, o.next_attempt_at,
-                    o.last_error, o.created_at, o.sent_at
+                    o.last_error, o.created_at, o.sent_at, o.bounce
              FROM outbox o JOIN messages m ON m.id = o.message_row_id
              ORDER BY o.id DESC",
         )?;
@@ -226,6 +309,7 @@ impl Tx<'_> {
                     last_error: r.get(8)?,
                     created_at: from_ms(r.get(9)?),
                     sent_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
+                    bounce: r.get(11)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -371,7 +371,11 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
         .collect();
     assert_eq!(relayed.len(), 1);
     assert_eq!(relayed[0].in_reply_to, vec!["m2@customer.test"]);
-    assert_eq!(relayed[0].n_attachments, 1, "the agent's file is carried");
+    assert_eq!(
+        relayed[0].attachment_names.len(),
+        1,
+        "the agent's file is carried"
+    );
     assert!(relayed[0].text.contains("αίτημα"), "{}", relayed[0].text);
     let ticket = setup.json(&["ticket", &number.to_string()]);
     assert_eq!(ticket["language"], "el", "{ticket:#}");

@@ -18,6 +18,11 @@ pub enum Imap {
     Plain,
 }
 
+/// `policy_extra` for tests that send many new mails from a few lab customers: no
+/// per-sender limits in the way (they are tested in `hygiene`).
+pub const UNLIMITED_SENDERS: &str =
+    "new_tickets_per_hour = 100000\nacknowledgements_per_hour = 100000";
+
 /// A configuration directory (config file, database, log) for one daemon.
 pub struct Setup {
     pub dir: tempfile::TempDir,
@@ -28,6 +33,20 @@ impl Setup {
     /// A config for `lab`: support@ mailbox over `imap`, SMTP submission with STARTTLS and
     /// AUTH, retries every second; `extra` is appended to the [[mailbox]] table.
     pub fn new(lab: &Lab, imap: Imap, mailbox_extra: &str) -> Setup {
+        Setup::new_as(lab, imap, "support", "", mailbox_extra)
+    }
+
+    /// [`Setup::new`] for the lab user `user` as the support address, with `policy_extra`
+    /// appended to the [policy] table. The lab's customers share the support address's
+    /// domain, which deskgate by default never acknowledges (colleagues): these configs set
+    /// `no_ack_domains = []`.
+    pub fn new_as(
+        lab: &Lab,
+        imap: Imap,
+        user: &str,
+        policy_extra: &str,
+        mailbox_extra: &str,
+    ) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, tls) = match imap {
             Imap::Implicit => (lab.imaps_port, "implicit"),
@@ -39,19 +58,21 @@ impl Setup {
 ca_file = "{ca}"
 
 [support]
-address = "support@example.test"
+address = "{address}"
 name = "Example Support"
 
 [policy]
 first_response = "24h"
+no_ack_domains = []
+{policy_extra}
 
 [[mailbox]]
 name = "support"
 host = "127.0.0.1"
 port = {port}
 tls = "{tls}"
-user = "support@example.test"
-password = "support-pw"
+user = "{address}"
+password = "{password}"
 poll_interval = "1s"
 timeout = "20s"
 {mailbox_extra}
@@ -60,7 +81,7 @@ timeout = "20s"
 host = "127.0.0.1"
 port = {submission}
 tls = "starttls"
-user = "support@example.test"
+user = "{address}"
 password_file = "smtp-password"
 timeout = "10s"
 
@@ -69,9 +90,14 @@ retry = ["1s"]
 "#,
             ca = lab.ca_file.display(),
             submission = lab.submission_port,
+            address = lab.address(user),
+            password = lab.password(user),
         );
-        std::fs::write(dir.path().join("smtp-password"), "support-pw\n")
-            .expect("write password file");
+        std::fs::write(
+            dir.path().join("smtp-password"),
+            format!("{}\n", lab.password(user)),
+        )
+        .expect("write password file");
         let config = dir.path().join("deskgate.toml");
         std::fs::write(&config, text).expect("write config");
         Setup { dir, config }

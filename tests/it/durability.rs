@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::daemon::{Imap, Setup, parsed};
+use crate::daemon::{Imap, Setup, UNLIMITED_SENDERS, parsed};
 use crate::harness::{Lab, message};
 
 const CUSTOMERS: [&str; 5] = [
@@ -72,7 +72,13 @@ async fn restart_creates_no_duplicates() {
 async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
     let Some(lab) = Lab::start() else { return };
     // Small batches so that kills land between and inside batches.
-    let setup = Setup::new(&lab, Imap::Implicit, "batch_size = 7");
+    let setup = Setup::new_as(
+        &lab,
+        Imap::Implicit,
+        "support",
+        UNLIMITED_SENDERS,
+        "batch_size = 7",
+    );
     let support = lab.address("support");
     const N: usize = 200;
     let mut expected: HashMap<String, &str> = HashMap::new();

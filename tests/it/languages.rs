@@ -273,7 +273,9 @@ async fn language_evidence_contacts_and_history_through_ingest() {
             .0
         {
             Outcome::Stored {
-                ticket, language, ..
+                ticket: Some(ticket),
+                language,
+                ..
             } => (
                 ticket,
                 language.expect("a customer's message has a language"),
@@ -393,7 +395,7 @@ fn upgrading_a_version_1_database_fills_the_contacts() {
     let err = Store::open_read_only(&path).err().expect("refused");
     assert!(
         err.to_string()
-            .ends_with("has schema version 1, older than this deskgate's (3); `deskgate run` upgrades it when it starts"),
+            .ends_with("has schema version 1, older than this deskgate's (4); `deskgate run` upgrades it when it starts"),
         "{err}"
     );
     let store = Store::open(Path::new(&path)).expect("migrate");

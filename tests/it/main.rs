@@ -17,6 +17,8 @@ mod durability;
 mod flow;
 /// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
 mod harness;
+/// Loops, bounces, bursts, oversize and unparseable mail on the real servers.
+mod hygiene;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
 mod languages;
 /// IMAP TLS modes, check-config --connect, SMTP outage.
