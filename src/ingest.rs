@@ -25,7 +25,7 @@ use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId};
 use crate::parse::{ParsedMessage, parse};
 use crate::policy::{Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
-    self, AckFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
+    self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
 use crate::store::{
     Checkpoint, ContactSeen, Event, NewMessage, NewOutbox, NewQuarantine, NewTicket,
@@ -588,7 +588,7 @@ fn apply(
                 None,
                 format!("{role_text}; {}", threading.describe()),
             )?;
-            let bounced = record_bounce(tx, parsed, &record, now)?;
+            let bounced = record_bounce(tx, parsed, &record, now)?.failed;
             return Ok(Outcome::Stored {
                 ticket: None,
                 created: false,
@@ -702,7 +702,10 @@ fn apply(
             now,
         )?
     } else {
-        Vec::new()
+        Bounced {
+            failed: Vec::new(),
+            to_customer: false,
+        }
     };
     if let Some((kind, due_at)) = decision.deadline {
         tx.insert_deadline(ticket, message, kind.as_str(), due_at)?;
@@ -834,6 +837,22 @@ fn apply(
             queued.extend(out.queue(OutKind::Note, Some(&to.address), rendered)?);
         }
     }
+    if bounced.to_customer && !bounced.failed.is_empty() {
+        for agent in agents_named(config, &decision.bounce_to) {
+            let rendered = render::bounce(
+                &config.support,
+                &config.templates,
+                BounceFor {
+                    ticket: &state,
+                    agent,
+                    failed: &bounced.failed,
+                    message_id: parsed.message_id.as_deref(),
+                },
+                now,
+            );
+            queued.extend(out.queue(OutKind::Bounce, Some(&agent.address), rendered)?);
+        }
+    }
     if let Some((agent, notice)) = &decision.tell
         && let Some(agent) = config.agents.by_address(agent)
     {
@@ -862,7 +881,7 @@ fn apply(
         language,
         withheld: decision.withheld,
         limited: decision.limited,
-        bounced,
+        bounced: bounced.failed,
     })
 }
 
@@ -962,6 +981,7 @@ enum OutKind {
     Reply,
     Note,
     Notice,
+    Bounce,
 }
 
 impl OutKind {
@@ -973,6 +993,7 @@ impl OutKind {
             OutKind::Reply => "reply",
             OutKind::Note => "note",
             OutKind::Notice => "notice",
+            OutKind::Bounce => "bounce",
         }
     }
 
@@ -984,6 +1005,7 @@ impl OutKind {
             OutKind::Reply => ("reply.queued", "reply.not_sent"),
             OutKind::Note => ("note.queued", "note.not_sent"),
             OutKind::Notice => ("notice.queued", "notice.not_sent"),
+            OutKind::Bounce => ("bounce.notified", "bounce.not_notified"),
         }
     }
 }
@@ -1008,15 +1030,23 @@ fn describe(author: &Author) -> String {
     }
 }
 
+/// What a bounce said failed.
+struct Bounced {
+    /// `address: status diagnostic` per failed recipient.
+    failed: Vec<String>,
+    /// It returns mail we sent a customer (not an agent's notification, whose bounce must
+    /// not cause another notification).
+    to_customer: bool,
+}
+
 /// Marks the outbound mail a bounce returns and records a `bounce.received` event per failed
-/// recipient (the hook for telling agents), or `bounce.delayed` for a delay warning.
-/// Returns `address: status` per failed recipient.
+/// recipient, or `bounce.delayed` for a delay warning.
 fn record_bounce(
     tx: &Tx<'_>,
     parsed: &ParsedMessage,
     record: &dyn Fn(&'static str, Option<OutboxId>, String) -> Result<(), StoreError>,
     now: Timestamp,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Bounced, StoreError> {
     let report = &parsed.report;
     let mut ids = report.original_ids.clone();
     ids.extend(parsed.in_reply_to.iter().cloned());
@@ -1032,7 +1062,10 @@ fn record_bounce(
                 format!("{}: {} {} {}", r.address, r.action, r.status, r.diagnostic),
             )?;
         }
-        return Ok(Vec::new());
+        return Ok(Bounced {
+            failed: Vec::new(),
+            to_customer: false,
+        });
     }
     let mut failed: Vec<String> = named_failed
         .iter()
@@ -1073,7 +1106,12 @@ fn record_bounce(
     for failure in &failed {
         record("bounce.received", outbox, failure.clone())?;
     }
-    Ok(failed)
+    Ok(Bounced {
+        to_customer: ours
+            .iter()
+            .any(|o| o.kind == "acknowledgement" || o.kind == "reply"),
+        failed,
+    })
 }
 
 /// Looks up what threading needs: tickets of referenced messages (newest reference first)

@@ -165,6 +165,8 @@ pub struct Decision {
     pub relay: bool,
     /// Agents told about this customer message.
     pub notify: Vec<String>,
+    /// Agents told when this delivery report says our mail did not reach the customer.
+    pub bounce_to: Vec<String>,
     /// Agents who receive this internal note.
     pub note_to: Vec<String>,
     /// An agent told about their own message: (agent, why).
@@ -187,6 +189,7 @@ impl Decision {
             answered_at: None,
             relay: false,
             notify: Vec::new(),
+            bounce_to: Vec::new(),
             note_to: Vec::new(),
             tell: None,
         }
@@ -272,6 +275,10 @@ fn ordinary(
     };
     let mut decision = Decision::new(ticket, Role::Sender(inbound.class.clone()));
     decision.limited = limited;
+    let assigned = inbound.ticket.and_then(|t| t.assigned.as_deref());
+    if let (Class::Bounce(_), TicketAction::Append(_), Some(team)) = (inbound.class, ticket, team) {
+        decision.bounce_to = recipients(team, NotifyWho::Assigned, assigned);
+    }
     if from_agent || !inbound.class.is_customer() {
         return decision;
     }
@@ -290,7 +297,6 @@ fn ordinary(
         }
         decision.acknowledge = decision.withheld.is_none();
     }
-    let assigned = inbound.ticket.and_then(|t| t.assigned.as_deref());
     if let Some(state) = inbound.ticket
         && state.status != TicketStatus::Open
     {
@@ -715,6 +721,12 @@ mod tests {
         );
         assert_eq!(linked.ticket, TicketAction::Append(TicketId(4)));
         assert!(!linked.acknowledge && linked.deadline.is_none() && linked.status.is_none());
+        assert!(linked.notify.is_empty(), "a bounce is no customer message");
+        assert_eq!(
+            linked.bounce_to,
+            team().members,
+            "nobody assigned: the team hears of it"
+        );
         let stray = decide(
             &Inbound {
                 class: &class,

@@ -272,6 +272,53 @@ pub fn notice(
     )
 }
 
+/// A delivery report came back for our mail on a ticket.
+#[derive(Debug, Clone, Copy)]
+pub struct BounceFor<'a> {
+    pub ticket: &'a TicketState,
+    pub agent: &'a Agent,
+    /// `address: status diagnostic` per failed recipient.
+    pub failed: &'a [String],
+    /// The report's Message-ID: the mail threads under it in the agent's client.
+    pub message_id: Option<&'a str>,
+}
+
+/// Tells `agent` that a customer did not get our mail.
+pub fn bounce(
+    support: &Support,
+    templates: &Templates,
+    b: BounceFor<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let tag = format_tag(&support.tag_prefix, b.ticket.id);
+    let context = minijinja::context! {
+        ticket => b.ticket.id.0,
+        tag => tag.clone(),
+        subject => base_subject(&b.ticket.subject, &tag),
+        agent_name => b.agent.name.clone(),
+        failed => b.failed.to_vec(),
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+    };
+    let parts = templates.render_all("bounce", Lang::En, &context)?;
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, None),
+            to: vec![agent_mailbox(b.agent)?],
+            cc: Vec::new(),
+            reply_to: None,
+            message_id: new_message_id(support),
+            in_reply_to: b.message_id,
+            references: b.message_id.map(String::from).into_iter().collect(),
+            auto_submitted: Some("auto-generated"),
+            attachments: &[],
+        },
+        parts,
+        now,
+    )
+}
+
 fn agent_mailbox(agent: &Agent) -> Result<Mailbox, RenderError> {
     mailbox(&Person::new(&agent.address, Some(&agent.name)))
 }

@@ -114,6 +114,15 @@ pub const KINDS: &[Kind] = &[
         shipped: shipped!("notice": "en"),
         sample: notice_sample,
     },
+    Kind {
+        name: "bounce",
+        audience: Audience::Agent,
+        about: "to agents: our mail did not reach the customer (a delivery report came back)",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "failed"],
+        shipped: shipped!("bounce": "en"),
+        sample: bounce_sample,
+    },
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
@@ -201,5 +210,12 @@ fn notice_sample(_: Lang, _: &TimeZone) -> Value {
         problem => "commands",
         errors => vec!["`#frob`: unknown command"],
         reason => "the reply key is not valid",
+    }
+}
+
+fn bounce_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! {
+        agent_name => "Alice Agent",
+        failed => vec!["customer@example.net: 5.1.1 550 5.1.1 no such user"],
     }
 }

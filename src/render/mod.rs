@@ -15,7 +15,10 @@ use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
-pub use agent::{NoteFor, NoticeFor, NotificationFor, ReplyFor, note, notice, notification, reply};
+pub use agent::{
+    BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
+    reply,
+};
 pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;

@@ -173,6 +173,8 @@ pub struct Quarantined {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundSent {
     pub outbox: OutboxId,
+    /// The outbox kind: `acknowledgement`, `reply` (to customers), `notification`, ...
+    pub kind: String,
     pub ticket: Option<TicketId>,
     pub message_id: String,
     pub recipients: Vec<String>,
@@ -765,7 +767,7 @@ impl<'c> Tx<'c> {
         message_ids: &[String],
     ) -> Result<Vec<OutboundSent>, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "SELECT o.id, o.ticket_id, o.recipients FROM messages m JOIN outbox o ON o.message_row_id = m.id
+            "SELECT o.id, o.ticket_id, o.recipients, o.kind FROM messages m JOIN outbox o ON o.message_row_id = m.id
              WHERE m.message_id = ?1 AND m.direction = 'out'",
         )?;
         let mut found = Vec::new();
@@ -774,6 +776,7 @@ impl<'c> Tx<'c> {
                 .query_map([id], |r| {
                     Ok(OutboundSent {
                         outbox: OutboxId(r.get(0)?),
+                        kind: r.get(3)?,
                         ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
                         message_id: id.clone(),
                         recipients: r

@@ -169,9 +169,14 @@ fn qmail_bounce(recipient: &str, original: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bounces_of_acknowledgements_mark_the_recipient_on_the_ticket() {
+async fn bounces_of_acknowledgements_mark_the_recipient_and_tell_the_agents() {
     let Some(lab) = Lab::start() else { return };
     let setup = Setup::new(&lab, Imap::Implicit, "");
+    std::fs::write(setup.dir.path().join("relay.key"), "5e".repeat(32) + "\n")
+        .expect("write relay key");
+    setup.append_config(
+        "[relay]\nsecret_file = \"relay.key\"\n\n[[agent]]\nname = \"Carol Agent\"\naddress = \"agent3@example.test\"\n",
+    );
     let daemon = setup.start();
     let support = lab.address("support");
     // The lab delivers only to itself, so the remote MTA's reports are written here and
@@ -216,11 +221,14 @@ async fn bounces_of_acknowledgements_mark_the_recipient_on_the_ticket() {
             "{bounces:#}"
         );
         let ticket = setup.json(&["ticket", &number.to_string()]);
-        let transcript = list(&ticket["transcript"]);
+        let transcript: Vec<&Value> = list(&ticket["transcript"])
+            .iter()
+            .filter(|m| m["internal"] == false)
+            .collect();
         assert_eq!(
             transcript.len(),
             3,
-            "customer mail, acknowledgement, bounce"
+            "customer mail, acknowledgement, bounce (besides mail to agents)"
         );
         assert!(
             transcript[2]["class"]
@@ -247,14 +255,39 @@ async fn bounces_of_acknowledgements_mark_the_recipient_on_the_ticket() {
     );
     tokio::time::sleep(QUIET).await;
     let outbox = setup.json(&["outbox"]);
+    let to_customers: Vec<&Value> = list(&outbox)
+        .iter()
+        .filter(|r| r["kind"] == "acknowledgement")
+        .collect();
     assert_eq!(
-        list(&outbox).len(),
+        to_customers.len(),
         2,
         "nothing answers a bounce: {outbox:#}"
     );
     assert!(
-        list(&outbox).iter().all(|r| r["bounce"].is_string()),
+        to_customers.iter().all(|r| r["bounce"].is_string()),
         "both acknowledgements are marked bounced: {outbox:#}"
+    );
+    assert_eq!(
+        list(&outbox).len(),
+        6,
+        "2 acknowledgements, 2 new-ticket notifications, 2 bounce notices: {outbox:#}"
+    );
+    // The agent hears of each bounce (beside the notifications of the two new tickets).
+    let mail = lab.wait_for("agent3", "INBOX", 4, WAIT).await;
+    let subjects: Vec<String> = mail.iter().map(|m| parsed(m).subject).collect();
+    let notices: Vec<String> = mail
+        .iter()
+        .map(|m| parsed(m))
+        .filter(|m| m.subject.contains("Not delivered"))
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(notices.len(), 2, "{subjects:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|t| t.contains("customer5@example.test: 5.2.2 552 5.2.2 mailbox full")),
+        "{notices:?}"
     );
     assert!(daemon.stop().0.success());
 }
