@@ -298,6 +298,7 @@ async fn a_burst_of_200_from_one_sender_is_limited_and_the_mailbox_keeps_flowing
     let setup = Setup::new(&lab, Imap::Implicit, "");
     let daemon = setup.start();
     let (support, flood) = (lab.address("support"), lab.address("customer1"));
+    let t0 = std::time::Instant::now();
     for n in 0..200 {
         let raw = message(
             &flood,
@@ -320,6 +321,10 @@ async fn a_burst_of_200_from_one_sender_is_limited_and_the_mailbox_keeps_flowing
             |e| list(e).len() == 195,
         )
         .await;
+    eprintln!(
+        "burst: 200 mails sent and all handled in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     // 1-5: ticket and acknowledgement; 6-10: ticket, no acknowledgement; 11-200: recorded
     // on the sender's latest ticket.
     let tickets = setup.json(&["tickets"]);
@@ -372,7 +377,13 @@ async fn oversize_and_unparseable_mail_is_quarantined_and_the_mailbox_keeps_flow
     while big.len() < 30 * 1024 * 1024 {
         big.extend_from_slice(line.as_bytes());
     }
+    let t0 = std::time::Instant::now();
     lab.append("support", "INBOX", &big).await;
+    eprintln!(
+        "oversize: 30 MB appended in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let t1 = std::time::Instant::now();
     let no_sender =
         b"To: support@example.test\r\nSubject: who am I\r\nMessage-ID: <anon@x.test>\r\n\r\nhello\r\n";
     lab.append("support", "INBOX", no_sender).await;
@@ -393,6 +404,10 @@ async fn oversize_and_unparseable_mail_is_quarantined_and_the_mailbox_keeps_flow
     let held = setup
         .wait_json(&["quarantine", "list"], WAIT, |q| list(q).len() == 3)
         .await;
+    eprintln!(
+        "oversize: quarantined (with two more) {:.2} s after the append",
+        t1.elapsed().as_secs_f64()
+    );
     let entry = |needle: &str| {
         list(&held)
             .iter()
