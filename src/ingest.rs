@@ -119,15 +119,8 @@ pub async fn quarantine_failed(
     reason: String,
     now: Timestamp,
 ) -> Result<QuarantineId, StoreError> {
-    let (parsed, _) = understand(&raw, &support_address(config));
     let size = raw.len() as u64;
-    store
-        .write(move |tx| {
-            let id = put_aside(tx, Some(&source), &parsed, &reason, &raw, size, true, now)?;
-            tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
-            Ok(id)
-        })
-        .await
+    quarantine_fetched(store, config, source, raw, size, reason, now).await
 }
 
 /// Quarantines a message larger than `policy.max_message_size` by its headers alone (its
@@ -140,23 +133,28 @@ pub async fn quarantine_oversize(
     size: u64,
     now: Timestamp,
 ) -> Result<QuarantineId, StoreError> {
-    let (parsed, _) = understand(&headers, &support_address(config));
     let reason = format!(
         "{size} bytes, larger than policy.max_message_size_mb ({} bytes); only the headers were kept",
         config.policy.max_message_size
     );
+    quarantine_fetched(store, config, source, headers, size, reason, now).await
+}
+
+/// Puts `raw` (the whole message when it is `size` bytes long, else its headers) aside and
+/// advances the checkpoint past it, in one transaction.
+async fn quarantine_fetched(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Vec<u8>,
+    size: u64,
+    reason: String,
+    now: Timestamp,
+) -> Result<QuarantineId, StoreError> {
+    let (parsed, _) = understand(&raw, &support_address(config));
     store
         .write(move |tx| {
-            let id = put_aside(
-                tx,
-                Some(&source),
-                &parsed,
-                &reason,
-                &headers,
-                size,
-                false,
-                now,
-            )?;
+            let id = put_aside(tx, &source, &parsed, &reason, &raw, size, now)?;
             tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
             Ok(id)
         })
@@ -281,33 +279,32 @@ struct Message<'a> {
     released: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Quarantines `raw`: the whole message when it is `size` bytes long, else its headers.
 fn put_aside(
     tx: &Tx<'_>,
-    source: Option<&Source>,
+    source: &Source,
     parsed: &ParsedMessage,
     reason: &str,
     raw: &[u8],
     size: u64,
-    complete: bool,
     now: Timestamp,
 ) -> Result<QuarantineId, StoreError> {
     let id = tx.quarantine(&NewQuarantine {
-        source: source.map(|s| (s.mailbox.as_str(), s.uidvalidity, s.uid)),
+        source: Some((source.mailbox.as_str(), source.uidvalidity, source.uid)),
         reason,
         dedupe_key: &dedupe_key(parsed.message_id.as_deref(), raw),
         message_id: parsed.message_id.as_deref(),
         from: parsed.from.as_ref().map(|p| p.address.as_str()),
         subject: &parsed.subject,
         size,
-        complete,
+        complete: raw.len() as u64 == size,
         raw,
         now,
     })?;
     tx.record(
         &Event {
             kind: "message.quarantined",
-            mailbox: source.map(|s| s.mailbox.as_str()),
+            mailbox: Some(&source.mailbox),
             detail: format!("quarantined message {id}: {reason}"),
             ..Event::default()
         },
@@ -416,16 +413,7 @@ fn apply(
                         ours: false,
                     });
                 }
-                let id = put_aside(
-                    tx,
-                    Some(source),
-                    parsed,
-                    reason,
-                    raw,
-                    raw.len() as u64,
-                    true,
-                    now,
-                )?;
+                let id = put_aside(tx, source, parsed, reason, raw, raw.len() as u64, now)?;
                 return Ok(Outcome::Quarantined {
                     id,
                     reason: reason.clone(),

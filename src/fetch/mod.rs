@@ -216,9 +216,8 @@ impl MailboxTask {
                     _ => done.push(uid),
                 }
             }
-            self.mark_processed(session, &done, can_move).await?;
-            self.mark_quarantined(session, &quarantined, can_move)
-                .await?;
+            self.settle(session, &done, false, can_move).await?;
+            self.settle(session, &quarantined, true, can_move).await?;
             if cancel.is_cancelled() {
                 break;
             }
@@ -366,11 +365,13 @@ impl MailboxTask {
         Ok(fetched)
     }
 
-    /// After the commit: `\Seen`, or a move to the processed folder.
-    async fn mark_processed(
+    /// After the commit: processed mail is moved to `processed_folder` or flagged `\Seen`;
+    /// quarantined mail is moved to `quarantine_folder` or flagged `\Seen \Flagged`.
+    async fn settle(
         &self,
         session: &mut Session,
         uids: &[u32],
+        quarantined: bool,
         can_move: bool,
     ) -> Result<(), FetchError> {
         if uids.is_empty() {
@@ -378,7 +379,15 @@ impl MailboxTask {
         }
         let limit = self.mailbox.timeout;
         let set = uid_set(uids);
-        match &self.mailbox.processed_folder {
+        let (folder, flags) = if quarantined {
+            (
+                &self.mailbox.quarantine_folder,
+                "+FLAGS.SILENT (\\Seen \\Flagged)",
+            )
+        } else {
+            (&self.mailbox.processed_folder, "+FLAGS.SILENT (\\Seen)")
+        };
+        match folder {
             Some(folder) if can_move => {
                 timed(limit, "UID MOVE", session.uid_mv(&set, folder)).await?;
             }
@@ -392,53 +401,7 @@ impl MailboxTask {
                 .await?;
                 drain(limit, "UID EXPUNGE", session.uid_expunge(&set)).await?;
             }
-            None => {
-                drain(
-                    limit,
-                    "UID STORE",
-                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen)"),
-                )
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// After the commit: a move to the quarantine folder, or `\Flagged` (and `\Seen`) where
-    /// it is.
-    async fn mark_quarantined(
-        &self,
-        session: &mut Session,
-        uids: &[u32],
-        can_move: bool,
-    ) -> Result<(), FetchError> {
-        if uids.is_empty() {
-            return Ok(());
-        }
-        let limit = self.mailbox.timeout;
-        let set = uid_set(uids);
-        match &self.mailbox.quarantine_folder {
-            Some(folder) if can_move => {
-                timed(limit, "UID MOVE", session.uid_mv(&set, folder)).await?;
-            }
-            Some(folder) => {
-                timed(limit, "UID COPY", session.uid_copy(&set, folder)).await?;
-                drain(
-                    limit,
-                    "UID STORE",
-                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen \\Deleted)"),
-                )
-                .await?;
-                drain(limit, "UID EXPUNGE", session.uid_expunge(&set)).await?;
-            }
-            None => {
-                drain(
-                    limit,
-                    "UID STORE",
-                    session.uid_store(&set, "+FLAGS.SILENT (\\Seen \\Flagged)"),
-                )
-                .await?;
-            }
+            None => drain(limit, "UID STORE", session.uid_store(&set, flags)).await?,
         }
         Ok(())
     }

@@ -15,16 +15,34 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
         config.support.name, config.support.address
     )?;
     writeln!(out, "  database: {}", config.database.display())?;
+    let policy = &config.policy;
     writeln!(
         out,
-        "  policy:   first response within {:?}",
-        config.policy.first_response
+        "  policy:   first response within {:?}; per sender and hour at most {} new tickets and {} acknowledgements; mail over {} MiB quarantined; never acknowledged: {}",
+        policy.first_response,
+        policy.new_tickets_per_hour,
+        policy.acknowledgements_per_hour,
+        policy.max_message_size >> 20,
+        if policy.no_ack_domains.is_empty() {
+            "(no domain)".to_string()
+        } else {
+            policy.no_ack_domains.join(", ")
+        }
     )?;
     for m in &config.mailboxes {
         writeln!(
             out,
-            "  mailbox {}: {}@{}:{} ({:?}), folder {}, default language {}",
-            m.name, m.user, m.server.host, m.server.port, m.server.tls, m.folder, m.language
+            "  mailbox {}: {}@{}:{} ({:?}), folder {}, default language {}{}",
+            m.name,
+            m.user,
+            m.server.host,
+            m.server.port,
+            m.server.tls,
+            m.folder,
+            m.language,
+            m.quarantine_folder
+                .as_ref()
+                .map_or(String::new(), |q| format!(", quarantine to {q}"))
         )?;
     }
     writeln!(

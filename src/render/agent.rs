@@ -4,8 +4,8 @@ use jiff::{SignedDuration, Timestamp};
 use lettre::message::Mailbox;
 
 use super::{
-    Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
-    support_mailbox,
+    Envelope, Outgoing, RenderError, RenderedParts, base_subject, build, format_due, mailbox,
+    new_message_id, support_mailbox,
 };
 use crate::agent::reply::{MARKER_END, MARKER_START};
 use crate::agent::sign::Signer;
@@ -254,17 +254,30 @@ pub fn notice(
         support_address => support.address.to_string(),
     };
     let parts = templates.render_all("notice", Lang::En, &context)?;
+    to_agent(support, n.agent, n.message_id, "auto-replied", parts, now)
+}
+
+/// A mail from the support address to one agent, threaded under `in_reply_to`, without a
+/// reply key (nothing to answer).
+fn to_agent(
+    support: &Support,
+    agent: &Agent,
+    in_reply_to: Option<&str>,
+    auto_submitted: &'static str,
+    parts: RenderedParts,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
     build(
         support,
         Envelope {
             from: support_mailbox(support, None),
-            to: vec![agent_mailbox(n.agent)?],
+            to: vec![agent_mailbox(agent)?],
             cc: Vec::new(),
             reply_to: None,
             message_id: new_message_id(support),
-            in_reply_to: n.message_id,
-            references: n.message_id.map(String::from).into_iter().collect(),
-            auto_submitted: Some("auto-replied"),
+            in_reply_to,
+            references: in_reply_to.map(String::from).into_iter().collect(),
+            auto_submitted: Some(auto_submitted),
             attachments: &[],
         },
         parts,
@@ -301,22 +314,7 @@ pub fn bounce(
         support_address => support.address.to_string(),
     };
     let parts = templates.render_all("bounce", Lang::En, &context)?;
-    build(
-        support,
-        Envelope {
-            from: support_mailbox(support, None),
-            to: vec![agent_mailbox(b.agent)?],
-            cc: Vec::new(),
-            reply_to: None,
-            message_id: new_message_id(support),
-            in_reply_to: b.message_id,
-            references: b.message_id.map(String::from).into_iter().collect(),
-            auto_submitted: Some("auto-generated"),
-            attachments: &[],
-        },
-        parts,
-        now,
-    )
+    to_agent(support, b.agent, b.message_id, "auto-generated", parts, now)
 }
 
 fn agent_mailbox(agent: &Agent) -> Result<Mailbox, RenderError> {
