@@ -20,7 +20,7 @@ use deskgate::model::TicketId;
 use deskgate::parse::parse;
 use deskgate::store::Store;
 
-fn corpus_dir() -> Option<PathBuf> {
+pub fn corpus_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     dir.join("MANIFEST.tsv").exists().then_some(dir)
 }
@@ -48,7 +48,7 @@ tls = "plain"
 
 /// Rows where deskgate's handling differs from the manifest on purpose: (path, deskgate's
 /// handling, why). Each is also explained in the issue-6 closing note.
-const DISAGREE: &[(&str, &str, &str)] = &[
+pub const DISAGREE: &[(&str, &str, &str)] = &[
     (
         "autoreply/bounceparser__boxbe-cr.eml",
         "bounce-no-ack",
@@ -117,13 +117,13 @@ fn handling(class: &Class) -> &'static str {
     }
 }
 
-struct Row {
-    path: String,
-    expected: String,
-    unsure: bool,
+pub struct Row {
+    pub path: String,
+    pub expected: String,
+    pub unsure: bool,
 }
 
-fn manifest(dir: &Path) -> Vec<Row> {
+pub fn manifest(dir: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(dir.join("MANIFEST.tsv")).expect("manifest");
     text.lines()
         .skip(1)

@@ -460,3 +460,99 @@ async fn oversize_and_unparseable_mail_is_quarantined_and_the_mailbox_keeps_flow
     assert_eq!(missing.status.code(), Some(1));
     assert!(daemon.stop().0.success());
 }
+
+/// A sample of each corpus folder and expected handling (the first file of each pair that
+/// IMAP can carry: no NUL bytes, under 200 KB), appended to the support mailbox on the real
+/// Dovecot: every one ends as the manifest says. Skipped without ../shared/corpus.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sample_of_every_corpus_category_through_the_real_servers() {
+    use deskgate::classify::{Class, classify, no_acknowledgement};
+    use deskgate::parse::parse;
+    let Some(dir) = crate::corpus::corpus_dir() else {
+        eprintln!("skipped: ../shared/corpus is not present");
+        return;
+    };
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "");
+    let daemon = setup.start();
+    let mut seen = std::collections::HashSet::new();
+    let mut expected: std::collections::HashMap<&str, usize> = Default::default();
+    let mut acks = 0;
+    for row in crate::corpus::manifest(&dir) {
+        let category = row.path.split('/').next().unwrap_or("").to_string();
+        let disagreed = crate::corpus::DISAGREE.iter().any(|(p, ..)| *p == row.path);
+        let mut raw = std::fs::read(dir.join(&row.path)).expect("corpus file");
+        if disagreed || raw.contains(&0) || raw.len() > 200_000 || raw.is_empty() {
+            continue;
+        }
+        if !seen.insert((category, row.expected.clone())) {
+            continue;
+        }
+        // An IMAP server never delivers an mbox separator line.
+        if raw.starts_with(b"From ") && !raw.starts_with(b"From:") {
+            let end = raw
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(raw.len(), |i| i + 1);
+            raw.drain(..end);
+        }
+        let parsed = parse(&raw);
+        let class = classify(&parsed, "support@example.test");
+        let kind = match row.expected.as_str() {
+            "ticket" => "customer",
+            "autoreply-no-ack" => "auto-reply: ",
+            "bounce-no-ack" => "bounce: ",
+            "list-no-ack" => "bulk: ",
+            _ => "quarantine",
+        };
+        *expected.entry(kind).or_default() += 1;
+        if class == Class::Customer && no_acknowledgement(&parsed, &[]).is_none() {
+            acks += 1;
+        }
+        lab.append("support", "INBOX", &raw).await;
+    }
+    let n: usize = expected.values().sum();
+    assert!(n >= 15, "only {n} samples");
+    let n_quarantined = expected.get("quarantine").copied().unwrap_or(0);
+    let received = setup
+        .wait_json(
+            &["events", "--kind", "message.", "--limit", "1000"],
+            WAIT,
+            |e| {
+                let handled = list(e)
+                    .iter()
+                    .filter(|e| {
+                        e["kind"] == "message.received" || e["kind"] == "message.quarantined"
+                    })
+                    .count();
+                handled == n
+            },
+        )
+        .await;
+    for (kind, count) in &expected {
+        if *kind == "quarantine" {
+            continue;
+        }
+        let got = list(&received)
+            .iter()
+            .filter(|e| {
+                e["kind"] == "message.received"
+                    && e["detail"].as_str().is_some_and(|d| d.starts_with(kind))
+            })
+            .count();
+        assert_eq!(got, *count, "{kind}: {received:#}");
+    }
+    assert_eq!(
+        list(&setup.json(&["quarantine", "list"])).len(),
+        n_quarantined
+    );
+    let outbox = setup.json(&["outbox"]);
+    assert_eq!(
+        list(&outbox).len(),
+        acks,
+        "acknowledgements only for people: {outbox:#}"
+    );
+    assert!(list(&outbox).iter().all(|r| r["kind"] == "acknowledgement"));
+    eprintln!("corpus through the real servers: {n} samples: {expected:?}, {acks} acknowledged");
+    assert!(daemon.stop().0.success());
+}
