@@ -637,6 +637,40 @@ mod tests {
         assert!(parts.text.contains("12:00 (ώρα UTC+2)"), "{}", parts.text);
     }
 
+    /// Names and subjects come from inbound mail: whatever they hold, they cannot add a header.
+    #[test]
+    fn inbound_text_cannot_inject_headers() {
+        let raw = b"From: =?utf-8?q?Eve=0D=0ABcc:_victim@example.net?= <eve@example.net>\r\n\
+                    Subject: =?utf-8?q?hi=0D=0ABcc:_victim@example.net=0A=0Abody?=\r\n\r\nx";
+        let inbound = crate::parse::parse(raw);
+        let customer = inbound.from.clone().expect("sender");
+        let out = acknowledgement(
+            &support(),
+            &Templates::builtin(),
+            AckFor {
+                ticket: TicketId(7),
+                customer: &customer,
+                subject: &inbound.subject,
+                message_id: None,
+                references: &[],
+                due_at: "2026-11-24T10:00:00Z".parse().unwrap(),
+                lang: Lang::En,
+            },
+            "2026-11-23T10:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.raw).to_ascii_lowercase();
+        let headers = text.split("\r\n\r\n").next().unwrap_or("");
+        assert!(!headers.contains("\r\nbcc:"), "{headers}");
+        assert_eq!(out.recipients, vec!["eve@example.net"]);
+        let back = crate::parse::parse(&out.raw);
+        assert!(
+            back.subject.contains("Bcc: victim@example.net"),
+            "kept as text: {}",
+            back.subject
+        );
+    }
+
     #[test]
     fn acknowledgement_threads_and_promises() {
         let customer = Person::new("mona@example.net", Some("Mona <Q>"));
