@@ -29,7 +29,7 @@ use crate::render::{
 };
 use crate::store::{
     Checkpoint, ContactSeen, Event, NewMessage, NewOutbox, NewQuarantine, NewTicket,
-    QuarantineStatus, Store, StoreError, Tx, content_key, dedupe_key,
+    QuarantineStatus, Store, StoreError, Tx, content_key, dedupe_key, legacy_content_key,
 };
 use crate::thread::{self, Candidates, Threading};
 
@@ -335,6 +335,9 @@ fn apply(
         &parsed.text,
     );
     let mut known = tx.known_message(&key)?;
+    if known.is_none() && parsed.message_id.is_none() {
+        known = tx.known_message(&legacy_content_key(raw))?;
+    }
     if let Some(earlier) = known
         .as_ref()
         .filter(|k| !k.outbound && k.content != content)

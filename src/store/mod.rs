@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use tx::{
     Answered, Checkpoint, ContactSeen, EarlierTicket, Event, Known, NewMessage, NewOutbox,
     NewQuarantine, NewTicket, OutboundSent, OutboxRow, QuarantineStatus, Quarantined, Tx,
-    content_key, dedupe_key,
+    content_key, dedupe_key, legacy_content_key,
 };
 pub use views::{ContactView, EventView, MessageView, OutboxView, QuarantineView, TicketView};
 

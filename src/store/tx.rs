@@ -917,11 +917,85 @@ pub fn content_key(from: Option<&str>, subject: &str, text: &str) -> String {
     hex(&hash.finalize())
 }
 
-/// The dedupe key of an inbound message: its Message-ID, or a hash of its bytes.
+/// The dedupe key of an inbound message: its Message-ID, or else a stable synthetic one, a
+/// hash of its bytes after the trace fields servers put on top, so the same message delivered
+/// to two mailboxes (CC to support and sales) has one key.
 pub fn dedupe_key(message_id: Option<&str>, raw: &[u8]) -> String {
     use sha2::Digest;
     match message_id {
         Some(id) => format!("mid:{id}"),
-        None => format!("sha256:{}", hex(&sha2::Sha256::digest(raw))),
+        None => format!(
+            "content:{}",
+            hex(&sha2::Sha256::digest(without_trace_fields(raw)))
+        ),
+    }
+}
+
+/// The key schema versions 1 to 3 gave mail without a Message-ID: a hash of all its bytes.
+pub fn legacy_content_key(raw: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex(&sha2::Sha256::digest(raw)))
+}
+
+/// Header fields each server on the way adds on top of a message, differing per copy.
+const TRACE_FIELDS: &[&str] = &[
+    "received",
+    "return-path",
+    "delivered-to",
+    "x-original-to",
+    "envelope-to",
+    "x-envelope-to",
+    "authentication-results",
+    "received-spf",
+];
+
+/// `raw` from its first header that is not a trace field (nor an mbox `From ` line).
+fn without_trace_fields(raw: &[u8]) -> &[u8] {
+    let mut rest = raw;
+    let mut skipping = false;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let line = &rest[..end];
+        let continuation = line.starts_with(b" ") || line.starts_with(b"\t");
+        let name = line.iter().position(|b| *b == b':').map(|colon| {
+            String::from_utf8_lossy(&line[..colon])
+                .trim()
+                .to_ascii_lowercase()
+        });
+        let trace = name.as_deref().is_some_and(|n| TRACE_FIELDS.contains(&n));
+        if !(trace || (continuation && skipping) || line.starts_with(b"From ")) {
+            break;
+        }
+        skipping = trace || (continuation && skipping);
+        rest = &rest[end..];
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_copies_without_message_id_share_a_key() {
+        let body = b"From: a@b.test\r\nSubject: hi\r\n\r\nsame\r\n";
+        let one = [
+            &b"Return-Path: <a@b.test>\r\nDelivered-To: support@x.test\r\nReceived: from a\r\n by b; now\r\n"[..],
+            body,
+        ]
+        .concat();
+        let two = [
+            &b"Delivered-To: sales@x.test\r\nReceived: from c; later\r\n"[..],
+            body,
+        ]
+        .concat();
+        assert_eq!(dedupe_key(None, &one), dedupe_key(None, &two));
+        assert_eq!(dedupe_key(None, &one), dedupe_key(None, body));
+        let other = b"From: a@b.test\r\nSubject: hi\r\n\r\nother\r\n";
+        assert_ne!(dedupe_key(None, body), dedupe_key(None, other));
+        assert_eq!(dedupe_key(Some("x@y"), body), "mid:x@y");
     }
 }

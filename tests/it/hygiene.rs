@@ -556,3 +556,45 @@ async fn a_sample_of_every_corpus_category_through_the_real_servers() {
     eprintln!("corpus through the real servers: {n} samples: {expected:?}, {acks} acknowledged");
     assert!(daemon.stop().0.success());
 }
+
+/// One mail without a Message-ID, sent to support@ and CC sales@, both watched: Postfix
+/// delivers two copies with different trace headers; they are one ticket and one
+/// acknowledgement.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_mail_in_two_mailboxes_without_message_id_is_one_ticket() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "");
+    setup.append_config(&format!(
+        "[[mailbox]]\nname = \"sales\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\n\
+         user = \"sales@example.test\"\npassword = \"sales-pw\"\n",
+        lab.imaps_port
+    ));
+    let daemon = setup.start();
+    let (support, sales, customer) = (
+        lab.address("support"),
+        lab.address("sales"),
+        lab.address("customer2"),
+    );
+    let text = format!(
+        "From: {customer}\r\nTo: {support}\r\nCc: {sales}\r\nSubject: Quote please\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nHow much for 40 chairs?\r\n"
+    );
+    lab.send(&customer, &[&support, &sales], text.as_bytes())
+        .await;
+    let duplicate = setup
+        .wait_json(&["events", "--kind", "message.duplicate"], WAIT, |e| {
+            list(e).len() == 1
+        })
+        .await;
+    assert!(
+        list(&duplicate)[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("content:")),
+        "{duplicate:#}"
+    );
+    assert_eq!(list(&setup.json(&["tickets"])).len(), 1);
+    acknowledged(&lab, &setup, "customer2", 1).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(lab.fetch_all("customer2", "INBOX").await.len(), 1);
+    assert!(daemon.stop().0.success());
+}
