@@ -44,6 +44,9 @@ timezone = "Europe/Athens"
 
 [policy]
 first_response = "24h"
+# The lab's customers share the support address's domain, which deskgate never acknowledges
+# by default (colleagues): here it must.
+no_ack_domains = []
 
 [[mailbox]]
 name = "support"
