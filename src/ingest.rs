@@ -19,7 +19,7 @@ use crate::config::{Agent, Config};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, TicketId};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{Inbound, Role, TicketAction, decide};
+use crate::policy::{Arrival, Inbound, Role, TicketAction, decide};
 use crate::render::{
     self, AckFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
@@ -35,6 +35,8 @@ pub struct Source {
     pub mailbox: String,
     pub uidvalidity: u32,
     pub uid: u32,
+    /// Whether the message was already in the folder at the first start.
+    pub arrival: Arrival,
 }
 
 /// What ingesting a message did.
@@ -53,6 +55,8 @@ pub enum Outcome {
         queued: Vec<OutboxId>,
         /// The language chosen for a customer's message (and their ticket).
         language: Option<Choice>,
+        /// Backlog mail imported without acknowledgement, deadline or notification.
+        quiet: bool,
     },
     /// Already stored (same Message-ID, or same bytes): nothing new was written.
     Duplicate {
@@ -187,9 +191,12 @@ fn apply(
             text: text.as_ref(),
             recipients: &recipients,
             sent: parsed.date,
+            arrival: source.arrival,
         },
         &config.policy,
-        config.agents.team_for(team_mailbox),
+        config
+            .agents
+            .team_for(config.mailbox(team_mailbox).map_or(team_mailbox, |m| &m.account)),
         now,
     );
     // A customer's own message (not an agent's, not automatic mail) tells their language.
@@ -350,6 +357,28 @@ fn apply(
             format!("{lang}: set by {}", author.agent().unwrap_or("an agent")),
         )?;
     }
+    if decision.quiet {
+        let (why, at, arrived_at) = match source.arrival {
+            Arrival::Backlog {
+                arrived_at,
+                first_start,
+            } => ("in the folder at the first start", first_start, arrived_at),
+            Arrival::Reread {
+                arrived_at,
+                last_sync,
+            } => (
+                "read again after a UIDVALIDITY reset; last sync",
+                last_sync,
+                arrived_at,
+            ),
+            Arrival::Live => ("live", now, None),
+        };
+        let arrived = arrived_at.map_or("at an unknown time".to_string(), |at| format!("{at}"));
+        out.record(
+            "message.imported_quietly",
+            format!("backlog ({why} {at}), arrived {arrived}: no acknowledgement, no deadline"),
+        )?;
+    }
 
     // Everything below renders mail from the ticket as it now stands.
     let Some(state) = tx.ticket_state(ticket)? else {
@@ -471,6 +500,7 @@ fn apply(
         acknowledgement,
         queued,
         language,
+        quiet: decision.quiet,
     })
 }
 

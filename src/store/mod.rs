@@ -20,16 +20,17 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use tx::{
-    Answered, Checkpoint, ContactSeen, EarlierTicket, Event, Known, NewMessage, NewOutbox,
-    NewTicket, OutboxRow, Tx, dedupe_key,
+    Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known,
+    NewMessage, NewOutbox, NewTicket, OutboxRow, Tx, dedupe_key,
 };
 pub use views::{ContactView, EventView, MessageView, OutboxView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.

@@ -65,6 +65,7 @@ async fn every_corpus_message_is_stored_once_and_ordinary_mail_is_acknowledged()
         for (index, (path, expected)) in rows.iter().enumerate() {
             let raw = std::fs::read(dir.join(path)).expect("corpus file");
             let source = Source {
+                arrival: deskgate::policy::Arrival::Live,
                 mailbox: "corpus".into(),
                 uidvalidity: 1 + pass,
                 uid: index as u32 + 1,

@@ -266,6 +266,7 @@ async fn language_evidence_contacts_and_history_through_ingest() {
             mailbox: "greek-office".into(),
             uidvalidity: 1,
             uid,
+            arrival: deskgate::policy::Arrival::Live,
         };
         match ingest(&store, &config, source, raw, now)
             .await
