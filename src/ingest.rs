@@ -194,9 +194,11 @@ fn apply(
             arrival: source.arrival,
         },
         &config.policy,
-        config
-            .agents
-            .team_for(config.mailbox(team_mailbox).map_or(team_mailbox, |m| &m.account)),
+        config.agents.team_for(
+            config
+                .mailbox(team_mailbox)
+                .map_or(team_mailbox, |m| &m.account),
+        ),
         now,
     );
     // A customer's own message (not an agent's, not automatic mail) tells their language.

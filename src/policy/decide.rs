@@ -724,7 +724,12 @@ mod tests {
                 first_start: now() + SignedDuration::from_millis(900),
             },
         ] {
-            let d = decide(&arriving(arrival, Threading::New), &policy(), Some(&team()), now());
+            let d = decide(
+                &arriving(arrival, Threading::New),
+                &policy(),
+                Some(&team()),
+                now(),
+            );
             assert_eq!(d.ticket, TicketAction::Create);
             assert!(d.quiet, "{arrival:?}");
             assert!(!d.acknowledge);
@@ -745,7 +750,10 @@ mod tests {
         assert!(recent.acknowledge);
         assert_eq!(
             recent.deadline,
-            Some((DeadlineKind::FirstResponse, due_at(later, policy.first_response)))
+            Some((
+                DeadlineKind::FirstResponse,
+                due_at(later, policy.first_response)
+            ))
         );
         let old = decide(&arriving(backlog(61), Threading::New), &policy, None, later);
         assert!(old.quiet && !old.acknowledge);
