@@ -75,6 +75,12 @@ say "deskgate check-config --connect"
 say "starting the daemon (log: $WORK/daemon.log)"
 "$BIN" --config "$WORK/deskgate.toml" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
+# Mail already in the mailbox at the first start is imported quietly (no acknowledgement):
+# let the daemon take its place first, as a real deployment would before customers write.
+for _ in $(seq 1 100); do
+    grep -q "mailbox connected" "$WORK/daemon.log" && break
+    sleep 0.1
+done
 
 say "three customers write in: English (UTF-8), Arabic (windows-1256), Greek (ISO-8859-7)"
 python3 - "$MAILLAB_SMTP_PORT" <<'PY'
