@@ -82,6 +82,35 @@ fn device_login(setup: &Setup, server: &TokenServer, args: &[&str], user: &str) 
     shown
 }
 
+/// `customer` writes to support@ and receives the acknowledgement (IMAP and SMTP logins work).
+async fn round_trip(lab: &Lab, customer: &str, id: &str) {
+    let support = lab.address("support");
+    let raw = message(
+        &lab.address(customer),
+        &support,
+        "Token test",
+        id,
+        "hi\n",
+        &[],
+    );
+    lab.send(&lab.address(customer), &[&support], &raw).await;
+    lab.wait_for(customer, "INBOX", 1, Duration::from_secs(30))
+        .await;
+}
+
+/// Dovecot asked the token server about the logins (IMAP and submission), and every token
+/// it was shown was an active one of support@.
+fn assert_checked_by_dovecot(server: &TokenServer) {
+    let checked = server.introspections();
+    assert!(checked.len() >= 2, "{checked:?}");
+    assert!(
+        checked
+            .iter()
+            .all(|(user, active)| *active && user == SUPPORT),
+        "{checked:?}"
+    );
+}
+
 /// The refresh tokens deskgate has stored, by account.
 fn stored_refresh_tokens(setup: &Setup) -> Vec<(String, String)> {
     let db = rusqlite::Connection::open(setup.database()).expect("open database");
@@ -135,45 +164,20 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
 
     // IMAP (XOAUTH2) and SMTP submission (XOAUTH2 through Postfix to Dovecot).
     let daemon = setup.start();
-    let support = lab.address("support");
-    let send = |customer: &'static str, id: &'static str| {
-        let raw = message(
-            &lab.address(customer),
-            &support,
-            "Token test",
-            id,
-            "hi\n",
-            &[],
-        );
-        let lab = &lab;
-        let support = support.clone();
-        async move { lab.send(&lab.address(customer), &[&support], &raw).await }
-    };
-    send("customer1", "t1@c.test").await;
-    lab.wait_for("customer1", "INBOX", 1, Duration::from_secs(30))
-        .await;
+    round_trip(&lab, "customer1", "t1@c.test").await;
 
     // The 4-second token expires mid-run: IMAP logs in again, SMTP gets a new token too.
     setup
         .wait_log("access token due for renewal", 2, Duration::from_secs(30))
         .await;
-    send("customer2", "t2@c.test").await;
-    lab.wait_for("customer2", "INBOX", 1, Duration::from_secs(30))
-        .await;
+    round_trip(&lab, "customer2", "t2@c.test").await;
     let refreshes = server
         .token_requests()
         .iter()
         .filter(|g| *g == "refresh_token")
         .count();
     assert!(refreshes >= 4, "{:?}", server.token_requests());
-    assert!(
-        server
-            .introspections()
-            .iter()
-            .all(|(user, active)| *active && user == SUPPORT),
-        "{:?}",
-        server.introspections()
-    );
+    assert_checked_by_dovecot(&server);
     // Every rotated refresh token was stored: what the database holds is what works now.
     let stored = stored_refresh_tokens(&setup);
     for (account, token) in &stored {
@@ -184,9 +188,7 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
     // A restart logs in with the stored (rotated) tokens.
     assert!(daemon.stop().0.success());
     let daemon = setup.start();
-    send("customer3", "t3@c.test").await;
-    lab.wait_for("customer3", "INBOX", 1, Duration::from_secs(30))
-        .await;
+    round_trip(&lab, "customer3", "t3@c.test").await;
 
     // The grant is revoked: a clear error naming the fix, no crash, the other mailbox works.
     server.revoke_all();
@@ -294,24 +296,14 @@ async fn oauthbearer_with_client_credentials() {
         String::from_utf8_lossy(&login.stderr)
     );
     let daemon = setup.start();
-    let raw = message(
-        &lab.address("customer5"),
-        &lab.address("support"),
-        "App-only",
-        "cc1@c.test",
-        "hi\n",
-        &[],
-    );
-    lab.send(&lab.address("customer5"), &[&lab.address("support")], &raw)
-        .await;
-    lab.wait_for("customer5", "INBOX", 1, Duration::from_secs(30))
-        .await;
+    round_trip(&lab, "customer5", "cc1@c.test").await;
     assert!(daemon.stop().0.success());
     assert!(
         server
             .token_requests()
             .contains(&"client_credentials".to_string())
     );
+    assert_checked_by_dovecot(&server);
 }
 
 /// An RSA key made with openssl for the test: (PKCS#8 PEM, PKCS#1 DER public key).
@@ -393,18 +385,7 @@ async fn google_service_account_with_domain_wide_delegation() {
             )
     });
     let daemon = setup.start();
-    let raw = message(
-        &lab.address("customer2"),
-        &lab.address("support"),
-        "Via a service account",
-        "sa1@c.test",
-        "hi\n",
-        &[],
-    );
-    lab.send(&lab.address("customer2"), &[&lab.address("support")], &raw)
-        .await;
-    lab.wait_for("customer2", "INBOX", 1, Duration::from_secs(30))
-        .await;
+    round_trip(&lab, "customer2", "sa1@c.test").await;
     assert!(daemon.stop().0.success());
     let grants = server.token_requests();
     assert!(
@@ -416,12 +397,5 @@ async fn google_service_account_with_domain_wide_delegation() {
     );
     // The tokens were issued for the mailbox's user (the assertion's sub), and Dovecot
     // accepted them for IMAP and submission.
-    let checked = server.introspections();
-    assert!(checked.len() >= 2, "{checked:?}");
-    assert!(
-        checked
-            .iter()
-            .all(|(user, active)| *active && user == SUPPORT),
-        "{checked:?}"
-    );
+    assert_checked_by_dovecot(&server);
 }
