@@ -115,7 +115,7 @@ impl MailboxTask {
         let name = self.mailbox.name.clone();
         let mut reported: Option<String> = None;
         while !cancel.is_cancelled() {
-            match self.session(&cancel, &mut backoff).await {
+            match self.session(&cancel, &mut backoff, &mut reported).await {
                 Ok(Ended::Cancelled) => break,
                 Ok(Ended::TokenRenewal) => {
                     info!(mailbox = %name, "access token due for renewal; logging in again");
@@ -146,13 +146,18 @@ impl MailboxTask {
             return;
         }
         *reported = Some(detail.clone());
+        self.record_health("mailbox.login_failed", detail).await;
+    }
+
+    /// A mailbox event outside any message (its health); a failure to record it is logged.
+    async fn record_health(&self, kind: &'static str, detail: String) {
         let name = self.mailbox.name.clone();
         let written = self
             .store
             .write(move |tx| {
                 tx.record(
                     &Event {
-                        kind: "mailbox.login_failed",
+                        kind,
                         mailbox: Some(&name),
                         detail,
                         ..Event::default()
@@ -162,7 +167,7 @@ impl MailboxTask {
             })
             .await;
         if let Err(err) = written {
-            warn!(mailbox = %self.mailbox.name, error = %err, "cannot record the login failure");
+            warn!(mailbox = %self.mailbox.name, error = %err, kind, "cannot record a mailbox event");
         }
     }
 
@@ -172,6 +177,7 @@ impl MailboxTask {
         &self,
         cancel: &CancellationToken,
         backoff: &mut Backoff,
+        reported: &mut Option<String>,
     ) -> Result<Ended, FetchError> {
         let limit = self.mailbox.timeout;
         let Opened {
@@ -192,6 +198,11 @@ impl MailboxTask {
             .await?;
         info!(mailbox = %self.mailbox.name, folder = %self.mailbox.folder, uidvalidity, idle, "mailbox connected");
         backoff.reset();
+        if let Some(failure) = reported.take() {
+            info!(mailbox = %self.mailbox.name, "mailbox logs in again after a login failure");
+            self.record_health("mailbox.login_recovered", format!("after: {failure}"))
+                .await;
+        }
         // A session logged in with an access token ends when the token is due for renewal
         // (at least a second later, so a provider's zero lifetime cannot spin).
         let renewal = async {

@@ -261,6 +261,25 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
         )
         .expect("count");
     assert_eq!(events, 1, "reported once, not at every retry");
+
+    // The admin does what the log says; the running daemon logs in again by itself.
+    device_login(&setup, &server, &["--mailbox", "support"], SUPPORT);
+    setup
+        .wait_log(
+            "mailbox logs in again after a login failure",
+            1,
+            Duration::from_secs(120),
+        )
+        .await;
+    let recovered = rusqlite::Connection::open(setup.database())
+        .expect("open")
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'mailbox.login_recovered' AND mailbox = 'support'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("count");
+    assert_eq!(recovered, 1);
     let (status, _) = daemon.stop();
     assert!(
         status.success(),
