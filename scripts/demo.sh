@@ -78,6 +78,12 @@ say "deskgate check-config --connect"
 say "starting the daemon (log: $WORK/daemon.log)"
 "$BIN" --config "$WORK/deskgate.toml" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
+# Mail already in the mailbox at the first start is imported quietly (no acknowledgement):
+# let the daemon take its place first, as a real deployment would before customers write.
+for _ in $(seq 1 100); do
+    grep -q "mailbox connected" "$WORK/daemon.log" && break
+    sleep 0.1
+done
 
 say "three customers write in: English (UTF-8), Arabic (windows-1256), Greek (ISO-8859-7)"
 python3 - "$MAILLAB_SMTP_PORT" <<'PY'
@@ -142,18 +148,23 @@ PY
 say "deskgate contact customer2@example.test (what deskgate remembers about a customer)"
 "$BIN" --config "$WORK/deskgate.toml" contact customer2@example.test
 
-say "agent1 gets a notification for ticket 1 and presses Reply in a mail client"
-python3 - "$MAILLAB_IMAP_PORT" "$MAILLAB_SMTP_PORT" <<'PY'
+# The three mails may be delivered (and numbered) in any order: find Mona's ticket.
+TICKET=$("$BIN" --config "$WORK/deskgate.toml" tickets --json | python3 -c '
+import json, sys
+print(next(t["id"] for t in json.load(sys.stdin) if t["customer"]["address"] == "customer1@example.test"))')
+
+say "agent1 gets a notification for ticket $TICKET and presses Reply in a mail client"
+python3 - "$MAILLAB_IMAP_PORT" "$MAILLAB_SMTP_PORT" "$TICKET" <<'PY'
 import email, imaplib, smtplib, sys, time
 from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
-imap_port, smtp_port = int(sys.argv[1]), int(sys.argv[2])
+imap_port, smtp_port, ticket = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 imap = imaplib.IMAP4("127.0.0.1", imap_port)
 imap.login("agent1@example.test", "agent1-pw")
 imap.select("INBOX")
 notification = None
 for _ in range(100):
-    _, ids = imap.search(None, "SUBJECT", '"[#1]"')
+    _, ids = imap.search(None, "SUBJECT", f'"[#{ticket}]"')
     if ids[0]:
         _, data = imap.fetch(ids[0].split()[0], "(RFC822)")
         notification = email.message_from_bytes(data[0][1])
@@ -162,7 +173,7 @@ for _ in range(100):
     imap.noop()
 imap.logout()
 if notification is None:
-    sys.exit("no notification for ticket 1 reached agent1")
+    sys.exit(f"no notification for ticket {ticket} reached agent1")
 text = next(p for p in notification.walk() if p.get_content_type() == "text/plain")
 text = text.get_payload(decode=True).decode()
 print(f"Subject:  {notification['Subject']}\nReply-To: {notification['Reply-To']}\n")
@@ -203,8 +214,8 @@ print("\n" + part.get_payload(decode=True).decode())
 imap.logout()
 PY
 
-say "deskgate ticket 1"
-"$BIN" --config "$WORK/deskgate.toml" ticket 1
+say "deskgate ticket $TICKET"
+"$BIN" --config "$WORK/deskgate.toml" ticket "$TICKET"
 
 say "stopping (SIGTERM)"
 kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=

@@ -7,6 +7,7 @@
 
 mod agents;
 mod duration;
+mod oauth2;
 mod raw;
 
 use std::fmt;
@@ -20,7 +21,9 @@ use toml::Spanned;
 
 pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
 pub use duration::ConfigDuration;
-pub use raw::TlsMode;
+pub use oauth2::{Credential, Endpoint, EndpointGrant, OAuth2, Sasl, ServiceAccount, TokenSource};
+use oauth2::{Purpose, RawLogin};
+pub use raw::{AuthMechanism, OAuth2Grant, OAuth2Provider, TlsMode};
 use raw::{RawConfig, RawMailbox, RawSmtp};
 
 use crate::language::Lang;
@@ -75,14 +78,51 @@ pub struct Policy {
     /// Senders on these domains (lower case) are never acknowledged: colleagues, and other
     /// aliases of the support desk that could answer back.
     pub no_ack_domains: Vec<String>,
+    /// Backlog mail (already in a folder when deskgate first started on it) that arrived at
+    /// most this long before that start is acknowledged like new mail; older backlog mail is
+    /// imported quietly. Zero: nothing from the backlog is acknowledged.
+    pub acknowledge_backlog_within: Duration,
+}
+
+/// Which messages already in a folder at the first start become tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialImport {
+    All,
+    /// Messages without `\Seen`.
+    Unseen,
+    /// None: only mail arriving after the first start.
+    Nothing,
+    /// Messages that arrived (IMAP INTERNALDATE) at most this long before the first start.
+    Since(Duration),
+    /// Unseen messages that arrived at most this long before the first start.
+    UnseenSince(Duration),
+}
+
+impl fmt::Display for InitialImport {
+    /// As written in the configuration file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitialImport::All => f.write_str("\"all\""),
+            InitialImport::Unseen => f.write_str("\"unseen\""),
+            InitialImport::Nothing => f.write_str("\"none\""),
+            InitialImport::Since(d) => write!(f, "{{ since = \"{}\" }}", ConfigDuration(*d)),
+            InitialImport::UnseenSince(d) => {
+                write!(f, "{{ unseen_since = \"{}\" }}", ConfigDuration(*d))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct MailboxConfig {
+    /// The key of this watched folder's sync position and the `mailbox` of its tickets: the
+    /// [[mailbox]] name, or `NAME/FOLDER` when the section lists several `folders`.
     pub name: String,
+    /// The [[mailbox]] name (`deskgate oauth login --mailbox`), shared by its folders.
+    pub account: String,
     pub server: Server,
     pub user: String,
-    pub password: Secret,
+    pub credential: Credential,
     pub folder: String,
     /// Move processed mail here; `None` means flag it `\Seen` and leave it.
     pub processed_folder: Option<String>,
@@ -94,12 +134,15 @@ pub struct MailboxConfig {
     pub timeout: Duration,
     /// The language of customers nothing else is known about (`support.language` if unset).
     pub language: Lang,
+    /// What to do with the mail already in `folder` at the first start.
+    pub initial_import: InitialImport,
 }
 
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub server: Server,
-    pub credentials: Option<(String, Secret)>,
+    /// The login name and how to log in; `None`: no authentication.
+    pub credentials: Option<(String, Credential)>,
     pub timeout: Duration,
 }
 
@@ -227,8 +270,11 @@ impl Config {
         }
     }
 
+    /// The watched folder named `name` (a ticket's mailbox), or else the first folder of
+    /// the [[mailbox]] section named `name`.
     pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
-        self.mailboxes.iter().find(|m| m.name == name)
+        let found = self.mailboxes.iter().find(|m| m.name == name);
+        found.or_else(|| self.mailboxes.iter().find(|m| m.account == name))
     }
 }
 
@@ -323,7 +369,7 @@ impl Checker<'_> {
         let default_language = support.as_ref().map_or(Lang::En, |s| s.language);
         let mut mailboxes = Vec::new();
         for mailbox in &raw.mailbox {
-            if let Some(built) = self.mailbox(mailbox, default_language) {
+            for built in self.mailbox(mailbox, default_language) {
                 if mailboxes
                     .iter()
                     .any(|m: &MailboxConfig| m.name == built.name)
@@ -339,7 +385,9 @@ impl Checker<'_> {
                 mailboxes.push(built);
             }
         }
-        let names: Vec<String> = mailboxes.iter().map(|m| m.name.clone()).collect();
+        // Teams name [[mailbox]] sections, whatever folders those watch.
+        let mut names: Vec<String> = mailboxes.iter().map(|m| m.account.clone()).collect();
+        names.dedup();
         let agents = self.agents(raw.relay.as_ref(), &raw.agent, &raw.team, &names);
         let smtp = self.smtp(&raw.smtp);
         let outbox = self.outbox(&raw.outbox);
@@ -585,11 +633,13 @@ impl Checker<'_> {
         }
     }
 
+    /// One [[mailbox]] section: one watched folder per entry of `folders` (or the one
+    /// `folder`), sharing the login.
     fn mailbox(
         &mut self,
         spanned: &Spanned<RawMailbox>,
         default_language: Lang,
-    ) -> Option<MailboxConfig> {
+    ) -> Vec<MailboxConfig> {
         let raw = spanned.get_ref();
         let name = raw.name.get_ref().clone();
         let section = format!("mailbox `{name}`");
@@ -600,12 +650,17 @@ impl Checker<'_> {
             );
         }
         let server = self.server(&section, &raw.host, raw.port, &raw.tls, [993, 143, 143]);
-        let password = self.password(
-            &section,
-            spanned,
-            raw.password.as_ref(),
-            raw.password_file.as_ref(),
-        );
+        let credential = self.credential(RawLogin {
+            section: &section,
+            at: spanned,
+            account: format!("mailbox {name}"),
+            purpose: Purpose::Imap,
+            user: &raw.user,
+            auth: raw.auth.as_ref(),
+            password: raw.password.as_ref(),
+            password_file: raw.password_file.as_ref(),
+            oauth2: raw.oauth2.as_ref(),
+        });
         let batch_size = match &raw.batch_size {
             None => 50,
             Some(size) if (1..=1000).contains(size.get_ref()) => *size.get_ref(),
@@ -620,22 +675,131 @@ impl Checker<'_> {
                 50
             }
         };
-        Some(MailboxConfig {
-            name,
-            server,
-            user: raw.user.clone(),
-            password: password?,
-            folder: raw.folder.clone().unwrap_or_else(|| "INBOX".to_string()),
-            processed_folder: raw.processed_folder.clone(),
-            quarantine_folder: raw.quarantine_folder.clone(),
-            idle: raw.idle.unwrap_or(true),
-            poll_interval: raw.poll_interval.map_or(Duration::from_secs(60), |d| d.0),
-            batch_size,
-            timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
-            language: self
-                .language(&format!("{section}: language"), raw.language.as_ref())
-                .unwrap_or(default_language),
-        })
+        let initial_import = match &raw.initial_import {
+            None => Some(InitialImport::Unseen),
+            Some(value) => self.initial_import(&section, value),
+        };
+        let folders = self.folders(&section, raw);
+        let language = self
+            .language(&format!("{section}: language"), raw.language.as_ref())
+            .unwrap_or(default_language);
+        let (Some(credential), Some(initial_import)) = (credential, initial_import) else {
+            return Vec::new();
+        };
+        let several = folders.len() > 1;
+        folders
+            .into_iter()
+            .map(|folder| MailboxConfig {
+                name: if several {
+                    format!("{name}/{folder}")
+                } else {
+                    name.clone()
+                },
+                account: name.clone(),
+                server: server.clone(),
+                user: raw.user.clone(),
+                credential: credential.clone(),
+                folder,
+                processed_folder: raw.processed_folder.clone(),
+                quarantine_folder: raw.quarantine_folder.clone(),
+                idle: raw.idle.unwrap_or(true),
+                poll_interval: raw.poll_interval.map_or(Duration::from_secs(60), |d| d.0),
+                batch_size,
+                timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
+                initial_import,
+                language,
+            })
+            .collect()
+    }
+
+    /// `folder` or `folders` (not both), each distinct and none the processed folder.
+    fn folders(&mut self, section: &str, raw: &RawMailbox) -> Vec<String> {
+        let folders = match (&raw.folder, &raw.folders) {
+            (Some(_), Some(list)) => {
+                self.problem(
+                    list,
+                    format!("{section}: set either folder or folders, not both"),
+                );
+                return Vec::new();
+            }
+            (Some(folder), None) => vec![folder.get_ref().clone()],
+            (None, Some(list)) if list.get_ref().is_empty() => {
+                self.problem(
+                    list,
+                    format!("{section}: folders must name at least one folder, e.g. [\"INBOX\", \"Shared/Support\"]"),
+                );
+                return Vec::new();
+            }
+            (None, Some(list)) => list.get_ref().clone(),
+            (None, None) => vec!["INBOX".to_string()],
+        };
+        let at_line = |checker: &mut Self, message: String| match (&raw.folders, &raw.folder) {
+            (Some(list), _) => checker.problem(list, message),
+            (None, Some(folder)) => checker.problem(folder, message),
+            (None, None) => checker.problems.push(Problem {
+                line: None,
+                message,
+            }),
+        };
+        let mut unique: Vec<String> = Vec::with_capacity(folders.len());
+        for folder in folders {
+            if unique.contains(&folder) {
+                at_line(self, format!("{section}: folder {folder} is listed twice"));
+                continue;
+            }
+            if raw.processed_folder.as_ref() == Some(&folder) {
+                at_line(
+                    self,
+                    format!(
+                        "{section}: processed_folder {folder} is also a watched folder; processed mail would be read again"
+                    ),
+                );
+            }
+            unique.push(folder);
+        }
+        unique
+    }
+
+    fn initial_import(
+        &mut self,
+        section: &str,
+        value: &Spanned<toml::Value>,
+    ) -> Option<InitialImport> {
+        let forms =
+            "\"all\", \"unseen\", \"none\", { since = \"7d\" } or { unseen_since = \"7d\" }";
+        let parsed = match value.get_ref() {
+            toml::Value::String(word) => match word.as_str() {
+                "all" => Ok(InitialImport::All),
+                "unseen" => Ok(InitialImport::Unseen),
+                "none" => Ok(InitialImport::Nothing),
+                other => Err(format!("`{other}` is not one of {forms}")),
+            },
+            toml::Value::Table(table) => {
+                let mut entries = table.iter();
+                match (entries.next(), entries.next()) {
+                    (Some((key, toml::Value::String(text))), None)
+                        if key == "since" || key == "unseen_since" =>
+                    {
+                        match duration::parse(text) {
+                            Ok(age) if key == "since" => Ok(InitialImport::Since(age)),
+                            Ok(age) => Ok(InitialImport::UnseenSince(age)),
+                            Err(err) => Err(format!("{key}: {err}")),
+                        }
+                    }
+                    _ => Err(format!(
+                        "a table here holds exactly one key, since or unseen_since, with a duration in quotes; use one of {forms}"
+                    )),
+                }
+            }
+            _ => Err(format!("use one of {forms}")),
+        };
+        match parsed {
+            Ok(import) => Some(import),
+            Err(err) => {
+                self.problem(value, format!("{section}: initial_import: {err}"));
+                None
+            }
+        }
     }
 
     fn smtp(&mut self, spanned: &Spanned<RawSmtp>) -> Option<SmtpConfig> {
@@ -644,12 +808,17 @@ impl Checker<'_> {
         let credentials = match &raw.user {
             Some(user) => Some((
                 user.clone(),
-                self.password(
-                    "smtp",
-                    spanned,
-                    raw.password.as_ref(),
-                    raw.password_file.as_ref(),
-                )?,
+                self.credential(RawLogin {
+                    section: "smtp",
+                    at: spanned,
+                    account: "smtp".to_string(),
+                    purpose: Purpose::Smtp,
+                    user,
+                    auth: raw.auth.as_ref(),
+                    password: raw.password.as_ref(),
+                    password_file: raw.password_file.as_ref(),
+                    oauth2: raw.oauth2.as_ref(),
+                })?,
             )),
             None => {
                 if let Some(file) = &raw.password_file {
@@ -659,6 +828,8 @@ impl Checker<'_> {
                     );
                 } else if raw.password.is_some() {
                     self.problem(spanned, "smtp: password is set but user is not".to_string());
+                } else if let Some(auth) = &raw.auth {
+                    self.problem(auth, "smtp: auth is set but user is not".to_string());
                 }
                 None
             }
@@ -706,6 +877,9 @@ impl Checker<'_> {
             new_tickets_per_hour,
             acknowledgements_per_hour,
             max_message_size: u64::from(max_message_size_mb) * 1024 * 1024,
+            acknowledge_backlog_within: raw
+                .acknowledge_backlog_within
+                .map_or(Duration::ZERO, |d| d.0),
             no_ack_domains: match &raw.no_ack_domains {
                 Some(domains) => domains
                     .iter()

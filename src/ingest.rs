@@ -23,7 +23,7 @@ use crate::config::{Agent, Config};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{Inbound, Limit, Role, SenderLoad, TicketAction, decide};
+use crate::policy::{Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
@@ -42,6 +42,8 @@ pub struct Source {
     pub mailbox: String,
     pub uidvalidity: u32,
     pub uid: u32,
+    /// Whether the message was already in the folder at the first start.
+    pub arrival: Arrival,
 }
 
 /// What ingesting a message did.
@@ -69,6 +71,8 @@ pub enum Outcome {
         limited: Option<Limit>,
         /// For a bounce: what it says failed (`address: status`), one entry per recipient.
         bounced: Vec<String>,
+        /// Backlog mail imported without acknowledgement, deadline or notification.
+        quiet: bool,
     },
     /// Already stored (same Message-ID, or same bytes): nothing new was written.
     Duplicate {
@@ -218,10 +222,12 @@ pub async fn release(
                     "quarantined message {id} does not say which mailbox it came from"
                 )));
             };
+            // An admin released it: handled as mail that just arrived.
             let source = Source {
                 mailbox,
                 uidvalidity,
                 uid,
+                arrival: Arrival::Live,
             };
             let message = Message {
                 source: &source,
@@ -494,9 +500,14 @@ fn apply(
             sent: parsed.date,
             no_ack: no_ack.as_ref(),
             load,
+            arrival: source.arrival,
         },
         &config.policy,
-        config.agents.team_for(team_mailbox),
+        config.agents.team_for(
+            config
+                .mailbox(team_mailbox)
+                .map_or(team_mailbox, |m| &m.account),
+        ),
         now,
     );
     // A customer's own message (not an agent's, not automatic mail) tells their language.
@@ -592,6 +603,7 @@ fn apply(
                 withheld: None,
                 limited: None,
                 bounced,
+                quiet: false,
             });
         }
         TicketAction::Append(id) => (id, false),
@@ -731,6 +743,28 @@ fn apply(
         out.record(
             "ticket.language",
             format!("{lang}: set by {}", author.agent().unwrap_or("an agent")),
+        )?;
+    }
+    if decision.quiet {
+        let (why, at, arrived_at) = match source.arrival {
+            Arrival::Backlog {
+                arrived_at,
+                first_start,
+            } => ("in the folder at the first start", first_start, arrived_at),
+            Arrival::Reread {
+                arrived_at,
+                last_sync,
+            } => (
+                "read again after a UIDVALIDITY reset; last sync",
+                last_sync,
+                arrived_at,
+            ),
+            Arrival::Live => ("live", now, None),
+        };
+        let arrived = arrived_at.map_or("at an unknown time".to_string(), |at| format!("{at}"));
+        out.record(
+            "message.imported_quietly",
+            format!("backlog ({why} {at}), arrived {arrived}: no acknowledgement, no deadline"),
         )?;
     }
 
@@ -873,6 +907,7 @@ fn apply(
         withheld: decision.withheld,
         limited: decision.limited,
         bounced: bounced.failed,
+        quiet: decision.quiet,
     })
 }
 

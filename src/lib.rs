@@ -5,6 +5,7 @@ pub mod fetch;
 pub mod ingest;
 pub mod language;
 pub mod model;
+pub mod oauth;
 pub mod ops;
 pub mod parse;
 pub mod policy;

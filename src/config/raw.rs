@@ -49,6 +49,7 @@ pub struct RawPolicy {
     pub acknowledgements_per_hour: Option<Spanned<u32>>,
     pub max_message_size_mb: Option<Spanned<u32>>,
     pub no_ack_domains: Option<Vec<String>>,
+    pub acknowledge_backlog_within: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,6 +63,58 @@ pub enum TlsMode {
     Plain,
 }
 
+/// How deskgate logs in to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMechanism {
+    /// LOGIN (IMAP) or AUTH PLAIN/LOGIN (SMTP) with a password.
+    Password,
+    /// SASL XOAUTH2 with an OAuth 2.0 access token (Google, Microsoft).
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
+    Oauthbearer,
+}
+
+/// Where OAuth 2.0 access tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2Provider {
+    Microsoft,
+    Google,
+    /// Any RFC 6749 token endpoint (token_url, optionally device_authorization_url).
+    Generic,
+    /// A program the admin names prints the access token.
+    Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OAuth2Grant {
+    /// A user's refresh token, obtained once with `deskgate oauth login`.
+    RefreshToken,
+    /// The application's own identity (Microsoft app-only access).
+    ClientCredentials,
+    /// A Google service account with domain-wide delegation acting as the mailbox's user
+    /// (RFC 7523 JWT bearer grant).
+    ServiceAccount,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth2 {
+    pub provider: Spanned<OAuth2Provider>,
+    pub grant: Option<Spanned<OAuth2Grant>>,
+    pub tenant: Option<Spanned<String>>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<Spanned<PathBuf>>,
+    pub scope: Option<String>,
+    pub token_url: Option<Spanned<String>>,
+    pub device_authorization_url: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub service_account_file: Option<Spanned<PathBuf>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMailbox {
@@ -72,7 +125,8 @@ pub struct RawMailbox {
     pub user: String,
     pub password: Option<String>,
     pub password_file: Option<Spanned<PathBuf>>,
-    pub folder: Option<String>,
+    pub folder: Option<Spanned<String>>,
+    pub folders: Option<Spanned<Vec<String>>>,
     pub processed_folder: Option<String>,
     pub quarantine_folder: Option<String>,
     pub idle: Option<bool>,
@@ -80,6 +134,11 @@ pub struct RawMailbox {
     pub batch_size: Option<Spanned<u32>>,
     pub timeout: Option<ConfigDuration>,
     pub language: Option<Spanned<String>>,
+    /// A word (`"all"`, `"unseen"`, `"none"`) or a table with `since` or `unseen_since`:
+    /// checked by hand so the error can list the accepted forms.
+    pub initial_import: Option<Spanned<toml::Value>>,
+    pub auth: Option<Spanned<AuthMechanism>>,
+    pub oauth2: Option<Spanned<RawOAuth2>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +151,8 @@ pub struct RawSmtp {
     pub password: Option<String>,
     pub password_file: Option<Spanned<PathBuf>>,
     pub timeout: Option<ConfigDuration>,
+    pub auth: Option<Spanned<AuthMechanism>>,
+    pub oauth2: Option<Spanned<RawOAuth2>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -37,41 +37,49 @@ fn raw_fields() -> BTreeMap<String, Vec<String>> {
     structs
 }
 
-/// Which section of the file each raw struct is: "" for `RawConfig` (top level), otherwise
-/// the `RawConfig` field whose type names the struct (`pub smtp: Spanned<RawSmtp>` → "smtp").
-fn sections() -> BTreeMap<String, BTreeSet<String>> {
+/// Which sections of the file each raw struct is, by section: "" for `RawConfig` (top
+/// level), otherwise the path of fields whose types lead to it (`pub smtp: Spanned<RawSmtp>`
+/// → "smtp"; `pub oauth2: Option<Spanned<RawOAuth2>>` inside it → "smtp.oauth2").
+fn sections() -> BTreeMap<String, (String, BTreeSet<String>)> {
     let structs = raw_fields();
-    let top = RAW_RS
-        .split("pub struct RawConfig")
-        .nth(1)
-        .and_then(|rest| rest.split('}').next())
-        .expect("raw.rs has a `pub struct RawConfig`");
+    let body = |name: &str| {
+        RAW_RS
+            .split(&format!("pub struct {name} "))
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or_else(|| panic!("raw.rs has no `pub struct {name}`"))
+    };
     let mut sections = BTreeMap::new();
-    for (name, fields) in &structs {
-        let section = if name == "RawConfig" {
-            String::new()
-        } else {
-            let field_line = top
-                .lines()
-                .find(|line| {
-                    line.contains(&format!("<{name}>")) || line.contains(&format!(": {name},"))
-                })
-                .unwrap_or_else(|| panic!("{name} is not used by a field of RawConfig"));
-            field_line
+    let mut pending = vec![(String::new(), "RawConfig".to_string())];
+    while let Some((section, name)) = pending.pop() {
+        for line in body(&name).lines() {
+            let Some((field, ty)) = line
                 .trim()
-                .trim_start_matches("pub ")
-                .split(':')
-                .next()
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        sections.insert(section, fields.iter().cloned().collect());
+                .strip_prefix("pub ")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            for child in structs.keys() {
+                if ty.contains(&format!("<{child}>")) || ty.trim() == format!("{child},") {
+                    let path = if section.is_empty() {
+                        field.trim().to_string()
+                    } else {
+                        format!("{section}.{}", field.trim())
+                    };
+                    pending.push((path, child.clone()));
+                }
+            }
+        }
+        let fields = structs[&name].iter().cloned().collect();
+        sections.insert(section, (name, fields));
     }
-    assert!(
-        sections.len() >= 6,
-        "too few raw structs found in raw.rs: {sections:?}"
-    );
+    for name in structs.keys() {
+        assert!(
+            sections.values().any(|(n, _)| n == name),
+            "{name} is not reachable from RawConfig"
+        );
+    }
     sections
 }
 
@@ -103,12 +111,32 @@ fn example_keys() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
 fn example_config_documents_every_key() {
     let sections = sections();
     let (keys, headers) = example_keys();
+    // A struct used in several sections ([mailbox.oauth2], [smtp.oauth2]) is documented once,
+    // and so is the key that holds such a table.
     let mut undocumented = Vec::new();
-    for (section, fields) in &sections {
+    for (section, (name, fields)) in &sections {
         for field in fields {
-            let as_key = keys.get(section).is_some_and(|k| k.contains(field));
-            let as_table = section.is_empty() && headers.contains(field);
-            if !as_key && !as_table {
+            let documented =
+                sections
+                    .iter()
+                    .filter(|(_, (other, _))| other == name)
+                    .any(|(shown_in, _)| {
+                        let table = if shown_in.is_empty() {
+                            field.clone()
+                        } else {
+                            format!("{shown_in}.{field}")
+                        };
+                        let table_of_struct_shown =
+                            sections.get(&table).is_some_and(|(child, _)| {
+                                sections
+                                    .iter()
+                                    .any(|(at, (other, _))| other == child && headers.contains(at))
+                            });
+                        keys.get(shown_in).is_some_and(|k| k.contains(field))
+                            || headers.contains(&table)
+                            || table_of_struct_shown
+                    });
+            if !documented {
                 undocumented.push(format!("[{section}] {field}"));
             }
         }
@@ -121,7 +149,7 @@ fn example_config_documents_every_key() {
     let mut unknown = Vec::new();
     for (section, shown) in &keys {
         for key in shown {
-            if !sections.get(section).is_some_and(|f| f.contains(key)) {
+            if !sections.get(section).is_some_and(|(_, f)| f.contains(key)) {
                 unknown.push(format!("[{section}] {key}"));
             }
         }
@@ -186,7 +214,9 @@ fn example_config_is_valid_apart_from_files() {
             tls: TlsMode::Implicit
         }
     );
-    assert!(support.password.expose().starts_with("secret-"));
+    assert!(
+        matches!(&support.credential, Credential::Password(p) if p.expose().starts_with("secret-"))
+    );
     assert_eq!(support.folder, "INBOX");
     assert_eq!(support.processed_folder, None);
     assert!(support.idle);
@@ -195,10 +225,37 @@ fn example_config_is_valid_apart_from_files() {
     assert_eq!(support.timeout, Duration::from_secs(60));
     let billing = &config.mailboxes[1];
     assert_eq!(billing.server.port, 993);
-    assert_ne!(billing.password, support.password);
+    let Credential::OAuth2 { mechanism, grant } = &billing.credential else {
+        panic!("billing logs in with OAuth 2.0: {:?}", billing.credential);
+    };
+    assert_eq!(*mechanism, Sasl::Xoauth2);
+    assert_eq!(grant.account, "mailbox billing");
+    let TokenSource::Endpoint(endpoint) = &grant.source else {
+        panic!("{grant:?}");
+    };
+    assert_eq!(endpoint.grant, EndpointGrant::RefreshToken);
+    assert_eq!(
+        endpoint.token_url,
+        "https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/token"
+    );
+    assert_eq!(
+        endpoint.device_url.as_deref(),
+        Some("https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/devicecode")
+    );
+    assert_eq!(
+        endpoint.scope.as_deref(),
+        Some("https://outlook.office.com/IMAP.AccessAsUser.All offline_access")
+    );
+    assert!(endpoint.client_secret.is_none());
     assert_eq!(billing.processed_folder.as_deref(), Some("INBOX.Processed"));
     assert_eq!(billing.poll_interval, Duration::from_secs(120));
     assert_eq!(billing.timeout, Duration::from_secs(90));
+    assert_eq!(support.initial_import, InitialImport::Unseen);
+    assert_eq!(
+        billing.initial_import,
+        InitialImport::UnseenSince(Duration::from_secs(14 * 86_400))
+    );
+    assert_eq!(config.policy.acknowledge_backlog_within, Duration::ZERO);
 
     assert_eq!(
         config.smtp.server,
@@ -210,7 +267,7 @@ fn example_config_is_valid_apart_from_files() {
     );
     let (user, password) = config.smtp.credentials.as_ref().expect("smtp credentials");
     assert_eq!(user, "support@example.com");
-    assert!(password.expose().starts_with("secret-"));
+    assert!(matches!(password, Credential::Password(p) if p.expose().starts_with("secret-")));
     assert_eq!(config.smtp.timeout, Duration::from_secs(60));
 
     let retry: Vec<u64> = config.outbox.retry.iter().map(Duration::as_secs).collect();
@@ -231,6 +288,13 @@ fn example_config_comments_show_the_defaults() {
         "secret",
         "notes_address",
         "quarantine_folder",
+        "client_secret",
+        "client_secret_file",
+        "token_url",
+        "device_authorization_url",
+        "command",
+        "service_account_file",
+        "folders",
     ];
     let uncommented: String = EXAMPLE
         .lines()
@@ -318,8 +382,8 @@ fn unknown_key_is_named_with_the_keys_allowed() {
     assert_eq!(
         refusal(&text),
         "/etc/deskgate/deskgate.toml:9: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, \
-         `user`, `password`, `password_file`, `folder`, `processed_folder`, `quarantine_folder`, `idle`, \
-         `poll_interval`, `batch_size`, `timeout`, `language`"
+         `user`, `password`, `password_file`, `folder`, `folders`, `processed_folder`, `quarantine_folder`, `idle`, \
+         `poll_interval`, `batch_size`, `timeout`, `language`, `initial_import`, `auth`, `oauth2`"
     );
 }
 
@@ -412,6 +476,109 @@ fn invalid_duration() {
         "/etc/deskgate/deskgate.toml:5: first_response: `24` is not a duration; expected a duration such as \"24h\", \"90s\", \
          \"1h30m\" or \"2d\" (units: s, m, h, d, w)"
     );
+}
+
+#[test]
+fn initial_import_forms() {
+    let with = |value: &str| {
+        let text = format!("{SUPPORT}{MAILBOX}initial_import = {value}\n{SMTP}");
+        load(&text).map(|c| c.mailboxes[0].initial_import)
+    };
+    let week = Duration::from_secs(7 * 86_400);
+    assert_eq!(with("\"all\"").ok(), Some(InitialImport::All));
+    assert_eq!(with("\"none\"").ok(), Some(InitialImport::Nothing));
+    assert_eq!(with("\"unseen\"").ok(), Some(InitialImport::Unseen));
+    assert_eq!(
+        with("{ since = \"7d\" }").ok(),
+        Some(InitialImport::Since(week))
+    );
+    assert_eq!(
+        with("{ unseen_since = \"1w\" }").ok(),
+        Some(InitialImport::UnseenSince(week))
+    );
+    for import in [
+        InitialImport::All,
+        InitialImport::Since(week),
+        InitialImport::UnseenSince(week),
+    ] {
+        assert_eq!(
+            with(&import.to_string()).ok(),
+            Some(import),
+            "{import} reads back"
+        );
+    }
+    let forms = "\"all\", \"unseen\", \"none\", { since = \"7d\" } or { unseen_since = \"7d\" }";
+    for (value, why) in [
+        ("\"recent\"", format!("`recent` is not one of {forms}")),
+        ("7", format!("use one of {forms}")),
+        (
+            "{ since = \"7\" }",
+            "since: `7` is not a duration; expected a duration such as \"24h\", \"90s\", \"1h30m\" or \"2d\" (units: s, m, h, d, w)".to_string(),
+        ),
+        (
+            "{ since = \"7d\", unseen = true }",
+            format!("a table here holds exactly one key, since or unseen_since, with a duration in quotes; use one of {forms}"),
+        ),
+    ] {
+        let text = format!("{SUPPORT}{MAILBOX}initial_import = {value}\n{SMTP}");
+        assert_eq!(
+            refusal(&text),
+            format!("/etc/deskgate/deskgate.toml:10: mailbox `support`: initial_import: {why}"),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn several_folders_share_one_login() {
+    let with = |extra: &str| load(&format!("{SUPPORT}{MAILBOX}{extra}{SMTP}"));
+    let config =
+        with("folders = [\"INBOX\", \"Shared/Billing\"]\n").unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<(&str, &str, &str)> = config
+        .mailboxes
+        .iter()
+        .map(|m| (m.name.as_str(), m.account.as_str(), m.folder.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("support/INBOX", "support", "INBOX"),
+            ("support/Shared/Billing", "support", "Shared/Billing")
+        ]
+    );
+    assert_eq!(
+        config.mailbox("support").map(|m| m.folder.as_str()),
+        Some("INBOX")
+    );
+    let single = with("folder = \"Support\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        single.mailboxes[0].name, "support",
+        "one folder keeps the plain name"
+    );
+    for (extra, why) in [
+        (
+            "folder = \"INBOX\"\nfolders = [\"A\"]\n",
+            "11: mailbox `support`: set either folder or folders, not both",
+        ),
+        (
+            "folders = []\n",
+            "10: mailbox `support`: folders must name at least one folder, e.g. [\"INBOX\", \"Shared/Support\"]",
+        ),
+        (
+            "folders = [\"A\", \"A\"]\n",
+            "10: mailbox `support`: folder A is listed twice",
+        ),
+        (
+            "processed_folder = \"Done\"\nfolders = [\"INBOX\", \"Done\"]\n",
+            "11: mailbox `support`: processed_folder Done is also a watched folder; processed mail would be read again",
+        ),
+    ] {
+        assert_eq!(
+            refusal(&format!("{SUPPORT}{MAILBOX}{extra}{SMTP}")),
+            format!("/etc/deskgate/deskgate.toml:{why}"),
+            "{extra}"
+        );
+    }
 }
 
 #[test]
@@ -673,4 +840,102 @@ fn template_mistakes_name_the_file() {
         )),
         "{refusal}"
     );
+}
+
+#[test]
+fn oauth2_logins_are_checked_with_their_reasons() {
+    let oauth = |auth: &str, table: &str| {
+        format!(
+            "{SUPPORT}{}auth = \"{auth}\"\n[mailbox.oauth2]\n{table}{SMTP}",
+            MAILBOX.replace("password = \"secret\"\n", "")
+        )
+    };
+    let config = load(&oauth(
+        "oauthbearer",
+        "provider = \"google\"\nclient_id = \"id\"\nclient_secret = \"s\"\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Credential::OAuth2 { mechanism, grant } = &config.mailboxes[0].credential else {
+        panic!("not OAuth");
+    };
+    assert_eq!(*mechanism, Sasl::Oauthbearer);
+    let TokenSource::Endpoint(endpoint) = &grant.source else {
+        panic!("not an endpoint");
+    };
+    assert_eq!(endpoint.token_url, "https://oauth2.googleapis.com/token");
+    assert_eq!(endpoint.scope.as_deref(), Some("https://mail.google.com/"));
+
+    let command = load(&oauth(
+        "xoauth2",
+        "provider = \"command\"\ncommand = [\"/usr/bin/token\", \"support\"]\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        &command.mailboxes[0].credential,
+        Credential::OAuth2 { grant, .. } if matches!(&grant.source, TokenSource::Command(argv) if argv.len() == 2)
+    ));
+
+    let cases = [
+        (
+            oauth("xoauth2", "provider = \"microsoft\"\nclient_id = \"id\"\n"),
+            "/etc/deskgate/deskgate.toml:10: mailbox `support`: oauth2: provider = \"microsoft\" needs tenant (your directory (tenant) ID or domain, e.g. \"contoso.onmicrosoft.com\")",
+        ),
+        (
+            oauth(
+                "xoauth2",
+                "provider = \"microsoft\"\ntenant = \"t\"\nclient_id = \"id\"\ngrant = \"client-credentials\"\n",
+            ),
+            "/etc/deskgate/deskgate.toml:10: mailbox `support`: oauth2: this grant needs client_secret_file (or client_secret)",
+        ),
+        (
+            oauth(
+                "xoauth2",
+                "provider = \"generic\"\nclient_id = \"id\"\ntoken_url = \"http://auth.example.com/token\"\n",
+            ),
+            "/etc/deskgate/deskgate.toml:13: mailbox `support`: oauth2: token_url `http://auth.example.com/token` must be an https:// URL (plain http:// only for loopback hosts)",
+        ),
+        (
+            oauth(
+                "xoauth2",
+                "provider = \"microsoft\"\ngrant = \"service-account\"\nservice_account_file = \"sa.json\"\n",
+            ),
+            "/etc/deskgate/deskgate.toml:11: mailbox `support`: oauth2: grant = \"service-account\" is for provider = \"google\" (domain-wide delegation)",
+        ),
+        (
+            oauth(
+                "xoauth2",
+                "provider = \"google\"\ngrant = \"service-account\"\n",
+            ),
+            "/etc/deskgate/deskgate.toml:10: mailbox `support`: oauth2: grant = \"service-account\" needs service_account_file (the JSON key Google issues for the service account)",
+        ),
+        (
+            oauth(
+                "xoauth2",
+                "provider = \"google\"\ngrant = \"service-account\"\nservice_account_file = \"/nonexistent/sa.json\"\n",
+            ),
+            "/etc/deskgate/deskgate.toml:13: mailbox `support`: oauth2: service_account_file /nonexistent/sa.json: cannot read it: No such file or directory (os error 2)",
+        ),
+        (
+            oauth("xoauth2", "provider = \"command\"\n"),
+            "/etc/deskgate/deskgate.toml:10: mailbox `support`: oauth2: provider = \"command\" needs command = [\"/path/to/program\", \"arg\", ...]",
+        ),
+        (
+            format!("{SUPPORT}{MAILBOX}auth = \"xoauth2\"\n{SMTP}"),
+            "/etc/deskgate/deskgate.toml:10: mailbox `support`: password and password_file are not used with auth = \"xoauth2\"; remove them\n\
+             /etc/deskgate/deskgate.toml:10: mailbox `support`: auth = \"xoauth2\" needs an oauth2 table saying where access tokens come from (see config.example.toml)",
+        ),
+        (
+            format!("{SUPPORT}{MAILBOX}[mailbox.oauth2]\nprovider = \"google\"\n{SMTP}"),
+            "/etc/deskgate/deskgate.toml:10: mailbox `support`: an oauth2 table is set but auth is \"password\"; set auth = \"xoauth2\" or \"oauthbearer\", or remove the table",
+        ),
+        (
+            format!(
+                "{SUPPORT}{MAILBOX}{SMTP}user = \"support@example.com\"\nauth = \"oauthbearer\"\n[smtp.oauth2]\nprovider = \"command\"\ncommand = [\"x\"]\n"
+            ),
+            "/etc/deskgate/deskgate.toml:14: smtp: auth = \"oauthbearer\" is not available for SMTP (lettre 0.11 speaks only XOAUTH2); use auth = \"xoauth2\", which Microsoft 365 and Google accept",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(refusal(&text), expected, "{text}");
+    }
 }

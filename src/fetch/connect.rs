@@ -13,7 +13,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::FetchError;
-use crate::config::{MailboxConfig, TlsMode, TlsTrust};
+use crate::config::{Credential, MailboxConfig, Sasl, Secret, TlsMode, TlsTrust};
+use crate::oauth::{Grant, OAuthBearer, XOAuth2};
 
 /// The byte stream under an IMAP session.
 #[derive(Debug)]
@@ -39,8 +40,60 @@ where
     }
 }
 
+/// What a login presents.
+#[derive(Clone, Copy)]
+pub enum Login<'a> {
+    Password(&'a Secret),
+    Token(Sasl, &'a Secret),
+}
+
+/// A logged-in session, and when it should log in again with a fresh access token.
+pub struct Opened {
+    pub session: Session,
+    pub renew_at: Option<jiff::Timestamp>,
+}
+
+/// Connects and logs in to `mailbox`'s server, with an access token from `grant` when the
+/// mailbox uses OAuth 2.0. A token the server refuses is forgotten, so the next attempt
+/// asks the provider for a new one.
+pub async fn open(
+    mailbox: &MailboxConfig,
+    trust: &TlsTrust,
+    grant: Option<&Grant>,
+) -> Result<Opened, FetchError> {
+    match (&mailbox.credential, grant) {
+        (Credential::Password(password), _) => Ok(Opened {
+            session: connect(mailbox, trust, Login::Password(password)).await?,
+            renew_at: None,
+        }),
+        (Credential::OAuth2 { mechanism, .. }, Some(grant)) => {
+            let token = grant.access_token().await?;
+            match connect(mailbox, trust, Login::Token(*mechanism, &token.secret)).await {
+                Ok(session) => Ok(Opened {
+                    session,
+                    renew_at: grant.renew_at().await,
+                }),
+                Err(err) => {
+                    if matches!(err, FetchError::Login { .. }) {
+                        grant.forget().await;
+                    }
+                    Err(err)
+                }
+            }
+        }
+        (Credential::OAuth2 { grant, .. }, None) => Err(FetchError::Protocol(format!(
+            "{}: no token source was set up for this OAuth login",
+            grant.account
+        ))),
+    }
+}
+
 /// Connects and logs in to `mailbox`'s server.
-pub async fn connect(mailbox: &MailboxConfig, trust: &TlsTrust) -> Result<Session, FetchError> {
+pub async fn connect(
+    mailbox: &MailboxConfig,
+    trust: &TlsTrust,
+    with: Login<'_>,
+) -> Result<Session, FetchError> {
     let server = &mailbox.server;
     let limit = mailbox.timeout;
     let address = format!("{}:{}", server.host, server.port);
@@ -73,12 +126,12 @@ pub async fn connect(mailbox: &MailboxConfig, trust: &TlsTrust) -> Result<Sessio
             // No second greeting follows STARTTLS (RFC 3501 6.2.1).
             let tls = tls_handshake(tcp, &server.host, trust, limit).await?;
             let client = async_imap::Client::new(ImapStream::Tls(Box::new(tls)));
-            return login(client, mailbox).await;
+            return login(client, mailbox, with).await;
         }
     };
     let mut client = async_imap::Client::new(stream);
     greeting(&mut client, limit).await?;
-    login(client, mailbox).await
+    login(client, mailbox, with).await
 }
 
 async fn tls_handshake(
@@ -126,8 +179,24 @@ async fn greeting(
 async fn login(
     client: async_imap::Client<ImapStream>,
     mailbox: &MailboxConfig,
+    with: Login<'_>,
 ) -> Result<Session, FetchError> {
-    let attempt = client.login(&mailbox.user, mailbox.password.expose());
+    let user = &mailbox.user;
+    let server = &mailbox.server;
+    let attempt = async {
+        match with {
+            Login::Password(password) => client.login(user, password.expose()).await,
+            Login::Token(Sasl::Xoauth2, token) => {
+                client
+                    .authenticate("XOAUTH2", XOAuth2::new(user, token))
+                    .await
+            }
+            Login::Token(Sasl::Oauthbearer, token) => {
+                let auth = OAuthBearer::new(user, &server.host, server.port, token);
+                client.authenticate("OAUTHBEARER", auth).await
+            }
+        }
+    };
     match tokio::time::timeout(mailbox.timeout, attempt).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err((err, _client))) => Err(FetchError::Login {

@@ -20,18 +20,24 @@ use futures_util::StreamExt;
 use jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-pub use connect::{Session, connect, timed};
+pub use connect::{Login, Opened, Session, connect, open, timed};
 
-use crate::config::{Config, MailboxConfig};
+use async_imap::types::{Fetch, Flag};
+
+use crate::config::{Config, InitialImport, MailboxConfig};
 use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
-use crate::store::{Checkpoint, Event, Store, StoreError};
+use crate::oauth::{Grant, OAuthError};
+use crate::policy::{Arrival, BacklogMessage, import_backlog};
+use crate::store::{Backlog, Checkpoint, Event, Store, StoreError};
 
 /// RFC 2177 asks clients to re-issue IDLE within 29 minutes; we do it well before.
 const IDLE_WALL_CLOCK_CAP: Duration = Duration::from_secs(10 * 60);
 /// Re-issue IDLE if the server has said nothing for this long.
 const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// Backlog messages whose flags and arrival times are read per `UID FETCH`.
+const BACKLOG_METADATA_BATCH: usize = 500;
 
 /// Why a mailbox session ended. Every variant leads to a reconnect after a backoff.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,15 @@ pub enum FetchError {
     Protocol(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    OAuth(#[from] OAuthError),
+}
+
+impl FetchError {
+    /// True when reconnecting cannot help until an admin acts (a revoked OAuth grant).
+    pub fn needs_admin(&self) -> bool {
+        matches!(self, FetchError::OAuth(err) if err.needs_admin())
+    }
 }
 
 /// Watches one mailbox until cancelled.
@@ -59,30 +74,60 @@ pub struct MailboxTask {
     pub store: Store,
     /// Woken after every commit that queued mail; the outbox sender holds the other end.
     pub outbox_wake: Arc<Notify>,
+    /// Access tokens, when the mailbox logs in with OAuth 2.0.
+    pub grant: Option<Arc<Grant>>,
 }
 
-/// A message of a batch: its bytes, or only its size when it is over the limit.
-enum Fetched {
-    Whole(Vec<u8>),
-    Oversize(u64),
+/// Why a session ended without an error.
+enum Ended {
+    Cancelled,
+    /// The access token the session logged in with is due for renewal: log in again.
+    TokenRenewal,
+}
+
+/// What a sync does with one UID.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Fetch and ingest; `backlog` is set if the message is backlog.
+    Import { uid: u32, backlog: Option<Backlog> },
+    /// Backlog that `initial_import` leaves in the folder.
+    Skip(u32),
+}
+
+impl Step {
+    fn uid(&self) -> u32 {
+        match *self {
+            Step::Import { uid, .. } | Step::Skip(uid) => uid,
+        }
+    }
 }
 
 enum Wait {
     /// Something may have changed: sync again.
     Resync,
     Cancelled,
+    TokenRenewal,
 }
 
 impl MailboxTask {
     pub async fn run(self, cancel: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let name = self.mailbox.name.clone();
+        let mut reported: Option<String> = None;
         while !cancel.is_cancelled() {
-            match self.session(&cancel, &mut backoff).await {
-                Ok(()) => break,
+            match self.session(&cancel, &mut backoff, &mut reported).await {
+                Ok(Ended::Cancelled) => break,
+                Ok(Ended::TokenRenewal) => {
+                    info!(mailbox = %name, "access token due for renewal; logging in again");
+                }
                 Err(err) => {
                     let delay = backoff.next_delay();
-                    warn!(mailbox = %name, error = %err, retry_in = ?delay, "mailbox session failed; reconnecting");
+                    if err.needs_admin() {
+                        error!(mailbox = %name, error = %err, retry_in = ?delay, "mailbox cannot log in until an admin acts; other mailboxes are not affected");
+                        self.report_login_failure(&err, &mut reported).await;
+                    } else {
+                        warn!(mailbox = %name, error = %err, retry_in = ?delay, "mailbox session failed; reconnecting");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = cancel.cancelled() => break,
@@ -93,14 +138,52 @@ impl MailboxTask {
         info!(mailbox = %name, "mailbox task stopped");
     }
 
-    /// One connected session: returns `Ok` only when cancelled.
+    /// Records a login failure that needs an admin as a `mailbox.login_failed` event (the
+    /// mailbox's health), once per distinct error rather than at every retry.
+    async fn report_login_failure(&self, err: &FetchError, reported: &mut Option<String>) {
+        let detail = err.to_string();
+        if reported.as_deref() == Some(detail.as_str()) {
+            return;
+        }
+        *reported = Some(detail.clone());
+        self.record_health("mailbox.login_failed", detail).await;
+    }
+
+    /// A mailbox event outside any message (its health); a failure to record it is logged.
+    async fn record_health(&self, kind: &'static str, detail: String) {
+        let name = self.mailbox.name.clone();
+        let written = self
+            .store
+            .write(move |tx| {
+                tx.record(
+                    &Event {
+                        kind,
+                        mailbox: Some(&name),
+                        detail,
+                        ..Event::default()
+                    },
+                    Timestamp::now(),
+                )
+            })
+            .await;
+        if let Err(err) = written {
+            warn!(mailbox = %self.mailbox.name, error = %err, kind, "cannot record a mailbox event");
+        }
+    }
+
+    /// One connected session: returns when cancelled, or when its access token is due for
+    /// renewal.
     async fn session(
         &self,
         cancel: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), FetchError> {
+        reported: &mut Option<String>,
+    ) -> Result<Ended, FetchError> {
         let limit = self.mailbox.timeout;
-        let mut session = connect(&self.mailbox, &self.config.tls).await?;
+        let Opened {
+            mut session,
+            renew_at,
+        } = open(&self.mailbox, &self.config.tls, self.grant.as_deref()).await?;
         let selected = timed(limit, "SELECT", session.select(&self.mailbox.folder)).await?;
         let uidvalidity = selected.uid_validity.ok_or_else(|| {
             FetchError::Protocol(format!(
@@ -111,31 +194,131 @@ impl MailboxTask {
         let capabilities = timed(limit, "CAPABILITY", session.capabilities()).await?;
         let idle = self.mailbox.idle && capabilities.has_str("IDLE");
         let can_move = capabilities.has_str("MOVE");
+        self.begin_backlog_if_new(&mut session, uidvalidity, selected.uid_next)
+            .await?;
         info!(mailbox = %self.mailbox.name, folder = %self.mailbox.folder, uidvalidity, idle, "mailbox connected");
         backoff.reset();
+        if let Some(failure) = reported.take() {
+            info!(mailbox = %self.mailbox.name, "mailbox logs in again after a login failure");
+            self.record_health("mailbox.login_recovered", format!("after: {failure}"))
+                .await;
+        }
+        // A session logged in with an access token ends when the token is due for renewal
+        // (at least a second later, so a provider's zero lifetime cannot spin).
+        let renewal = async {
+            match renew_at.map(|at| at.duration_since(Timestamp::now())) {
+                Some(left) => {
+                    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+                    tokio::time::sleep(left.max(Duration::from_secs(1))).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(renewal);
         loop {
             self.sync(&mut session, uidvalidity, can_move, cancel)
                 .await?;
             let wait = if cancel.is_cancelled() {
                 Wait::Cancelled
             } else if idle {
-                let (next, wait) = self.idle(session, cancel).await?;
+                let (next, wait) = self.idle(session, cancel, renewal.as_mut()).await?;
                 session = next;
                 wait
             } else {
                 tokio::select! {
                     _ = tokio::time::sleep(self.mailbox.poll_interval) => Wait::Resync,
                     _ = cancel.cancelled() => Wait::Cancelled,
+                    _ = renewal.as_mut() => Wait::TokenRenewal,
                 }
             };
-            if let Wait::Cancelled = wait {
-                let _ = timed(limit, "LOGOUT", session.logout()).await;
-                return Ok(());
-            }
+            let ended = match wait {
+                Wait::Resync => continue,
+                Wait::Cancelled => Ended::Cancelled,
+                Wait::TokenRenewal => Ended::TokenRenewal,
+            };
+            let _ = timed(limit, "LOGOUT", session.logout()).await;
+            return Ok(ended);
         }
     }
 
-    /// Fetches and ingests every message above the checkpoint, in UID order.
+    /// On the first start against the folder (no checkpoint), and when the server has reset
+    /// UIDVALIDITY, everything now in the folder is backlog: it is imported per
+    /// `initial_import`, and quietly unless it arrived after the start (after a reset: after
+    /// the last sync). Committed before anything is fetched, so a restart mid-import
+    /// continues with the same boundary.
+    async fn begin_backlog_if_new(
+        &self,
+        session: &mut Session,
+        uidvalidity: u32,
+        uid_next: Option<u32>,
+    ) -> Result<(), FetchError> {
+        let name = self.mailbox.name.clone();
+        let checkpoint = self.store.read({
+            let name = name.clone();
+            move |tx| tx.checkpoint(&name)
+        });
+        let old = match checkpoint.await? {
+            Some(c) if c.uidvalidity == uidvalidity => return Ok(()),
+            Some(old) => Some(old.uidvalidity),
+            None => None,
+        };
+        let uid_next = match uid_next {
+            Some(n) => n,
+            // RFC 3501 requires UIDNEXT in SELECT's answer; a server without it gets the
+            // highest UID in the folder plus one.
+            None => {
+                let all = timed(
+                    self.mailbox.timeout,
+                    "UID SEARCH",
+                    session.uid_search("ALL"),
+                )
+                .await?;
+                all.into_iter().max().map_or(1, |uid| uid.saturating_add(1))
+            }
+        };
+        let rule = self.mailbox.initial_import;
+        let (kind, detail) = match old {
+            None => (
+                "mailbox.first_start",
+                format!(
+                    "UIDs below {uid_next} (uidvalidity {uidvalidity}) are backlog; initial_import = {rule}"
+                ),
+            ),
+            Some(old) => (
+                "mailbox.uidvalidity_changed",
+                format!(
+                    "{old} -> {uidvalidity}; the folder is read again as backlog (UIDs below {uid_next}, initial_import = {rule}): messages already stored are skipped by Message-ID, mail that arrived before the last sync is imported quietly"
+                ),
+            ),
+        };
+        match old {
+            None => {
+                info!(mailbox = %name, uidvalidity, uid_next, initial_import = %rule, "first start on this folder: mail already in it is backlog, imported quietly")
+            }
+            Some(old) => {
+                warn!(mailbox = %name, old, new = uidvalidity, uid_next, "UIDVALIDITY changed; re-reading the folder as backlog: duplicates are skipped by Message-ID, mail older than the last sync is imported quietly")
+            }
+        }
+        self.store
+            .write(move |tx| {
+                let now = Timestamp::now();
+                tx.begin_backlog(&name, uidvalidity, uid_next, now)?;
+                tx.record(
+                    &Event {
+                        kind,
+                        mailbox: Some(&name),
+                        detail,
+                        ..Event::default()
+                    },
+                    now,
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Fetches and ingests every message above the checkpoint, in UID order: the backlog
+    /// first (per `initial_import`), then live mail.
     async fn sync(
         &self,
         session: &mut Session,
@@ -145,7 +328,23 @@ impl MailboxTask {
     ) -> Result<(), FetchError> {
         let name = self.mailbox.name.clone();
         let limit = self.mailbox.timeout;
-        let last_uid = self.last_uid(uidvalidity).await?;
+        let (checkpoint, backlog) = self
+            .store
+            .read({
+                let name = name.clone();
+                move |tx| Ok((tx.checkpoint(&name)?, tx.backlog(&name)?))
+            })
+            .await?;
+        let last_uid = match checkpoint {
+            Some(c) if c.uidvalidity == uidvalidity => c.last_uid,
+            _ => {
+                return Err(FetchError::Protocol(format!(
+                    "UIDVALIDITY of {} changed during the session",
+                    self.mailbox.folder
+                )));
+            }
+        };
+        let backlog = backlog.filter(|b| !b.done && b.uidvalidity == uidvalidity);
         let found = timed(
             limit,
             "UID SEARCH",
@@ -155,58 +354,171 @@ impl MailboxTask {
         // `n:*` always matches the highest UID, even below n (RFC 3501): filter.
         let mut uids: Vec<u32> = found.into_iter().filter(|uid| *uid > last_uid).collect();
         uids.sort_unstable();
-        if uids.is_empty() {
-            return Ok(());
-        }
-        debug!(mailbox = %name, n_new = uids.len(), "new messages");
-        for batch in uids.chunks(self.mailbox.batch_size as usize) {
-            let mut done = Vec::with_capacity(batch.len());
-            let mut quarantined = Vec::new();
-            let (normal, oversize) = self.sizes(session, batch).await?;
-            // Handled strictly in UID order: the checkpoint must never pass a UID that is
-            // not committed yet.
-            let mut items: Vec<(u32, Fetched)> = oversize
-                .into_iter()
-                .map(|(uid, size)| (uid, Fetched::Oversize(size)))
-                .collect();
-            for (uid, raw) in self.fetch_items(session, &normal, "BODY.PEEK[]").await? {
-                items.push((uid, Fetched::Whole(raw)));
+        let live_from = backlog.map_or(0, |b| uids.partition_point(|uid| *uid < b.uid_next));
+        if let Some(backlog) = backlog {
+            let steps = self
+                .plan_backlog(session, &uids[..live_from], backlog)
+                .await?;
+            self.process(session, &steps, uidvalidity, can_move, cancel)
+                .await?;
+            if cancel.is_cancelled() {
+                return Ok(());
             }
-            items.sort_unstable_by_key(|(uid, _)| *uid);
-            for (uid, item) in items {
+            self.finish_backlog().await?;
+        }
+        if live_from < uids.len() {
+            debug!(mailbox = %name, n_new = uids.len() - live_from, "new messages");
+        }
+        let live: Vec<Step> = uids[live_from..]
+            .iter()
+            .map(|&uid| Step::Import { uid, backlog: None })
+            .collect();
+        self.process(session, &live, uidvalidity, can_move, cancel)
+            .await
+    }
+
+    /// Which backlog messages `initial_import` takes; reads flags and arrival times first
+    /// when the rule needs them.
+    async fn plan_backlog(
+        &self,
+        session: &mut Session,
+        uids: &[u32],
+        backlog: Backlog,
+    ) -> Result<Vec<Step>, FetchError> {
+        let rule = self.mailbox.initial_import;
+        let import = |uid| Step::Import {
+            uid,
+            backlog: Some(backlog),
+        };
+        match rule {
+            InitialImport::All => return Ok(uids.iter().copied().map(import).collect()),
+            InitialImport::Nothing => return Ok(uids.iter().copied().map(Step::Skip).collect()),
+            InitialImport::Unseen | InitialImport::Since(_) | InitialImport::UnseenSince(_) => {}
+        }
+        let mut steps = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(BACKLOG_METADATA_BATCH) {
+            let fetched = self
+                .fetch_items(session, chunk, "(UID FLAGS INTERNALDATE)")
+                .await?;
+            for fetch in fetched {
+                let Some(uid) = fetch.uid else { continue };
+                let message = BacklogMessage {
+                    seen: fetch.flags().any(|f| matches!(f, Flag::Seen)),
+                    arrived_at: internal_date(&fetch),
+                };
+                steps.push(if import_backlog(rule, message, backlog.started_at) {
+                    import(uid)
+                } else {
+                    Step::Skip(uid)
+                });
+            }
+        }
+        steps.sort_unstable_by_key(Step::uid);
+        debug!(mailbox = %self.mailbox.name, n_backlog = uids.len(), n_import = steps.iter().filter(|s| matches!(s, Step::Import { .. })).count(), "backlog planned");
+        Ok(steps)
+    }
+
+    /// Ingests the messages of `steps` in batches, passing skipped ones with the checkpoint;
+    /// flags or moves each batch after its commits.
+    async fn process(
+        &self,
+        session: &mut Session,
+        steps: &[Step],
+        uidvalidity: u32,
+        can_move: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(), FetchError> {
+        let name = &self.mailbox.name;
+        for batch in steps.chunks(self.mailbox.batch_size as usize) {
+            let wanted: Vec<u32> = batch
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Import { uid, .. } => Some(*uid),
+                    Step::Skip(_) => None,
+                })
+                .collect();
+            let (normal, oversize) = if wanted.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                self.sizes(session, &wanted).await?
+            };
+            let mut fetched = Vec::with_capacity(normal.len());
+            if !normal.is_empty() {
+                for fetch in self
+                    .fetch_items(session, &normal, "(UID INTERNALDATE BODY.PEEK[])")
+                    .await?
+                {
+                    if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
+                        fetched.push((uid, internal_date(&fetch), body.to_vec()));
+                    }
+                }
+                fetched.sort_unstable_by_key(|(uid, _, _)| *uid);
+            }
+            let mut done = Vec::with_capacity(fetched.len());
+            let mut quarantined = Vec::new();
+            let mut skipped: Vec<u32> = Vec::new();
+            // Strictly in UID order: the checkpoint must never pass a UID not committed yet.
+            for step in batch {
                 if cancel.is_cancelled() {
                     break;
                 }
+                let (uid, backlog) = match *step {
+                    Step::Skip(uid) => {
+                        skipped.push(uid);
+                        continue;
+                    }
+                    Step::Import { uid, backlog } => (uid, backlog),
+                };
+                let oversized = oversize
+                    .iter()
+                    .find(|(u, _)| *u == uid)
+                    .map(|(_, size)| *size);
+                // Gone between SEARCH and FETCH (expunged): nothing to store.
+                let index = fetched.binary_search_by_key(&uid, |(u, _, _)| *u).ok();
+                if oversized.is_none() && index.is_none() {
+                    continue;
+                }
+                self.skip(uidvalidity, &mut skipped).await?;
+                let arrived_at = index.and_then(|i| fetched[i].1);
+                let arrival = match backlog {
+                    None => Arrival::Live,
+                    Some(b) if b.reread => Arrival::Reread {
+                        arrived_at,
+                        last_sync: b.started_at,
+                    },
+                    Some(b) => Arrival::Backlog {
+                        arrived_at,
+                        first_start: b.started_at,
+                    },
+                };
                 let source = Source {
                     mailbox: name.clone(),
                     uidvalidity,
                     uid,
+                    arrival,
                 };
-                let raw = match item {
-                    Fetched::Whole(raw) => raw,
-                    Fetched::Oversize(size) => {
-                        let headers = self
-                            .fetch_items(session, &[uid], "BODY.PEEK[HEADER]")
-                            .await?
-                            .into_iter()
-                            .next()
-                            .map(|(_, h)| h)
-                            .unwrap_or_default();
-                        let now = Timestamp::now();
-                        let id = quarantine_oversize(
-                            &self.store,
-                            &self.config,
-                            source,
-                            headers,
-                            size,
-                            now,
-                        )
-                        .await?;
-                        warn!(mailbox = %name, uid, size, quarantine = id.0, "message larger than policy.max_message_size_mb; quarantined without fetching its body");
-                        quarantined.push(uid);
-                        continue;
-                    }
+                let (Some(index), None) = (index, oversized) else {
+                    let size = oversized.unwrap_or_default();
+                    let headers = self
+                        .fetch_items(session, &[uid], "(UID BODY.PEEK[HEADER])")
+                        .await?
+                        .first()
+                        .and_then(|f| f.header().map(<[u8]>::to_vec))
+                        .unwrap_or_default();
+                    let id = quarantine_oversize(
+                        &self.store,
+                        &self.config,
+                        source,
+                        headers,
+                        size,
+                        Timestamp::now(),
+                    )
+                    .await?;
+                    warn!(mailbox = %name, uid, size, quarantine = id.0, "message larger than policy.max_message_size_mb; quarantined without fetching its body");
+                    quarantined.push(uid);
+                    continue;
                 };
+                let raw = std::mem::take(&mut fetched[index].2);
                 match self.ingest_one(source, raw).await? {
                     Outcome::Quarantined { .. } => quarantined.push(uid),
                     Outcome::Stored { queued, .. } if !queued.is_empty() => {
@@ -216,6 +528,7 @@ impl MailboxTask {
                     _ => done.push(uid),
                 }
             }
+            self.skip(uidvalidity, &mut skipped).await?;
             self.settle(session, &done, false, can_move).await?;
             self.settle(session, &quarantined, true, can_move).await?;
             if cancel.is_cancelled() {
@@ -247,72 +560,105 @@ impl MailboxTask {
         Ok(Outcome::Quarantined { id, reason })
     }
 
-    /// The highest committed UID for this UIDVALIDITY; a new UIDVALIDITY starts over at 0
-    /// (dedupe by Message-ID keeps that from duplicating tickets).
-    async fn last_uid(&self, uidvalidity: u32) -> Result<u32, FetchError> {
+    /// Moves the checkpoint past backlog messages left in the folder, counting them.
+    async fn skip(&self, uidvalidity: u32, skipped: &mut Vec<u32>) -> Result<(), FetchError> {
+        let Some(&last_uid) = skipped.last() else {
+            return Ok(());
+        };
+        let n = u32::try_from(skipped.len()).unwrap_or(u32::MAX);
+        skipped.clear();
         let name = self.mailbox.name.clone();
-        let checkpoint = self.store.read({
-            let name = name.clone();
-            move |tx| tx.checkpoint(&name)
-        });
-        match checkpoint.await? {
-            Some(c) if c.uidvalidity == uidvalidity => Ok(c.last_uid),
-            None => Ok(0),
-            Some(old) => {
-                warn!(mailbox = %name, old = old.uidvalidity, new = uidvalidity, "UIDVALIDITY changed; re-reading the folder, duplicates are skipped by Message-ID");
-                self.store
-                    .write(move |tx| {
-                        let now = Timestamp::now();
-                        tx.set_checkpoint(
-                            &name,
-                            Checkpoint {
-                                uidvalidity,
-                                last_uid: 0,
-                            },
-                            now,
-                        )?;
-                        tx.record(
-                            &Event {
-                                kind: "mailbox.uidvalidity_changed",
-                                mailbox: Some(&name),
-                                detail: format!("{} -> {uidvalidity}", old.uidvalidity),
-                                ..Event::default()
-                            },
-                            now,
-                        )
-                    })
-                    .await?;
-                Ok(0)
-            }
-        }
+        debug!(mailbox = %name, n, last_uid, "backlog messages left in the folder (initial_import)");
+        self.store
+            .write(move |tx| {
+                let now = Timestamp::now();
+                tx.skip_backlog(
+                    &name,
+                    Checkpoint {
+                        uidvalidity,
+                        last_uid,
+                    },
+                    n,
+                    now,
+                )
+            })
+            .await?;
+        Ok(())
     }
 
-    /// Splits `batch` by the server's RFC822.SIZE into messages to fetch and messages over
-    /// `policy.max_message_size` (with their size).
-    async fn sizes(
+    /// The backlog is worked through: records and logs how it was imported.
+    async fn finish_backlog(&self) -> Result<(), FetchError> {
+        let name = self.mailbox.name.clone();
+        let rule = self.mailbox.initial_import;
+        let summary = self
+            .store
+            .write(move |tx| {
+                let now = Timestamp::now();
+                let summary = tx.finish_backlog(&name, now)?;
+                tx.record(
+                    &Event {
+                        kind: "mailbox.initial_import_done",
+                        mailbox: Some(&name),
+                        detail: format!(
+                            "{} imported, {} of them quietly (no acknowledgement, no deadline); {} left in the folder (initial_import = {rule})",
+                            summary.imported, summary.quiet, summary.skipped
+                        ),
+                        ..Event::default()
+                    },
+                    now,
+                )?;
+                Ok(summary)
+            })
+            .await?;
+        info!(
+            mailbox = %self.mailbox.name, imported = summary.imported, quiet = summary.quiet,
+            skipped = summary.skipped, initial_import = %rule,
+            "initial import done: {} backlog messages imported, {} of them quietly (no acknowledgement, no deadline); {} left in the folder",
+            summary.imported, summary.quiet, summary.skipped
+        );
+        Ok(())
+    }
+
+    /// `UID FETCH` of `uids` with `query`; the time limit applies to each response, so a
+    /// batch of large messages is not cut off.
+    async fn fetch_items(
         &self,
         session: &mut Session,
-        batch: &[u32],
-    ) -> Result<(Vec<u32>, Vec<(u32, u64)>), FetchError> {
-        let max = self.config.policy.max_message_size;
+        uids: &[u32],
+        query: &str,
+    ) -> Result<Vec<Fetch>, FetchError> {
         let limit = self.mailbox.timeout;
-        let mut normal = Vec::with_capacity(batch.len());
-        let mut oversize = Vec::new();
-        let mut stream = timed(
-            limit,
-            "UID FETCH RFC822.SIZE",
-            session.uid_fetch(uid_set(batch), "(UID RFC822.SIZE)"),
-        )
-        .await?;
+        let mut stream = timed(limit, "UID FETCH", session.uid_fetch(uid_set(uids), query)).await?;
+        let mut fetched = Vec::with_capacity(uids.len());
         while let Some(item) = timed(limit, "UID FETCH response", async {
             Ok::<_, FetchError>(stream.next().await)
         })
         .await?
         {
             let fetch = item?;
-            let Some(uid) = fetch.uid.filter(|uid| batch.binary_search(uid).is_ok()) else {
-                continue;
-            };
+            // Unsolicited FETCH responses (flag changes by others) carry other UIDs.
+            if fetch
+                .uid
+                .is_some_and(|uid| uids.binary_search(&uid).is_ok())
+            {
+                fetched.push(fetch);
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Splits `uids` by the server's RFC822.SIZE into messages to fetch and messages over
+    /// `policy.max_message_size` (with their size).
+    async fn sizes(
+        &self,
+        session: &mut Session,
+        uids: &[u32],
+    ) -> Result<(Vec<u32>, Vec<(u32, u64)>), FetchError> {
+        let max = self.config.policy.max_message_size;
+        let mut normal = Vec::with_capacity(uids.len());
+        let mut oversize = Vec::new();
+        for fetch in self.fetch_items(session, uids, "(UID RFC822.SIZE)").await? {
+            let Some(uid) = fetch.uid else { continue };
             match fetch.size.map(u64::from) {
                 Some(size) if size > max => oversize.push((uid, size)),
                 _ => normal.push(uid),
@@ -321,48 +667,6 @@ impl MailboxTask {
         normal.sort_unstable();
         oversize.sort_unstable();
         Ok((normal, oversize))
-    }
-
-    /// `UID FETCH` of one data item (`BODY.PEEK[]` or `BODY.PEEK[HEADER]`) for `uids`, in
-    /// UID order.
-    async fn fetch_items(
-        &self,
-        session: &mut Session,
-        uids: &[u32],
-        item: &str,
-    ) -> Result<Vec<(u32, Vec<u8>)>, FetchError> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let limit = self.mailbox.timeout;
-        let mut stream = timed(
-            limit,
-            "UID FETCH",
-            session.uid_fetch(uid_set(uids), format!("(UID {item})")),
-        )
-        .await?;
-        let headers_only = item.contains("HEADER");
-        let mut fetched = Vec::with_capacity(uids.len());
-        // The limit applies to each response, so a batch of large messages is not cut off.
-        while let Some(response) = timed(limit, "UID FETCH response", async {
-            Ok::<_, FetchError>(stream.next().await)
-        })
-        .await?
-        {
-            let fetch = response?;
-            let data = if headers_only {
-                fetch.header()
-            } else {
-                fetch.body()
-            };
-            if let (Some(uid), Some(data)) = (fetch.uid, data)
-                && uids.binary_search(&uid).is_ok()
-            {
-                fetched.push((uid, data.to_vec()));
-            }
-        }
-        fetched.sort_unstable_by_key(|(uid, _)| *uid);
-        Ok(fetched)
     }
 
     /// After the commit: processed mail is moved to `processed_folder` or flagged `\Seen`;
@@ -412,6 +716,7 @@ impl MailboxTask {
         &self,
         session: Session,
         cancel: &CancellationToken,
+        renewal: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(Session, Wait), FetchError> {
         let limit = self.mailbox.timeout;
         // Mail that arrived after our UID SEARCH is announced by an untagged EXISTS in the
@@ -439,6 +744,7 @@ impl MailboxTask {
                 result = response => { result?; Wait::Resync }
                 _ = tokio::time::sleep(IDLE_WALL_CLOCK_CAP) => Wait::Resync,
                 _ = cancel.cancelled() => Wait::Cancelled,
+                _ = renewal => Wait::TokenRenewal,
             }
         };
         let session = timed(limit, "IDLE DONE", handle.done()).await?;
@@ -466,6 +772,12 @@ where
     .await
 }
 
+/// The server's INTERNALDATE (when the message reached the folder).
+fn internal_date(fetch: &Fetch) -> Option<Timestamp> {
+    let at = fetch.internal_date()?;
+    Timestamp::from_second(at.timestamp()).ok()
+}
+
 fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outcome) {
     let message_id = message_id.unwrap_or("");
     match outcome {
@@ -480,6 +792,7 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
             withheld,
             limited,
             bounced,
+            quiet,
             ..
         } => {
             let ticket = ticket.map(|t| t.0);
@@ -487,7 +800,7 @@ fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outc
             info!(
                 mailbox, uid, message_id, ticket, created, threading = %threading.describe(),
                 class = %role.as_str(), acknowledged = acknowledgement.is_some(), queued = queued.len(),
-                withheld = withheld.as_deref().unwrap_or(""),
+                withheld = withheld.as_deref().unwrap_or(""), quiet,
                 language = language.as_ref().map(|c| c.lang.code()),
                 language_source = language.as_ref().map(|c| c.source.as_str()),
                 "message stored on {on}"

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use super::logging::{self, LogFormat};
-use super::{check, daemon, show};
+use super::{check, daemon, oauth, show};
 use crate::config::{self, Config};
 use crate::ingest;
 use crate::language::Lang;
@@ -135,6 +135,10 @@ pub enum Command {
     /// Work with the message templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+
+    /// OAuth 2.0 logins (Microsoft 365, Google Workspace) for mailboxes and SMTP.
+    #[command(subcommand)]
+    Oauth(OauthCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +214,25 @@ pub enum QuarantineAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OauthCommand {
+    /// Sign in once in a browser (device login) and store the refresh token.
+    ///
+    /// For a mailbox or SMTP login with auth = "xoauth2" or "oauthbearer" and a
+    /// refresh-token grant. Prints a URL and a code: open the URL on any device, enter the
+    /// code and sign in as the mailbox's user. deskgate waits, then stores the refresh token
+    /// in the database (the daemon uses it from its next login attempt) and checks that it
+    /// yields an access token. Needs write access to the database.
+    Login {
+        /// The [[mailbox]] name to sign in for.
+        #[arg(long, required_unless_present = "smtp", conflicts_with = "smtp")]
+        mailbox: Option<String>,
+        /// Sign in for the [smtp] login instead.
+        #[arg(long)]
+        smtp: bool,
+    },
+}
+
 fn parse_status(text: &str) -> Result<TicketStatus, String> {
     TicketStatus::parse(text)
         .ok_or_else(|| format!("`{text}` is not a status; use open, pending, resolved or closed"))
@@ -279,6 +302,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             };
             show::ticket(&mut out, &ticket, &messages, &events, &tz, json)?;
+        }
+        Command::Oauth(OauthCommand::Login { mailbox, smtp }) => {
+            let target = match (mailbox, smtp) {
+                (Some(name), _) => oauth::Target::Mailbox(name),
+                (None, _) => oauth::Target::Smtp,
+            };
+            runtime()?.block_on(oauth::login(&mut out, &config, target))?;
         }
         Command::Outbox { json } => {
             let store = Store::open_read_only(&config.database)?;
@@ -513,6 +543,17 @@ mod tests {
         assert!(err.to_string().contains("use one of en, ar, el"), "{err}");
         let err = Cli::try_parse_from(["deskgate", "template", "preview", "akc"]).unwrap_err();
         assert!(err.to_string().contains("kinds: ack"), "{err}");
+        let cli =
+            Cli::try_parse_from(["deskgate", "oauth", "login", "--mailbox", "support"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Oauth(OauthCommand::Login { mailbox: Some(ref m), smtp: false }) if m == "support"
+        ));
+        assert!(Cli::try_parse_from(["deskgate", "oauth", "login"]).is_err());
+        assert!(
+            Cli::try_parse_from(["deskgate", "oauth", "login", "--smtp", "--mailbox", "x"])
+                .is_err()
+        );
         let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
         assert!(matches!(
             cli.command,

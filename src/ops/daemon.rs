@@ -6,6 +6,7 @@
 //! tasks stop between messages (the transaction in flight commits), the sender between sends;
 //! the process exits 0 within [`SHUTDOWN_LIMIT`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::fetch::MailboxTask;
+use crate::oauth::{Grant, grant_for};
 use crate::send::{self, Sender};
 use crate::store::Store;
 
@@ -31,12 +33,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let config = Arc::new(config);
     let store = Store::open(&config.database).context("opening the database")?;
-    let transport = send::transport(&config.smtp, &config.tls).context("setting up SMTP")?;
+    let smtp_grant = match &config.smtp.credentials {
+        Some((_, credential)) => grant_for(credential, Some(&store), &config.tls)?,
+        None => None,
+    };
+    let smtp = Arc::new(
+        send::Smtp::new(&config.smtp, &config.tls, smtp_grant).context("setting up SMTP")?,
+    );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let wake = Arc::new(Notify::new());
 
+    // One token source per login: the folders of one [[mailbox]] share it, so a rotated
+    // refresh token is never raced by two of them.
+    let mut grants: HashMap<String, Option<Arc<Grant>>> = HashMap::new();
     for mailbox in &config.mailboxes {
+        let grant = match grants.get(&mailbox.account) {
+            Some(grant) => grant.clone(),
+            None => {
+                let grant = grant_for(&mailbox.credential, Some(&store), &config.tls)?;
+                grants.insert(mailbox.account.clone(), grant.clone());
+                grant
+            }
+        };
         let (config, store, wake, mailbox) = (
             Arc::clone(&config),
             store.clone(),
@@ -50,12 +69,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config: Arc::clone(&config),
                 store: store.clone(),
                 outbox_wake: Arc::clone(&wake),
+                grant: grant.clone(),
             };
             task.run(cancel)
         }));
     }
     {
         let (config, store, wake) = (Arc::clone(&config), store.clone(), Arc::clone(&wake));
+        let smtp = Arc::clone(&smtp);
         tracker.spawn(supervise(
             "outbox sender".into(),
             cancel.clone(),
@@ -63,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let sender = Sender {
                     config: Arc::clone(&config),
                     store: store.clone(),
-                    transport: transport.clone(),
+                    smtp: Arc::clone(&smtp),
                     wake: Arc::clone(&wake),
                 };
                 sender.run(cancel)

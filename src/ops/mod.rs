@@ -5,4 +5,5 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod logging;
+pub mod oauth;
 pub mod show;

@@ -51,6 +51,7 @@ fn ticket_json(t: &TicketView) -> Value {
         "first_response_at": t.first_response_at.map(|d| d.to_string()),
         "language": t.language.map(|(lang, _)| lang.code()),
         "language_source": t.language.map(|(_, source)| source.as_str()),
+        "imported_quietly": t.imported_quietly,
     })
 }
 
@@ -83,7 +84,20 @@ pub fn tickets(
             cut(&t.subject, 36),
             t.n_messages,
             when(t.created_at, tz),
-            t.next_due_at.map_or("-".to_string(), |d| when(d, tz)),
+            match t.next_due_at {
+                Some(due) => when(due, tz),
+                None if t.imported_quietly => "- (imported quietly)".to_string(),
+                None => "-".to_string(),
+            },
+        )?;
+    }
+    let quiet = tickets.iter().filter(|t| t.imported_quietly).count();
+    if quiet > 0 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{quiet} of these {} tickets were imported quietly: mail already in the mailbox at the first start, no acknowledgement sent, no deadline",
+            tickets.len()
         )?;
     }
     Ok(())

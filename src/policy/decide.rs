@@ -120,6 +120,25 @@ impl Limit {
     }
 }
 
+/// When a message reached the folder, relative to deskgate watching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Arrived after deskgate first started on the folder.
+    Live,
+    /// Was already in the folder at the first start; `arrived_at` is the server's
+    /// INTERNALDATE, if it gave one.
+    Backlog {
+        arrived_at: Option<Timestamp>,
+        first_start: Timestamp,
+    },
+    /// Read again after the server reset UIDVALIDITY (and not already stored): new to us if
+    /// it arrived after the mailbox's last sync (`last_sync`).
+    Reread {
+        arrived_at: Option<Timestamp>,
+        last_sync: Timestamp,
+    },
+}
+
 /// An inbound message with everything the decision needs, looked up beforehand.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
@@ -138,6 +157,8 @@ pub struct Inbound<'a> {
     pub no_ack: Option<&'a NoAck>,
     /// The sender's last hour, for the per-sender limits.
     pub load: SenderLoad,
+    /// Whether it was already in the folder at the first start.
+    pub arrival: Arrival,
 }
 
 /// The outcome of [`decide`]: everything the ingest transaction must write.
@@ -171,6 +192,10 @@ pub struct Decision {
     pub note_to: Vec<String>,
     /// An agent told about their own message: (agent, why).
     pub tell: Option<(String, AgentNotice)>,
+    /// Backlog mail from a customer imported without acknowledgement, deadline (so it is
+    /// never escalated either) or notification: older than
+    /// `policy.acknowledge_backlog_within` at the first start.
+    pub quiet: bool,
 }
 
 impl Decision {
@@ -192,6 +217,7 @@ impl Decision {
             bounce_to: Vec::new(),
             note_to: Vec::new(),
             tell: None,
+            quiet: false,
         }
     }
 }
@@ -280,6 +306,10 @@ fn ordinary(
         decision.bounce_to = recipients(team, NotifyWho::Assigned, assigned);
     }
     if from_agent || !inbound.class.is_customer() {
+        return decision;
+    }
+    if is_old_backlog(inbound.arrival, policy) {
+        decision.quiet = true;
         return decision;
     }
     let kind = match ticket {
@@ -391,6 +421,33 @@ fn recipients(team: &Team, who: NotifyWho, assigned: Option<&str>) -> Vec<String
     }
 }
 
+/// Backlog mail is old unless it arrived within `acknowledge_backlog_within` before the first
+/// start (its UID already proves it was there before). Mail read again after a UIDVALIDITY
+/// reset is old if it arrived before the last sync (less the same window); INTERNALDATE has
+/// whole seconds, so the last sync's own second counts as after it. Unknown arrival: old.
+fn is_old_backlog(arrival: Arrival, policy: &Policy) -> bool {
+    let window = policy.acknowledge_backlog_within;
+    match arrival {
+        Arrival::Live => false,
+        Arrival::Backlog {
+            arrived_at,
+            first_start,
+        } => window.is_zero() || arrived_at.is_none_or(|at| at < before(first_start, window)),
+        Arrival::Reread {
+            arrived_at,
+            last_sync,
+        } => arrived_at.is_none_or(|at| at.as_second() < before(last_sync, window).as_second()),
+    }
+}
+
+/// `at - span`, saturating at the beginning of time.
+pub fn before(at: Timestamp, span: Duration) -> Timestamp {
+    SignedDuration::try_from(span)
+        .ok()
+        .and_then(|d| at.checked_sub(d).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
 /// `now + wait`, saturating at the end of time rather than failing.
 pub fn due_at(now: Timestamp, wait: Duration) -> Timestamp {
     SignedDuration::try_from(wait)
@@ -413,6 +470,7 @@ mod tests {
             acknowledgements_per_hour: 5,
             max_message_size: 25 << 20,
             no_ack_domains: Vec::new(),
+            acknowledge_backlog_within: Duration::ZERO,
         }
     }
 
@@ -459,6 +517,7 @@ mod tests {
             sent: None,
             no_ack: None,
             load: SenderLoad::default(),
+            arrival: Arrival::Live,
         }
     }
 
@@ -784,5 +843,94 @@ mod tests {
     #[test]
     fn huge_policies_saturate() {
         assert_eq!(due_at(now(), Duration::from_secs(u64::MAX)), Timestamp::MAX);
+    }
+
+    fn backlog(minutes_before_start: i64) -> Arrival {
+        Arrival::Backlog {
+            arrived_at: Some(now() - SignedDuration::from_mins(minutes_before_start)),
+            first_start: now(),
+        }
+    }
+
+    fn arriving(arrival: Arrival, threading: Threading) -> Inbound<'static> {
+        Inbound {
+            arrival,
+            ..customer(threading, None)
+        }
+    }
+
+    #[test]
+    fn backlog_is_imported_quietly_by_default() {
+        for arrival in [
+            backlog(1),
+            backlog(60 * 24 * 30),
+            Arrival::Backlog {
+                arrived_at: None,
+                first_start: now(),
+            },
+            // Without a window, even mail from the start's own second is old.
+            Arrival::Backlog {
+                arrived_at: Some(now()),
+                first_start: now() + SignedDuration::from_millis(900),
+            },
+        ] {
+            let d = decide(
+                &arriving(arrival, Threading::New),
+                &policy(),
+                Some(&team()),
+                now(),
+            );
+            assert_eq!(d.ticket, TicketAction::Create);
+            assert!(d.quiet, "{arrival:?}");
+            assert!(!d.acknowledge);
+            assert_eq!(d.deadline, None, "never escalated either");
+            assert!(d.notify.is_empty(), "agents are not paged for old mail");
+        }
+    }
+
+    #[test]
+    fn recent_backlog_is_acknowledged_within_the_window() {
+        let policy = Policy {
+            acknowledge_backlog_within: Duration::from_secs(3600),
+            ..policy()
+        };
+        let later = now() + SignedDuration::from_mins(5);
+        let recent = decide(&arriving(backlog(59), Threading::New), &policy, None, later);
+        assert!(!recent.quiet);
+        assert!(recent.acknowledge);
+        assert_eq!(
+            recent.deadline,
+            Some((
+                DeadlineKind::FirstResponse,
+                due_at(later, policy.first_response)
+            ))
+        );
+        let old = decide(&arriving(backlog(61), Threading::New), &policy, None, later);
+        assert!(old.quiet && !old.acknowledge);
+    }
+
+    #[test]
+    fn after_a_uidvalidity_reset_only_mail_since_the_last_sync_is_acknowledged() {
+        let reread = |arrived: &str| Arrival::Reread {
+            arrived_at: Some(arrived.parse().unwrap()),
+            last_sync: "2026-11-23T10:00:00.900Z".parse().unwrap(),
+        };
+        let decide_at =
+            |arrival| decide(&arriving(arrival, Threading::New), &policy(), None, now());
+        assert!(decide_at(reread("2026-11-23T09:59:59Z")).quiet);
+        // INTERNALDATE has whole seconds: the last sync's own second counts as after it.
+        assert!(!decide_at(reread("2026-11-23T10:00:00Z")).quiet);
+        assert!(decide_at(reread("2026-11-23T10:05:00Z")).acknowledge);
+    }
+
+    #[test]
+    fn automatic_backlog_is_not_counted_quiet_and_huge_spans_saturate() {
+        let bounce = Inbound {
+            class: &Class::AutoReply(Signal::NullReturnPath),
+            ..arriving(backlog(90), Threading::New)
+        };
+        let d = decide(&bounce, &policy(), None, now());
+        assert!(!d.quiet && !d.acknowledge && d.deadline.is_none());
+        assert_eq!(before(now(), Duration::from_secs(u64::MAX)), Timestamp::MIN);
     }
 }

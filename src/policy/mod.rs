@@ -4,9 +4,11 @@
 //! threaded, it returns what must be written and sent. The ingest step applies the decision
 //! inside one store transaction.
 
+mod backlog;
 mod decide;
 
+pub use backlog::{BacklogMessage, import_backlog};
 pub use decide::{
-    AgentNotice, DeadlineKind, Decision, Inbound, Limit, Role, SenderLoad, TicketAction, decide,
-    due_at,
+    AgentNotice, Arrival, DeadlineKind, Decision, Inbound, Limit, Role, SenderLoad, TicketAction,
+    before, decide, due_at,
 };

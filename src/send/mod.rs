@@ -16,14 +16,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use lettre::address::Envelope;
 use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, OutboxConfig, SmtpConfig, TlsMode, TlsTrust};
+use crate::config::{Config, Credential, OutboxConfig, Secret, SmtpConfig, TlsMode, TlsTrust};
+use crate::oauth::Grant;
 use crate::policy::due_at;
 use crate::store::{Event, OutboxRow, Store, StoreError};
 
@@ -46,10 +47,12 @@ pub enum SendResult {
     Permanent(String),
 }
 
-/// Builds the SMTP transport described by `smtp`, trusting `trust`'s extra CA.
+/// Builds the SMTP transport described by `smtp`, trusting `trust`'s extra CA; `token` is
+/// the access token when the login uses OAuth 2.0 (XOAUTH2).
 pub fn transport(
     smtp: &SmtpConfig,
     trust: &TlsTrust,
+    token: Option<&Secret>,
 ) -> Result<Transport, lettre::transport::smtp::Error> {
     let server = &smtp.server;
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host.clone())
@@ -71,20 +74,95 @@ pub fn transport(
             _ => Tls::Required(parameters),
         });
     }
-    if let Some((user, password)) = &smtp.credentials {
-        builder = builder.credentials(Credentials::new(
-            user.clone(),
-            password.expose().to_string(),
-        ));
+    match (&smtp.credentials, token) {
+        (Some((user, Credential::Password(password))), _) => {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        (Some((user, Credential::OAuth2 { .. })), Some(token)) => {
+            builder = builder
+                .credentials(Credentials::new(user.clone(), token.expose().to_string()))
+                .authentication(vec![Mechanism::Xoauth2]);
+        }
+        (Some((_, Credential::OAuth2 { .. })), None) | (None, _) => {}
     }
     Ok(builder.build())
+}
+
+/// The SMTP login: a transport built once for a password, or rebuilt whenever the OAuth
+/// access token changes (connections already open in the pool stay logged in).
+pub struct Smtp {
+    config: SmtpConfig,
+    trust: TlsTrust,
+    grant: Option<Arc<Grant>>,
+    current: tokio::sync::Mutex<Option<(Transport, Option<Secret>)>>,
+}
+
+impl Smtp {
+    /// Checks that a transport can be built (e.g. the CA file is usable).
+    pub fn new(
+        config: &SmtpConfig,
+        trust: &TlsTrust,
+        grant: Option<Arc<Grant>>,
+    ) -> Result<Smtp, lettre::transport::smtp::Error> {
+        let first = match grant {
+            None => Some((transport(config, trust, None)?, None)),
+            Some(_) => None,
+        };
+        Ok(Smtp {
+            config: config.clone(),
+            trust: trust.clone(),
+            grant,
+            current: tokio::sync::Mutex::new(first),
+        })
+    }
+
+    /// A transport logged in with the current credentials, or why there is none (always a
+    /// temporary failure: the admin fixes the login, the mail waits).
+    pub async fn transport(&self) -> Result<Transport, String> {
+        let mut current = self.current.lock().await;
+        let Some(grant) = &self.grant else {
+            return current
+                .as_ref()
+                .map(|(transport, _)| transport.clone())
+                .ok_or_else(|| "no SMTP transport".to_string());
+        };
+        let token = match grant.access_token().await {
+            Ok(token) => token.secret,
+            Err(err) => {
+                if err.needs_admin() {
+                    error!(error = %err, "outbox: SMTP cannot log in until an admin acts; mail stays queued");
+                }
+                return Err(err.to_string());
+            }
+        };
+        if let Some((transport, used)) = current.as_ref()
+            && used.as_ref() == Some(&token)
+        {
+            return Ok(transport.clone());
+        }
+        let transport =
+            transport(&self.config, &self.trust, Some(&token)).map_err(|e| e.to_string())?;
+        *current = Some((transport.clone(), Some(token)));
+        Ok(transport)
+    }
+
+    /// The server refused the login: forget the access token so the next send gets a new
+    /// one.
+    async fn login_refused(&self) {
+        if let Some(grant) = &self.grant {
+            grant.forget().await;
+        }
+    }
 }
 
 /// Drains the outbox until cancelled.
 pub struct Sender {
     pub config: Arc<Config>,
     pub store: Store,
-    pub transport: Transport,
+    pub smtp: Arc<Smtp>,
     /// Notified by ingest after a commit that queued mail.
     pub wake: Arc<Notify>,
 }
@@ -204,8 +282,12 @@ impl Sender {
             Ok(envelope) => envelope,
             Err(reason) => return Some(SendResult::Permanent(reason)),
         };
+        let transport = match self.smtp.transport().await {
+            Ok(transport) => transport,
+            Err(reason) => return Some(SendResult::Temporary(reason)),
+        };
         let limit = self.config.smtp.timeout;
-        let send = tokio::time::timeout(limit, self.transport.send_raw(&envelope, &row.raw));
+        let send = tokio::time::timeout(limit, transport.send_raw(&envelope, &row.raw));
         let grace = async {
             cancel.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -213,7 +295,12 @@ impl Sender {
         tokio::select! {
             result = send => Some(match result {
                 Ok(Ok(_)) => SendResult::Sent,
-                Ok(Err(err)) => classify(&err),
+                Ok(Err(err)) => {
+                    if is_login_refused(&err) {
+                        self.smtp.login_refused().await;
+                    }
+                    classify(&err)
+                }
                 Err(_) => SendResult::Temporary(format!("no answer from the SMTP server within {limit:?}")),
             }),
             _ = grace => None,
@@ -237,10 +324,17 @@ fn envelope(row: &OutboxRow) -> Result<Envelope, String> {
     Envelope::new(Some(from), to).map_err(|e| format!("envelope: {e}"))
 }
 
-/// Temporary or permanent, from lettre's error.
+/// 530/534/535: the server refused our login (RFC 4954), not the message.
+fn is_login_refused(err: &lettre::transport::smtp::Error) -> bool {
+    err.status()
+        .is_some_and(|code| matches!(u16::from(code), 530 | 534 | 535))
+}
+
+/// Temporary or permanent, from lettre's error. A refused login is temporary: the message
+/// is fine, the admin must fix the credentials, and the mail waits for that.
 pub fn classify(err: &lettre::transport::smtp::Error) -> SendResult {
     let reason = err.to_string();
-    if err.is_permanent() {
+    if err.is_permanent() && !is_login_refused(err) {
         SendResult::Permanent(reason)
     } else {
         SendResult::Temporary(reason)

@@ -28,6 +28,8 @@ pub struct TicketView {
     pub first_response_at: Option<Timestamp>,
     /// The language the customer is written to in, and why.
     pub language: Option<(Lang, Source)>,
+    /// Opened by backlog mail imported without acknowledgement or deadline at the first start.
+    pub imported_quietly: bool,
 }
 
 /// A customer we remember.
@@ -108,7 +110,9 @@ const TICKET_COLUMNS: &str =
     (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id),
     (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL),
     t.assigned_agent, t.priority, t.first_response_at,
-    t.language, t.language_source";
+    t.language, t.language_source,
+    EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'message.imported_quietly'
+            AND e.message_row_id = (SELECT min(m.id) FROM messages m WHERE m.ticket_id = t.id))";
 
 fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
     let status: String = r.get(5)?;
@@ -133,6 +137,7 @@ fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
             (Some(lang), Some(source)) => Lang::parse(&lang).zip(Source::parse(&source)),
             _ => None,
         },
+        imported_quietly: r.get(15)?,
     })
 }
 

@@ -172,6 +172,7 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
             let raw = std::fs::read(dir.join(&row.path)).expect("corpus file");
             let class = classify(&parse(&raw), "support@example.test");
             let source = Source {
+                arrival: deskgate::policy::Arrival::Live,
                 mailbox: "corpus".into(),
                 uidvalidity: 1 + pass,
                 uid: index as u32 + 1,

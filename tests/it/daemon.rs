@@ -111,6 +111,12 @@ retry = ["1s"]
         std::fs::write(&self.config, text).expect("write config");
     }
 
+    /// Rewrites the configuration file (e.g. to add a [policy] key).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        std::fs::write(&self.config, edit(text)).expect("write config");
+    }
+
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("deskgate.db")
     }
@@ -119,8 +125,29 @@ retry = ["1s"]
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
-    /// Starts `deskgate run`; its log is appended to daemon.log in the setup directory.
+    /// Starts `deskgate run` and waits until it has selected the mailbox (mail arriving
+    /// from then on is live, not backlog); its log is appended to daemon.log in the setup
+    /// directory.
     pub fn start(&self) -> Daemon {
+        let before = self.log().len();
+        let daemon = self.spawn();
+        let started = Instant::now();
+        while !self
+            .log()
+            .get(before..)
+            .unwrap_or("")
+            .contains("mailbox connected")
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                panic!("deskgate did not connect within 30 s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    /// Starts `deskgate run` without waiting for anything.
+    pub fn spawn(&self) -> Daemon {
         let log = File::options()
             .create(true)
             .append(true)
@@ -159,6 +186,20 @@ retry = ["1s"]
             String::from_utf8_lossy(&output.stderr)
         );
         serde_json::from_slice(&output.stdout).expect("JSON output")
+    }
+
+    /// Waits until the daemon's log holds `needle` `n` times; panics with the log after
+    /// `limit`.
+    pub async fn wait_log(&self, needle: &str, n: usize, limit: Duration) {
+        let started = Instant::now();
+        while self.log().matches(needle).count() < n {
+            assert!(
+                started.elapsed() < limit,
+                "no {needle:?} ×{n} within {limit:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls `deskgate <args> --json` until `ready` holds; panics with the log after `limit`.

@@ -71,13 +71,18 @@ async fn restart_creates_no_duplicates() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
     let Some(lab) = Lab::start() else { return };
-    // Small batches so that kills land between and inside batches.
+    // Small batches so that kills land between and inside batches. The 200 messages are
+    // in the mailbox before the first start, and recent: acknowledged like new mail.
     let setup = Setup::new_as(
         &lab,
         Imap::Implicit,
         "support",
-        UNLIMITED_SENDERS,
-        "batch_size = 7",
+        &format!(
+            "{UNLIMITED_SENDERS}
+acknowledge_backlog_within = \"1h\""
+        ),
+        "batch_size = 7
+initial_import = \"all\"",
     );
     let support = lab.address("support");
     const N: usize = 200;
@@ -196,10 +201,10 @@ async fn a_uidvalidity_change_never_duplicates_tickets() {
         .collect();
     let mut imap = lab.imap("support").await;
     imap.create("Support").await.expect("CREATE");
+    let daemon = setup.start();
     for raw in &mails {
         lab.append("support", "Support", raw).await;
     }
-    let daemon = setup.start();
     setup
         .wait_json(&["outbox"], Duration::from_secs(30), |o| {
             o.as_array()
@@ -245,7 +250,7 @@ async fn a_uidvalidity_change_never_duplicates_tickets() {
     assert_eq!(
         setup.json(&["outbox"]).as_array().unwrap().len(),
         4,
-        "only the new message was acknowledged"
+        "only the new message was acknowledged (it arrived after the last sync)"
     );
     assert!(
         setup.log().contains("UIDVALIDITY changed"),

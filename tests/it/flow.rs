@@ -255,3 +255,50 @@ async fn mail_arriving_between_sync_and_idle_is_not_missed() {
     }
     assert!(daemon.stop().0.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_folders_of_one_account_are_watched() {
+    let Some(lab) = Lab::start() else { return };
+    let mut imap = lab.imap("support").await;
+    imap.create("Urgent").await.expect("CREATE");
+    imap.logout().await.expect("LOGOUT");
+    let setup = Setup::new(&lab, Imap::Implicit, "folders = [\"INBOX\", \"Urgent\"]");
+    let daemon = setup.spawn();
+    // Each folder has its own connection and first start.
+    setup
+        .wait_log("mailbox connected", 2, Duration::from_secs(30))
+        .await;
+    let support = lab.address("support");
+    let inbox = message(
+        &lab.address("customer1"),
+        &support,
+        "Normal",
+        "f1@c.test",
+        "x\n",
+        &[],
+    );
+    let urgent = message(
+        &lab.address("customer2"),
+        &support,
+        "Urgent!",
+        "f2@c.test",
+        "x\n",
+        &[],
+    );
+    lab.append("support", "INBOX", &inbox).await;
+    lab.append("support", "Urgent", &urgent).await;
+    lab.wait_for("customer1", "INBOX", 1, Duration::from_secs(30))
+        .await;
+    lab.wait_for("customer2", "INBOX", 1, Duration::from_secs(30))
+        .await;
+    assert!(daemon.stop().0.success());
+    let tickets = setup.json(&["tickets"]);
+    let mut mailboxes: Vec<&str> = tickets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["mailbox"].as_str().unwrap_or(""))
+        .collect();
+    mailboxes.sort();
+    assert_eq!(mailboxes, ["support/INBOX", "support/Urgent"]);
+}

@@ -164,6 +164,12 @@ impl Lab {
     /// not enabled: they run only when env DESKGATE_IT=1. With DESKGATE_IT=1 any failure to
     /// start panics with the script's stderr and the tail of DIR/log/*.log.
     pub fn start() -> Option<Lab> {
+        Lab::start_with(&[])
+    }
+
+    /// Like [`Lab::start`], with extra `lab.sh` settings (e.g.
+    /// `MAILLAB_OAUTH2_INTROSPECTION_URL`).
+    pub fn start_with(settings: &[(&str, String)]) -> Option<Lab> {
         if std::env::var("DESKGATE_IT").as_deref() != Ok("1") {
             eprintln!(
                 "skipping real-server test: set DESKGATE_IT=1 to run it (as root, after \
@@ -178,7 +184,7 @@ impl Lab {
         // before Dovecot or Postfix binds it: retry with fresh ports in that case only.
         let mut failures = String::new();
         for attempt in 1..=3 {
-            match Self::try_start() {
+            match Self::try_start(settings) {
                 Ok(lab) => return Some(lab),
                 Err((msg, port_clash)) => {
                     failures.push_str(&format!("=== attempt {attempt}\n{msg}\n"));
@@ -192,7 +198,7 @@ impl Lab {
     }
 
     /// One start attempt; Err((report, looks like a port clash)).
-    fn try_start() -> Result<Lab, (String, bool)> {
+    fn try_start(settings: &[(&str, String)]) -> Result<Lab, (String, bool)> {
         let dir = tempfile::Builder::new()
             .prefix("dglab.")
             .rand_bytes(6)
@@ -203,13 +209,14 @@ impl Lab {
         let _ = std::fs::write(dir.join("owner.pid"), std::process::id().to_string());
         let ports = free_ports();
         let t0 = Instant::now();
-        let env = [
+        let mut env = vec![
             ("MAILLAB_IMAP_PORT", ports[0].to_string()),
             ("MAILLAB_IMAPS_PORT", ports[1].to_string()),
             ("MAILLAB_SMTP_PORT", ports[2].to_string()),
             ("MAILLAB_SUBMISSION_PORT", ports[3].to_string()),
             ("MAILLAB_SUBMISSIONS_PORT", ports[4].to_string()),
         ];
+        env.extend(settings.iter().cloned());
         let dir_s = dir.to_str().expect("temp dir path is UTF-8").to_owned();
         let fail = |msg: String| {
             let tails = log_tails(&dir, 30);
@@ -425,6 +432,38 @@ impl Lab {
             s.append(folder, None, None, raw)
                 .await
                 .unwrap_or_else(|e| panic!("APPEND to {user}/{folder}: {e}"));
+            let _ = s.logout().await;
+        };
+        tokio::time::timeout(IO_TIMEOUT, job)
+            .await
+            .unwrap_or_else(|_| panic!("APPEND to {user}/{folder} timed out"));
+    }
+
+    /// IMAP APPEND with flags (e.g. `(\\Seen)`) and an arrival time (INTERNALDATE) `age`
+    /// ago, as a mailbox that has been in use for a while holds its mail.
+    pub async fn append_aged(
+        &self,
+        user: &str,
+        folder: &str,
+        flags: Option<&str>,
+        age: Duration,
+        raw: &[u8],
+    ) {
+        let at = SystemTime::now() - age;
+        let date = rfc2822_date(at); // "Mon, 23 Nov 2026 18:04:05 +0000"
+        let mut parts = date.split([' ', ',']).filter(|p| !p.is_empty()).skip(1);
+        let (day, month, year, time) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let internaldate = format!("\"{day:0>2}-{month}-{year} {time} +0000\"");
+        let job = async {
+            let mut s = self.imap(user).await;
+            s.append(folder, flags, Some(&internaldate), raw)
+                .await
+                .unwrap_or_else(|e| panic!("APPEND {internaldate} to {user}/{folder}: {e}"));
             let _ = s.logout().await;
         };
         tokio::time::timeout(IO_TIMEOUT, job)

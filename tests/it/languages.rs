@@ -266,6 +266,7 @@ async fn language_evidence_contacts_and_history_through_ingest() {
             mailbox: "greek-office".into(),
             uidvalidity: 1,
             uid,
+            arrival: deskgate::policy::Arrival::Live,
         };
         match ingest(&store, &config, source, raw, now)
             .await
@@ -395,7 +396,7 @@ fn upgrading_a_version_1_database_fills_the_contacts() {
     let err = Store::open_read_only(&path).err().expect("refused");
     assert!(
         err.to_string()
-            .ends_with("has schema version 1, older than this deskgate's (4); `deskgate run` upgrades it when it starts"),
+            .ends_with("has schema version 1, older than this deskgate's (5); `deskgate run` upgrades it when it starts"),
         "{err}"
     );
     let store = Store::open(Path::new(&path)).expect("migrate");

@@ -13,6 +13,8 @@ mod corpus;
 mod daemon;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
+/// A safe first start: the backlog per initial_import, imported quietly.
+mod first_start;
 /// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.
 mod flow;
 /// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
@@ -21,5 +23,9 @@ mod harness;
 mod hygiene;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
 mod languages;
+/// OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb.
+mod oauth;
+/// A small OAuth 2.0 authorization server on loopback for those tests.
+mod token_server;
 /// IMAP TLS modes, check-config --connect, SMTP outage.
 mod transport;

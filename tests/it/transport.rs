@@ -89,6 +89,52 @@ async fn check_config_connect_says_what_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_config_connect_lists_folders_and_what_needs_attention() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "processed_folder = \"Processed\"");
+    let check = setup.cli(&["check-config", "--connect"]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(
+            "imap support: FAILED: processed_folder Processed does not exist on the server; create it or unset processed_folder"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("warning: mailbox support: folder INBOX is empty"),
+        "{report}"
+    );
+
+    let mut imap = lab.imap("support").await;
+    imap.create("Processed").await.expect("CREATE");
+    imap.logout().await.expect("LOGOUT");
+    let raw = message(
+        &lab.address("customer1"),
+        &lab.address("support"),
+        "Hi",
+        "cc1@c.test",
+        "x\n",
+        &[],
+    );
+    lab.append("support", "INBOX", &raw).await;
+    lab.append("support", "Processed", &raw).await;
+    lab.append("support", "Processed", &raw).await;
+    let check = setup.cli(&["check-config", "--connect"]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{report}");
+    for line in [
+        "  imap support: ok (1 messages in INBOX)\n",
+        "    INBOX: 1 messages, 1 unseen  <- folder\n",
+        "    Processed: 2 messages, 2 unseen  <- processed_folder\n",
+        "    Sent: 0 messages, 0 unseen\n",
+    ] {
+        assert!(report.contains(line), "{line:?} in\n{report}");
+    }
+    assert!(!report.contains("warning: mailbox"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn smtp_outage_delays_acknowledgements_but_loses_none() {
     let Some(lab) = Lab::start() else { return };
     let setup = Setup::new(&lab, Imap::Implicit, "");
