@@ -572,25 +572,19 @@ fn apply(
             // A bounce of nothing we sent: kept and reported, on no ticket.
             let role_text = class_text(&decision.role);
             let message = new_message(None, &role_text, &parsed.text)?;
-            let record = |kind: &'static str, outbox: Option<OutboxId>, detail: String| {
-                tx.record(
-                    &Event {
-                        kind,
-                        mailbox,
-                        message: Some(message),
-                        outbox,
-                        detail,
-                        ..Event::default()
-                    },
-                    now,
-                )
+            let events = Events {
+                tx,
+                mailbox,
+                ticket: None,
+                message,
+                now,
             };
-            record(
+            events.record(
                 "message.received",
                 None,
                 format!("{role_text}; {}", threading.describe()),
             )?;
-            let bounced = record_bounce(tx, parsed, &record, now)?.failed;
+            let bounced = record_bounce(tx, parsed, &events, now)?.failed;
             return Ok(Outcome::Stored {
                 ticket: None,
                 created: false,
@@ -668,12 +662,15 @@ fn apply(
         text.as_ref().map_or(&parsed.text, |t| &t.body),
     )?;
     let out = Effects {
-        tx,
+        events: Events {
+            tx,
+            mailbox,
+            ticket: Some(ticket),
+            message,
+            now,
+        },
         config,
-        mailbox,
         ticket,
-        message,
-        now,
     };
     if created {
         out.record("ticket.created", String::new())?;
@@ -698,12 +695,7 @@ fn apply(
         out.record("ack.withheld", reason.clone())?;
     }
     let bounced = if matches!(class, Class::Bounce(_)) {
-        record_bounce(
-            tx,
-            parsed,
-            &|kind, outbox, detail| out.record_outbox(kind, outbox, detail),
-            now,
-        )?
+        record_bounce(tx, parsed, &out.events, now)?
     } else {
         Bounced {
             failed: Vec::new(),
@@ -911,23 +903,17 @@ fn apply(
     })
 }
 
-/// Writes outgoing mail of one inbound message: each rendered message becomes an outbound
-/// message row and an outbox row in the ingest transaction, or an event saying why not.
-struct Effects<'a, 't> {
+/// The events of one inbound message, on its ticket (or on none, for an unfiled bounce).
+struct Events<'a, 't> {
     tx: &'a Tx<'t>,
-    config: &'a Config,
     mailbox: Option<&'a str>,
-    ticket: TicketId,
+    ticket: Option<TicketId>,
     message: MessageRowId,
     now: Timestamp,
 }
 
-impl Effects<'_, '_> {
-    fn record(&self, kind: &'static str, detail: String) -> Result<(), StoreError> {
-        self.record_outbox(kind, None, detail)
-    }
-
-    fn record_outbox(
+impl Events<'_, '_> {
+    fn record(
         &self,
         kind: &'static str,
         outbox: Option<OutboxId>,
@@ -937,13 +923,27 @@ impl Effects<'_, '_> {
             &Event {
                 kind,
                 mailbox: self.mailbox,
-                ticket: Some(self.ticket),
+                ticket: self.ticket,
                 message: Some(self.message),
                 outbox,
                 detail,
             },
             self.now,
         )
+    }
+}
+
+/// Writes outgoing mail of one inbound message: each rendered message becomes an outbound
+/// message row and an outbox row in the ingest transaction, or an event saying why not.
+struct Effects<'a, 't> {
+    events: Events<'a, 't>,
+    config: &'a Config,
+    ticket: TicketId,
+}
+
+impl Effects<'_, '_> {
+    fn record(&self, kind: &'static str, detail: String) -> Result<(), StoreError> {
+        self.events.record(kind, None, detail)
     }
 
     /// Queues `rendered`; mail to an `agent` is internal. A render failure is recorded as an
@@ -962,7 +962,7 @@ impl Effects<'_, '_> {
             }
         };
         let support = Person::new(&out.envelope_from, Some(&self.config.support.name));
-        let row = self.tx.insert_message(&NewMessage {
+        let row = self.events.tx.insert_message(&NewMessage {
             ticket: Some(self.ticket),
             outbound: true,
             dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
@@ -970,8 +970,8 @@ impl Effects<'_, '_> {
             source: None,
             from: Some(&support),
             subject: &out.subject,
-            sent_date: Some(self.now),
-            received_at: self.now,
+            sent_date: Some(self.events.now),
+            received_at: self.events.now,
             in_reply_to: &[],
             references: &[],
             class: kind.as_str(),
@@ -982,15 +982,15 @@ impl Effects<'_, '_> {
             internal: agent.is_some(),
             agent,
         })?;
-        let outbox = self.tx.enqueue(&NewOutbox {
+        let outbox = self.events.tx.enqueue(&NewOutbox {
             ticket: self.ticket,
             message: row,
             kind: kind.as_str(),
             envelope_from: &out.envelope_from,
             recipients: &out.recipients,
-            now: self.now,
+            now: self.events.now,
         })?;
-        self.record_outbox(
+        self.events.record(
             kind.events().0,
             Some(outbox),
             format!("to {}", out.recipients.join(", ")),
@@ -1070,7 +1070,7 @@ struct Bounced {
 fn record_bounce(
     tx: &Tx<'_>,
     parsed: &ParsedMessage,
-    record: &dyn Fn(&'static str, Option<OutboxId>, String) -> Result<(), StoreError>,
+    events: &Events<'_, '_>,
     now: Timestamp,
 ) -> Result<Bounced, StoreError> {
     let report = &parsed.report;
@@ -1082,7 +1082,7 @@ fn record_bounce(
     let only_delays = named_failed.is_empty() && !report.recipients.is_empty();
     if only_delays {
         for r in &report.recipients {
-            record(
+            events.record(
                 "bounce.delayed",
                 None,
                 format!("{}: {} {} {}", r.address, r.action, r.status, r.diagnostic),
@@ -1130,7 +1130,7 @@ fn record_bounce(
     }
     let outbox = ours.first().map(|o| o.outbox);
     for failure in &failed {
-        record("bounce.received", outbox, failure.clone())?;
+        events.record("bounce.received", outbox, failure.clone())?;
     }
     Ok(Bounced {
         to_customer: ours
