@@ -84,6 +84,18 @@ impl Class {
         }
     }
 
+    /// The class alone, without its evidence: a label for metrics and KPIs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Class::Customer => "customer",
+            Class::AutoReply(_) => "auto-reply",
+            Class::Bounce(_) => "bounce",
+            Class::Bulk(_) => "bulk",
+            Class::OwnMail(_) => "own-mail",
+            Class::Quarantine(_) => "quarantine",
+        }
+    }
+
     /// Only a person may get an automatic answer or a deadline.
     pub fn is_customer(&self) -> bool {
         matches!(self, Class::Customer)

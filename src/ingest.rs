@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
 
 use crate::agent::{self, Author, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
@@ -579,10 +580,11 @@ fn apply(
                 message,
                 now,
             };
-            events.record(
+            events.record_data(
                 "message.received",
                 None,
                 format!("{role_text}; {}", threading.describe()),
+                Some(json!({ "class": decision.role.kind() })),
             )?;
             let bounced = record_bounce(tx, parsed, &events, now)?.failed;
             return Ok(Outcome::Stored {
@@ -673,7 +675,14 @@ fn apply(
         ticket,
     };
     if created {
-        out.record("ticket.created", String::new())?;
+        out.record_data(
+            "ticket.created",
+            String::new(),
+            json!({
+                "language": language.as_ref().map(|c| c.lang.code()),
+                "quiet": decision.quiet,
+            }),
+        )?;
     }
     if let Some(choice) = language.as_ref().filter(|_| created || language_changed) {
         out.record(
@@ -681,9 +690,10 @@ fn apply(
             format!("{}: {}", choice.lang, choice.detail),
         )?;
     }
-    out.record(
+    out.record_data(
         "message.received",
         format!("{role_text}; {}{}", threading.describe(), describe(&author)),
+        json!({ "class": decision.role.kind() }),
     )?;
     if let Some(limit) = decision.limited {
         out.record(
@@ -707,21 +717,61 @@ fn apply(
     }
     if let Some(at) = decision.answered_at {
         let met = tx.answered(ticket, at)?;
-        out.record(
+        let agent = author.agent().unwrap_or("?");
+        out.record_data(
             "agent.answered",
             format!(
-                "{} answered at {at} ({}); {met} deadline(s) met",
-                author.agent().unwrap_or("?"),
+                "{agent} answered at {at} ({}); {} deadline(s) met",
                 if decision.relay {
                     "relayed"
                 } else {
                     "Reply All, not relayed"
-                }
+                },
+                met.deadlines.len()
             ),
+            json!({ "agent": agent, "at": ms(at), "relayed": decision.relay }),
         )?;
+        for deadline in &met.deadlines {
+            out.record_data(
+                "deadline.met",
+                format!(
+                    "{} deadline {} due {} met at {at}",
+                    deadline.kind, deadline.id, deadline.due_at
+                ),
+                json!({
+                    "deadline": deadline.id,
+                    "kind": deadline.kind,
+                    "received_at": ms(deadline.received_at),
+                    "due_at": ms(deadline.due_at),
+                    "met_at": ms(at),
+                    "within": at <= deadline.due_at,
+                }),
+            )?;
+        }
+        if let Some(created_at) = met.first_response {
+            out.record_data(
+                "ticket.first_response",
+                format!("{agent} answered first, at {at}"),
+                json!({
+                    "created_at": ms(created_at),
+                    "at": ms(at),
+                    "response_ms": ms(at) - ms(created_at),
+                    "agent": agent,
+                }),
+            )?;
+        }
     }
     if let Some(status) = decision.status {
-        out.record("ticket.status", status.as_str().to_string())?;
+        let from = state.as_ref().map(|s| s.status.as_str());
+        out.record_data(
+            "ticket.status",
+            status.as_str().to_string(),
+            json!({
+                "from": from,
+                "to": status.as_str(),
+                "by": if author.agent().is_some() { "agent" } else { "customer" },
+            }),
+        )?;
     }
     if let Some(agent) = &decision.assign {
         out.record("ticket.assigned", agent.clone())?;
@@ -919,6 +969,17 @@ impl Events<'_, '_> {
         outbox: Option<OutboxId>,
         detail: String,
     ) -> Result<(), StoreError> {
+        self.record_data(kind, outbox, detail, None)
+    }
+
+    /// An event with the structured facts KPIs are computed from.
+    fn record_data(
+        &self,
+        kind: &'static str,
+        outbox: Option<OutboxId>,
+        detail: String,
+        data: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
         self.tx.record(
             &Event {
                 kind,
@@ -927,6 +988,7 @@ impl Events<'_, '_> {
                 message: Some(self.message),
                 outbox,
                 detail,
+                data,
             },
             self.now,
         )
@@ -944,6 +1006,15 @@ struct Effects<'a, 't> {
 impl Effects<'_, '_> {
     fn record(&self, kind: &'static str, detail: String) -> Result<(), StoreError> {
         self.events.record(kind, None, detail)
+    }
+
+    fn record_data(
+        &self,
+        kind: &'static str,
+        detail: String,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.events.record_data(kind, None, detail, Some(data))
     }
 
     /// Queues `rendered`; mail to an `agent` is internal. A render failure is recorded as an
@@ -1174,4 +1245,9 @@ fn participants<'p>(parsed: &'p ParsedMessage, support_address: &str) -> Vec<&'p
         .chain(parsed.cc.iter())
         .filter(|p| p.address != support_address)
         .collect()
+}
+
+/// Event data carries times as milliseconds since the epoch, as the store does.
+fn ms(at: Timestamp) -> i64 {
+    at.as_millisecond()
 }

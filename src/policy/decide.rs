@@ -62,11 +62,19 @@ impl Role {
     pub fn as_str(&self) -> String {
         match self {
             Role::Sender(class) => class.as_str(),
-            Role::AgentReply => "agent-reply".to_string(),
-            Role::AgentDirect => "agent-direct".to_string(),
-            Role::AgentNote => "agent-note".to_string(),
-            Role::AgentCommands => "agent-commands".to_string(),
-            Role::AgentRejected => "agent-rejected".to_string(),
+            agent => agent.kind().to_string(),
+        }
+    }
+
+    /// A stable label (the class without its evidence) for metrics and KPIs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Role::Sender(class) => class.kind(),
+            Role::AgentReply => "agent-reply",
+            Role::AgentDirect => "agent-direct",
+            Role::AgentNote => "agent-note",
+            Role::AgentCommands => "agent-commands",
+            Role::AgentRejected => "agent-rejected",
         }
     }
 

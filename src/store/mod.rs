@@ -20,19 +20,20 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use tx::{
-    Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known,
-    NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow, QuarantineStatus,
-    Quarantined, Tx, content_key, dedupe_key, legacy_content_key,
+    Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
+    MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
+    QuarantineStatus, Quarantined, Tx, content_key, dedupe_key, legacy_content_key,
 };
 pub use views::{ContactView, EventView, MessageView, OutboxView, QuarantineView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.

@@ -119,6 +119,23 @@ pub struct Answered {
     pub references: Vec<String>,
 }
 
+/// What an agent's answer met: the open deadlines, and the ticket's first response (its
+/// creation time) if it had none yet.
+#[derive(Debug, Clone)]
+pub struct Met {
+    pub deadlines: Vec<MetDeadline>,
+    pub first_response: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetDeadline {
+    pub id: i64,
+    pub kind: String,
+    pub due_at: Timestamp,
+    /// When the customer message it was for arrived.
+    pub received_at: Timestamp,
+}
+
 pub struct NewOutbox<'a> {
     pub ticket: TicketId,
     pub message: MessageRowId,
@@ -214,6 +231,8 @@ pub struct Event<'a> {
     pub message: Option<MessageRowId>,
     pub outbox: Option<OutboxId>,
     pub detail: String,
+    /// The facts KPIs are computed from, as a JSON object (see ARCHITECTURE.md, "Events").
+    pub data: Option<serde_json::Value>,
 }
 
 impl<'c> Tx<'c> {
@@ -580,17 +599,37 @@ impl<'c> Tx<'c> {
     // === writes ===
 
     /// An agent answered at `at`: every open deadline of `ticket` is met, and the ticket's first
-    /// response is recorded if it had none. Returns how many deadlines were met.
-    pub fn answered(&self, ticket: TicketId, at: Timestamp) -> Result<usize, StoreError> {
-        let met = self.tx.execute(
-            "UPDATE deadlines SET met_at = ?2 WHERE ticket_id = ?1 AND met_at IS NULL",
-            params![ticket.0, to_ms(at)],
+    /// response is recorded if it had none. Returns what was met, for the events.
+    pub fn answered(&self, ticket: TicketId, at: Timestamp) -> Result<Met, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "UPDATE deadlines SET met_at = ?2 WHERE ticket_id = ?1 AND met_at IS NULL
+             RETURNING id, kind, due_at,
+                       (SELECT received_at FROM messages m WHERE m.id = deadlines.message_row_id)",
         )?;
-        self.tx.execute(
-            "UPDATE tickets SET first_response_at = coalesce(first_response_at, ?2) WHERE id = ?1",
-            params![ticket.0, to_ms(at)],
-        )?;
-        Ok(met)
+        let deadlines = statement
+            .query_map(params![ticket.0, to_ms(at)], |r| {
+                Ok(MetDeadline {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    due_at: from_ms(r.get(2)?),
+                    received_at: from_ms(r.get(3)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let first_response = self
+            .tx
+            .query_row(
+                "UPDATE tickets SET first_response_at = ?2
+                 WHERE id = ?1 AND first_response_at IS NULL RETURNING created_at",
+                params![ticket.0, to_ms(at)],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(from_ms);
+        Ok(Met {
+            deadlines,
+            first_response,
+        })
     }
 
     pub fn assign(&self, ticket: TicketId, agent: &str) -> Result<(), StoreError> {
@@ -813,8 +852,8 @@ impl<'c> Tx<'c> {
 
     pub fn record(&self, event: &Event<'_>, now: Timestamp) -> Result<(), StoreError> {
         self.tx.execute(
-            "INSERT INTO events (at, kind, mailbox, ticket_id, message_row_id, outbox_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO events (at, kind, mailbox, ticket_id, message_row_id, outbox_id, detail, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 to_ms(now),
                 event.kind,
@@ -822,7 +861,8 @@ impl<'c> Tx<'c> {
                 event.ticket.map(|t| t.0),
                 event.message.map(|m| m.0),
                 event.outbox.map(|o| o.0),
-                event.detail
+                event.detail,
+                event.data.as_ref().map(|d| d.to_string())
             ],
         )?;
         Ok(())
