@@ -42,8 +42,10 @@ address = "support@example.test"
 name = "Example Support"
 timezone = "Europe/Athens"
 
-[policy]
+[deadlines]
 first_response = "24h"
+
+[policy]
 # The lab's customers share the support address's domain, which deskgate never acknowledges
 # by default (colleagues): here it must.
 no_ack_domains = []

@@ -6,6 +6,7 @@
 //! collected with its line, so `deskgate check-config` lists them all at once.
 
 mod agents;
+mod deadlines;
 mod duration;
 mod oauth2;
 mod raw;
@@ -20,6 +21,7 @@ use jiff::tz::TimeZone;
 use toml::Spanned;
 
 pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
+pub use deadlines::{Deadlines, Escalation, Followup, Warning};
 pub use duration::ConfigDuration;
 pub use oauth2::{Credential, Endpoint, EndpointGrant, OAuth2, Sasl, ServiceAccount, TokenSource};
 use oauth2::{Purpose, RawLogin};
@@ -41,6 +43,9 @@ pub struct Config {
     pub database: PathBuf,
     pub support: Support,
     pub policy: Policy,
+    /// `[deadlines]` alone: for tickets of a mailbox no longer configured.
+    pub deadlines: Arc<Deadlines>,
+    pub followup: Followup,
     pub mailboxes: Vec<MailboxConfig>,
     pub smtp: SmtpConfig,
     pub outbox: OutboxConfig,
@@ -66,8 +71,6 @@ pub struct Support {
 
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// How long a customer message may wait for an agent's first answer.
-    pub first_response: Duration,
     /// New tickets one sender may open per hour; later mail joins their latest ticket.
     pub new_tickets_per_hour: u32,
     /// Acknowledgements one address may receive per hour.
@@ -136,6 +139,8 @@ pub struct MailboxConfig {
     pub language: Lang,
     /// What to do with the mail already in `folder` at the first start.
     pub initial_import: InitialImport,
+    /// Response times, business hours, warnings and escalations of this mailbox's tickets.
+    pub deadlines: Arc<Deadlines>,
 }
 
 #[derive(Debug, Clone)]
@@ -389,6 +394,38 @@ impl Checker<'_> {
         let mut names: Vec<String> = mailboxes.iter().map(|m| m.account.clone()).collect();
         names.dedup();
         let agents = self.agents(raw.relay.as_ref(), &raw.agent, &raw.team, &names);
+        let zone = support
+            .as_ref()
+            .map_or(jiff::tz::TimeZone::UTC, |s| s.timezone.clone());
+        let deadlines = self.deadlines("[deadlines]", &raw.deadlines, None, &zone, &agents);
+        for mailbox in mailboxes.iter_mut() {
+            mailbox.deadlines = Arc::clone(&deadlines);
+        }
+        for section in &raw.mailbox {
+            let section = section.get_ref();
+            let Some(local) = &section.deadlines else {
+                continue;
+            };
+            let name = section.name.get_ref();
+            let own = self.deadlines(
+                &format!("mailbox `{name}` deadlines"),
+                &raw.deadlines,
+                Some(local),
+                &zone,
+                &agents,
+            );
+            for mailbox in mailboxes.iter_mut().filter(|m| &m.account == name) {
+                mailbox.deadlines = Arc::clone(&own);
+            }
+        }
+        if deadlines.escalation.is_empty()
+            && mailboxes.iter().all(|m| m.deadlines.escalation.is_empty())
+        {
+            self.warnings.push(
+                "no [[deadlines.escalation]] level: a deadline that passes is recorded and counted, but nobody senior is told".to_string(),
+            );
+        }
+        let followup = self.followup(&raw.followup);
         let smtp = self.smtp(&raw.smtp);
         let outbox = self.outbox(&raw.outbox);
         let templates = match &raw.templates_dir {
@@ -411,6 +448,8 @@ impl Checker<'_> {
             database,
             support: support?,
             policy,
+            deadlines,
+            followup,
             mailboxes,
             smtp: smtp?,
             outbox,
@@ -708,6 +747,7 @@ impl Checker<'_> {
                 timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
                 initial_import,
                 language,
+                deadlines: Arc::default(),
             })
             .collect()
     }
@@ -871,9 +911,6 @@ impl Checker<'_> {
         );
         let max_message_size_mb = count("max_message_size_mb", &raw.max_message_size_mb, 25, 2048);
         Policy {
-            first_response: raw
-                .first_response
-                .map_or(Duration::from_secs(24 * 3600), |d| d.0),
             new_tickets_per_hour,
             acknowledgements_per_hour,
             max_message_size: u64::from(max_message_size_mb) * 1024 * 1024,

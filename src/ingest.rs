@@ -22,15 +22,17 @@ use crate::agent::{self, Author, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config};
 use crate::language::{self, Choice, Evidence};
-use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId};
+use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
 use crate::parse::{ParsedMessage, parse};
 use crate::policy::{Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
+use crate::schedule;
+use crate::send;
 use crate::store::{
-    Checkpoint, ContactSeen, Event, NewMessage, NewOutbox, NewQuarantine, NewTicket,
-    QuarantineStatus, Store, StoreError, Tx, content_key, dedupe_key, legacy_content_key,
+    Checkpoint, ContactSeen, Event, NewMessage, NewQuarantine, NewTicket, QuarantineStatus, Store,
+    StoreError, Tx, content_key, dedupe_key, legacy_content_key,
 };
 use crate::thread::{self, Candidates, Threading};
 
@@ -433,13 +435,7 @@ fn apply(
         }
     }
 
-    let signer = config.agents.relay.as_ref().map(|relay| {
-        Signer::new(
-            relay.secret.expose().as_bytes(),
-            &config.support.address,
-            &relay.separator,
-        )
-    });
+    let signer = Signer::from_config(config);
     let mut author = agent::recognise(parsed, &config.agents, signer.as_ref());
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let mut state = None;
@@ -490,6 +486,15 @@ fn apply(
         None => SenderLoad::default(),
     };
     let no_ack = no_acknowledgement(parsed, &config.policy.no_ack_domains);
+    let deadlines = config
+        .mailbox(team_mailbox)
+        .map_or(&config.deadlines, |m| &m.deadlines);
+    let survey_score = match &state {
+        Some(ticket) if class.is_customer() && tx.survey_awaited(ticket.id)? => {
+            crate::policy::survey_score(&parsed.text)
+        }
+        _ => None,
+    };
     let decision = decide(
         &Inbound {
             class: &class,
@@ -502,8 +507,10 @@ fn apply(
             no_ack: no_ack.as_ref(),
             load,
             arrival: source.arrival,
+            survey_score,
         },
         &config.policy,
+        deadlines,
         config.agents.team_for(
             config
                 .mailbox(team_mailbox)
@@ -619,10 +626,17 @@ fn apply(
             (id, true)
         }
     };
-    match decision.status {
-        Some(status) => tx.set_ticket_status(ticket, status, now)?,
-        None => tx.touch_ticket(ticket, now)?,
-    }
+    let clock = match decision.status {
+        Some(status) => {
+            tx.set_ticket_status(ticket, status, now)?;
+            let from = state.as_ref().map_or(TicketStatus::Open, |s| s.status);
+            schedule::status_changed(tx, ticket, from, status, deadlines, now)?
+        }
+        None => {
+            tx.touch_ticket(ticket, now)?;
+            None
+        }
+    };
     if let Some(agent) = &decision.assign {
         tx.assign(ticket, agent)?;
     }
@@ -712,8 +726,25 @@ fn apply(
             to_customer: false,
         }
     };
-    if let Some((kind, due_at)) = decision.deadline {
-        tx.insert_deadline(ticket, message, kind.as_str(), due_at)?;
+    if let Some(deadline) = &decision.deadline {
+        tx.insert_deadline(ticket, message, deadline)?;
+    }
+    if let Some((kind, detail)) = clock {
+        out.record(kind, detail)?;
+    }
+    if let Some(score) = decision.survey {
+        if tx.record_survey(ticket, score, now)? {
+            out.record_data(
+                "survey.answered",
+                format!("satisfaction {score} of 5"),
+                json!({ "score": score }),
+            )?;
+        } else {
+            out.record(
+                "survey.repeated",
+                format!("satisfaction {score} of 5 ignored: the ticket's score is recorded"),
+            )?;
+        }
     }
     if let Some(at) = decision.answered_at {
         let met = tx.answered(ticket, at)?;
@@ -819,7 +850,7 @@ fn apply(
     let mut queued = Vec::new();
     let mut acknowledgement = None;
     if decision.acknowledge
-        && let (Some(customer), Some((_, due_at))) = (&parsed.from, decision.deadline)
+        && let (Some(customer), Some(deadline)) = (&parsed.from, decision.deadline)
     {
         let ack = AckFor {
             ticket,
@@ -827,7 +858,7 @@ fn apply(
             subject: &parsed.subject,
             message_id: parsed.message_id.as_deref(),
             references: &parsed.references,
-            due_at,
+            due_at: deadline.due_at,
             lang: state.language.unwrap_or(config.support.language),
         };
         let rendered = render::acknowledgement(&config.support, &config.templates, ack, now);
@@ -859,7 +890,7 @@ fn apply(
                     text: &parsed.text,
                     message_id: parsed.message_id.as_deref(),
                     waiting_since,
-                    due_at: decision.deadline.map(|(_, due)| due),
+                    due_at: decision.deadline.map(|d| d.due_at),
                     history: &history,
                     attachments: &attachments,
                 },
@@ -1032,35 +1063,15 @@ impl Effects<'_, '_> {
                 return Ok(None);
             }
         };
-        let support = Person::new(&out.envelope_from, Some(&self.config.support.name));
-        let row = self.events.tx.insert_message(&NewMessage {
-            ticket: Some(self.ticket),
-            outbound: true,
-            dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
-            message_id: Some(&out.message_id),
-            source: None,
-            from: Some(&support),
-            subject: &out.subject,
-            sent_date: Some(self.events.now),
-            received_at: self.events.now,
-            in_reply_to: &[],
-            references: &[],
-            class: kind.as_str(),
-            defects: "",
-            body_text: &out.text,
-            attachments: &[],
-            raw: &out.raw,
-            internal: agent.is_some(),
+        let outbox = send::enqueue(
+            self.events.tx,
+            &self.config.support,
+            self.ticket,
+            kind.as_str(),
             agent,
-        })?;
-        let outbox = self.events.tx.enqueue(&NewOutbox {
-            ticket: self.ticket,
-            message: row,
-            kind: kind.as_str(),
-            envelope_from: &out.envelope_from,
-            recipients: &out.recipients,
-            now: self.events.now,
-        })?;
+            &out,
+            self.events.now,
+        )?;
         self.events.record(
             kind.events().0,
             Some(outbox),

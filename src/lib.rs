@@ -10,6 +10,7 @@ pub mod ops;
 pub mod parse;
 pub mod policy;
 pub mod render;
+pub mod schedule;
 pub mod send;
 pub mod store;
 pub mod thread;

@@ -154,6 +154,13 @@ fn find_agent(agents: &Agents, who: &str) -> Option<String> {
         .map(|a| a.address.clone())
 }
 
+/// What someone wrote above the quote of our mail and their signature.
+pub fn unquoted(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = text.lines().collect();
+    strip_quoted(&lines)
+}
+
 /// The lines above the first quote or signature, trimmed of blank lines at both ends.
 fn strip_quoted(lines: &[&str]) -> String {
     let cut = (0..lines.len())

@@ -42,6 +42,17 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
+    /// The signer of `config`'s reply keys; `None` without a `[relay]` section.
+    pub fn from_config(config: &crate::config::Config) -> Option<Signer> {
+        config.agents.relay.as_ref().map(|relay| {
+            Signer::new(
+                relay.secret.expose().as_bytes(),
+                &config.support.address,
+                &relay.separator,
+            )
+        })
+    }
+
     pub fn new(secret: &[u8], support: &lettre::Address, separator: &str) -> Signer {
         let key = match Hmac::<Sha256>::new_from_slice(secret) {
             Ok(key) => key,

@@ -20,6 +20,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub policy: RawPolicy,
     #[serde(default)]
+    pub deadlines: RawDeadlines,
+    #[serde(default)]
+    pub followup: RawFollowup,
+    #[serde(default)]
     pub mailbox: Vec<Spanned<RawMailbox>>,
     pub smtp: Spanned<RawSmtp>,
     #[serde(default)]
@@ -44,7 +48,6 @@ pub struct RawSupport {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
-    pub first_response: Option<ConfigDuration>,
     pub new_tickets_per_hour: Option<Spanned<u32>>,
     pub acknowledgements_per_hour: Option<Spanned<u32>>,
     pub max_message_size_mb: Option<Spanned<u32>>,
@@ -139,6 +142,7 @@ pub struct RawMailbox {
     pub initial_import: Option<Spanned<toml::Value>>,
     pub auth: Option<Spanned<AuthMechanism>>,
     pub oauth2: Option<Spanned<RawOAuth2>>,
+    pub deadlines: Option<RawDeadlines>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,4 +204,50 @@ pub struct RawTeam {
     pub mailboxes: Option<Vec<Spanned<String>>>,
     pub notify_new_ticket: Option<NotifyWho>,
     pub notify_customer_reply: Option<NotifyWho>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadlines {
+    pub first_response: Option<ConfigDuration>,
+    pub next_response: Option<ConfigDuration>,
+    pub pause_while_pending: Option<bool>,
+    /// `"2h"` (before the deadline), `"75%"` (of its time) or `"off"`.
+    pub warning: Option<Spanned<String>>,
+    pub escalation: Option<Vec<Spanned<RawEscalation>>>,
+    pub customer_update: Option<bool>,
+    pub business_hours: Option<Spanned<RawBusinessHours>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    pub after: Option<ConfigDuration>,
+    pub to: Spanned<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBusinessHours {
+    pub timezone: Option<Spanned<String>>,
+    pub monday: Option<Spanned<String>>,
+    pub tuesday: Option<Spanned<String>>,
+    pub wednesday: Option<Spanned<String>>,
+    pub thursday: Option<Spanned<String>>,
+    pub friday: Option<Spanned<String>>,
+    pub saturday: Option<Spanned<String>>,
+    pub sunday: Option<Spanned<String>>,
+    pub holidays: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFollowup {
+    pub pending_reminders: Option<Vec<ConfigDuration>>,
+    /// A duration, or `"never"`.
+    pub pending_resolve_after: Option<Spanned<String>>,
+    pub survey: Option<bool>,
+    /// A duration, or `"never"`.
+    pub auto_close_after: Option<Spanned<String>>,
+    pub close_notice: Option<bool>,
 }

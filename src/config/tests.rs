@@ -200,7 +200,10 @@ fn example_config_is_valid_apart_from_files() {
     assert_eq!(config.support.address.to_string(), "support@example.com");
     assert_eq!(config.support.tag_prefix, "#");
     assert_eq!(config.support.timezone.iana_name(), Some("Europe/Athens"));
-    assert_eq!(config.policy.first_response, Duration::from_secs(24 * 3600));
+    assert_eq!(
+        config.deadlines.first_response,
+        Duration::from_secs(24 * 3600)
+    );
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 
     let names: Vec<&str> = config.mailboxes.iter().map(|m| m.name.as_str()).collect();
@@ -364,13 +367,15 @@ fn refusal(text: &str) -> String {
     }
 }
 
+const NO_ESCALATION: &str = "no [[deadlines.escalation]] level: a deadline that passes is recorded and counted, but nobody senior is told";
+
 #[test]
 fn minimal_config_is_valid() {
     let config = load(&format!("{SUPPORT}{MAILBOX}{SMTP}")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.mailboxes.len(), 1);
     assert_eq!(config.smtp.credentials.as_ref().map(|c| &c.0), None);
     assert_eq!(config.support.timezone, TimeZone::UTC);
-    assert!(config.warnings.is_empty());
+    assert_eq!(config.warnings, [NO_ESCALATION]);
 }
 
 #[test]
@@ -383,7 +388,7 @@ fn unknown_key_is_named_with_the_keys_allowed() {
         refusal(&text),
         "/etc/deskgate/deskgate.toml:9: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, \
          `user`, `password`, `password_file`, `folder`, `folders`, `processed_folder`, `quarantine_folder`, `idle`, \
-         `poll_interval`, `batch_size`, `timeout`, `language`, `initial_import`, `auth`, `oauth2`"
+         `poll_interval`, `batch_size`, `timeout`, `language`, `initial_import`, `auth`, `oauth2`, `deadlines`"
     );
 }
 
@@ -457,6 +462,7 @@ fn plain_tls_on_loopback_is_accepted_with_a_warning() {
         [
             "mailbox `support`: tls = \"plain\" sends the password unencrypted; accepted only because 127.0.0.1 \
              is a loopback address",
+            NO_ESCALATION,
             "smtp: tls = \"plain\" sends the password unencrypted; accepted only because localhost is a loopback \
              address",
         ]
@@ -465,12 +471,12 @@ fn plain_tls_on_loopback_is_accepted_with_a_warning() {
         .replace("\"implicit\"", "\"plain\"")
         .replace("imap.example.com", "::1");
     let config = load(&format!("{SUPPORT}{ipv6}{SMTP}")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.warnings.len(), 1);
+    assert_eq!(config.warnings.len(), 2);
 }
 
 #[test]
 fn invalid_duration() {
-    let text = format!("{SUPPORT}[policy]\nfirst_response = \"24\"\n{MAILBOX}{SMTP}");
+    let text = format!("{SUPPORT}[deadlines]\nfirst_response = \"24\"\n{MAILBOX}{SMTP}");
     assert_eq!(
         refusal(&text),
         "/etc/deskgate/deskgate.toml:5: first_response: `24` is not a duration; expected a duration such as \"24h\", \"90s\", \
@@ -705,7 +711,7 @@ fn several_problems_are_all_listed_in_file_order() {
 #[test]
 fn a_parse_error_hides_later_problems() {
     let text = format!(
-        "{}[policy]\nfirst_response = \"1y\"\n{MAILBOX}{SMTP}",
+        "{}[deadlines]\nfirst_response = \"1y\"\n{MAILBOX}{SMTP}",
         SUPPORT.replace("support@example.com", "support")
     );
     assert_eq!(

@@ -74,6 +74,8 @@ pub struct MailboxTask {
     pub store: Store,
     /// Woken after every commit that queued mail; the outbox sender holds the other end.
     pub outbox_wake: Arc<Notify>,
+    /// Woken after every stored message: it may have started, met or paused a deadline.
+    pub schedule_wake: Arc<Notify>,
     /// Access tokens, when the mailbox logs in with OAuth 2.0.
     pub grant: Option<Arc<Grant>>,
 }
@@ -521,8 +523,11 @@ impl MailboxTask {
                 let raw = std::mem::take(&mut fetched[index].2);
                 match self.ingest_one(source, raw).await? {
                     Outcome::Quarantined { .. } => quarantined.push(uid),
-                    Outcome::Stored { queued, .. } if !queued.is_empty() => {
-                        self.outbox_wake.notify_one();
+                    Outcome::Stored { queued, .. } => {
+                        if !queued.is_empty() {
+                            self.outbox_wake.notify_one();
+                        }
+                        self.schedule_wake.notify_one();
                         done.push(uid);
                     }
                     _ => done.push(uid),

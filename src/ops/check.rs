@@ -23,8 +23,7 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
     let policy = &config.policy;
     writeln!(
         out,
-        "  policy:   first response within {:?}; per sender and hour at most {} new tickets and {} acknowledgements; mail over {} MiB quarantined; never acknowledged: {}",
-        policy.first_response,
+        "  policy:   per sender and hour at most {} new tickets and {} acknowledgements; mail over {} MiB quarantined; never acknowledged: {}",
         policy.new_tickets_per_hour,
         policy.acknowledgements_per_hour,
         policy.max_message_size >> 20,
@@ -49,7 +48,9 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
                 .as_ref()
                 .map_or(String::new(), |q| format!(", quarantine to {q}"))
         )?;
+        writeln!(out, "    deadlines: {}", m.deadlines)?;
     }
+    writeln!(out, "  followup: {}", config.followup)?;
     writeln!(
         out,
         "  smtp:     {}:{} ({:?})",
@@ -278,6 +279,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             initial_import: InitialImport::Unseen,
             language: crate::language::Lang::En,
+            deadlines: Default::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! `deskgate run`: the supervisor.
 //!
-//! One task per mailbox plus the outbox sender, all under one [`CancellationToken`] and one
+//! One task per mailbox plus the outbox sender and the deadline scheduler, all under one [`CancellationToken`] and one
 //! [`TaskTracker`] (the modern form of mini-redis's broadcast + mpsc shutdown). A task that
 //! panics is logged and restarted after a pause. SIGTERM or SIGINT cancels the token: mailbox
 //! tasks stop between messages (the transaction in flight commits), the sender between sends;
@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::fetch::MailboxTask;
 use crate::oauth::{Grant, grant_for};
+use crate::schedule::Scheduler;
 use crate::send::{self, Sender};
 use crate::store::Store;
 
@@ -43,6 +44,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let wake = Arc::new(Notify::new());
+    let schedule_wake = Arc::new(Notify::new());
 
     // One token source per login: the folders of one [[mailbox]] share it, so a rotated
     // refresh token is never raced by two of them.
@@ -56,10 +58,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 grant
             }
         };
-        let (config, store, wake, mailbox) = (
+        let (config, store, wake, schedule_wake, mailbox) = (
             Arc::clone(&config),
             store.clone(),
             Arc::clone(&wake),
+            Arc::clone(&schedule_wake),
             mailbox.clone(),
         );
         let name = format!("mailbox {}", mailbox.name);
@@ -69,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config: Arc::clone(&config),
                 store: store.clone(),
                 outbox_wake: Arc::clone(&wake),
+                schedule_wake: Arc::clone(&schedule_wake),
                 grant: grant.clone(),
             };
             task.run(cancel)
@@ -88,6 +92,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     wake: Arc::clone(&wake),
                 };
                 sender.run(cancel)
+            },
+        ));
+    }
+    {
+        let (config, store, wake) = (Arc::clone(&config), store.clone(), Arc::clone(&wake));
+        tracker.spawn(supervise(
+            "scheduler".into(),
+            cancel.clone(),
+            move |cancel| {
+                let scheduler = Scheduler {
+                    config: Arc::clone(&config),
+                    store: store.clone(),
+                    wake: Arc::clone(&schedule_wake),
+                    outbox_wake: Arc::clone(&wake),
+                };
+                scheduler.run(cancel)
             },
         ));
     }

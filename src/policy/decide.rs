@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::agent::Author;
 use crate::agent::reply::{AgentText, Command};
 use crate::classify::{Class, NoAck};
-use crate::config::{NotifyWho, Policy, Team};
+use crate::config::{Deadlines, NotifyWho, Policy, Team, Warning};
 use crate::language::Lang;
 use crate::model::{Priority, TicketId, TicketState, TicketStatus};
 use crate::thread::Threading;
@@ -167,6 +167,18 @@ pub struct Inbound<'a> {
     pub load: SenderLoad,
     /// Whether it was already in the folder at the first start.
     pub arrival: Arrival,
+    /// The satisfaction score the message gives (1-5), when its ticket awaits one.
+    pub survey_score: Option<u8>,
+}
+
+/// A customer message now awaits an agent's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewDeadline {
+    pub kind: DeadlineKind,
+    /// The answer is due by then (working time, as the acknowledgement promises).
+    pub due_at: Timestamp,
+    /// The assigned agent or the team is warned then, if a warning is configured.
+    pub warn_at: Option<Timestamp>,
 }
 
 /// The outcome of [`decide`]: everything the ingest transaction must write.
@@ -180,8 +192,10 @@ pub struct Decision {
     pub withheld: Option<String>,
     /// A per-sender limit this message went past.
     pub limited: Option<Limit>,
-    /// A customer message now awaits an agent: answer due by this time.
-    pub deadline: Option<(DeadlineKind, Timestamp)>,
+    /// A customer message now awaits an agent.
+    pub deadline: Option<NewDeadline>,
+    /// The customer answered the satisfaction survey with this score.
+    pub survey: Option<u8>,
     /// Set the ticket to this status.
     pub status: Option<TicketStatus>,
     pub assign: Option<String>,
@@ -215,6 +229,7 @@ impl Decision {
             withheld: None,
             limited: None,
             deadline: None,
+            survey: None,
             status: None,
             assign: None,
             priority: None,
@@ -234,21 +249,22 @@ impl Decision {
 pub fn decide(
     inbound: &Inbound<'_>,
     policy: &Policy,
+    deadlines: &Deadlines,
     team: Option<&Team>,
     now: Timestamp,
 ) -> Decision {
     let automatic = !inbound.class.is_customer();
     match inbound.author {
         // An agent's out-of-office answering a notification is machine mail like any other.
-        _ if automatic => ordinary(inbound, policy, team, now, false),
-        Author::Other => ordinary(inbound, policy, team, now, false),
+        _ if automatic => ordinary(inbound, policy, deadlines, team, now, false),
+        Author::Other => ordinary(inbound, policy, deadlines, team, now, false),
         Author::Refused {
             tell,
             reason,
             from_agent,
             ..
         } => {
-            let mut decision = ordinary(inbound, policy, team, now, *from_agent);
+            let mut decision = ordinary(inbound, policy, deadlines, team, now, *from_agent);
             decision.tell = tell
                 .clone()
                 .map(|agent| (agent, AgentNotice::Refused(reason.clone())));
@@ -269,7 +285,7 @@ pub fn decide(
                 decision
             }
             _ => {
-                let mut decision = ordinary(inbound, policy, team, now, true);
+                let mut decision = ordinary(inbound, policy, deadlines, team, now, true);
                 decision.tell = Some((agent.clone(), AgentNotice::Unsigned));
                 decision
             }
@@ -281,7 +297,7 @@ pub fn decide(
                 agent_reply(ticket, text, agent, *to_notes, inbound, team, now)
             }
             // ingest turns a key naming no ticket into `Refused`; nothing to act on otherwise.
-            _ => ordinary(inbound, policy, team, now, true),
+            _ => ordinary(inbound, policy, deadlines, team, now, true),
         },
     }
 }
@@ -290,6 +306,7 @@ pub fn decide(
 fn ordinary(
     inbound: &Inbound<'_>,
     policy: &Policy,
+    deadlines: &Deadlines,
     team: Option<&Team>,
     now: Timestamp,
     from_agent: bool,
@@ -320,11 +337,18 @@ fn ordinary(
         decision.quiet = true;
         return decision;
     }
-    let kind = match ticket {
-        TicketAction::Create => DeadlineKind::FirstResponse,
-        TicketAction::Append(_) | TicketAction::Unfiled => DeadlineKind::NextResponse,
+    if let (TicketAction::Append(_), Some(score)) = (ticket, inbound.survey_score) {
+        // A satisfaction score is an answer to us, not a question for an agent.
+        decision.survey = Some(score);
+        return decision;
+    }
+    let (kind, wait) = match ticket {
+        TicketAction::Create => (DeadlineKind::FirstResponse, deadlines.first_response),
+        TicketAction::Append(_) | TicketAction::Unfiled => {
+            (DeadlineKind::NextResponse, deadlines.next_response)
+        }
     };
-    decision.deadline = Some((kind, due_at(now, policy.first_response)));
+    decision.deadline = Some(new_deadline(kind, deadlines, now, wait));
     if ticket == TicketAction::Create {
         if let Some(reason) = inbound.no_ack {
             decision.withheld = Some(reason.describe());
@@ -456,12 +480,32 @@ pub fn before(at: Timestamp, span: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MIN)
 }
 
-/// `now + wait`, saturating at the end of time rather than failing.
-pub fn due_at(now: Timestamp, wait: Duration) -> Timestamp {
-    SignedDuration::try_from(wait)
-        .ok()
-        .and_then(|d| now.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
+/// A deadline of `wait` working time from `start`, and its warning time: the same calculation
+/// the acknowledgement's promise and the scheduler use.
+pub fn new_deadline(
+    kind: DeadlineKind,
+    deadlines: &Deadlines,
+    start: Timestamp,
+    wait: Duration,
+) -> NewDeadline {
+    let calendar = &deadlines.calendar;
+    let due_at = calendar.add(start, wait);
+    let warn_at = match deadlines.warning {
+        None => None,
+        Some(Warning::Before(lead)) => wait
+            .checked_sub(lead)
+            .filter(|w| !w.is_zero())
+            .map(|w| calendar.add(start, w)),
+        Some(Warning::Share(percent)) => {
+            Some(calendar.add(start, wait.mul_f64(f64::from(percent) / 100.0)))
+        }
+    }
+    .filter(|at| *at < due_at);
+    NewDeadline {
+        kind,
+        due_at,
+        warn_at,
+    }
 }
 
 #[cfg(test)]
@@ -473,7 +517,6 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            first_response: Duration::from_secs(24 * 3600),
             new_tickets_per_hour: 10,
             acknowledgements_per_hour: 5,
             max_message_size: 25 << 20,
@@ -526,6 +569,7 @@ mod tests {
             no_ack: None,
             load: SenderLoad::default(),
             arrival: Arrival::Live,
+            survey_score: None,
         }
     }
 
@@ -550,6 +594,7 @@ mod tests {
         let d = decide(
             &customer(Threading::New, None),
             &policy(),
+            &Deadlines::default(),
             Some(&team()),
             now(),
         );
@@ -557,10 +602,12 @@ mod tests {
         assert!(d.acknowledge);
         assert_eq!(
             d.deadline,
-            Some((
-                DeadlineKind::FirstResponse,
-                "2026-11-24T10:00:00Z".parse().unwrap()
-            ))
+            Some(NewDeadline {
+                kind: DeadlineKind::FirstResponse,
+                due_at: "2026-11-24T10:00:00Z".parse().unwrap(),
+                warn_at: Some("2026-11-24T04:00:00Z".parse().unwrap()),
+            }),
+            "24 h, warned at 75 %"
         );
         assert_eq!(d.notify, vec!["a1@x.test", "a2@x.test"]);
         assert_eq!(d.role, Role::Sender(Class::Customer));
@@ -576,13 +623,14 @@ mod tests {
             let d = decide(
                 &customer(threading, Some(&state)),
                 &policy(),
+                &Deadlines::default(),
                 Some(&team()),
                 now(),
             );
             assert_eq!(d.ticket, TicketAction::Append(TicketId(4)));
             assert!(!d.acknowledge);
             assert_eq!(d.status, Some(TicketStatus::Open));
-            assert_eq!(d.deadline.map(|d| d.0), Some(DeadlineKind::NextResponse));
+            assert_eq!(d.deadline.map(|d| d.kind), Some(DeadlineKind::NextResponse));
             assert_eq!(d.notify, vec!["a2@x.test"]);
         }
     }
@@ -592,6 +640,7 @@ mod tests {
         let d = decide(
             &customer(Threading::NewIgnoringTag(TicketId(4)), None),
             &policy(),
+            &Deadlines::default(),
             None,
             now(),
         );
@@ -616,7 +665,13 @@ mod tests {
                 text: Some(&body),
                 ..customer(Threading::New, Some(&state))
             };
-            let d = decide(&inbound, &policy(), Some(&team()), now());
+            let d = decide(
+                &inbound,
+                &policy(),
+                &Deadlines::default(),
+                Some(&team()),
+                now(),
+            );
             assert_eq!(d.ticket, TicketAction::Create);
             assert!(!d.acknowledge && !d.relay);
             assert_eq!(d.deadline, None);
@@ -637,7 +692,13 @@ mod tests {
             sent: Some(sent),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.role, Role::AgentReply);
         assert!(d.relay && !d.acknowledge);
         assert_eq!(d.answered_at, Some(sent));
@@ -673,7 +734,13 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.role, Role::AgentNote);
         assert!(!d.relay && d.answered_at.is_none());
         assert_eq!(d.note_to, vec!["a2@x.test", "a3@x.test"]);
@@ -693,7 +760,13 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.role, Role::AgentCommands);
         assert_eq!(d.status, Some(TicketStatus::Closed));
         assert_eq!(d.priority, Some(Priority::Urgent));
@@ -705,7 +778,13 @@ mod tests {
             text: Some(&bad),
             ..inbound
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.role, Role::AgentRejected);
         assert_eq!(d.status, None);
         assert!(matches!(d.tell, Some((_, AgentNotice::BadCommands(_)))));
@@ -715,7 +794,13 @@ mod tests {
             text: Some(&empty),
             ..inbound
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.tell, Some(("a1@x.test".into(), AgentNotice::Empty)));
     }
 
@@ -731,7 +816,13 @@ mod tests {
             recipients: &recipients,
             ..customer(Threading::Reference(TicketId(4)), Some(&state))
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.role, Role::AgentDirect);
         assert_eq!(d.answered_at, Some(now()));
         assert!(!d.relay && d.tell.is_none() && !d.acknowledge);
@@ -746,7 +837,13 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
         assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
@@ -764,7 +861,13 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(&inbound, &policy(), Some(&team()), now());
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(d.acknowledge && !d.relay);
         assert_eq!(
@@ -783,6 +886,7 @@ mod tests {
                 ..customer(Threading::Reference(TicketId(4)), Some(&state))
             },
             &policy(),
+            &Deadlines::default(),
             Some(&team()),
             now(),
         );
@@ -800,6 +904,7 @@ mod tests {
                 ..customer(Threading::New, None)
             },
             &policy(),
+            &Deadlines::default(),
             Some(&team()),
             now(),
         );
@@ -816,6 +921,7 @@ mod tests {
                 ..customer(Threading::New, None)
             },
             &policy(),
+            &Deadlines::default(),
             None,
             now(),
         );
@@ -835,14 +941,14 @@ mod tests {
             },
             ..customer(Threading::New, None)
         };
-        let under = decide(&busy(9, 4), &policy(), None, now());
+        let under = decide(&busy(9, 4), &policy(), &Deadlines::default(), None, now());
         assert_eq!(under.ticket, TicketAction::Create);
         assert!(under.acknowledge && under.limited.is_none());
-        let no_more_acks = decide(&busy(5, 5), &policy(), None, now());
+        let no_more_acks = decide(&busy(5, 5), &policy(), &Deadlines::default(), None, now());
         assert_eq!(no_more_acks.ticket, TicketAction::Create);
         assert!(!no_more_acks.acknowledge);
         assert_eq!(no_more_acks.limited, Some(Limit::Acknowledgements(5)));
-        let no_more_tickets = decide(&busy(10, 5), &policy(), None, now());
+        let no_more_tickets = decide(&busy(10, 5), &policy(), &Deadlines::default(), None, now());
         assert_eq!(no_more_tickets.ticket, TicketAction::Append(TicketId(3)));
         assert!(!no_more_tickets.acknowledge);
         assert_eq!(no_more_tickets.limited, Some(Limit::NewTickets(10)));
@@ -850,7 +956,79 @@ mod tests {
 
     #[test]
     fn huge_policies_saturate() {
-        assert_eq!(due_at(now(), Duration::from_secs(u64::MAX)), Timestamp::MAX);
+        let d = new_deadline(
+            DeadlineKind::FirstResponse,
+            &Deadlines::default(),
+            now(),
+            Duration::from_secs(u64::MAX),
+        );
+        assert_eq!(d.due_at, Timestamp::MAX);
+        assert_eq!(
+            d.warn_at, None,
+            "a warning at the end of time is no warning"
+        );
+    }
+
+    #[test]
+    fn warnings_come_before_the_deadline_or_not_at_all() {
+        let hour = Duration::from_secs(3600);
+        let with = |warning| Deadlines {
+            warning,
+            ..Deadlines::default()
+        };
+        let at = |w| new_deadline(DeadlineKind::FirstResponse, &with(w), now(), 24 * hour);
+        assert_eq!(
+            at(Some(Warning::Before(2 * hour))).warn_at,
+            Some(now() + SignedDuration::from_hours(22))
+        );
+        assert_eq!(at(Some(Warning::Before(24 * hour))).warn_at, None);
+        assert_eq!(at(Some(Warning::Before(30 * hour))).warn_at, None);
+        assert_eq!(
+            at(Some(Warning::Share(50))).warn_at,
+            Some(now() + SignedDuration::from_hours(12))
+        );
+        assert_eq!(at(None).warn_at, None);
+    }
+
+    #[test]
+    fn next_response_has_its_own_time() {
+        let state = ticket(TicketStatus::Open, None);
+        let deadlines = Deadlines {
+            next_response: Duration::from_secs(4 * 3600),
+            ..Deadlines::default()
+        };
+        let d = decide(
+            &customer(Threading::Reference(TicketId(4)), Some(&state)),
+            &policy(),
+            &deadlines,
+            None,
+            now(),
+        );
+        assert_eq!(
+            d.deadline.map(|d| (d.kind, d.due_at)),
+            Some((
+                DeadlineKind::NextResponse,
+                now() + SignedDuration::from_hours(4)
+            ))
+        );
+    }
+
+    #[test]
+    fn a_survey_score_is_recorded_not_answered() {
+        let state = ticket(TicketStatus::Resolved, Some("a2@x.test"));
+        let d = decide(
+            &Inbound {
+                survey_score: Some(4),
+                ..customer(Threading::Reference(TicketId(4)), Some(&state))
+            },
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
+        assert_eq!(d.survey, Some(4));
+        assert_eq!(d.status, None, "a score does not reopen the ticket");
+        assert!(d.deadline.is_none() && d.notify.is_empty() && !d.acknowledge);
     }
 
     fn backlog(minutes_before_start: i64) -> Arrival {
@@ -885,6 +1063,7 @@ mod tests {
             let d = decide(
                 &arriving(arrival, Threading::New),
                 &policy(),
+                &Deadlines::default(),
                 Some(&team()),
                 now(),
             );
@@ -903,17 +1082,26 @@ mod tests {
             ..policy()
         };
         let later = now() + SignedDuration::from_mins(5);
-        let recent = decide(&arriving(backlog(59), Threading::New), &policy, None, later);
+        let recent = decide(
+            &arriving(backlog(59), Threading::New),
+            &policy,
+            &Deadlines::default(),
+            None,
+            later,
+        );
         assert!(!recent.quiet);
         assert!(recent.acknowledge);
         assert_eq!(
-            recent.deadline,
-            Some((
-                DeadlineKind::FirstResponse,
-                due_at(later, policy.first_response)
-            ))
+            recent.deadline.map(|d| d.due_at),
+            Some(later + SignedDuration::from_hours(24))
         );
-        let old = decide(&arriving(backlog(61), Threading::New), &policy, None, later);
+        let old = decide(
+            &arriving(backlog(61), Threading::New),
+            &policy,
+            &Deadlines::default(),
+            None,
+            later,
+        );
         assert!(old.quiet && !old.acknowledge);
     }
 
@@ -923,8 +1111,15 @@ mod tests {
             arrived_at: Some(arrived.parse().unwrap()),
             last_sync: "2026-11-23T10:00:00.900Z".parse().unwrap(),
         };
-        let decide_at =
-            |arrival| decide(&arriving(arrival, Threading::New), &policy(), None, now());
+        let decide_at = |arrival| {
+            decide(
+                &arriving(arrival, Threading::New),
+                &policy(),
+                &Deadlines::default(),
+                None,
+                now(),
+            )
+        };
         assert!(decide_at(reread("2026-11-23T09:59:59Z")).quiet);
         // INTERNALDATE has whole seconds: the last sync's own second counts as after it.
         assert!(!decide_at(reread("2026-11-23T10:00:00Z")).quiet);
@@ -937,7 +1132,7 @@ mod tests {
             class: &Class::AutoReply(Signal::NullReturnPath),
             ..arriving(backlog(90), Threading::New)
         };
-        let d = decide(&bounce, &policy(), None, now());
+        let d = decide(&bounce, &policy(), &Deadlines::default(), None, now());
         assert!(!d.quiet && !d.acknowledge && d.deadline.is_none());
         assert_eq!(before(now(), Duration::from_secs(u64::MAX)), Timestamp::MIN);
     }

@@ -123,6 +123,60 @@ pub const KINDS: &[Kind] = &[
         shipped: shipped!("bounce": "en"),
         sample: bounce_sample,
     },
+    Kind {
+        name: "warning",
+        audience: Audience::Agent,
+        about: "to the assigned agent or the team: a customer's answer is due soon",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "due", "waiting"],
+        shipped: shipped!("warning": "en"),
+        sample: alert_sample,
+    },
+    Kind {
+        name: "escalation",
+        audience: Audience::Agent,
+        about: "to an escalation level: an answer is overdue, with the whole conversation and who was told",
+        subject_requires: &["tag", "level"],
+        body_requires: &["tag", "waiting", "thread", "told"],
+        shipped: shipped!("escalation": "en"),
+        sample: alert_sample,
+    },
+    Kind {
+        name: "update",
+        audience: Audience::Customer,
+        about: "to the customer: an apology at the first escalation, with a new realistic time",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "due"],
+        shipped: shipped!("update": "en" "ar" "el"),
+        sample: update_sample,
+    },
+    Kind {
+        name: "reminder",
+        audience: Audience::Customer,
+        about: "to the customer: we still wait for their reply on a pending ticket",
+        subject_requires: &["tag"],
+        body_requires: &["tag"],
+        shipped: shipped!("reminder": "en" "ar" "el"),
+        sample: no_sample,
+    },
+    Kind {
+        name: "survey",
+        audience: Audience::Customer,
+        about: "to the customer: their ticket is resolved; one question, answered with a digit 1-5",
+        subject_requires: &["tag"],
+        body_requires: &["tag"],
+        shipped: shipped!("survey": "en" "ar" "el"),
+        sample: no_sample,
+    },
+    Kind {
+        name: "closed",
+        audience: Audience::Customer,
+        about: "to the customer: their resolved ticket was closed automatically",
+        subject_requires: &["tag"],
+        body_requires: &["tag"],
+        shipped: shipped!("closed": "en" "ar" "el"),
+        sample: no_sample,
+    },
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
@@ -218,4 +272,42 @@ fn bounce_sample(_: Lang, _: &TimeZone) -> Value {
         agent_name => "Alice Agent",
         failed => vec!["customer@example.net: 5.1.1 550 5.1.1 no such user"],
     }
+}
+
+fn alert_sample(_: Lang, tz: &TimeZone) -> Value {
+    minijinja::context! {
+        level => 1,
+        customer_address => "customer@example.net",
+        status => "open",
+        priority => "high",
+        assigned => "agent@example.com",
+        waiting => "1 d 2 h",
+        due => format_due(sample_due_at(), tz, Lang::En),
+        overdue => "2 h 0 min",
+        left => "",
+        can_reply => true,
+        thread => vec![
+            minijinja::context! {
+                when => "Mon 2026-11-23 10:00 UTC", who => "Mona Quinn <customer@example.net>",
+                kind => "customer", internal => false, text => "My printer is on fire.",
+                attachments => vec!["photo.jpg"],
+            },
+            minijinja::context! {
+                when => "Mon 2026-11-23 10:00 UTC", who => "Example Support (automatic)",
+                kind => "acknowledgement", internal => false, text => "Thank you for writing.",
+                attachments => Vec::<String>::new(),
+            },
+        ],
+        told => vec![minijinja::context! {
+            when => "Tue 2026-11-24 04:00 UTC", step => "warning", to => "agent@example.com",
+        }],
+    }
+}
+
+fn update_sample(lang: Lang, tz: &TimeZone) -> Value {
+    minijinja::context! { due => format_due(sample_due_at(), tz, lang) }
+}
+
+fn no_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! {}
 }

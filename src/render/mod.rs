@@ -4,6 +4,7 @@
 //! written, so every retry sends exactly the same message.
 
 mod agent;
+mod followup;
 pub mod kinds;
 mod templates;
 
@@ -19,6 +20,7 @@ pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,
 };
+pub use followup::{AlertFor, CustomerMail, alert, to_customer};
 pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;
@@ -442,6 +444,11 @@ mod tests {
                 for body in [&parts.text, &parts.html] {
                     assert!(body.contains("[#42]"), "{what}: {body}");
                     if kind.body_requires.contains(&"due") {
+                        // Agent-facing mail states times in English.
+                        let lang = match kind.audience {
+                            kinds::Audience::Customer => lang,
+                            kinds::Audience::Agent => Lang::En,
+                        };
                         let due = format_due(kinds::sample_due_at(), &TimeZone::UTC, lang);
                         assert!(body.contains(&due), "{what} states {due}: {body}");
                     }

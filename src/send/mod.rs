@@ -23,10 +23,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Credential, OutboxConfig, Secret, SmtpConfig, TlsMode, TlsTrust};
+use crate::config::{
+    Config, Credential, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
+};
+use crate::model::{OutboxId, Person, TicketId};
 use crate::oauth::Grant;
-use crate::policy::due_at;
-use crate::store::{Event, OutboxRow, Store, StoreError};
+use crate::policy::plus;
+use crate::render::Outgoing;
+use crate::store::{Event, NewMessage, NewOutbox, OutboxRow, Store, StoreError, Tx, dedupe_key};
 
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
@@ -357,7 +361,7 @@ fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: T
             reason: reason.clone(),
         },
         SendResult::Temporary(reason) => {
-            if now >= due_at(row.created_at, outbox.give_up_after) {
+            if now >= plus(row.created_at, outbox.give_up_after) {
                 return Step::Fail {
                     reason: format!("still failing after {:?} ({reason})", outbox.give_up_after),
                 };
@@ -369,11 +373,54 @@ fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: T
                 .copied()
                 .unwrap_or(Duration::from_secs(60));
             Step::Retry {
-                at: due_at(now, delay),
+                at: plus(now, delay),
                 reason: reason.clone(),
             }
         }
     }
+}
+
+/// Puts rendered mail in the outbox, inside the caller's transaction: the outbound message row
+/// (so the ticket's transcript and In-Reply-To look-ups find it) and the outbox row the
+/// sender delivers. Mail to an `agent` is internal: never a threading key for anyone else.
+pub fn enqueue(
+    tx: &Tx<'_>,
+    support: &Support,
+    ticket: TicketId,
+    class: &str,
+    agent: Option<&str>,
+    out: &Outgoing,
+    now: Timestamp,
+) -> Result<OutboxId, StoreError> {
+    let from = Person::new(&out.envelope_from, Some(&support.name));
+    let row = tx.insert_message(&NewMessage {
+        ticket: Some(ticket),
+        outbound: true,
+        dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
+        message_id: Some(&out.message_id),
+        source: None,
+        from: Some(&from),
+        subject: &out.subject,
+        sent_date: Some(now),
+        received_at: now,
+        in_reply_to: &[],
+        references: &[],
+        class,
+        defects: "",
+        body_text: &out.text,
+        attachments: &[],
+        raw: &out.raw,
+        internal: agent.is_some(),
+        agent,
+    })?;
+    tx.enqueue(&NewOutbox {
+        ticket,
+        message: row,
+        kind: class,
+        envelope_from: &out.envelope_from,
+        recipients: &out.recipients,
+        now,
+    })
 }
 
 #[cfg(test)]
@@ -406,7 +453,7 @@ mod tests {
         let now: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
         let temporary = SendResult::Temporary("451 try later".into());
         let at = |secs| Step::Retry {
-            at: due_at(now, Duration::from_secs(secs)),
+            at: plus(now, Duration::from_secs(secs)),
             reason: "451 try later".into(),
         };
         assert_eq!(next_step(&temporary, &row(0), &outbox(), now), at(10));

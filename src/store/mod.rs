@@ -9,6 +9,7 @@
 //! `PRAGMA user_version`; migrations run on open and are idempotent. A PostgreSQL store would
 //! implement the same [`Tx`] methods.
 
+mod schedule;
 mod tx;
 mod views;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
@@ -27,13 +29,14 @@ pub use tx::{
 pub use views::{ContactView, EventView, MessageView, OutboxView, QuarantineView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
 
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.

@@ -561,7 +561,7 @@ impl<'c> Tx<'c> {
     pub fn waiting_since(&self, ticket: TicketId) -> Result<Option<Timestamp>, StoreError> {
         let since: Option<i64> = self.tx.query_row(
             "SELECT min(m.received_at) FROM deadlines d JOIN messages m ON m.id = d.message_row_id
-             WHERE d.ticket_id = ?1 AND d.met_at IS NULL",
+             WHERE d.ticket_id = ?1 AND d.met_at IS NULL AND d.cancelled_at IS NULL",
             [ticket.0],
             |r| r.get(0),
         )?;
@@ -602,7 +602,8 @@ impl<'c> Tx<'c> {
     /// response is recorded if it had none. Returns what was met, for the events.
     pub fn answered(&self, ticket: TicketId, at: Timestamp) -> Result<Met, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "UPDATE deadlines SET met_at = ?2 WHERE ticket_id = ?1 AND met_at IS NULL
+            "UPDATE deadlines SET met_at = ?2, next_step_at = NULL
+             WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL
              RETURNING id, kind, due_at,
                        (SELECT received_at FROM messages m WHERE m.id = deadlines.message_row_id)",
         )?;
@@ -650,9 +651,9 @@ impl<'c> Tx<'c> {
 
     pub fn create_ticket(&self, ticket: &NewTicket<'_>) -> Result<TicketId, StoreError> {
         self.tx.execute(
-            "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at,
+            "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at, status_at,
                                   language, language_source)
-             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?5, ?6, ?7)",
             params![
                 ticket.mailbox,
                 ticket.subject,
@@ -673,7 +674,14 @@ impl<'c> Tx<'c> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.tx.execute(
-            "UPDATE tickets SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            // A new status starts a new spell (status_at), which the scheduler looks at: a
+            // pending ticket gets reminders, a resolved one a survey.
+            "UPDATE tickets SET updated_at = ?3,
+                    status_at = CASE WHEN status = ?2 THEN coalesce(status_at, ?3) ELSE ?3 END,
+                    next_step_at = CASE WHEN status = ?2 THEN next_step_at
+                                        WHEN ?2 IN ('pending', 'resolved') THEN ?3 END,
+                    status = ?2
+             WHERE id = ?1",
             params![ticket.0, status.as_str(), to_ms(now)],
         )?;
         Ok(())
@@ -817,20 +825,6 @@ impl<'c> Tx<'c> {
             ],
         )?;
         Ok(MessageRowId(self.tx.last_insert_rowid()))
-    }
-
-    pub fn insert_deadline(
-        &self,
-        ticket: TicketId,
-        message: MessageRowId,
-        kind: &str,
-        due_at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.tx.execute(
-            "INSERT INTO deadlines (ticket_id, message_row_id, kind, due_at) VALUES (?1, ?2, ?3, ?4)",
-            params![ticket.0, message.0, kind, to_ms(due_at)],
-        )?;
-        Ok(())
     }
 
     pub fn enqueue(&self, outbox: &NewOutbox<'_>) -> Result<OutboxId, StoreError> {

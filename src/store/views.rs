@@ -108,7 +108,8 @@ const TICKET_COLUMNS: &str =
     "t.id, t.mailbox, t.subject, t.customer_address, t.customer_name, t.status,
     t.created_at, t.updated_at,
     (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id),
-    (SELECT min(due_at) FROM deadlines d WHERE d.ticket_id = t.id AND d.met_at IS NULL),
+    (SELECT min(due_at) FROM deadlines d
+     WHERE d.ticket_id = t.id AND d.met_at IS NULL AND d.cancelled_at IS NULL),
     t.assigned_agent, t.priority, t.first_response_at,
     t.language, t.language_source,
     EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'message.imported_quietly'

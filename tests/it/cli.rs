@@ -71,7 +71,7 @@ fn bad_config_files_are_refused_with_file_line_and_reason() {
             format!("deskgate: {shown}: missing the [smtp] section"),
         ),
         (
-            format!("{VALID}[policy]\nfirst_response = \"1 day\"\n"),
+            format!("{VALID}[deadlines]\nfirst_response = \"1 day\"\n"),
             format!(
                 "deskgate: {shown}:15: first_response: `1 day` is not a duration; expected a duration such as \
              \"24h\", \"90s\", \"1h30m\" or \"2d\" (units: s, m, h, d, w)"

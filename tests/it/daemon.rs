@@ -61,8 +61,10 @@ ca_file = "{ca}"
 address = "{address}"
 name = "Example Support"
 
-[policy]
+[deadlines]
 first_response = "24h"
+
+[policy]
 no_ack_domains = []
 {policy_extra}
 

@@ -1,0 +1,199 @@
+//! Mail the scheduler writes: warnings and escalations to people inside, updates, reminders,
+//! surveys and closing notices to customers.
+
+use jiff::Timestamp;
+use lettre::message::Mailbox;
+
+use super::agent::format_wait;
+use super::{
+    Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
+    support_mailbox,
+};
+use crate::agent::sign::Signer;
+use crate::config::{Agent, Support};
+use crate::language::Lang;
+use crate::model::{Person, TicketState};
+use crate::render::Templates;
+use crate::store::{Answered, MessageView, StepView};
+use crate::thread::format_tag;
+
+/// A ticket's customer mail threads under their latest message.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomerMail<'a> {
+    pub ticket: &'a TicketState,
+    pub customer: &'a Person,
+    /// The customer's latest message with a Message-ID.
+    pub answers: Option<&'a Answered>,
+    pub lang: Lang,
+}
+
+/// Renders `kind` (`update`, `reminder`, `survey`, `closed`) to the ticket's customer, in the
+/// ticket's language; `due` is the new promise of an update.
+pub fn to_customer(
+    support: &Support,
+    templates: &Templates,
+    kind: &str,
+    mail: CustomerMail<'_>,
+    due: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let tag = format_tag(&support.tag_prefix, mail.ticket.id);
+    let context = minijinja::context! {
+        ticket => mail.ticket.id.0,
+        tag => tag.clone(),
+        subject => base_subject(&mail.ticket.subject, &tag),
+        customer_name => mail.customer.name.clone().unwrap_or_default(),
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+        due => due.map(|d| format_due(d, &support.timezone, mail.lang)).unwrap_or_default(),
+    };
+    let parts = templates.render_all(kind, mail.lang, &context)?;
+    let (in_reply_to, references) = match mail.answers {
+        Some(answered) => {
+            let mut references = answered.references.clone();
+            references.push(answered.message_id.clone());
+            (Some(answered.message_id.as_str()), references)
+        }
+        None => (None, Vec::new()),
+    };
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, None),
+            to: vec![mailbox(mail.customer)?],
+            cc: Vec::new(),
+            reply_to: None,
+            message_id: new_message_id(support),
+            in_reply_to,
+            references,
+            auto_submitted: Some("auto-generated"),
+            attachments: &[],
+        },
+        parts,
+        now,
+    )
+}
+
+/// What a warning or an escalation is about.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertFor<'a> {
+    /// The recipient's address, and the agent it belongs to, if any.
+    pub to: &'a str,
+    pub agent: Option<&'a Agent>,
+    pub ticket: &'a TicketState,
+    /// When the unanswered customer message arrived, and when its answer is (was) due.
+    pub received_at: Timestamp,
+    pub due_at: Timestamp,
+    /// 1 for the first escalation level; 0 for a warning.
+    pub level: usize,
+    /// The whole conversation, oldest first (escalations only).
+    pub thread: &'a [MessageView],
+    /// Who was warned or escalated to before, in order.
+    pub told: &'a [StepView],
+    /// The customer message this is about (its Message-ID), to thread under.
+    pub message_id: Option<&'a str>,
+}
+
+/// Renders a `warning` or an `escalation` to `to`. An agent gets their signed reply address,
+/// so answering the mail answers the customer, as with a notification.
+pub fn alert(
+    support: &Support,
+    templates: &Templates,
+    signer: Option<&Signer>,
+    kind: &str,
+    a: AlertFor<'_>,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let (to, agent) = (a.to, a.agent);
+    let tag = format_tag(&support.tag_prefix, a.ticket.id);
+    let zone = &support.timezone;
+    let when = |at: Timestamp| {
+        at.to_zoned(zone.clone())
+            .strftime("%a %Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
+    let thread: Vec<minijinja::Value> = a
+        .thread
+        .iter()
+        .map(|m| {
+            let who = match (&m.agent, m.outbound) {
+                (Some(agent), _) => format!("agent {agent}"),
+                (None, true) => format!("{} (automatic)", support.name),
+                (None, false) => match (&m.from_name, &m.from_address) {
+                    (Some(name), Some(address)) => format!("{name} <{address}>"),
+                    (None, Some(address)) => address.clone(),
+                    _ => "(no sender)".to_string(),
+                },
+            };
+            minijinja::context! {
+                when => when(m.received_at),
+                who => who,
+                kind => m.class.clone(),
+                internal => m.internal,
+                text => m.body_text.trim_end().to_string(),
+                attachments => m.attachments.clone(),
+            }
+        })
+        .collect();
+    let told: Vec<minijinja::Value> = a
+        .told
+        .iter()
+        .filter(|s| !s.recipients.is_empty())
+        .map(|s| {
+            minijinja::context! {
+                when => when(s.at),
+                step => s.name.clone(),
+                to => s.recipients.join(", "),
+            }
+        })
+        .collect();
+    let customer = a.ticket.customer.as_ref();
+    let context = minijinja::context! {
+        ticket => a.ticket.id.0,
+        tag => tag.clone(),
+        subject => base_subject(&a.ticket.subject, &tag),
+        level => a.level,
+        customer_name => customer.and_then(|c| c.name.clone()).unwrap_or_default(),
+        customer_address => customer.map(|c| c.address.clone()).unwrap_or_default(),
+        status => a.ticket.status.as_str(),
+        priority => a.ticket.priority.as_str(),
+        assigned => a.ticket.assigned.clone().unwrap_or_default(),
+        waiting => format_wait(now.duration_since(a.received_at)),
+        due => format_due(a.due_at, zone, Lang::En),
+        overdue => if now > a.due_at { format_wait(now.duration_since(a.due_at)) } else { String::new() },
+        left => if now < a.due_at { format_wait(a.due_at.duration_since(now)) } else { String::new() },
+        thread => thread,
+        told => told,
+        can_reply => agent.is_some() && signer.is_some(),
+        support_name => support.name.clone(),
+        support_address => support.address.to_string(),
+    };
+    let parts = templates.render_all(kind, Lang::En, &context)?;
+    let recipient = mailbox(&Person::new(to, agent.map(|a| a.name.as_str())))?;
+    let (reply_to, message_id) = match (agent, signer) {
+        (Some(agent), Some(signer)) => {
+            let address = signer.reply_address(a.ticket.id, &agent.address);
+            (
+                Some(mailbox(&Person::new(&address, Some(&support.name)))?),
+                signer.message_id(a.ticket.id, &agent.address),
+            )
+        }
+        _ => (None::<Mailbox>, new_message_id(support)),
+    };
+    build(
+        support,
+        Envelope {
+            from: support_mailbox(support, None),
+            to: vec![recipient],
+            cc: Vec::new(),
+            reply_to,
+            message_id,
+            in_reply_to: a.message_id,
+            references: a.message_id.map(String::from).into_iter().collect(),
+            auto_submitted: Some("auto-generated"),
+            attachments: &[],
+        },
+        parts,
+        now,
+    )
+}

@@ -1,0 +1,644 @@
+//! The scheduler: warnings, breaches and escalations of unanswered customer messages; reminders,
+//! auto-resolve, the survey and auto-close of tickets.
+//!
+//! One task. It sleeps until the earliest `next_step_at` of deadlines and tickets (two index
+//! look-ups, never a table scan on a timer), at most [`MAX_SLEEP`] so a wall-clock jump is
+//! noticed, or until ingest wakes it. Each batch of due items is one store transaction: the
+//! step taken (`steps`, unique per deadline or ticket spell), its events and its outbox rows
+//! commit together, so after a crash or restart a step is neither repeated nor skipped. On
+//! start every open deadline and follow-up is planned again from the database, since the
+//! configuration may have changed meanwhile. What to do next is [`crate::policy`]'s pure
+//! `next_deadline_step` / `next_ticket_step`; this module carries it out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::agent::sign::Signer;
+use crate::config::{Config, Deadlines};
+use crate::model::{TicketId, TicketState, TicketStatus};
+use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
+use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
+use crate::send;
+use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx};
+
+/// The longest sleep: a wall clock set forward is noticed within this.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// Items handled per transaction.
+const BATCH: u32 = 100;
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+pub struct Scheduler {
+    pub config: Arc<Config>,
+    pub store: Store,
+    /// Ingest wakes the scheduler after every commit (a new deadline may be due soon).
+    pub wake: Arc<Notify>,
+    /// Woken after a batch that queued mail.
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            let config = Arc::clone(&self.config);
+            match self
+                .store
+                .write(move |tx| replan(tx, &config, Timestamp::now()))
+                .await
+            {
+                Ok(n) => {
+                    info!(
+                        planned = n,
+                        "scheduler: planned every open deadline and follow-up"
+                    );
+                    break;
+                }
+                Err(err) => error!(error = %err, "scheduler: planning failed; retrying"),
+            }
+            if pause(&cancel, RETRY_PAUSE).await {
+                return;
+            }
+        }
+        loop {
+            let now = Timestamp::now();
+            let config = Arc::clone(&self.config);
+            let batch = self.store.write(move |tx| run_due(tx, &config, now)).await;
+            let next = match batch {
+                Ok(batch) => {
+                    if batch.queued {
+                        self.outbox_wake.notify_one();
+                    }
+                    if batch.more {
+                        continue;
+                    }
+                    self.store.read(|tx| tx.next_step_at()).await
+                }
+                Err(err) => Err(err),
+            };
+            let sleep = match next {
+                Ok(next) => next.map_or(MAX_SLEEP, |at| {
+                    at.duration_since(Timestamp::now())
+                        .unsigned_abs()
+                        .min(MAX_SLEEP)
+                        .max(Duration::from_millis(if at > now { 1 } else { 0 }))
+                }),
+                Err(err) => {
+                    error!(error = %err, "scheduler: database error; retrying");
+                    RETRY_PAUSE
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Sleeps `pause` unless cancelled first; `true` if cancelled.
+async fn pause(cancel: &CancellationToken, pause: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = cancel.cancelled() => true,
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Batch {
+    pub steps: usize,
+    pub queued: bool,
+    /// A full batch: more may be due right away.
+    pub more: bool,
+}
+
+/// Plans every open deadline and follow-up again (taking whatever is already due). Returns
+/// how many were planned.
+pub fn replan(tx: &Tx<'_>, config: &Config, now: Timestamp) -> Result<usize, StoreError> {
+    let (deadlines, tickets) = tx.schedulable()?;
+    let mut work = Work::new(tx, config, now);
+    for id in &deadlines {
+        work.deadline(*id)?;
+    }
+    for ticket in &tickets {
+        work.ticket(*ticket)?;
+    }
+    Ok(deadlines.len() + tickets.len())
+}
+
+/// Takes every step due by `now` (up to [`BATCH`] deadlines and tickets).
+pub fn run_due(tx: &Tx<'_>, config: &Config, now: Timestamp) -> Result<Batch, StoreError> {
+    let deadlines = tx.due_deadlines(now, BATCH)?;
+    let tickets = tx.due_tickets(now, BATCH)?;
+    let mut work = Work::new(tx, config, now);
+    for id in &deadlines {
+        work.deadline(*id)?;
+    }
+    for ticket in &tickets {
+        work.ticket(*ticket)?;
+    }
+    Ok(Batch {
+        steps: work.steps,
+        queued: work.queued,
+        more: deadlines.len() == BATCH as usize || tickets.len() == BATCH as usize,
+    })
+}
+
+/// A ticket's status changed (by an agent, a customer or the scheduler): its deadlines
+/// pause while it waits on the customer (if the policy says so), run again when it is open,
+/// and are no longer owed once it is resolved or closed. Returns the event to record.
+pub fn status_changed(
+    tx: &Tx<'_>,
+    ticket: TicketId,
+    from: TicketStatus,
+    to: TicketStatus,
+    deadlines: &Deadlines,
+    now: Timestamp,
+) -> Result<Option<(&'static str, String)>, StoreError> {
+    if from == to {
+        return Ok(None);
+    }
+    Ok(match to {
+        TicketStatus::Pending if deadlines.pause_while_pending => {
+            let n = tx.pause_deadlines(ticket, now)?;
+            (n > 0).then(|| {
+                (
+                    "deadline.paused",
+                    format!("{n} deadline(s) paused while the ticket waits on the customer"),
+                )
+            })
+        }
+        TicketStatus::Open => {
+            let paused = tx.paused_deadlines(ticket)?;
+            for p in &paused {
+                // The time left when the clock stopped is left again now.
+                let calendar = &deadlines.calendar;
+                let due_at = calendar.add(now, calendar.between(p.paused_at, p.due_at));
+                let warn_at = p
+                    .warn_at
+                    .filter(|w| *w > p.paused_at)
+                    .map(|w| calendar.add(now, calendar.between(p.paused_at, w)));
+                tx.resume_deadline(p.id, due_at, warn_at, now)?;
+            }
+            (!paused.is_empty()).then(|| {
+                (
+                    "deadline.resumed",
+                    format!("{} paused deadline(s) run again", paused.len()),
+                )
+            })
+        }
+        TicketStatus::Resolved | TicketStatus::Closed => {
+            let n = tx.cancel_deadlines(ticket, now)?;
+            (n > 0).then(|| {
+                (
+                    "deadline.cancelled",
+                    format!("{n} unanswered message(s) no longer owed an answer: ticket {to}"),
+                )
+            })
+        }
+        TicketStatus::Pending => None,
+    })
+}
+
+/// Steps taken inside one transaction.
+struct Work<'a, 't> {
+    tx: &'a Tx<'t>,
+    config: &'a Config,
+    signer: Option<Signer>,
+    now: Timestamp,
+    steps: usize,
+    queued: bool,
+}
+
+impl<'a, 't> Work<'a, 't> {
+    fn new(tx: &'a Tx<'t>, config: &'a Config, now: Timestamp) -> Work<'a, 't> {
+        Work {
+            tx,
+            config,
+            signer: Signer::from_config(config),
+            now,
+            steps: 0,
+            queued: false,
+        }
+    }
+
+    fn deadlines_of(&self, ticket: &TicketState) -> &'a Deadlines {
+        self.config
+            .mailbox(&ticket.mailbox)
+            .map_or(&self.config.deadlines, |m| &m.deadlines)
+    }
+
+    /// Takes every step of deadline `id` that is due, then plans the next one.
+    fn deadline(&mut self, id: i64) -> Result<(), StoreError> {
+        loop {
+            let Some(facts) = self.tx.deadline_facts(id)? else {
+                return Ok(());
+            };
+            let Some(ticket) = self.tx.ticket_state(facts.ticket)? else {
+                return self.tx.set_deadline_next(id, None);
+            };
+            let deadlines = self.deadlines_of(&ticket);
+            match next_deadline_step(&facts, deadlines) {
+                None => return self.tx.set_deadline_next(id, None),
+                Some((_, at)) if at > self.now => {
+                    return self.tx.set_deadline_next(id, Some(at));
+                }
+                Some((step, _)) => {
+                    if !self.deadline_step(&facts, &ticket, deadlines, step)? {
+                        return self.tx.set_deadline_next(id, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes every follow-up of `ticket` that is due, then plans the next one.
+    fn ticket(&mut self, id: TicketId) -> Result<(), StoreError> {
+        loop {
+            let Some(facts) = self.tx.ticket_facts(id)? else {
+                return Ok(());
+            };
+            let Some(ticket) = self.tx.ticket_state(id)? else {
+                return Ok(());
+            };
+            match next_ticket_step(&facts, &self.config.followup) {
+                None => return self.tx.set_ticket_next(id, None),
+                Some((_, at)) if at > self.now => return self.tx.set_ticket_next(id, Some(at)),
+                Some((step, _)) => {
+                    if !self.ticket_step(&facts, &ticket, step)? {
+                        return self.tx.set_ticket_next(id, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one deadline step; `false` if it had been taken already (then nothing is done).
+    fn deadline_step(
+        &mut self,
+        facts: &DeadlineFacts,
+        ticket: &TicketState,
+        deadlines: &Deadlines,
+        step: DeadlineStep,
+    ) -> Result<bool, StoreError> {
+        let now = self.now;
+        let due = facts.due_at;
+        let (recipients, kind, detail, data) = match step {
+            DeadlineStep::Warning if now >= due => (
+                Vec::new(),
+                "deadline.warning_skipped",
+                format!("warning not sent: the deadline ({due}) had passed when it came due"),
+                None,
+            ),
+            DeadlineStep::Warning => {
+                let to = self.warned(ticket);
+                let sent = self.alerts("warning", &to, facts, ticket, 0)?;
+                (
+                    sent.clone(),
+                    "deadline.warned",
+                    format!(
+                        "answer due {due}: warned {}",
+                        if sent.is_empty() {
+                            "nobody (no agent for this mailbox)".to_string()
+                        } else {
+                            sent.join(", ")
+                        }
+                    ),
+                    Some(
+                        json!({ "deadline": facts.id, "due_at": due.as_millisecond(), "to": sent }),
+                    ),
+                )
+            }
+            DeadlineStep::Breach => {
+                warn!(ticket = ticket.id.0, mailbox = %ticket.mailbox, deadline = facts.id, due = %due, "deadline passed without an answer");
+                (
+                    Vec::new(),
+                    "deadline.breached",
+                    format!("{} due {due} passed without an answer", facts.kind),
+                    Some(json!({
+                        "deadline": facts.id,
+                        "kind": facts.kind,
+                        "received_at": facts.received_at.as_millisecond(),
+                        "due_at": due.as_millisecond(),
+                    })),
+                )
+            }
+            DeadlineStep::Escalation(level) => {
+                let Some(escalation) = deadlines.escalation.get(level - 1) else {
+                    return Ok(false);
+                };
+                let sent = self.alerts("escalation", &escalation.to, facts, ticket, level)?;
+                warn!(ticket = ticket.id.0, mailbox = %ticket.mailbox, deadline = facts.id, level, to = %sent.join(", "), "escalated");
+                let waited = now.duration_since(facts.received_at);
+                (
+                    sent.clone(),
+                    "escalation.sent",
+                    format!("level {level} to {}", sent.join(", ")),
+                    Some(json!({
+                        "deadline": facts.id,
+                        "level": level,
+                        "to": sent,
+                        "waited_ms": waited.as_millis(),
+                    })),
+                )
+            }
+        };
+        if !self.tx.record_step(
+            &NewStep {
+                ticket: ticket.id,
+                deadline: Some(facts.id),
+                name: &step.name(),
+                episode: None,
+                recipients: &recipients,
+                detail: &detail,
+            },
+            now,
+        )? {
+            return Ok(false);
+        }
+        self.steps += 1;
+        self.event(ticket, kind, detail, data)?;
+        if step == DeadlineStep::Escalation(1) && deadlines.customer_update {
+            self.customer_update(facts, ticket, deadlines)?;
+        }
+        Ok(true)
+    }
+
+    /// An apology and a new realistic time, once per deadline, and not again while an
+    /// earlier one is recent (several unanswered messages get one apology).
+    fn customer_update(
+        &mut self,
+        facts: &DeadlineFacts,
+        ticket: &TicketState,
+        deadlines: &Deadlines,
+    ) -> Result<(), StoreError> {
+        let recent = self.tx.steps_of(ticket.id)?.iter().any(|s| {
+            s.name == "update"
+                && deadlines.calendar.between(s.at, self.now) < deadlines.next_response
+        });
+        if recent {
+            return Ok(());
+        }
+        let due = deadlines.calendar.add(self.now, deadlines.next_response);
+        let sent = self.mail_customer("update", ticket, Some(due))?;
+        let detail = format!("apology sent with a new time: {due}");
+        if self.tx.record_step(
+            &NewStep {
+                ticket: ticket.id,
+                deadline: Some(facts.id),
+                name: "update",
+                episode: None,
+                recipients: &sent,
+                detail: &detail,
+            },
+            self.now,
+        )? && !sent.is_empty()
+        {
+            self.event(
+                ticket,
+                "customer.updated",
+                detail,
+                Some(json!({ "deadline": facts.id, "due_at": due.as_millisecond() })),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Takes one follow-up step; `false` if it had been taken already.
+    fn ticket_step(
+        &mut self,
+        facts: &TicketFacts,
+        ticket: &TicketState,
+        step: TicketStep,
+    ) -> Result<bool, StoreError> {
+        let now = self.now;
+        let episode = (!step.once_per_ticket()).then_some(facts.status_at);
+        let (recipients, kind, detail, data) = match step {
+            TicketStep::Reminder(n) => {
+                let sent = self.mail_customer("reminder", ticket, None)?;
+                (
+                    sent,
+                    "ticket.reminded",
+                    format!("reminder {n} while waiting on the customer"),
+                    Some(json!({ "n": n })),
+                )
+            }
+            TicketStep::Survey => {
+                let sent = self.mail_customer("survey", ticket, None)?;
+                self.tx.survey_sent(ticket.id, now)?;
+                (
+                    sent,
+                    "survey.sent",
+                    "satisfaction survey".to_string(),
+                    Some(json!({})),
+                )
+            }
+            TicketStep::Resolve | TicketStep::Close => {
+                let to = if step == TicketStep::Resolve {
+                    TicketStatus::Resolved
+                } else {
+                    TicketStatus::Closed
+                };
+                self.tx.set_ticket_status(ticket.id, to, now)?;
+                let deadlines = self.deadlines_of(ticket);
+                if let Some((kind, detail)) =
+                    status_changed(self.tx, ticket.id, facts.status, to, deadlines, now)?
+                {
+                    self.event(ticket, kind, detail, None)?;
+                }
+                let sent = if to == TicketStatus::Closed && self.config.followup.close_notice {
+                    self.mail_customer("closed", ticket, None)?
+                } else {
+                    Vec::new()
+                };
+                info!(ticket = ticket.id.0, mailbox = %ticket.mailbox, status = %to, "ticket {to} by the follow-up policy");
+                (
+                    sent,
+                    "ticket.status",
+                    to.as_str().to_string(),
+                    Some(
+                        json!({ "from": facts.status.as_str(), "to": to.as_str(), "by": "scheduler" }),
+                    ),
+                )
+            }
+        };
+        if !self.tx.record_step(
+            &NewStep {
+                ticket: ticket.id,
+                deadline: None,
+                name: &step.name(),
+                episode,
+                recipients: &recipients,
+                detail: &detail,
+            },
+            now,
+        )? {
+            return Ok(false);
+        }
+        self.steps += 1;
+        self.event(ticket, kind, detail, data)?;
+        Ok(true)
+    }
+
+    /// Whom a warning goes to: the assigned agent, else the mailbox's team.
+    fn warned(&self, ticket: &TicketState) -> Vec<String> {
+        if let Some(agent) = &ticket.assigned {
+            return vec![agent.clone()];
+        }
+        let account = self
+            .config
+            .mailbox(&ticket.mailbox)
+            .map_or(ticket.mailbox.as_str(), |m| m.account.as_str());
+        self.config
+            .agents
+            .team_for(account)
+            .map(|team| team.members.clone())
+            .unwrap_or_default()
+    }
+
+    /// Queues a `warning` or `escalation` to each of `to`; returns who it was queued for.
+    fn alerts(
+        &mut self,
+        kind: &'static str,
+        to: &[String],
+        facts: &DeadlineFacts,
+        ticket: &TicketState,
+        level: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let (thread, told) = if kind == "escalation" {
+            let mut thread = self.tx.transcript(ticket.id)?;
+            // Our notifications and alerts to agents would only repeat the conversation.
+            thread.retain(|m| !(m.outbound && m.internal));
+            (thread, self.tx.steps_of(ticket.id)?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let message_id = self.tx.message_id_of(facts.message)?;
+        let mut sent = Vec::new();
+        for address in to {
+            let agent = self.config.agents.by_address(address);
+            let rendered = render::alert(
+                &self.config.support,
+                &self.config.templates,
+                self.signer.as_ref(),
+                kind,
+                AlertFor {
+                    to: address,
+                    agent,
+                    ticket,
+                    received_at: facts.received_at,
+                    due_at: facts.due_at,
+                    level,
+                    thread: &thread,
+                    told: &told,
+                    message_id: message_id.as_deref(),
+                },
+                self.now,
+            );
+            if self.queue(ticket, kind, Some(address), rendered)? {
+                sent.push(address.clone());
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Queues `kind` to the ticket's customer; returns the recipients (none if it could not
+    /// be rendered or the ticket has no customer address).
+    fn mail_customer(
+        &mut self,
+        kind: &'static str,
+        ticket: &TicketState,
+        due: Option<jiff::Timestamp>,
+    ) -> Result<Vec<String>, StoreError> {
+        let Some(customer) = &ticket.customer else {
+            return Ok(Vec::new());
+        };
+        let answers = self.tx.latest_customer_message(ticket.id)?;
+        let rendered = render::to_customer(
+            &self.config.support,
+            &self.config.templates,
+            kind,
+            CustomerMail {
+                ticket,
+                customer,
+                answers: answers.as_ref(),
+                lang: ticket.language.unwrap_or(self.config.support.language),
+            },
+            due,
+            self.now,
+        );
+        Ok(if self.queue(ticket, kind, None, rendered)? {
+            vec![customer.address.clone()]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// Queues rendered mail; mail to people inside (`agent`: agents, team leads, managers) is
+    /// internal, so a reply to it never threads into the ticket as customer mail. A render
+    /// failure becomes an event.
+    fn queue(
+        &mut self,
+        ticket: &TicketState,
+        kind: &'static str,
+        agent: Option<&str>,
+        rendered: Result<Outgoing, RenderError>,
+    ) -> Result<bool, StoreError> {
+        let out = match rendered {
+            Ok(out) => out,
+            Err(err) => {
+                error!(ticket = ticket.id.0, mailbox = %ticket.mailbox, kind, error = %err, "scheduler: mail not rendered");
+                self.event(ticket, "scheduler.not_sent", format!("{kind}: {err}"), None)?;
+                return Ok(false);
+            }
+        };
+        let outbox = send::enqueue(
+            self.tx,
+            &self.config.support,
+            ticket.id,
+            kind,
+            agent,
+            &out,
+            self.now,
+        )?;
+        self.tx.record(
+            &Event {
+                kind: "outbox.queued",
+                mailbox: Some(&ticket.mailbox),
+                ticket: Some(ticket.id),
+                outbox: Some(outbox),
+                detail: format!("{kind} to {}", out.recipients.join(", ")),
+                ..Event::default()
+            },
+            self.now,
+        )?;
+        self.queued = true;
+        Ok(true)
+    }
+
+    fn event(
+        &self,
+        ticket: &TicketState,
+        kind: &'static str,
+        detail: String,
+        data: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.tx.record(
+            &Event {
+                kind,
+                mailbox: Some(&ticket.mailbox),
+                ticket: Some(ticket.id),
+                detail,
+                data,
+                ..Event::default()
+            },
+            self.now,
+        )
+    }
+}
