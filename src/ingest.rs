@@ -626,17 +626,10 @@ fn apply(
             (id, true)
         }
     };
-    let clock = match decision.status {
-        Some(status) => {
-            tx.set_ticket_status(ticket, status, now)?;
-            let from = state.as_ref().map_or(TicketStatus::Open, |s| s.status);
-            schedule::status_changed(tx, ticket, from, status, deadlines, now)?
-        }
-        None => {
-            tx.touch_ticket(ticket, now)?;
-            None
-        }
-    };
+    match decision.status {
+        Some(status) => tx.set_ticket_status(ticket, status, now)?,
+        None => tx.touch_ticket(ticket, now)?,
+    }
     if let Some(agent) = &decision.assign {
         tx.assign(ticket, agent)?;
     }
@@ -729,9 +722,6 @@ fn apply(
     if let Some(deadline) = &decision.deadline {
         tx.insert_deadline(ticket, message, deadline)?;
     }
-    if let Some((kind, detail)) = clock {
-        out.record(kind, detail)?;
-    }
     if let Some(score) = decision.survey {
         if tx.record_survey(ticket, score, now)? {
             out.record_data(
@@ -792,13 +782,20 @@ fn apply(
             )?;
         }
     }
+    // After the answer: an answer with #resolve meets the deadlines it answers rather than
+    // cancelling them.
     if let Some(status) = decision.status {
-        let from = state.as_ref().map(|s| s.status.as_str());
+        let from = state.as_ref().map_or(TicketStatus::Open, |s| s.status);
+        if let Some((kind, detail)) =
+            schedule::status_changed(tx, ticket, from, status, deadlines, now)?
+        {
+            out.record(kind, detail)?;
+        }
         out.record_data(
             "ticket.status",
             status.as_str().to_string(),
             json!({
-                "from": from,
+                "from": state.as_ref().map(|s| s.status.as_str()),
                 "to": status.as_str(),
                 "by": if author.agent().is_some() { "agent" } else { "customer" },
             }),

@@ -8,7 +8,7 @@ use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn with_agents(lab: &Lab) -> Setup {
+pub fn with_agents(lab: &Lab) -> Setup {
     let setup = Setup::new(lab, Imap::Implicit, "");
     std::fs::write(
         setup.dir.path().join("relay.key"),
@@ -33,7 +33,7 @@ address = "agent2@example.test"
 }
 
 /// Thunderbird's reply: text above, "On … wrote:" and the quoted notification below.
-fn thunderbird_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
+pub fn thunderbird_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
     let n = parsed(notification);
     let nid = n.message_id.clone().expect("notification Message-ID");
     let quoted: String = n.text.lines().map(|l| format!("> {l}\n")).collect();

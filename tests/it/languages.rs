@@ -396,7 +396,10 @@ fn upgrading_a_version_1_database_fills_the_contacts() {
     let err = Store::open_read_only(&path).err().expect("refused");
     assert!(
         err.to_string()
-            .ends_with("has schema version 1, older than this deskgate's (5); `deskgate run` upgrades it when it starts"),
+            .contains("has schema version 1, older than this deskgate's (")
+            && err
+                .to_string()
+                .ends_with("); `deskgate run` upgrades it when it starts"),
         "{err}"
     );
     let store = Store::open(Path::new(&path)).expect("migrate");

@@ -11,6 +11,8 @@ mod cli;
 mod corpus;
 /// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
 mod daemon;
+/// Deadlines of seconds: warnings, escalation levels, follow-ups, the survey.
+mod deadlines;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
 /// A safe first start: the backlog per initial_import, imported quietly.

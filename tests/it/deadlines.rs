@@ -1,0 +1,314 @@
+//! Deadlines of seconds on real Dovecot and Postfix: the warning and each escalation level
+//! arrive once, with the whole conversation, across a crash; an answer in time prevents
+//! escalation; pending tickets get reminders, resolve themselves, ask for a score and close.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::agents::{thunderbird_reply, with_agents};
+use crate::daemon::{Setup, header, parsed};
+use crate::harness::{Lab, message};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Events of `kind` recorded so far.
+fn events(setup: &Setup, kind: &str) -> Vec<Value> {
+    setup
+        .json(&["events", "--kind", kind, "--limit", "1000"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+fn set_deadlines(setup: &Setup, deadlines: &str) {
+    setup.edit_config(|text| {
+        text.replace(
+            "[deadlines]\nfirst_response = \"24h\"\n",
+            &format!("[deadlines]\n{deadlines}\n"),
+        )
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warning_and_each_escalation_level_arrive_once_across_a_crash() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    set_deadlines(
+        &setup,
+        r#"first_response = "8s"
+warning = "4s"
+
+[[deadlines.escalation]]
+after = "0s"
+to = ["lead@example.test"]
+
+[[deadlines.escalation]]
+after = "6s"
+to = ["agent3@example.test"]"#,
+    );
+    let daemon = setup.start();
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let original = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        "Printer on fire",
+        "esc1@customer.test",
+        "It smokes and the office smells of toner.\n",
+        &[],
+    );
+    lab.send(&customer, &[&support], &original).await;
+
+    // The acknowledgement promises the time the scheduler enforces.
+    let ack = lab.wait_for("customer1", "INBOX", 1, WAIT).await.remove(0);
+    let ticket = setup
+        .wait_json(&["tickets"], WAIT, |t| t[0]["next_due_at"].is_string())
+        .await;
+    let number = ticket[0]["id"].as_i64().expect("ticket id");
+    let due: jiff::Timestamp = ticket[0]["next_due_at"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("due time");
+    let promised =
+        deskgate::render::format_due(due, &jiff::tz::TimeZone::UTC, deskgate::language::Lang::En);
+    assert!(
+        parsed(&ack).text.contains(&promised),
+        "ack promises {promised}"
+    );
+
+    // Nobody is assigned: the team (both agents) is warned 4 s before the deadline, after
+    // their notification.
+    let agent1 = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
+    lab.wait_for("agent2", "INBOX", 2, WAIT).await;
+    let warning = parsed(&agent1[1]);
+    assert!(warning.subject.starts_with("Due in"), "{}", warning.subject);
+    assert!(warning.subject.contains(&format!("[#{number}]")));
+    let reply_to = warning.reply_to.clone().expect("signed Reply-To").address;
+    assert!(
+        reply_to.starts_with(&format!("support+{number}.")),
+        "{reply_to}"
+    );
+
+    // Level 1 at the deadline, to the team lead, with the whole conversation.
+    let lead = lab.wait_for("lead", "INBOX", 1, WAIT).await;
+    let escalation = parsed(&lead[0]);
+    assert!(
+        escalation.subject.starts_with("Escalation 1:"),
+        "{}",
+        escalation.subject
+    );
+    for fact in [
+        "It smokes and the office smells of toner.",
+        "Mona Q <customer1@example.test>",
+        "Thank you for writing to Example Support",
+        "warning to agent1@example.test",
+        "escalation level 1",
+    ] {
+        assert!(
+            escalation.text.contains(fact),
+            "{fact:?} in\n{}",
+            escalation.text
+        );
+    }
+    assert_eq!(
+        header(&lead[0], "Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+
+    // A crash between the levels: nothing is repeated, nothing skipped.
+    daemon.kill();
+    let daemon = setup.start();
+    let manager = lab.wait_for("agent3", "INBOX", 1, WAIT).await;
+    let level2 = parsed(&manager[0]);
+    assert!(
+        level2.subject.starts_with("Escalation 2:"),
+        "{}",
+        level2.subject
+    );
+    assert!(
+        level2.text.contains("escalation-1 to lead@example.test"),
+        "who was told before:\n{}",
+        level2.text
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        lab.fetch_all("lead", "INBOX").await.len(),
+        1,
+        "level 1 once"
+    );
+    assert_eq!(
+        lab.fetch_all("agent3", "INBOX").await.len(),
+        1,
+        "level 2 once"
+    );
+    assert_eq!(
+        lab.fetch_all("agent1", "INBOX").await.len(),
+        2,
+        "one warning"
+    );
+    assert_eq!(events(&setup, "deadline.warned").len(), 1);
+    assert_eq!(events(&setup, "deadline.breached").len(), 1);
+    assert_eq!(events(&setup, "escalation.sent").len(), 2);
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_in_time_prevents_escalation_and_the_survey_score_is_recorded() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    set_deadlines(
+        &setup,
+        r#"first_response = "8s"
+warning = "off"
+
+[[deadlines.escalation]]
+after = "0s"
+to = ["lead@example.test"]"#,
+    );
+    let daemon = setup.start();
+    let (customer, support) = (lab.address("customer2"), lab.address("support"));
+    let original = message(
+        &format!("Ahmad <{customer}>"),
+        &support,
+        "الطابعة لا تعمل",
+        "esc2@customer.test",
+        "مرحبا، الطابعة في المكتب لا تطبع منذ أمس.\n",
+        &[],
+    );
+    lab.send(&customer, &[&support], &original).await;
+    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
+    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
+    let answer = thunderbird_reply(
+        &lab.address("agent1"),
+        &reply_to,
+        &notification,
+        "#resolve\nتم إصلاح الطابعة، يرجى المحاولة مرة أخرى.",
+    );
+    lab.submit("agent1", &[&reply_to], &answer).await;
+
+    // Acknowledgement, the relayed answer, then the survey (resolved), in Arabic.
+    let inbox = lab.wait_for("customer2", "INBOX", 3, WAIT).await;
+    let survey = inbox
+        .iter()
+        .map(|m| parsed(m))
+        .find(|m| m.subject.starts_with("ما رأيك"))
+        .expect("the survey, in the customer's language");
+    assert!(survey.text.contains("١ إلى ٥"), "{}", survey.text);
+
+    // The customer answers with an Arabic-Indic four and a word of thanks.
+    let sid = survey.message_id.clone().expect("survey Message-ID");
+    let score = message(
+        &format!("Ahmad <{customer}>"),
+        &support,
+        &format!("رد: {}", survey.subject),
+        "esc2-score@customer.test",
+        &format!(
+            "٤ شكرا\n\nكتب Example Support:\n> {}",
+            survey.text.replace('\n', "\n> ")
+        ),
+        &[("In-Reply-To", &format!("<{sid}>"))],
+    );
+    lab.send(&customer, &[&support], &score).await;
+    let answered = setup
+        .wait_json(
+            &["events", "--kind", "survey.", "--limit", "10"],
+            WAIT,
+            |e| {
+                e.as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["kind"] == "survey.answered"))
+            },
+        )
+        .await;
+    assert!(
+        answered.to_string().contains("satisfaction 4 of 5"),
+        "{answered:#}"
+    );
+
+    // Well past the deadline: nobody was escalated to, the score did not reopen the ticket.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        lab.fetch_all("lead", "INBOX").await.is_empty(),
+        "no escalation"
+    );
+    assert!(events(&setup, "escalation.sent").is_empty());
+    assert_eq!(events(&setup, "deadline.met").len(), 1);
+    let ticket = setup.json(&["tickets"]);
+    assert_eq!(ticket[0]["status"], "resolved", "{ticket:#}");
+    assert_eq!(
+        lab.fetch_all("customer2", "INBOX").await.len(),
+        3,
+        "nothing answers a score"
+    );
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_tickets_are_reminded_resolved_surveyed_and_closed() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    setup.append_config(
+        r#"
+[followup]
+pending_reminders = ["2s"]
+pending_resolve_after = "5s"
+auto_close_after = "3s"
+"#,
+    );
+    let daemon = setup.start();
+    let (customer, support) = (lab.address("customer3"), lab.address("support"));
+    let original = message(
+        &format!("Eleni <{customer}>"),
+        &support,
+        "Scanner",
+        "pend1@customer.test",
+        "The scanner shows error E42.\n",
+        &[],
+    );
+    lab.send(&customer, &[&support], &original).await;
+    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
+    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
+    let answer = thunderbird_reply(
+        &lab.address("agent1"),
+        &reply_to,
+        &notification,
+        "#pending\nWhich model is it? The label is on the back.",
+    );
+    lab.submit("agent1", &[&reply_to], &answer).await;
+
+    // ack, answer, reminder, survey (auto-resolved), closing notice.
+    let inbox = lab.wait_for("customer3", "INBOX", 5, WAIT).await;
+    let subjects: Vec<String> = inbox.iter().map(|m| parsed(m).subject).collect();
+    assert!(
+        subjects[2].starts_with("Waiting for your reply"),
+        "{subjects:?}"
+    );
+    assert!(subjects[3].starts_with("How did we do?"), "{subjects:?}");
+    assert!(subjects[4].starts_with("Closed:"), "{subjects:?}");
+    let statuses: Vec<String> = events(&setup, "ticket.status")
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(statuses.contains(&"resolved".to_string()), "{statuses:?}");
+    assert!(statuses.contains(&"closed".to_string()), "{statuses:?}");
+    assert_eq!(events(&setup, "ticket.reminded").len(), 1);
+    let ticket = setup.json(&["tickets"]);
+    assert_eq!(ticket[0]["status"], "closed", "{ticket:#}");
+
+    // The customer writes again: the ticket opens again with a new deadline.
+    let again = message(
+        &format!("Eleni <{customer}>"),
+        &support,
+        &format!("Re: {}", subjects[4]),
+        "pend2@customer.test",
+        "It is the model X100.\n",
+        &[("In-Reply-To", "<pend1@customer.test>")],
+    );
+    lab.send(&customer, &[&support], &again).await;
+    setup
+        .wait_json(&["tickets"], WAIT, |t| t[0]["status"] == "open")
+        .await;
+    daemon.stop();
+}
