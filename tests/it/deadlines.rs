@@ -312,3 +312,246 @@ auto_close_after = "3s"
         .await;
     daemon.stop();
 }
+
+/// The scheduler with an injected clock, no servers: business hours across a weekend, each
+/// step once however often it runs, a clock set back, and the pause while pending.
+mod clock {
+    use std::sync::Arc;
+
+    use deskgate::config::Config;
+    use deskgate::ingest::{Source, ingest};
+    use deskgate::model::{TicketId, TicketStatus};
+    use deskgate::policy::Arrival;
+    use deskgate::schedule::{run_due, status_changed};
+    use deskgate::store::Store;
+    use jiff::Timestamp;
+
+    use crate::harness::message;
+
+    const CONFIG: &str = r#"
+database = "deskgate.db"
+[support]
+address = "support@example.test"
+name = "Example Support"
+timezone = "Europe/Athens"
+[policy]
+no_ack_domains = []
+[deadlines]
+first_response = "2h"
+warning = "1h"
+[deadlines.business_hours]
+monday = "09:00-17:00"
+tuesday = "09:00-17:00"
+wednesday = "09:00-17:00"
+thursday = "09:00-17:00"
+friday = "09:00-17:00"
+[[deadlines.escalation]]
+after = "0s"
+to = ["lead@example.test"]
+[[deadlines.escalation]]
+after = "1h"
+to = ["boss@example.test"]
+[[mailbox]]
+name = "support"
+host = "127.0.0.1"
+tls = "plain"
+user = "support"
+password = "x"
+[smtp]
+host = "127.0.0.1"
+tls = "plain"
+"#;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        config: Arc<Config>,
+        store: Store,
+    }
+
+    impl World {
+        fn new() -> World {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("deskgate.toml");
+            let config = Config::from_toml(&path, CONFIG).unwrap_or_else(|e| panic!("{e}"));
+            let store = Store::open(&config.database).expect("store");
+            World {
+                _dir: dir,
+                config: Arc::new(config),
+                store,
+            }
+        }
+
+        /// Steps taken and the next step's time, after running the scheduler at `now`.
+        fn run(&self, now: &str) -> (usize, Option<Timestamp>) {
+            let config = Arc::clone(&self.config);
+            let now = at(now);
+            self.store
+                .write_blocking(|tx| {
+                    let batch = run_due(tx, &config, now)?;
+                    Ok((batch.steps, tx.next_step_at()?))
+                })
+                .expect("run")
+        }
+
+        fn outbox(&self) -> Vec<(String, String)> {
+            self.store
+                .read_blocking(|tx| tx.outbox())
+                .expect("outbox")
+                .into_iter()
+                .map(|o| (o.kind, o.recipients))
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_follow_business_hours_once_each_whatever_the_clock_does() {
+        let world = World::new();
+        // Friday 27 November 2026, 16:30 in Athens (14:30Z): half an hour of Friday left.
+        let raw = message(
+            "Mona <customer1@example.test>",
+            "support@example.test",
+            "Printer",
+            "clock1@customer.test",
+            "It smokes.\n",
+            &[],
+        );
+        let source = Source {
+            mailbox: "support".into(),
+            uidvalidity: 1,
+            uid: 1,
+            arrival: Arrival::Live,
+        };
+        ingest(
+            &world.store,
+            &world.config,
+            source,
+            raw,
+            at("2026-11-27T14:30:00Z"),
+        )
+        .await
+        .expect("ingest");
+        // Due Monday 10:30 Athens (08:30Z): 0.5 h on Friday + 1.5 h on Monday. Warned
+        // after 1 h of working time: Monday 09:30 (07:30Z).
+        let ack = &world.outbox()[0];
+        assert_eq!(ack.0, "acknowledgement");
+        assert_eq!(
+            world.run("2026-11-27T15:00:00Z"),
+            (0, Some(at("2026-11-30T07:30:00Z")))
+        );
+        assert_eq!(
+            world.run("2026-11-28T12:00:00Z"),
+            (0, Some(at("2026-11-30T07:30:00Z"))),
+            "the weekend"
+        );
+        // Monday 09:31: the warning (nobody to warn: no agents) and nothing else.
+        assert_eq!(
+            world.run("2026-11-30T07:31:00Z"),
+            (1, Some(at("2026-11-30T08:30:00Z")))
+        );
+        assert_eq!(
+            world.run("2026-11-30T07:31:00Z"),
+            (0, Some(at("2026-11-30T08:30:00Z"))),
+            "once"
+        );
+        // 10:31: the breach and level 1; level 2 one working hour later.
+        assert_eq!(
+            world.run("2026-11-30T08:31:00Z"),
+            (2, Some(at("2026-11-30T09:30:00Z")))
+        );
+        // The clock is set back to Friday: nothing is undone or repeated.
+        assert_eq!(
+            world.run("2026-11-27T15:00:00Z"),
+            (0, Some(at("2026-11-30T09:30:00Z")))
+        );
+        assert_eq!(world.run("2026-11-30T09:31:00Z"), (1, None));
+        assert_eq!(world.run("2026-12-07T09:31:00Z"), (0, None), "nothing left");
+        let sent: Vec<String> = world
+            .outbox()
+            .into_iter()
+            .map(|(k, to)| format!("{k} {to}"))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                "escalation boss@example.test",
+                "escalation lead@example.test",
+                "acknowledgement customer1@example.test",
+            ],
+            "newest first"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_clock_stops_while_pending_and_runs_on_with_what_was_left() {
+        let world = World::new();
+        let raw = message(
+            "Mona <customer1@example.test>",
+            "support@example.test",
+            "Printer",
+            "clock2@customer.test",
+            "It smokes.\n",
+            &[],
+        );
+        let source = Source {
+            mailbox: "support".into(),
+            uidvalidity: 1,
+            uid: 1,
+            arrival: Arrival::Live,
+        };
+        // Monday 10:00 Athens: due 12:00 (10:00Z).
+        ingest(
+            &world.store,
+            &world.config,
+            source,
+            raw,
+            at("2026-11-30T08:00:00Z"),
+        )
+        .await
+        .expect("ingest");
+        let deadlines = Arc::clone(&world.config.deadlines);
+        let ticket = TicketId(1);
+        world
+            .store
+            .write_blocking(|tx| {
+                // Pending at 11:00 (one working hour left), open again Tuesday 09:00.
+                let paused = at("2026-11-30T09:00:00Z");
+                tx.set_ticket_status(ticket, TicketStatus::Pending, paused)?;
+                status_changed(
+                    tx,
+                    ticket,
+                    TicketStatus::Open,
+                    TicketStatus::Pending,
+                    &deadlines,
+                    paused,
+                )?;
+                let resumed = at("2026-12-01T07:00:00Z");
+                tx.set_ticket_status(ticket, TicketStatus::Open, resumed)?;
+                status_changed(
+                    tx,
+                    ticket,
+                    TicketStatus::Pending,
+                    TicketStatus::Open,
+                    &deadlines,
+                    resumed,
+                )?;
+                Ok(())
+            })
+            .expect("pause and resume");
+        let due = world
+            .store
+            .read_blocking(|tx| tx.ticket(ticket))
+            .expect("ticket")
+            .and_then(|t| t.next_due_at);
+        assert_eq!(
+            due,
+            Some(at("2026-12-01T08:00:00Z")),
+            "Tuesday 10:00 Athens"
+        );
+        // Nothing fired while pending, although Monday 12:00 passed.
+        assert_eq!(world.run("2026-12-01T06:00:00Z").0, 0);
+    }
+}
