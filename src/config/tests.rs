@@ -945,3 +945,47 @@ fn oauth2_logins_are_checked_with_their_reasons() {
         assert_eq!(refusal(&text), expected, "{text}");
     }
 }
+
+#[test]
+fn deadline_mistakes_are_named_with_their_line() {
+    let text = format!(
+        "{SUPPORT}{MAILBOX}{SMTP}[deadlines]\nwarning = \"120%\"\n[deadlines.business_hours]\ntimezone = \"Mars/Olympus\"\nmonday = \"17:00-09:00\"\nholidays = [\"25.12.2026\"]\n[[deadlines.escalation]]\nafter = \"4h\"\nto = [\"boss@example.com\"]\n[[deadlines.escalation]]\nafter = \"0s\"\nto = [\"nobody here\"]\n"
+    );
+    let refused = refusal(&text);
+    for expected in [
+        ":14: [deadlines]: warning `120%`: a share must be 1% to 99%",
+        ":16: [deadlines]: business_hours.timezone `Mars/Olympus` is not a time zone name",
+        ":17: [deadlines]: business_hours.monday `17:00-09:00`: `17:00-09:00` closes before it opens",
+        ":18: [deadlines]: business_hours.holidays: `25.12.2026` is not a date",
+        ":24: [deadlines]: escalation to `nobody here`: neither an [[agent]] name nor a mail address",
+    ] {
+        assert!(refused.contains(expected), "{expected:?} in:\n{refused}");
+    }
+    let unordered = format!(
+        "{SUPPORT}{MAILBOX}{SMTP}[[deadlines.escalation]]\nafter = \"4h\"\nto = [\"boss@example.com\"]\n[[deadlines.escalation]]\nafter = \"0s\"\nto = [\"lead@example.com\"]\n"
+    );
+    assert!(
+        refusal(&unordered).contains("escalation level 2 comes before level 1"),
+        "{}",
+        refusal(&unordered)
+    );
+}
+
+#[test]
+fn a_mailbox_overrides_deadlines_key_by_key() {
+    let text = format!(
+        "{SUPPORT}{MAILBOX}[mailbox.deadlines]\nfirst_response = \"4h\"\n{SMTP}[deadlines]\nnext_response = \"8h\"\nwarning = \"30m\"\n"
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let own = &config.mailboxes[0].deadlines;
+    assert_eq!(own.first_response, Duration::from_secs(4 * 3600));
+    assert_eq!(own.next_response, Duration::from_secs(8 * 3600));
+    assert_eq!(
+        own.warning,
+        Some(crate::config::Warning::Before(Duration::from_secs(1800)))
+    );
+    assert_eq!(
+        config.deadlines.first_response,
+        Duration::from_secs(24 * 3600)
+    );
+}
