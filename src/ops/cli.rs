@@ -97,7 +97,9 @@ pub enum Command {
     ///
     /// Useful kinds: sender.limited (a sender went past a per-sender limit), bounce.
     /// (bounce.received, bounce.delayed), message.quarantined, message.loop_dropped,
-    /// ack.withheld.
+    /// ack.withheld, deadline. (deadline.warned, deadline.breached, deadline.met,
+    /// deadline.paused), escalation.sent, survey. (survey.sent, survey.answered),
+    /// ticket.status, ticket.reminded.
     Events {
         /// Only events whose kind starts with this, e.g. "sender." or "bounce.".
         #[arg(long, default_value = "")]
