@@ -41,6 +41,7 @@ async fn warning_and_each_escalation_level_arrive_once_across_a_crash() {
         &setup,
         r#"first_response = "8s"
 warning = "4s"
+customer_update = true
 
 [[deadlines.escalation]]
 after = "0s"
@@ -117,6 +118,13 @@ to = ["agent3@example.test"]"#,
         header(&lead[0], "Auto-Submitted").as_deref(),
         Some("auto-generated")
     );
+
+    // The customer gets one apology with a new time, in the thread.
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    let update = parsed(&inbox[1]);
+    assert_eq!(update.subject, format!("Re: Printer on fire [#{number}]"));
+    assert!(update.text.contains("apology"), "{}", update.text);
+    assert_eq!(update.in_reply_to, vec!["esc1@customer.test"]);
 
     // A crash between the levels: nothing is repeated, nothing skipped.
     daemon.kill();
