@@ -122,18 +122,19 @@ impl Signal {
             Signal::Digest => "multipart/digest".to_string(),
             Signal::ListSender => "sent by a list or newsletter address".to_string(),
             Signal::LoopMark => "our X-Deskgate-Loop header".to_string(),
-            Signal::OwnAddress => "sent from the support address".to_string(),
+            Signal::OwnAddress => "sent from one of our addresses".to_string(),
         }
     }
 }
 
-/// Classifies `message` for a support desk whose address is `support_address` (lower case).
-pub fn classify(message: &ParsedMessage, support_address: &str) -> Class {
-    if message.loop_marks.iter().any(|m| m == support_address) {
+/// Classifies `message` for a support desk whose addresses are `ours` (lower case: the
+/// support address and every `[[mailbox.address]]`).
+pub fn classify(message: &ParsedMessage, ours: &[String]) -> Class {
+    if message.loop_marks.iter().any(|m| ours.contains(m)) {
         return Class::OwnMail(Signal::LoopMark);
     }
     let from = message.from.as_ref().map(|p| p.address.as_str());
-    if from == Some(support_address) {
+    if from.is_some_and(|f| ours.iter().any(|o| o == f)) {
         return Class::OwnMail(Signal::OwnAddress);
     }
     if message.defects.contains(&Defect::ParserFailed) {
@@ -395,7 +396,7 @@ mod tests {
 
     fn class_of(headers: &str) -> Class {
         let raw = format!("{headers}\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n");
-        classify(&parse(raw.as_bytes()), SUPPORT)
+        classify(&parse(raw.as_bytes()), &[SUPPORT.to_string()])
     }
 
     fn check(headers: &str, expected: Class) {

@@ -5,6 +5,7 @@
 //! password files read, CA certificates parsed, templates compiled). Every problem is
 //! collected with its line, so `deskgate check-config` lists them all at once.
 
+mod addresses;
 mod agents;
 mod deadlines;
 mod duration;
@@ -52,6 +53,9 @@ pub struct Config {
     pub tls: TlsTrust,
     pub templates: Arc<Templates>,
     pub agents: Agents,
+    /// The support address and every `[[mailbox.address]]` (lower case): mail from any of
+    /// them, or carrying the loop mark of any of them, is our own.
+    pub own_addresses: Vec<String>,
     /// Accepted but worth an admin's attention (e.g. plaintext IMAP on loopback).
     pub warnings: Vec<String>,
 }
@@ -141,6 +145,37 @@ pub struct MailboxConfig {
     pub initial_import: InitialImport,
     /// Response times, business hours, warnings and escalations of this mailbox's tickets.
     pub deadlines: Arc<Deadlines>,
+    /// Further addresses delivered into this mailbox (`[[mailbox.address]]`), each a desk of
+    /// its own; the support address is the desk of all other mail.
+    pub addresses: Vec<DeskAddress>,
+}
+
+/// One more address routed into a mailbox: customers who write to it are acknowledged and
+/// answered from it, in its wording, and its team hears about their tickets.
+#[derive(Debug, Clone)]
+pub struct DeskAddress {
+    pub address: lettre::Address,
+    /// The display name of mail from this address (`support.name` if unset).
+    pub name: String,
+    /// The [[team]] that hears of its tickets (the mailbox's team if unset).
+    pub team: Option<String>,
+    /// The language of customers nothing else is known about (the mailbox's if unset).
+    pub language: Lang,
+    /// The shipped templates, overridden by `templates_dir`, overridden by its own.
+    pub templates: Arc<Templates>,
+}
+
+/// Everything that depends on which address a ticket's customer wrote to.
+#[derive(Debug)]
+pub struct Desk<'c> {
+    /// `[support]` with the address and name mail goes out from.
+    pub support: Support,
+    pub templates: &'c Templates,
+    pub team: Option<&'c Team>,
+    /// The default language of its customers.
+    pub language: Lang,
+    /// The `[[mailbox.address]]`, or `None` for the support address.
+    pub address: Option<&'c DeskAddress>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +310,43 @@ impl Config {
         }
     }
 
+    /// The desk of a ticket in `mailbox` whose customer wrote to `address` (`None`: the
+    /// support address). An address no longer configured falls back to the support address.
+    pub fn desk(&self, mailbox: &str, address: Option<&str>) -> Desk<'_> {
+        let section = self.mailbox(mailbox);
+        let account = section.map_or(mailbox, |m| m.account.as_str());
+        let extra = address.and_then(|a| {
+            section?
+                .addresses
+                .iter()
+                .find(|d| d.address.to_string().eq_ignore_ascii_case(a))
+        });
+        let team = extra
+            .and_then(|d| d.team.as_deref())
+            .and_then(|name| self.agents.teams.iter().find(|t| t.name == name))
+            .or_else(|| self.agents.team_for(account));
+        match extra {
+            Some(desk) => Desk {
+                support: Support {
+                    address: desk.address.clone(),
+                    name: desk.name.clone(),
+                    ..self.support.clone()
+                },
+                templates: &desk.templates,
+                team,
+                language: desk.language,
+                address: Some(desk),
+            },
+            None => Desk {
+                support: self.support.clone(),
+                templates: &self.templates,
+                team,
+                language: section.map_or(self.support.language, |m| m.language),
+                address: None,
+            },
+        }
+    }
+
     /// The watched folder named `name` (a ticket's mailbox), or else the first folder of
     /// the [[mailbox]] section named `name`.
     pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
@@ -393,7 +465,13 @@ impl Checker<'_> {
         // Teams name [[mailbox]] sections, whatever folders those watch.
         let mut names: Vec<String> = mailboxes.iter().map(|m| m.account.clone()).collect();
         names.dedup();
-        let agents = self.agents(raw.relay.as_ref(), &raw.agent, &raw.team, &names);
+        let agents = self.agents(
+            raw.relay.as_ref(),
+            &raw.agent,
+            &raw.team,
+            &names,
+            default_language,
+        );
         let zone = support
             .as_ref()
             .map_or(jiff::tz::TimeZone::UTC, |s| s.timezone.clone());
@@ -430,19 +508,10 @@ impl Checker<'_> {
         let outbox = self.outbox(&raw.outbox);
         let templates = match &raw.templates_dir {
             None => Some(Templates::builtin()),
-            Some(dir) => match Templates::load(&self.path(dir.get_ref())) {
-                Ok(loaded) => {
-                    self.warnings.extend(loaded.warnings);
-                    Some(loaded.templates)
-                }
-                Err(errors) => {
-                    for error in errors {
-                        self.problem(dir, format!("templates_dir: {error}"));
-                    }
-                    None
-                }
-            },
-        };
+            Some(dir) => self.templates(&[dir], "templates_dir"),
+        }
+        .map(Arc::new);
+        let own_addresses = self.addresses(&raw, &mut mailboxes, &agents, templates.as_ref());
         Some(Config {
             path: path.to_path_buf(),
             database,
@@ -454,8 +523,9 @@ impl Checker<'_> {
             smtp: smtp?,
             outbox,
             tls: tls?,
-            templates: Arc::new(templates?),
+            templates: templates?,
             agents,
+            own_addresses,
             warnings: std::mem::take(&mut self.warnings),
         })
     }
@@ -748,6 +818,7 @@ impl Checker<'_> {
                 initial_import,
                 language,
                 deadlines: Arc::default(),
+                addresses: Vec::new(),
             })
             .collect()
     }

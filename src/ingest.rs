@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::agent::{self, Author, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
-use crate::config::{Agent, Config};
+use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
 use crate::parse::{ParsedMessage, parse};
@@ -96,7 +96,7 @@ pub async fn ingest(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
-    let (parsed, class) = understand(&raw, &support_address(config));
+    let (parsed, class) = understand(&raw, &config.own_addresses);
     let config = Arc::clone(config);
     let for_tx = parsed.clone();
     let outcome = store
@@ -158,7 +158,7 @@ async fn quarantine_fetched(
     reason: String,
     now: Timestamp,
 ) -> Result<QuarantineId, StoreError> {
-    let (parsed, _) = understand(&raw, &support_address(config));
+    let (parsed, _) = understand(&raw, &config.own_addresses);
     store
         .write(move |tx| {
             let id = put_aside(tx, &source, &parsed, &reason, &raw, size, now)?;
@@ -211,7 +211,7 @@ pub async fn release(
             size: held.size,
         });
     }
-    let (parsed, class) = understand(&held.raw, &support_address(config));
+    let (parsed, class) = understand(&held.raw, &config.own_addresses);
     let config = Arc::clone(config);
     let outcome = store
         .write(move |tx| {
@@ -261,10 +261,6 @@ pub async fn release(
     Ok(outcome)
 }
 
-fn support_address(config: &Config) -> String {
-    config.support.address.to_string().to_ascii_lowercase()
-}
-
 fn checkpoint(source: &Source) -> Checkpoint {
     Checkpoint {
         uidvalidity: source.uidvalidity,
@@ -272,9 +268,9 @@ fn checkpoint(source: &Source) -> Checkpoint {
     }
 }
 
-fn understand(raw: &[u8], support_address: &str) -> (ParsedMessage, Class) {
+fn understand(raw: &[u8], ours: &[String]) -> (ParsedMessage, Class) {
     let parsed = parse(raw);
-    let class = classify(&parsed, support_address);
+    let class = classify(&parsed, ours);
     (parsed, class)
 }
 
@@ -335,7 +331,6 @@ fn apply(
         raw,
         released,
     } = message;
-    let support_address = support_address(config);
     let mailbox = Some(source.mailbox.as_str());
     let mut key = dedupe_key(parsed.message_id.as_deref(), raw);
     let content = content_key(
@@ -481,6 +476,20 @@ fn apply(
     let team_mailbox = state
         .as_ref()
         .map_or(source.mailbox.as_str(), |s| &s.mailbox);
+    // Which of our addresses the ticket is on: its own, or for a new one, the one written to.
+    let written_to = match &state {
+        Some(ticket) => ticket.address.clone(),
+        None => config.mailbox(&source.mailbox).and_then(|m| {
+            let extras: Vec<String> = m
+                .addresses
+                .iter()
+                .map(|a| a.address.to_string().to_ascii_lowercase())
+                .collect();
+            thread::addressed(parsed, &config.own_addresses[0], &extras)
+                .map(|i| extras[i].clone())
+        }),
+    };
+    let desk = config.desk(team_mailbox, written_to.as_deref());
     let load = match sender {
         Some(address) => tx.sender_load(address, now - LIMIT_WINDOW)?,
         None => SenderLoad::default(),
@@ -511,11 +520,7 @@ fn apply(
         },
         &config.policy,
         deadlines,
-        config.agents.team_for(
-            config
-                .mailbox(team_mailbox)
-                .map_or(team_mailbox, |m| &m.account),
-        ),
+        desk.team,
         now,
     );
     // A customer's own message (not an agent's, not automatic mail) tells their language.
@@ -525,9 +530,7 @@ fn apply(
         .filter(|_| decision.role == Role::Sender(Class::Customer) && author.agent().is_none());
     let language = match customer {
         Some(person) => {
-            let default = config
-                .mailbox(team_mailbox)
-                .map_or(config.support.language, |m| m.language);
+            let default = desk.language;
             let evidence = Evidence {
                 content_language: parsed.content_language.as_deref(),
                 subject: &parsed.subject,
@@ -621,6 +624,7 @@ fn apply(
                 subject,
                 customer: parsed.from.as_ref(),
                 language: language.as_ref().map(|c| (c.lang, c.source)),
+                address: written_to.as_deref(),
                 now,
             })?;
             (id, true)
@@ -655,7 +659,7 @@ fn apply(
         })?;
     }
     if customer.is_some() {
-        for person in participants(parsed, &support_address) {
+        for person in participants(parsed, &config.own_addresses) {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
             } else {
@@ -678,7 +682,7 @@ fn apply(
             message,
             now,
         },
-        config,
+        support: &desk.support,
         ticket,
     };
     if created {
@@ -844,6 +848,8 @@ fn apply(
             "ticket {ticket} vanished inside its own transaction"
         )));
     };
+    // Reply keys in mail about this ticket are made for the address it is on.
+    let signer = signer.map(|s| s.signing_as(&desk.support.address));
     let mut queued = Vec::new();
     let mut acknowledgement = None;
     if decision.acknowledge
@@ -856,9 +862,9 @@ fn apply(
             message_id: parsed.message_id.as_deref(),
             references: &parsed.references,
             due_at: deadline.due_at,
-            lang: state.language.unwrap_or(config.support.language),
+            lang: state.language.unwrap_or(desk.language),
         };
-        let rendered = render::acknowledgement(&config.support, &config.templates, ack, now);
+        let rendered = render::acknowledgement(&desk.support, desk.templates, ack, now);
         acknowledgement = out.queue(OutKind::Acknowledgement, None, rendered)?;
         queued.extend(acknowledgement);
     }
@@ -875,8 +881,8 @@ fn apply(
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
             let rendered = render::notification(
-                &config.support,
-                &config.templates,
+                &desk.support,
+                desk.templates,
                 signer,
                 agent,
                 NotificationFor {
@@ -901,8 +907,8 @@ fn apply(
         if decision.relay {
             let answers = tx.latest_customer_message(ticket)?;
             let rendered = render::reply(
-                &config.support,
-                &config.templates,
+                &desk.support,
+                desk.templates,
                 signer,
                 ReplyFor {
                     ticket: &state,
@@ -917,8 +923,8 @@ fn apply(
         }
         for to in agents_named(config, &decision.note_to) {
             let rendered = render::note(
-                &config.support,
-                &config.templates,
+                &desk.support,
+                desk.templates,
                 signer,
                 to,
                 NoteFor {
@@ -935,8 +941,8 @@ fn apply(
     if bounced.to_customer && !bounced.failed.is_empty() {
         for agent in agents_named(config, &decision.bounce_to) {
             let rendered = render::bounce(
-                &config.support,
-                &config.templates,
+                &desk.support,
+                desk.templates,
                 BounceFor {
                     ticket: &state,
                     agent,
@@ -952,8 +958,8 @@ fn apply(
         && let Some(agent) = config.agents.by_address(agent)
     {
         let rendered = render::notice(
-            &config.support,
-            &config.templates,
+            &desk.support,
+            desk.templates,
             NoticeFor {
                 ticket: &state,
                 agent,
@@ -1027,7 +1033,8 @@ impl Events<'_, '_> {
 /// message row and an outbox row in the ingest transaction, or an event saying why not.
 struct Effects<'a, 't> {
     events: Events<'a, 't>,
-    config: &'a Config,
+    /// The desk the ticket's mail goes out from.
+    support: &'a Support,
     ticket: TicketId,
 }
 
@@ -1062,7 +1069,7 @@ impl Effects<'_, '_> {
         };
         let outbox = send::enqueue(
             self.events.tx,
-            &self.config.support,
+            self.support,
             self.ticket,
             kind.as_str(),
             agent,
@@ -1244,14 +1251,14 @@ fn candidates(
     })
 }
 
-/// The sender and everyone copied, except the support address itself (lower case).
-fn participants<'p>(parsed: &'p ParsedMessage, support_address: &str) -> Vec<&'p Person> {
+/// The sender and everyone copied, except our own addresses (lower case).
+fn participants<'p>(parsed: &'p ParsedMessage, ours: &[String]) -> Vec<&'p Person> {
     parsed
         .from
         .iter()
         .chain(parsed.to.iter())
         .chain(parsed.cc.iter())
-        .filter(|p| p.address != support_address)
+        .filter(|p| !ours.contains(&p.address))
         .collect()
 }
 

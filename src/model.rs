@@ -123,6 +123,9 @@ pub struct TicketState {
     /// The language the customer is written to in (`None` for tickets from before languages
     /// were recorded).
     pub language: Option<crate::language::Lang>,
+    /// The `[[mailbox.address]]` the customer wrote to (lower case); `None`: the support
+    /// address.
+    pub address: Option<String>,
 }
 
 /// A person's address as found in a header: the address lower-cased, the display name decoded.

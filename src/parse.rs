@@ -676,7 +676,7 @@ mod tests {
                 }
             }
             let parsed = parse(&raw);
-            let _ = crate::classify::classify(&parsed, "support@example.test");
+            let _ = crate::classify::classify(&parsed, &["support@example.test".to_string()]);
             let _ = crate::classify::no_acknowledgement(&parsed, &["example.test".into()]);
             assert!(!parsed.subject.contains(['\r', '\n']), "{raw:?}");
         }

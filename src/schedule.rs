@@ -491,13 +491,9 @@ impl<'a, 't> Work<'a, 't> {
         if let Some(agent) = &ticket.assigned {
             return vec![agent.clone()];
         }
-        let account = self
-            .config
-            .mailbox(&ticket.mailbox)
-            .map_or(ticket.mailbox.as_str(), |m| m.account.as_str());
         self.config
-            .agents
-            .team_for(account)
+            .desk(&ticket.mailbox, ticket.address.as_deref())
+            .team
             .map(|team| team.members.clone())
             .unwrap_or_default()
     }
@@ -521,12 +517,17 @@ impl<'a, 't> Work<'a, 't> {
         };
         let message_id = self.tx.message_id_of(facts.message)?;
         let mut sent = Vec::new();
+        let desk = self.config.desk(&ticket.mailbox, ticket.address.as_deref());
+        let signer = self
+            .signer
+            .as_ref()
+            .map(|s| s.signing_as(&desk.support.address));
         for address in to {
             let agent = self.config.agents.by_address(address);
             let rendered = render::alert(
-                &self.config.support,
-                &self.config.templates,
-                self.signer.as_ref(),
+                &desk.support,
+                desk.templates,
+                signer.as_ref(),
                 kind,
                 AlertFor {
                     to: address,
@@ -560,15 +561,16 @@ impl<'a, 't> Work<'a, 't> {
             return Ok(Vec::new());
         };
         let answers = self.tx.latest_customer_message(ticket.id)?;
+        let desk = self.config.desk(&ticket.mailbox, ticket.address.as_deref());
         let rendered = render::to_customer(
-            &self.config.support,
-            &self.config.templates,
+            &desk.support,
+            desk.templates,
             kind,
             CustomerMail {
                 ticket,
                 customer,
                 answers: answers.as_ref(),
-                lang: ticket.language.unwrap_or(self.config.support.language),
+                lang: ticket.language.unwrap_or(desk.language),
             },
             due,
             self.now,
@@ -598,9 +600,10 @@ impl<'a, 't> Work<'a, 't> {
                 return Ok(false);
             }
         };
+        let desk = self.config.desk(&ticket.mailbox, ticket.address.as_deref());
         let outbox = send::enqueue(
             self.tx,
-            &self.config.support,
+            &desk.support,
             ticket.id,
             kind,
             agent,

@@ -5,6 +5,7 @@
 //! part in that ticket, so nobody joins a stranger's ticket by guessing its number.
 
 use crate::model::TicketId;
+use crate::parse::ParsedMessage;
 
 /// What the store found for a message's references and subject tag.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,9 +94,76 @@ pub fn resolve(sender: Option<&str>, candidates: &Candidates) -> Threading {
     }
 }
 
+/// Which of a mailbox's further addresses (`extras`, lower case) a new ticket's customer
+/// wrote to, as an index into `extras`; `None`: the support address `primary`.
+///
+/// The envelope headers (`Delivered-To`, `X-Original-To`) come first, but only when they name
+/// one of `extras`: behind an alias they usually name the mailbox itself, whatever address
+/// the customer used. Then the first of our addresses in `To`, then in `Cc`; the support
+/// address wins there when it comes first.
+pub fn addressed(parsed: &ParsedMessage, primary: &str, extras: &[String]) -> Option<usize> {
+    let extra = |address: &str| extras.iter().position(|e| e == address);
+    if let Some(i) = parsed.delivered_to.iter().find_map(|a| extra(a)) {
+        return Some(i);
+    }
+    for header in [&parsed.to, &parsed.cc] {
+        for person in header {
+            if person.address == primary {
+                return None;
+            }
+            if let Some(i) = extra(&person.address) {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_address_written_to() {
+        let extras = ["sales@example.test".to_string(), "billing@example.test".to_string()];
+        let mail = |headers: &str| {
+            crate::parse::parse(format!("From: c@example.net\r\n{headers}\r\n\r\nhi").as_bytes())
+        };
+        let at = |headers: &str| addressed(&mail(headers), "support@example.test", &extras);
+        assert_eq!(at("To: Sales <SALES@example.test>"), Some(0));
+        assert_eq!(at("To: support@example.test"), None);
+        assert_eq!(at("To: someone@example.net"), None, "Bcc: the support address");
+        assert_eq!(
+            at("Delivered-To: support@example.test\r\nTo: billing@example.test"),
+            Some(1),
+            "an alias rewritten to the mailbox: the envelope names the mailbox"
+        );
+        assert_eq!(
+            at("Delivered-To: billing@example.test\r\nTo: sales@example.test"),
+            Some(1),
+            "the envelope says where it was delivered"
+        );
+        assert_eq!(
+            at("X-Original-To: sales@example.test\r\nTo: list@example.net"),
+            Some(0)
+        );
+        assert_eq!(
+            at("To: support@example.test, sales@example.test"),
+            None,
+            "the first of ours in To"
+        );
+        assert_eq!(at("To: x@example.net, billing@example.test"), Some(1));
+        assert_eq!(
+            at("To: x@example.net\r\nCc: support@example.test, sales@example.test"),
+            None
+        );
+        assert_eq!(
+            at("To: support@example.test\r\nCc: sales@example.test"),
+            None,
+            "To before Cc"
+        );
+        assert_eq!(at("To: x@example.net\r\nCc: sales@example.test"), Some(0));
+    }
 
     #[test]
     fn tags() {

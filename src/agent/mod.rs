@@ -167,11 +167,13 @@ pub(crate) mod fixtures {
                     name: "Alice Agent".into(),
                     address: "agent1@example.test".into(),
                     alternates: vec!["alice@home.test".into()],
+                    language: crate::language::Lang::En,
                 },
                 Agent {
                     name: "Bob".into(),
                     address: "agent2@example.test".into(),
                     alternates: vec![],
+                    language: crate::language::Lang::En,
                 },
             ],
             teams: vec![],

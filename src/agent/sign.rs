@@ -21,14 +21,17 @@ pub struct Claim {
     token: Vec<u8>,
 }
 
-/// Signs and checks reply keys for one support address.
+/// Signs reply keys for one of our addresses and checks them for any of them.
 #[derive(Clone)]
 pub struct Signer {
     key: Hmac<Sha256>,
-    /// Support address local part, lower case.
+    /// The address keys are made for: local part and domain, lower case.
     local: String,
     separator: String,
     domain: String,
+    /// Every address whose keys are accepted (lower case `(local, domain)`), this one's
+    /// included: a key made for sales@ is as good as one made for support@.
+    accepted: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -42,15 +45,43 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// The signer of `config`'s reply keys; `None` without a `[relay]` section.
+    /// The signer of `config`'s reply keys, accepting keys made for any of its addresses;
+    /// `None` without a `[relay]` section.
     pub fn from_config(config: &crate::config::Config) -> Option<Signer> {
         config.agents.relay.as_ref().map(|relay| {
-            Signer::new(
+            let mut signer = Signer::new(
                 relay.secret.expose().as_bytes(),
                 &config.support.address,
                 &relay.separator,
-            )
+            );
+            signer.accepted = config
+                .own_addresses
+                .iter()
+                .filter_map(|a| a.rsplit_once('@'))
+                .map(|(local, domain)| (local.to_string(), domain.to_string()))
+                .collect();
+            signer
         })
+    }
+
+    /// This signer making keys for `address` (one of our addresses): the Reply-To of mail
+    /// about a ticket written to sales@ is `sales+<ticket>.<token>@`.
+    pub fn signing_as(&self, address: &lettre::Address) -> Signer {
+        let (local, domain) = (
+            address.user().to_ascii_lowercase(),
+            address.domain().to_ascii_lowercase(),
+        );
+        let mut accepted = self.accepted.clone();
+        if !accepted.contains(&(local.clone(), domain.clone())) {
+            accepted.push((local.clone(), domain.clone()));
+        }
+        Signer {
+            key: self.key.clone(),
+            local,
+            separator: self.separator.clone(),
+            domain,
+            accepted,
+        }
     }
 
     pub fn new(secret: &[u8], support: &lettre::Address, separator: &str) -> Signer {
@@ -59,11 +90,16 @@ impl Signer {
             // HMAC takes keys of any length.
             Err(_) => unreachable!("HMAC accepts every key length"),
         };
+        let (local, domain) = (
+            support.user().to_ascii_lowercase(),
+            support.domain().to_ascii_lowercase(),
+        );
         Signer {
             key,
-            local: support.user().to_ascii_lowercase(),
+            accepted: vec![(local.clone(), domain.clone())],
+            local,
             separator: separator.to_string(),
-            domain: support.domain().to_ascii_lowercase(),
+            domain,
         }
     }
 
@@ -103,25 +139,28 @@ impl Signer {
         )
     }
 
-    /// Reads `<local><sep><ticket>.<token>@<domain>` (any case); `None` for other addresses.
+    /// Reads `<local><sep><ticket>.<token>@<domain>` (any case) for any accepted address;
+    /// `None` for other addresses.
     pub fn read_address(&self, address: &str) -> Option<Claim> {
         let address = address.to_ascii_lowercase();
         let (local, domain) = address.rsplit_once('@')?;
-        if domain != self.domain {
-            return None;
-        }
-        let detail = local
-            .strip_prefix(self.local.as_str())?
-            .strip_prefix(self.separator.as_str())?;
-        let (ticket, token) = detail.split_once('.')?;
-        claim(ticket, token)
+        self.accepted
+            .iter()
+            .filter(|(_, ours)| ours == domain)
+            .find_map(|(ours, _)| {
+                let detail = local
+                    .strip_prefix(ours.as_str())?
+                    .strip_prefix(self.separator.as_str())?;
+                let (ticket, token) = detail.split_once('.')?;
+                claim(ticket, token)
+            })
     }
 
     /// Reads `dg.<ticket>.<token>.<nonce>@<domain>`; `None` for other Message-IDs.
     pub fn read_message_id(&self, id: &str) -> Option<Claim> {
         let id = id.to_ascii_lowercase();
         let (local, domain) = id.rsplit_once('@')?;
-        if domain != self.domain {
+        if !self.accepted.iter().any(|(_, ours)| ours == domain) {
             return None;
         }
         let mut parts = local.strip_prefix(ID_PREFIX)?.split('.');
@@ -136,12 +175,20 @@ impl Signer {
             .is_ok()
     }
 
-    /// Replaces every signed reply address in `text` by the plain support address, so quoted
-    /// headers that slipped through never show a customer a token.
+    /// Replaces every signed reply address in `text` by the plain address it was made for,
+    /// so quoted headers that slipped through never show a customer a token.
     pub fn scrub(&self, text: &str) -> String {
-        let plain = format!("{}@{}", self.local, self.domain);
+        self.accepted
+            .iter()
+            .fold(text.to_string(), |text, (local, domain)| {
+                self.scrub_one(&text, local, domain)
+            })
+    }
+
+    fn scrub_one(&self, text: &str, local: &str, domain: &str) -> String {
+        let plain = format!("{local}@{domain}");
         let lower = text.to_ascii_lowercase();
-        let needle = format!("{}{}", self.local, self.separator);
+        let needle = format!("{local}{}", self.separator);
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         while let Some(found) = lower[at..].find(&needle) {
@@ -150,7 +197,9 @@ impl Signer {
                 .find(|c: char| !(c.is_ascii_alphanumeric() || "+-_=.@".contains(c)))
                 .map_or(lower.len(), |n| start + n);
             out.push_str(&text[at..start]);
-            if self.read_address(&lower[start..end]).is_some() {
+            if lower[start..end].ends_with(&format!("@{domain}"))
+                && self.read_address(&lower[start..end]).is_some()
+            {
                 out.push_str(&plain);
             } else {
                 out.push_str(&text[start..end]);

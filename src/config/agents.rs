@@ -7,6 +7,7 @@ use toml::Spanned;
 pub use super::raw::NotifyWho;
 use super::raw::{RawAgent, RawRelay, RawTeam};
 use super::{Checker, Problem, Secret};
+use crate::language::Lang;
 
 /// The shortest relay secret accepted: 128 bits written as 32 hex digits, or any 32 bytes.
 const MIN_SECRET_LEN: usize = 32;
@@ -27,6 +28,9 @@ pub struct Agent {
     pub address: String,
     /// Further addresses the agent may answer from (lower case).
     pub alternates: Vec<String>,
+    /// The language of the mail deskgate writes to this agent (notifications, notes,
+    /// notices, warnings, ...): `language`, else `support.language`.
+    pub language: Lang,
 }
 
 impl Agent {
@@ -79,6 +83,7 @@ impl Checker<'_> {
         agents: &[Spanned<RawAgent>],
         teams: &[Spanned<RawTeam>],
         mailboxes: &[String],
+        default_language: Lang,
     ) -> Agents {
         let mut list: Vec<Agent> = Vec::new();
         for spanned in agents {
@@ -102,10 +107,14 @@ impl Checker<'_> {
                     );
                 }
             }
+            let language = self
+                .language(&format!("agent `{address}`: language"), raw.language.as_ref())
+                .unwrap_or(default_language);
             list.push(Agent {
                 name: raw.name.clone(),
                 address,
                 alternates,
+                language,
             });
         }
         let teams = if teams.is_empty() {
@@ -292,7 +301,7 @@ impl Checker<'_> {
     }
 
     /// A lower-case email address, or a problem naming `key`.
-    fn address(&mut self, key: &str, value: &Spanned<String>) -> Option<String> {
+    pub(super) fn address(&mut self, key: &str, value: &Spanned<String>) -> Option<String> {
         match value.get_ref().parse::<lettre::Address>() {
             Ok(address) => Some(address.to_string().to_ascii_lowercase()),
             Err(err) => {

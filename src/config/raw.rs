@@ -143,6 +143,20 @@ pub struct RawMailbox {
     pub auth: Option<Spanned<AuthMechanism>>,
     pub oauth2: Option<Spanned<RawOAuth2>>,
     pub deadlines: Option<RawDeadlines>,
+    /// Further addresses whose mail is delivered into this mailbox (`[[mailbox.address]]`).
+    #[serde(default)]
+    pub address: Vec<Spanned<RawAddress>>,
+}
+
+/// One more address routed into a mailbox, with its own name, team, language and templates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddress {
+    pub address: Spanned<String>,
+    pub name: Option<String>,
+    pub team: Option<Spanned<String>>,
+    pub language: Option<Spanned<String>>,
+    pub templates_dir: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +196,7 @@ pub struct RawAgent {
     pub address: Spanned<String>,
     #[serde(default)]
     pub alternates: Vec<Spanned<String>>,
+    pub language: Option<Spanned<String>>,
 }
 
 /// Who hears about a ticket event.

@@ -388,7 +388,7 @@ fn unknown_key_is_named_with_the_keys_allowed() {
         refusal(&text),
         "/etc/deskgate/deskgate.toml:9: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, \
          `user`, `password`, `password_file`, `folder`, `folders`, `processed_folder`, `quarantine_folder`, `idle`, \
-         `poll_interval`, `batch_size`, `timeout`, `language`, `initial_import`, `auth`, `oauth2`, `deadlines`"
+         `poll_interval`, `batch_size`, `timeout`, `language`, `initial_import`, `auth`, `oauth2`, `deadlines`, `address`"
     );
 }
 

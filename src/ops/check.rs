@@ -280,6 +280,7 @@ mod tests {
             initial_import: InitialImport::Unseen,
             language: crate::language::Lang::En,
             deadlines: Default::default(),
+            addresses: Vec::new(),
         }
     }
 

@@ -554,6 +554,7 @@ mod tests {
             ],
             created_at: "2026-11-23T08:00:00Z".parse().unwrap(),
             language: None,
+            address: None,
         }
     }
 

@@ -585,6 +585,7 @@ mod tests {
             name: "Alice Agent".into(),
             address: "alice@example.test".into(),
             alternates: Vec::new(),
+            language: Lang::En,
         };
         let customer = Person::new("c@example.net", Some("أحمد"));
         let mut ticket = crate::model::TicketState {
@@ -598,6 +599,7 @@ mod tests {
             customers: vec![customer],
             created_at: Timestamp::UNIX_EPOCH,
             language: Some(Lang::Ar),
+            address: None,
         };
         let relay = |ticket: &crate::model::TicketState| {
             let out = reply(
@@ -707,7 +709,7 @@ mod tests {
         assert_eq!(parsed.auto_response_suppress.as_deref(), Some("All"));
         assert_eq!(parsed.loop_marks, vec!["support@example.test"]);
         assert_eq!(
-            crate::classify::classify(&parsed, "support@example.test"),
+            crate::classify::classify(&parsed, &["support@example.test".to_string()]),
             crate::classify::Class::OwnMail(crate::classify::Signal::LoopMark),
             "our own acknowledgement coming back is recognised as ours"
         );

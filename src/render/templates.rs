@@ -20,11 +20,24 @@ use super::kinds::{self, KINDS, Kind, PARTS};
 use crate::language::Lang;
 
 /// Compiled templates.
-#[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
     /// Where each template came from: `None` for the shipped one.
     origins: BTreeMap<String, Option<PathBuf>>,
+}
+
+impl std::fmt::Debug for Templates {
+    /// The admin's files only (the compiled environment says nothing useful).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let overridden: BTreeMap<&str, &Path> = self
+            .origins
+            .iter()
+            .filter_map(|(name, origin)| Some((name.as_str(), origin.as_deref()?)))
+            .collect();
+        f.debug_struct("Templates")
+            .field("overridden", &overridden)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A template that failed to load or render.
@@ -62,51 +75,30 @@ impl Templates {
         }
     }
 
-    /// The shipped templates with those in `dir` taking their place. Errors name the file.
-    pub fn load(dir: &Path) -> Result<Loaded, Vec<String>> {
-        let entries = std::fs::read_dir(dir).map_err(|err| {
-            vec![format!(
-                "{}: cannot read the directory: {err}",
-                dir.display()
-            )]
-        })?;
+    /// The shipped templates with those in each of `dirs` taking their place, later
+    /// directories over earlier ones. Errors name the file.
+    pub fn load(dirs: &[PathBuf]) -> Result<Loaded, Vec<String>> {
         let mut sources = shipped();
         let mut origins = BTreeMap::new();
         let mut errors = Vec::new();
-        for entry in entries {
-            let path = match entry {
-                Ok(entry) => entry.path(),
-                Err(err) => {
-                    errors.push(format!("{}: cannot list it: {err}", dir.display()));
-                    continue;
-                }
-            };
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if !PARTS.iter().any(|part| name.ends_with(&format!(".{part}"))) {
-                continue; // README, editor backups, ...
-            }
-            if let Err(reason) = check_name(name) {
-                errors.push(format!("{}: {reason}", path.display()));
-                continue;
-            }
-            match std::fs::read_to_string(&path) {
-                Ok(source) => {
-                    sources.insert(name.to_string(), source);
-                    origins.insert(name.to_string(), Some(path.clone()));
-                }
-                Err(err) => errors.push(format!("{}: cannot read it: {err}", path.display())),
-            }
+        for dir in dirs {
+            read_dir(dir, &mut sources, &mut origins, &mut errors);
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let warnings = half_overridden(&origins, dir);
-        let templates = Templates::compile(sources, origins).map_err(|errors| {
+        let warnings = half_overridden(&origins);
+        let templates = Templates::compile(sources, origins.clone()).map_err(|errors| {
             errors
                 .into_iter()
-                .map(|e| format!("{}: {}", dir.join(&e.name).display(), e.reason))
+                .map(|e| {
+                    // A missing file is missing from the last directory.
+                    let path = origins.get(&e.name).cloned().or_else(|| {
+                        dirs.last().map(|d| d.join(&e.name))
+                    });
+                    let name = path.map_or(e.name.clone(), |p| p.display().to_string());
+                    format!("{name}: {}", e.reason)
+                })
                 .collect::<Vec<_>>()
         })?;
         Ok(Loaded {
@@ -117,7 +109,7 @@ impl Templates {
 
     fn compile(
         sources: BTreeMap<String, String>,
-        origins: BTreeMap<String, Option<PathBuf>>,
+        origins: BTreeMap<String, PathBuf>,
     ) -> Result<Templates, Vec<TemplateError>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -136,7 +128,7 @@ impl Templates {
         let origins = names
             .into_iter()
             .map(|name| {
-                let origin = origins.get(&name).cloned().flatten();
+                let origin = origins.get(&name).cloned();
                 (name, origin)
             })
             .collect();
@@ -318,25 +310,78 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A warning for each kind and language whose parts come partly from the admin, partly shipped:
-/// customers would read different wording in the text and the HTML part.
-fn half_overridden(origins: &BTreeMap<String, Option<PathBuf>>, dir: &Path) -> Vec<String> {
+/// Reads the templates in `dir` into `sources`, each replacing the one of the same name.
+fn read_dir(
+    dir: &Path,
+    sources: &mut BTreeMap<String, String>,
+    origins: &mut BTreeMap<String, PathBuf>,
+    errors: &mut Vec<String>,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            errors.push(format!(
+                "{}: cannot read the directory: {err}",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(err) => {
+                errors.push(format!("{}: cannot list it: {err}", dir.display()));
+                continue;
+            }
+        };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !PARTS.iter().any(|part| name.ends_with(&format!(".{part}"))) {
+            continue; // README, editor backups, ...
+        }
+        if let Err(reason) = check_name(name) {
+            errors.push(format!("{}: {reason}", path.display()));
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(source) => {
+                sources.insert(name.to_string(), source);
+                origins.insert(name.to_string(), path.clone());
+            }
+            Err(err) => errors.push(format!("{}: cannot read it: {err}", path.display())),
+        }
+    }
+}
+
+/// A warning for each kind and language whose parts come from different places (shipped, or
+/// different directories): customers would read different wording in the text and the HTML.
+fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
     let mut warnings = Vec::new();
     for kind in KINDS {
         for lang in Lang::ALL {
             let names = PARTS.map(|part| file_name(kind.name, lang, part));
-            let overridden: Vec<&String> =
-                names.iter().filter(|n| origins.contains_key(*n)).collect();
-            if !overridden.is_empty() && overridden.len() < names.len() {
-                let kept: Vec<&String> =
-                    names.iter().filter(|n| !origins.contains_key(*n)).collect();
-                warnings.push(format!(
-                    "templates_dir {}: {} overridden but the shipped {} still used; customers may see different wording in each part",
-                    dir.display(),
-                    overridden.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                    kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                ));
+            let from: Vec<Option<&Path>> = names
+                .iter()
+                .map(|n| origins.get(n).and_then(|p| p.parent()))
+                .collect();
+            if from.iter().all(|f| *f == from[0]) {
+                continue;
             }
+            let parts: Vec<String> = names
+                .iter()
+                .zip(&from)
+                .map(|(name, dir)| match dir {
+                    Some(dir) => format!("{name} from {}", dir.display()),
+                    None => format!("{name} shipped"),
+                })
+                .collect();
+            warnings.push(format!(
+                "templates: the parts of `{}` in {lang} come from different places ({}); customers may see different wording in each part",
+                kind.name,
+                parts.join(", ")
+            ));
         }
     }
     warnings
@@ -392,7 +437,7 @@ mod tests {
     #[test]
     fn admin_templates_override_a_subset() {
         let dir = tempfile::tempdir().unwrap();
-        let loaded = Templates::load(dir.path()).unwrap();
+        let loaded = Templates::load(&[dir.path().to_path_buf()]).unwrap();
         assert!(loaded.warnings.is_empty());
         assert!(
             loaded
@@ -407,7 +452,7 @@ mod tests {
             "Αίτημα {{ tag }}, απάντηση έως {{ due }}.",
         )
         .unwrap();
-        let loaded = Templates::load(dir.path()).unwrap();
+        let loaded = Templates::load(&[dir.path().to_path_buf()]).unwrap();
         let parts = loaded
             .templates
             .render_all(
@@ -427,7 +472,7 @@ mod tests {
         );
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(
-            loaded.warnings[0].contains("ack.el.txt overridden"),
+            loaded.warnings[0].contains("ack.el.txt from"),
             "{:?}",
             loaded.warnings
         );
@@ -438,7 +483,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ack.de.txt"), "Hallo").unwrap();
         std::fs::write(dir.path().join("akc.en.txt"), "Hello").unwrap();
-        let mut errors = Templates::load(dir.path()).unwrap_err();
+        let mut errors = Templates::load(&[dir.path().to_path_buf()]).unwrap_err();
         errors.sort();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].ends_with("ack.de.txt: `de` is not a language deskgate has templates for (languages: en, ar, el)"), "{errors:?}");
@@ -455,7 +500,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("ack.en.html"), "<p>{{ tag }}</p>").unwrap();
         std::fs::write(dir.path().join("ack.el.subject"), "{{ subject }}").unwrap();
-        let mut errors = Templates::load(dir.path()).unwrap_err();
+        let mut errors = Templates::load(&[dir.path().to_path_buf()]).unwrap_err();
         errors.sort();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0].contains("ack.ar.txt: line 1: "), "{errors:?}");

@@ -29,7 +29,7 @@ pub use tx::{
 pub use views::{ContactView, EventView, MessageView, OutboxView, QuarantineView, TicketView};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -37,6 +37,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
+    include_str!("schema_v8.sql"),
 ];
 
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.

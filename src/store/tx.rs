@@ -64,6 +64,8 @@ pub struct NewTicket<'a> {
     pub customer: Option<&'a Person>,
     /// The language the customer is written to in, and why.
     pub language: Option<(Lang, Source)>,
+    /// The `[[mailbox.address]]` the customer wrote to; `None`: the support address.
+    pub address: Option<&'a str>,
     pub now: Timestamp,
 }
 
@@ -480,7 +482,7 @@ impl<'c> Tx<'c> {
             .tx
             .query_row(
                 "SELECT mailbox, subject, status, priority, assigned_agent, customer_address,
-                        customer_name, created_at, language
+                        customer_name, created_at, language, address
                  FROM tickets WHERE id = ?1",
                 [ticket.0],
                 |r| {
@@ -494,12 +496,23 @@ impl<'c> Tx<'c> {
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, i64>(7)?,
                         r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((mailbox, subject, status, priority, assigned, address, name, created, language)) =
-            row
+        let Some((
+            mailbox,
+            subject,
+            status,
+            priority,
+            assigned,
+            address,
+            name,
+            created,
+            language,
+            written_to,
+        )) = row
         else {
             return Ok(None);
         };
@@ -526,6 +539,7 @@ impl<'c> Tx<'c> {
             customers,
             created_at: from_ms(created),
             language: language.as_deref().and_then(Lang::parse),
+            address: written_to,
         }))
     }
 
@@ -652,8 +666,8 @@ impl<'c> Tx<'c> {
     pub fn create_ticket(&self, ticket: &NewTicket<'_>) -> Result<TicketId, StoreError> {
         self.tx.execute(
             "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at, status_at,
-                                  language, language_source)
-             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?5, ?6, ?7)",
+                                  language, language_source, address)
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?5, ?6, ?7, ?8)",
             params![
                 ticket.mailbox,
                 ticket.subject,
@@ -662,6 +676,7 @@ impl<'c> Tx<'c> {
                 to_ms(ticket.now),
                 ticket.language.map(|(l, _)| l.code()),
                 ticket.language.map(|(_, s)| s.as_str()),
+                ticket.address,
             ],
         )?;
         Ok(TicketId(self.tx.last_insert_rowid()))
