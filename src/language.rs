@@ -45,6 +45,20 @@ impl Lang {
         }
     }
 
+    /// The language's name as a reader of `reader` calls it: Arabic is "Arabic" to an
+    /// English reader, "العربية" to an Arabic one, "Αραβικά" to a Greek one.
+    pub fn name_in(self, reader: Lang) -> &'static str {
+        match (reader, self) {
+            (Lang::En, _) => self.english_name(),
+            (Lang::Ar, Lang::En) => "الإنجليزية",
+            (Lang::Ar, Lang::Ar) => "العربية",
+            (Lang::Ar, Lang::El) => "اليونانية",
+            (Lang::El, Lang::En) => "Αγγλικά",
+            (Lang::El, Lang::Ar) => "Αραβικά",
+            (Lang::El, Lang::El) => "Ελληνικά",
+        }
+    }
+
     /// Written right to left.
     pub fn is_rtl(self) -> bool {
         self == Lang::Ar

@@ -989,3 +989,115 @@ fn a_mailbox_overrides_deadlines_key_by_key() {
         Duration::from_secs(24 * 3600)
     );
 }
+
+#[test]
+fn addresses_of_a_mailbox_are_desks_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ack.en.txt"),
+        "Sales here. {{ tag }} by {{ due }}.",
+    )
+    .unwrap();
+    let text = format!(
+        "{SUPPORT}language = \"el\"\n{MAILBOX}\
+         [[mailbox.address]]\naddress = \"Sales@Example.com\"\nname = \"Example Sales\"\nteam = \"sales\"\nlanguage = \"ar\"\ntemplates_dir = \"{}\"\n\
+         [[mailbox.address]]\naddress = \"billing@example.com\"\n\
+         {SMTP}{AGENTS}[[team]]\nname = \"first\"\nagents = [\"alice@example.com\"]\n\
+         [[team]]\nname = \"sales\"\nagents = [\"bob@example.com\"]\nmailboxes = []\n\
+         [[agent]]\nname = \"Chris\"\naddress = \"chris@example.com\"\nlanguage = \"en\"\n",
+        dir.path().display()
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.own_addresses,
+        ["support@example.com", "sales@example.com", "billing@example.com"]
+    );
+    let sales = config.desk("support", Some("sales@example.com"));
+    assert_eq!(sales.support.address.to_string(), "sales@example.com");
+    assert_eq!(sales.support.name, "Example Sales");
+    assert_eq!(sales.team.map(|t| t.name.as_str()), Some("sales"));
+    assert_eq!(sales.language, Lang::Ar);
+    let sample = crate::render::sample_context(
+        crate::render::kinds::kind("ack").unwrap(),
+        Lang::En,
+        &jiff::tz::TimeZone::UTC,
+    );
+    let ack = sales.templates.render_all("ack", Lang::En, &sample).unwrap();
+    assert!(ack.text.starts_with("Sales here. [#42]"), "{}", ack.text);
+    let billing = config.desk("support", Some("billing@example.com"));
+    assert_eq!(billing.support.name, "Example Support", "support.name by default");
+    assert_eq!(billing.team.map(|t| t.name.as_str()), Some("first"));
+    assert_eq!(billing.language, Lang::El, "the mailbox's language by default");
+    let primary = config.desk("support", None);
+    assert_eq!(primary.support.address.to_string(), "support@example.com");
+    assert!(
+        primary
+            .templates
+            .render_all("ack", Lang::En, &sample)
+            .unwrap()
+            .text
+            .starts_with("Hello")
+    );
+    let gone = config.desk("support", Some("old@example.com"));
+    assert!(gone.address.is_none(), "an address no longer configured");
+    let languages: Vec<(&str, Lang)> = config
+        .agents
+        .agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.language))
+        .collect();
+    assert_eq!(
+        languages,
+        [("Alice", Lang::El), ("Bob", Lang::El), ("Chris", Lang::En)],
+        "agents read support.language unless they say"
+    );
+}
+
+#[test]
+fn address_mistakes_are_refused_with_their_line() {
+    let with = |addresses: &str| {
+        format!(
+            "{SUPPORT}{MAILBOX}{addresses}{SMTP}{AGENTS}[[team]]\nname = \"first\"\nagents = [\"bob@example.com\"]\n"
+        )
+    };
+    let refused = refusal(&with(
+        "[[mailbox.address]]\naddress = \"sales@example.com\"\nteam = \"sales\"\n\
+         [[mailbox.address]]\naddress = \"SALES@example.com\"\n\
+         [[mailbox.address]]\naddress = \"support@example.com\"\n\
+         [[mailbox.address]]\naddress = \"bob@example.com\"\n\
+         [[mailbox.address]]\naddress = \"not an address\"\nlanguage = \"de\"\n",
+    ));
+    let lines: Vec<&str> = refused.lines().collect();
+    assert_eq!(lines.len(), 5, "{refused}");
+    assert!(
+        lines[0].ends_with(":12: mailbox `support` address `sales@example.com`: there is no [[team]] named `sales`"),
+        "{refused}"
+    );
+    assert!(
+        lines[1].ends_with(":14: mailbox `support` address `sales@example.com` is configured twice (as support.address or another [[mailbox.address]]); each address belongs to one mailbox"),
+        "{refused}"
+    );
+    assert!(lines[2].contains(":16: ") && lines[2].contains("`support@example.com` is configured twice"), "{refused}");
+    assert!(
+        lines[3].ends_with(":18: mailbox `support` address `bob@example.com` is agent `Bob`'s address; customers' mail and agents' mail must arrive at different addresses"),
+        "{refused}"
+    );
+    assert!(
+        lines[4].contains(":20: mailbox `support` address `not an address` is not an email address"),
+        "{refused}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ack.en.txt"), "{{ tag }} {{ due }} {% if %}").unwrap();
+    let refused = refusal(&with(&format!(
+        "[[mailbox.address]]\naddress = \"sales@example.com\"\ntemplates_dir = \"{}\"\n",
+        dir.path().display()
+    )));
+    assert!(
+        refused.starts_with(&format!(
+            "{PATH}:12: mailbox `support` address `sales@example.com`: templates_dir: {}: line 1: ",
+            dir.path().join("ack.en.txt").display()
+        )),
+        "{refused}"
+    );
+}

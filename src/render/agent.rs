@@ -18,9 +18,28 @@ use crate::render::Templates;
 use crate::store::{Answered, EarlierTicket};
 use crate::thread::format_tag;
 
-/// The line above which agents write; [`crate::agent::reply`] cuts everything below it.
-fn marker() -> String {
-    format!("{MARKER_START} Please type your reply above this line {MARKER_END}")
+/// The line above which agents write, in `lang`; [`crate::agent::reply`] cuts everything
+/// below it, whatever the words between the two ends.
+pub(super) fn marker(lang: Lang) -> String {
+    let words = match lang {
+        Lang::En => "Please type your reply above this line",
+        Lang::Ar => "يُرجى كتابة ردّك فوق هذا السطر",
+        Lang::El => "Γράψτε την απάντησή σας πάνω από αυτή τη γραμμή",
+    };
+    format!("{MARKER_START} {words} {MARKER_END}")
+}
+
+/// The language mail of `kind` to people inside is written in: the agent's own (`[[agent]]
+/// language`), else the desk's (`support.language`; e.g. an escalation address that is no
+/// agent), or English when `kind` has no templates in it. Every agent-facing kind goes
+/// through here, so its dates and figures are in the language of its words.
+pub(super) fn reader_language(
+    support: &Support,
+    templates: &Templates,
+    kind: &str,
+    agent: Option<&Agent>,
+) -> Lang {
+    templates.language_for(kind, agent.map_or(support.language, |a| a.language))
 }
 
 /// A customer message an agent is told about.
@@ -48,6 +67,7 @@ pub fn notification(
     n: NotificationFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
+    let lang = reader_language(support, templates, "notification", Some(agent));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     let history: Vec<minijinja::Value> = n
         .history
@@ -64,7 +84,7 @@ pub fn notification(
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
         tag => tag.clone(),
-        marker => marker(),
+        marker => marker(lang),
         new_ticket => n.new_ticket,
         subject => base_subject(n.subject, &tag),
         customer_name => n.customer.name.clone().unwrap_or_default(),
@@ -72,16 +92,16 @@ pub fn notification(
         status => n.ticket.status.as_str(),
         priority => n.ticket.priority.as_str(),
         assigned => n.ticket.assigned.clone().unwrap_or_default(),
-        waiting => format_wait(now.duration_since(n.waiting_since)),
-        due => n.due_at.map(|d| format_due(d, &support.timezone, Lang::En)).unwrap_or_default(),
-        language => n.ticket.language.map_or("", Lang::english_name),
+        waiting => format_wait(now.duration_since(n.waiting_since), lang),
+        due => n.due_at.map(|d| format_due(d, &support.timezone, lang)).unwrap_or_default(),
+        language => n.ticket.language.map_or("", |l| l.name_in(lang)),
         message => n.text.trim_end(),
         attachments => n.attachments.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
         history => history,
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("notification", Lang::En, &context)?;
+    let parts = templates.render_all("notification", lang, &context)?;
     let via = n.customer.name.as_deref().unwrap_or(&n.customer.address);
     build(
         support,
@@ -187,18 +207,19 @@ pub fn note(
     n: NoteFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
+    let lang = reader_language(support, templates, "note", Some(to));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
         tag => tag.clone(),
-        marker => marker(),
+        marker => marker(lang),
         subject => base_subject(&n.ticket.subject, &tag),
         body => n.body,
         agent_name => n.author.name.clone(),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("note", Lang::En, &context)?;
+    let parts = templates.render_all("note", lang, &context)?;
     build(
         support,
         Envelope {
@@ -253,7 +274,8 @@ pub fn notice(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("notice", Lang::En, &context)?;
+    let lang = reader_language(support, templates, "notice", Some(n.agent));
+    let parts = templates.render_all("notice", lang, &context)?;
     to_agent(support, n.agent, n.message_id, "auto-replied", parts, now)
 }
 
@@ -313,7 +335,8 @@ pub fn bounce(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("bounce", Lang::En, &context)?;
+    let lang = reader_language(support, templates, "bounce", Some(b.agent));
+    let parts = templates.render_all("bounce", lang, &context)?;
     to_agent(support, b.agent, b.message_id, "auto-generated", parts, now)
 }
 
@@ -332,13 +355,19 @@ fn signed_mailbox(
     mailbox(&Person::new(&address, Some(&support.name)))
 }
 
-/// `3 d 4 h`, `2 h 5 min`, `4 min`: how long a customer has waited, to the minute.
-pub fn format_wait(wait: SignedDuration) -> String {
+/// `3 d 4 h`, `2 h 5 min`, `4 min`: how long a customer has waited, to the minute, in
+/// `lang`'s abbreviations (`2 ώρ. 5 λεπ.`, `2 س 5 د`).
+pub fn format_wait(wait: SignedDuration, lang: Lang) -> String {
     let minutes = wait.as_secs().max(0) / 60;
     let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    let [d, h, m] = match lang {
+        Lang::En => ["d", "h", "min"],
+        Lang::Ar => ["ي", "س", "د"],
+        Lang::El => ["ημ.", "ώρ.", "λεπ."],
+    };
     match (days, hours) {
-        (0, 0) => format!("{mins} min"),
-        (0, _) => format!("{hours} h {mins} min"),
-        _ => format!("{days} d {hours} h"),
+        (0, 0) => format!("{mins} {m}"),
+        (0, _) => format!("{hours} {h} {mins} {m}"),
+        _ => format!("{days} {d} {hours} {h}"),
     }
 }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use lettre::message::Mailbox;
 
-use super::agent::format_wait;
+use super::agent::{format_wait, reader_language};
 use super::{
     Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
     support_mailbox,
@@ -105,6 +105,7 @@ pub fn alert(
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
     let (to, agent) = (a.to, a.agent);
+    let lang = reader_language(support, templates, kind, agent);
     let tag = format_tag(&support.tag_prefix, a.ticket.id);
     let zone = &support.timezone;
     let when = |at: Timestamp| {
@@ -158,17 +159,17 @@ pub fn alert(
         status => a.ticket.status.as_str(),
         priority => a.ticket.priority.as_str(),
         assigned => a.ticket.assigned.clone().unwrap_or_default(),
-        waiting => format_wait(now.duration_since(a.received_at)),
-        due => format_due(a.due_at, zone, Lang::En),
-        overdue => if now > a.due_at { format_wait(now.duration_since(a.due_at)) } else { String::new() },
-        left => if now < a.due_at { format_wait(a.due_at.duration_since(now)) } else { String::new() },
+        waiting => format_wait(now.duration_since(a.received_at), lang),
+        due => format_due(a.due_at, zone, lang),
+        overdue => if now > a.due_at { format_wait(now.duration_since(a.due_at), lang) } else { String::new() },
+        left => if now < a.due_at { format_wait(a.due_at.duration_since(now), lang) } else { String::new() },
         thread => thread,
         told => told,
         can_reply => agent.is_some() && signer.is_some(),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all(kind, Lang::En, &context)?;
+    let parts = templates.render_all(kind, lang, &context)?;
     let recipient = mailbox(&Person::new(to, agent.map(|a| a.name.as_str())))?;
     let (reply_to, message_id) = match (agent, signer) {
         (Some(agent), Some(signer)) => {

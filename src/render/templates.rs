@@ -216,19 +216,25 @@ impl Templates {
             .map_err(fail)
     }
 
-    /// Renders the subject, text and HTML parts of `kind` in `lang` (in English if an
-    /// agent-facing kind has no `lang` version). `lang` and `dir` are added to `context`.
+    /// The language `kind` is written in for a reader of `lang`: `lang`, or English when an
+    /// agent-facing kind has no `lang` version.
+    pub fn language_for(&self, kind: &str, lang: Lang) -> Lang {
+        if self.origins.contains_key(&file_name(kind, lang, "txt")) {
+            lang
+        } else {
+            Lang::En
+        }
+    }
+
+    /// Renders the subject, text and HTML parts of `kind` in `lang` (see
+    /// [`Templates::language_for`]). `lang` and `dir` are added to `context`.
     pub fn render_all(
         &self,
         kind: &str,
         lang: Lang,
         context: &Value,
     ) -> Result<RenderedParts, TemplateError> {
-        let lang = if self.origins.contains_key(&file_name(kind, lang, "txt")) {
-            lang
-        } else {
-            Lang::En
-        };
+        let lang = self.language_for(kind, lang);
         let context = minijinja::context! {
             lang => lang.code(),
             dir => if lang.is_rtl() { "rtl" } else { "ltr" },
