@@ -485,8 +485,7 @@ fn apply(
                 .iter()
                 .map(|a| a.address.to_string().to_ascii_lowercase())
                 .collect();
-            thread::addressed(parsed, &config.own_addresses[0], &extras)
-                .map(|i| extras[i].clone())
+            thread::addressed(parsed, &config.own_addresses[0], &extras).map(|i| extras[i].clone())
         }),
     };
     let desk = config.desk(team_mailbox, written_to.as_deref());

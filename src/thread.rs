@@ -125,14 +125,21 @@ mod tests {
 
     #[test]
     fn the_address_written_to() {
-        let extras = ["sales@example.test".to_string(), "billing@example.test".to_string()];
+        let extras = [
+            "sales@example.test".to_string(),
+            "billing@example.test".to_string(),
+        ];
         let mail = |headers: &str| {
             crate::parse::parse(format!("From: c@example.net\r\n{headers}\r\n\r\nhi").as_bytes())
         };
         let at = |headers: &str| addressed(&mail(headers), "support@example.test", &extras);
         assert_eq!(at("To: Sales <SALES@example.test>"), Some(0));
         assert_eq!(at("To: support@example.test"), None);
-        assert_eq!(at("To: someone@example.net"), None, "Bcc: the support address");
+        assert_eq!(
+            at("To: someone@example.net"),
+            None,
+            "Bcc: the support address"
+        );
         assert_eq!(
             at("Delivered-To: support@example.test\r\nTo: billing@example.test"),
             Some(1),

@@ -67,7 +67,11 @@ impl Checker<'_> {
                 }
                 own.push(address.clone());
                 let team = entry.team.as_ref().map(|team| {
-                    if !raw.team.iter().any(|t| t.get_ref().name.get_ref() == team.get_ref()) {
+                    if !raw
+                        .team
+                        .iter()
+                        .any(|t| t.get_ref().name.get_ref() == team.get_ref())
+                    {
                         self.problem(
                             team,
                             format!(
@@ -79,7 +83,10 @@ impl Checker<'_> {
                     team.get_ref().clone()
                 });
                 let language = self
-                    .language(&format!("{key} `{address}`: language"), entry.language.as_ref())
+                    .language(
+                        &format!("{key} `{address}`: language"),
+                        entry.language.as_ref(),
+                    )
                     .unwrap_or(language);
                 let templates = match &entry.templates_dir {
                     None => templates.cloned(),

@@ -108,7 +108,10 @@ impl Checker<'_> {
                 }
             }
             let language = self
-                .language(&format!("agent `{address}`: language"), raw.language.as_ref())
+                .language(
+                    &format!("agent `{address}`: language"),
+                    raw.language.as_ref(),
+                )
                 .unwrap_or(default_language);
             list.push(Agent {
                 name: raw.name.clone(),

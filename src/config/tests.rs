@@ -1010,7 +1010,11 @@ fn addresses_of_a_mailbox_are_desks_of_their_own() {
     let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config.own_addresses,
-        ["support@example.com", "sales@example.com", "billing@example.com"]
+        [
+            "support@example.com",
+            "sales@example.com",
+            "billing@example.com"
+        ]
     );
     let sales = config.desk("support", Some("sales@example.com"));
     assert_eq!(sales.support.address.to_string(), "sales@example.com");
@@ -1022,12 +1026,22 @@ fn addresses_of_a_mailbox_are_desks_of_their_own() {
         Lang::En,
         &jiff::tz::TimeZone::UTC,
     );
-    let ack = sales.templates.render_all("ack", Lang::En, &sample).unwrap();
+    let ack = sales
+        .templates
+        .render_all("ack", Lang::En, &sample)
+        .unwrap();
     assert!(ack.text.starts_with("Sales here. [#42]"), "{}", ack.text);
     let billing = config.desk("support", Some("billing@example.com"));
-    assert_eq!(billing.support.name, "Example Support", "support.name by default");
+    assert_eq!(
+        billing.support.name, "Example Support",
+        "support.name by default"
+    );
     assert_eq!(billing.team.map(|t| t.name.as_str()), Some("first"));
-    assert_eq!(billing.language, Lang::El, "the mailbox's language by default");
+    assert_eq!(
+        billing.language,
+        Lang::El,
+        "the mailbox's language by default"
+    );
     let primary = config.desk("support", None);
     assert_eq!(primary.support.address.to_string(), "support@example.com");
     assert!(
@@ -1070,25 +1084,36 @@ fn address_mistakes_are_refused_with_their_line() {
     let lines: Vec<&str> = refused.lines().collect();
     assert_eq!(lines.len(), 5, "{refused}");
     assert!(
-        lines[0].ends_with(":12: mailbox `support` address `sales@example.com`: there is no [[team]] named `sales`"),
+        lines[0].ends_with(
+            ":12: mailbox `support` address `sales@example.com`: there is no [[team]] named `sales`"
+        ),
         "{refused}"
     );
     assert!(
         lines[1].ends_with(":14: mailbox `support` address `sales@example.com` is configured twice (as support.address or another [[mailbox.address]]); each address belongs to one mailbox"),
         "{refused}"
     );
-    assert!(lines[2].contains(":16: ") && lines[2].contains("`support@example.com` is configured twice"), "{refused}");
+    assert!(
+        lines[2].contains(":16: ")
+            && lines[2].contains("`support@example.com` is configured twice"),
+        "{refused}"
+    );
     assert!(
         lines[3].ends_with(":18: mailbox `support` address `bob@example.com` is agent `Bob`'s address; customers' mail and agents' mail must arrive at different addresses"),
         "{refused}"
     );
     assert!(
-        lines[4].contains(":20: mailbox `support` address `not an address` is not an email address"),
+        lines[4]
+            .contains(":20: mailbox `support` address `not an address` is not an email address"),
         "{refused}"
     );
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ack.en.txt"), "{{ tag }} {{ due }} {% if %}").unwrap();
+    std::fs::write(
+        dir.path().join("ack.en.txt"),
+        "{{ tag }} {{ due }} {% if %}",
+    )
+    .unwrap();
     let refused = refusal(&with(&format!(
         "[[mailbox.address]]\naddress = \"sales@example.com\"\ntemplates_dir = \"{}\"\n",
         dir.path().display()

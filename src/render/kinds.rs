@@ -3,12 +3,16 @@
 //!
 //! Adding a kind is: its template files in `templates/` (`KIND.LANG.{subject,txt,html}`, every
 //! shipped language for customer-facing kinds, at least English for agent-facing ones) and one
-//! entry in [`KINDS`].
+//! entry in [`KINDS`]. Agent-facing kinds are rendered in the reading agent's language
+//! (`[[agent]] language`) through `render::agent::reader_language`, which falls back to English
+//! for a language the kind has no templates in; their sample values must therefore state
+//! dates and durations in the language asked for.
 
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 use minijinja::Value;
 
+use super::agent::{format_wait, marker};
 use super::format_due;
 use crate::language::Lang;
 
@@ -93,7 +97,7 @@ pub const KINDS: &[Kind] = &[
         about: "to agents: a customer wrote (new ticket or later message), with their history",
         subject_requires: &["tag"],
         body_requires: &["tag", "marker", "message"],
-        shipped: shipped!("notification": "en"),
+        shipped: shipped!("notification": "en" "ar" "el"),
         sample: notification_sample,
     },
     Kind {
@@ -102,7 +106,7 @@ pub const KINDS: &[Kind] = &[
         about: "to agents: another agent's internal note on a ticket",
         subject_requires: &["tag"],
         body_requires: &["marker", "body"],
-        shipped: shipped!("note": "en"),
+        shipped: shipped!("note": "en" "ar" "el"),
         sample: note_sample,
     },
     Kind {
@@ -111,7 +115,7 @@ pub const KINDS: &[Kind] = &[
         about: "to an agent: why their mail was not applied or not sent",
         subject_requires: &["tag"],
         body_requires: &["tag", "problem"],
-        shipped: shipped!("notice": "en"),
+        shipped: shipped!("notice": "en" "ar" "el"),
         sample: notice_sample,
     },
     Kind {
@@ -120,7 +124,7 @@ pub const KINDS: &[Kind] = &[
         about: "to agents: our mail did not reach the customer (a delivery report came back)",
         subject_requires: &["tag"],
         body_requires: &["tag", "failed"],
-        shipped: shipped!("bounce": "en"),
+        shipped: shipped!("bounce": "en" "ar" "el"),
         sample: bounce_sample,
     },
     Kind {
@@ -228,20 +232,17 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
     minijinja::context! { body => body, agent_name => "Alice Agent" }
 }
 
-/// The line above which agents write (see `render::agent`).
-const SAMPLE_MARKER: &str = "##- Please type your reply above this line -##";
-
 fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
-        marker => SAMPLE_MARKER,
+        marker => marker(lang),
         new_ticket => true,
         customer_address => "customer@example.net",
         status => "open",
         priority => "normal",
         assigned => "agent@example.com",
-        waiting => "2 h 5 min",
-        due => format_due(sample_due_at(), tz, Lang::En),
-        language => lang.english_name(),
+        waiting => format_wait(SignedDuration::from_mins(125), lang),
+        due => format_due(sample_due_at(), tz, lang),
+        language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
         attachments => vec!["photo.jpg"],
         history => vec![minijinja::context! {
@@ -250,9 +251,9 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
     }
 }
 
-fn note_sample(_: Lang, _: &TimeZone) -> Value {
+fn note_sample(lang: Lang, _: &TimeZone) -> Value {
     minijinja::context! {
-        marker => SAMPLE_MARKER,
+        marker => marker(lang),
         body => "Called the customer; the printer is a model X100.",
         agent_name => "Alice Agent",
     }
@@ -274,16 +275,16 @@ fn bounce_sample(_: Lang, _: &TimeZone) -> Value {
     }
 }
 
-fn alert_sample(_: Lang, tz: &TimeZone) -> Value {
+fn alert_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
         level => 1,
         customer_address => "customer@example.net",
         status => "open",
         priority => "high",
         assigned => "agent@example.com",
-        waiting => "1 d 2 h",
-        due => format_due(sample_due_at(), tz, Lang::En),
-        overdue => "2 h 0 min",
+        waiting => format_wait(SignedDuration::from_hours(26), lang),
+        due => format_due(sample_due_at(), tz, lang),
+        overdue => format_wait(SignedDuration::from_hours(2), lang),
         left => "",
         can_reply => true,
         thread => vec![

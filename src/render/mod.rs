@@ -245,6 +245,7 @@ pub fn preview(
     kind: &kinds::Kind,
     lang: Lang,
 ) -> Result<RenderedParts, TemplateError> {
+    let lang = templates.language_for(kind.name, lang);
     let context = minijinja::context! {
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
@@ -437,30 +438,31 @@ mod tests {
         let templates = Templates::builtin();
         for kind in kinds::KINDS {
             for lang in Lang::ALL {
-                let context = sample_context(kind, lang, &TimeZone::UTC);
+                // What a reader of `lang` gets: agent-facing kinds without templates in
+                // `lang` come in English, with English dates (see `agent::reader_language`).
+                let shown = templates.language_for(kind.name, lang);
+                let context = sample_context(kind, shown, &TimeZone::UTC);
                 let parts = templates.render_all(kind.name, lang, &context).unwrap();
                 let what = format!("{} in {lang}", kind.name);
                 assert!(parts.subject.contains("[#42]"), "{what}: {}", parts.subject);
                 for body in [&parts.text, &parts.html] {
                     assert!(body.contains("[#42]"), "{what}: {body}");
                     if kind.body_requires.contains(&"due") {
-                        // Agent-facing mail states times in English.
-                        let lang = match kind.audience {
-                            kinds::Audience::Customer => lang,
-                            kinds::Audience::Agent => Lang::En,
-                        };
-                        let due = format_due(kinds::sample_due_at(), &TimeZone::UTC, lang);
+                        let due = format_due(kinds::sample_due_at(), &TimeZone::UTC, shown);
                         assert!(body.contains(&due), "{what} states {due}: {body}");
                     }
                 }
-                // Agent-facing kinds without a version in `lang` fall back to English.
                 let prefix = format!("{}.{lang}.", kind.name);
-                let shown = if kind.shipped.iter().any(|(n, _)| n.starts_with(&prefix)) {
-                    lang
-                } else {
-                    assert_eq!(kind.audience, kinds::Audience::Agent, "{what}");
-                    Lang::En
-                };
+                let shipped = kind.shipped.iter().any(|(n, _)| n.starts_with(&prefix));
+                assert_eq!(shown == lang, shipped, "{what}");
+                assert!(shipped || kind.audience == kinds::Audience::Agent, "{what}");
+                assert_eq!(parts.lang, shown, "{what}");
+                for body in [&parts.text, &parts.html] {
+                    if kind.body_requires.contains(&"marker") {
+                        let marker = agent::marker(shown);
+                        assert!(body.contains(&marker), "{what} has {marker}: {body}");
+                    }
+                }
                 let dir = if shown.is_rtl() { "rtl" } else { "ltr" };
                 assert!(
                     parts
@@ -630,6 +632,132 @@ mod tests {
         assert_eq!(
             parsed.subject, "Re: الطابعة لا تعمل [#77]",
             "an old ticket without a language: the desk's default"
+        );
+    }
+
+    /// Each agent reads notifications and notes in their own language, and an answer typed
+    /// above the localised marker is cut there like the English one.
+    #[test]
+    fn agents_read_mail_in_their_own_language() {
+        let signer = crate::agent::sign::Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &support().address,
+            "+",
+        );
+        let agent = |name: &str, address: &str, language: Lang| crate::config::Agent {
+            name: name.into(),
+            address: address.into(),
+            alternates: Vec::new(),
+            language,
+        };
+        let (samir, eleni, alice) = (
+            agent("سمير", "samir@example.test", Lang::Ar),
+            agent("Ελένη", "eleni@example.test", Lang::El),
+            agent("Alice", "alice@example.test", Lang::En),
+        );
+        let customer = Person::new("mona@example.net", Some("Mona"));
+        let ticket = crate::model::TicketState {
+            id: TicketId(77),
+            mailbox: "support".into(),
+            subject: "Printer on fire".into(),
+            status: crate::model::TicketStatus::Open,
+            priority: crate::model::Priority::Normal,
+            assigned: None,
+            customer: Some(customer.clone()),
+            customers: vec![customer.clone()],
+            created_at: Timestamp::UNIX_EPOCH,
+            language: Some(Lang::El),
+            address: None,
+        };
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let notify = |to: &crate::config::Agent| {
+            let out = notification(
+                &support(),
+                &Templates::builtin(),
+                &signer,
+                to,
+                NotificationFor {
+                    ticket: &ticket,
+                    new_ticket: true,
+                    customer: &customer,
+                    subject: "Printer on fire",
+                    text: "It smokes.",
+                    message_id: Some("m1@example.net"),
+                    waiting_since: "2026-11-23T07:55:00Z".parse().unwrap(),
+                    due_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
+                    history: &[],
+                    attachments: &[],
+                },
+                now,
+            )
+            .unwrap();
+            (crate::parse::parse(&out.raw), out)
+        };
+        let (arabic, raw) = notify(&samir);
+        assert_eq!(arabic.content_language.as_deref(), Some("ar"));
+        assert_eq!(arabic.subject, "تذكرة جديدة: Printer on fire [#77]");
+        for fact in [
+            "##- يُرجى كتابة ردّك فوق هذا السطر -##",
+            "تذكرة جديدة \u{2066}[#77]\u{2069}",
+            "ينتظر العميل الرد منذ: 2 س 5 د",
+            "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
+            "لغة العميل: اليونانية",
+            "It smokes.",
+        ] {
+            assert!(arabic.text.contains(fact), "{fact}: {}", arabic.text);
+        }
+        let html = mail_parser_html(&raw.raw);
+        assert!(html.contains("<html lang=\"ar\" dir=\"rtl\">"), "{html}");
+        let (greek, _) = notify(&eleni);
+        assert_eq!(greek.subject, "[#77] Νέο αίτημα: Printer on fire");
+        for fact in [
+            "Περιμένει απάντηση: 2 ώρ. 5 λεπ. (προθεσμία: Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2))",
+            "Γλώσσα πελάτη: Ελληνικά",
+        ] {
+            assert!(greek.text.contains(fact), "{fact}: {}", greek.text);
+        }
+        let (english, _) = notify(&alice);
+        assert!(
+            english.text.contains("Waiting for an answer: 2 h 5 min"),
+            "{}",
+            english.text
+        );
+
+        // Samir answers above his Arabic marker, quoting the notification below it.
+        let quoted: String = arabic.text.lines().map(|l| format!("> {l}\n")).collect();
+        let answer = format!("شكرًا، سأتصل بالعميلة.\n\n{quoted}");
+        let read = crate::agent::reply::read(&answer, &crate::agent::fixtures::agents());
+        assert_eq!(read.body, "شكرًا، سأتصل بالعميلة.");
+
+        let note_to = |to: &crate::config::Agent| {
+            let out = note(
+                &support(),
+                &Templates::builtin(),
+                &signer,
+                to,
+                NoteFor {
+                    ticket: &ticket,
+                    author: &alice,
+                    body: "Called her.",
+                    attachments: &[],
+                },
+                now,
+            )
+            .unwrap();
+            crate::parse::parse(&out.raw)
+        };
+        let greek = note_to(&eleni);
+        assert_eq!(greek.subject, "[#77] Σημείωση από Alice: Printer on fire");
+        assert!(
+            greek.text.contains("Εσωτερική σημείωση στο αίτημα [#77]"),
+            "{}",
+            greek.text
+        );
+        let arabic = note_to(&samir);
+        assert!(
+            arabic.text.contains("ملاحظة داخلية على التذكرة"),
+            "{}",
+            arabic.text
         );
     }
 

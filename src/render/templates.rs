@@ -93,9 +93,10 @@ impl Templates {
                 .into_iter()
                 .map(|e| {
                     // A missing file is missing from the last directory.
-                    let path = origins.get(&e.name).cloned().or_else(|| {
-                        dirs.last().map(|d| d.join(&e.name))
-                    });
+                    let path = origins
+                        .get(&e.name)
+                        .cloned()
+                        .or_else(|| dirs.last().map(|d| d.join(&e.name)));
                     let name = path.map_or(e.name.clone(), |p| p.display().to_string());
                     format!("{name}: {}", e.reason)
                 })
