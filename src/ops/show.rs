@@ -39,6 +39,7 @@ fn ticket_json(t: &TicketView) -> Value {
     json!({
         "id": t.id.0,
         "mailbox": t.mailbox,
+        "address": t.address,
         "subject": t.subject,
         "customer": { "address": t.customer_address, "name": t.customer_name },
         "status": t.status.as_str(),
@@ -143,7 +144,14 @@ pub fn ticket(
         ticket.id.0, ticket.status, ticket.subject
     )?;
     let customer = person(&ticket.customer_name, &ticket.customer_address, "(unknown)");
-    writeln!(out, "Customer: {customer}   Mailbox: {}", ticket.mailbox)?;
+    match &ticket.address {
+        Some(address) => writeln!(
+            out,
+            "Customer: {customer}   Mailbox: {} (written to {address})",
+            ticket.mailbox
+        )?,
+        None => writeln!(out, "Customer: {customer}   Mailbox: {}", ticket.mailbox)?,
+    }
     if let Some((lang, source)) = ticket.language {
         writeln!(out, "Language: {lang} ({})", source.as_str())?;
     }

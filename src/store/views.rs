@@ -30,6 +30,8 @@ pub struct TicketView {
     pub language: Option<(Lang, Source)>,
     /// Opened by backlog mail imported without acknowledgement or deadline at the first start.
     pub imported_quietly: bool,
+    /// The `[[mailbox.address]]` its customer wrote to; `None`: the support address.
+    pub address: Option<String>,
 }
 
 /// A customer we remember.
@@ -113,7 +115,8 @@ const TICKET_COLUMNS: &str =
     t.assigned_agent, t.priority, t.first_response_at,
     t.language, t.language_source,
     EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'message.imported_quietly'
-            AND e.message_row_id = (SELECT min(m.id) FROM messages m WHERE m.ticket_id = t.id))";
+            AND e.message_row_id = (SELECT min(m.id) FROM messages m WHERE m.ticket_id = t.id)),
+    t.address";
 
 fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
     let status: String = r.get(5)?;
@@ -139,6 +142,7 @@ fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
             _ => None,
         },
         imported_quietly: r.get(15)?,
+        address: r.get(16)?,
     })
 }
 

@@ -170,7 +170,7 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
     for pass in 0..2u32 {
         for (index, row) in rows.iter().enumerate() {
             let raw = std::fs::read(dir.join(&row.path)).expect("corpus file");
-            let class = classify(&parse(&raw), "support@example.test");
+            let class = classify(&parse(&raw), &["support@example.test".to_string()]);
             let source = Source {
                 arrival: deskgate::policy::Arrival::Live,
                 mailbox: "corpus".into(),
@@ -421,7 +421,7 @@ fn mutated_corpus_messages_never_panic() {
                 }
             }
             let parsed = parse(&raw);
-            let _ = classify(&parsed, "support@example.test");
+            let _ = classify(&parsed, &["support@example.test".to_string()]);
             n += 1;
             if parsed
                 .defects

@@ -497,7 +497,7 @@ async fn a_sample_of_every_corpus_category_through_the_real_servers() {
             raw.drain(..end);
         }
         let parsed = parse(&raw);
-        let class = classify(&parsed, "support@example.test");
+        let class = classify(&parsed, &["support@example.test".to_string()]);
         let kind = match row.expected.as_str() {
             "ticket" => "customer",
             "autoreply-no-ack" => "auto-reply: ",

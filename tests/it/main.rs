@@ -3,6 +3,8 @@
 //! Real-server tests start their own Postfix + Dovecot and run only with DESKGATE_IT=1
 //! (the README's test command sets it); without it they print why and return.
 
+/// Several addresses routed to one mailbox, each a desk with its own wording and team.
+mod addresses;
 /// Agents answer by mail: notification, relay, notes, commands, forgeries.
 mod agents;
 /// Bad configuration and other rejected input, through the binary.
