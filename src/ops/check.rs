@@ -49,6 +49,18 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
                 .map_or(String::new(), |q| format!(", quarantine to {q}"))
         )?;
         writeln!(out, "    deadlines: {}", m.deadlines)?;
+        for a in &m.addresses {
+            let desk = config.desk(&m.name, Some(&a.address.to_string()));
+            let own = a.templates.origins().filter(|(_, o)| o.is_some()).count();
+            writeln!(
+                out,
+                "    address {} <{}>: team {}, default language {}, {own} template(s) of its own or from templates_dir",
+                a.name,
+                a.address,
+                desk.team.map_or("(none)", |t| t.name.as_str()),
+                a.language,
+            )?;
+        }
     }
     writeln!(out, "  followup: {}", config.followup)?;
     writeln!(

@@ -60,6 +60,7 @@ address = "agent1@example.test"
 [[agent]]
 name = "Bob Agent"
 address = "agent2@example.test"
+language = "el"
 
 [[team]]
 name = "support"
@@ -77,6 +78,13 @@ mailboxes = []
         check.status.success(),
         "{}",
         String::from_utf8_lossy(&check.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "address Example Billing <{billing}>: team billing, default language en, 3 template(s)"
+        )),
+        "{stdout}"
     );
     let daemon = setup.start();
     let support = lab.address("support");
@@ -168,6 +176,22 @@ mailboxes = []
     let notification = agent2.into_iter().next().expect("notification");
     let note = parsed(&notification);
     assert!(note.text.contains("charges us twice"), "{}", note.text);
+    // Bob reads Greek: his notification is in Greek, whatever the customer wrote in.
+    assert_eq!(
+        note.subject,
+        format!("[#{nikos_number}] Νέο αίτημα: Invoice 2026-118 is wrong")
+    );
+    assert!(
+        note.text
+            .starts_with("##- Γράψτε την απάντησή σας πάνω από αυτή τη γραμμή -##"),
+        "{}",
+        note.text
+    );
+    assert!(
+        note.text.contains("Γλώσσα πελάτη: Αγγλικά"),
+        "{}",
+        note.text
+    );
     let reply_to = note.reply_to.clone().expect("signed Reply-To").address;
     assert!(
         reply_to.starts_with(&format!("billing+{nikos_number}.")),
@@ -182,7 +206,13 @@ mailboxes = []
         &format!("Example Billing <{reply_to}>"),
         &format!("Re: {}", note.subject),
         "bob1@agent.test",
-        "We have refunded the second charge.\n",
+        &format!(
+            "We have refunded the second charge.\n\nΣτις 23/11/2026 10:00, ο/η Example Billing έγραψε:\n{}",
+            note.text
+                .lines()
+                .map(|l| format!("> {l}\n"))
+                .collect::<String>()
+        ),
         &[("In-Reply-To", &format!("<{nid}>"))],
     );
     lab.submit("agent2", &[&reply_to], &answer).await;
@@ -208,6 +238,18 @@ mailboxes = []
         r.text
     );
     assert!(!String::from_utf8_lossy(relayed).contains("billing+"));
+    for secret in [
+        "billing+",
+        "Γράψτε την απάντησή",
+        "charges us twice",
+        "έγραψε",
+    ] {
+        assert!(
+            !r.text.contains(secret),
+            "the customer sees {secret:?}:\n{}",
+            r.text
+        );
+    }
 
     // 4. Nikos answers the acknowledgement: the same ticket, no second acknowledgement.
     let ack_id = n.message_id.clone().expect("ack Message-ID");
