@@ -304,3 +304,49 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod several_addresses {
+    use super::*;
+
+    /// Keys made for any of our addresses are read and scrubbed; new keys are made for the
+    /// address a ticket is on.
+    #[test]
+    fn keys_for_every_address_of_the_desk() {
+        let mut support = Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &"support@example.test".parse().unwrap(),
+            "+",
+        );
+        let lone = support.clone();
+        // As `from_config` makes it for a desk with sales@ as a [[mailbox.address]].
+        support
+            .accepted
+            .push(("sales".to_string(), "example.test".to_string()));
+        let sales = support.signing_as(&"Sales@Example.test".parse().unwrap());
+        let address = sales.reply_address(TicketId(7), "agent1@example.test");
+        assert!(address.starts_with("sales+7."), "{address}");
+        let id = sales.message_id(TicketId(7), "agent1@example.test");
+        for signer in [&support, &sales] {
+            let claim = signer.read_address(&address);
+            assert!(
+                claim.is_some_and(|c| signer.verify(&c, "agent1@example.test")),
+                "{signer:?} reads {address}"
+            );
+            assert!(signer.read_message_id(&id).is_some());
+        }
+        assert!(
+            lone.read_address(&address).is_none(),
+            "not a key of a desk without sales@"
+        );
+        let scrubbed = sales.scrub(&format!("To: <{address}> and support+7.x@example.test"));
+        assert_eq!(
+            scrubbed, "To: <sales@example.test> and support+7.x@example.test",
+            "a malformed key is left alone"
+        );
+        let other = support.reply_address(TicketId(7), "agent1@example.test");
+        assert_eq!(sales.scrub(&other), "support@example.test");
+        assert!(support.read_address("sales+7.0000@example.test").is_none());
+        assert!(support.read_address("sales+7.x@other.test").is_none());
+    }
+}
