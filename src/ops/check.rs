@@ -50,7 +50,7 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
         )?;
         writeln!(out, "    deadlines: {}", m.deadlines)?;
         for a in &m.addresses {
-            let desk = config.desk(&m.name, Some(&a.address.to_string()));
+            let desk = config.desk(&m.name, Some(a.address.as_ref()));
             let own = a.templates.origins().filter(|(_, o)| o.is_some()).count();
             writeln!(
                 out,
