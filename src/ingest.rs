@@ -691,6 +691,7 @@ fn apply(
             json!({
                 "language": language.as_ref().map(|c| c.lang.code()),
                 "quiet": decision.quiet,
+                "address": written_to,
             }),
         )?;
     }

@@ -43,25 +43,16 @@ templates_dir = "billing-templates"
     ] {
         std::fs::write(templates.join(format!("ack.en.{part}")), text).expect("template");
     }
-    std::fs::write(
-        setup.dir.path().join("relay.key"),
-        format!("{}\n", "5e".repeat(32)),
-    )
-    .expect("write relay key");
+    let setup = crate::agents::add_agents(setup);
+    // Bob reads Greek.
+    setup.edit_config(|text| {
+        text.replace(
+            "address = \"agent2@example.test\"\n",
+            "address = \"agent2@example.test\"\nlanguage = \"el\"\n",
+        )
+    });
     setup.append_config(
         r#"
-[relay]
-secret_file = "relay.key"
-
-[[agent]]
-name = "Alice Agent"
-address = "agent1@example.test"
-
-[[agent]]
-name = "Bob Agent"
-address = "agent2@example.test"
-language = "el"
-
 [[team]]
 name = "support"
 agents = ["agent1@example.test"]

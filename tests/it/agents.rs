@@ -9,7 +9,11 @@ use crate::harness::{Lab, message};
 const WAIT: Duration = Duration::from_secs(30);
 
 pub fn with_agents(lab: &Lab) -> Setup {
-    let setup = Setup::new(lab, Imap::Implicit, "");
+    add_agents(Setup::new(lab, Imap::Implicit, ""))
+}
+
+/// Adds a [relay] and two agents: Alice Agent (agent1) and Bob Agent (agent2).
+pub fn add_agents(setup: Setup) -> Setup {
     std::fs::write(
         setup.dir.path().join("relay.key"),
         format!("{}\n", "5e".repeat(32)),
