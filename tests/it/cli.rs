@@ -44,7 +44,7 @@ fn bad_config_files_are_refused_with_file_line_and_reason() {
             format!(
                 "deskgate: {shown}:10: unknown key `pasword`, expected one of `name`, `host`, `port`, `tls`, `user`, \
              `password`, `password_file`, `folder`, `folders`, `processed_folder`, `quarantine_folder`, `idle`, `poll_interval`, `batch_size`, `timeout`, \
-             `language`, `initial_import`, `auth`, `oauth2`, `deadlines`"
+             `language`, `initial_import`, `auth`, `oauth2`, `deadlines`, `address`"
             ),
         ),
         (
