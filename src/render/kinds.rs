@@ -133,7 +133,7 @@ pub const KINDS: &[Kind] = &[
         about: "to the assigned agent or the team: a customer's answer is due soon",
         subject_requires: &["tag"],
         body_requires: &["tag", "due", "waiting"],
-        shipped: shipped!("warning": "en"),
+        shipped: shipped!("warning": "en" "ar" "el"),
         sample: alert_sample,
     },
     Kind {
