@@ -142,7 +142,7 @@ pub const KINDS: &[Kind] = &[
         about: "to an escalation level: an answer is overdue, with the whole conversation and who was told",
         subject_requires: &["tag", "level"],
         body_requires: &["tag", "waiting", "thread", "told"],
-        shipped: shipped!("escalation": "en"),
+        shipped: shipped!("escalation": "en" "ar" "el"),
         sample: alert_sample,
     },
     Kind {
