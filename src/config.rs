@@ -24,6 +24,7 @@ use toml::Spanned;
 pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
 pub use deadlines::{Deadlines, Escalation, Followup, Warning};
 pub use duration::ConfigDuration;
+pub use duration::parse as parse_duration;
 pub use oauth2::{Credential, Endpoint, EndpointGrant, OAuth2, Sasl, ServiceAccount, TokenSource};
 use oauth2::{Purpose, RawLogin};
 pub use raw::{AuthMechanism, OAuth2Grant, OAuth2Provider, TlsMode};

@@ -3,6 +3,7 @@ pub mod classify;
 pub mod config;
 pub mod fetch;
 pub mod ingest;
+pub mod kpi;
 pub mod language;
 pub mod model;
 pub mod oauth;

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row};
 
 use super::tx::QuarantineStatus;
-use super::{StoreError, Tx, from_ms};
+use super::{StoreError, Tx, from_ms, to_ms};
 use crate::language::{Lang, Source};
 use crate::model::{OutboxId, QuarantineId, TicketId, TicketStatus};
 
@@ -71,6 +71,17 @@ pub struct EventView {
     pub kind: String,
     pub ticket: Option<TicketId>,
     pub detail: String,
+}
+
+/// One recorded event with its structured data: what the KPIs (`crate::kpi`) are computed from.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub at: Timestamp,
+    pub kind: String,
+    pub mailbox: Option<String>,
+    pub ticket: Option<TicketId>,
+    /// The JSON object of `events.data` (v6); `None` for older events and kinds without data.
+    pub data: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +282,41 @@ impl Tx<'_> {
             .query_map(rusqlite::params![prefix, limit], event_view)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// Every event of one of `kinds` recorded before `until`, in the order recorded: the KPIs
+    /// replay them from the first (a backlog at the period's end needs every ticket ever
+    /// opened), so events recorded later can never change a figure for a past period.
+    pub fn kpi_events(
+        &self,
+        kinds: &[&str],
+        until: Timestamp,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let kinds = serde_json::Value::from(kinds).to_string();
+        let mut statement = self.conn().prepare(
+            "SELECT at, kind, mailbox, ticket_id, data FROM events
+             WHERE at < ?1 AND kind IN (SELECT value FROM json_each(?2))
+             ORDER BY at, id",
+        )?;
+        let mut rows = statement.query(rusqlite::params![to_ms(until), kinds])?;
+        let mut records = Vec::new();
+        while let Some(r) = rows.next()? {
+            let kind: String = r.get(1)?;
+            let data = match r.get::<_, Option<String>>(4)? {
+                None => None,
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("event {kind}: data is not JSON ({e}): {text}"))
+                })?),
+            };
+            records.push(EventRecord {
+                at: from_ms(r.get(0)?),
+                kind,
+                mailbox: r.get(2)?,
+                ticket: r.get::<_, Option<i64>>(3)?.map(TicketId),
+                data,
+            });
+        }
+        Ok(records)
     }
 
     /// Quarantined mail, newest first; with `all`, released and deleted entries too.
