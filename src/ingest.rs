@@ -696,9 +696,10 @@ fn apply(
         )?;
     }
     if let Some(choice) = language.as_ref().filter(|_| created || language_changed) {
-        out.record(
+        out.record_data(
             "ticket.language",
             format!("{}: {}", choice.lang, choice.detail),
+            json!({ "language": choice.lang.code(), "source": choice.source.as_str() }),
         )?;
     }
     out.record_data(
@@ -814,9 +815,10 @@ fn apply(
     if let Some(lang) = decision.language
         && tx.set_ticket_language(ticket, lang, language::Source::Agent, now)?
     {
-        out.record(
+        out.record_data(
             "ticket.language",
             format!("{lang}: set by {}", author.agent().unwrap_or("an agent")),
+            json!({ "language": lang.code(), "source": language::Source::Agent.as_str() }),
         )?;
     }
     if decision.quiet {

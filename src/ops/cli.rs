@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use super::logging::{self, LogFormat};
-use super::{check, daemon, oauth, show};
+use super::{check, daemon, oauth, report, show, stats};
 use crate::config::{self, Config};
 use crate::ingest;
+use crate::kpi::When;
 use crate::language::Lang;
 use crate::model::{QuarantineId, TicketId, TicketStatus};
 use crate::render::{self, kinds, kinds::Kind};
@@ -134,6 +135,36 @@ pub enum Command {
         json: bool,
     },
 
+    /// Support figures for a period: tickets, first response, deadlines, backlog, satisfaction.
+    ///
+    /// Tickets opened and resolved; first-response time (median, 90th percentile); the share
+    /// of deadlines met in time; warnings, breaches and escalations per level; the backlog of
+    /// open tickets by age at the period's end; satisfaction average and survey response
+    /// rate; all of it per language too. Computed from the recorded events only, so a past
+    /// period shows the same figures whenever it is asked for. README.md ("Support figures")
+    /// defines each figure and the JSON fields.
+    Stats {
+        #[command(flatten)]
+        period: PeriodArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Write the support figures as one self-contained HTML page with charts.
+    ///
+    /// Tickets per day, the first-response time distribution, the share answered within
+    /// policy per week, the backlog by age, satisfaction and volume per language, with the
+    /// headline numbers of `deskgate stats` for the same period. No external scripts, fonts
+    /// or images: the file can be mailed or opened offline.
+    Report {
+        /// The HTML file to write (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+        #[command(flatten)]
+        period: PeriodArgs,
+    },
+
     /// Work with the message templates.
     #[command(subcommand)]
     Template(TemplateCommand),
@@ -141,6 +172,26 @@ pub enum Command {
     /// OAuth 2.0 logins (Microsoft 365, Google Workspace) for mailboxes and SMTP.
     #[command(subcommand)]
     Oauth(OauthCommand),
+}
+
+/// The period and tickets `stats` and `report` look at.
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    /// Start of the period [default: 30d, i.e. 30 days ago].
+    ///
+    /// A date (2026-11-01: the start of that day in the support time zone), a local time
+    /// (2026-11-01T09:30), a timestamp (2026-11-01T09:30:00Z or with an offset) or a
+    /// duration back from now (7d, 12h, 1w).
+    #[arg(long, value_name = "D", default_value = "30d", hide_default_value = true, value_parser = When::parse)]
+    pub since: When,
+    /// End of the period, itself excluded [default: now]; the same forms as --since.
+    ///
+    /// `--since 2026-11-01 --until 2026-12-01` is November.
+    #[arg(long, value_name = "D", value_parser = When::parse)]
+    pub until: Option<When>,
+    /// Only the tickets of this mailbox (a [[mailbox]] name, its folders included).
+    #[arg(long, value_name = "M")]
+    pub mailbox: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +397,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             };
             show::contact(&mut out, &contact, &history, &tz, json)?;
+        }
+        Command::Stats { period, json } => {
+            let (span, ledger) = stats::load(&config, &period)?;
+            let figures = ledger.stats(span, period.mailbox.as_deref());
+            stats::print(&mut out, &figures, &tz, json)?;
+        }
+        Command::Report { html, period } => {
+            let (span, ledger) = stats::load(&config, &period)?;
+            let page = report::page(&ledger, span, period.mailbox.as_deref(), &config.support);
+            std::fs::write(&html, page).with_context(|| format!("writing {}", html.display()))?;
+            writeln!(out, "wrote {}", html.display())?;
         }
         Command::Template(TemplateCommand::List) => {
             for kind in kinds::KINDS {
@@ -556,6 +618,26 @@ mod tests {
             Cli::try_parse_from(["deskgate", "oauth", "login", "--smtp", "--mailbox", "x"])
                 .is_err()
         );
+        let cli = Cli::try_parse_from([
+            "deskgate", "stats", "--since", "2026-11-01", "--until", "7d", "--mailbox", "support",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Stats {
+                period: PeriodArgs { since: When::Date(_), until: Some(When::Ago(_)), mailbox: Some(ref m) },
+                json: false
+            } if m == "support"
+        ));
+        let cli = Cli::try_parse_from(["deskgate", "report", "--html", "r.html"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Report { period: PeriodArgs { since: When::Ago(d), until: None, .. }, .. }
+                if d.as_secs() == 30 * 86_400
+        ));
+        assert!(Cli::try_parse_from(["deskgate", "report"]).is_err());
+        let err = Cli::try_parse_from(["deskgate", "stats", "--since", "last week"]).unwrap_err();
+        assert!(err.to_string().contains("`last week` is not a date, a time or a duration"), "{err}");
         let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
         assert!(matches!(
             cli.command,

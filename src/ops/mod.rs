@@ -6,4 +6,6 @@ pub mod cli;
 pub mod daemon;
 pub mod logging;
 pub mod oauth;
+pub mod report;
 pub mod show;
+pub mod stats;

@@ -25,10 +25,14 @@ mod flow;
 mod harness;
 /// Loops, bounces, bursts, oversize and unparseable mail on the real servers.
 mod hygiene;
+/// A month of a support desk's events, for the KPI tests and the report screenshot.
+mod kpi_demo;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
 mod languages;
 /// OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb.
 mod oauth;
+/// `deskgate stats` and `report --html` on a month of events: the same numbers.
+mod report;
 /// A small OAuth 2.0 authorization server on loopback for those tests.
 mod token_server;
 /// IMAP TLS modes, check-config --connect, SMTP outage.
