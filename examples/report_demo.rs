@@ -10,12 +10,16 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [db, start, days, end] = &args[..] else {
-        eprintln!("usage: report_demo DATABASE START DAYS END (e.g. demo.db 2026-10-26T00:00:00Z 28 2026-11-23T12:00:00Z)");
+        eprintln!(
+            "usage: report_demo DATABASE START DAYS END (e.g. demo.db 2026-10-26T00:00:00Z 28 2026-11-23T12:00:00Z)"
+        );
         return ExitCode::from(2);
     };
     let parsed = (start.parse(), days.parse(), end.parse());
     let (Ok(start), Ok(days), Ok(end)) = parsed else {
-        eprintln!("report_demo: START and END are timestamps (2026-10-26T00:00:00Z), DAYS a number");
+        eprintln!(
+            "report_demo: START and END are timestamps (2026-10-26T00:00:00Z), DAYS a number"
+        );
         return ExitCode::from(2);
     };
     match deskgate::store::Store::open(std::path::Path::new(db)) {

@@ -177,7 +177,13 @@ impl Period {
                 .to_timestamp(next.to_datetime(jiff::civil::Time::midnight()))
                 .map_or(self.until, |t| t.min(self.until));
             if end > start {
-                pieces.push((day, Period { since: start, until: end }));
+                pieces.push((
+                    day,
+                    Period {
+                        since: start,
+                        until: end,
+                    },
+                ));
             }
             start = end;
             day = next;
@@ -440,8 +446,7 @@ impl Ledger {
                     *surveys_awaited.entry(id).or_default() += 1;
                 }
                 "survey.answered" if now => {
-                    let Some(score) = number(event, "score").filter(|s| (1..=5).contains(s))
-                    else {
+                    let Some(score) = number(event, "score").filter(|s| (1..=5).contains(s)) else {
                         continue;
                     };
                     scores.push(score);
@@ -466,7 +471,8 @@ impl Ledger {
             .map(|(level, count)| Level { level, count })
             .collect();
         let open_ages = status.values().filter_map(|(s, opened)| {
-            (*s == TicketStatus::Open).then(|| period.until.duration_since(*opened).as_millis() as i64)
+            (*s == TicketStatus::Open)
+                .then(|| period.until.duration_since(*opened).as_millis() as i64)
         });
         f.backlog.by_age = histogram(&AGE_BUCKETS, open_ages);
         f.backlog.open = f.backlog.by_age.iter().map(|b| b.count).sum();

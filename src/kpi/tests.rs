@@ -181,7 +181,13 @@ fn backlog_replays_status_to_the_periods_end() {
     let counts: Vec<(&str, u64)> = b.by_age.iter().map(|b| (b.label, b.count)).collect();
     assert_eq!(
         counts,
-        [("< 1h", 1), ("1-4h", 1), ("4-24h", 0), ("1-3d", 0), ("> 3d", 2)]
+        [
+            ("< 1h", 1),
+            ("1-4h", 1),
+            ("4-24h", 0),
+            ("1-3d", 0),
+            ("> 3d", 2)
+        ]
     );
 }
 
@@ -255,10 +261,7 @@ fn escalations_warnings_and_satisfaction() {
     let s = log.stats(SINCE, UNTIL, None);
     assert_eq!(
         s.all.escalations,
-        [
-            Level { level: 1, count: 2 },
-            Level { level: 2, count: 1 }
-        ]
+        [Level { level: 1, count: 2 }, Level { level: 2, count: 1 }]
     );
     assert_eq!(
         (s.all.warnings, s.all.customer_updates, s.all.reminders),
@@ -391,7 +394,10 @@ fn when_accepts_dates_times_and_durations() {
     assert_eq!(resolve("2026-11-01"), Ok(t("2026-10-31T22:00:00Z")));
     assert_eq!(resolve("2026-11-01T09:30"), Ok(t("2026-11-01T07:30:00Z")));
     assert_eq!(resolve("2026-11-01 09:30"), Ok(t("2026-11-01T07:30:00Z")));
-    assert_eq!(resolve("2026-11-01T09:30:00Z"), Ok(t("2026-11-01T09:30:00Z")));
+    assert_eq!(
+        resolve("2026-11-01T09:30:00Z"),
+        Ok(t("2026-11-01T09:30:00Z"))
+    );
     assert_eq!(
         resolve("2026-11-01T09:30:00+01:00"),
         Ok(t("2026-11-01T08:30:00Z"))
@@ -400,7 +406,10 @@ fn when_accepts_dates_times_and_durations() {
     assert_eq!(resolve("1h30m"), Ok(t("2026-11-23T10:30:00Z")));
     for bad in ["yesterday", "2026-13-01", "7 days", "", "-3d"] {
         let err = resolve(bad).unwrap_err();
-        assert!(err.contains("is not a date, a time or a duration"), "{bad}: {err}");
+        assert!(
+            err.contains("is not a date, a time or a duration"),
+            "{bad}: {err}"
+        );
     }
     let err = Period::new(t(UNTIL), t(SINCE)).unwrap_err();
     assert!(err.contains("is not before --until"), "{err}");

@@ -619,7 +619,14 @@ mod tests {
                 .is_err()
         );
         let cli = Cli::try_parse_from([
-            "deskgate", "stats", "--since", "2026-11-01", "--until", "7d", "--mailbox", "support",
+            "deskgate",
+            "stats",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "7d",
+            "--mailbox",
+            "support",
         ])
         .unwrap();
         assert!(matches!(
@@ -637,7 +644,11 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["deskgate", "report"]).is_err());
         let err = Cli::try_parse_from(["deskgate", "stats", "--since", "last week"]).unwrap_err();
-        assert!(err.to_string().contains("`last week` is not a date, a time or a duration"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`last week` is not a date, a time or a duration"),
+            "{err}"
+        );
         let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
         assert!(matches!(
             cli.command,

@@ -34,7 +34,9 @@ impl Fmt {
             (Fmt::Count, Value::Number(n)) => n.to_string(),
             (Fmt::Duration, Value::Number(n)) => n.as_i64().map_or("–".into(), duration_text),
             (Fmt::Share, Value::Number(n)) => n.as_f64().map_or("–".into(), percent_text),
-            (Fmt::Score, Value::Number(n)) => n.as_f64().map_or("–".into(), |a| format!("{a:.2}")),
+            (Fmt::Score, Value::Number(n)) => {
+                n.as_f64().map_or("–".into(), |a| format!("{a:.2}"))
+            }
             _ => "–".to_string(),
         }
     }
@@ -116,7 +118,10 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         (
             "open at the end",
             figure("/all/backlog/open", Fmt::Count),
-            format!("{} waiting on the customer", figure("/all/backlog/pending", Fmt::Count)),
+            format!(
+                "{} waiting on the customer",
+                figure("/all/backlog/pending", Fmt::Count)
+            ),
         ),
         (
             "escalations",
@@ -177,18 +182,27 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
                 tags: per_day
                     .iter()
                     .map(|(d, f)| {
-                        format!(r#"data-day="{d}" data-series="opened" data-value="{}""#, f.opened)
+                        format!(
+                            r#"data-day="{d}" data-series="opened" data-value="{}""#,
+                            f.opened
+                        )
                     })
                     .collect(),
             },
             Series {
                 name: "resolved",
                 color: GREEN,
-                values: per_day.iter().map(|(_, f)| Some(f.resolved as f64)).collect(),
+                values: per_day
+                    .iter()
+                    .map(|(_, f)| Some(f.resolved as f64))
+                    .collect(),
                 tags: per_day
                     .iter()
                     .map(|(d, f)| {
-                        format!(r#"data-day="{d}" data-series="resolved" data-value="{}""#, f.resolved)
+                        format!(
+                            r#"data-day="{d}" data-series="resolved" data-value="{}""#,
+                            f.resolved
+                        )
                     })
                     .collect(),
             },
@@ -196,7 +210,12 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         format: |v| format!("{v:.0}"),
         value_labels: false,
     };
-    chart(&mut html, "Tickets per day", "wide", &bars.svg(960.0, 230.0));
+    chart(
+        &mut html,
+        "Tickets per day",
+        "wide",
+        &bars.svg(960.0, 230.0),
+    );
 
     let histogram = &stats.all.first_response.histogram;
     let bars = Bars {
@@ -205,12 +224,20 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
             name: "tickets",
             color: BLUE,
             values: histogram.iter().map(|b| Some(b.count as f64)).collect(),
-            tags: kpi_tags("/all/first_response/histogram", histogram.iter().map(|b| b.count)),
+            tags: kpi_tags(
+                "/all/first_response/histogram",
+                histogram.iter().map(|b| b.count),
+            ),
         }],
         format: |v| format!("{v:.0}"),
         value_labels: true,
     };
-    chart(&mut html, "First response: how long customers waited", "", &bars.svg(460.0, 230.0));
+    chart(
+        &mut html,
+        "First response: how long customers waited",
+        "",
+        &bars.svg(460.0, 230.0),
+    );
 
     let weeks: Vec<_> = period
         .split(tz, 7)
@@ -242,7 +269,12 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         format: |v| format!("{v:.0}%"),
         value_labels: true,
     };
-    chart(&mut html, "Answered within policy, per week", "", &bars.svg_max(460.0, 230.0, 100.0));
+    chart(
+        &mut html,
+        "Answered within policy, per week",
+        "",
+        &bars.svg_max(460.0, 230.0, 100.0),
+    );
 
     let backlog = &stats.all.backlog.by_age;
     let rows: Vec<HBar> = backlog
@@ -254,7 +286,12 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
             kpi: format!("/all/backlog/by_age/{i}/count"),
         })
         .collect();
-    chart(&mut html, "Open tickets by age at the end", "", &hbars(&rows, ORANGE));
+    chart(
+        &mut html,
+        "Open tickets by age at the end",
+        "",
+        &hbars(&rows, ORANGE),
+    );
 
     let sat = &stats.all.satisfaction;
     let rows: Vec<HBar> = (0..5)
@@ -265,7 +302,12 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
             kpi: format!("/all/satisfaction/by_score/{i}"),
         })
         .collect();
-    chart(&mut html, "Satisfaction: survey answers by score", "", &hbars(&rows, GREEN));
+    chart(
+        &mut html,
+        "Satisfaction: survey answers by score",
+        "",
+        &hbars(&rows, GREEN),
+    );
 
     let rows: Vec<HBar> = stats
         .languages
@@ -276,7 +318,12 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
             kpi: format!("/languages/{code}/opened"),
         })
         .collect();
-    chart(&mut html, "Tickets opened per language", "", &hbars(&rows, BLUE));
+    chart(
+        &mut html,
+        "Tickets opened per language",
+        "",
+        &hbars(&rows, BLUE),
+    );
     html.push_str("</section>\n");
     language_table(&mut html, &stats, &figure);
     let _ = write!(
@@ -300,7 +347,11 @@ fn language_table(html: &mut String, stats: &Stats, figure: &dyn Fn(&str, Fmt) -
     let columns: [(&str, &str, Fmt); 9] = [
         ("opened", "opened", Fmt::Count),
         ("resolved", "resolved", Fmt::Count),
-        ("first response, median", "first_response/median_ms", Fmt::Duration),
+        (
+            "first response, median",
+            "first_response/median_ms",
+            Fmt::Duration,
+        ),
         ("90th percentile", "first_response/p90_ms", Fmt::Duration),
         ("within policy", "within_policy/share", Fmt::Share),
         ("deadlines breached", "breaches", Fmt::Count),
@@ -308,9 +359,7 @@ fn language_table(html: &mut String, stats: &Stats, figure: &dyn Fn(&str, Fmt) -
         ("satisfaction", "satisfaction/average", Fmt::Score),
         ("surveys answered", "satisfaction/response_rate", Fmt::Share),
     ];
-    html.push_str(
-        "<section class=\"card wide\"><h2>Per language</h2><table><thead><tr><th></th>",
-    );
+    html.push_str("<section class=\"card wide\"><h2>Per language</h2><table><thead><tr><th></th>");
     for (label, _, _) in &columns {
         let _ = write!(html, "<th>{label}</th>");
     }
@@ -324,7 +373,11 @@ fn language_table(html: &mut String, stats: &Stats, figure: &dyn Fn(&str, Fmt) -
     for (name, base) in keys {
         let _ = write!(html, "<tr><th>{}</th>", esc(&name));
         for (_, field, fmt) in &columns {
-            let _ = write!(html, "<td>{}</td>", figure(&format!("{base}/{field}"), *fmt));
+            let _ = write!(
+                html,
+                "<td>{}</td>",
+                figure(&format!("{base}/{field}"), *fmt)
+            );
         }
         html.push_str("</tr>");
     }

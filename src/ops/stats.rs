@@ -89,7 +89,9 @@ fn table(columns: &[(&str, &Figures)]) -> Vec<String> {
     row("  median", &|f| ms(f.first_response.median_ms));
     row("  90th percentile", &|f| ms(f.first_response.p90_ms));
     row("answered within policy", &|f| share(f.within_policy.share));
-    row("  deadlines decided", &|f| f.within_policy.decided.to_string());
+    row("  deadlines decided", &|f| {
+        f.within_policy.decided.to_string()
+    });
     row("  met in time", &|f| f.within_policy.within.to_string());
     row("deadline warnings", &|f| f.warnings.to_string());
     row("deadlines breached", &|f| f.breaches.to_string());
@@ -124,9 +126,15 @@ fn table(columns: &[(&str, &Figures)]) -> Vec<String> {
     });
     row("  answers", &|f| f.satisfaction.answers.to_string());
     row("surveys sent", &|f| f.satisfaction.surveys_sent.to_string());
-    row("  answered", &|f| f.satisfaction.surveys_answered.to_string());
+    row("  answered", &|f| {
+        f.satisfaction.surveys_answered.to_string()
+    });
     row("  response rate", &|f| share(f.satisfaction.response_rate));
-    let label_width = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    let label_width = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
     let widths: Vec<usize> = (0..columns.len())
         .map(|c| {
             rows.iter()
@@ -161,13 +169,19 @@ mod tests {
         };
         all.first_response.median_ms = Some(80 * 60_000);
         all.within_policy.share = Some(0.931);
-        all.backlog.by_age = vec![Bucket { label: "< 1h", count: 2 }];
+        all.backlog.by_age = vec![Bucket {
+            label: "< 1h",
+            count: 2,
+        }];
         let mut ar = Figures {
             opened: 34,
             escalations: vec![Level { level: 2, count: 1 }],
             ..Figures::default()
         };
-        ar.backlog.by_age = vec![Bucket { label: "< 1h", count: 0 }];
+        ar.backlog.by_age = vec![Bucket {
+            label: "< 1h",
+            count: 0,
+        }];
         let rows = table(&[("all", &all), ("ar", &ar)]);
         let find = |label: &str| {
             rows.iter()

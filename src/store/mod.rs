@@ -26,7 +26,9 @@ pub use tx::{
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
     QuarantineStatus, Quarantined, Tx, content_key, dedupe_key, legacy_content_key,
 };
-pub use views::{ContactView, EventRecord, EventView, MessageView, OutboxView, QuarantineView, TicketView};
+pub use views::{
+    ContactView, EventRecord, EventView, MessageView, OutboxView, QuarantineView, TicketView,
+};
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
 const MIGRATIONS: [&str; 8] = [

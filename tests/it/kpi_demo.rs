@@ -125,13 +125,18 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
                         "at": created.as_millisecond() + response,
                         "response_ms": response, "agent": "agent1@example.com" }),
             );
-            let status = |from: &str, to: &str, by: &str| json!({ "from": from, "to": to, "by": by });
+            let status =
+                |from: &str, to: &str, by: &str| json!({ "from": from, "to": to, "by": by });
             let mut t = response;
             if rng.random::<f64>() < 0.33 {
                 at(t, "ticket.status", status("open", "pending", "agent"));
                 t += rng.random_range(4..60) * HOUR_MS;
                 if t - response > 48 * HOUR_MS {
-                    at(response + 48 * HOUR_MS, "ticket.reminded", json!({ "n": 1 }));
+                    at(
+                        response + 48 * HOUR_MS,
+                        "ticket.reminded",
+                        json!({ "n": 1 }),
+                    );
                 }
                 at(t, "ticket.status", status("pending", "open", "customer"));
                 t += rng.random_range(1..6) * HOUR_MS;

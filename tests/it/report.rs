@@ -1,12 +1,17 @@
-//! `deskgate stats` and `report --html` through the binary on a month of recorded events:
-//! the page shows the numbers `stats --json` prints, and nothing it needs comes from elsewhere.
+//! `deskgate stats` and `report --html` through the binary: on a month of recorded events, the
+//! page shows the numbers `stats --json` prints and needs nothing from elsewhere; on the real
+//! servers, the figures are what happened to the customers' mail.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use deskgate::store::Store;
 use serde_json::Value;
 
+use crate::agents::{thunderbird_reply, with_agents};
+use crate::daemon::parsed;
+use crate::harness::{Lab, message};
 use crate::kpi_demo::record_month;
 
 fn deskgate(config: &Path, args: &[&str]) -> Output {
@@ -101,7 +106,9 @@ fn the_report_shows_the_numbers_of_stats_json() {
         .collect();
     assert!(shown.len() > 60, "only {} figures in the page", shown.len());
     for (pointer, value) in &shown {
-        let expected = stats.pointer(pointer).unwrap_or_else(|| panic!("{pointer}"));
+        let expected = stats
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{pointer}"));
         assert_eq!(*value, expected.to_string(), "{pointer}");
     }
     for pointer in [
@@ -135,7 +142,11 @@ fn the_report_shows_the_numbers_of_stats_json() {
     let sum = |series: &str| -> u64 {
         html.split(&format!("data-series=\"{series}\" data-value=\""))
             .skip(1)
-            .map(|s| s[..s.find('"').expect("quote")].parse::<u64>().expect("count"))
+            .map(|s| {
+                s[..s.find('"').expect("quote")]
+                    .parse::<u64>()
+                    .expect("count")
+            })
             .sum()
     };
     assert_eq!(attributes(&html, "data-day").len(), 2 * 28);
@@ -149,12 +160,15 @@ fn the_report_shows_the_numbers_of_stats_json() {
     assert_eq!(attributes(&html, "data-week").len(), 4);
 
     // Self-contained, and the support name is escaped.
-    for outside in ["<script", "<link", "<img", "src=", "url(", "@import", "https://"] {
+    for outside in [
+        "<script", "<link", "<img", "src=", "url(", "@import", "https://",
+    ] {
         assert!(!html.contains(outside), "{outside}");
     }
     assert_eq!(
         html.matches("http://").count(),
-        html.matches(r#"xmlns="http://www.w3.org/2000/svg""#).count()
+        html.matches(r#"xmlns="http://www.w3.org/2000/svg""#)
+            .count()
     );
     assert!(html.contains("Example &lt;Support&gt; — support figures"));
 }
@@ -171,7 +185,10 @@ fn stats_prints_an_aligned_table_and_refuses_what_it_cannot_read() {
         "{text}"
     );
     let header = lines[2];
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["all", "ar", "el", "en"]);
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["all", "ar", "el", "en"]
+    );
     let opened = lines
         .iter()
         .find(|l| l.starts_with("tickets opened"))
@@ -204,4 +221,110 @@ fn stats_prints_an_aligned_table_and_refuses_what_it_cannot_read() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+}
+
+fn timestamp(value: &Value) -> jiff::Timestamp {
+    value
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_count_what_happened_on_the_real_servers() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let support = lab.address("support");
+
+    // Three customers write; each is acknowledged.
+    for (n, (user, subject)) in [
+        ("customer1", "Printer on fire"),
+        ("customer2", "Invoice 7 is wrong"),
+        ("customer3", "Password reset"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let from = lab.address(user);
+        let mail = message(
+            &format!("Customer {n} <{from}>"),
+            &support,
+            subject,
+            &format!("kpi{n}@customer.test"),
+            "Hello, can you help us with this please? It is urgent for our office.\n",
+            &[],
+        );
+        lab.send(&from, &[&support], &mail).await;
+        lab.wait_for(user, "INBOX", 1, WAIT).await;
+    }
+
+    // Agent1 answers customer1 and resolves the ticket; customer1 answers the survey with 5.
+    let notifications = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
+    let notification = notifications
+        .iter()
+        .find(|m| parsed(m).subject.contains("Printer on fire"))
+        .expect("the notification for customer1's ticket");
+    let reply_to = parsed(notification).reply_to.expect("Reply-To").address;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // Date (whole seconds) after the ticket
+    let answer = thunderbird_reply(
+        &lab.address("agent1"),
+        &reply_to,
+        notification,
+        "#resolve\nPlease switch it off and unplug it.",
+    );
+    lab.submit("agent1", &[&reply_to], &answer).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 3, WAIT).await;
+    let survey = inbox
+        .iter()
+        .map(|m| parsed(m))
+        .find(|m| m.subject.starts_with("How did we do?"))
+        .unwrap_or_else(|| {
+            let subjects: Vec<String> = inbox.iter().map(|m| parsed(m).subject).collect();
+            panic!("no survey among {subjects:?}")
+        });
+    let sid = survey.message_id.clone().expect("survey Message-ID");
+    let customer1 = lab.address("customer1");
+    let score = message(
+        &format!("Customer 0 <{customer1}>"),
+        &support,
+        &format!("Re: {}", survey.subject),
+        "kpi-score@customer.test",
+        "5\n",
+        &[("In-Reply-To", &format!("<{sid}>"))],
+    );
+    lab.send(&customer1, &[&support], &score).await;
+    setup
+        .wait_json(&["events", "--kind", "survey.answered"], WAIT, |e| {
+            e.as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await;
+
+    let stats = setup.json(&["stats"]);
+    let all = &stats["all"];
+    let tickets = setup.json(&["tickets"]);
+    let answered = tickets
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .find(|t| t["subject"] == "Printer on fire")
+        .expect("customer1's ticket");
+    let response_ms = timestamp(&answered["first_response_at"])
+        .duration_since(timestamp(&answered["created_at"]))
+        .as_millis() as i64;
+    assert!(response_ms >= 1000, "{answered:#}");
+    assert_eq!(all["opened"], 3, "{stats:#}");
+    assert_eq!(all["resolved"], 1, "{stats:#}");
+    assert_eq!(all["first_response"]["count"], 1, "{stats:#}");
+    assert_eq!(all["first_response"]["median_ms"], response_ms, "{stats:#}");
+    assert_eq!(all["first_response"]["p90_ms"], response_ms, "{stats:#}");
+    assert_eq!(all["within_policy"]["decided"], 1, "{stats:#}");
+    assert_eq!(all["within_policy"]["share"], 1.0, "{stats:#}");
+    assert_eq!(all["backlog"]["open"], 2, "{stats:#}");
+    assert_eq!(all["satisfaction"]["answers"], 1, "{stats:#}");
+    assert_eq!(all["satisfaction"]["average"], 5.0, "{stats:#}");
+    assert_eq!(all["satisfaction"]["response_rate"], 1.0, "{stats:#}");
+    assert_eq!(stats["languages"]["en"]["opened"], 3, "{stats:#}");
+    daemon.stop();
 }
