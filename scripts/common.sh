@@ -1,4 +1,4 @@
-# Shared by demo.sh and test.sh: install what deskgate's demo and tests need on Debian.
+# Shared by the scripts: install what deskgate's demo and tests need on Debian.
 # Sourced, not run.
 
 # The mail servers (Postfix, Dovecot) and OpenSSL, through the project's lab script.
@@ -36,4 +36,41 @@ prepare_machine() {
     need_root
     install_mail_servers
     ensure_rust
+}
+
+# Headless Chromium (and fonts for Arabic and Greek) for the pictures in docs/.
+ensure_chromium() {
+    if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=ar | grep -q .; then
+        need_root
+        apt-get install -y --no-install-recommends chromium fonts-noto-core fontconfig
+    fi
+}
+
+# The smallest valid configuration, for commands that contact no server (template preview,
+# report): offline_config FILE DATABASE.
+offline_config() {
+    cat >"$1" <<TOML
+database = "$2"
+[support]
+address = "support@example.com"
+name = "Example Support"
+timezone = "Europe/Athens"
+[[mailbox]]
+name = "support"
+host = "127.0.0.1"
+tls = "plain"
+user = "support"
+password = "unused"
+[smtp]
+host = "127.0.0.1"
+tls = "plain"
+TOML
+}
+
+# Photographs a local HTML file: photograph PAGE PNG WIDTH,HEIGHT.
+photograph() {
+    # --no-sandbox: Chromium refuses to run as root otherwise; the page is our own file.
+    chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --force-device-scale-factor=1 \
+        --window-size="$3" --screenshot="$2" "file://$1" 2>/dev/null
+    echo "wrote $2"
 }

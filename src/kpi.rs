@@ -127,11 +127,12 @@ impl When {
             When::Instant(at) => Ok(at),
             When::Date(date) => tz.to_timestamp(date.to_datetime(jiff::civil::Time::midnight())),
             When::Local(local) => tz.to_timestamp(local),
-            When::Ago(ago) => jiff::SignedDuration::try_from(ago)
-                .map_err(jiff::Error::from)
-                .and_then(|ago| now.checked_sub(ago)),
+            When::Ago(ago) => {
+                jiff::SignedDuration::try_from(ago).and_then(|ago| now.checked_sub(ago))
+            }
         };
-        resolved.map_err(|e| format!("{self:?} is out of range: {e}"))
+        resolved
+            .map_err(|e| format!("{self:?} is out of the range of dates deskgate can read: {e}"))
     }
 }
 
@@ -470,10 +471,10 @@ impl Ledger {
             .into_iter()
             .map(|(level, count)| Level { level, count })
             .collect();
-        let open_ages = status.values().filter_map(|(s, opened)| {
-            (*s == TicketStatus::Open)
-                .then(|| period.until.duration_since(*opened).as_millis() as i64)
-        });
+        let open_ages = status
+            .values()
+            .filter(|(s, _)| *s == TicketStatus::Open)
+            .map(|(_, opened)| period.until.duration_since(*opened).as_millis() as i64);
         f.backlog.by_age = histogram(&AGE_BUCKETS, open_ages);
         f.backlog.open = f.backlog.by_age.iter().map(|b| b.count).sum();
         f.backlog.pending = status

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::show::when;
 use crate::config::Support;
-use crate::kpi::{Ledger, NO_LANGUAGE, Period, Select, Stats, duration_text, percent_text};
+use crate::kpi::{
+    Figures, Ledger, NO_LANGUAGE, Period, Select, Stats, duration_text, percent_text,
+};
 use crate::language::Lang;
 
 const BLUE: &str = "#2f6fb3";
@@ -169,43 +171,28 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         .iter()
         .map(|(day, span)| (day, ledger.figures(*span, select)))
         .collect();
+    let day_series = |name: &'static str, color: &'static str, count: fn(&Figures) -> u64| Series {
+        name,
+        color,
+        values: per_day.iter().map(|(_, f)| Some(count(f) as f64)).collect(),
+        tags: per_day
+            .iter()
+            .map(|(d, f)| {
+                format!(
+                    r#"data-day="{d}" data-series="{name}" data-value="{}""#,
+                    count(f)
+                )
+            })
+            .collect(),
+    };
     let bars = Bars {
         labels: per_day
             .iter()
             .map(|(d, _)| d.strftime("%b %-d").to_string())
             .collect(),
         series: vec![
-            Series {
-                name: "opened",
-                color: BLUE,
-                values: per_day.iter().map(|(_, f)| Some(f.opened as f64)).collect(),
-                tags: per_day
-                    .iter()
-                    .map(|(d, f)| {
-                        format!(
-                            r#"data-day="{d}" data-series="opened" data-value="{}""#,
-                            f.opened
-                        )
-                    })
-                    .collect(),
-            },
-            Series {
-                name: "resolved",
-                color: GREEN,
-                values: per_day
-                    .iter()
-                    .map(|(_, f)| Some(f.resolved as f64))
-                    .collect(),
-                tags: per_day
-                    .iter()
-                    .map(|(d, f)| {
-                        format!(
-                            r#"data-day="{d}" data-series="resolved" data-value="{}""#,
-                            f.resolved
-                        )
-                    })
-                    .collect(),
-            },
+            day_series("opened", BLUE, |f| f.opened),
+            day_series("resolved", GREEN, |f| f.resolved),
         ],
         format: |v| format!("{v:.0}"),
         value_labels: false,
@@ -385,9 +372,9 @@ fn language_table(html: &mut String, stats: &Stats, figure: &dyn Fn(&str, Fmt) -
 }
 
 fn chart(html: &mut String, title: &str, class: &str, svg: &str) {
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<figure class=\"card {class}\"><figcaption>{title}</figcaption>{svg}</figure>\n"
+        "<figure class=\"card {class}\"><figcaption>{title}</figcaption>{svg}</figure>"
     );
 }
 

@@ -18,7 +18,7 @@ fn stderr(output: &Output) -> String {
         .to_string()
 }
 
-const VALID: &str = r#"database = "state/deskgate.db"
+pub const VALID: &str = r#"database = "state/deskgate.db"
 [support]
 address = "support@example.test"
 name = "Support"

@@ -27,25 +27,13 @@ fn deskgate(config: &Path, args: &[&str]) -> Output {
 fn desk() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("deskgate.toml");
-    std::fs::write(
-        &config,
-        r#"database = "deskgate.db"
-[support]
-address = "support@example.test"
-name = "Example <Support>"
-timezone = "Europe/Athens"
-[[mailbox]]
-name = "support"
-host = "127.0.0.1"
-tls = "plain"
-user = "support@example.test"
-password = "x"
-[smtp]
-host = "127.0.0.1"
-tls = "plain"
-"#,
-    )
-    .expect("write config");
+    let text = crate::cli::VALID
+        .replace("state/deskgate.db", "deskgate.db")
+        .replace(
+            "name = \"Support\"\n",
+            "name = \"Example <Support>\"\ntimezone = \"Europe/Athens\"\n",
+        );
+    std::fs::write(&config, text).expect("write config");
     let store = Store::open(&dir.path().join("deskgate.db")).expect("open store");
     record_month(
         &store,
