@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn deskgate(config: &Path, args: &[&str]) -> Output {
+pub fn deskgate(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_deskgate"))
         .arg("--config")
         .arg(config)

@@ -2,26 +2,16 @@
 //! page shows the numbers `stats --json` prints and needs nothing from elsewhere; on the real
 //! servers, the figures are what happened to the customers' mail.
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use deskgate::store::Store;
 use serde_json::Value;
 
 use crate::agents::{thunderbird_reply, with_agents};
+use crate::cli::deskgate;
 use crate::daemon::parsed;
 use crate::harness::{Lab, message};
 use crate::kpi_demo::record_month;
-
-fn deskgate(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deskgate"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run deskgate")
-}
 
 /// A configuration whose database holds four weeks of a support desk's events.
 fn desk() -> (tempfile::TempDir, std::path::PathBuf) {
