@@ -297,11 +297,23 @@ pub fn main() -> ExitCode {
     logging::init(cli.log_format);
     match dispatch(cli) {
         Ok(code) => code,
+        // `deskgate stats | head`: the reader has what it wanted (ripgrep does the same).
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("deskgate: {}", one_line(&err));
             ExitCode::from(2)
         }
     }
+}
+
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| cause.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line, each cause once (many of our errors already quote

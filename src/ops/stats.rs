@@ -17,7 +17,8 @@ use crate::store::Store;
 /// recorded before the period's end.
 pub fn load(config: &Config, ask: &PeriodArgs) -> anyhow::Result<(Period, Ledger)> {
     let tz = &config.support.timezone;
-    let now = Timestamp::now();
+    // Milliseconds, as events are stored: the period prints and compares without noise.
+    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond())?;
     let since = ask.since.resolve(tz, now).map_err(anyhow::Error::msg)?;
     let until = match ask.until {
         Some(until) => until.resolve(tz, now).map_err(anyhow::Error::msg)?,
