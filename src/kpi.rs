@@ -306,20 +306,96 @@ impl Select<'_> {
     }
 }
 
-/// The loaded events, indexed by ticket. All figures are computed from one ledger.
+/// What one event says, as far as the figures care; read from its JSON once, replayed often.
+#[derive(Debug, Clone, Copy)]
+enum What {
+    Created {
+        quiet: bool,
+    },
+    Status(TicketStatus),
+    FirstResponse {
+        ms: i64,
+    },
+    /// `deadline.met` (`breached` false) or `deadline.breached`.
+    Outcome {
+        deadline: Option<i64>,
+        breached: bool,
+        within: bool,
+    },
+    Warned,
+    Escalated {
+        level: u64,
+    },
+    CustomerUpdated,
+    Reminded,
+    SurveySent,
+    SurveyAnswered {
+        score: usize,
+    },
+}
+
+impl What {
+    /// `None` for kinds the figures do not count and for events without the data they need.
+    fn read(event: &EventRecord) -> Option<What> {
+        Some(match event.kind.as_str() {
+            "ticket.created" => What::Created {
+                quiet: flag(event, "quiet") == Some(true),
+            },
+            "ticket.status" => What::Status(text(event, "to").and_then(TicketStatus::parse)?),
+            "ticket.first_response" => What::FirstResponse {
+                ms: number(event, "response_ms")?.max(0),
+            },
+            "deadline.met" | "deadline.breached" => What::Outcome {
+                deadline: number(event, "deadline"),
+                breached: event.kind == "deadline.breached",
+                within: flag(event, "within") == Some(true),
+            },
+            "deadline.warned" => What::Warned,
+            "escalation.sent" => What::Escalated {
+                level: u64::try_from(number(event, "level")?).ok()?,
+            },
+            "customer.updated" => What::CustomerUpdated,
+            "ticket.reminded" => What::Reminded,
+            "survey.sent" => What::SurveySent,
+            "survey.answered" => What::SurveyAnswered {
+                score: usize::try_from(number(event, "score")?)
+                    .ok()
+                    .filter(|s| (1..=5).contains(s))?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// One event on a ticket: when, which ticket (an index into [`Ledger::tickets`]), what.
+#[derive(Debug, Clone, Copy)]
+struct Fact {
+    at: Timestamp,
+    ticket: usize,
+    what: What,
+}
+
+/// The loaded events as facts in time order, and the tickets they are about. All figures are
+/// computed from one ledger.
 pub struct Ledger {
-    events: Vec<EventRecord>,
-    tickets: HashMap<TicketId, Ticket>,
+    facts: Vec<Fact>,
+    tickets: Vec<Ticket>,
 }
 
 impl Ledger {
     /// `events` as [`crate::store::Tx::kpi_events`] returns them (every event before some end).
     pub fn new(mut events: Vec<EventRecord>) -> Ledger {
         events.sort_by_key(|e| e.at);
-        let mut tickets: HashMap<TicketId, Ticket> = HashMap::new();
+        let mut index: HashMap<TicketId, usize> = HashMap::new();
+        let mut tickets: Vec<Ticket> = Vec::new();
+        let mut facts = Vec::new();
         for event in &events {
             let Some(id) = event.ticket else { continue };
-            let ticket = tickets.entry(id).or_default();
+            let n = *index.entry(id).or_insert_with(|| {
+                tickets.push(Ticket::default());
+                tickets.len() - 1
+            });
+            let ticket = &mut tickets[n];
             if ticket.mailbox.is_none() {
                 ticket.mailbox.clone_from(&event.mailbox);
             }
@@ -328,8 +404,15 @@ impl Ledger {
             {
                 ticket.language = Some(code.to_string());
             }
+            if let Some(what) = What::read(event) {
+                facts.push(Fact {
+                    at: event.at,
+                    ticket: n,
+                    what,
+                });
+            }
         }
-        Ledger { events, tickets }
+        Ledger { facts, tickets }
     }
 
     /// The figures of `period` for all tickets of `mailbox` (or all) and per language.
@@ -341,9 +424,9 @@ impl Ledger {
         let mut codes: Vec<&str> = Lang::ALL.iter().map(|l| l.code()).collect();
         let unknown = self
             .tickets
-            .values()
+            .iter()
             .any(|t| all.admits(t) && t.language.is_none());
-        for ticket in self.tickets.values().filter(|t| all.admits(t)) {
+        for ticket in self.tickets.iter().filter(|t| all.admits(t)) {
             if let Some(code) = ticket.language.as_deref()
                 && !codes.contains(&code)
             {
@@ -375,33 +458,31 @@ impl Ledger {
     /// The figures of `period` for the tickets `select` admits.
     pub fn figures(&self, period: Period, select: Select<'_>) -> Figures {
         let mut f = Figures::default();
-        let mut status: HashMap<TicketId, (TicketStatus, Timestamp)> = HashMap::new();
+        let admitted: Vec<bool> = self.tickets.iter().map(|t| select.admits(t)).collect();
+        // Per ticket: its status and when it was opened, surveys sent in the period unanswered.
+        let mut status: Vec<Option<(TicketStatus, Timestamp)>> = vec![None; self.tickets.len()];
+        let mut surveys_awaited = vec![0u64; self.tickets.len()];
         let mut decided: HashSet<i64> = HashSet::new();
         let mut responses = Vec::new();
         let mut escalations: BTreeMap<u64, u64> = BTreeMap::new();
         let mut scores = Vec::new();
-        let mut surveys_awaited: HashMap<TicketId, u64> = HashMap::new();
-        for event in self.events.iter().take_while(|e| e.at < period.until) {
-            let Some(id) = event.ticket else { continue };
-            if !self.tickets.get(&id).is_some_and(|t| select.admits(t)) {
-                continue;
-            }
-            let now = period.contains(event.at);
-            match event.kind.as_str() {
-                "ticket.created" => {
-                    status.insert(id, (TicketStatus::Open, event.at));
+        let end = self.facts.partition_point(|fact| fact.at < period.until);
+        for fact in self.facts[..end]
+            .iter()
+            .filter(|fact| admitted[fact.ticket])
+        {
+            let now = period.contains(fact.at);
+            let t = fact.ticket;
+            match fact.what {
+                What::Created { quiet } => {
+                    status[t] = Some((TicketStatus::Open, fact.at));
                     if now {
                         f.opened += 1;
-                        if event.data.as_ref().and_then(|d| d["quiet"].as_bool()) == Some(true) {
-                            f.opened_quietly += 1;
-                        }
+                        f.opened_quietly += u64::from(quiet);
                     }
                 }
-                "ticket.status" => {
-                    let Some(to) = text(event, "to").and_then(TicketStatus::parse) else {
-                        continue;
-                    };
-                    let Some((current, _)) = status.get_mut(&id) else {
+                What::Status(to) => {
+                    let Some((current, _)) = status[t].as_mut() else {
                         continue;
                     };
                     let done = |s: TicketStatus| {
@@ -412,47 +493,34 @@ impl Ledger {
                     }
                     *current = to;
                 }
-                "ticket.first_response" if now => {
-                    if let Some(ms) = number(event, "response_ms") {
-                        responses.push(ms.max(0));
-                    }
-                }
-                "deadline.met" | "deadline.breached" => {
-                    let breached = event.kind == "deadline.breached";
+                What::FirstResponse { ms } if now => responses.push(ms),
+                What::Outcome {
+                    deadline,
+                    breached,
+                    within,
+                } => {
                     if now && breached {
                         f.breaches += 1;
                     }
-                    let Some(deadline) = number(event, "deadline") else {
-                        continue;
-                    };
-                    if !decided.insert(deadline) || !now {
-                        continue;
-                    }
-                    f.within_policy.decided += 1;
-                    let within = event.data.as_ref().and_then(|d| d["within"].as_bool());
-                    if !breached && within == Some(true) {
-                        f.within_policy.within += 1;
+                    // Counted once, in the period of its first outcome.
+                    let Some(deadline) = deadline else { continue };
+                    if decided.insert(deadline) && now {
+                        f.within_policy.decided += 1;
+                        f.within_policy.within += u64::from(within && !breached);
                     }
                 }
-                "deadline.warned" if now => f.warnings += 1,
-                "escalation.sent" if now => {
-                    if let Some(level) = number(event, "level") {
-                        *escalations.entry(level.max(0) as u64).or_default() += 1;
-                    }
-                }
-                "customer.updated" if now => f.customer_updates += 1,
-                "ticket.reminded" if now => f.reminders += 1,
-                "survey.sent" if now => {
+                What::Warned if now => f.warnings += 1,
+                What::Escalated { level } if now => *escalations.entry(level).or_default() += 1,
+                What::CustomerUpdated if now => f.customer_updates += 1,
+                What::Reminded if now => f.reminders += 1,
+                What::SurveySent if now => {
                     f.satisfaction.surveys_sent += 1;
-                    *surveys_awaited.entry(id).or_default() += 1;
+                    surveys_awaited[t] += 1;
                 }
-                "survey.answered" if now => {
-                    let Some(score) = number(event, "score").filter(|s| (1..=5).contains(s)) else {
-                        continue;
-                    };
+                What::SurveyAnswered { score } if now => {
                     scores.push(score);
-                    if let Some(n) = surveys_awaited.get_mut(&id).filter(|n| **n > 0) {
-                        *n -= 1;
+                    if surveys_awaited[t] > 0 {
+                        surveys_awaited[t] -= 1;
                         f.satisfaction.surveys_answered += 1;
                     }
                 }
@@ -472,24 +540,30 @@ impl Ledger {
             .map(|(level, count)| Level { level, count })
             .collect();
         let open_ages = status
-            .values()
+            .iter()
+            .flatten()
             .filter(|(s, _)| *s == TicketStatus::Open)
             .map(|(_, opened)| period.until.duration_since(*opened).as_millis() as i64);
         f.backlog.by_age = histogram(&AGE_BUCKETS, open_ages);
         f.backlog.open = f.backlog.by_age.iter().map(|b| b.count).sum();
         f.backlog.pending = status
-            .values()
+            .iter()
+            .flatten()
             .filter(|(s, _)| *s == TicketStatus::Pending)
             .count() as u64;
         let s = &mut f.satisfaction;
         s.answers = scores.len() as u64;
         for score in &scores {
-            s.by_score[(*score - 1) as usize] += 1;
+            s.by_score[score - 1] += 1;
         }
-        s.average = ratio(scores.iter().sum::<i64>() as u64, s.answers, 2);
+        s.average = ratio(scores.iter().sum::<usize>() as u64, s.answers, 2);
         s.response_rate = ratio(s.surveys_answered, s.surveys_sent, 4);
         f
     }
+}
+
+fn flag(event: &EventRecord, field: &str) -> Option<bool> {
+    event.data.as_ref()?.get(field)?.as_bool()
 }
 
 fn text<'e>(event: &'e EventRecord, field: &str) -> Option<&'e str> {
