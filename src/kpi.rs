@@ -341,7 +341,11 @@ impl What {
             "ticket.created" => What::Created {
                 quiet: flag(event, "quiet") == Some(true),
             },
-            "ticket.status" => What::Status(text(event, "to").and_then(TicketStatus::parse)?),
+            // Before v6 the detail was the new status and nothing else.
+            "ticket.status" => What::Status(TicketStatus::parse(match &event.data {
+                Some(_) => text(event, "to")?,
+                None => &event.detail,
+            })?),
             "ticket.first_response" => What::FirstResponse {
                 ms: number(event, "response_ms")?.max(0),
             },

@@ -192,6 +192,37 @@ fn backlog_replays_status_to_the_periods_end() {
 }
 
 #[test]
+fn status_changes_recorded_before_v6_still_count() {
+    let log = Log::new();
+    log.opened("2026-10-01T09:00:00Z", 1, None);
+    log.opened("2026-10-01T09:00:00Z", 2, None);
+    log.opened("2026-11-03T09:00:00Z", 3, None);
+    // v5 wrote the new status as the detail, with no data.
+    for (at, ticket, detail) in [
+        ("2026-10-02T09:00:00Z", 1, "resolved"),
+        ("2026-11-03T10:00:00Z", 3, "pending"),
+        ("2026-11-04T10:00:00Z", 3, "resolved"),
+    ] {
+        log.store
+            .write_blocking(|tx| {
+                tx.record(
+                    &Event {
+                        kind: "ticket.status",
+                        ticket: Some(TicketId(ticket)),
+                        detail: detail.to_string(),
+                        ..Event::default()
+                    },
+                    t(at),
+                )
+            })
+            .expect("record");
+    }
+    let s = log.stats(SINCE, UNTIL, None);
+    assert_eq!((s.all.opened, s.all.resolved), (1, 1));
+    assert_eq!((s.all.backlog.open, s.all.backlog.pending), (1, 0));
+}
+
+#[test]
 fn escalations_warnings_and_satisfaction() {
     let log = Log::new();
     for ticket in 1..=4 {

@@ -80,6 +80,8 @@ pub struct EventRecord {
     pub kind: String,
     pub mailbox: Option<String>,
     pub ticket: Option<TicketId>,
+    /// The human text; before v6 the only record of some facts (a status change's new status).
+    pub detail: String,
     /// The JSON object of `events.data` (v6); `None` for older events and kinds without data.
     pub data: Option<serde_json::Value>,
 }
@@ -294,7 +296,7 @@ impl Tx<'_> {
     ) -> Result<Vec<EventRecord>, StoreError> {
         let kinds = serde_json::Value::from(kinds).to_string();
         let mut statement = self.conn().prepare(
-            "SELECT at, kind, mailbox, ticket_id, data FROM events
+            "SELECT at, kind, mailbox, ticket_id, detail, data FROM events
              WHERE at < ?1 AND kind IN (SELECT value FROM json_each(?2))
              ORDER BY at, id",
         )?;
@@ -302,7 +304,7 @@ impl Tx<'_> {
         let mut records = Vec::new();
         while let Some(r) = rows.next()? {
             let kind: String = r.get(1)?;
-            let data = match r.get::<_, Option<String>>(4)? {
+            let data = match r.get::<_, Option<String>>(5)? {
                 None => None,
                 Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
                     StoreError::Corrupt(format!("event {kind}: data is not JSON ({e}): {text}"))
@@ -313,6 +315,7 @@ impl Tx<'_> {
                 kind,
                 mailbox: r.get(2)?,
                 ticket: r.get::<_, Option<i64>>(3)?.map(TicketId),
+                detail: r.get(4)?,
                 data,
             });
         }
