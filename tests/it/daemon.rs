@@ -131,8 +131,13 @@ retry = ["1s"]
     /// from then on is live, not backlog); its log is appended to daemon.log in the setup
     /// directory.
     pub fn start(&self) -> Daemon {
+        self.start_with(&[("DESKGATE_LOG", "deskgate=debug,info")])
+    }
+
+    /// [`Setup::start`] with the given environment.
+    pub fn start_with(&self, env: &[(&str, &str)]) -> Daemon {
         let before = self.log().len();
-        let daemon = self.spawn();
+        let daemon = self.spawn_with(env);
         let started = Instant::now();
         while !self
             .log()
@@ -150,6 +155,11 @@ retry = ["1s"]
 
     /// Starts `deskgate run` without waiting for anything.
     pub fn spawn(&self) -> Daemon {
+        self.spawn_with(&[("DESKGATE_LOG", "deskgate=debug,info")])
+    }
+
+    /// [`Setup::spawn`] with the given environment (e.g. `DESKGATE_LOG`, `NOTIFY_SOCKET`).
+    pub fn spawn_with(&self, env: &[(&str, &str)]) -> Daemon {
         let log = File::options()
             .create(true)
             .append(true)
@@ -157,7 +167,7 @@ retry = ["1s"]
             .expect("open log");
         let child = Command::new(env!("CARGO_BIN_EXE_deskgate"))
             .args(["--config", self.config.to_str().expect("utf-8 path"), "run"])
-            .env("DESKGATE_LOG", "deskgate=debug,info")
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -238,6 +248,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGTERM, then waits; returns the exit status and how long the exit took.
     pub fn stop(mut self) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("running");

@@ -35,7 +35,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 static PORTS_IN_USE: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 /// A private Postfix + Dovecot on 127.0.0.1 with five free ports, in a fresh short temp dir
-/// (<= 40 chars, e.g. /tmp/dglab.XXXXXX; the socket path limit).
+/// (<= 40 chars, e.g. /tmp/dglab.XXXXXX; the socket path limit) under [`lab_parent`].
 #[derive(Debug)]
 pub struct Lab {
     pub dir: PathBuf,
@@ -47,6 +47,12 @@ pub struct Lab {
     pub submission_port: u16,
     pub submissions_port: u16,
     pub ca_file: PathBuf,
+}
+
+/// Where labs are made: `DESKGATE_LAB_PARENT` (the benchmark puts them on tmpfs, /dev/shm),
+/// else /tmp.
+fn lab_parent() -> PathBuf {
+    std::env::var_os("DESKGATE_LAB_PARENT").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
 fn script() -> PathBuf {
@@ -130,9 +136,10 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// Stops and removes labs left behind by test processes that were killed (Ctrl-C, SIGKILL)
-/// before `Drop` ran: /tmp/dglab.* whose owner.pid names a process that no longer exists.
+/// before `Drop` ran: dglab.* under [`lab_parent`] whose owner.pid names a process that no
+/// longer exists.
 fn sweep_stale_labs() {
-    let Ok(entries) = std::fs::read_dir("/tmp") else {
+    let Ok(entries) = std::fs::read_dir(lab_parent()) else {
         return;
     };
     for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
@@ -202,8 +209,11 @@ impl Lab {
         let dir = tempfile::Builder::new()
             .prefix("dglab.")
             .rand_bytes(6)
-            .tempdir_in("/tmp")
-            .map_err(|e| (format!("cannot create a temp dir in /tmp: {e}"), false))?
+            .tempdir_in(lab_parent())
+            .map_err(|e| {
+                let parent = lab_parent();
+                (format!("cannot create a temp dir in {}: {e}", parent.display()), false)
+            })?
             .keep();
         // who owns this lab: lets a later run clean up after a killed test process
         let _ = std::fs::write(dir.join("owner.pid"), std::process::id().to_string());
@@ -437,6 +447,71 @@ impl Lab {
         tokio::time::timeout(IO_TIMEOUT, job)
             .await
             .unwrap_or_else(|_| panic!("APPEND to {user}/{folder} timed out"));
+    }
+
+    /// Fills a folder fast: one MULTIAPPEND (RFC 3502) per 500 messages, each message a
+    /// non-synchronizing literal (LITERAL+, RFC 7888), so nothing waits for the server
+    /// between messages. async-imap has neither, hence the raw protocol.
+    pub async fn append_many(&self, user: &str, folder: &str, raws: &[Vec<u8>]) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        async fn until_tagged(
+            stream: &mut BufReader<TcpStream>,
+            tag: &str,
+        ) -> Result<(), String> {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = stream.read_line(&mut line).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("connection closed".into());
+                }
+                if let Some(status) = line.strip_prefix(tag) {
+                    return match status.trim_start().starts_with("OK") {
+                        true => Ok(()),
+                        false => Err(line.trim_end().to_owned()),
+                    };
+                }
+            }
+        }
+        let job = async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.imap_port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut stream = BufReader::new(tcp);
+            let login = format!(
+                "a LOGIN \"{}\" \"{}\"\r\n",
+                self.address(user),
+                self.password(user)
+            );
+            stream
+                .get_mut()
+                .write_all(login.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            until_tagged(&mut stream, "a ").await?;
+            for (i, chunk) in raws.chunks(500).enumerate() {
+                let tag = format!("m{i} ");
+                let mut command = format!("{tag}APPEND \"{folder}\"").into_bytes();
+                for raw in chunk {
+                    command.extend_from_slice(format!(" {{{}+}}\r\n", raw.len()).as_bytes());
+                    command.extend_from_slice(raw);
+                }
+                command.extend_from_slice(b"\r\n");
+                stream
+                    .get_mut()
+                    .write_all(&command)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                until_tagged(&mut stream, &tag).await?;
+            }
+            let _ = stream.get_mut().write_all(b"z LOGOUT\r\n").await;
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(IO_TIMEOUT * 10, job).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("MULTIAPPEND to {user}/{folder}: {e}"),
+            Err(_) => panic!("MULTIAPPEND to {user}/{folder} timed out"),
+        }
     }
 
     /// IMAP APPEND with flags (e.g. `(\\Seen)`) and an arrival time (INTERNALDATE) `age`

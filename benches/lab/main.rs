@@ -1,0 +1,543 @@
+//! deskgate's benchmark on the project's own mail lab (Postfix + Dovecot on loopback, state on
+//! tmpfs when `DESKGATE_LAB_PARENT` and `TMPDIR` point there, as `scripts/bench.sh` does).
+//! Prints a Markdown table of every figure and writes it to `target/bench/report.md`.
+//!
+//!   cargo bench --bench lab -- [--n 1000,10000] [--trickle 30] [--load 10] [--smoke]
+//!
+//! `--n`: mailbox sizes for the ceilings and the ingest run; `--trickle S`: seconds of 1 msg/s
+//! for the latency; `--load S`: seconds of 50 msg/s; `--smoke`: N = 50 and a few seconds
+//! each, to check that the benchmark works. Needs root and `DESKGATE_IT=1` (the lab).
+
+#[path = "../../tests/it/daemon.rs"]
+#[allow(dead_code)]
+mod daemon;
+#[path = "../../tests/it/harness.rs"]
+mod harness;
+
+mod ceiling;
+mod mail;
+
+use std::fmt::Write as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ceiling::Work;
+use daemon::{Imap, Setup, UNLIMITED_SENDERS};
+use harness::Lab;
+
+/// Log level of the measured daemon: the production default.
+const LOG: (&str, &str) = ("DESKGATE_LOG", "info");
+/// How often each ceiling loop runs; the median is reported.
+const CEILING_RUNS: usize = 3;
+
+struct Options {
+    sizes: Vec<usize>,
+    trickle_secs: u64,
+    load_secs: u64,
+    smtp_source_messages: usize,
+    large_mb: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        sizes: vec![1_000, 10_000],
+        trickle_secs: 30,
+        load_secs: 10,
+        smtp_source_messages: 2_000,
+        large_mb: 25,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| panic!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--n" => {
+                o.sizes = value("--n")
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("--n: numbers separated by commas"))
+                    .collect()
+            }
+            "--trickle" => o.trickle_secs = value("--trickle").parse().expect("--trickle: seconds"),
+            "--load" => o.load_secs = value("--load").parse().expect("--load: seconds"),
+            "--smoke" => {
+                o.sizes = vec![50];
+                o.trickle_secs = 3;
+                o.load_secs = 1;
+                o.smtp_source_messages = 50;
+                o.large_mb = 2;
+            }
+            "--bench" => {} // cargo bench passes it
+            other => panic!("unknown argument {other:?}; see the top of benches/lab/main.rs"),
+        }
+    }
+    o
+}
+
+/// One row of the report.
+struct Line {
+    part: &'static str,
+    what: String,
+    figure: String,
+    target: String,
+}
+
+#[derive(Default)]
+struct Report {
+    lines: Vec<Line>,
+}
+
+impl Report {
+    fn add(&mut self, part: &'static str, what: impl Into<String>, figure: impl Into<String>) {
+        self.add_target(part, what, figure, "");
+    }
+
+    fn add_target(
+        &mut self,
+        part: &'static str,
+        what: impl Into<String>,
+        figure: impl Into<String>,
+        target: impl Into<String>,
+    ) {
+        let line = Line {
+            part,
+            what: what.into(),
+            figure: figure.into(),
+            target: target.into(),
+        };
+        eprintln!("bench: {} | {} | {}", line.what, line.figure, line.target);
+        self.lines.push(line);
+    }
+
+    fn markdown(&self, machine: &str) -> String {
+        let mut out = format!("{machine}\n\n| part | what | figure | target |\n|---|---|---|---|\n");
+        for l in &self.lines {
+            let _ = writeln!(out, "| {} | {} | {} | {} |", l.part, l.what, l.figure, l.target);
+        }
+        out
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let options = options();
+    let mut report = Report::default();
+    let machine = machine();
+    eprintln!("{machine}");
+
+    for &n in &options.sizes {
+        ingest(&mut report, n).await;
+    }
+    smtp_source(&mut report, options.smtp_source_messages).await;
+    latency(&mut report, 1, options.trickle_secs).await;
+    latency(&mut report, 50, options.load_secs).await;
+    memory_start_stop(&mut report, options.large_mb).await;
+
+    let text = report.markdown(&machine);
+    println!("{text}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    std::fs::write(dir.join("report.md"), &text).expect("write report");
+    eprintln!("bench: report written to {}", dir.join("report.md").display());
+}
+
+fn lab() -> Lab {
+    Lab::start().expect("the benchmark needs the lab: run it as root with DESKGATE_IT=1 (scripts/bench.sh)")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Parts 1, 2 and 4 (the daemon's side): ceilings and deskgate on the same `n`-message
+/// mailbox, then the outbox draining the `n` acknowledgements to the local Postfix.
+async fn ingest(report: &mut Report, n: usize) {
+    let lab = lab();
+    let support = lab.address("support");
+    let raws: Vec<Vec<u8>> = (0..n)
+        .map(|i| mail::customer_mail(&lab.domain, &support, &format!("n{n}"), i))
+        .collect();
+    let bytes: usize = raws.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    lab.append_many("support", "INBOX", &raws).await;
+    let fill = started.elapsed();
+    report.add(
+        "1",
+        format!("fill support/INBOX: N = {n}, {:.0} B average, 10 % with an attachment (MULTIAPPEND, not counted)", bytes as f64 / n as f64),
+        format!("{:.2} s ({:.0} msg/s)", fill.as_secs_f64(), rate(n, fill)),
+    );
+    drop(raws);
+
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let db = scratch.path().join("ceiling.db");
+    let mut ceilings = Vec::new();
+    for (name, tls, work) in [
+        ("bare `UID FETCH 1:* BODY.PEEK[]`, plain", false, Work::Fetch),
+        ("bare `UID FETCH 1:* BODY.PEEK[]`, TLS", true, Work::Fetch),
+        ("FETCH (TLS) + mail-parser + SQLite (WAL, commit/100, writer thread)", true, Work::ParseStore),
+    ] {
+        let mut rates = Vec::new();
+        for _ in 0..CEILING_RUNS {
+            let (count, elapsed) = ceiling::run(&lab, "support", tls, work, &db).await;
+            assert_eq!(count, n, "{name}: fetched {count} of {n}");
+            rates.push(rate(n, elapsed));
+        }
+        let r = median(rates);
+        ceilings.push(r);
+        report.add("1", format!("{name}, N = {n}"), format!("{r:.0} msg/s (median of {CEILING_RUNS})"));
+    }
+
+    let setup = Setup::new_as(
+        &lab,
+        Imap::Implicit,
+        "support",
+        &format!("{UNLIMITED_SENDERS}\nacknowledge_backlog_within = \"1h\""),
+        "",
+    );
+    plain_smtp(&setup, &lab);
+    let spawned = now_ms();
+    let daemon = setup.spawn_with(&[LOG]);
+    let db = setup.database();
+    let limit = Duration::from_secs(60 + n as u64 / 20);
+    let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
+    wait_count(&db, acks, n, limit).await;
+    let (first, last): (i64, i64) = query(&db, "SELECT min(created_at), max(created_at) FROM outbox", |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    });
+    let tickets: i64 = query(&db, "SELECT count(*) FROM tickets", |r| r.get(0));
+    assert_eq!(tickets as usize, n, "every message is a ticket");
+    let whole = Duration::from_millis((last - spawned).max(1) as u64);
+    let steady = Duration::from_millis((last - first).max(1) as u64);
+    let r = rate(n, whole);
+    report.add_target(
+        "2",
+        format!("deskgate ingest (release, IMAP TLS), N = {n}: process start → last ticket + acknowledgement committed"),
+        format!(
+            "{r:.0} msg/s ({:.2} s); {:.0} % of FETCH+parse+SQLite, {:.0} % of bare TLS FETCH",
+            whole.as_secs_f64(),
+            100.0 * r / ceilings[2],
+            100.0 * r / ceilings[1]
+        ),
+        "≥ 50 % of FETCH+parse+SQLite",
+    );
+    report.add(
+        "2",
+        format!("deskgate ingest, N = {n}: first → last acknowledgement committed (after connect and SELECT)"),
+        format!(
+            "{:.0} msg/s; {:.0} % of FETCH+parse+SQLite",
+            rate(n - 1, steady),
+            100.0 * rate(n - 1, steady) / ceilings[2]
+        ),
+    );
+
+    // Part 4: the outbox alone, once ingest is done (sends before that overlap ingest).
+    let sent = "SELECT count(*) FROM outbox WHERE status = 'sent'";
+    wait_count(&db, sent, n, Duration::from_secs(120 + n as u64 / 10)).await;
+    let (after, end): (i64, i64) = query(
+        &db,
+        &format!("SELECT count(*), max(sent_at) FROM outbox WHERE sent_at > {last}"),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    let drain = Duration::from_millis((end - last).max(1) as u64);
+    report.add(
+        "4",
+        format!("outbox → local Postfix (plain SMTP, pooled), after ingest of N = {n}"),
+        format!("{:.0} msg/s ({after} sent in {:.2} s)", rate(after as usize, drain), drain.as_secs_f64()),
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+}
+
+/// Points the daemon's `[smtp]` at the lab's plain SMTP port (a local relay, no login),
+/// which `smtp-source` measures too.
+fn plain_smtp(setup: &Setup, lab: &Lab) {
+    setup.edit_config(|text| {
+        let (head, _) = text.split_once("[smtp]").expect("[smtp] table");
+        let (_, tail) = text.split_once("[outbox]").expect("[outbox] table");
+        format!(
+            "{head}[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\ntimeout = \"10s\"\n\n[outbox]{tail}",
+            lab.smtp_port
+        )
+    });
+}
+
+/// Part 4 (Postfix's side): `smtp-source` into the same lab, one and four sessions.
+async fn smtp_source(report: &mut Report, messages: usize) {
+    let lab = lab();
+    for sessions in [1, 4] {
+        let started = Instant::now();
+        let out = std::process::Command::new("smtp-source")
+            .args([
+                "-s",
+                &sessions.to_string(),
+                "-m",
+                &messages.to_string(),
+                "-l",
+                "2200",
+                "-f",
+                &lab.address("support"),
+                "-t",
+                &lab.address("customer1"),
+                &format!("{}:{}", lab.host, lab.smtp_port),
+            ])
+            .output()
+            .expect("run smtp-source (Debian package postfix)");
+        let elapsed = started.elapsed();
+        assert!(out.status.success(), "smtp-source: {}", String::from_utf8_lossy(&out.stderr));
+        report.add(
+            "4",
+            format!("Postfix's own accept rate: smtp-source, {sessions} session(s), 2.2 KB messages"),
+            format!("{:.0} msg/s", rate(messages, elapsed)),
+        );
+        wait_queue_empty(&lab).await;
+    }
+}
+
+/// Waits until the lab's Postfix has delivered everything it accepted.
+async fn wait_queue_empty(lab: &Lab) {
+    let spool = lab.dir.join("postfix/spool");
+    let queued = || {
+        ["maildrop", "incoming", "active", "deferred"]
+            .iter()
+            .map(|q| count_files(&spool.join(q)))
+            .sum::<usize>()
+    };
+    let started = Instant::now();
+    while queued() > 0 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 })
+            .sum()
+    })
+}
+
+/// Part 3: customer mail accepted by Postfix (the 250 after DATA) → its acknowledgement
+/// accepted by Postfix (the outbox row's `sent_at`, stamped on the server's 250), at
+/// `per_second` for `secs` seconds, IMAP IDLE.
+async fn latency(report: &mut Report, per_second: u32, secs: u64) {
+    let lab = Arc::new(lab());
+    let setup = Setup::new_as(&lab, Imap::Implicit, "sales", UNLIMITED_SENDERS, "");
+    plain_smtp(&setup, &lab);
+    let daemon = setup.start_with(&[LOG]);
+    let sales = lab.address("sales");
+    let total = (per_second as u64 * secs) as usize;
+    let started = Instant::now();
+    let mut sends = Vec::new();
+    for i in 0..total {
+        let at = started + Duration::from_secs_f64(i as f64 / f64::from(per_second));
+        tokio::time::sleep_until(at.into()).await;
+        let raw = mail::customer_mail(&lab.domain, &sales, &format!("lat{per_second}"), i);
+        let from = lab.address(&format!("customer{}", i % 5 + 1));
+        let (lab, sales) = (Arc::clone(&lab), sales.clone());
+        sends.push(tokio::spawn(async move {
+            lab.send(&from, &[&sales], &raw).await;
+            (format!("bench-lat{per_second}-{i}@client.example.net"), now_ms())
+        }));
+    }
+    let mut accepted = std::collections::HashMap::new();
+    for send in sends {
+        let (id, at) = send.await.expect("send task");
+        accepted.insert(id, at);
+    }
+    let db = setup.database();
+    let sent = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement' AND status = 'sent'";
+    wait_count(&db, sent, total, Duration::from_secs(60 + secs)).await;
+    let rows: Vec<(String, i64, i64)> = {
+        let conn = rusqlite::Connection::open(&db).expect("open database");
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.message_id, o.created_at, o.sent_at FROM messages m
+                 JOIN outbox o ON o.ticket_id = m.ticket_id AND o.kind = 'acknowledgement'
+                 WHERE m.direction = 'in'",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let mut to_commit = Vec::new();
+    let mut to_sent = Vec::new();
+    for (id, created, sent) in rows {
+        let id = id.trim_matches(['<', '>']);
+        if let Some(at) = accepted.get(id) {
+            to_commit.push((created - at) as f64 / 1000.0);
+            to_sent.push((sent - at) as f64 / 1000.0);
+        }
+    }
+    assert_eq!(to_sent.len(), total, "every customer mail has its acknowledgement");
+    let (c50, c99) = percentiles(&mut to_commit);
+    let (s50, s99) = percentiles(&mut to_sent);
+    report.add_target(
+        "3",
+        format!("customer mail accepted by Postfix → acknowledgement accepted by Postfix, {per_second} msg/s for {secs} s (n = {total}, IDLE)"),
+        format!("p50 {s50:.3} s, p99 {s99:.3} s (of which → ack committed: p50 {c50:.3} s, p99 {c99:.3} s)"),
+        "p50 < 0.7 s, p99 < 1.5 s",
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+}
+
+fn percentiles(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| values[((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1];
+    (at(0.50), at(0.99))
+}
+
+/// Parts 5 and 7: start → READY (sd_notify) and → three mailboxes connected, RSS idle, peak
+/// RSS while ingesting one large message, SIGTERM → exit.
+async fn memory_start_stop(report: &mut Report, large_mb: usize) {
+    let lab = lab();
+    let setup = Setup::new_as(
+        &lab,
+        Imap::Implicit,
+        "support",
+        &format!("{UNLIMITED_SENDERS}\nmax_message_size_mb = {}", large_mb + 5),
+        "",
+    );
+    plain_smtp(&setup, &lab);
+    for user in ["sales", "lead"] {
+        setup.append_config(&format!(
+            "[[mailbox]]\nname = \"{user}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"{}\"\npassword = \"{}\"\n",
+            lab.imaps_port,
+            lab.address(user),
+            lab.password(user)
+        ));
+    }
+    let socket_path = setup.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind NOTIFY_SOCKET");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("socket timeout");
+    let started = Instant::now();
+    let daemon = setup.spawn_with(&[LOG, ("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8"))]);
+    let mut buf = [0u8; 512];
+    loop {
+        let len = socket.recv(&mut buf).expect("no READY=1 from deskgate within 30 s");
+        if String::from_utf8_lossy(&buf[..len]).lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
+    let ready = started.elapsed();
+    while setup.log().matches("mailbox connected").count() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "mailboxes did not connect: {}", setup.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let connected = started.elapsed();
+    report.add("7", "start → READY=1 (sd_notify)", format!("{:.0} ms", ready.as_secs_f64() * 1000.0));
+    report.add(
+        "7",
+        "start → all 3 mailboxes connected (IMAP TLS login, SELECT, IDLE)",
+        format!("{:.0} ms", connected.as_secs_f64() * 1000.0),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = status_kb(daemon.pid(), "VmRSS");
+    report.add_target(
+        "5",
+        "RSS idle, 3 mailboxes (IDLE), 5 s after connecting",
+        format!("{:.1} MB", idle as f64 / 1024.0),
+        "≤ 30 MB",
+    );
+
+    let raw = mail::large_mail(&lab.domain, &lab.address("support"), large_mb);
+    let size = raw.len();
+    lab.append("support", "INBOX", &raw).await;
+    drop(raw);
+    let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
+    wait_count(&setup.database(), acks, 1, Duration::from_secs(120)).await;
+    let peak = status_kb(daemon.pid(), "VmHWM");
+    let after = status_kb(daemon.pid(), "VmRSS");
+    report.add(
+        "5",
+        format!("peak RSS ingesting one {:.1} MB message (max_message_size_mb = {})", size as f64 / 1_048_576.0, large_mb + 5),
+        format!("{:.1} MB (RSS afterwards {:.1} MB)", peak as f64 / 1024.0, after as f64 / 1024.0),
+    );
+    let (status, took) = daemon.stop();
+    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+    report.add("7", "SIGTERM → exit (3 mailboxes in IDLE)", format!("{:.0} ms", took.as_secs_f64() * 1000.0));
+}
+
+/// A field of /proc/PID/status in kB (VmRSS, VmHWM).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Polls the daemon's database (read-only, WAL) until `sql` counts `n`.
+async fn wait_count(db: &Path, sql: &str, n: usize, limit: Duration) {
+    let started = Instant::now();
+    let mut last = 0;
+    loop {
+        if let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            && let Ok(count) = conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+        {
+            last = count as usize;
+            if last >= n {
+                return;
+            }
+        }
+        assert!(started.elapsed() < limit, "{sql}: {last} of {n} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn query<T>(db: &Path, sql: &str, row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> T {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open database");
+    conn.query_row(sql, [], row).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The machine and software the figures come from.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024 / 1024);
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let kernel = run("uname", &["-r"]);
+    let dovecot = run("dovecot", &["--version"]);
+    let postfix = run("postconf", &["-d", "-h", "mail_version"]);
+    let commit = run("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]);
+    let state = std::env::var("DESKGATE_LAB_PARENT").unwrap_or_else(|_| "/tmp".into());
+    format!(
+        "Machine: {cores} cores ({cpu}), {mem} GiB RAM, Linux {kernel}; Dovecot {dovecot}, Postfix {postfix}; \
+         lab and daemon state under {state}; deskgate {commit} (release build); one run on {}.",
+        run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    )
+}
