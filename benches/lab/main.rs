@@ -3,10 +3,11 @@
 //! Prints a Markdown table of every figure and writes it to `target/bench/report.md`.
 //!
 //!   cargo bench --bench lab -- [--n 1000,10000] [--trickle 30] [--load 10] [--smoke]
+//!                              [--only ingest,smtp-source,latency,memory]
 //!
 //! `--n`: mailbox sizes for the ceilings and the ingest run; `--trickle S`: seconds of 1 msg/s
 //! for the latency; `--load S`: seconds of 50 msg/s; `--smoke`: N = 50 and a few seconds
-//! each, to check that the benchmark works. Needs root and `DESKGATE_IT=1` (the lab).
+//! each, to check that the benchmark works; `--only`: some parts only. Needs root and `DESKGATE_IT=1` (the lab).
 
 #[path = "../../tests/it/daemon.rs"]
 #[allow(dead_code)]
@@ -38,6 +39,14 @@ struct Options {
     load_secs: u64,
     smtp_source_messages: usize,
     large_mb: usize,
+    /// Parts to run ("ingest", "smtp-source", "latency", "memory"); empty: all.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 fn options() -> Options {
@@ -47,6 +56,7 @@ fn options() -> Options {
         load_secs: 10,
         smtp_source_messages: 2_000,
         large_mb: 25,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +80,7 @@ fn options() -> Options {
                 o.smtp_source_messages = 50;
                 o.large_mb = 2;
             }
+            "--only" => o.only = value("--only").split(',').map(str::to_owned).collect(),
             "--bench" => {} // cargo bench passes it
             other => panic!("unknown argument {other:?}; see the top of benches/lab/main.rs"),
         }
@@ -128,13 +139,21 @@ async fn main() {
     let machine = machine();
     eprintln!("{machine}");
 
-    for &n in &options.sizes {
-        ingest(&mut report, n).await;
+    if options.runs("ingest") {
+        for &n in &options.sizes {
+            ingest(&mut report, n).await;
+        }
     }
-    smtp_source(&mut report, options.smtp_source_messages).await;
-    latency(&mut report, 1, options.trickle_secs).await;
-    latency(&mut report, 50, options.load_secs).await;
-    memory_start_stop(&mut report, options.large_mb).await;
+    if options.runs("smtp-source") {
+        smtp_source(&mut report, options.smtp_source_messages).await;
+    }
+    if options.runs("latency") {
+        latency(&mut report, 1, options.trickle_secs).await;
+        latency(&mut report, 50, options.load_secs).await;
+    }
+    if options.runs("memory") {
+        memory_start_stop(&mut report, options.large_mb).await;
+    }
 
     let text = report.markdown(&machine);
     println!("{text}");
