@@ -3,11 +3,12 @@
 //! Prints a Markdown table of every figure and writes it to `target/bench/report.md`.
 //!
 //!   cargo bench --bench lab -- [--n 1000,10000] [--trickle 30] [--load 10] [--smoke]
-//!                              [--only ingest,smtp-source,latency,memory]
+//!                              [--tickets 1000000] [--only ingest,smtp-source,latency,memory,deadlines]
 //!
 //! `--n`: mailbox sizes for the ceilings and the ingest run; `--trickle S`: seconds of 1 msg/s
 //! for the latency; `--load S`: seconds of 50 msg/s; `--smoke`: N = 50 and a few seconds
-//! each, to check that the benchmark works; `--only`: some parts only. Needs root and `DESKGATE_IT=1` (the lab).
+//! each, to check that the benchmark works; `--tickets`: tickets in the store for the deadline
+//! engine; `--only`: some parts only. Needs root and `DESKGATE_IT=1` (the lab).
 
 #[path = "../../tests/it/daemon.rs"]
 #[allow(dead_code)]
@@ -16,6 +17,7 @@ mod daemon;
 mod harness;
 
 mod ceiling;
+mod deadlines;
 mod mail;
 
 use std::fmt::Write as _;
@@ -39,7 +41,8 @@ struct Options {
     load_secs: u64,
     smtp_source_messages: usize,
     large_mb: usize,
-    /// Parts to run ("ingest", "smtp-source", "latency", "memory"); empty: all.
+    deadline_tickets: usize,
+    /// Parts to run ("ingest", "smtp-source", "latency", "memory", "deadlines"); empty: all.
     only: Vec<String>,
 }
 
@@ -56,6 +59,7 @@ fn options() -> Options {
         load_secs: 10,
         smtp_source_messages: 2_000,
         large_mb: 25,
+        deadline_tickets: 1_000_000,
         only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -79,7 +83,9 @@ fn options() -> Options {
                 o.load_secs = 1;
                 o.smtp_source_messages = 50;
                 o.large_mb = 2;
+                o.deadline_tickets = 20_000;
             }
+            "--tickets" => o.deadline_tickets = value("--tickets").parse().expect("--tickets: a number"),
             "--only" => o.only = value("--only").split(',').map(str::to_owned).collect(),
             "--bench" => {} // cargo bench passes it
             other => panic!("unknown argument {other:?}; see the top of benches/lab/main.rs"),
@@ -153,6 +159,10 @@ async fn main() {
     }
     if options.runs("memory") {
         memory_start_stop(&mut report, options.large_mb).await;
+    }
+    if options.runs("deadlines") {
+        let due = 10_000.min(options.deadline_tickets / 2);
+        deadlines::run(&mut report, options.deadline_tickets, due).await;
     }
 
     let text = report.markdown(&machine);

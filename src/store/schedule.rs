@@ -173,11 +173,13 @@ impl Tx<'_> {
         let Some(mut facts) = row else {
             return Ok(None);
         };
+        // By ticket first: the steps_once index leads with ticket_id (deadline_id alone would
+        // scan every step ever taken, per deadline).
         let mut statement = self
             .conn()
-            .prepare_cached("SELECT name FROM steps WHERE deadline_id = ?1")?;
+            .prepare_cached("SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id = ?2")?;
         facts.done = statement
-            .query_map([id], |r| r.get(0))?
+            .query_map(params![facts.ticket.0, id], |r| r.get(0))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(facts))
     }
