@@ -210,6 +210,20 @@ pub struct TlsTrust {
     pub roots: Arc<rustls::RootCertStore>,
 }
 
+impl TlsTrust {
+    /// A rustls client configuration (ring) trusting these roots: IMAP over TLS, and SMTP
+    /// with implicit TLS.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(Arc::clone(&self.roots))
+        .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
 impl fmt::Debug for TlsTrust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsTrust")

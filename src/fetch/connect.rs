@@ -3,7 +3,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -140,18 +139,14 @@ async fn tls_handshake(
     trust: &TlsTrust,
     limit: Duration,
 ) -> Result<TlsStream<TcpStream>, FetchError> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| FetchError::Tls(e.to_string()))?
-    .with_root_certificates(Arc::clone(&trust.roots))
-    .with_no_client_auth();
+    let config = trust
+        .client_config()
+        .map_err(|e| FetchError::Tls(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| FetchError::Tls(format!("`{host}` is not a valid TLS server name: {e}")))?;
     match tokio::time::timeout(
         limit,
-        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        TlsConnector::from(config).connect(name, tcp),
     )
     .await
     {

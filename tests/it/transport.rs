@@ -48,6 +48,72 @@ async fn imap_over_starttls_and_plain_loopback() {
     }
 }
 
+/// Acknowledgements over SMTPS (implicit TLS, AUTH) and plain SMTP (a local relay, no
+/// login); the sender keeps one connection for all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_over_implicit_tls_and_plain_on_one_kept_connection() {
+    let Some(lab) = Lab::start() else { return };
+    let support = lab.address("support");
+    let modes = [
+        ("implicit", lab.submissions_port, "submissions"),
+        ("plain", lab.smtp_port, "smtpd"),
+    ];
+    for (index, (tls, port, service)) in modes.into_iter().enumerate() {
+        let setup = Setup::new(&lab, Imap::Implicit, "");
+        setup.edit_config(|text| {
+            let text = text.replace(
+                &format!("port = {}\ntls = \"starttls\"", lab.submission_port),
+                &format!("port = {port}\ntls = \"{tls}\""),
+            );
+            if tls == "plain" {
+                text.replace(
+                    &format!("user = \"{support}\"\npassword_file"),
+                    "# password_file",
+                )
+            } else {
+                text
+            }
+        });
+        let daemon = setup.start();
+        let customer = format!("customer{}", index + 1);
+        let before = connects(&lab, service);
+        for n in 0..3 {
+            let raw = message(
+                &lab.address(&customer),
+                &support,
+                &format!("Question {n} over SMTP {tls}"),
+                &format!("smtp-{tls}-{n}@c.test"),
+                "x\n",
+                &[],
+            );
+            lab.send(&lab.address(&customer), &[&support], &raw).await;
+        }
+        lab.wait_for(&customer, "INBOX", 3, Duration::from_secs(30))
+            .await;
+        assert!(daemon.stop().0.success(), "{}", setup.log());
+        // the customer's own three mails came in over plain SMTP too
+        let extra = if tls == "plain" { 3 } else { 0 };
+        assert_eq!(
+            connects(&lab, service) - before,
+            1 + extra,
+            "one connection for three acknowledgements over {tls}"
+        );
+    }
+}
+
+/// Connections Postfix's `service` (smtpd, submissions) has accepted so far.
+fn connects(lab: &Lab, service: &str) -> usize {
+    let log = std::fs::read_to_string(lab.dir.join("log/postfix.log")).unwrap_or_default();
+    let needle = if service == "smtpd" {
+        "dglab-postfix/smtpd[".to_string()
+    } else {
+        format!("dglab-postfix/{service}/smtpd[")
+    };
+    log.lines()
+        .filter(|l| l.contains(&needle) && l.contains(": connect from "))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn check_config_connect_says_what_failed() {
     let Some(lab) = Lab::start() else { return };
