@@ -254,7 +254,7 @@ async fn ingest(report: &mut Report, n: usize) {
     let r = rate(n, whole);
     report.add_target(
         "2",
-        format!("deskgate ingest (release, IMAP TLS), N = {n}: process start → last ticket + acknowledgement committed"),
+        format!("deskgate ingest (release, IMAP TLS), N = {n}: process start → last ticket + acknowledgement committed (the outbox sending meanwhile)"),
         format!(
             "{r:.0} msg/s ({:.2} s); {:.0} % of FETCH+parse+SQLite, {:.0} % of bare TLS FETCH",
             whole.as_secs_f64(),
@@ -273,19 +273,33 @@ async fn ingest(report: &mut Report, n: usize) {
         ),
     );
 
-    // Part 4: the outbox alone, once ingest is done (sends before that overlap ingest).
     let sent = "SELECT count(*) FROM outbox WHERE status = 'sent'";
     wait_count(&db, sent, n, Duration::from_secs(120 + n as u64 / 10)).await;
-    let (after, end): (i64, i64) = query(
+    let (status, _) = daemon.stop();
+    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+
+    // Part 4: the outbox alone. Every acknowledgement is queued again (the same rows and
+    // bytes, as after an SMTP outage) and the daemon restarted; nothing is left to ingest.
+    let conn = rusqlite::Connection::open(&db).expect("open database");
+    conn.execute(
+        "UPDATE outbox SET status = 'queued', sent_at = NULL, attempts = 0, next_attempt_at = 0,
+         last_error = NULL WHERE kind = 'acknowledgement'",
+        [],
+    )
+    .expect("queue the acknowledgements again");
+    drop(conn);
+    let daemon = setup.spawn_with(&[LOG]);
+    wait_count(&db, sent, n, Duration::from_secs(120 + n as u64 / 10)).await;
+    let (first, last): (i64, i64) = query(
         &db,
-        &format!("SELECT count(*), max(sent_at) FROM outbox WHERE sent_at > {last}"),
+        "SELECT min(sent_at), max(sent_at) FROM outbox WHERE kind = 'acknowledgement'",
         |r| Ok((r.get(0)?, r.get(1)?)),
     );
-    let drain = Duration::from_millis((end - last).max(1) as u64);
+    let drain = Duration::from_millis((last - first).max(1) as u64);
     report.add(
         "4",
-        format!("outbox → local Postfix (plain SMTP, pooled), after ingest of N = {n}"),
-        format!("{:.0} msg/s ({after} sent in {:.2} s)", rate(after as usize, drain), drain.as_secs_f64()),
+        format!("outbox → local Postfix (plain SMTP, one kept connection), {n} queued acknowledgements"),
+        format!("{:.0} msg/s ({:.2} s first → last sent)", rate(n - 1, drain), drain.as_secs_f64()),
     );
     let (status, _) = daemon.stop();
     assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
@@ -564,9 +578,13 @@ fn machine() -> String {
     let postfix = run("postconf", &["-d", "-h", "mail_version"]);
     let commit = run("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]);
     let state = std::env::var("DESKGATE_LAB_PARENT").unwrap_or_else(|_| "/tmp".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     format!(
         "Machine: {cores} cores ({cpu}), {mem} GiB RAM, Linux {kernel}; Dovecot {dovecot}, Postfix {postfix}; \
-         lab and daemon state under {state}; deskgate {commit} (release build); one run on {}.",
+         lab and daemon state under {state}; deskgate {commit} (release build); one run on {}, \
+         load average at the start {load}.",
         run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
     )
 }
