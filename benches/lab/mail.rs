@@ -27,11 +27,12 @@ const NAMES: [&str; 5] = [
     "Aiko Tanaka",
 ];
 
-/// Message `i` from one of the lab's customers (customer1..customer5) to `to`, with the
-/// Message-ID `<bench-{tag}-{i}@client.example.net>`.
+/// Message `i` to `to` from [`sender`]`(i)`, with the Message-ID
+/// `<bench-{tag}-{i}@client.example.net>`.
 pub fn customer_mail(domain: &str, to: &str, tag: &str, i: usize) -> Vec<u8> {
     let k = i % 5;
-    let from = format!("{} <customer{}@{domain}>", NAMES[k], k + 1);
+    let address = sender(domain, i);
+    let from = format!("{} <{address}>", NAMES[k]);
     let subject = format!(
         "{} (order {})",
         SENTENCES[(i * 7) % SENTENCES.len()]
@@ -51,7 +52,7 @@ pub fn customer_mail(domain: &str, to: &str, tag: &str, i: usize) -> Vec<u8> {
         70_000 + i % 997
     ));
     let head = format!(
-        "Return-Path: <customer{n}@{domain}>\r\n\
+        "Return-Path: <{address}>\r\n\
          Received: from mail-out.client.example.net (mail-out.client.example.net [198.51.100.{ip}])\r\n\
          \tby mx.{domain} (Postfix) with ESMTPS id 4Y{i:08X}\r\n\
          \tfor <{to}>; Mon, 23 Nov 2026 10:{mm:02}:{ss:02} +0000 (UTC)\r\n\
@@ -71,7 +72,6 @@ pub fn customer_mail(domain: &str, to: &str, tag: &str, i: usize) -> Vec<u8> {
          User-Agent: Mozilla Thunderbird 128.5\r\n\
          Content-Language: en-US\r\n\
          MIME-Version: 1.0\r\n",
-        n = k + 1,
         ip = 10 + i % 200,
         mm = i / 60 % 60,
         ss = i % 60,
@@ -128,6 +128,14 @@ pub fn customer_mail(domain: &str, to: &str, tag: &str, i: usize) -> Vec<u8> {
         );
     }
     out
+}
+
+/// The sender of message `i`: a support mailbox hears from many customers, some of them
+/// more than once (every third message comes from a customer seen before). The addresses are
+/// the lab's customer1..customer5 with a `+` tag, so acknowledgements are delivered.
+pub fn sender(domain: &str, i: usize) -> String {
+    let c = i - i / 3;
+    format!("customer{}+c{c}@{domain}", c % 5 + 1)
 }
 
 /// A message of about `mb` MiB, nearly all of it a binary attachment (base64), to `to`.

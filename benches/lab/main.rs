@@ -390,7 +390,7 @@ async fn latency(report: &mut Report, per_second: u32, secs: u64) {
         let at = started + Duration::from_secs_f64(i as f64 / f64::from(per_second));
         tokio::time::sleep_until(at.into()).await;
         let raw = mail::customer_mail(&lab.domain, &sales, &format!("lat{per_second}"), i);
-        let from = lab.address(&format!("customer{}", i % 5 + 1));
+        let from = mail::sender(&lab.domain, i);
         let (lab, sales) = (Arc::clone(&lab), sales.clone());
         sends.push(tokio::spawn(async move {
             lab.send(&from, &[&sales], &raw).await;
