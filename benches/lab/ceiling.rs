@@ -106,9 +106,7 @@ impl Row {
             from_name: from.and_then(|a| a.name()).map(str::to_owned),
             subject: m.and_then(|m| m.subject()).unwrap_or("").to_owned(),
             sent_date: m.and_then(|m| m.date()).map(|d| d.to_timestamp()),
-            in_reply_to: m
-                .and_then(|m| m.in_reply_to().as_text())
-                .map(str::to_owned),
+            in_reply_to: m.and_then(|m| m.in_reply_to().as_text()).map(str::to_owned),
             body_text: m
                 .and_then(|m| m.body_text(0))
                 .map(|t| t.into_owned())

@@ -74,7 +74,9 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
     let store = Store::open(&db).expect("open store");
     report.add(
         "6",
-        format!("store of {tickets} tickets, each with an open deadline (grown with SQL, not counted)"),
+        format!(
+            "store of {tickets} tickets, each with an open deadline (grown with SQL, not counted)"
+        ),
         format!("{:.1} s, {:.0} MB", grown.as_secs_f64(), file_mb(&db)),
     );
 
@@ -82,7 +84,10 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
     let mut times = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();
-        let next = store.read(|tx| tx.next_step_at()).await.expect("next_step_at");
+        let next = store
+            .read(|tx| tx.next_step_at())
+            .await
+            .expect("next_step_at");
         times.push(t.elapsed());
         assert!(next.is_some(), "a deadline is open");
     }
@@ -141,7 +146,10 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("count steps");
-    assert_eq!(escalations as usize, due, "every passed deadline is escalated once");
+    assert_eq!(
+        escalations as usize, due,
+        "every passed deadline is escalated once"
+    );
     report.add(
         "6",
         format!("{due} deadlines passed at once among {tickets}: breach + escalation each, mail to the lead queued (`run_due` until nothing is due)"),
@@ -183,7 +191,8 @@ fn grow(db: &Path, tickets: usize) {
             columns.join(", "),
             values.join(", ")
         );
-        tx.execute(&sql, []).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        tx.execute(&sql, [])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     };
     // ids of the copies: seed id + n * stride, beyond every id the seed transaction made
     copy("tickets", &[("id", "id + n")], "id = 1");

@@ -79,7 +79,7 @@ pub fn customer_mail(domain: &str, to: &str, tag: &str, i: usize) -> Vec<u8> {
     );
     let mut out = head.into_bytes();
     let boundary = format!("------------b{i:010}");
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         out.extend_from_slice(
             format!(
                 "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\

@@ -85,7 +85,9 @@ fn options() -> Options {
                 o.large_mb = 2;
                 o.deadline_tickets = 20_000;
             }
-            "--tickets" => o.deadline_tickets = value("--tickets").parse().expect("--tickets: a number"),
+            "--tickets" => {
+                o.deadline_tickets = value("--tickets").parse().expect("--tickets: a number")
+            }
             "--only" => o.only = value("--only").split(',').map(str::to_owned).collect(),
             "--bench" => {} // cargo bench passes it
             other => panic!("unknown argument {other:?}; see the top of benches/lab/main.rs"),
@@ -130,9 +132,14 @@ impl Report {
     }
 
     fn markdown(&self, machine: &str) -> String {
-        let mut out = format!("{machine}\n\n| part | what | figure | target |\n|---|---|---|---|\n");
+        let mut out =
+            format!("{machine}\n\n| part | what | figure | target |\n|---|---|---|---|\n");
         for l in &self.lines {
-            let _ = writeln!(out, "| {} | {} | {} | {} |", l.part, l.what, l.figure, l.target);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                l.part, l.what, l.figure, l.target
+            );
         }
         out
     }
@@ -170,11 +177,15 @@ async fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).expect("create target/bench");
     std::fs::write(dir.join("report.md"), &text).expect("write report");
-    eprintln!("bench: report written to {}", dir.join("report.md").display());
+    eprintln!(
+        "bench: report written to {}",
+        dir.join("report.md").display()
+    );
 }
 
 fn lab() -> Lab {
-    Lab::start().expect("the benchmark needs the lab: run it as root with DESKGATE_IT=1 (scripts/bench.sh)")
+    Lab::start()
+        .expect("the benchmark needs the lab: run it as root with DESKGATE_IT=1 (scripts/bench.sh)")
 }
 
 fn now_ms() -> i64 {
@@ -215,9 +226,17 @@ async fn ingest(report: &mut Report, n: usize) {
     let db = scratch.path().join("ceiling.db");
     let mut ceilings = Vec::new();
     for (name, tls, work) in [
-        ("bare `UID FETCH 1:* BODY.PEEK[]`, plain", false, Work::Fetch),
+        (
+            "bare `UID FETCH 1:* BODY.PEEK[]`, plain",
+            false,
+            Work::Fetch,
+        ),
         ("bare `UID FETCH 1:* BODY.PEEK[]`, TLS", true, Work::Fetch),
-        ("FETCH (TLS) + mail-parser + SQLite (WAL, commit/100, writer thread)", true, Work::ParseStore),
+        (
+            "FETCH (TLS) + mail-parser + SQLite (WAL, commit/100, writer thread)",
+            true,
+            Work::ParseStore,
+        ),
     ] {
         let mut rates = Vec::new();
         for _ in 0..CEILING_RUNS {
@@ -227,7 +246,11 @@ async fn ingest(report: &mut Report, n: usize) {
         }
         let r = median(rates);
         ceilings.push(r);
-        report.add("1", format!("{name}, N = {n}"), format!("{r:.0} msg/s (median of {CEILING_RUNS})"));
+        report.add(
+            "1",
+            format!("{name}, N = {n}"),
+            format!("{r:.0} msg/s (median of {CEILING_RUNS})"),
+        );
     }
 
     let setup = Setup::new_as(
@@ -244,9 +267,11 @@ async fn ingest(report: &mut Report, n: usize) {
     let limit = Duration::from_secs(60 + n as u64 / 20);
     let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
     wait_count(&db, acks, n, limit).await;
-    let (first, last): (i64, i64) = query(&db, "SELECT min(created_at), max(created_at) FROM outbox", |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    });
+    let (first, last): (i64, i64) = query(
+        &db,
+        "SELECT min(created_at), max(created_at) FROM outbox",
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
     let tickets: i64 = query(&db, "SELECT count(*) FROM tickets", |r| r.get(0));
     assert_eq!(tickets as usize, n, "every message is a ticket");
     let whole = Duration::from_millis((last - spawned).max(1) as u64);
@@ -276,7 +301,11 @@ async fn ingest(report: &mut Report, n: usize) {
     let sent = "SELECT count(*) FROM outbox WHERE status = 'sent'";
     wait_count(&db, sent, n, Duration::from_secs(120 + n as u64 / 10)).await;
     let (status, _) = daemon.stop();
-    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+    assert!(
+        status.success(),
+        "deskgate exited with {status}: {}",
+        setup.log()
+    );
 
     // Part 4: the outbox alone. Every acknowledgement is queued again (the same rows and
     // bytes, as after an SMTP outage) and the daemon restarted; nothing is left to ingest.
@@ -298,11 +327,21 @@ async fn ingest(report: &mut Report, n: usize) {
     let drain = Duration::from_millis((last - first).max(1) as u64);
     report.add(
         "4",
-        format!("outbox → local Postfix (plain SMTP, one kept connection), {n} queued acknowledgements"),
-        format!("{:.0} msg/s ({:.2} s first → last sent)", rate(n - 1, drain), drain.as_secs_f64()),
+        format!(
+            "outbox → local Postfix (plain SMTP, one kept connection), {n} queued acknowledgements"
+        ),
+        format!(
+            "{:.0} msg/s ({:.2} s first → last sent)",
+            rate(n - 1, drain),
+            drain.as_secs_f64()
+        ),
     );
     let (status, _) = daemon.stop();
-    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+    assert!(
+        status.success(),
+        "deskgate exited with {status}: {}",
+        setup.log()
+    );
 }
 
 /// Points the daemon's `[smtp]` at the lab's plain SMTP port (a local relay, no login),
@@ -340,10 +379,16 @@ async fn smtp_source(report: &mut Report, messages: usize) {
             .output()
             .expect("run smtp-source (Debian package postfix)");
         let elapsed = started.elapsed();
-        assert!(out.status.success(), "smtp-source: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "smtp-source: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         report.add(
             "4",
-            format!("Postfix's own accept rate: smtp-source, {sessions} session(s), 2.2 KB messages"),
+            format!(
+                "Postfix's own accept rate: smtp-source, {sessions} session(s), 2.2 KB messages"
+            ),
             format!("{:.0} msg/s", rate(messages, elapsed)),
         );
         wait_queue_empty(&lab).await;
@@ -369,7 +414,13 @@ fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
             .filter_map(Result::ok)
-            .map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 })
+            .map(|e| {
+                if e.path().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
             .sum()
     })
 }
@@ -394,7 +445,10 @@ async fn latency(report: &mut Report, per_second: u32, secs: u64) {
         let (lab, sales) = (Arc::clone(&lab), sales.clone());
         sends.push(tokio::spawn(async move {
             lab.send(&from, &[&sales], &raw).await;
-            (format!("bench-lat{per_second}-{i}@client.example.net"), now_ms())
+            (
+                format!("bench-lat{per_second}-{i}@client.example.net"),
+                now_ms(),
+            )
         }));
     }
     let mut accepted = std::collections::HashMap::new();
@@ -428,7 +482,11 @@ async fn latency(report: &mut Report, per_second: u32, secs: u64) {
             to_sent.push((sent - at) as f64 / 1000.0);
         }
     }
-    assert_eq!(to_sent.len(), total, "every customer mail has its acknowledgement");
+    assert_eq!(
+        to_sent.len(),
+        total,
+        "every customer mail has its acknowledgement"
+    );
     let (c50, c99) = percentiles(&mut to_commit);
     let (s50, s99) = percentiles(&mut to_sent);
     report.add_target(
@@ -438,12 +496,17 @@ async fn latency(report: &mut Report, per_second: u32, secs: u64) {
         "p50 < 0.7 s, p99 < 1.5 s",
     );
     let (status, _) = daemon.stop();
-    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
+    assert!(
+        status.success(),
+        "deskgate exited with {status}: {}",
+        setup.log()
+    );
 }
 
 fn percentiles(values: &mut [f64]) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
-    let at = |p: f64| values[((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1];
+    let at =
+        |p: f64| values[((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1];
     (at(0.50), at(0.99))
 }
 
@@ -455,7 +518,10 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
         &lab,
         Imap::Implicit,
         "support",
-        &format!("{UNLIMITED_SENDERS}\nmax_message_size_mb = {}", large_mb + 5),
+        &format!(
+            "{UNLIMITED_SENDERS}\nmax_message_size_mb = {}",
+            large_mb + 5
+        ),
         "",
     );
     plain_smtp(&setup, &lab);
@@ -476,18 +542,31 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
     let daemon = setup.spawn_with(&[LOG, ("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8"))]);
     let mut buf = [0u8; 512];
     loop {
-        let len = socket.recv(&mut buf).expect("no READY=1 from deskgate within 30 s");
-        if String::from_utf8_lossy(&buf[..len]).lines().any(|l| l == "READY=1") {
+        let len = socket
+            .recv(&mut buf)
+            .expect("no READY=1 from deskgate within 30 s");
+        if String::from_utf8_lossy(&buf[..len])
+            .lines()
+            .any(|l| l == "READY=1")
+        {
             break;
         }
     }
     let ready = started.elapsed();
     while setup.log().matches("mailbox connected").count() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(30), "mailboxes did not connect: {}", setup.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "mailboxes did not connect: {}",
+            setup.log()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let connected = started.elapsed();
-    report.add("7", "start → READY=1 (sd_notify)", format!("{:.0} ms", ready.as_secs_f64() * 1000.0));
+    report.add(
+        "7",
+        "start → READY=1 (sd_notify)",
+        format!("{:.0} ms", ready.as_secs_f64() * 1000.0),
+    );
     report.add(
         "7",
         "start → all 3 mailboxes connected (IMAP TLS login, SELECT, IDLE)",
@@ -512,12 +591,28 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
     let after = status_kb(daemon.pid(), "VmRSS");
     report.add(
         "5",
-        format!("peak RSS ingesting one {:.1} MB message (max_message_size_mb = {})", size as f64 / 1_048_576.0, large_mb + 5),
-        format!("{:.1} MB (RSS afterwards {:.1} MB)", peak as f64 / 1024.0, after as f64 / 1024.0),
+        format!(
+            "peak RSS ingesting one {:.1} MB message (max_message_size_mb = {})",
+            size as f64 / 1_048_576.0,
+            large_mb + 5
+        ),
+        format!(
+            "{:.1} MB (RSS afterwards {:.1} MB)",
+            peak as f64 / 1024.0,
+            after as f64 / 1024.0
+        ),
     );
     let (status, took) = daemon.stop();
-    assert!(status.success(), "deskgate exited with {status}: {}", setup.log());
-    report.add("7", "SIGTERM → exit (3 mailboxes in IDLE)", format!("{:.0} ms", took.as_secs_f64() * 1000.0));
+    assert!(
+        status.success(),
+        "deskgate exited with {status}: {}",
+        setup.log()
+    );
+    report.add(
+        "7",
+        "SIGTERM → exit (3 mailboxes in IDLE)",
+        format!("{:.0} ms", took.as_secs_f64() * 1000.0),
+    );
 }
 
 /// A field of /proc/PID/status in kB (VmRSS, VmHWM).
@@ -535,7 +630,8 @@ async fn wait_count(db: &Path, sql: &str, n: usize, limit: Duration) {
     let started = Instant::now();
     let mut last = 0;
     loop {
-        if let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        if let Ok(conn) =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             && let Ok(count) = conn.query_row(sql, [], |r| r.get::<_, i64>(0))
         {
             last = count as usize;
@@ -543,27 +639,45 @@ async fn wait_count(db: &Path, sql: &str, n: usize, limit: Duration) {
                 return;
             }
         }
-        assert!(started.elapsed() < limit, "{sql}: {last} of {n} after {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "{sql}: {last} of {n} after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-fn query<T>(db: &Path, sql: &str, row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> T {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open database");
-    conn.query_row(sql, [], row).unwrap_or_else(|e| panic!("{sql}: {e}"))
+fn query<T>(
+    db: &Path,
+    sql: &str,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> T {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open database");
+    conn.query_row(sql, [], row)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// The machine and software the figures come from.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024 / 1024);
     let run = |cmd: &str, args: &[&str]| {
@@ -576,7 +690,16 @@ fn machine() -> String {
     let kernel = run("uname", &["-r"]);
     let dovecot = run("dovecot", &["--version"]);
     let postfix = run("postconf", &["-d", "-h", "mail_version"]);
-    let commit = run("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]);
+    let commit = run(
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
     let state = std::env::var("DESKGATE_LAB_PARENT").unwrap_or_else(|_| "/tmp".into());
     let load = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

@@ -144,12 +144,7 @@ async fn tls_handshake(
         .map_err(|e| FetchError::Tls(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| FetchError::Tls(format!("`{host}` is not a valid TLS server name: {e}")))?;
-    match tokio::time::timeout(
-        limit,
-        TlsConnector::from(config).connect(name, tcp),
-    )
-    .await
-    {
+    match tokio::time::timeout(limit, TlsConnector::from(config).connect(name, tcp)).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(err)) => Err(FetchError::Tls(err.to_string())),
         Err(_) => Err(FetchError::Timeout {

@@ -212,7 +212,10 @@ impl Lab {
             .tempdir_in(lab_parent())
             .map_err(|e| {
                 let parent = lab_parent();
-                (format!("cannot create a temp dir in {}: {e}", parent.display()), false)
+                (
+                    format!("cannot create a temp dir in {}: {e}", parent.display()),
+                    false,
+                )
             })?
             .keep();
         // who owns this lab: lets a later run clean up after a killed test process
@@ -454,14 +457,14 @@ impl Lab {
     /// between messages. async-imap has neither, hence the raw protocol.
     pub async fn append_many(&self, user: &str, folder: &str, raws: &[Vec<u8>]) {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        async fn until_tagged(
-            stream: &mut BufReader<TcpStream>,
-            tag: &str,
-        ) -> Result<(), String> {
+        async fn until_tagged(stream: &mut BufReader<TcpStream>, tag: &str) -> Result<(), String> {
             let mut line = String::new();
             loop {
                 line.clear();
-                let n = stream.read_line(&mut line).await.map_err(|e| e.to_string())?;
+                let n = stream
+                    .read_line(&mut line)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Err("connection closed".into());
                 }
