@@ -4,7 +4,7 @@
 # IMAP ceilings, deskgate's ingest against them, delivery → acknowledgement latency, the
 # outbox against Postfix's own accept rate, memory, and start/stop times. Prints a Markdown
 # table and writes it to target/bench/report.md (README's "Performance" section is that file).
-#   sudo bash scripts/bench.sh                 # N = 1,000 and 10,000; about 4 minutes
+#   sudo bash scripts/bench.sh                 # N = 1,000 and 10,000; about 9 minutes
 #   sudo bash scripts/bench.sh --smoke         # N = 50, a few seconds per part: does it work?
 #   sudo bash scripts/bench.sh --n 1000 --trickle 20 --load 5
 set -eu

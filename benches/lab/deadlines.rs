@@ -32,10 +32,7 @@ no_ack_domains = []
 [deadlines]
 first_response = "24h"
 warning = "off"
-
-[[deadlines.escalation]]
-after = "0s"
-to = ["lead@example.test"]
+escalation = [{ after = "0s", to = ["lead@example.test"] }]
 
 [[mailbox]]
 name = "support"

@@ -124,6 +124,8 @@ pub struct Smtp {
 struct Open {
     connection: AsyncSmtpConnection,
     last_used: Instant,
+    /// The OAuth access token it logged in with.
+    token: Option<Secret>,
 }
 
 /// Reused without a NOOP when used this recently (a burst of mail).
@@ -183,13 +185,20 @@ impl Smtp {
     }
 
     /// Sends `raw` over the sender's connection, opening one when there is none (or it has
-    /// been idle too long, or fails a NOOP); a connection that failed is not used again.
+    /// been idle too long, or fails a NOOP); a connection that failed is not used again. With
+    /// OAuth, the grant is asked for the current token first, and a connection logged in with
+    /// an older token is replaced (as a revoked grant must stop the mail).
     pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendError> {
+        let token = match &self.grant {
+            Some(grant) => Some(token(grant).await.map_err(SendError::Connect)?),
+            None => None,
+        };
         let mut slot = self.connection.lock().await;
         let mut kept = None;
         if let Some(mut open) = slot.take() {
             let idle = open.last_used.elapsed();
             if idle < IDLE_LIMIT
+                && open.token == token
                 && !open.connection.has_broken()
                 && (idle < FRESH || open.connection.test_connected().await)
             {
@@ -198,13 +207,14 @@ impl Smtp {
         }
         let mut connection = match kept {
             Some(connection) => connection,
-            None => self.connect().await?,
+            None => self.connect(token.as_ref()).await?,
         };
         match connection.send(envelope, raw).await {
             Ok(_) => {
                 *slot = Some(Open {
                     connection,
                     last_used: Instant::now(),
+                    token,
                 });
                 Ok(())
             }
@@ -215,8 +225,9 @@ impl Smtp {
         }
     }
 
-    /// A new connection with TCP_NODELAY, greeted, encrypted as configured and logged in.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    /// A new connection with TCP_NODELAY, greeted, encrypted as configured and logged in
+    /// (with `token` when the login is OAuth).
+    async fn connect(&self, token: Option<&Secret>) -> Result<AsyncSmtpConnection, SendError> {
         let server = &self.config.server;
         let address = format!("{}:{}", server.host, server.port);
         let tcp = TcpStream::connect(&address)
@@ -261,12 +272,11 @@ impl Smtp {
                 vec![Mechanism::Plain, Mechanism::Login],
             )),
             Some((user, Credential::OAuth2 { .. })) => {
-                let Some(grant) = &self.grant else {
+                let Some(token) = token else {
                     return Err(SendError::Connect(
                         "no token source was set up for the SMTP OAuth login".into(),
                     ));
                 };
-                let token = token(grant).await.map_err(SendError::Connect)?;
                 Some((
                     Credentials::new(user.clone(), token.expose().to_string()),
                     vec![Mechanism::Xoauth2],
