@@ -31,6 +31,8 @@ use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Items handled per transaction.
 const BATCH: u32 = 100;
+/// Items planned per transaction at start.
+const PLAN_CHUNK: usize = 1000;
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 pub struct Scheduler {
@@ -45,12 +47,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
-            let config = Arc::clone(&self.config);
-            match self
-                .store
-                .write(move |tx| replan(tx, &config, Timestamp::now()))
-                .await
-            {
+            match replan(&self.store, &self.config, Timestamp::now()).await {
                 Ok(n) => {
                     info!(
                         planned = n,
@@ -118,18 +115,35 @@ pub struct Batch {
     pub more: bool,
 }
 
-/// Plans every open deadline and follow-up again (taking whatever is already due). Returns
-/// how many were planned.
-pub fn replan(tx: &Tx<'_>, config: &Config, now: Timestamp) -> Result<usize, StoreError> {
-    let (deadlines, tickets) = tx.schedulable()?;
-    let mut work = Work::new(tx, config, now);
-    for id in &deadlines {
-        work.deadline(*id)?;
+/// Plans every open deadline and follow-up again (taking whatever is already due), at most
+/// [`PLAN_CHUNK`] per transaction so ingest is never kept waiting long. Returns how many were
+/// planned.
+pub async fn replan(
+    store: &Store,
+    config: &Arc<Config>,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    let (deadlines, tickets) = store.read(|tx| tx.schedulable()).await?;
+    let total = deadlines.len() + tickets.len();
+    for chunk in deadlines.chunks(PLAN_CHUNK) {
+        let (config, chunk) = (Arc::clone(config), chunk.to_vec());
+        store
+            .write(move |tx| {
+                let mut work = Work::new(tx, &config, now);
+                chunk.iter().try_for_each(|id| work.deadline(*id))
+            })
+            .await?;
     }
-    for ticket in &tickets {
-        work.ticket(*ticket)?;
+    for chunk in tickets.chunks(PLAN_CHUNK) {
+        let (config, chunk) = (Arc::clone(config), chunk.to_vec());
+        store
+            .write(move |tx| {
+                let mut work = Work::new(tx, &config, now);
+                chunk.iter().try_for_each(|id| work.ticket(*id))
+            })
+            .await?;
     }
-    Ok(deadlines.len() + tickets.len())
+    Ok(total)
 }
 
 /// Takes every step due by `now` (up to [`BATCH`] deadlines and tickets).

@@ -97,10 +97,8 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
     );
 
     // What the daemon does at every start: plan every open deadline again.
-    let config2 = Arc::clone(&config);
     let t = Instant::now();
-    let planned = store
-        .write(move |tx| replan(tx, &config2, Timestamp::now()))
+    let planned = replan(&store, &config, Timestamp::now())
         .await
         .expect("replan");
     report.add(
