@@ -37,6 +37,10 @@ use crate::render::Templates;
 /// `DESKGATE_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/deskgate/deskgate.toml";
 const DEFAULT_DATABASE: &str = "/var/lib/deskgate/deskgate.db";
+/// `/healthz` and `/metrics` on 127.0.0.1 unless `[http]` says otherwise.
+pub const DEFAULT_HTTP_PORT: u16 = 9187;
+/// `password_file = "credential:NAME"` reads the systemd credential NAME.
+const CREDENTIAL_PREFIX: &str = "credential:";
 
 /// The validated configuration of one daemon.
 #[derive(Debug)]
@@ -51,6 +55,7 @@ pub struct Config {
     pub mailboxes: Vec<MailboxConfig>,
     pub smtp: SmtpConfig,
     pub outbox: OutboxConfig,
+    pub http: HttpConfig,
     pub tls: TlsTrust,
     pub templates: Arc<Templates>,
     pub agents: Agents,
@@ -59,6 +64,18 @@ pub struct Config {
     pub own_addresses: Vec<String>,
     /// Accepted but worth an admin's attention (e.g. plaintext IMAP on loopback).
     pub warnings: Vec<String>,
+    /// Secrets written in the file itself (e.g. "mailbox `support` password"): the file must
+    /// not be readable by others ([`Config::load`] warns).
+    pub inline_secrets: Vec<String>,
+}
+
+/// `/healthz` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `None`: no listener.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/healthz` says 503 when a queued message has waited longer.
+    pub outbox_max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +249,24 @@ impl fmt::Debug for TlsTrust {
     }
 }
 
+/// The configuration in force in a running daemon. The daemon swaps in a new one on reload
+/// (SIGHUP); tasks take [`Live::current`] once per unit of work (a message, a send, a
+/// scheduler batch), so a unit never sees two configurations.
+#[derive(Debug, Clone)]
+pub struct Live(tokio::sync::watch::Receiver<Arc<Config>>);
+
+impl Live {
+    /// The sender half replaces the configuration; `Live` handles read it.
+    pub fn new(config: Arc<Config>) -> (tokio::sync::watch::Sender<Arc<Config>>, Live) {
+        let (sender, receiver) = tokio::sync::watch::channel(config);
+        (sender, Live(receiver))
+    }
+
+    pub fn current(&self) -> Arc<Config> {
+        Arc::clone(&self.0.borrow())
+    }
+}
+
 /// A password: never printed, never logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -292,7 +327,28 @@ impl Config {
             path: path.to_path_buf(),
             error,
         })?;
-        Config::from_toml(path, &text)
+        let mut config = Config::from_toml(path, &text)?;
+        config.warn_if_others_can_read(path);
+        Ok(config)
+    }
+
+    /// A file with inline secrets that other users can read: a warning, not an error (the
+    /// admin may be testing), naming the secrets and the fix.
+    fn warn_if_others_can_read(&mut self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.inline_secrets.is_empty() {
+            return;
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            self.warnings.push(format!(
+                "the file is readable by every user (mode {mode:04o}) and holds secrets ({}); chmod o-r it, or move them to password_file / secret_file, e.g. a systemd credential (password_file = \"credential:NAME\")",
+                self.inline_secrets.join(", ")
+            ));
+        }
     }
 
     /// Validates `text` as if it had been read from `path` (relative paths inside it are
@@ -317,6 +373,7 @@ impl Config {
             base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            inline_secrets: Vec::new(),
         };
         let config = check.build(path, raw);
         match config {
@@ -424,6 +481,8 @@ struct Checker<'t> {
     base: PathBuf,
     problems: Vec<Problem>,
     warnings: Vec<String>,
+    /// Secrets written in the file itself (e.g. "mailbox `support` password").
+    inline_secrets: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -432,6 +491,43 @@ impl Checker<'_> {
             line: Some(line_of(self.text, at.span().start)),
             message,
         });
+    }
+
+    /// The first line of a file holding a secret. `credential:NAME` is the systemd
+    /// credential NAME (`LoadCredential=NAME:...` in the unit), read from
+    /// `$CREDENTIALS_DIRECTORY`.
+    fn secret_file(&mut self, what: &str, file: &Spanned<PathBuf>) -> Option<String> {
+        let value = file.get_ref();
+        let path = match value.to_str().and_then(|v| v.strip_prefix(CREDENTIAL_PREFIX)) {
+            Some(name) if name.is_empty() || name.contains('/') => {
+                self.problem(
+                    file,
+                    format!("{what}: `{}` is not a credential name (credential:NAME, NAME as in LoadCredential=NAME:FILE)", value.display()),
+                );
+                return None;
+            }
+            Some(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) => Path::new(&dir).join(name),
+                None => {
+                    self.problem(
+                        file,
+                        format!("{what}: credential `{name}`: CREDENTIALS_DIRECTORY is not set; systemd sets it for a unit with LoadCredential={name}:FILE (outside systemd, give the file's path instead)"),
+                    );
+                    return None;
+                }
+            },
+            None => self.path(value),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
+            Err(err) => {
+                self.problem(
+                    file,
+                    format!("{what} {}: cannot read it: {err}", path.display()),
+                );
+                None
+            }
+        }
     }
 
     fn path(&self, value: &Path) -> PathBuf {
@@ -521,6 +617,7 @@ impl Checker<'_> {
         let followup = self.followup(&raw.followup);
         let smtp = self.smtp(&raw.smtp);
         let outbox = self.outbox(&raw.outbox);
+        let http = self.http(&raw.http);
         let templates = match &raw.templates_dir {
             None => Some(Templates::builtin()),
             Some(dir) => self.templates(&[dir], "templates_dir"),
@@ -537,11 +634,13 @@ impl Checker<'_> {
             mailboxes,
             smtp: smtp?,
             outbox,
+            http,
             tls: tls?,
             templates: templates?,
             agents,
             own_addresses,
             warnings: std::mem::take(&mut self.warnings),
+            inline_secrets: std::mem::take(&mut self.inline_secrets),
         })
     }
 
@@ -730,23 +829,13 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(password), None) => Some(Secret(password.clone())),
-            (None, Some(file)) => {
-                let path = self.path(file.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => Some(Secret(text.lines().next().unwrap_or("").to_string())),
-                    Err(err) => {
-                        self.problem(
-                            file,
-                            format!(
-                                "{section}: password_file {}: cannot read it: {err}",
-                                path.display()
-                            ),
-                        );
-                        None
-                    }
-                }
+            (Some(password), None) => {
+                self.inline_secrets.push(format!("{section} password"));
+                Some(Secret(password.clone()))
             }
+            (None, Some(file)) => self
+                .secret_file(&format!("{section}: password_file"), file)
+                .map(Secret),
             (None, None) => {
                 self.problem(
                     at,
@@ -1034,6 +1123,42 @@ impl Checker<'_> {
             give_up_after: raw
                 .give_up_after
                 .map_or(Duration::from_secs(3 * 86_400), |d| d.0),
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn http(&mut self, raw: &raw::RawHttp) -> HttpConfig {
+        let outbox_max_age = raw
+            .outbox_max_age
+            .map_or(Duration::from_secs(15 * 60), |d| d.0);
+        let listen = match (&raw.enabled, &raw.listen) {
+            (Some(false), _) => None,
+            (_, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT))),
+            (_, Some(listen)) => match listen.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(addr) => {
+                    if !addr.ip().is_loopback() {
+                        self.warnings.push(format!(
+                            "http.listen = \"{addr}\" is not a loopback address: /healthz and /metrics (no authentication) are open to the network; put a reverse proxy or firewall in front"
+                        ));
+                    }
+                    Some(addr)
+                }
+                Err(_) => {
+                    self.problem(
+                        listen,
+                        format!(
+                            "http.listen = \"{}\" is not an address and port, e.g. \"127.0.0.1:{DEFAULT_HTTP_PORT}\" or \"[::1]:{DEFAULT_HTTP_PORT}\" (enabled = false turns the listener off)",
+                            listen.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        HttpConfig {
+            listen,
+            outbox_max_age,
         }
     }
 }

@@ -20,13 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::agent::sign::Signer;
-use crate::config::{Config, Deadlines};
+use crate::config::{Config, Deadlines, Live};
+use crate::health::Health;
 use crate::model::{TicketId, TicketState, TicketStatus};
 use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
 use crate::send;
 use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx};
 
+/// The scheduler's name in the health registry and the supervisor's log lines.
+pub const TASK: &str = "scheduler";
 /// The longest sleep: a wall clock set forward is noticed within this.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Items handled per transaction.
@@ -36,8 +39,10 @@ const PLAN_CHUNK: usize = 1000;
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 pub struct Scheduler {
-    pub config: Arc<Config>,
+    /// Read once per batch.
+    pub config: Live,
     pub store: Store,
+    pub health: Arc<Health>,
     /// Ingest wakes the scheduler after every commit (a new deadline may be due soon).
     pub wake: Arc<Notify>,
     /// Woken after a batch that queued mail.
@@ -47,7 +52,9 @@ pub struct Scheduler {
 impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
-            match replan(&self.store, &self.config, Timestamp::now()).await {
+            let config = self.config.current();
+            self.health.beat(TASK, RETRY_PAUSE);
+            match replan(&self.store, &config, Timestamp::now()).await {
                 Ok(n) => {
                     info!(
                         planned = n,
@@ -63,7 +70,9 @@ impl Scheduler {
         }
         loop {
             let now = Timestamp::now();
-            let config = Arc::clone(&self.config);
+            let config = self.config.current();
+            // One batch: a write transaction rendering at most BATCH mails.
+            self.health.beat(TASK, Duration::ZERO);
             let batch = self.store.write(move |tx| run_due(tx, &config, now)).await;
             let next = match batch {
                 Ok(batch) => {
@@ -89,6 +98,7 @@ impl Scheduler {
                     RETRY_PAUSE
                 }
             };
+            self.health.beat(TASK, sleep);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}

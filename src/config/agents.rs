@@ -264,23 +264,11 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            (Some(secret), None) => secret.clone(),
-            (None, Some(file)) => {
-                let path = self.path(file.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => text.lines().next().unwrap_or("").trim().to_string(),
-                    Err(err) => {
-                        self.problem(
-                            file,
-                            format!(
-                                "relay: secret_file {}: cannot read it: {err}",
-                                path.display()
-                            ),
-                        );
-                        return None;
-                    }
-                }
+            (Some(secret), None) => {
+                self.inline_secrets.push("relay secret".to_string());
+                secret.clone()
             }
+            (None, Some(file)) => self.secret_file("relay: secret_file", file)?.trim().to_string(),
             (None, None) => {
                 self.problem(
                     at,

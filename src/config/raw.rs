@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub smtp: Spanned<RawSmtp>,
     #[serde(default)]
     pub outbox: RawOutbox,
+    #[serde(default)]
+    pub http: RawHttp,
     pub relay: Option<Spanned<RawRelay>>,
     #[serde(default)]
     pub agent: Vec<Spanned<RawAgent>>,
@@ -178,6 +180,14 @@ pub struct RawSmtp {
 pub struct RawOutbox {
     pub retry: Option<Spanned<Vec<ConfigDuration>>>,
     pub give_up_after: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub enabled: Option<bool>,
+    pub listen: Option<Spanned<String>>,
+    pub outbox_max_age: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]

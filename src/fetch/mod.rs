@@ -26,7 +26,8 @@ pub use connect::{Login, Opened, Session, connect, open, timed};
 
 use async_imap::types::{Fetch, Flag};
 
-use crate::config::{Config, InitialImport, MailboxConfig};
+use crate::config::{InitialImport, Live, MailboxConfig};
+use crate::health::{Health, Link};
 use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
@@ -69,9 +70,14 @@ impl FetchError {
 
 /// Watches one mailbox until cancelled.
 pub struct MailboxTask {
+    /// The connection settings this task was started with; a reload that changes them
+    /// restarts the task.
     pub mailbox: MailboxConfig,
-    pub config: Arc<Config>,
+    /// Everything else (policy, templates, agents) is read from the configuration in force
+    /// for each message.
+    pub config: Live,
     pub store: Store,
+    pub health: Arc<Health>,
     /// Woken after every commit that queued mail; the outbox sender holds the other end.
     pub outbox_wake: Arc<Notify>,
     /// Woken after every stored message: it may have started, met or paused a deadline.
@@ -116,7 +122,10 @@ impl MailboxTask {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let name = self.mailbox.name.clone();
         let mut reported: Option<String> = None;
+        self.health.mailbox(&name, Link::Connecting);
         while !cancel.is_cancelled() {
+            // Connecting, logging in, SELECT and CAPABILITY: each inside the timeout.
+            self.beat(self.mailbox.timeout * 6);
             match self.session(&cancel, &mut backoff, &mut reported).await {
                 Ok(Ended::Cancelled) => break,
                 Ok(Ended::TokenRenewal) => {
@@ -124,6 +133,13 @@ impl MailboxTask {
                 }
                 Err(err) => {
                     let delay = backoff.next_delay();
+                    self.beat(delay);
+                    if self.health.mailbox_failed(&name, err.to_string()) {
+                        // A live session was lost (not a failed attempt to connect): this
+                        // is what the reconnect metric counts.
+                        self.record_health("mailbox.disconnected", err.to_string())
+                            .await;
+                    }
                     if err.needs_admin() {
                         error!(mailbox = %name, error = %err, retry_in = ?delay, "mailbox cannot log in until an admin acts; other mailboxes are not affected");
                         self.report_login_failure(&err, &mut reported).await;
@@ -138,6 +154,12 @@ impl MailboxTask {
             }
         }
         info!(mailbox = %name, "mailbox task stopped");
+    }
+
+    /// Liveness: this task reports again within `within` (see [`Health::beat`]).
+    fn beat(&self, within: Duration) {
+        self.health
+            .beat(&format!("mailbox {}", self.mailbox.name), within);
     }
 
     /// Records a login failure that needs an admin as a `mailbox.login_failed` event (the
@@ -185,7 +207,7 @@ impl MailboxTask {
         let Opened {
             mut session,
             renew_at,
-        } = open(&self.mailbox, &self.config.tls, self.grant.as_deref()).await?;
+        } = open(&self.mailbox, &self.config.current().tls, self.grant.as_deref()).await?;
         let selected = timed(limit, "SELECT", session.select(&self.mailbox.folder)).await?;
         let uidvalidity = selected.uid_validity.ok_or_else(|| {
             FetchError::Protocol(format!(
@@ -218,15 +240,23 @@ impl MailboxTask {
         };
         tokio::pin!(renewal);
         loop {
+            self.health.mailbox(&self.mailbox.name, Link::Syncing);
+            self.beat(limit * 2);
             self.sync(&mut session, uidvalidity, can_move, cancel)
                 .await?;
+            self.health.mailbox_synced(&self.mailbox.name);
             let wait = if cancel.is_cancelled() {
                 Wait::Cancelled
             } else if idle {
+                self.health.mailbox(&self.mailbox.name, Link::Idle);
+                // IDLE, its DONE, and a second IDLE start if news came in between.
+                self.beat(IDLE_WALL_CLOCK_CAP + limit * 3);
                 let (next, wait) = self.idle(session, cancel, renewal.as_mut()).await?;
                 session = next;
                 wait
             } else {
+                self.health.mailbox(&self.mailbox.name, Link::Polling);
+                self.beat(self.mailbox.poll_interval);
                 tokio::select! {
                     _ = tokio::time::sleep(self.mailbox.poll_interval) => Wait::Resync,
                     _ = cancel.cancelled() => Wait::Cancelled,
@@ -432,6 +462,8 @@ impl MailboxTask {
     ) -> Result<(), FetchError> {
         let name = &self.mailbox.name;
         for batch in steps.chunks(self.mailbox.batch_size as usize) {
+            // Sizes, headers of oversize mail, the batch itself, then flags and moves.
+            self.beat(self.mailbox.timeout * 4);
             let wanted: Vec<u32> = batch
                 .iter()
                 .filter_map(|step| match step {
@@ -509,7 +541,7 @@ impl MailboxTask {
                         .unwrap_or_default();
                     let id = quarantine_oversize(
                         &self.store,
-                        &self.config,
+                        &self.config.current(),
                         source,
                         headers,
                         size,
@@ -550,7 +582,9 @@ impl MailboxTask {
         let name = source.mailbox.clone();
         let uid = source.uid;
         let now = Timestamp::now();
-        let err = match ingest(&self.store, &self.config, source.clone(), raw.clone(), now).await {
+        let config = self.config.current();
+        self.beat(self.mailbox.timeout * 4);
+        let err = match ingest(&self.store, &config, source.clone(), raw.clone(), now).await {
             Ok((outcome, parsed)) => {
                 log_outcome(&name, uid, parsed.message_id.as_deref(), &outcome);
                 return Ok(outcome);
@@ -560,7 +594,7 @@ impl MailboxTask {
         };
         let reason = format!("storing it failed: {err}");
         let id =
-            quarantine_failed(&self.store, &self.config, source, raw, reason.clone(), now).await?;
+            quarantine_failed(&self.store, &config, source, raw, reason.clone(), now).await?;
         warn!(mailbox = %name, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
         Ok(Outcome::Quarantined { id, reason })
     }
@@ -659,7 +693,7 @@ impl MailboxTask {
         session: &mut Session,
         uids: &[u32],
     ) -> Result<(Vec<u32>, Vec<(u32, u64)>), FetchError> {
-        let max = self.config.policy.max_message_size;
+        let max = self.config.current().policy.max_message_size;
         let mut normal = Vec::with_capacity(uids.len());
         let mut oversize = Vec::new();
         for fetch in self.fetch_items(session, uids, "(UID RFC822.SIZE)").await? {

@@ -31,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{
-    Config, Credential, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
+    Credential, Live, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
 };
+use crate::health::Health;
 use crate::model::{OutboxId, Person, TicketId};
 use crate::oauth::Grant;
 use crate::policy::plus;
@@ -43,6 +44,8 @@ pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
 /// The longest the sender sleeps without looking at the outbox again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The sender's name in the health registry and the supervisor's log lines.
+pub const TASK: &str = "outbox sender";
 /// How many due rows one pass claims.
 const BATCH: u32 = 50;
 /// After shutdown is requested, how long a send in flight may still finish.
@@ -356,8 +359,11 @@ impl AsyncWrite for ImplicitTls {
 
 /// Drains the outbox until cancelled.
 pub struct Sender {
-    pub config: Arc<Config>,
+    /// Read per row (retry schedule, timeout); SMTP settings live in `smtp`, and a reload
+    /// that changes them restarts the sender.
+    pub config: Live,
     pub store: Store,
+    pub health: Arc<Health>,
     pub smtp: Arc<Smtp>,
     /// Notified by ingest after a commit that queued mail.
     pub wake: Arc<Notify>,
@@ -367,12 +373,16 @@ impl Sender {
     pub async fn run(self, cancel: CancellationToken) {
         while !cancel.is_cancelled() {
             let pause = match self.pass(&cancel).await {
-                Ok(pause) => pause,
-                Err(err) => {
-                    error!(error = %err, "outbox: cannot read or update the store; retrying in 5s");
-                    Duration::from_secs(5)
-                }
+                Ok(pause) => match self.store.read(|tx| tx.outbox_now()).await {
+                    Ok(now) => {
+                        self.health.outbox(now.depth, now.oldest, None);
+                        pause
+                    }
+                    Err(err) => self.store_failed(err),
+                },
+                Err(err) => self.store_failed(err),
             };
+            self.health.beat(TASK, pause);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.notified() => {}
@@ -380,6 +390,17 @@ impl Sender {
             }
         }
         info!("outbox sender stopped");
+    }
+
+    fn store_failed(&self, err: StoreError) -> Duration {
+        error!(error = %err, "outbox: cannot read or update the store; retrying in 5s");
+        let depth = self.health.snapshot().outbox;
+        self.health.outbox(
+            depth.depth,
+            depth.oldest,
+            Some(format!("cannot read or update the store: {err}")),
+        );
+        Duration::from_secs(5)
     }
 
     /// Sends every due row; returns how long to sleep before the next pass.
@@ -410,6 +431,9 @@ impl Sender {
     }
 
     async fn deliver(&self, row: OutboxRow, cancel: &CancellationToken) -> Result<(), StoreError> {
+        let config = self.config.current();
+        // The send, bounded by the SMTP timeout, and the commit of its outcome.
+        self.health.beat(TASK, config.smtp.timeout * 2);
         let result = self.attempt(&row, cancel).await;
         let Some(result) = result else {
             warn!(
@@ -419,7 +443,7 @@ impl Sender {
             return Ok(());
         };
         let now = Timestamp::now();
-        let outcome = next_step(&result, &row, &self.config.outbox, now);
+        let outcome = next_step(&result, &row, &config.outbox, now);
         let (id, ticket) = (row.id, row.ticket);
         let recipients = row.recipients.join(", ");
         let message_id = row.message_id.clone();
@@ -478,7 +502,7 @@ impl Sender {
             Ok(envelope) => envelope,
             Err(reason) => return Some(SendResult::Permanent(reason)),
         };
-        let limit = self.config.smtp.timeout;
+        let limit = self.config.current().smtp.timeout;
         let send = tokio::time::timeout(limit, self.smtp.send(&envelope, &row.raw));
         let grace = async {
             cancel.cancelled().await;

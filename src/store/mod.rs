@@ -9,6 +9,7 @@
 //! `PRAGMA user_version`; migrations run on open and are idempotent. A PostgreSQL store would
 //! implement the same [`Tx`] methods.
 
+mod figures;
 mod schedule;
 mod tx;
 mod views;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use figures::{Figures, OutboxNow};
 pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,

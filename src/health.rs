@@ -1,0 +1,327 @@
+//! The daemon's health registry: what every long-running task last reported.
+//!
+//! Tasks write, the ops side reads: `/healthz`, the systemd `STATUS=` line and the watchdog.
+//! Two questions are kept apart on purpose:
+//!
+//! - **Liveness** ([`Health::beat`]): each task promises to report again within a bound it
+//!   knows (its next sleep, or an IMAP command's timeout, plus [`SLACK`]). A task past its
+//!   promise is stuck (a deadlock, an await without a timeout); the watchdog then stops
+//!   pinging and systemd restarts the daemon.
+//! - **Health** ([`Snapshot::problems`]): a mailbox that cannot connect or an outbox that no
+//!   longer drains. That is the admin's business (`/healthz` says 503 and why); a restart
+//!   would not fix a server that is down, so it never stops the watchdog.
+//!
+//! A plain std mutex: it is held only to copy a few fields, never across `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// Added to every liveness promise: scheduling delays on a busy machine, a slow disk.
+pub const SLACK: Duration = Duration::from_secs(60);
+
+/// What a mailbox task is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// Started, not logged in yet.
+    Connecting,
+    /// Fetching and ingesting.
+    Syncing,
+    /// Waiting in IDLE.
+    Idle,
+    /// Waiting for the next poll.
+    Polling,
+    /// The last session attempt failed; waiting to reconnect.
+    Failing,
+}
+
+impl Link {
+    fn connected(self) -> bool {
+        matches!(self, Link::Syncing | Link::Idle | Link::Polling)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Link::Connecting => "connecting",
+            Link::Syncing => "syncing",
+            Link::Idle => "idle",
+            Link::Polling => "polling",
+            Link::Failing => "failing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MailboxHealth {
+    pub state: Link,
+    pub connected: bool,
+    /// The end of the last successful sync (a fetch, or a wake from IDLE that was synced).
+    pub last_success: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutboxHealth {
+    /// Queued rows (due or waiting for a retry).
+    pub depth: u64,
+    /// When the oldest queued row was queued.
+    pub oldest: Option<Timestamp>,
+    /// The last time the sender could not read or update the store.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Task name -> the instant it promised to report again by.
+    beats: BTreeMap<String, Instant>,
+    mailboxes: BTreeMap<String, MailboxHealth>,
+    outbox: OutboxHealth,
+}
+
+/// Shared by every task of one daemon (an `Arc<Health>`).
+#[derive(Debug, Default)]
+pub struct Health {
+    state: Mutex<State>,
+    /// Notified whenever something the status line shows changed.
+    changed: Notify,
+}
+
+impl Health {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing here can panic while the lock is held; recover the data if it ever did.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Liveness: `task` will report again within `within` (plus [`SLACK`]).
+    pub fn beat(&self, task: &str, within: Duration) {
+        let due = Instant::now() + within + SLACK;
+        self.lock().beats.insert(task.to_string(), due);
+    }
+
+    /// A task that was stopped on purpose (a mailbox removed by a reload) is no longer
+    /// expected to report; its mailbox entry goes too.
+    pub fn forget(&self, task: &str, mailbox: Option<&str>) {
+        let mut state = self.lock();
+        state.beats.remove(task);
+        if let Some(name) = mailbox {
+            state.mailboxes.remove(name);
+        }
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// A mailbox's state changed.
+    pub fn mailbox(&self, name: &str, link: Link) {
+        let mut state = self.lock();
+        let entry = state
+            .mailboxes
+            .entry(name.to_string())
+            .or_insert_with(|| MailboxHealth {
+                state: link,
+                connected: false,
+                last_success: None,
+                last_error: None,
+                last_error_at: None,
+            });
+        let changed = entry.state != link;
+        entry.state = link;
+        entry.connected = link.connected();
+        drop(state);
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A sync of the mailbox finished without error.
+    pub fn mailbox_synced(&self, name: &str) {
+        if let Some(entry) = self.lock().mailboxes.get_mut(name) {
+            entry.last_success = Some(Timestamp::now());
+        }
+    }
+
+    /// A session of the mailbox failed; it is [`Link::Failing`] until it connects again.
+    /// True if it was connected (a session was lost, rather than an attempt failing).
+    pub fn mailbox_failed(&self, name: &str, error: String) -> bool {
+        let was_connected = self
+            .lock()
+            .mailboxes
+            .get(name)
+            .is_some_and(|m| m.connected);
+        self.mailbox(name, Link::Failing);
+        if let Some(entry) = self.lock().mailboxes.get_mut(name) {
+            entry.last_error = Some(error);
+            entry.last_error_at = Some(Timestamp::now());
+        }
+        was_connected
+    }
+
+    /// The outbox as the sender found it after a pass.
+    pub fn outbox(&self, depth: u64, oldest: Option<Timestamp>, last_error: Option<String>) {
+        let mut state = self.lock();
+        let changed = state.outbox.depth != depth;
+        state.outbox = OutboxHealth {
+            depth,
+            oldest,
+            last_error,
+        };
+        drop(state);
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Waits until the status line may have changed.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        let now = Instant::now();
+        Snapshot {
+            mailboxes: state.mailboxes.clone(),
+            outbox: state.outbox.clone(),
+            stuck: state
+                .beats
+                .iter()
+                .filter(|(_, due)| **due < now)
+                .map(|(task, due)| (task.clone(), now - *due))
+                .collect(),
+        }
+    }
+}
+
+/// A copy of the registry at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub mailboxes: BTreeMap<String, MailboxHealth>,
+    pub outbox: OutboxHealth,
+    /// Tasks past their liveness promise, and by how much.
+    pub stuck: Vec<(String, Duration)>,
+}
+
+impl Snapshot {
+    /// Why the daemon is not healthy (empty: healthy). `outbox_max_age`: a queued row older
+    /// than this means mail is not leaving.
+    pub fn problems(&self, now: Timestamp, outbox_max_age: Duration) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .stuck
+            .iter()
+            .map(|(task, late)| format!("{task}: no sign of life for {late:.0?} past its promise"))
+            .collect();
+        for (name, mailbox) in &self.mailboxes {
+            match mailbox.state {
+                Link::Failing => problems.push(format!(
+                    "mailbox {name}: not connected: {}",
+                    mailbox.last_error.as_deref().unwrap_or("unknown error")
+                )),
+                Link::Connecting => {
+                    problems.push(format!("mailbox {name}: not connected yet"))
+                }
+                _ => {}
+            }
+        }
+        if let Some(oldest) = self.outbox.oldest {
+            let age = now.duration_since(oldest).unsigned_abs();
+            if age > outbox_max_age {
+                problems.push(format!(
+                    "outbox: the oldest of {} queued message(s) has waited {}s (limit {}s)",
+                    self.outbox.depth,
+                    age.as_secs(),
+                    outbox_max_age.as_secs()
+                ));
+            }
+        }
+        if let Some(err) = &self.outbox.last_error {
+            problems.push(format!("outbox: {err}"));
+        }
+        problems
+    }
+
+    /// systemd's `STATUS=` line, e.g. "3 mailboxes idle, outbox 0".
+    pub fn status_line(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for mailbox in self.mailboxes.values() {
+            *counts.entry(mailbox.state.as_str()).or_default() += 1;
+        }
+        let mut parts: Vec<String> = Vec::new();
+        for (i, (state, n)) in counts.iter().enumerate() {
+            parts.push(match (i, n) {
+                (0, 1) => format!("1 mailbox {state}"),
+                (0, n) => format!("{n} mailboxes {state}"),
+                (_, n) => format!("{n} {state}"),
+            });
+        }
+        if parts.is_empty() {
+            parts.push("no mailboxes".into());
+        }
+        parts.push(format!("outbox {}", self.outbox.depth));
+        if !self.stuck.is_empty() {
+            let names: Vec<&str> = self.stuck.iter().map(|(t, _)| t.as_str()).collect();
+            parts.push(format!("stuck: {}", names.join(", ")));
+        }
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_counts_mailboxes_by_state() {
+        let health = Health::default();
+        for name in ["a", "b", "c"] {
+            health.mailbox(name, Link::Idle);
+        }
+        assert_eq!(health.snapshot().status_line(), "3 mailboxes idle, outbox 0");
+        health.mailbox_failed("b", "login refused".into());
+        health.outbox(2, Some(Timestamp::now()), None);
+        assert_eq!(
+            health.snapshot().status_line(),
+            "2 mailboxes idle, 1 failing, outbox 2"
+        );
+        health.forget("mailbox c", Some("c"));
+        health.forget("mailbox a", Some("a"));
+        assert_eq!(
+            health.snapshot().status_line(),
+            "1 mailbox failing, outbox 2"
+        );
+    }
+
+    #[test]
+    fn problems_name_the_mailbox_and_the_stuck_outbox() {
+        let health = Health::default();
+        health.mailbox("support", Link::Idle);
+        let now = Timestamp::now();
+        assert!(health.snapshot().problems(now, SLACK).is_empty());
+        health.mailbox_failed("support", "network: connection refused".into());
+        health.outbox(3, Some(now - jiff::SignedDuration::from_secs(3600)), None);
+        let problems = health.snapshot().problems(now, Duration::from_secs(900));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("support: not connected: network: connection refused"));
+        assert!(problems[1].contains("3 queued message(s) has waited 3600s (limit 900s)"));
+    }
+
+    #[test]
+    fn a_task_past_its_promise_is_stuck() {
+        let health = Health::default();
+        health.beat("outbox sender", Duration::from_secs(1));
+        assert!(health.snapshot().stuck.is_empty());
+        // A promise already in the past.
+        health.lock().beats.insert(
+            "scheduler".into(),
+            Instant::now() - Duration::from_secs(5),
+        );
+        let snapshot = health.snapshot();
+        assert_eq!(snapshot.stuck.len(), 1);
+        assert_eq!(snapshot.stuck[0].0, "scheduler");
+        assert!(snapshot.status_line().ends_with("stuck: scheduler"));
+    }
+}
