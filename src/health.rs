@@ -250,6 +250,8 @@ impl Snapshot {
         for mailbox in self.mailboxes.values() {
             *counts.entry(mailbox.state.as_str()).or_default() += 1;
         }
+        let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let mut parts: Vec<String> = Vec::new();
         for (i, (state, n)) in counts.iter().enumerate() {
             parts.push(match (i, n) {

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod daemon;
+pub mod http;
 pub mod logging;
 pub mod oauth;
 pub mod report;
