@@ -39,12 +39,13 @@ use crate::thread::{self, Candidates, Threading};
 /// The window of the per-sender limits.
 const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
 
-/// Where an inbound message was fetched from.
+/// Where an inbound message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub mailbox: String,
-    pub uidvalidity: u32,
-    pub uid: u32,
+    /// `(uidvalidity, uid)` of mail fetched over IMAP; `None` for mail the MTA handed to
+    /// `deskgate ingest` (no checkpoint to move).
+    pub imap: Option<(u32, u32)>,
     /// Whether the message was already in the folder at the first start.
     pub arrival: Arrival,
 }
@@ -109,7 +110,7 @@ pub async fn ingest(
                 released: false,
             };
             let outcome = apply(tx, &config, message, now)?;
-            tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
+            advance(tx, &source, now)?;
             Ok(outcome)
         })
         .await?;
@@ -162,7 +163,7 @@ async fn quarantine_fetched(
     store
         .write(move |tx| {
             let id = put_aside(tx, &source, &parsed, &reason, &raw, size, now)?;
-            tx.set_checkpoint(&source.mailbox, checkpoint(&source), now)?;
+            advance(tx, &source, now)?;
             Ok(id)
         })
         .await
@@ -220,7 +221,7 @@ pub async fn release(
                     "quarantined message {id} changed while it was being released"
                 )));
             }
-            let Some((mailbox, uidvalidity, uid)) = held.source else {
+            let Some((mailbox, imap)) = held.source else {
                 return Err(StoreError::Corrupt(format!(
                     "quarantined message {id} does not say which mailbox it came from"
                 )));
@@ -228,8 +229,7 @@ pub async fn release(
             // An admin released it: handled as mail that just arrived.
             let source = Source {
                 mailbox,
-                uidvalidity,
-                uid,
+                imap,
                 arrival: Arrival::Live,
             };
             let message = Message {
@@ -261,10 +261,18 @@ pub async fn release(
     Ok(outcome)
 }
 
-fn checkpoint(source: &Source) -> Checkpoint {
-    Checkpoint {
-        uidvalidity: source.uidvalidity,
-        last_uid: source.uid,
+/// Moves the mailbox's checkpoint past `source` (IMAP mail only).
+fn advance(tx: &Tx<'_>, source: &Source, now: Timestamp) -> Result<(), StoreError> {
+    match source.imap {
+        Some((uidvalidity, uid)) => tx.set_checkpoint(
+            &source.mailbox,
+            Checkpoint {
+                uidvalidity,
+                last_uid: uid,
+            },
+            now,
+        ),
+        None => Ok(()),
     }
 }
 
@@ -295,7 +303,7 @@ fn put_aside(
     now: Timestamp,
 ) -> Result<QuarantineId, StoreError> {
     let id = tx.quarantine(&NewQuarantine {
-        source: Some((source.mailbox.as_str(), source.uidvalidity, source.uid)),
+        source: Some((source.mailbox.as_str(), source.imap)),
         reason,
         dedupe_key: &dedupe_key(parsed.message_id.as_deref(), raw),
         message_id: parsed.message_id.as_deref(),
@@ -373,10 +381,12 @@ fn apply(
                 mailbox,
                 ticket: known.ticket,
                 message: Some(known.message),
-                detail: format!(
-                    "uid {} (uidvalidity {}) repeats {key}",
-                    source.uid, source.uidvalidity
-                ),
+                detail: match source.imap {
+                    Some((uidvalidity, uid)) => {
+                        format!("uid {uid} (uidvalidity {uidvalidity}) repeats {key}")
+                    }
+                    None => format!("delivered by the MTA; repeats {key}"),
+                },
                 ..Event::default()
             },
             now,
@@ -561,7 +571,7 @@ fn apply(
             outbound: false,
             dedupe_key: &key,
             message_id: parsed.message_id.as_deref(),
-            source: Some((&source.mailbox, source.uidvalidity, source.uid)),
+            source: Some((&source.mailbox, source.imap)),
             from: parsed.from.as_ref(),
             subject: &parsed.subject,
             sent_date: parsed.date,

@@ -527,8 +527,7 @@ impl MailboxTask {
                 };
                 let source = Source {
                     mailbox: name.clone(),
-                    uidvalidity,
-                    uid,
+                    imap: Some((uidvalidity, uid)),
                     arrival,
                 };
                 let (Some(index), None) = (index, oversized) else {
@@ -580,7 +579,7 @@ impl MailboxTask {
     /// quarantined with the error instead and the mailbox keeps flowing.
     async fn ingest_one(&self, source: Source, raw: Vec<u8>) -> Result<Outcome, FetchError> {
         let name = source.mailbox.clone();
-        let uid = source.uid;
+        let uid = source.imap.map(|(_, uid)| uid);
         let now = Timestamp::now();
         let config = self.config.current();
         self.beat(self.mailbox.timeout * 4);
@@ -817,7 +816,8 @@ fn internal_date(fetch: &Fetch) -> Option<Timestamp> {
     Timestamp::from_second(at.timestamp()).ok()
 }
 
-fn log_outcome(mailbox: &str, uid: u32, message_id: Option<&str>, outcome: &Outcome) {
+/// One log line per ingested message (the daemon's and `deskgate ingest`'s).
+pub fn log_outcome(mailbox: &str, uid: Option<u32>, message_id: Option<&str>, outcome: &Outcome) {
     let message_id = message_id.unwrap_or("");
     match outcome {
         Outcome::Stored {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use super::logging::{self, LogFormat};
-use super::{check, daemon, oauth, report, show, stats};
+use super::{check, daemon, deliver, oauth, report, show, stats};
 use crate::config::{self, Config};
 use crate::ingest;
 use crate::kpi::When;
@@ -36,7 +36,7 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, env = "DESKGATE_CONFIG", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
 
-    /// Log format: auto (text; no timestamps under systemd), text, or json.
+    /// Log format: auto (the journal under systemd, else text), text, json or journal.
     ///
     /// The log filter is read from DESKGATE_LOG (e.g. "deskgate=debug"), default "info".
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -54,6 +54,26 @@ pub enum Command {
     /// transaction in flight commit, and exits 0 within 10 seconds. Tells systemd READY=1
     /// (Type=notify) once the database is open and the configuration valid.
     Run,
+
+    /// Ingest one message from standard input (for the MTA: a Postfix pipe transport).
+    ///
+    /// The message takes the daemon's path (classify, thread, store, acknowledge) into the
+    /// mailbox NAME, without IMAP. Exit 0 once it is committed (or quarantined, or a
+    /// duplicate); exit 75 (EX_TEMPFAIL) when nothing was committed but a retry may work
+    /// (database busy or locked, disk full, configuration invalid), so the MTA keeps the
+    /// message and tries again. The running daemon sends the acknowledgement within seconds.
+    Ingest {
+        /// The [[mailbox]] the message was delivered to.
+        #[arg(long, value_name = "NAME")]
+        mailbox: String,
+    },
+
+    /// Write the man page or shell completions to standard output (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
 
     /// Check the configuration file and report every problem in it.
     ///
@@ -194,6 +214,15 @@ pub struct PeriodArgs {
     pub mailbox: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// deskgate(1) in roff.
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
     /// List every template in use: kind, language, part, and the file it comes from.
@@ -316,6 +345,22 @@ fn broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+fn generate(what: Generated, out: &mut impl Write) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let shell = match what {
+        Generated::Man => {
+            clap_mangen::Man::new(command).render(out)?;
+            return Ok(());
+        }
+        Generated::Bash => clap_complete::Shell::Bash,
+        Generated::Zsh => clap_complete::Shell::Zsh,
+        Generated::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut command, "deskgate", out);
+    Ok(())
+}
+
 /// The error and its causes on one line, each cause once (many of our errors already quote
 /// their cause in their own message).
 fn one_line(err: &anyhow::Error) -> String {
@@ -330,11 +375,23 @@ fn one_line(err: &anyhow::Error) -> String {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        // Exit codes for the MTA, configuration errors included.
+        Command::Ingest { mailbox } => return Ok(deliver::run(&cli.config, &mailbox)),
+        Command::Generate { what } => {
+            generate(what, &mut std::io::stdout().lock())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let config = Config::load(&cli.config)?;
     let tz = config.support.timezone.clone();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
+        Command::Ingest { .. } | Command::Generate { .. } => {
+            unreachable!("handled before the configuration is loaded")
+        }
         Command::Run => {
             drop(out);
             runtime()?.block_on(daemon::run(config))?;

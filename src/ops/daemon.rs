@@ -52,6 +52,8 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(8);
 const RESTART_PAUSE: Duration = Duration::from_secs(5);
 /// The status line is refreshed at least this often (the outbox's age changes silently).
 const STATUS_REFRESH: Duration = Duration::from_secs(30);
+/// How often the daemon looks for commits by other processes (`deskgate ingest`).
+pub const COMMIT_POLL: Duration = Duration::from_secs(2);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
@@ -203,6 +205,8 @@ enum Kind {
     Sender,
     Scheduler,
     Http(std::net::SocketAddr),
+    /// Wakes the sender and the scheduler when another process committed.
+    CommitWatcher,
 }
 
 /// The tasks `config` asks for.
@@ -231,6 +235,11 @@ fn specs(config: &Config) -> Vec<Spec> {
         name: schedule::TASK.into(),
         key: String::new(),
         kind: Kind::Scheduler,
+    });
+    specs.push(Spec {
+        name: COMMIT_WATCHER.into(),
+        key: String::new(),
+        kind: Kind::CommitWatcher,
     });
     if let Some(addr) = config.http.listen {
         specs.push(Spec {
@@ -452,6 +461,20 @@ impl Tasks {
                     },
                 ));
             }
+            Kind::CommitWatcher => {
+                let (store, health) = (shared.read_store.clone(), Arc::clone(&shared.health));
+                let wakes = [
+                    Arc::clone(&shared.outbox_wake),
+                    Arc::clone(&shared.schedule_wake),
+                ];
+                self.tracker.spawn(supervise(
+                    spec.name.clone(),
+                    cancel.clone(),
+                    move |cancel| {
+                        watch_commits(store.clone(), Arc::clone(&health), wakes.clone(), cancel)
+                    },
+                ));
+            }
             Kind::Http(addr) => {
                 let listener = http::bind(addr)
                     .with_context(|| format!("http.listen = \"{addr}\": cannot listen"))?;
@@ -494,6 +517,35 @@ impl Tasks {
         self.grants
             .insert(account.to_string(), (key, grant.clone()));
         Ok(grant)
+    }
+}
+
+const COMMIT_WATCHER: &str = "commit watcher";
+
+/// Polls SQLite's data version; a commit by another process (mail from `deskgate ingest`)
+/// wakes the sender and the scheduler, which otherwise sleep up to a minute.
+async fn watch_commits(
+    store: Store,
+    health: Arc<Health>,
+    wakes: [Arc<Notify>; 2],
+    cancel: CancellationToken,
+) {
+    let mut seen = None;
+    loop {
+        health.beat(COMMIT_WATCHER, COMMIT_POLL);
+        match store.read(|tx| tx.data_version()).await {
+            Ok(version) => {
+                if seen.is_some_and(|seen| seen != version) {
+                    wakes.iter().for_each(|wake| wake.notify_one());
+                }
+                seen = Some(version);
+            }
+            Err(err) => warn!(error = %err, "cannot read the database's data version"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(COMMIT_POLL) => {}
+            _ = cancel.cancelled() => return,
+        }
     }
 }
 
@@ -590,7 +642,7 @@ tls = "implicit"
         let before = keys(&config(BASE));
         assert_eq!(
             before.keys().collect::<Vec<_>>(),
-            ["http", "mailbox sales", "mailbox support", "outbox sender", "scheduler"]
+            ["commit watcher", "http", "mailbox sales", "mailbox support", "outbox sender", "scheduler"]
         );
         let after = keys(&config(&BASE.replace("\"two\"", "\"three\"")));
         assert_eq!(before["mailbox support"], after["mailbox support"]);

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod daemon;
+pub mod deliver;
 pub mod http;
 pub mod logging;
 pub mod oauth;

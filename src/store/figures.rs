@@ -50,6 +50,14 @@ impl Tx<'_> {
         })
     }
 
+    /// Changes whenever another connection commits (SQLite's `PRAGMA data_version`): how the
+    /// daemon notices mail `deskgate ingest` stored.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     pub fn figures(&self) -> Result<Figures, StoreError> {
         let count = |kind: &str| -> Result<u64, StoreError> {
             let n: i64 = self.conn().query_row(

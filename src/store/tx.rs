@@ -85,8 +85,9 @@ pub struct NewMessage<'a> {
     pub outbound: bool,
     pub dedupe_key: &'a str,
     pub message_id: Option<&'a str>,
-    /// `(mailbox, uidvalidity, uid)` for mail fetched over IMAP.
-    pub source: Option<(&'a str, u32, u32)>,
+    /// The mailbox of inbound mail, with `(uidvalidity, uid)` when it was fetched over IMAP
+    /// (not when the MTA delivered it to `deskgate ingest`).
+    pub source: Option<(&'a str, Option<(u32, u32)>)>,
     pub from: Option<&'a Person>,
     pub subject: &'a str,
     pub sent_date: Option<Timestamp>,
@@ -162,7 +163,7 @@ pub struct OutboxRow {
 
 /// Mail put aside with the reason.
 pub struct NewQuarantine<'a> {
-    pub source: Option<(&'a str, u32, u32)>,
+    pub source: Option<(&'a str, Option<(u32, u32)>)>,
     pub reason: &'a str,
     pub dedupe_key: &'a str,
     pub message_id: Option<&'a str>,
@@ -205,7 +206,7 @@ impl QuarantineStatus {
 #[derive(Debug, Clone)]
 pub struct Quarantined {
     pub id: QuarantineId,
-    pub source: Option<(String, u32, u32)>,
+    pub source: Option<(String, Option<(u32, u32)>)>,
     pub reason: String,
     pub status: QuarantineStatus,
     pub complete: bool,
@@ -804,7 +805,7 @@ impl<'c> Tx<'c> {
         use sha2::Digest;
         let sha256 = hex(&sha2::Sha256::digest(message.raw));
         let (mailbox, uidvalidity, uid) = match message.source {
-            Some((m, v, u)) => (Some(m), Some(v), Some(u)),
+            Some((m, at)) => (Some(m), at.map(|a| a.0), at.map(|a| a.1)),
             None => (None, None, None),
         };
         self.tx.execute(
@@ -881,7 +882,7 @@ impl<'c> Tx<'c> {
 
     pub fn quarantine(&self, q: &NewQuarantine<'_>) -> Result<QuarantineId, StoreError> {
         let (mailbox, uidvalidity, uid) = match q.source {
-            Some((m, v, u)) => (Some(m), Some(v), Some(u)),
+            Some((m, at)) => (Some(m), at.map(|a| a.0), at.map(|a| a.1)),
             None => (None, None, None),
         };
         self.tx.execute(
@@ -932,10 +933,7 @@ impl<'c> Tx<'c> {
                     let uid: Option<u32> = r.get(2)?;
                     Ok(Quarantined {
                         id,
-                        source: match (mailbox, uidvalidity, uid) {
-                            (Some(m), Some(v), Some(u)) => Some((m, v, u)),
-                            _ => None,
-                        },
+                        source: mailbox.map(|m| (m, uidvalidity.zip(uid))),
                         reason: r.get(3)?,
                         status: QuarantineStatus::parse(&r.get::<_, String>(4)?),
                         complete: r.get(5)?,
