@@ -56,8 +56,7 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
     let raw = crate::mail::customer_mail("example.test", "support@example.test", "seed", 1);
     let source = Source {
         mailbox: "support".into(),
-        uidvalidity: 1,
-        uid: 1,
+        imap: Some((1, 1)),
         arrival: Arrival::Live,
     };
     deskgate::ingest::ingest(&store, &config, source, raw, Timestamp::now())

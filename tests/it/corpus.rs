@@ -174,8 +174,7 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
             let source = Source {
                 arrival: deskgate::policy::Arrival::Live,
                 mailbox: "corpus".into(),
-                uidvalidity: 1 + pass,
-                uid: index as u32 + 1,
+                imap: Some((1 + pass, index as u32 + 1)),
             };
             let (outcome, _) = ingest(&store, &config, source, raw, now)
                 .await

@@ -27,6 +27,8 @@ pub const UNLIMITED_SENDERS: &str =
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// `[http] listen` is 127.0.0.1 on this port.
+    pub http_port: u16,
 }
 
 impl Setup {
@@ -48,6 +50,7 @@ impl Setup {
         mailbox_extra: &str,
     ) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
+        let http_port = free_port();
         let (port, tls) = match imap {
             Imap::Implicit => (lab.imaps_port, "implicit"),
             Imap::Starttls => (lab.imap_port, "starttls"),
@@ -89,6 +92,9 @@ timeout = "10s"
 
 [outbox]
 retry = ["1s"]
+
+[http]
+listen = "127.0.0.1:{http_port}"
 "#,
             ca = lab.ca_file.display(),
             submission = lab.submission_port,
@@ -102,7 +108,11 @@ retry = ["1s"]
         .expect("write password file");
         let config = dir.path().join("deskgate.toml");
         std::fs::write(&config, text).expect("write config");
-        Setup { dir, config }
+        Setup {
+            dir,
+            config,
+            http_port,
+        }
     }
 
     /// Appends tables (e.g. `[relay]`, `[[agent]]`) to the configuration file.
@@ -177,6 +187,35 @@ retry = ["1s"]
         Daemon { child: Some(child) }
     }
 
+    /// `GET path` on the daemon's HTTP listener: (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .unwrap_or_else(|e| panic!("connect to the HTTP listener: {e}; log:\n{}", self.log()));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            unchunk(body)
+        } else {
+            body.to_string()
+        };
+        (status, body)
+    }
+
     /// Runs a CLI subcommand against this setup's configuration.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_deskgate"))
@@ -242,6 +281,30 @@ retry = ["1s"]
     }
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 /// A running `deskgate run`; killed on drop if still running.
 pub struct Daemon {
     child: Option<Child>,
@@ -268,6 +331,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGHUP: reload the configuration.
+    pub fn reload(&self) {
+        signal(self.child.as_ref().expect("running"), "HUP");
     }
 
     /// SIGKILL: no chance to clean up, as in a crash or power loss of the process.

@@ -429,8 +429,7 @@ tls = "plain"
         );
         let source = Source {
             mailbox: "support".into(),
-            uidvalidity: 1,
-            uid: 1,
+            imap: Some((1, 1)),
             arrival: Arrival::Live,
         };
         ingest(
@@ -506,8 +505,7 @@ tls = "plain"
         );
         let source = Source {
             mailbox: "support".into(),
-            uidvalidity: 1,
-            uid: 1,
+            imap: Some((1, 1)),
             arrival: Arrival::Live,
         };
         // Monday 10:00 Athens: due 12:00 (10:00Z).

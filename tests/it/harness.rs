@@ -330,6 +330,43 @@ impl Lab {
         self.script_or_panic("postfix-start");
     }
 
+    /// Routes mail for `recipient` through a Postfix pipe transport running `argv` as
+    /// `user` (Postfix refuses root), and restarts the lab's Postfix to apply it.
+    pub fn pipe_transport(&self, recipient: &str, user: &str, argv: &str) {
+        let etc = self.dir.join("postfix/etc");
+        let mut master = std::fs::read_to_string(etc.join("master.cf")).expect("read master.cf");
+        master.push_str(&format!(
+            "deskgate  unix  -       n       n       -       -       pipe\n  flags=DRq user={user} argv={argv}\n"
+        ));
+        std::fs::write(etc.join("master.cf"), master).expect("write master.cf");
+        std::fs::write(etc.join("transport"), format!("{recipient} deskgate:\n"))
+            .expect("write transport map");
+        let mut main = std::fs::read_to_string(etc.join("main.cf")).expect("read main.cf");
+        main.push_str(&format!(
+            "transport_maps = texthash:{}\ndeskgate_destination_recipient_limit = 1\n",
+            etc.join("transport").display()
+        ));
+        std::fs::write(etc.join("main.cf"), main).expect("write main.cf");
+        self.stop_postfix();
+        self.start_postfix();
+    }
+
+    /// Asks Postfix to retry deferred mail now.
+    pub fn flush_queue(&self) {
+        let status = std::process::Command::new("postqueue")
+            .arg("-c")
+            .arg(self.dir.join("postfix/etc"))
+            .arg("-f")
+            .status()
+            .expect("run postqueue");
+        assert!(status.success(), "postqueue -f failed");
+    }
+
+    /// The lab's Postfix log so far.
+    pub fn postfix_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/postfix.log")).unwrap_or_default()
+    }
+
     /// A rustls client configuration that trusts only the lab's CA (the certificate covers
     /// 127.0.0.1, localhost and mail.example.test).
     pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {

@@ -264,8 +264,7 @@ async fn language_evidence_contacts_and_history_through_ingest() {
         uid += 1;
         let source = Source {
             mailbox: "greek-office".into(),
-            uidvalidity: 1,
-            uid,
+            imap: Some((1, uid)),
             arrival: deskgate::policy::Arrival::Live,
         };
         match ingest(&store, &config, source, raw, now)

@@ -29,6 +29,8 @@ mod hygiene;
 mod kpi_demo;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
 mod languages;
+/// systemd notify/watchdog, reload, /healthz and /metrics, MTA ingest, the unit, the .deb.
+mod ops;
 /// OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb.
 mod oauth;
 /// `deskgate stats` and `report --html` on a month of events: the same numbers.
