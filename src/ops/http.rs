@@ -7,6 +7,7 @@
 //! can drift from what the database says happened. The health registry adds what only the
 //! running process knows (which mailboxes are connected).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,7 +145,15 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         .into_iter()
         .map(|(name, m)| (name, m.connected))
         .collect();
-    match render(&figures, &connected, Timestamp::now()) {
+    let config = shared.config.current();
+    let levels = config
+        .mailboxes
+        .iter()
+        .map(|m| m.deadlines.escalation.len())
+        .chain([config.deadlines.escalation.len()])
+        .max()
+        .unwrap_or(0);
+    match render(&figures, &connected, levels, Timestamp::now()) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -183,11 +192,19 @@ fn counter(registry: &mut Registry, name: &str, help: &str, n: u64) {
 }
 
 /// The Prometheus (OpenMetrics) text for `figures` and the mailboxes' connection state.
+/// Every configured mailbox and escalation level (1..=`levels`) has its series from the
+/// start, at 0 until something happens (so `rate()` and alerts see the first event).
 pub fn render(
     figures: &Figures,
     connected: &[(String, bool)],
+    levels: usize,
     now: Timestamp,
 ) -> Result<String, std::fmt::Error> {
+    let mut escalations: BTreeMap<i64, u64> = (1..=levels as i64).map(|l| (l, 0)).collect();
+    escalations.extend(figures.escalations.iter().copied());
+    let mut reconnects: BTreeMap<&str, u64> =
+        connected.iter().map(|(m, _)| (m.as_str(), 0)).collect();
+    reconnects.extend(figures.reconnects.iter().map(|(m, n)| (m.as_str(), *n)));
     let mut registry = Registry::with_prefix("deskgate");
     counter_family(
         &mut registry,
@@ -240,19 +257,17 @@ pub fn render(
         &mut registry,
         "escalations",
         "Escalations sent, by level (1 = first)",
-        figures
-            .escalations
-            .iter()
-            .map(|(level, n)| (vec![("level", level.to_string())], *n)),
+        escalations
+            .into_iter()
+            .map(|(level, n)| (vec![("level", level.to_string())], n)),
     );
     counter_family(
         &mut registry,
         "reconnects",
         "IMAP sessions lost and reconnected, by mailbox",
-        figures
-            .reconnects
-            .iter()
-            .map(|(mailbox, n)| (vec![("mailbox", mailbox.clone())], *n)),
+        reconnects
+            .into_iter()
+            .map(|(mailbox, n)| (vec![("mailbox", mailbox.to_string())], n)),
     );
     let depth = Gauge::<i64>::default();
     depth.set(i64::try_from(figures.outbox.depth).unwrap_or(i64::MAX));
@@ -316,7 +331,7 @@ mod tests {
                 oldest: Some(now - jiff::SignedDuration::from_secs(90)),
             },
         };
-        let text = render(&figures, &[("support".into(), true)], now).unwrap();
+        let text = render(&figures, &[("support".into(), true), ("sales".into(), false)], 3, now).unwrap();
         for line in [
             "deskgate_messages_total{mailbox=\"support\",class=\"customer\"} 3",
             "deskgate_messages_total{mailbox=\"support\",class=\"auto-reply\"} 1",
@@ -327,6 +342,9 @@ mod tests {
             "deskgate_deadline_breaches_total 1",
             "deskgate_escalations_total{level=\"2\"} 1",
             "deskgate_reconnects_total{mailbox=\"support\"} 5",
+            "deskgate_reconnects_total{mailbox=\"sales\"} 0",
+            "deskgate_escalations_total{level=\"3\"} 0",
+            "deskgate_mailbox_connected{mailbox=\"sales\"} 0",
             "deskgate_outbox_depth 1",
             "deskgate_outbox_oldest_age_seconds 90.0",
             "deskgate_mailbox_connected{mailbox=\"support\"} 1",
