@@ -31,10 +31,19 @@ need_root() {
     [ "$(id -u)" = 0 ] || { echo "error: run as root (the mail servers of the lab must start as root): sudo $0" >&2; exit 2; }
 }
 
+# systemd-analyze (the unit's security rating and verify) and dpkg-deb (the package test).
+install_ops_tools() {
+    if command -v systemd-analyze >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+        return 0
+    fi
+    apt-get update && apt-get install -y --no-install-recommends systemd dpkg
+}
+
 # Everything the demo and the tests need on this machine.
 prepare_machine() {
     need_root
     install_mail_servers
+    install_ops_tools
     ensure_rust
 }
 
