@@ -498,7 +498,10 @@ impl Checker<'_> {
     /// `$CREDENTIALS_DIRECTORY`.
     fn secret_file(&mut self, what: &str, file: &Spanned<PathBuf>) -> Option<String> {
         let value = file.get_ref();
-        let path = match value.to_str().and_then(|v| v.strip_prefix(CREDENTIAL_PREFIX)) {
+        let path = match value
+            .to_str()
+            .and_then(|v| v.strip_prefix(CREDENTIAL_PREFIX))
+        {
             Some(name) if name.is_empty() || name.contains('/') => {
                 self.problem(
                     file,
@@ -1134,7 +1137,10 @@ impl Checker<'_> {
             .map_or(Duration::from_secs(15 * 60), |d| d.0);
         let listen = match (&raw.enabled, &raw.listen) {
             (Some(false), _) => None,
-            (_, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT))),
+            (_, None) => Some(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                DEFAULT_HTTP_PORT,
+            ))),
             (_, Some(listen)) => match listen.get_ref().parse::<std::net::SocketAddr>() {
                 Ok(addr) => {
                     if !addr.ip().is_loopback() {

@@ -148,11 +148,7 @@ impl Health {
     /// A session of the mailbox failed; it is [`Link::Failing`] until it connects again.
     /// True if it was connected (a session was lost, rather than an attempt failing).
     pub fn mailbox_failed(&self, name: &str, error: String) -> bool {
-        let was_connected = self
-            .lock()
-            .mailboxes
-            .get(name)
-            .is_some_and(|m| m.connected);
+        let was_connected = self.lock().mailboxes.get(name).is_some_and(|m| m.connected);
         self.mailbox(name, Link::Failing);
         if let Some(entry) = self.lock().mailboxes.get_mut(name) {
             entry.last_error = Some(error);
@@ -221,9 +217,7 @@ impl Snapshot {
                     "mailbox {name}: not connected: {}",
                     mailbox.last_error.as_deref().unwrap_or("unknown error")
                 )),
-                Link::Connecting => {
-                    problems.push(format!("mailbox {name}: not connected yet"))
-                }
+                Link::Connecting => problems.push(format!("mailbox {name}: not connected yet")),
                 _ => {}
             }
         }
@@ -282,7 +276,10 @@ mod tests {
         for name in ["a", "b", "c"] {
             health.mailbox(name, Link::Idle);
         }
-        assert_eq!(health.snapshot().status_line(), "3 mailboxes idle, outbox 0");
+        assert_eq!(
+            health.snapshot().status_line(),
+            "3 mailboxes idle, outbox 0"
+        );
         health.mailbox_failed("b", "login refused".into());
         health.outbox(2, Some(Timestamp::now()), None);
         assert_eq!(
@@ -317,10 +314,10 @@ mod tests {
         health.beat("outbox sender", Duration::from_secs(1));
         assert!(health.snapshot().stuck.is_empty());
         // A promise already in the past.
-        health.lock().beats.insert(
-            "scheduler".into(),
-            Instant::now() - Duration::from_secs(5),
-        );
+        health
+            .lock()
+            .beats
+            .insert("scheduler".into(), Instant::now() - Duration::from_secs(5));
         let snapshot = health.snapshot();
         assert_eq!(snapshot.stuck.len(), 1);
         assert_eq!(snapshot.stuck[0].0, "scheduler");

@@ -268,7 +268,10 @@ impl Checker<'_> {
                 self.inline_secrets.push("relay secret".to_string());
                 secret.clone()
             }
-            (None, Some(file)) => self.secret_file("relay: secret_file", file)?.trim().to_string(),
+            (None, Some(file)) => self
+                .secret_file("relay: secret_file", file)?
+                .trim()
+                .to_string(),
             (None, None) => {
                 self.problem(
                     at,

@@ -207,7 +207,12 @@ impl MailboxTask {
         let Opened {
             mut session,
             renew_at,
-        } = open(&self.mailbox, &self.config.current().tls, self.grant.as_deref()).await?;
+        } = open(
+            &self.mailbox,
+            &self.config.current().tls,
+            self.grant.as_deref(),
+        )
+        .await?;
         let selected = timed(limit, "SELECT", session.select(&self.mailbox.folder)).await?;
         let uidvalidity = selected.uid_validity.ok_or_else(|| {
             FetchError::Protocol(format!(
@@ -592,8 +597,7 @@ impl MailboxTask {
             Err(err) => err,
         };
         let reason = format!("storing it failed: {err}");
-        let id =
-            quarantine_failed(&self.store, &config, source, raw, reason.clone(), now).await?;
+        let id = quarantine_failed(&self.store, &config, source, raw, reason.clone(), now).await?;
         warn!(mailbox = %name, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
         Ok(Outcome::Quarantined { id, reason })
     }

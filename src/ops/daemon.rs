@@ -169,7 +169,10 @@ fn reload(tasks: &mut Tasks, publish: &watch::Sender<Arc<Config>>) {
                     unchanged = changes.unchanged,
                     "configuration reloaded (templates, agents and policy apply from the next message)"
                 ),
-                Err(err) => error!(error = format!("{err:#}"), "configuration reloaded, but a task could not start"),
+                Err(err) => error!(
+                    error = format!("{err:#}"),
+                    "configuration reloaded, but a task could not start"
+                ),
             }
         }
     }
@@ -180,6 +183,7 @@ fn reload(tasks: &mut Tasks, publish: &watch::Sender<Arc<Config>>) {
 }
 
 /// What every task is built from.
+#[derive(Clone)]
 struct Shared {
     store: Store,
     read_store: Store,
@@ -297,6 +301,10 @@ fn digest(bytes: &[u8]) -> String {
         })
 }
 
+type BoxedTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Builds a task's value from the shared handles, at every (re)start by the supervisor.
+type MakeTask = Box<dyn Fn(&Shared, CancellationToken) -> BoxedTask + Send + Sync>;
+
 struct Running {
     key: String,
     cancel: CancellationToken,
@@ -338,9 +346,7 @@ impl Tasks {
             });
             if !keep && let Some(running) = self.running.remove(&name) {
                 running.cancel.cancel();
-                self.shared
-                    .health
-                    .forget(&name, running.mailbox.as_deref());
+                self.shared.health.forget(&name, running.mailbox.as_deref());
                 if !wanted.contains_key(name.as_str()) {
                     info!(task = %name, "stopping: no longer configured");
                     changes.stopped.push(name);
@@ -368,135 +374,103 @@ impl Tasks {
 
     /// Starts the task `spec` describes under a child token of the daemon's.
     fn spawn(&mut self, spec: Spec, config: &Config) -> anyhow::Result<()> {
+        let Spec { name, key, kind } = spec;
         let cancel = self.cancel.child_token();
-        let grant = match &spec.kind {
-            Kind::Mailbox(m) => self.grant(&m.account, &m.credential, config)?,
-            _ => None,
-        };
-        let shared = &self.shared;
-        let mailbox = match &spec.kind {
-            Kind::Mailbox(m) => Some(m.name.clone()),
-            _ => None,
-        };
-        match spec.kind {
+        let mut mailbox_name = None;
+        // Each arm turns the shared handles into the task's value, once per (re)start.
+        let make: MakeTask = match kind {
             Kind::Mailbox(mailbox) => {
-                let (live, store, health) = (
-                    shared.live.clone(),
-                    shared.store.clone(),
-                    Arc::clone(&shared.health),
-                );
-                let (outbox_wake, schedule_wake) = (
-                    Arc::clone(&shared.outbox_wake),
-                    Arc::clone(&shared.schedule_wake),
-                );
-                self.tracker.spawn(supervise(
-                    spec.name.clone(),
-                    cancel.clone(),
-                    move |cancel| {
-                        let task = MailboxTask {
-                            mailbox: (*mailbox).clone(),
-                            config: live.clone(),
-                            store: store.clone(),
-                            health: Arc::clone(&health),
-                            outbox_wake: Arc::clone(&outbox_wake),
-                            schedule_wake: Arc::clone(&schedule_wake),
-                            grant: grant.clone(),
-                        };
-                        task.run(cancel)
-                    },
-                ));
+                let grant = self.grant(&mailbox.account, &mailbox.credential, config)?;
+                mailbox_name = Some(mailbox.name.clone());
+                Box::new(move |shared, cancel| {
+                    let task = MailboxTask {
+                        mailbox: (*mailbox).clone(),
+                        config: shared.live.clone(),
+                        store: shared.store.clone(),
+                        health: Arc::clone(&shared.health),
+                        outbox_wake: Arc::clone(&shared.outbox_wake),
+                        schedule_wake: Arc::clone(&shared.schedule_wake),
+                        grant: grant.clone(),
+                    };
+                    Box::pin(task.run(cancel))
+                })
             }
             Kind::Sender => {
                 let smtp_grant = match &config.smtp.credentials {
-                    Some((_, credential)) => grant_for(credential, Some(&shared.store), &config.tls)?,
+                    Some((_, credential)) => {
+                        grant_for(credential, Some(&self.shared.store), &config.tls)?
+                    }
                     None => None,
                 };
                 let smtp = Arc::new(
                     send::Smtp::new(&config.smtp, &config.tls, smtp_grant)
                         .context("setting up SMTP")?,
                 );
-                let (live, store, health, wake) = (
-                    shared.live.clone(),
-                    shared.store.clone(),
-                    Arc::clone(&shared.health),
-                    Arc::clone(&shared.outbox_wake),
-                );
-                self.tracker.spawn(supervise(
-                    spec.name.clone(),
-                    cancel.clone(),
-                    move |cancel| {
-                        let sender = Sender {
-                            config: live.clone(),
-                            store: store.clone(),
-                            health: Arc::clone(&health),
-                            smtp: Arc::clone(&smtp),
-                            wake: Arc::clone(&wake),
-                        };
-                        sender.run(cancel)
-                    },
-                ));
+                Box::new(move |shared, cancel| {
+                    let sender = Sender {
+                        config: shared.live.clone(),
+                        store: shared.store.clone(),
+                        health: Arc::clone(&shared.health),
+                        smtp: Arc::clone(&smtp),
+                        wake: Arc::clone(&shared.outbox_wake),
+                    };
+                    Box::pin(sender.run(cancel))
+                })
             }
-            Kind::Scheduler => {
-                let (live, store, health) = (
-                    shared.live.clone(),
-                    shared.store.clone(),
-                    Arc::clone(&shared.health),
-                );
-                let (wake, outbox_wake) = (
-                    Arc::clone(&shared.schedule_wake),
-                    Arc::clone(&shared.outbox_wake),
-                );
-                self.tracker.spawn(supervise(
-                    spec.name.clone(),
-                    cancel.clone(),
-                    move |cancel| {
-                        let scheduler = Scheduler {
-                            config: live.clone(),
-                            store: store.clone(),
-                            health: Arc::clone(&health),
-                            wake: Arc::clone(&wake),
-                            outbox_wake: Arc::clone(&outbox_wake),
-                        };
-                        scheduler.run(cancel)
-                    },
-                ));
-            }
+            Kind::Scheduler => Box::new(|shared, cancel| {
+                let scheduler = Scheduler {
+                    config: shared.live.clone(),
+                    store: shared.store.clone(),
+                    health: Arc::clone(&shared.health),
+                    wake: Arc::clone(&shared.schedule_wake),
+                    outbox_wake: Arc::clone(&shared.outbox_wake),
+                };
+                Box::pin(scheduler.run(cancel))
+            }),
             Kind::CommitWatcher => {
-                let (store, health) = (shared.read_store.clone(), Arc::clone(&shared.health));
-                let wakes = [
-                    Arc::clone(&shared.outbox_wake),
-                    Arc::clone(&shared.schedule_wake),
-                ];
-                self.tracker.spawn(supervise(
-                    spec.name.clone(),
-                    cancel.clone(),
-                    move |cancel| {
-                        watch_commits(store.clone(), Arc::clone(&health), wakes.clone(), cancel)
-                    },
-                ));
+                Box::new(|shared, cancel| Box::pin(watch_commits(shared.clone(), cancel)))
             }
             Kind::Http(addr) => {
                 let listener = http::bind(addr)
                     .with_context(|| format!("http.listen = \"{addr}\": cannot listen"))?;
-                let (health, store, live) = (
+                // Not supervised: axum handles a panic in a handler per connection, and
+                // the listening socket cannot be bound twice.
+                let shared = &self.shared;
+                self.tracker.spawn(http::serve(
+                    listener,
                     Arc::clone(&shared.health),
                     shared.read_store.clone(),
                     shared.live.clone(),
-                );
-                // Not supervised: axum handles a panic in a handler per connection.
-                self.tracker
-                    .spawn(http::serve(listener, health, store, live, cancel.clone()));
+                    cancel.clone(),
+                ));
+                self.record(name, key, cancel, None);
+                return Ok(());
             }
-        }
+        };
+        let shared = self.shared.clone();
+        self.tracker
+            .spawn(supervise(name.clone(), cancel.clone(), move |cancel| {
+                make(&shared, cancel)
+            }));
+        self.record(name, key, cancel, mailbox_name);
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        name: String,
+        key: String,
+        cancel: CancellationToken,
+        mailbox: Option<String>,
+    ) {
         self.running.insert(
-            spec.name,
+            name,
             Running {
-                key: spec.key,
+                key,
                 cancel,
                 mailbox,
             },
         );
-        Ok(())
     }
 
     /// The account's token source: the one already made for the same credential, or a new
@@ -522,21 +496,18 @@ impl Tasks {
 
 const COMMIT_WATCHER: &str = "commit watcher";
 
-/// Polls SQLite's data version; a commit by another process (mail from `deskgate ingest`)
-/// wakes the sender and the scheduler, which otherwise sleep up to a minute.
-async fn watch_commits(
-    store: Store,
-    health: Arc<Health>,
-    wakes: [Arc<Notify>; 2],
-    cancel: CancellationToken,
-) {
+/// Polls SQLite's data version (on the read connection); a commit by another process
+/// (mail from `deskgate ingest`) wakes the sender and the scheduler, which otherwise sleep
+/// up to a minute.
+async fn watch_commits(shared: Shared, cancel: CancellationToken) {
     let mut seen = None;
     loop {
-        health.beat(COMMIT_WATCHER, COMMIT_POLL);
-        match store.read(|tx| tx.data_version()).await {
+        shared.health.beat(COMMIT_WATCHER, COMMIT_POLL);
+        match shared.read_store.read(|tx| tx.data_version()).await {
             Ok(version) => {
                 if seen.is_some_and(|seen| seen != version) {
-                    wakes.iter().for_each(|wake| wake.notify_one());
+                    shared.outbox_wake.notify_one();
+                    shared.schedule_wake.notify_one();
                 }
                 seen = Some(version);
             }
@@ -579,8 +550,7 @@ struct Signals {
 impl Signals {
     fn new() -> anyhow::Result<Signals> {
         Ok(Signals {
-            terminate: signal(SignalKind::terminate())
-                .context("installing the SIGTERM handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
@@ -642,12 +612,22 @@ tls = "implicit"
         let before = keys(&config(BASE));
         assert_eq!(
             before.keys().collect::<Vec<_>>(),
-            ["commit watcher", "http", "mailbox sales", "mailbox support", "outbox sender", "scheduler"]
+            [
+                "commit watcher",
+                "http",
+                "mailbox sales",
+                "mailbox support",
+                "outbox sender",
+                "scheduler"
+            ]
         );
         let after = keys(&config(&BASE.replace("\"two\"", "\"three\"")));
         assert_eq!(before["mailbox support"], after["mailbox support"]);
         assert_ne!(before["mailbox sales"], after["mailbox sales"]);
-        assert!(!after["mailbox sales"].contains("three"), "a key carries no secret");
+        assert!(
+            !after["mailbox sales"].contains("three"),
+            "a key carries no secret"
+        );
         assert_eq!(before["outbox sender"], after["outbox sender"]);
         // Policy and language are read per message: no restart.
         let after = keys(&config(&format!(

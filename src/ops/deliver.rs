@@ -33,7 +33,11 @@ pub fn run(config: &Path, mailbox: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Postfix quotes the command's output in the deferral reason.
-            error!(mailbox, error = format!("{err:#}"), "ingest: not stored; the MTA will try again");
+            error!(
+                mailbox,
+                error = format!("{err:#}"),
+                "ingest: not stored; the MTA will try again"
+            );
             eprintln!("deskgate ingest: {err:#}; not stored, try again later");
             ExitCode::from(EX_TEMPFAIL)
         }
@@ -113,7 +117,10 @@ mod tests {
 
     #[test]
     fn header_block_ends_at_the_blank_line() {
-        assert_eq!(header_block(b"A: 1\r\nB: 2\r\n\r\nbody"), b"A: 1\r\nB: 2\r\n\r\n");
+        assert_eq!(
+            header_block(b"A: 1\r\nB: 2\r\n\r\nbody"),
+            b"A: 1\r\nB: 2\r\n\r\n"
+        );
         assert_eq!(header_block(b"A: 1\n\nbody\n\nmore"), b"A: 1\n\n");
         assert_eq!(header_block(b"A: 1"), b"A: 1");
     }

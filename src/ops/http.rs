@@ -273,9 +273,12 @@ pub fn render(
     depth.set(i64::try_from(figures.outbox.depth).unwrap_or(i64::MAX));
     registry.register("outbox_depth", "Queued outbound messages", depth);
     let oldest = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-    oldest.set(figures.outbox.oldest.map_or(0.0, |t| {
-        now.duration_since(t).as_secs_f64().max(0.0)
-    }));
+    oldest.set(
+        figures
+            .outbox
+            .oldest
+            .map_or(0.0, |t| now.duration_since(t).as_secs_f64().max(0.0)),
+    );
     registry.register(
         "outbox_oldest_age_seconds",
         "Age of the oldest queued outbound message (0 when the outbox is empty)",
@@ -331,7 +334,13 @@ mod tests {
                 oldest: Some(now - jiff::SignedDuration::from_secs(90)),
             },
         };
-        let text = render(&figures, &[("support".into(), true), ("sales".into(), false)], 3, now).unwrap();
+        let text = render(
+            &figures,
+            &[("support".into(), true), ("sales".into(), false)],
+            3,
+            now,
+        )
+        .unwrap();
         for line in [
             "deskgate_messages_total{mailbox=\"support\",class=\"customer\"} 3",
             "deskgate_messages_total{mailbox=\"support\",class=\"auto-reply\"} 1",
@@ -354,7 +363,10 @@ mod tests {
             "deskgate_ack_latency_seconds_count 3",
             "# EOF",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 }

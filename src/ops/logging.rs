@@ -29,7 +29,8 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat) {
-    let filter = || EnvFilter::try_from_env("DESKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        || EnvFilter::try_from_env("DESKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let on_terminal = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let journal = match format {
         LogFormat::Journal => true,

@@ -72,7 +72,9 @@ impl Tx<'_> {
                 "SELECT coalesce(mailbox, ''), count(*) FROM events WHERE kind = ?1 GROUP BY 1 ORDER BY 1",
             )?;
             let rows = stmt
-                .query_map(params![kind], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+                .query_map(params![kind], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         };

@@ -208,7 +208,10 @@ listen = "127.0.0.1:{http_port}"
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("status code");
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             unchunk(body)
         } else {
             body.to_string()

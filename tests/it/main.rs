@@ -29,12 +29,12 @@ mod hygiene;
 mod kpi_demo;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
 mod languages;
+/// OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb.
+mod oauth;
 /// systemd notify/watchdog, reload, /healthz and /metrics, MTA ingest, secrets in logs.
 mod ops;
 /// The systemd unit (security rating, verify) and the Debian package.
 mod package;
-/// OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb.
-mod oauth;
 /// `deskgate stats` and `report --html` on a month of events: the same numbers.
 mod report;
 /// A small OAuth 2.0 authorization server on loopback for those tests.

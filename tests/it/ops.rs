@@ -72,15 +72,11 @@ impl Drop for NotifySocket {
     }
 }
 
-fn mail(lab: &Lab, from: &str, to: &str, subject: &str, id: &str) -> Vec<u8> {
-    message(
-        &lab.address(from),
-        &lab.address(to),
-        subject,
-        id,
-        "Hello, it is broken.\n",
-        &[],
-    )
+/// Lab user `from` writes to lab user `to`.
+async fn send(lab: &Lab, from: &str, to: &str, subject: &str, id: &str) {
+    let (from, to) = (lab.address(from), lab.address(to));
+    let raw = message(&from, &to, subject, id, "Hello, it is broken.\n", &[]);
+    lab.send(&from, &[&to], &raw).await;
 }
 
 const SALES: &str = r#"
@@ -118,10 +114,12 @@ async fn notify_watchdog_and_reload_while_mail_flows() {
         m == "WATCHDOG=1\n"
     });
 
-    lab.send(
-        &lab.address("customer1"),
-        &[&lab.address("support")],
-        &mail(&lab, "customer1", "support", "Before reload", "r1@customer.test"),
+    send(
+        &lab,
+        "customer1",
+        "support",
+        "Before reload",
+        "r1@customer.test",
     )
     .await;
     lab.wait_for("customer1", "INBOX", 1, WAIT).await;
@@ -146,12 +144,7 @@ async fn notify_watchdog_and_reload_while_mail_flows() {
     notify.wait(reloading, "STATUS=2 mailboxes idle", |m| {
         m.contains("STATUS=2 mailboxes idle")
     });
-    lab.send(
-        &lab.address("customer2"),
-        &[&lab.address("sales")],
-        &mail(&lab, "customer2", "sales", "To sales", "r2@customer.test"),
-    )
-    .await;
+    send(&lab, "customer2", "sales", "To sales", "r2@customer.test").await;
     lab.wait_for("customer2", "INBOX", 1, WAIT).await;
 
     // A bad reload changes nothing: the log says why, mail keeps flowing on both mailboxes.
@@ -169,16 +162,20 @@ async fn notify_watchdog_and_reload_while_mail_flows() {
         "the refusal names the problem:\n{}",
         setup.log()
     );
-    lab.send(
-        &lab.address("customer3"),
-        &[&lab.address("support")],
-        &mail(&lab, "customer3", "support", "After bad reload", "r3@customer.test"),
+    send(
+        &lab,
+        "customer3",
+        "support",
+        "After bad reload",
+        "r3@customer.test",
     )
     .await;
-    lab.send(
-        &lab.address("customer4"),
-        &[&lab.address("sales")],
-        &mail(&lab, "customer4", "sales", "Sales after bad reload", "r4@customer.test"),
+    send(
+        &lab,
+        "customer4",
+        "sales",
+        "Sales after bad reload",
+        "r4@customer.test",
     )
     .await;
     lab.wait_for("customer3", "INBOX", 1, WAIT).await;
@@ -233,18 +230,8 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
     let support = lab.address("support");
     // Two customers and one auto-reply: three tickets, two acknowledgements (an automatic
     // reply is never acknowledged).
-    lab.send(
-        &lab.address("customer1"),
-        &[&support],
-        &mail(&lab, "customer1", "support", "One", "k1@customer.test"),
-    )
-    .await;
-    lab.send(
-        &lab.address("customer2"),
-        &[&support],
-        &mail(&lab, "customer2", "support", "Two", "k2@customer.test"),
-    )
-    .await;
+    send(&lab, "customer1", "support", "One", "k1@customer.test").await;
+    send(&lab, "customer2", "support", "Two", "k2@customer.test").await;
     let auto = message(
         &lab.address("customer3"),
         &support,
@@ -253,13 +240,18 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
         "I am away.\n",
         &[("Auto-Submitted", "auto-replied")],
     );
-    lab.send(&lab.address("customer3"), &[&support], &auto).await;
+    lab.send(&lab.address("customer3"), &[&support], &auto)
+        .await;
     lab.wait_for("customer1", "INBOX", 1, WAIT).await;
     lab.wait_for("customer2", "INBOX", 1, WAIT).await;
     setup
         .wait_json(&["events"], WAIT, |v| {
             v.as_array().is_some_and(|events| {
-                events.iter().filter(|e| e["kind"] == "message.received").count() == 3
+                events
+                    .iter()
+                    .filter(|e| e["kind"] == "message.received")
+                    .count()
+                    == 3
                     && events.iter().filter(|e| e["kind"] == "outbox.sent").count() == 2
             })
         })
@@ -269,15 +261,30 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
     assert_eq!(code, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(health["status"], "ok", "{health:#}");
-    assert_eq!(health["mailboxes"]["support"]["connected"], true, "{health:#}");
-    assert!(health["mailboxes"]["support"]["last_success"].is_string(), "{health:#}");
+    assert_eq!(
+        health["mailboxes"]["support"]["connected"], true,
+        "{health:#}"
+    );
+    assert!(
+        health["mailboxes"]["support"]["last_success"].is_string(),
+        "{health:#}"
+    );
     assert_eq!(health["outbox"]["depth"], 0, "{health:#}");
-    assert!(health["outbox"]["oldest_age_seconds"].is_null(), "{health:#}");
+    assert!(
+        health["outbox"]["oldest_age_seconds"].is_null(),
+        "{health:#}"
+    );
 
     let check = |text: &str| {
         for (name, value) in [
-            ("deskgate_messages_total{mailbox=\"support\",class=\"customer\"}", 2.0),
-            ("deskgate_messages_total{mailbox=\"support\",class=\"auto-reply\"}", 1.0),
+            (
+                "deskgate_messages_total{mailbox=\"support\",class=\"customer\"}",
+                2.0,
+            ),
+            (
+                "deskgate_messages_total{mailbox=\"support\",class=\"auto-reply\"}",
+                1.0,
+            ),
             ("deskgate_tickets_opened_total{mailbox=\"support\"}", 3.0),
             ("deskgate_acknowledgements_sent_total", 2.0),
             ("deskgate_send_failures_total{outcome=\"failed\"}", 0.0),
@@ -288,7 +295,11 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
         ] {
             assert_eq!(sample(text, name), Some(value), "{name} in\n{text}");
         }
-        assert_eq!(sample(text, "deskgate_reconnects_total{mailbox=\"support\"}"), Some(0.0), "{text}");
+        assert_eq!(
+            sample(text, "deskgate_reconnects_total{mailbox=\"support\"}"),
+            Some(0.0),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     };
     let (code, metrics) = setup.http_get("/metrics");
@@ -315,7 +326,11 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
     });
     daemon.reload();
     setup
-        .wait_log("restarting: its settings changed task=mailbox support", 1, WAIT)
+        .wait_log(
+            "restarting: its settings changed task=mailbox support",
+            1,
+            WAIT,
+        )
         .await;
     let started = Instant::now();
     let body = loop {
@@ -323,14 +338,23 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
         if code == 503 && body.contains("not connected:") {
             break body;
         }
-        assert!(started.elapsed() < WAIT, "no 503 within {WAIT:?}: {code} {body}");
+        assert!(
+            started.elapsed() < WAIT,
+            "no 503 within {WAIT:?}: {code} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(health["status"], "unhealthy");
-    assert_eq!(health["mailboxes"]["support"]["state"], "failing", "{health:#}");
+    assert_eq!(
+        health["mailboxes"]["support"]["state"], "failing",
+        "{health:#}"
+    );
     let problem = health["problems"][0].as_str().expect("a problem");
-    assert!(problem.starts_with("mailbox support: not connected: "), "{problem}");
+    assert!(
+        problem.starts_with("mailbox support: not connected: "),
+        "{problem}"
+    );
     assert!(!body.contains("wrong-password"), "{body}");
     let (_, metrics) = setup.http_get("/metrics");
     assert_eq!(
@@ -446,7 +470,10 @@ enabled = false
     );
     let (code, stderr) = ingest(&setup, "support", &other);
     assert_eq!(code, 75, "{stderr}");
-    assert!(stderr.contains("locked") || stderr.contains("busy"), "{stderr}");
+    assert!(
+        stderr.contains("locked") || stderr.contains("busy"),
+        "{stderr}"
+    );
     db.execute_batch("ROLLBACK").expect("unlock");
     drop(db);
     assert_eq!(setup.json(&["tickets"]).as_array().map(Vec::len), Some(1));
@@ -508,7 +535,10 @@ async fn postfix_pipe_transport_delivers_and_retries() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = lab.postfix_log();
-    assert!(log.contains("not stored"), "our reason is in Postfix's log:\n{log}");
+    assert!(
+        log.contains("not stored"),
+        "our reason is in Postfix's log:\n{log}"
+    );
     assert!(!setup.database().exists() || setup.json(&["tickets"]) == serde_json::json!([]));
 
     // 2. Fixed: the retry stores it (exit 0, status=sent), and the daemon acknowledges it.

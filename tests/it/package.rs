@@ -16,10 +16,7 @@ fn have(tool: &str) -> bool {
     let found = Command::new(tool).arg("--version").output().is_ok();
     if !found {
         let why = format!("{tool} is not installed (scripts/test.sh installs it)");
-        assert!(
-            std::env::var("DESKGATE_IT").as_deref() != Ok("1"),
-            "{why}"
-        );
+        assert!(std::env::var("DESKGATE_IT").as_deref() != Ok("1"), "{why}");
         eprintln!("skipping: {why}");
     }
     found
@@ -42,7 +39,12 @@ fn run(command: &mut Command) -> Output {
 /// An empty Debian-like root (merged /usr) with an empty dpkg database.
 fn empty_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("temp dir");
-    for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/lib", "usr/bin"] {
+    for dir in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "usr/lib",
+        "usr/bin",
+    ] {
         std::fs::create_dir_all(root.path().join(dir)).expect("mkdir");
     }
     std::fs::write(root.path().join("var/lib/dpkg/status"), "").expect("dpkg status");
@@ -57,14 +59,21 @@ fn empty_root() -> tempfile::TempDir {
 fn verify_in(root: &Path) {
     let units = root.join("usr/lib/systemd/system");
     std::fs::create_dir_all(&units).expect("mkdir");
-    run(Command::new("cp").args(["-a", "/usr/lib/systemd/system/."]).arg(&units));
-    run(Command::new("cp").arg("/usr/bin/kill").arg(root.join("usr/bin/kill")));
+    run(Command::new("cp")
+        .args(["-a", "/usr/lib/systemd/system/."])
+        .arg(&units));
+    run(Command::new("cp")
+        .arg("/usr/bin/kill")
+        .arg(root.join("usr/bin/kill")));
     let output = run(Command::new("systemd-analyze")
         .arg("verify")
         .arg(format!("--root={}", root.display()))
         .arg("deskgate.service"));
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!said.contains("deskgate"), "systemd-analyze verify:\n{said}");
+    assert!(
+        !said.contains("deskgate"),
+        "systemd-analyze verify:\n{said}"
+    );
 }
 
 #[test]
@@ -79,7 +88,10 @@ fn unit_is_hardened_and_verifies() {
     let text = String::from_utf8_lossy(&output.stdout);
     let exposure: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for deskgate.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for deskgate.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no overall exposure level in:\n{text}"));
@@ -105,7 +117,12 @@ fn debian_package_installs_and_its_unit_verifies() {
     let out = tempfile::tempdir().expect("temp dir");
     let built = run(Command::new("bash")
         .arg(repo().join("scripts/deb.sh"))
-        .args(["--binary", env!("CARGO_BIN_EXE_deskgate"), "--fast", "--out"])
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_deskgate"),
+            "--fast",
+            "--out",
+        ])
         .arg(out.path()));
     let deb = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
     assert!(deb.exists(), "{}", deb.display());
@@ -115,14 +132,22 @@ fn debian_package_installs_and_its_unit_verifies() {
     let root = empty_root();
     run(Command::new("dpkg")
         .arg(format!("--root={}", root.path().display()))
-        .args(["--force-depends", "--force-script-chrootless", "--log=/dev/null", "-i"])
+        .args([
+            "--force-depends",
+            "--force-script-chrootless",
+            "--log=/dev/null",
+            "-i",
+        ])
         .arg(&deb));
     let status = run(Command::new("dpkg")
         .arg(format!("--root={}", root.path().display()))
         .args(["-s", "deskgate"]));
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("Status: install ok installed"), "{status}");
-    assert!(status.contains(" /etc/deskgate/deskgate.toml "), "a conffile:\n{status}");
+    assert!(
+        status.contains(" /etc/deskgate/deskgate.toml "),
+        "a conffile:\n{status}"
+    );
 
     let version = run(Command::new(root.path().join("usr/bin/deskgate")).arg("--version"));
     assert_eq!(
