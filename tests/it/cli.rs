@@ -137,3 +137,76 @@ fn valid_config_reads_and_reports_missing_things_clearly() {
     let empty = deskgate(&config, &["tickets"]);
     assert_eq!(String::from_utf8_lossy(&empty.stdout).trim(), "no tickets");
 }
+
+/// Secrets from systemd credentials (`credential:NAME` in $CREDENTIALS_DIRECTORY), and a
+/// warning when the file itself holds secrets others can read; no secret is ever printed.
+#[test]
+fn credentials_and_readable_inline_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deskgate.toml");
+    let mode = |m: u32| std::fs::set_permissions(&config, std::fs::Permissions::from_mode(m));
+
+    // An inline password in a file everyone can read: a warning naming it, not its value.
+    std::fs::write(
+        &config,
+        VALID.replace("password = \"x\"", "password = \"hunter2-secret\""),
+    )
+    .unwrap();
+    mode(0o644).unwrap();
+    let output = deskgate(&config, &["check-config"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "readable by every user (mode 0644) and holds secrets (mailbox `support` password)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    mode(0o600).unwrap();
+    let output = deskgate(&config, &["check-config"]);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("readable by every user"));
+
+    // The same password as a systemd credential.
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("imap-password"), "hunter2-secret\n").unwrap();
+    std::fs::write(
+        &config,
+        VALID.replace(
+            "password = \"x\"",
+            "password_file = \"credential:imap-password\"",
+        ),
+    )
+    .unwrap();
+    mode(0o644).unwrap();
+    let with_credentials = |dir: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_deskgate"));
+        command.arg("--config").arg(&config).arg("check-config");
+        command.env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(dir) = dir {
+            command.env("CREDENTIALS_DIRECTORY", dir);
+        }
+        command.output().expect("run deskgate")
+    };
+    let output = with_credentials(Some(&credentials));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(!text.contains("readable by every user"), "{text}");
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    // Outside systemd the credential cannot be found, and the message says why.
+    let output = with_credentials(None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "password_file: credential `imap-password`: CREDENTIALS_DIRECTORY is not set; systemd sets it for a unit with LoadCredential=imap-password:FILE"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
