@@ -496,14 +496,15 @@ impl Tasks {
 
 const COMMIT_WATCHER: &str = "commit watcher";
 
-/// Polls SQLite's data version (on the read connection); a commit by another process
-/// (mail from `deskgate ingest`) wakes the sender and the scheduler, which otherwise sleep
-/// up to a minute.
+/// Polls SQLite's data version on the writer connection, where it changes only when
+/// another connection commits: mail from `deskgate ingest` (or a CLI release) wakes the
+/// sender and the scheduler, which otherwise sleep up to a minute. (Not the HTTP listener's
+/// connection: a slow scrape must not hold this up.)
 async fn watch_commits(shared: Shared, cancel: CancellationToken) {
     let mut seen = None;
     loop {
         shared.health.beat(COMMIT_WATCHER, COMMIT_POLL);
-        match shared.read_store.read(|tx| tx.data_version()).await {
+        match shared.store.read(|tx| tx.data_version()).await {
             Ok(version) => {
                 if seen.is_some_and(|seen| seen != version) {
                     shared.outbox_wake.notify_one();
