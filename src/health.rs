@@ -3,7 +3,7 @@
 //! Tasks write, the ops side reads: `/healthz`, the systemd `STATUS=` line and the watchdog.
 //! Two questions are kept apart on purpose:
 //!
-//! - **Liveness** ([`Health::beat`]): each task promises to report again within a bound it
+//! - **Liveness** ([`Reporter::beat`]): each task promises to report again within a bound it
 //!   knows (its next sleep, or an IMAP command's timeout, plus [`SLACK`]). A task past its
 //!   promise is stuck (a deadlock, an await without a timeout); the watchdog then stops
 //!   pinging and systemd restarts the daemon.
@@ -14,7 +14,7 @@
 //! A plain std mutex: it is held only to copy a few fields, never across `.await`.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -78,6 +78,12 @@ pub struct OutboxHealth {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Task name -> the [`Reporter`] that may write its entries. A task stopped by a reload
+    /// may still report once before it sees its cancellation; its reporter is no longer the
+    /// owner then, so it cannot leave a stale promise (which would stop the watchdog) or a
+    /// stale mailbox (which would make `/healthz` 503) behind.
+    owners: BTreeMap<String, u64>,
+    last_owner: u64,
     /// Task name -> the instant it promised to report again by.
     beats: BTreeMap<String, Instant>,
     mailboxes: BTreeMap<String, MailboxHealth>,
@@ -98,78 +104,32 @@ impl Health {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Liveness: `task` will report again within `within` (plus [`SLACK`]).
-    pub fn beat(&self, task: &str, within: Duration) {
-        let due = Instant::now() + within + SLACK;
-        self.lock().beats.insert(task.to_string(), due);
+    /// The one handle through which the task `task` (watching `mailbox`, if any) reports,
+    /// from now on; an earlier reporter of the same name is disowned.
+    pub fn reporter(self: &Arc<Self>, task: &str, mailbox: Option<&str>) -> Reporter {
+        let mut state = self.lock();
+        state.last_owner += 1;
+        let owner = state.last_owner;
+        state.owners.insert(task.to_string(), owner);
+        Reporter {
+            health: Arc::clone(self),
+            task: task.to_string(),
+            mailbox: mailbox.map(str::to_string),
+            owner,
+        }
     }
 
     /// A task that was stopped on purpose (a mailbox removed by a reload) is no longer
-    /// expected to report; its mailbox entry goes too.
+    /// expected to report; its mailbox entry goes too, and its reporter is disowned.
     pub fn forget(&self, task: &str, mailbox: Option<&str>) {
         let mut state = self.lock();
+        state.owners.remove(task);
         state.beats.remove(task);
         if let Some(name) = mailbox {
             state.mailboxes.remove(name);
         }
         drop(state);
         self.changed.notify_one();
-    }
-
-    /// A mailbox's state changed.
-    pub fn mailbox(&self, name: &str, link: Link) {
-        let mut state = self.lock();
-        let entry = state
-            .mailboxes
-            .entry(name.to_string())
-            .or_insert_with(|| MailboxHealth {
-                state: link,
-                connected: false,
-                last_success: None,
-                last_error: None,
-                last_error_at: None,
-            });
-        let changed = entry.state != link;
-        entry.state = link;
-        entry.connected = link.connected();
-        drop(state);
-        if changed {
-            self.changed.notify_one();
-        }
-    }
-
-    /// A sync of the mailbox finished without error.
-    pub fn mailbox_synced(&self, name: &str) {
-        if let Some(entry) = self.lock().mailboxes.get_mut(name) {
-            entry.last_success = Some(Timestamp::now());
-        }
-    }
-
-    /// A session of the mailbox failed; it is [`Link::Failing`] until it connects again.
-    /// True if it was connected (a session was lost, rather than an attempt failing).
-    pub fn mailbox_failed(&self, name: &str, error: String) -> bool {
-        let was_connected = self.lock().mailboxes.get(name).is_some_and(|m| m.connected);
-        self.mailbox(name, Link::Failing);
-        if let Some(entry) = self.lock().mailboxes.get_mut(name) {
-            entry.last_error = Some(error);
-            entry.last_error_at = Some(Timestamp::now());
-        }
-        was_connected
-    }
-
-    /// The outbox as the sender found it after a pass.
-    pub fn outbox(&self, depth: u64, oldest: Option<Timestamp>, last_error: Option<String>) {
-        let mut state = self.lock();
-        let changed = state.outbox.depth != depth;
-        state.outbox = OutboxHealth {
-            depth,
-            oldest,
-            last_error,
-        };
-        drop(state);
-        if changed {
-            self.changed.notify_one();
-        }
     }
 
     /// Waits until the status line may have changed.
@@ -190,6 +150,106 @@ impl Health {
                 .map(|(task, due)| (task.clone(), now - *due))
                 .collect(),
         }
+    }
+}
+
+/// What a task reports through; cheap to clone (a supervised task restarted after a panic
+/// keeps its reporter).
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    health: Arc<Health>,
+    task: String,
+    mailbox: Option<String>,
+    owner: u64,
+}
+
+impl Reporter {
+    /// Runs `update` on the state if this reporter still owns its task; true if the status
+    /// line may have changed.
+    fn update(&self, update: impl FnOnce(&mut State, &str) -> bool) {
+        let mut state = self.health.lock();
+        if state.owners.get(&self.task) != Some(&self.owner) {
+            return;
+        }
+        let mailbox = self.mailbox.as_deref().unwrap_or(&self.task);
+        let changed = update(&mut state, mailbox);
+        drop(state);
+        if changed {
+            self.health.changed.notify_one();
+        }
+    }
+
+    /// Liveness: the task reports again within `within` (plus [`SLACK`]).
+    pub fn beat(&self, within: Duration) {
+        let due = Instant::now() + within + SLACK;
+        self.update(|state, _| {
+            state.beats.insert(self.task.clone(), due);
+            false
+        });
+    }
+
+    /// The mailbox's state changed.
+    pub fn link(&self, link: Link) {
+        self.update(|state, name| {
+            let entry = state
+                .mailboxes
+                .entry(name.to_string())
+                .or_insert_with(|| MailboxHealth {
+                    state: link,
+                    connected: false,
+                    last_success: None,
+                    last_error: None,
+                    last_error_at: None,
+                });
+            let changed = entry.state != link;
+            entry.state = link;
+            entry.connected = link.connected();
+            changed
+        });
+    }
+
+    /// A sync of the mailbox finished without error.
+    pub fn synced(&self) {
+        self.update(|state, name| {
+            if let Some(entry) = state.mailboxes.get_mut(name) {
+                entry.last_success = Some(Timestamp::now());
+            }
+            false
+        });
+    }
+
+    /// A session of the mailbox failed; it is [`Link::Failing`] until it connects again.
+    /// True if it was connected (a session was lost, rather than an attempt failing).
+    pub fn failed(&self, error: String) -> bool {
+        let mut was_connected = false;
+        self.update(|state, name| {
+            let Some(entry) = state.mailboxes.get_mut(name) else {
+                return false;
+            };
+            was_connected = entry.connected;
+            let changed = entry.state != Link::Failing;
+            entry.state = Link::Failing;
+            entry.connected = false;
+            entry.last_error = Some(error);
+            entry.last_error_at = Some(Timestamp::now());
+            changed
+        });
+        was_connected
+    }
+
+    /// The outbox as the sender found it after a pass; `last_error` when it could not
+    /// read or update the store (the depth is then the last one known).
+    pub fn outbox(&self, now: Option<(u64, Option<Timestamp>)>, last_error: Option<String>) {
+        self.update(|state, _| {
+            let (depth, oldest) = now.unwrap_or((state.outbox.depth, state.outbox.oldest));
+            let changed = state.outbox.depth != depth;
+            state.outbox = OutboxHealth {
+                depth,
+                oldest,
+                last_error,
+            };
+            changed
+        });
     }
 }
 
@@ -272,16 +332,20 @@ mod tests {
 
     #[test]
     fn status_line_counts_mailboxes_by_state() {
-        let health = Health::default();
-        for name in ["a", "b", "c"] {
-            health.mailbox(name, Link::Idle);
-        }
+        let health = Arc::new(Health::default());
+        let reporters: Vec<Reporter> = ["a", "b", "c"]
+            .iter()
+            .map(|name| health.reporter(&format!("mailbox {name}"), Some(name)))
+            .collect();
+        reporters.iter().for_each(|r| r.link(Link::Idle));
+        let sender = health.reporter("outbox sender", None);
         assert_eq!(
             health.snapshot().status_line(),
             "3 mailboxes idle, outbox 0"
         );
-        health.mailbox_failed("b", "login refused".into());
-        health.outbox(2, Some(Timestamp::now()), None);
+        assert!(reporters[1].failed("login refused".into()));
+        assert!(!reporters[1].failed("login refused".into()));
+        sender.outbox(Some((2, Some(Timestamp::now()))), None);
         assert_eq!(
             health.snapshot().status_line(),
             "2 mailboxes idle, 1 failing, outbox 2"
@@ -295,13 +359,39 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_task_cannot_report_after_it_was_forgotten_or_replaced() {
+        let health = Arc::new(Health::default());
+        let old = health.reporter("mailbox sales", Some("sales"));
+        old.link(Link::Idle);
+        old.beat(Duration::from_secs(1));
+        health.forget("mailbox sales", Some("sales"));
+        // One last report from the task before it notices its cancellation.
+        old.link(Link::Syncing);
+        old.beat(Duration::ZERO);
+        let snapshot = health.snapshot();
+        assert!(snapshot.mailboxes.is_empty());
+        assert!(!health.lock().beats.contains_key("mailbox sales"));
+        // Restarted with new settings: the new task owns the entry, the old one is ignored.
+        let old = health.reporter("mailbox support", Some("support"));
+        let new = health.reporter("mailbox support", Some("support"));
+        new.link(Link::Idle);
+        assert!(!old.failed("connection reset".into()));
+        assert_eq!(health.snapshot().mailboxes["support"].state, Link::Idle);
+    }
+
+    #[test]
     fn problems_name_the_mailbox_and_the_stuck_outbox() {
-        let health = Health::default();
-        health.mailbox("support", Link::Idle);
+        let health = Arc::new(Health::default());
+        let mailbox = health.reporter("mailbox support", Some("support"));
+        let sender = health.reporter("outbox sender", None);
+        mailbox.link(Link::Idle);
         let now = Timestamp::now();
         assert!(health.snapshot().problems(now, SLACK).is_empty());
-        health.mailbox_failed("support", "network: connection refused".into());
-        health.outbox(3, Some(now - jiff::SignedDuration::from_secs(3600)), None);
+        mailbox.failed("network: connection refused".into());
+        sender.outbox(
+            Some((3, Some(now - jiff::SignedDuration::from_secs(3600)))),
+            None,
+        );
         let problems = health.snapshot().problems(now, Duration::from_secs(900));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("support: not connected: network: connection refused"));
@@ -310,8 +400,10 @@ mod tests {
 
     #[test]
     fn a_task_past_its_promise_is_stuck() {
-        let health = Health::default();
-        health.beat("outbox sender", Duration::from_secs(1));
+        let health = Arc::new(Health::default());
+        health
+            .reporter("outbox sender", None)
+            .beat(Duration::from_secs(1));
         assert!(health.snapshot().stuck.is_empty());
         // A promise already in the past.
         health

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::agent::sign::Signer;
 use crate::config::{Config, Deadlines, Live};
-use crate::health::Health;
+use crate::health::Reporter;
 use crate::model::{TicketId, TicketState, TicketStatus};
 use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
@@ -42,7 +42,7 @@ pub struct Scheduler {
     /// Read once per batch.
     pub config: Live,
     pub store: Store,
-    pub health: Arc<Health>,
+    pub health: Reporter,
     /// Ingest wakes the scheduler after every commit (a new deadline may be due soon).
     pub wake: Arc<Notify>,
     /// Woken after a batch that queued mail.
@@ -53,7 +53,7 @@ impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             let config = self.config.current();
-            self.health.beat(TASK, RETRY_PAUSE);
+            self.health.beat(RETRY_PAUSE);
             match replan(&self.store, &config, Timestamp::now()).await {
                 Ok(n) => {
                     info!(
@@ -72,7 +72,7 @@ impl Scheduler {
             let now = Timestamp::now();
             let config = self.config.current();
             // One batch: a write transaction rendering at most BATCH mails.
-            self.health.beat(TASK, Duration::ZERO);
+            self.health.beat(Duration::ZERO);
             let batch = self.store.write(move |tx| run_due(tx, &config, now)).await;
             let next = match batch {
                 Ok(batch) => {
@@ -98,7 +98,7 @@ impl Scheduler {
                     RETRY_PAUSE
                 }
             };
-            self.health.beat(TASK, sleep);
+            self.health.beat(sleep);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}

@@ -27,7 +27,7 @@ pub use connect::{Login, Opened, Session, connect, open, timed};
 use async_imap::types::{Fetch, Flag};
 
 use crate::config::{InitialImport, Live, MailboxConfig};
-use crate::health::{Health, Link};
+use crate::health::{Link, Reporter};
 use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
@@ -77,7 +77,8 @@ pub struct MailboxTask {
     /// for each message.
     pub config: Live,
     pub store: Store,
-    pub health: Arc<Health>,
+    /// This task's entries in the health registry.
+    pub health: Reporter,
     /// Woken after every commit that queued mail; the outbox sender holds the other end.
     pub outbox_wake: Arc<Notify>,
     /// Woken after every stored message: it may have started, met or paused a deadline.
@@ -122,7 +123,7 @@ impl MailboxTask {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let name = self.mailbox.name.clone();
         let mut reported: Option<String> = None;
-        self.health.mailbox(&name, Link::Connecting);
+        self.health.link(Link::Connecting);
         while !cancel.is_cancelled() {
             // Connecting, logging in, SELECT and CAPABILITY: each inside the timeout.
             self.beat(self.mailbox.timeout * 6);
@@ -131,10 +132,13 @@ impl MailboxTask {
                 Ok(Ended::TokenRenewal) => {
                     info!(mailbox = %name, "access token due for renewal; logging in again");
                 }
+                // Stopped by a reload while failing: the registry has forgotten this
+                // mailbox (or a new task owns its entry), so report nothing more.
+                Err(_) if cancel.is_cancelled() => break,
                 Err(err) => {
                     let delay = backoff.next_delay();
                     self.beat(delay);
-                    if self.health.mailbox_failed(&name, err.to_string()) {
+                    if self.health.failed(err.to_string()) {
                         // A live session was lost (not a failed attempt to connect): this
                         // is what the reconnect metric counts.
                         self.record_health("mailbox.disconnected", err.to_string())
@@ -156,10 +160,9 @@ impl MailboxTask {
         info!(mailbox = %name, "mailbox task stopped");
     }
 
-    /// Liveness: this task reports again within `within` (see [`Health::beat`]).
+    /// Liveness: this task reports again within `within` (see [`Reporter::beat`]).
     fn beat(&self, within: Duration) {
-        self.health
-            .beat(&format!("mailbox {}", self.mailbox.name), within);
+        self.health.beat(within);
     }
 
     /// Records a login failure that needs an admin as a `mailbox.login_failed` event (the
@@ -245,22 +248,22 @@ impl MailboxTask {
         };
         tokio::pin!(renewal);
         loop {
-            self.health.mailbox(&self.mailbox.name, Link::Syncing);
+            self.health.link(Link::Syncing);
             self.beat(limit * 2);
             self.sync(&mut session, uidvalidity, can_move, cancel)
                 .await?;
-            self.health.mailbox_synced(&self.mailbox.name);
+            self.health.synced();
             let wait = if cancel.is_cancelled() {
                 Wait::Cancelled
             } else if idle {
-                self.health.mailbox(&self.mailbox.name, Link::Idle);
+                self.health.link(Link::Idle);
                 // IDLE, its DONE, and a second IDLE start if news came in between.
                 self.beat(IDLE_WALL_CLOCK_CAP + limit * 3);
                 let (next, wait) = self.idle(session, cancel, renewal.as_mut()).await?;
                 session = next;
                 wait
             } else {
-                self.health.mailbox(&self.mailbox.name, Link::Polling);
+                self.health.link(Link::Polling);
                 self.beat(self.mailbox.poll_interval);
                 tokio::select! {
                     _ = tokio::time::sleep(self.mailbox.poll_interval) => Wait::Resync,

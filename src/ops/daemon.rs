@@ -11,7 +11,8 @@
 //! policy restarts nothing.
 //!
 //! To add a task: a [`Kind`] variant, a line in [`specs`] and an arm in [`Tasks::spawn`]
-//! that builds it from [`Shared`]; it reports liveness with [`Health::beat`].
+//! that builds it from [`Shared`] and its [`Reporter`]; it reports liveness with
+//! [`Reporter::beat`].
 //!
 //! Each task runs under its own child [`CancellationToken`] and one [`TaskTracker`] (the
 //! modern form of mini-redis's broadcast + mpsc shutdown); a task that panics is logged and
@@ -41,7 +42,7 @@ use tracing::{error, info, warn};
 use super::http;
 use crate::config::{Config, Credential, Live, MailboxConfig, TlsTrust};
 use crate::fetch::MailboxTask;
-use crate::health::Health;
+use crate::health::{Health, Reporter};
 use crate::oauth::{Grant, grant_for};
 use crate::schedule::{self, Scheduler};
 use crate::send::{self, Sender};
@@ -302,8 +303,9 @@ fn digest(bytes: &[u8]) -> String {
 }
 
 type BoxedTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-/// Builds a task's value from the shared handles, at every (re)start by the supervisor.
-type MakeTask = Box<dyn Fn(&Shared, CancellationToken) -> BoxedTask + Send + Sync>;
+/// Builds a task's value from the shared handles and its health reporter, at every
+/// (re)start by the supervisor.
+type MakeTask = Box<dyn Fn(&Shared, &Reporter, CancellationToken) -> BoxedTask + Send + Sync>;
 
 struct Running {
     key: String,
@@ -382,12 +384,12 @@ impl Tasks {
             Kind::Mailbox(mailbox) => {
                 let grant = self.grant(&mailbox.account, &mailbox.credential, config)?;
                 mailbox_name = Some(mailbox.name.clone());
-                Box::new(move |shared, cancel| {
+                Box::new(move |shared, health, cancel| {
                     let task = MailboxTask {
                         mailbox: (*mailbox).clone(),
                         config: shared.live.clone(),
                         store: shared.store.clone(),
-                        health: Arc::clone(&shared.health),
+                        health: health.clone(),
                         outbox_wake: Arc::clone(&shared.outbox_wake),
                         schedule_wake: Arc::clone(&shared.schedule_wake),
                         grant: grant.clone(),
@@ -406,30 +408,30 @@ impl Tasks {
                     send::Smtp::new(&config.smtp, &config.tls, smtp_grant)
                         .context("setting up SMTP")?,
                 );
-                Box::new(move |shared, cancel| {
+                Box::new(move |shared, health, cancel| {
                     let sender = Sender {
                         config: shared.live.clone(),
                         store: shared.store.clone(),
-                        health: Arc::clone(&shared.health),
+                        health: health.clone(),
                         smtp: Arc::clone(&smtp),
                         wake: Arc::clone(&shared.outbox_wake),
                     };
                     Box::pin(sender.run(cancel))
                 })
             }
-            Kind::Scheduler => Box::new(|shared, cancel| {
+            Kind::Scheduler => Box::new(|shared, health, cancel| {
                 let scheduler = Scheduler {
                     config: shared.live.clone(),
                     store: shared.store.clone(),
-                    health: Arc::clone(&shared.health),
+                    health: health.clone(),
                     wake: Arc::clone(&shared.schedule_wake),
                     outbox_wake: Arc::clone(&shared.outbox_wake),
                 };
                 Box::pin(scheduler.run(cancel))
             }),
-            Kind::CommitWatcher => {
-                Box::new(|shared, cancel| Box::pin(watch_commits(shared.clone(), cancel)))
-            }
+            Kind::CommitWatcher => Box::new(|shared, health, cancel| {
+                Box::pin(watch_commits(shared.clone(), health.clone(), cancel))
+            }),
             Kind::Http(addr) => {
                 let listener = http::bind(addr)
                     .with_context(|| format!("http.listen = \"{addr}\": cannot listen"))?;
@@ -448,9 +450,10 @@ impl Tasks {
             }
         };
         let shared = self.shared.clone();
+        let health = shared.health.reporter(&name, mailbox_name.as_deref());
         self.tracker
             .spawn(supervise(name.clone(), cancel.clone(), move |cancel| {
-                make(&shared, cancel)
+                make(&shared, &health, cancel)
             }));
         self.record(name, key, cancel, mailbox_name);
         Ok(())
@@ -500,10 +503,10 @@ const COMMIT_WATCHER: &str = "commit watcher";
 /// another connection commits: mail from `deskgate ingest` (or a CLI release) wakes the
 /// sender and the scheduler, which otherwise sleep up to a minute. (Not the HTTP listener's
 /// connection: a slow scrape must not hold this up.)
-async fn watch_commits(shared: Shared, cancel: CancellationToken) {
+async fn watch_commits(shared: Shared, health: Reporter, cancel: CancellationToken) {
     let mut seen = None;
     loop {
-        shared.health.beat(COMMIT_WATCHER, COMMIT_POLL);
+        health.beat(COMMIT_POLL);
         match shared.store.read(|tx| tx.data_version()).await {
             Ok(version) => {
                 if seen.is_some_and(|seen| seen != version) {

@@ -33,7 +33,7 @@ use tracing::{error, info, warn};
 use crate::config::{
     Credential, Live, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
 };
-use crate::health::Health;
+use crate::health::Reporter;
 use crate::model::{OutboxId, Person, TicketId};
 use crate::oauth::Grant;
 use crate::policy::plus;
@@ -363,7 +363,7 @@ pub struct Sender {
     /// that changes them restarts the sender.
     pub config: Live,
     pub store: Store,
-    pub health: Arc<Health>,
+    pub health: Reporter,
     pub smtp: Arc<Smtp>,
     /// Notified by ingest after a commit that queued mail.
     pub wake: Arc<Notify>,
@@ -375,14 +375,14 @@ impl Sender {
             let pause = match self.pass(&cancel).await {
                 Ok(pause) => match self.store.read(|tx| tx.outbox_now()).await {
                     Ok(now) => {
-                        self.health.outbox(now.depth, now.oldest, None);
+                        self.health.outbox(Some((now.depth, now.oldest)), None);
                         pause
                     }
                     Err(err) => self.store_failed(err),
                 },
                 Err(err) => self.store_failed(err),
             };
-            self.health.beat(TASK, pause);
+            self.health.beat(pause);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.notified() => {}
@@ -394,10 +394,8 @@ impl Sender {
 
     fn store_failed(&self, err: StoreError) -> Duration {
         error!(error = %err, "outbox: cannot read or update the store; retrying in 5s");
-        let depth = self.health.snapshot().outbox;
         self.health.outbox(
-            depth.depth,
-            depth.oldest,
+            None,
             Some(format!("cannot read or update the store: {err}")),
         );
         Duration::from_secs(5)
@@ -433,7 +431,7 @@ impl Sender {
     async fn deliver(&self, row: OutboxRow, cancel: &CancellationToken) -> Result<(), StoreError> {
         let config = self.config.current();
         // The send, bounded by the SMTP timeout, and the commit of its outcome.
-        self.health.beat(TASK, config.smtp.timeout * 2);
+        self.health.beat(config.smtp.timeout * 2);
         let result = self.attempt(&row, cancel).await;
         let Some(result) = result else {
             warn!(
