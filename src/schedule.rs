@@ -53,8 +53,10 @@ impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             let config = self.config.current();
+            // Reading the ids, then one chunk at a time (each a promise of its own).
             self.health.beat(RETRY_PAUSE);
-            match replan(&self.store, &config, Timestamp::now()).await {
+            let progress = || self.health.beat(Duration::ZERO);
+            match replan(&self.store, &config, Timestamp::now(), progress).await {
                 Ok(n) => {
                     info!(
                         planned = n,
@@ -126,12 +128,14 @@ pub struct Batch {
 }
 
 /// Plans every open deadline and follow-up again (taking whatever is already due), at most
-/// [`PLAN_CHUNK`] per transaction so ingest is never kept waiting long. Returns how many were
-/// planned.
+/// [`PLAN_CHUNK`] per transaction so ingest is never kept waiting long; `progress` is called
+/// after each (the daemon's liveness beat: a million deadlines take a while). Returns how
+/// many were planned.
 pub async fn replan(
     store: &Store,
     config: &Arc<Config>,
     now: Timestamp,
+    progress: impl Fn(),
 ) -> Result<usize, StoreError> {
     let (deadlines, tickets) = store.read(|tx| tx.schedulable()).await?;
     let total = deadlines.len() + tickets.len();
@@ -143,6 +147,7 @@ pub async fn replan(
                 chunk.iter().try_for_each(|id| work.deadline(*id))
             })
             .await?;
+        progress();
     }
     for chunk in tickets.chunks(PLAN_CHUNK) {
         let (config, chunk) = (Arc::clone(config), chunk.to_vec());
@@ -152,6 +157,7 @@ pub async fn replan(
                 chunk.iter().try_for_each(|id| work.ticket(*id))
             })
             .await?;
+        progress();
     }
     Ok(total)
 }

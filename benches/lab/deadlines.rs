@@ -97,7 +97,7 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
 
     // What the daemon does at every start: plan every open deadline again.
     let t = Instant::now();
-    let planned = replan(&store, &config, Timestamp::now())
+    let planned = replan(&store, &config, Timestamp::now(), || {})
         .await
         .expect("replan");
     report.add(
