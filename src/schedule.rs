@@ -138,28 +138,18 @@ pub async fn replan(
     progress: impl Fn(),
 ) -> Result<usize, StoreError> {
     let (deadlines, tickets) = store.read(|tx| tx.schedulable()).await?;
-    let total = deadlines.len() + tickets.len();
-    for chunk in deadlines.chunks(PLAN_CHUNK) {
+    let items: Vec<Item> = items(&deadlines, &tickets).collect();
+    for chunk in items.chunks(PLAN_CHUNK) {
         let (config, chunk) = (Arc::clone(config), chunk.to_vec());
         store
             .write(move |tx| {
                 let mut work = Work::new(tx, &config, now);
-                chunk.iter().try_for_each(|id| work.deadline(*id))
+                chunk.iter().try_for_each(|item| work.item(*item))
             })
             .await?;
         progress();
     }
-    for chunk in tickets.chunks(PLAN_CHUNK) {
-        let (config, chunk) = (Arc::clone(config), chunk.to_vec());
-        store
-            .write(move |tx| {
-                let mut work = Work::new(tx, &config, now);
-                chunk.iter().try_for_each(|id| work.ticket(*id))
-            })
-            .await?;
-        progress();
-    }
-    Ok(total)
+    Ok(items.len())
 }
 
 /// Takes every step due by `now` (up to [`BATCH`] deadlines and tickets).
@@ -167,17 +157,25 @@ pub fn run_due(tx: &Tx<'_>, config: &Config, now: Timestamp) -> Result<Batch, St
     let deadlines = tx.due_deadlines(now, BATCH)?;
     let tickets = tx.due_tickets(now, BATCH)?;
     let mut work = Work::new(tx, config, now);
-    for id in &deadlines {
-        work.deadline(*id)?;
-    }
-    for ticket in &tickets {
-        work.ticket(*ticket)?;
-    }
+    items(&deadlines, &tickets).try_for_each(|item| work.item(item))?;
     Ok(Batch {
         steps: work.steps,
         queued: work.queued,
         more: deadlines.len() == BATCH as usize || tickets.len() == BATCH as usize,
     })
+}
+
+/// What the scheduler plans: a deadline's steps or a ticket's follow-ups.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Deadline(i64),
+    Ticket(TicketId),
+}
+
+/// Deadlines first, then tickets.
+fn items<'a>(deadlines: &'a [i64], tickets: &'a [TicketId]) -> impl Iterator<Item = Item> + 'a {
+    let deadlines = deadlines.iter().map(|id| Item::Deadline(*id));
+    deadlines.chain(tickets.iter().map(|id| Item::Ticket(*id)))
 }
 
 /// A ticket's status changed (by an agent, a customer or the scheduler): its deadlines
@@ -262,6 +260,13 @@ impl<'a, 't> Work<'a, 't> {
         self.config
             .mailbox(&ticket.mailbox)
             .map_or(&self.config.deadlines, |m| &m.deadlines)
+    }
+
+    fn item(&mut self, item: Item) -> Result<(), StoreError> {
+        match item {
+            Item::Deadline(id) => self.deadline(id),
+            Item::Ticket(id) => self.ticket(id),
+        }
     }
 
     /// Takes every step of deadline `id` that is due, then plans the next one.
@@ -379,21 +384,17 @@ impl<'a, 't> Work<'a, 't> {
                 )
             }
         };
-        if !self.tx.record_step(
-            &NewStep {
-                ticket: ticket.id,
-                deadline: Some(facts.id),
-                name: &step.name(),
-                episode: None,
-                recipients: &recipients,
-                detail: &detail,
-            },
-            now,
-        )? {
+        let step_taken = NewStep {
+            ticket: ticket.id,
+            deadline: Some(facts.id),
+            name: &step.name(),
+            episode: None,
+            recipients: &recipients,
+            detail: &detail,
+        };
+        if !self.took(ticket, &step_taken, kind, data)? {
             return Ok(false);
         }
-        self.steps += 1;
-        self.event(ticket, kind, detail, data)?;
         if step == DeadlineStep::Escalation(1) && deadlines.customer_update {
             self.customer_update(facts, ticket, deadlines)?;
         }
@@ -498,21 +499,30 @@ impl<'a, 't> Work<'a, 't> {
                 )
             }
         };
-        if !self.tx.record_step(
-            &NewStep {
-                ticket: ticket.id,
-                deadline: None,
-                name: &step.name(),
-                episode,
-                recipients: &recipients,
-                detail: &detail,
-            },
-            now,
-        )? {
+        let step_taken = NewStep {
+            ticket: ticket.id,
+            deadline: None,
+            name: &step.name(),
+            episode,
+            recipients: &recipients,
+            detail: &detail,
+        };
+        self.took(ticket, &step_taken, kind, data)
+    }
+
+    /// Records a step taken and its event; `false` if the step had been taken already.
+    fn took(
+        &mut self,
+        ticket: &TicketState,
+        step: &NewStep<'_>,
+        kind: &'static str,
+        data: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        if !self.tx.record_step(step, self.now)? {
             return Ok(false);
         }
         self.steps += 1;
-        self.event(ticket, kind, detail, data)?;
+        self.event(ticket, kind, step.detail.to_string(), data)?;
         Ok(true)
     }
 

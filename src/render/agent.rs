@@ -345,7 +345,7 @@ fn agent_mailbox(agent: &Agent) -> Result<Mailbox, RenderError> {
 }
 
 /// `Support <support+<ticket>.<token>@domain>`.
-fn signed_mailbox(
+pub(super) fn signed_mailbox(
     support: &Support,
     signer: &Signer,
     ticket: &TicketState,

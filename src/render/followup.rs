@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use lettre::message::Mailbox;
 
-use super::agent::{format_wait, reader_language};
+use super::agent::{format_wait, reader_language, signed_mailbox};
 use super::{
     Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
     support_mailbox,
@@ -172,13 +172,10 @@ pub fn alert(
     let parts = templates.render_all(kind, lang, &context)?;
     let recipient = mailbox(&Person::new(to, agent.map(|a| a.name.as_str())))?;
     let (reply_to, message_id) = match (agent, signer) {
-        (Some(agent), Some(signer)) => {
-            let address = signer.reply_address(a.ticket.id, &agent.address);
-            (
-                Some(mailbox(&Person::new(&address, Some(&support.name)))?),
-                signer.message_id(a.ticket.id, &agent.address),
-            )
-        }
+        (Some(agent), Some(signer)) => (
+            Some(signed_mailbox(support, signer, a.ticket, agent)?),
+            signer.message_id(a.ticket.id, &agent.address),
+        ),
         _ => (None::<Mailbox>, new_message_id(support)),
     };
     build(
