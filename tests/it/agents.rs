@@ -62,6 +62,17 @@ pub fn thunderbird_reply(agent: &str, to: &str, notification: &[u8], body: &str)
     )
 }
 
+/// The lab user `agent` presses Reply in Thunderbird on `notification` (or a warning, or
+/// anything with their signed Reply-To) and sends `body` over submission.
+pub async fn answer(lab: &Lab, agent: &str, notification: &[u8], body: &str) {
+    let reply_to = parsed(notification)
+        .reply_to
+        .expect("signed Reply-To")
+        .address;
+    let raw = thunderbird_reply(&lab.address(agent), &reply_to, notification, body);
+    lab.submit(agent, &[&reply_to], &raw).await;
+}
+
 /// Outlook's reply: text above a rule and a From:/Sent:/To:/Subject: block, unquoted.
 fn outlook_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
     let n = parsed(notification);

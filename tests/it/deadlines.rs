@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::agents::{thunderbird_reply, with_agents};
+use crate::agents::{answer, with_agents};
 use crate::daemon::{Setup, header, parsed};
 use crate::harness::{Lab, message};
 
@@ -188,14 +188,13 @@ to = ["lead@example.test"]"#,
     );
     lab.send(&customer, &[&support], &original).await;
     let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
-    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
-    let answer = thunderbird_reply(
-        &lab.address("agent1"),
-        &reply_to,
+    answer(
+        &lab,
+        "agent1",
         &notification,
         "#resolve\nتم إصلاح الطابعة، يرجى المحاولة مرة أخرى.",
-    );
-    lab.submit("agent1", &[&reply_to], &answer).await;
+    )
+    .await;
 
     // Acknowledgement, the relayed answer, then the survey (resolved), in Arabic.
     let inbox = lab.wait_for("customer2", "INBOX", 3, WAIT).await;
@@ -277,14 +276,13 @@ auto_close_after = "3s"
     );
     lab.send(&customer, &[&support], &original).await;
     let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
-    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
-    let answer = thunderbird_reply(
-        &lab.address("agent1"),
-        &reply_to,
+    answer(
+        &lab,
+        "agent1",
         &notification,
         "#pending\nWhich model is it? The label is on the back.",
-    );
-    lab.submit("agent1", &[&reply_to], &answer).await;
+    )
+    .await;
 
     // ack, answer, reminder, survey (auto-resolved), closing notice.
     let inbox = lab.wait_for("customer3", "INBOX", 5, WAIT).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use deskgate::store::Store;
 use serde_json::Value;
 
-use crate::agents::{thunderbird_reply, with_agents};
+use crate::agents::{answer, with_agents};
 use crate::cli::deskgate;
 use crate::daemon::parsed;
 use crate::harness::{Lab, message};
@@ -244,15 +244,14 @@ async fn stats_count_what_happened_on_the_real_servers() {
         .iter()
         .find(|m| parsed(m).subject.contains("Printer on fire"))
         .expect("the notification for customer1's ticket");
-    let reply_to = parsed(notification).reply_to.expect("Reply-To").address;
     tokio::time::sleep(Duration::from_millis(1100)).await; // Date (whole seconds) after the ticket
-    let answer = thunderbird_reply(
-        &lab.address("agent1"),
-        &reply_to,
+    answer(
+        &lab,
+        "agent1",
         notification,
         "#resolve\nPlease switch it off and unplug it.",
-    );
-    lab.submit("agent1", &[&reply_to], &answer).await;
+    )
+    .await;
     let inbox = lab.wait_for("customer1", "INBOX", 3, WAIT).await;
     let survey = inbox
         .iter()
