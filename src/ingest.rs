@@ -18,7 +18,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use crate::agent::{self, Author, sign::Signer};
+use crate::agent::{Author, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
@@ -35,6 +35,9 @@ use crate::store::{
     StoreError, Tx, content_key, dedupe_key, legacy_content_key,
 };
 use crate::thread::{self, Candidates, Threading};
+
+pub mod analysis;
+pub use analysis::Analysis;
 
 /// The window of the per-sender limits.
 const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
@@ -97,24 +100,62 @@ pub async fn ingest(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
+    ingest_shared(store, config, source, Arc::new(raw), now).await
+}
+
+/// [`ingest`], and when that fails for a reason other than the database (so trying again
+/// would fail again), [`quarantine_failed`] with the error: one bad message never blocks a
+/// mailbox. Returns the outcome and the message's Message-ID.
+pub async fn ingest_or_quarantine(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Vec<u8>,
+    now: Timestamp,
+) -> Result<(Outcome, Option<String>), StoreError> {
+    // Shared with the transaction rather than cloned: the bytes are needed again only when
+    // storing fails, and by then the transaction has let go of them.
+    let raw = Arc::new(raw);
+    let err = match ingest_shared(store, config, source.clone(), Arc::clone(&raw), now).await {
+        Ok((outcome, parsed)) => return Ok((outcome, parsed.message_id)),
+        Err(err) if err.is_transient() => return Err(err),
+        Err(err) => err,
+    };
+    let raw = Arc::try_unwrap(raw).unwrap_or_else(|shared| shared.as_ref().clone());
+    let reason = format!("storing it failed: {err}");
+    let mailbox = source.mailbox.clone();
+    let uid = source.imap.map(|(_, uid)| uid);
+    let id = quarantine_failed(store, config, source, raw, reason.clone(), now).await?;
+    tracing::warn!(mailbox, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
+    Ok((Outcome::Quarantined { id, reason }, None))
+}
+
+async fn ingest_shared(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Arc<Vec<u8>>,
+    now: Timestamp,
+) -> Result<(Outcome, ParsedMessage), StoreError> {
     let (parsed, class) = understand(&raw, &config.own_addresses);
+    // Text analysis happens here, outside the single writer's transaction.
+    let analysis = analysis::analyse(&raw, &parsed, &class, config);
     let config = Arc::clone(config);
-    let for_tx = parsed.clone();
-    let outcome = store
+    store
         .write(move |tx| {
             let message = Message {
                 source: &source,
-                parsed: &for_tx,
+                parsed: &parsed,
                 class,
+                analysis,
                 raw: &raw,
                 released: false,
             };
             let outcome = apply(tx, &config, message, now)?;
             advance(tx, &source, now)?;
-            Ok(outcome)
+            Ok((outcome, parsed))
         })
-        .await?;
-    Ok((outcome, parsed))
+        .await
 }
 
 /// Quarantines a fetched message whose ingest failed for a reason other than the database
@@ -213,6 +254,7 @@ pub async fn release(
         });
     }
     let (parsed, class) = understand(&held.raw, &config.own_addresses);
+    let analysis = analysis::analyse(&held.raw, &parsed, &class, config);
     let config = Arc::clone(config);
     let outcome = store
         .write(move |tx| {
@@ -236,6 +278,7 @@ pub async fn release(
                 source: &source,
                 parsed: &parsed,
                 class,
+                analysis,
                 raw: &held.raw,
                 released: true,
             };
@@ -287,6 +330,8 @@ struct Message<'a> {
     source: &'a Source,
     parsed: &'a ParsedMessage,
     class: Class,
+    /// What the text says, found before the transaction.
+    analysis: Analysis,
     raw: &'a [u8],
     /// An admin released it from quarantine: no more quarantining or dropping.
     released: bool,
@@ -336,6 +381,7 @@ fn apply(
         source,
         parsed,
         class,
+        analysis,
         raw,
         released,
     } = message;
@@ -441,7 +487,7 @@ fn apply(
     }
 
     let signer = Signer::from_config(config);
-    let mut author = agent::recognise(parsed, &config.agents, signer.as_ref());
+    let mut author = analysis.author;
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let mut state = None;
     if let Author::Verified { agent, ticket, .. } = &author {
@@ -475,8 +521,9 @@ fn apply(
             "reply key refused, treated as ordinary mail: {reason}"
         );
     }
-    let text = matches!(author, Author::Verified { .. })
-        .then(|| agent::reply::read(&parsed.text, &config.agents));
+    let text = analysis
+        .agent_text
+        .filter(|_| matches!(author, Author::Verified { .. }));
     let recipients: Vec<String> = parsed
         .to
         .iter()
@@ -509,7 +556,7 @@ fn apply(
         .map_or(&config.deadlines, |m| &m.deadlines);
     let survey_score = match &state {
         Some(ticket) if class.is_customer() && tx.survey_awaited(ticket.id)? => {
-            crate::policy::survey_score(&parsed.text)
+            analysis.survey_score
         }
         _ => None,
     };
@@ -542,8 +589,7 @@ fn apply(
             let default = desk.language;
             let evidence = Evidence {
                 content_language: parsed.content_language.as_deref(),
-                subject: &parsed.subject,
-                text: &parsed.text,
+                detected: analysis.detected.clone(),
             };
             let contact = tx.contact_language(&person.address)?;
             Some(language::choose(&evidence, contact, default))
@@ -880,12 +926,7 @@ fn apply(
         acknowledgement = out.queue(OutKind::Acknowledgement, None, rendered)?;
         queued.extend(acknowledgement);
     }
-    let attachments =
-        if decision.notify.is_empty() && !decision.relay && decision.note_to.is_empty() {
-            Vec::new()
-        } else {
-            crate::parse::attachments(raw)
-        };
+    let attachments = &analysis.attachments;
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
@@ -907,7 +948,7 @@ fn apply(
                     waiting_since,
                     due_at: decision.deadline.map(|d| d.due_at),
                     history: &history,
-                    attachments: &attachments,
+                    attachments,
                 },
                 now,
             );
@@ -927,7 +968,7 @@ fn apply(
                     agent,
                     body: &text.body,
                     answers: answers.as_ref(),
-                    attachments: &attachments,
+                    attachments: &attachments.files,
                 },
                 now,
             );
@@ -943,7 +984,7 @@ fn apply(
                     ticket: &state,
                     author: agent,
                     body: &text.body,
-                    attachments: &attachments,
+                    attachments: &attachments.files,
                 },
                 now,
             );

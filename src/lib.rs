@@ -2,6 +2,7 @@ pub mod agent;
 pub mod classify;
 pub mod config;
 pub mod fetch;
+pub mod files;
 pub mod health;
 pub mod ingest;
 pub mod kpi;

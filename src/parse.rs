@@ -19,6 +19,13 @@ pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 pub const MAX_RECEIVED: usize = 100;
 /// MIME nesting (multiparts and attached messages) deeper than this is not mail a person sent.
 pub const MAX_NESTING: usize = 50;
+/// MIME parts beyond this many are not parsed: the message is stored whole, its text read from
+/// the parts before, and what was not read is counted in [`ParsedMessage::unlisted_parts`].
+/// (Each parsed part costs memory of its own, so a message of 150,000 empty parts would
+/// otherwise take many times its size.)
+pub const MAX_PARTS: usize = 1_000;
+/// Attachments beyond this many are neither named nor carried.
+pub const MAX_ATTACHMENTS: usize = 200;
 
 /// The fields of an inbound message that deskgate acts on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,8 +74,11 @@ pub struct ParsedMessage {
     /// `Received:` hops, absurd MIME nesting); such mail is quarantined.
     pub excessive: Option<String>,
     /// Attachment file names, decoded (RFC 2047 / RFC 2231; see [`attachment_name`]); the
-    /// attachments themselves stay in the stored raw message.
+    /// attachments themselves stay in the stored raw message. At most [`MAX_ATTACHMENTS`].
     pub attachment_names: Vec<String>,
+    /// Attachments beyond [`MAX_ATTACHMENTS`] and MIME parts beyond [`MAX_PARTS`]: not read,
+    /// named or carried (they stay in the stored raw message).
+    pub unlisted_parts: usize,
     pub defects: Vec<Defect>,
 }
 
@@ -114,7 +124,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
 fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let lines = crlf_from_cr(raw);
     let raw = lines.as_deref().unwrap_or(raw);
-    let input = skip_preamble(raw);
+    let (input, parts_not_read) = cap_parts(skip_preamble(raw));
     let Some(message) = MessageParser::default().parse(input) else {
         return ParsedMessage {
             defects: vec![
@@ -196,9 +206,15 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         excessive: excessive(&message),
         attachment_names: message
             .attachments()
+            .take(MAX_ATTACHMENTS)
             .enumerate()
             .map(|(i, part)| attachment_name(part, i))
             .collect(),
+        unlisted_parts: parts_not_read
+            + message
+                .attachments()
+                .count()
+                .saturating_sub(MAX_ATTACHMENTS),
         defects: Vec::new(),
     };
     parsed.report = report::extract(&message, parsed.message_id.as_deref());
@@ -229,32 +245,92 @@ pub struct Attachment {
     pub data: Vec<u8>,
 }
 
-/// The attachments of `raw`, decoded (re-parses: only needed when mail is passed on).
-pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
+/// The attachments a message passed on carries, and what it leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Attachments carried, in order, together at most the budget [`attachments`] was given.
+    pub files: Vec<Attachment>,
+    /// Attachments left out for size (the budget was spent), by name and size in bytes.
+    pub left_out: Vec<(String, u64)>,
+    /// Attachments and MIME parts beyond the caps, not even read.
+    pub unlisted: usize,
+}
+
+/// The attachments of `raw`, decoded, carried up to `budget` bytes in all (re-parses: only
+/// needed when mail is passed on). Never copies more than the message holds.
+pub fn attachments(raw: &[u8], budget: u64) -> Carried {
     let lines = crlf_from_cr(raw);
-    let Some(message) =
-        MessageParser::default().parse(skip_preamble(lines.as_deref().unwrap_or(raw)))
-    else {
-        return Vec::new();
+    let (input, parts_not_read) = cap_parts(skip_preamble(lines.as_deref().unwrap_or(raw)));
+    let Some(message) = MessageParser::default().parse(input) else {
+        return Carried::default();
     };
-    message
-        .attachments()
-        .enumerate()
-        .map(|(i, part)| {
-            let content_type = part.content_type().map_or_else(
-                || "application/octet-stream".to_string(),
-                |ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{sub}", ct.ctype()),
-                    None => ct.ctype().to_string(),
-                },
-            );
-            Attachment {
-                name: attachment_name(part, i),
-                content_type,
-                data: part.contents().to_vec(),
+    let mut carried = Carried {
+        unlisted: parts_not_read,
+        ..Carried::default()
+    };
+    let mut spent: u64 = 0;
+    for (i, part) in message.attachments().enumerate() {
+        if i >= MAX_ATTACHMENTS {
+            carried.unlisted += 1;
+            continue;
+        }
+        let name = attachment_name(part, i);
+        let size = part.contents().len() as u64;
+        if spent + size > budget {
+            carried.left_out.push((name, size));
+            continue;
+        }
+        spent += size;
+        let content_type = part.content_type().map_or_else(
+            || "application/octet-stream".to_string(),
+            |ct| match ct.subtype() {
+                Some(sub) => format!("{}/{sub}", ct.ctype()),
+                None => ct.ctype().to_string(),
+            },
+        );
+        carried.files.push(Attachment {
+            name,
+            content_type,
+            data: part.contents().to_vec(),
+        });
+    }
+    carried
+}
+
+/// What the MIME parser is given: `input` up to the boundary line that would open part
+/// [`MAX_PARTS`] + 1, and how many parts were cut off. Only a multipart message is cut; a
+/// part is counted by its opening boundary line (`--` and more, not ending in `--`).
+fn cap_parts(input: &[u8]) -> (&[u8], usize) {
+    let header_end = find(input, b"\n\r\n")
+        .or_else(|| find(input, b"\n\n"))
+        .unwrap_or(input.len());
+    if find_ignore_case(&input[..header_end], b"multipart/").is_none() {
+        return (input, 0);
+    }
+    let mut n_parts = 0;
+    let mut cut = input.len();
+    let mut offset = 0;
+    for line in input.split(|&b| b == b'\n') {
+        let trimmed = line.trim_ascii_end();
+        if trimmed.len() > 2 && trimmed.starts_with(b"--") && !trimmed.ends_with(b"--") {
+            n_parts += 1;
+            if n_parts == MAX_PARTS + 1 {
+                cut = offset;
             }
-        })
-        .collect()
+        }
+        offset += line.len() + 1;
+    }
+    (&input[..cut], n_parts.saturating_sub(MAX_PARTS))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The decoded file name of the `index`th attachment; `attachment-N` when the sender gave
@@ -561,11 +637,43 @@ mod tests {
         let parsed = parse(raw);
         assert!(!parsed.text.contains('<'), "{}", parsed.text);
         assert!(parsed.text.contains("smokes") && parsed.text.contains("Help!"));
-        let files = attachments(raw);
+        let files = attachments(raw, u64::MAX).files;
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].name, "flöte.png");
         assert_eq!(files[0].content_type, "image/png");
         assert_eq!(files[0].data, [0, 1, 2]);
+    }
+
+    /// `n` empty attachments after a text part, as an attachment-count bomb sends them.
+    fn many_parts(n: usize) -> Vec<u8> {
+        let mut raw = b"From: a@b.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+              Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+              --b\r\nContent-Type: text/plain\r\n\r\nHello\r\n"
+            .to_vec();
+        for i in 0..n {
+            raw.extend(
+                format!("--b\r\nContent-Disposition: attachment; filename=f{i}.bin\r\n\r\nxy\r\n")
+                    .as_bytes(),
+            );
+        }
+        raw.extend(b"--b--\r\n");
+        raw
+    }
+
+    #[test]
+    fn parts_and_attachments_beyond_the_caps_are_counted_not_read() {
+        let parsed = parse(&many_parts(5_000));
+        assert_eq!(parsed.text.trim(), "Hello");
+        assert_eq!(parsed.attachment_names.len(), MAX_ATTACHMENTS);
+        // 5,001 parts: 1,000 read (the text and 999 attachments), 4,001 cut off.
+        assert_eq!(parsed.unlisted_parts, 4_001 + 999 - MAX_ATTACHMENTS);
+        let carried = attachments(&many_parts(5_000), 10);
+        assert_eq!(carried.files.len(), 5, "2 bytes each, 10 bytes in all");
+        assert_eq!(carried.left_out.len(), MAX_ATTACHMENTS - 5);
+        assert_eq!(carried.left_out[0], ("f5.bin".to_string(), 2));
+        assert_eq!(carried.unlisted, parsed.unlisted_parts);
+        let few = parse(&many_parts(3));
+        assert_eq!((few.attachment_names.len(), few.unlisted_parts), (3, 0));
     }
 
     #[test]

@@ -520,6 +520,7 @@ mod tests {
             new_tickets_per_hour: 10,
             acknowledgements_per_hour: 5,
             max_message_size: 25 << 20,
+            carry_attachments: 10 << 20,
             no_ack_domains: Vec::new(),
             acknowledge_backlog_within: Duration::ZERO,
         }

@@ -6,8 +6,8 @@ use lettre::message::Mailbox;
 
 use super::agent::{format_wait, reader_language, signed_mailbox};
 use super::{
-    Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
-    support_mailbox,
+    ECHOED_NAME_CHARS, ECHOED_SUBJECT_CHARS, Envelope, Outgoing, RenderError, base_subject, build,
+    echoed, format_due, mailbox, new_message_id, support_mailbox,
 };
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
@@ -41,8 +41,8 @@ pub fn to_customer(
     let context = minijinja::context! {
         ticket => mail.ticket.id.0,
         tag => tag.clone(),
-        subject => base_subject(&mail.ticket.subject, &tag),
-        customer_name => mail.customer.name.clone().unwrap_or_default(),
+        subject => echoed(&base_subject(&mail.ticket.subject, &tag), ECHOED_SUBJECT_CHARS),
+        customer_name => echoed(mail.customer.name.as_deref().unwrap_or(""), ECHOED_NAME_CHARS),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         due => due.map(|d| format_due(d, &support.timezone, mail.lang)).unwrap_or_default(),

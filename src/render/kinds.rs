@@ -244,7 +244,10 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         due => format_due(sample_due_at(), tz, lang),
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
+        message_cut => false,
         attachments => vec!["photo.jpg"],
+        not_attached => vec!["video.mp4 (48.2 MB)"],
+        unlisted => 0,
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
         }],

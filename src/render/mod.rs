@@ -25,7 +25,7 @@ pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_cont
 
 use crate::config::Support;
 use crate::language::Lang;
-use crate::model::{Person, TicketId};
+use crate::model::{Person, TicketId, clean_header_text};
 use crate::parse::{Attachment, LOOP_HEADER};
 use crate::thread::format_tag;
 
@@ -77,8 +77,8 @@ pub fn acknowledgement(
     let context = minijinja::context! {
         ticket => ack.ticket.0,
         tag => tag.clone(),
-        subject => base_subject(ack.subject, &tag),
-        customer_name => ack.customer.name.clone().unwrap_or_default(),
+        subject => echoed(&base_subject(ack.subject, &tag), ECHOED_SUBJECT_CHARS),
+        customer_name => echoed(ack.customer.name.as_deref().unwrap_or(""), ECHOED_NAME_CHARS),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         due => format_due(ack.due_at, &support.timezone, ack.lang),
@@ -226,7 +226,31 @@ fn mailbox(person: &Person) -> Result<Mailbox, RenderError> {
                     reason: err.to_string(),
                 },
             )?;
-    Ok(Mailbox::new(person.name.clone(), address))
+    let name = person.name.as_deref().map(|n| echoed(n, ECHOED_NAME_CHARS));
+    Ok(Mailbox::new(name, address))
+}
+
+/// At most this many characters of a sender's name are written back to them.
+pub const ECHOED_NAME_CHARS: usize = 80;
+/// At most this many characters of a sender's subject are written back to them.
+pub const ECHOED_SUBJECT_CHARS: usize = 200;
+
+/// A sender's own text as we write it back to them (anyone can forge a From, so this is
+/// text an attacker chose, sent under our name): controls and bidi overrides removed,
+/// whitespace collapsed, at most `max_chars` characters.
+pub fn echoed(text: &str, max_chars: usize) -> String {
+    let cleaned = clean_header_text(
+        &text
+            .chars()
+            .filter(|c| !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+            .collect::<String>(),
+    );
+    if cleaned.chars().count() <= max_chars {
+        return cleaned;
+    }
+    let mut cut: String = cleaned.chars().take(max_chars - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The support address, named `Support` or `<via> via Support`.
@@ -376,27 +400,40 @@ pub fn format_due(due_at: Timestamp, tz: &TimeZone, lang: Lang) -> String {
 
 /// `Re: AW: Fwd: subject` → `subject`.
 fn strip_reply_prefixes(subject: &str) -> &str {
+    const PREFIXES: [&str; 10] = [
+        "re:",
+        "aw:",
+        "fwd:",
+        "fw:",
+        "sv:",
+        "vs:",
+        "ref:",
+        "رد:",
+        "απ:",
+        "σχετ:",
+    ];
     let mut rest = subject.trim();
+    // Each round looks at a few characters only, so `Re: ` × 100,000 takes linear time.
     loop {
-        let lower = rest.to_lowercase();
-        let Some(prefix) = [
-            "re:",
-            "aw:",
-            "fwd:",
-            "fw:",
-            "sv:",
-            "vs:",
-            "ref:",
-            "رد:",
-            "απ:",
-            "σχετ:",
-        ]
-        .iter()
-        .find(|p| lower.starts_with(*p)) else {
+        let Some(after) = PREFIXES
+            .iter()
+            .find_map(|p| strip_prefix_ignoring_case(rest, p))
+        else {
             return rest;
         };
-        rest = rest[prefix.len()..].trim_start();
+        rest = after.trim_start();
     }
+}
+
+/// `text` after `prefix` (lower case) when it starts with it in any case.
+fn strip_prefix_ignoring_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    let n_chars = prefix.chars().count();
+    let end = text
+        .char_indices()
+        .nth(n_chars)
+        .map_or(text.len(), |(i, _)| i);
+    let head = &text[..end];
+    (head.chars().count() == n_chars && head.to_lowercase() == prefix).then(|| &text[end..])
 }
 
 #[cfg(test)]
@@ -635,6 +672,83 @@ mod tests {
         );
     }
 
+    use crate::parse::Carried;
+
+    /// Mona's Greek ticket 77, "Printer on fire".
+    fn mona_ticket() -> (Person, crate::model::TicketState) {
+        let customer = Person::new("mona@example.net", Some("Mona"));
+        let ticket = crate::model::TicketState {
+            id: TicketId(77),
+            mailbox: "support".into(),
+            subject: "Printer on fire".into(),
+            status: crate::model::TicketStatus::Open,
+            priority: crate::model::Priority::Normal,
+            assigned: None,
+            customer: Some(customer.clone()),
+            customers: vec![customer.clone()],
+            created_at: Timestamp::UNIX_EPOCH,
+            language: Some(Lang::El),
+            address: None,
+        };
+        (customer, ticket)
+    }
+
+    /// An attachment bomb and a huge body: the notification carries what fits, lists the
+    /// rest, and copies at most the analysed part of the text.
+    #[test]
+    fn a_notification_lists_what_it_does_not_carry() {
+        let signer = crate::agent::sign::Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &support().address,
+            "+",
+        );
+        let alice = crate::agent::fixtures::agents().agents[0].clone();
+        let (customer, ticket) = mona_ticket();
+        let text = "All work and no play. ".repeat(100_000);
+        let carried = Carried {
+            files: vec![Attachment {
+                name: "photo.jpg".into(),
+                content_type: "image/jpeg".into(),
+                data: vec![1, 2, 3],
+            }],
+            left_out: vec![("video.mp4".into(), 48_200_000)],
+            unlisted: 49_000,
+        };
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let out = notification(
+            &support(),
+            &Templates::builtin(),
+            &signer,
+            &alice,
+            NotificationFor {
+                ticket: &ticket,
+                new_ticket: true,
+                customer: &customer,
+                subject: "Printer on fire",
+                text: &text,
+                message_id: None,
+                waiting_since: now,
+                due_at: None,
+                history: &[],
+                attachments: &carried,
+            },
+            now,
+        )
+        .unwrap();
+        let parsed = crate::parse::parse(&out.raw);
+        for fact in [
+            "Attachments: photo.jpg",
+            "Not attached (too large): video.mp4 (48.2 MB)",
+            "49000 further parts of the message are not listed.",
+            "The message is longer than shown here; deskgate keeps all of it.",
+        ] {
+            assert!(parsed.text.contains(fact), "{fact}");
+        }
+        assert_eq!(parsed.attachment_names, ["photo.jpg"]);
+        // Text and HTML each hold at most the analysed 256 KB of the 2.2 MB text.
+        assert!(out.raw.len() < 1_000_000, "{} bytes", out.raw.len());
+    }
+
     /// Each agent reads notifications and notes in their own language, and an answer typed
     /// above the localised marker is cut there like the English one.
     #[test]
@@ -655,20 +769,7 @@ mod tests {
             agent("Ελένη", "eleni@example.test", Lang::El),
             agent("Alice", "alice@example.test", Lang::En),
         );
-        let customer = Person::new("mona@example.net", Some("Mona"));
-        let ticket = crate::model::TicketState {
-            id: TicketId(77),
-            mailbox: "support".into(),
-            subject: "Printer on fire".into(),
-            status: crate::model::TicketStatus::Open,
-            priority: crate::model::Priority::Normal,
-            assigned: None,
-            customer: Some(customer.clone()),
-            customers: vec![customer.clone()],
-            created_at: Timestamp::UNIX_EPOCH,
-            language: Some(Lang::El),
-            address: None,
-        };
+        let (customer, ticket) = mona_ticket();
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let notify = |to: &crate::config::Agent| {
             let out = notification(
@@ -686,7 +787,7 @@ mod tests {
                     waiting_since: "2026-11-23T07:55:00Z".parse().unwrap(),
                     due_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
                     history: &[],
-                    attachments: &[],
+                    attachments: &Carried::default(),
                 },
                 now,
             )
@@ -861,6 +962,11 @@ mod tests {
         assert_eq!(strip_reply_prefixes("Re: AW: fwd: hello"), "hello");
         assert_eq!(strip_reply_prefixes("رد: مرحبا"), "مرحبا");
         assert_eq!(strip_reply_prefixes("Regarding x"), "Regarding x");
+        assert_eq!(strip_reply_prefixes("ΑΠ: ΣΧΕΤ: Γεια"), "Γεια");
+        assert_eq!(strip_reply_prefixes("RE:"), "");
+        // Linear: 100,000 prefixes (a 400 KB subject) are taken off in one pass.
+        let bomb = format!("{}end", "Re: ".repeat(100_000));
+        assert_eq!(strip_reply_prefixes(&bomb), "end");
     }
 
     #[test]

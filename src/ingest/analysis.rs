@@ -1,0 +1,97 @@
+//! Text analysis of one inbound message, and the attachments it would carry, done before the
+//! write transaction.
+//!
+//! **Architecture Invariant:** no text analysis runs inside `Store::write`: quote stripping,
+//! survey answers and language detection happen here, on at most [`MAX_ANALYSED_BYTES`] and
+//! [`MAX_ANALYSED_LINES`] of the text, each in time linear in that prefix; the transaction only
+//! reads the result. (Parsing, charset guessing and reply-prefix stripping are linear too and
+//! also run before it.) A hostile message therefore holds the single writer for no longer than
+//! an ordinary one of its size.
+
+use crate::agent::{self, Author, reply::AgentText, sign::Signer};
+use crate::classify::Class;
+use crate::config::Config;
+use crate::language::{self, Lang};
+use crate::parse::{self, Carried, ParsedMessage};
+
+/// At most this much of a message's text is analysed (quote stripping, survey answers,
+/// language); the whole text is still stored.
+pub const MAX_ANALYSED_BYTES: usize = 256 * 1024;
+/// At most this many lines of a message's text are analysed.
+pub const MAX_ANALYSED_LINES: usize = 10_000;
+
+/// What the write step needs to know about a message's text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// Who wrote it, as far as the message itself tells (the transaction still checks that a
+    /// verified agent's ticket exists).
+    pub author: Author,
+    /// A verified agent's words: commands taken off, quote and signature cut.
+    pub agent_text: Option<AgentText>,
+    /// The satisfaction score the text gives, for customer mail (counted only when the ticket
+    /// awaits a survey answer).
+    pub survey_score: Option<u8>,
+    /// The language of a customer's own words and how it was found.
+    pub detected: Option<(Lang, String)>,
+    /// The attachments mail passed on to agents or customers carries (none for automatic
+    /// mail, which is never passed on), up to `policy.carry_attachments` in all.
+    pub attachments: Carried,
+}
+
+/// Analyses `parsed` (read from `raw`), which `classify` found to be `class`.
+pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Config) -> Analysis {
+    let signer = Signer::from_config(config);
+    let author = agent::recognise(parsed, &config.agents, signer.as_ref());
+    let text = prefix(&parsed.text);
+    let agent_text =
+        matches!(author, Author::Verified { .. }).then(|| agent::reply::read(text, &config.agents));
+    let customer = class.is_customer() && author.agent().is_none();
+    Analysis {
+        author,
+        agent_text,
+        survey_score: customer
+            .then(|| crate::policy::survey_score(text))
+            .flatten(),
+        detected: customer
+            .then(|| language::detect(&parsed.subject, text))
+            .flatten(),
+        attachments: if class.is_customer()
+            && (!parsed.attachment_names.is_empty() || parsed.unlisted_parts > 0)
+        {
+            parse::attachments(raw, config.policy.carry_attachments)
+        } else {
+            Carried::default()
+        },
+    }
+}
+
+/// The part of `text` that is analysed: at most [`MAX_ANALYSED_BYTES`] (cut at a character
+/// boundary) and [`MAX_ANALYSED_LINES`] lines.
+pub fn prefix(text: &str) -> &str {
+    let mut end = text.len().min(MAX_ANALYSED_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
+    match text.match_indices('\n').nth(MAX_ANALYSED_LINES - 1) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_is_capped_by_bytes_and_lines() {
+        assert_eq!(prefix("short\ntext"), "short\ntext");
+        let lines = "> x\n".repeat(MAX_ANALYSED_LINES * 2);
+        let cut = prefix(&lines);
+        assert_eq!(cut.lines().count(), MAX_ANALYSED_LINES);
+        let long = "é".repeat(MAX_ANALYSED_BYTES);
+        let cut = prefix(&long);
+        assert!(cut.len() <= MAX_ANALYSED_BYTES && cut.len() >= MAX_ANALYSED_BYTES - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
