@@ -23,6 +23,10 @@ mod first_start;
 mod flow;
 /// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
 mod harness;
+/// Issue 16: hostile mail (bounded time and memory), escaped terminal output, private files.
+mod hostile;
+/// The generator of hostile mails (shared with the benchmark).
+mod hostile_mail;
 /// Loops, bounces, bursts, oversize and unparseable mail on the real servers.
 mod hygiene;
 /// A month of a support desk's events, for the KPI tests and the report screenshot.
