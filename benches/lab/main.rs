@@ -579,7 +579,7 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
         format!("{:.0} ms", connected.as_secs_f64() * 1000.0),
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = status_kb(daemon.pid(), "VmRSS");
+    let idle = daemon.status_kb("VmRSS");
     report.add_target(
         "5",
         "RSS idle, 3 mailboxes (IDLE), 5 s after connecting",
@@ -593,8 +593,8 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
     drop(raw);
     let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
     wait_count(&setup.database(), acks, 1, Duration::from_secs(120)).await;
-    let peak = status_kb(daemon.pid(), "VmHWM");
-    let after = status_kb(daemon.pid(), "VmRSS");
+    let peak = daemon.status_kb("VmHWM");
+    let after = daemon.status_kb("VmRSS");
     report.add(
         "5",
         format!(
@@ -619,16 +619,6 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
         "SIGTERM → exit (3 mailboxes in IDLE)",
         format!("{:.0} ms", took.as_secs_f64() * 1000.0),
     );
-}
-
-/// A field of /proc/PID/status in kB (VmRSS, VmHWM).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// Polls the daemon's database (read-only, WAL) until `sql` counts `n`.

@@ -3,8 +3,12 @@
 //! (`benches/lab`, which mounts this file).
 
 use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use deskgate::parse::MAX_NESTING;
+
+use crate::daemon::{Daemon, Setup};
+use crate::harness::{Lab, message};
 
 /// One kind of hostile mail.
 pub struct Hostile {
@@ -90,6 +94,72 @@ pub fn hostile_mails(from: &str, to: &str, mb: usize) -> Vec<Hostile> {
         raw: controls_everywhere(from, to),
     });
     all
+}
+
+/// What one hostile mail did to a running daemon.
+pub struct Measured {
+    pub kind: &'static str,
+    pub bytes: usize,
+    /// From the hostile mail's arrival in the folder to the commit of the acknowledgement of
+    /// an ordinary customer's mail that arrived right after it.
+    pub next_ack: Duration,
+    /// The daemon's peak RSS (VmHWM) meanwhile, in kB.
+    pub peak_kb: u64,
+    /// Its RSS just before, in kB.
+    pub before_kb: u64,
+}
+
+/// Puts `mail` into support's INBOX and an ordinary customer's mail right after it, and
+/// waits (at most `limit`) for the ordinary mail's acknowledgement to be committed.
+pub async fn against(
+    lab: &Lab,
+    setup: &Setup,
+    daemon: &Daemon,
+    mail: Hostile,
+    limit: Duration,
+) -> Measured {
+    let subject = format!("ordinary after {}", mail.kind);
+    let ordinary = message(
+        &lab.address("customer1"),
+        &lab.address("support"),
+        &subject,
+        &format!("{}.{}@example.test", mail.kind, uuid_like()),
+        "Hello, my printer is broken.\n",
+        &[],
+    );
+    let bytes = mail.raw.len();
+    daemon.reset_peak();
+    let before_kb = daemon.status_kb("VmRSS");
+    lab.append("support", "INBOX", &mail.raw).await;
+    drop(mail.raw);
+    let arrived = Instant::now();
+    lab.append("support", "INBOX", &ordinary).await;
+    let acknowledged = "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message_row_id \
+                        WHERE o.kind = 'acknowledgement' AND m.subject LIKE '%' || ?1 || '%'";
+    loop {
+        let found = rusqlite::Connection::open_with_flags(
+            setup.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|db| db.query_row(acknowledged, [&subject], |r| r.get::<_, i64>(0)));
+        if found.is_ok_and(|n| n > 0) {
+            break;
+        }
+        assert!(
+            arrived.elapsed() < limit,
+            "{}: no acknowledgement of the next mail within {limit:?}; daemon log:\n{}",
+            mail.kind,
+            setup.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Measured {
+        kind: mail.kind,
+        bytes,
+        next_ack: arrived.elapsed(),
+        peak_kb: daemon.status_kb("VmHWM"),
+        before_kb,
+    }
 }
 
 /// Every C0 control but CR and LF, DEL, every C1 control and the bidi controls.
