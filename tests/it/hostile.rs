@@ -380,8 +380,18 @@ async fn hostile_mail_never_stalls_the_desk() {
             "{}: {} bytes, next acknowledgement after {:?}, peak RSS {} kB, {added_kb} kB more than before (bound {bound_kb} kB)",
             m.kind, m.bytes, m.next_ack, m.peak_kb
         );
-        assert!(m.next_ack < Duration::from_secs(10), "{}: {:?}", m.kind, m.next_ack);
-        assert!(added_kb <= bound_kb, "{}: peak RSS {} kB", m.kind, m.peak_kb);
+        assert!(
+            m.next_ack < Duration::from_secs(10),
+            "{}: {:?}",
+            m.kind,
+            m.next_ack
+        );
+        assert!(
+            added_kb <= bound_kb,
+            "{}: peak RSS {} kB",
+            m.kind,
+            m.peak_kb
+        );
     }
     let (status, _) = daemon.stop();
     assert!(status.success(), "{}", setup.log());
