@@ -26,6 +26,9 @@ pub const MAX_NESTING: usize = 50;
 pub const MAX_PARTS: usize = 1_000;
 /// Attachments beyond this many are neither named nor carried.
 pub const MAX_ATTACHMENTS: usize = 200;
+/// At most this much of the message's text is kept as its text (stored, shown by
+/// `deskgate ticket N`); the raw message is kept whole, so nothing is lost.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
 /// The fields of an inbound message that deskgate acts on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,6 +99,8 @@ pub enum Defect {
     UndecodableText,
     /// An unknown, missing or lying charset label: the text was decoded by a guessed charset.
     CharsetGuessed,
+    /// The text is longer than [`MAX_TEXT_BYTES`]: only its beginning is kept as text.
+    TextCut,
 }
 
 impl Defect {
@@ -108,6 +113,7 @@ impl Defect {
             Defect::NoDate => "no-date",
             Defect::UndecodableText => "undecodable-text",
             Defect::CharsetGuessed => "charset-guessed",
+            Defect::TextCut => "text-cut",
         }
     }
 }
@@ -136,6 +142,9 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
             ..ParsedMessage::default()
         };
     };
+    let body = message.body_text(0);
+    let text_cut = body.as_ref().is_some_and(|t| t.len() > MAX_TEXT_BYTES);
+    let text = body.map_or_else(String::new, |t| cut_at(&t, MAX_TEXT_BYTES).to_string());
     let mut parsed = ParsedMessage {
         message_id: message
             .message_id()
@@ -157,10 +166,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         date: message
             .date()
             .and_then(|d| Timestamp::from_second(d.to_timestamp()).ok()),
-        text: message
-            .body_text(0)
-            .map(|t| t.into_owned())
-            .unwrap_or_default(),
+        text,
         auto_submitted: raw_header(&message, "Auto-Submitted"),
         precedence: raw_header(&message, "Precedence"),
         null_return_path: raw_header(&message, "Return-Path").is_some_and(|v| {
@@ -229,11 +235,24 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     }
     if redecode(&mut parsed, &message, input) {
         parsed.defects.push(Defect::CharsetGuessed);
+        parsed.text = cut_at(&parsed.text, MAX_TEXT_BYTES).to_string();
+    }
+    if text_cut {
+        parsed.defects.push(Defect::TextCut);
     }
     if parsed.subject.contains('\u{FFFD}') || parsed.text.contains('\u{FFFD}') {
         parsed.defects.push(Defect::UndecodableText);
     }
     parsed
+}
+
+/// `text` cut to at most `max_bytes`, at a character boundary.
+pub fn cut_at(text: &str, max_bytes: usize) -> &str {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A file attached to a message, carried along when deskgate passes the message on.
@@ -674,6 +693,20 @@ mod tests {
         assert_eq!(carried.unlisted, parsed.unlisted_parts);
         let few = parse(&many_parts(3));
         assert_eq!((few.attachment_names.len(), few.unlisted_parts), (3, 0));
+    }
+
+    #[test]
+    fn a_huge_text_is_kept_only_in_part_and_marked() {
+        let mut raw = b"From: a@b.test\r\nSubject: x\r\n\r\n".to_vec();
+        raw.extend("é".repeat(MAX_TEXT_BYTES).as_bytes());
+        let parsed = parse(&raw);
+        assert!(parsed.text.len() <= MAX_TEXT_BYTES && parsed.text.len() >= MAX_TEXT_BYTES - 1);
+        assert!(parsed.defects.contains(&Defect::TextCut));
+        assert!(
+            !parse(b"From: a@b.test\r\n\r\nshort")
+                .defects
+                .contains(&Defect::TextCut)
+        );
     }
 
     #[test]

@@ -68,11 +68,7 @@ pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Confi
 /// The part of `text` that is analysed: at most [`MAX_ANALYSED_BYTES`] (cut at a character
 /// boundary) and [`MAX_ANALYSED_LINES`] lines.
 pub fn prefix(text: &str) -> &str {
-    let mut end = text.len().min(MAX_ANALYSED_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let text = &text[..end];
+    let text = parse::cut_at(text, MAX_ANALYSED_BYTES);
     match text.match_indices('\n').nth(MAX_ANALYSED_LINES - 1) {
         Some((at, _)) => &text[..at],
         None => text,

@@ -381,7 +381,7 @@ async fn hostile_mail_never_stalls_the_desk() {
             m.kind, m.bytes, m.next_ack, m.peak_kb
         );
         assert!(
-            m.next_ack < Duration::from_secs(10),
+            m.next_ack < Duration::from_secs(20),
             "{}: {:?}",
             m.kind,
             m.next_ack
