@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use jiff::tz::TimeZone;
 
-    fn support() -> Support {
+    pub(super) fn support() -> Support {
         Support {
             address: "support@example.test".parse().unwrap(),
             name: "Example Support".into(),
@@ -308,7 +308,7 @@ mod tests {
         }
     }
 
-    fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
+    pub(super) fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
         acknowledgement(
             &support(),
             &Templates::builtin(),
@@ -728,6 +728,11 @@ mod tests {
         assert_eq!(strip_reply_prefixes("Re: AW: fwd: hello"), "hello");
         assert_eq!(strip_reply_prefixes("رد: مرحبا"), "مرحبا");
         assert_eq!(strip_reply_prefixes("Regarding x"), "Regarding x");
+        assert_eq!(
+            base_subject("رد: الطابعة \u{200E}[#42]\u{200E}", "[#42]"),
+            "الطابعة",
+            "the marks around an Arabic tag go with it"
+        );
     }
 
     #[test]

@@ -475,7 +475,9 @@ mod tests {
             )
             .unwrap();
         assert!(
-            parts.text.starts_with("Αίτημα [#42], απάντηση έως την Τρίτη"),
+            parts
+                .text
+                .starts_with("Αίτημα [#42], απάντηση έως την Τρίτη"),
             "{}",
             parts.text
         );
