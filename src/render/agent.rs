@@ -1,11 +1,11 @@
 //! Mail to and for agents: notifications, relayed answers, internal notes, notices.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use lettre::message::Mailbox;
 
 use super::{
-    Envelope, Outgoing, RenderError, RenderedParts, base_subject, build, format_due, mailbox,
-    new_message_id, support_mailbox,
+    Envelope, Outgoing, RenderError, RenderedParts, base_subject, build, format_due,
+    format_duration, mailbox, new_message_id, support_mailbox,
 };
 use crate::agent::reply::{MARKER_END, MARKER_START};
 use crate::agent::sign::Signer;
@@ -92,7 +92,7 @@ pub fn notification(
         status => n.ticket.status.as_str(),
         priority => n.ticket.priority.as_str(),
         assigned => n.ticket.assigned.clone().unwrap_or_default(),
-        waiting => format_wait(now.duration_since(n.waiting_since), lang),
+        waiting => format_duration(now.duration_since(n.waiting_since), lang),
         due => n.due_at.map(|d| format_due(d, &support.timezone, lang)).unwrap_or_default(),
         language => n.ticket.language.map_or("", |l| l.name_in(lang)),
         message => n.text.trim_end(),
@@ -353,21 +353,4 @@ pub(super) fn signed_mailbox(
 ) -> Result<Mailbox, RenderError> {
     let address = signer.reply_address(ticket.id, &agent.address);
     mailbox(&Person::new(&address, Some(&support.name)))
-}
-
-/// `3 d 4 h`, `2 h 5 min`, `4 min`: how long a customer has waited, to the minute, in
-/// `lang`'s abbreviations (`2 ώρ. 5 λεπ.`, `2 س 5 د`).
-pub fn format_wait(wait: SignedDuration, lang: Lang) -> String {
-    let minutes = wait.as_secs().max(0) / 60;
-    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
-    let [d, h, m] = match lang {
-        Lang::En => ["d", "h", "min"],
-        Lang::Ar => ["ي", "س", "د"],
-        Lang::El => ["ημ.", "ώρ.", "λεπ."],
-    };
-    match (days, hours) {
-        (0, 0) => format!("{mins} {m}"),
-        (0, _) => format!("{hours} {h} {mins} {m}"),
-        _ => format!("{days} {d} {hours} {h}"),
-    }
 }

@@ -12,8 +12,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use minijinja::Value;
 
-use super::agent::{format_wait, marker};
-use super::format_due;
+use super::agent::marker;
+use super::locale::{Author, author_word};
+use super::{format_due, format_duration, format_when};
 use crate::language::Lang;
 
 /// Who reads a kind of mail.
@@ -240,11 +241,11 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         status => "open",
         priority => "normal",
         assigned => "agent@example.com",
-        waiting => format_wait(SignedDuration::from_mins(125), lang),
+        waiting => format_duration(SignedDuration::from_mins(125), lang),
         due => format_due(sample_due_at(), tz, lang),
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
-        attachments => vec!["photo.jpg"],
+        attachments => vec!["photo.jpg", "invoice.pdf"],
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
         }],
@@ -282,25 +283,30 @@ fn alert_sample(lang: Lang, tz: &TimeZone) -> Value {
         status => "open",
         priority => "high",
         assigned => "agent@example.com",
-        waiting => format_wait(SignedDuration::from_hours(26), lang),
+        waiting => format_duration(SignedDuration::from_hours(26), lang),
         due => format_due(sample_due_at(), tz, lang),
-        overdue => format_wait(SignedDuration::from_hours(2), lang),
+        overdue => format_duration(SignedDuration::from_hours(2), lang),
         left => "",
         can_reply => true,
         thread => vec![
             minijinja::context! {
-                when => "Mon 2026-11-23 10:00 UTC", who => "Mona Quinn <customer@example.net>",
+                when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+                who => author_word(Author::Sender {
+                    name: Some("Mona Quinn"), address: Some("customer@example.net"),
+                }, lang),
                 kind => "customer", internal => false, text => "My printer is on fire.",
-                attachments => vec!["photo.jpg"],
+                attachments => vec!["photo.jpg", "invoice.pdf"],
             },
             minijinja::context! {
-                when => "Mon 2026-11-23 10:00 UTC", who => "Example Support (automatic)",
+                when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+                who => author_word(Author::Automatic("Example Support"), lang),
                 kind => "acknowledgement", internal => false, text => "Thank you for writing.",
                 attachments => Vec::<String>::new(),
             },
         ],
         told => vec![minijinja::context! {
-            when => "Tue 2026-11-24 04:00 UTC", step => "warning", to => "agent@example.com",
+            when => format_when(sample_due_at() - SignedDuration::from_hours(6), tz, lang),
+            step => "warning", to => "agent@example.com",
         }],
     }
 }

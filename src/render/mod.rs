@@ -6,12 +6,14 @@
 mod agent;
 mod followup;
 pub mod kinds;
+mod locale;
+#[cfg(test)]
+mod native;
 mod templates;
 
 use std::time::SystemTime;
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -21,6 +23,7 @@ pub use agent::{
     reply,
 };
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
+pub use locale::{format_due, format_duration, format_when};
 pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;
@@ -105,10 +108,11 @@ pub fn acknowledgement(
     )
 }
 
-/// The subject without reply prefixes and our tag: `Re: Printer [#4]` → `Printer`.
+/// The subject without reply prefixes and our tag: `Re: Printer [#4]` → `Printer`; the
+/// direction marks our Arabic subjects put around the tag go with it.
 fn base_subject(subject: &str, tag: &str) -> String {
     let base = strip_reply_prefixes(subject).replace(tag, "");
-    match base.trim() {
+    match base.trim_matches(|c: char| c.is_whitespace() || matches!(c, '\u{200E}' | '\u{200F}')) {
         "" => "(no subject)".to_string(),
         base => base.to_string(),
     }
@@ -264,116 +268,6 @@ fn new_message_id(support: &Support) -> String {
     )
 }
 
-/// The promised answer time in the support desk's zone, in `lang`, with the zone spelled out
-/// as an offset every reader can convert: "Tuesday 24 November 2026, 12:00 EET (UTC+2)",
-/// "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2", "Τρίτη 24 Νοεμβρίου 2026, 12:00
-/// (ώρα UTC+2)". jiff has no locale data, so the names come from our own tables. Arabic uses
-/// Western digits: the ticket tag must stay `[#42]` anyway, and one kind of digit reads better.
-pub fn format_due(due_at: Timestamp, tz: &TimeZone, lang: Lang) -> String {
-    const WEEKDAYS: [[&str; 7]; 3] = [
-        [
-            "Monday",
-            "Tuesday",
-            "Wednesday",
-            "Thursday",
-            "Friday",
-            "Saturday",
-            "Sunday",
-        ],
-        [
-            "الاثنين",
-            "الثلاثاء",
-            "الأربعاء",
-            "الخميس",
-            "الجمعة",
-            "السبت",
-            "الأحد",
-        ],
-        [
-            "Δευτέρα",
-            "Τρίτη",
-            "Τετάρτη",
-            "Πέμπτη",
-            "Παρασκευή",
-            "Σάββατο",
-            "Κυριακή",
-        ],
-    ];
-    const MONTHS: [[&str; 12]; 3] = [
-        [
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ],
-        [
-            "يناير",
-            "فبراير",
-            "مارس",
-            "أبريل",
-            "مايو",
-            "يونيو",
-            "يوليو",
-            "أغسطس",
-            "سبتمبر",
-            "أكتوبر",
-            "نوفمبر",
-            "ديسمبر",
-        ],
-        // Genitive, as in a date: "24 Νοεμβρίου".
-        [
-            "Ιανουαρίου",
-            "Φεβρουαρίου",
-            "Μαρτίου",
-            "Απριλίου",
-            "Μαΐου",
-            "Ιουνίου",
-            "Ιουλίου",
-            "Αυγούστου",
-            "Σεπτεμβρίου",
-            "Οκτωβρίου",
-            "Νοεμβρίου",
-            "Δεκεμβρίου",
-        ],
-    ];
-    let zoned = due_at.to_zoned(tz.clone());
-    let table = match lang {
-        Lang::En => 0,
-        Lang::Ar => 1,
-        Lang::El => 2,
-    };
-    let weekday = WEEKDAYS[table][zoned.weekday().to_monday_zero_offset() as usize];
-    let month = MONTHS[table][(zoned.month() - 1) as usize];
-    let (day, year) = (zoned.day(), zoned.year());
-    let time = format!("{:02}:{:02}", zoned.hour(), zoned.minute());
-    let seconds = zoned.offset().seconds();
-    let utc = match (seconds.abs() / 3600, seconds.abs() % 3600 / 60) {
-        (0, 0) => "UTC".to_string(),
-        (h, 0) => format!("UTC{}{h}", if seconds < 0 { '-' } else { '+' }),
-        (h, m) => format!("UTC{}{h}:{m:02}", if seconds < 0 { '-' } else { '+' }),
-    };
-    // An abbreviation such as EET helps English readers; numeric ones ("+03") add nothing.
-    let abbreviation = zoned.strftime("%Z").to_string();
-    let zone = if utc == "UTC" || !abbreviation.chars().all(|c| c.is_ascii_alphabetic()) {
-        utc.clone()
-    } else {
-        format!("{abbreviation} ({utc})")
-    };
-    match lang {
-        Lang::En => format!("{weekday} {day} {month} {year}, {time} {zone}"),
-        Lang::Ar => format!("{weekday} {day} {month} {year}، الساعة {time} بتوقيت {utc}"),
-        Lang::El => format!("{weekday} {day} {month} {year}, {time} (ώρα {utc})"),
-    }
-}
-
 /// `Re: AW: Fwd: subject` → `subject`.
 fn strip_reply_prefixes(subject: &str) -> &str {
     let mut rest = subject.trim();
@@ -404,7 +298,7 @@ mod tests {
     use super::*;
     use jiff::tz::TimeZone;
 
-    fn support() -> Support {
+    pub(super) fn support() -> Support {
         Support {
             address: "support@example.test".parse().unwrap(),
             name: "Example Support".into(),
@@ -414,7 +308,7 @@ mod tests {
         }
     }
 
-    fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
+    pub(super) fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
         acknowledgement(
             &support(),
             &Templates::builtin(),
@@ -475,41 +369,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn due_times_in_each_language_with_a_clear_zone() {
-        let due: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
-        let athens = TimeZone::get("Europe/Athens").unwrap();
-        assert_eq!(
-            format_due(due, &athens, Lang::En),
-            "Tuesday 24 November 2026, 12:00 EET (UTC+2)"
-        );
-        assert_eq!(
-            format_due(due, &athens, Lang::Ar),
-            "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2"
-        );
-        assert_eq!(
-            format_due(due, &athens, Lang::El),
-            "Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2)"
-        );
-        let summer: Timestamp = "2026-05-03T06:05:00Z".parse().unwrap();
-        assert_eq!(
-            format_due(summer, &athens, Lang::El),
-            "Κυριακή 3 Μαΐου 2026, 09:05 (ώρα UTC+3)"
-        );
-        let riyadh = TimeZone::get("Asia/Riyadh").unwrap();
-        assert_eq!(
-            format_due(summer, &riyadh, Lang::En),
-            "Sunday 3 May 2026, 09:05 UTC+3",
-            "a numeric abbreviation (+03) is not repeated"
-        );
-        let kolkata = TimeZone::get("Asia/Kolkata").unwrap();
-        assert!(format_due(summer, &kolkata, Lang::En).ends_with("(UTC+5:30)"));
-        assert_eq!(
-            format_due(due, &TimeZone::UTC, Lang::Ar),
-            "الثلاثاء 24 نوفمبر 2026، الساعة 10:00 بتوقيت UTC"
-        );
-    }
-
     /// Subjects and names in Arabic and Greek leave as RFC 2047 encoded words, bodies as
     /// declared UTF-8, and read back as written.
     #[test]
@@ -520,14 +379,14 @@ mod tests {
                 "أحمد",
                 "الطابعة لا تعمل",
                 "مرحبًا \u{2068}أحمد\u{2069}،",
-                "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
+                "الثلاثاء، 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
             ),
             (
                 Lang::El,
                 "Ελένη",
                 "Ο εκτυπωτής δεν δουλεύει",
-                "Γεια σας Ελένη,",
-                "Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2)",
+                "Γεια σας, Ελένη,",
+                "την Τρίτη 24 Νοεμβρίου 2026, στις 12:00 (ώρα UTC+2)",
             ),
         ] {
             let customer = Person::new("c@example.net", Some(name));
@@ -542,8 +401,13 @@ mod tests {
                 "{head}"
             );
             let parsed = crate::parse::parse(&out.raw);
-            let prefix = if lang == Lang::Ar { "رد:" } else { "ΑΠ:" };
-            assert_eq!(parsed.subject, format!("{prefix} {subject} [#4217]"));
+            let tag = if lang == Lang::Ar {
+                "رد: \u{200E}[#4217]\u{200E}"
+            } else {
+                "ΑΠ: [#4217]"
+            };
+            let (prefix, tag) = tag.split_once(' ').unwrap();
+            assert_eq!(parsed.subject, format!("{prefix} {subject} {tag}"));
             assert_eq!(parsed.to[0].name.as_deref(), Some(name));
             assert!(parsed.text.starts_with(greeting), "{}", parsed.text);
             assert!(parsed.text.contains(due), "{}", parsed.text);
@@ -621,7 +485,7 @@ mod tests {
             crate::parse::parse(&out.raw)
         };
         let parsed = relay(&ticket);
-        assert_eq!(parsed.subject, "رد: الطابعة لا تعمل [#77]");
+        assert_eq!(parsed.subject, "رد: الطابعة لا تعمل \u{200E}[#77]\u{200E}");
         assert!(
             parsed.text.contains("التذكرة \u{2066}[#77]\u{2069}"),
             "{}",
@@ -695,12 +559,15 @@ mod tests {
         };
         let (arabic, raw) = notify(&samir);
         assert_eq!(arabic.content_language.as_deref(), Some("ar"));
-        assert_eq!(arabic.subject, "تذكرة جديدة: Printer on fire [#77]");
+        assert_eq!(
+            arabic.subject,
+            "تذكرة جديدة: Printer on fire \u{200E}[#77]\u{200E}"
+        );
         for fact in [
             "##- يُرجى كتابة ردّك فوق هذا السطر -##",
             "تذكرة جديدة \u{2066}[#77]\u{2069}",
-            "ينتظر العميل الرد منذ: 2 س 5 د",
-            "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
+            "مدة انتظار العميل: ساعتان و5 دقائق",
+            "الثلاثاء، 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
             "لغة العميل: اليونانية",
             "It smokes.",
         ] {
@@ -711,7 +578,7 @@ mod tests {
         let (greek, _) = notify(&eleni);
         assert_eq!(greek.subject, "[#77] Νέο αίτημα: Printer on fire");
         for fact in [
-            "Περιμένει απάντηση: 2 ώρ. 5 λεπ. (προθεσμία: Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2))",
+            "Περιμένει απάντηση: 2 ώρες και 5 λεπτά · προθεσμία: έως την Τρίτη 24 Νοεμβρίου 2026, στις 12:00 (ώρα UTC+2)",
             "Γλώσσα πελάτη: Ελληνικά",
         ] {
             assert!(greek.text.contains(fact), "{fact}: {}", greek.text);
@@ -861,6 +728,11 @@ mod tests {
         assert_eq!(strip_reply_prefixes("Re: AW: fwd: hello"), "hello");
         assert_eq!(strip_reply_prefixes("رد: مرحبا"), "مرحبا");
         assert_eq!(strip_reply_prefixes("Regarding x"), "Regarding x");
+        assert_eq!(
+            base_subject("رد: الطابعة \u{200E}[#42]\u{200E}", "[#42]"),
+            "الطابعة",
+            "the marks around an Arabic tag go with it"
+        );
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_filter("ltr", ltr);
         env.add_filter("isolate", isolate);
+        super::locale::add_filters(&mut env);
         let mut errors = Vec::new();
         let names: Vec<String> = sources.keys().cloned().collect();
         for (name, source) in sources {
@@ -395,8 +396,13 @@ fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
 }
 
 /// `{{ tag|ltr }}`: a left-to-right run that stays whole inside right-to-left text. Text parts
-/// get Unicode isolates (LRI … PDI, invisible where unsupported), HTML gets `<bdi dir="ltr">`.
+/// get Unicode isolates (LRI … PDI, invisible where unsupported), HTML gets `<bdi dir="ltr">`,
+/// subjects a left-to-right mark on each side (LRM … LRM), which the subject lines of mail
+/// clients honour more widely than isolates; `[#42]` stays whole for threading.
 fn ltr(state: &State, value: String) -> Value {
+    if state.name().ends_with(".subject") {
+        return Value::from(format!("\u{200E}{value}\u{200E}"));
+    }
     wrap(state, &value, "\u{2066}", "<bdi dir=\"ltr\">")
 }
 
@@ -469,7 +475,9 @@ mod tests {
             )
             .unwrap();
         assert!(
-            parts.text.starts_with("Αίτημα [#42], απάντηση έως Τρίτη"),
+            parts
+                .text
+                .starts_with("Αίτημα [#42], απάντηση έως την Τρίτη"),
             "{}",
             parts.text
         );
@@ -546,6 +554,7 @@ mod tests {
             .unwrap();
         env.add_template("t.html", "{{ tag|ltr }} {{ s|isolate }}")
             .unwrap();
+        env.add_template("t.subject", "رد: {{ tag|ltr }}").unwrap();
         let ctx = minijinja::context! { tag => "[#7]", s => "<b>" };
         assert_eq!(
             env.get_template("t.txt").unwrap().render(&ctx).unwrap(),
@@ -554,6 +563,10 @@ mod tests {
         assert_eq!(
             env.get_template("t.html").unwrap().render(&ctx).unwrap(),
             "<bdi dir=\"ltr\">[#7]</bdi> <bdi>&lt;b&gt;</bdi>"
+        );
+        assert_eq!(
+            env.get_template("t.subject").unwrap().render(&ctx).unwrap(),
+            "رد: \u{200E}[#7]\u{200E}"
         );
     }
 }
