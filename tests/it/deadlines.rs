@@ -24,7 +24,7 @@ fn events(setup: &Setup, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-fn set_deadlines(setup: &Setup, deadlines: &str) {
+pub fn set_deadlines(setup: &Setup, deadlines: &str) {
     setup.edit_config(|text| {
         text.replace(
             "[deadlines]\nfirst_response = \"24h\"\n",
