@@ -606,6 +606,17 @@ mod tests {
         }
     }
 
+    /// `inbound` decided with the default policy and deadlines, for the test team, now.
+    fn decided(inbound: &Inbound<'_>) -> Decision {
+        decide(
+            inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        )
+    }
+
     fn text(body: &str) -> AgentText {
         AgentText {
             body: body.into(),
@@ -698,13 +709,7 @@ mod tests {
                 text: Some(&body),
                 ..customer(Threading::New, Some(&state))
             };
-            let d = decide(
-                &inbound,
-                &policy(),
-                &Deadlines::default(),
-                Some(&team()),
-                now(),
-            );
+            let d = decided(&inbound);
             assert_eq!(d.ticket, TicketAction::Create);
             assert!(!d.acknowledge && !d.relay);
             assert_eq!(d.deadline, None);
@@ -725,13 +730,7 @@ mod tests {
             sent: Some(sent),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentReply);
         assert!(d.relay && !d.acknowledge);
         assert_eq!(d.answered_at, Some(sent));
@@ -759,13 +758,7 @@ mod tests {
             leak: Some(&leak),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentRejected);
         assert!(!d.relay && d.answered_at.is_none() && d.status.is_none());
         assert!(
@@ -780,13 +773,7 @@ mod tests {
             text: Some(&note),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentNote);
     }
 
@@ -802,13 +789,7 @@ mod tests {
                 text: Some(&body),
                 ..customer(Threading::Signed(TicketId(4)), Some(&state))
             };
-            decide(
-                &inbound,
-                &policy(),
-                &Deadlines::default(),
-                Some(&team()),
-                now(),
-            )
+            decided(&inbound)
         };
         let changes = vec![
             CcChange::Add("accounts@example.net".into()),
@@ -855,13 +836,7 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentNote);
         assert!(!d.relay && d.answered_at.is_none());
         assert_eq!(d.note_to, vec!["a2@x.test", "a3@x.test"]);
@@ -881,13 +856,7 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentCommands);
         assert_eq!(d.status, Some(TicketStatus::Closed));
         assert_eq!(d.priority, Some(Priority::Urgent));
@@ -899,13 +868,7 @@ mod tests {
             text: Some(&bad),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentRejected);
         assert_eq!(d.status, None);
         assert!(matches!(d.tell, Some((_, AgentNotice::BadCommands(_)))));
@@ -915,13 +878,7 @@ mod tests {
             text: Some(&empty),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.tell, Some(("a1@x.test".into(), AgentNotice::Empty)));
     }
 
@@ -937,13 +894,7 @@ mod tests {
             recipients: &recipients,
             ..customer(Threading::Reference(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentDirect);
         assert_eq!(d.answered_at, Some(now()));
         assert!(!d.relay && d.tell.is_none() && !d.acknowledge);
@@ -958,13 +909,7 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
         assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
@@ -982,13 +927,7 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(d.acknowledge && !d.relay);
         assert_eq!(

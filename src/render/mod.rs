@@ -443,6 +443,31 @@ mod tests {
         }
     }
 
+    fn signer() -> crate::agent::sign::Signer {
+        crate::agent::sign::Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &support().address,
+            "+",
+        )
+    }
+
+    /// Ticket 77, "Printer on fire", open, of `customer`, in `lang`.
+    fn ticket77(customer: &Person, lang: Lang) -> crate::model::TicketState {
+        crate::model::TicketState {
+            id: TicketId(77),
+            mailbox: "support".into(),
+            subject: "Printer on fire".into(),
+            status: crate::model::TicketStatus::Open,
+            priority: crate::model::Priority::Normal,
+            assigned: None,
+            customer: Some(customer.clone()),
+            customers: vec![customer.clone()],
+            created_at: Timestamp::UNIX_EPOCH,
+            language: Some(lang),
+            address: None,
+        }
+    }
+
     fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
         acknowledgement(
             &support(),
@@ -607,11 +632,7 @@ mod tests {
     /// language the agent's own words are in.
     #[test]
     fn relayed_answers_are_framed_in_the_tickets_language() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
+        let signer = signer();
         let agent = crate::config::Agent {
             name: "Alice Agent".into(),
             address: "alice@example.test".into(),
@@ -668,11 +689,7 @@ mod tests {
     /// above the localised marker is cut there like the English one.
     #[test]
     fn agents_read_mail_in_their_own_language() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
+        let signer = signer();
         let agent = |name: &str, address: &str, language: Lang| crate::config::Agent {
             name: name.into(),
             address: address.into(),
@@ -685,19 +702,7 @@ mod tests {
             agent("Alice", "alice@example.test", Lang::En),
         );
         let customer = Person::new("mona@example.net", Some("Mona"));
-        let ticket = crate::model::TicketState {
-            id: TicketId(77),
-            mailbox: "support".into(),
-            subject: "Printer on fire".into(),
-            status: crate::model::TicketStatus::Open,
-            priority: crate::model::Priority::Normal,
-            assigned: None,
-            customer: Some(customer.clone()),
-            customers: vec![customer.clone()],
-            created_at: Timestamp::UNIX_EPOCH,
-            language: Some(Lang::El),
-            address: None,
-        };
+        let ticket = ticket77(&customer, Lang::El);
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let notify = |to: &crate::config::Agent| {
             let out = notification(
@@ -794,25 +799,8 @@ mod tests {
     /// the agent's language): a reply whose quote header is not recognised is still cut there.
     #[test]
     fn every_mail_with_a_reply_key_carries_the_marker() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
-        let customer = Person::new("mona@example.net", Some("Mona"));
-        let ticket = crate::model::TicketState {
-            id: TicketId(77),
-            mailbox: "support".into(),
-            subject: "Printer on fire".into(),
-            status: crate::model::TicketStatus::Open,
-            priority: crate::model::Priority::Normal,
-            assigned: None,
-            customer: Some(customer.clone()),
-            customers: vec![customer],
-            created_at: Timestamp::UNIX_EPOCH,
-            language: Some(Lang::En),
-            address: None,
-        };
+        let signer = signer();
+        let ticket = ticket77(&Person::new("mona@example.net", Some("Mona")), Lang::En);
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         for lang in Lang::ALL {
             let agent = crate::config::Agent {

@@ -46,6 +46,23 @@ fn seed(text: &str) -> u64 {
     RandomState::new().hash_one(text)
 }
 
+/// `customer1` (Mona Q) writes to support; returns agent1's notification, once the
+/// acknowledgement is in.
+async fn customer_writes(lab: &Lab, subject: &str, message_id: &str, body: &str) -> Vec<u8> {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let original = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        subject,
+        message_id,
+        body,
+        &[],
+    );
+    lab.send(&customer, &[&support], &original).await;
+    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0)
+}
+
 /// The first of `mails` whose subject starts with `prefix`.
 fn with_subject(mails: &[Vec<u8>], prefix: &str) -> Vec<u8> {
     mails
@@ -71,18 +88,14 @@ after = "0s"
 to = ["agent1@example.test"]"#,
     );
     let daemon = setup.start();
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let agent1 = lab.address("agent1");
-    let original = message(
-        &format!("Mona Q <{customer}>"),
-        &support,
+    customer_writes(
+        &lab,
         "Refunds",
         "iban@customer.test",
         "Please send my refunds to the new IBAN DE89 3704 0044 0532 0130 00.\n",
-        &[],
-    );
-    lab.send(&customer, &[&support], &original).await;
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    )
+    .await;
     // Bob writes an internal note; the escalation then shows it to Alice (after the warning).
     let bob_notification = lab.wait_for("agent2", "INBOX", 1, WAIT).await.remove(0);
     answer(&lab, "agent2", &bob_notification, &format!("#note\n{NOTE}")).await;
@@ -191,19 +204,8 @@ async fn every_client_shape_relays_only_the_answer() {
     let Some(lab) = Lab::start() else { return };
     let setup = with_agents(&lab);
     let daemon = setup.start();
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let agent1 = lab.address("agent1");
-    let original = message(
-        &customer,
-        &support,
-        "Printer",
-        "shapes@customer.test",
-        "It jams.\n",
-        &[],
-    );
-    lab.send(&customer, &[&support], &original).await;
-    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    let notification = customer_writes(&lab, "Printer", "shapes@customer.test", "It jams.\n").await;
     let to = parsed(&notification)
         .reply_to
         .expect("signed Reply-To")
@@ -281,17 +283,13 @@ async fn cc_add_then_remove_changes_who_receives_the_answers() {
     let daemon = setup.start();
     let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let accountant = lab.address("customer4");
-    let original = message(
-        &format!("Mona Q <{customer}>"),
-        &support,
+    let notification = customer_writes(
+        &lab,
         "Invoice",
         "cc1@customer.test",
         "The invoice is wrong.\n",
-        &[],
-    );
-    lab.send(&customer, &[&support], &original).await;
-    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    )
+    .await;
     let n = parsed(&notification);
     assert!(
         n.text
