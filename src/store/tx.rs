@@ -121,7 +121,7 @@ pub struct TicketTexts {
     /// Its internal notes: (author, written at, text).
     pub notes: Vec<(Option<String>, Timestamp, String)>,
     /// What its customers have seen: their mail and ours to them, newest first (at most
-    /// [`PUBLIC_TEXTS`]).
+    /// [`PUBLIC_TEXTS`], each cut at 256 K characters).
     pub public: Vec<String>,
 }
 
@@ -849,7 +849,7 @@ impl<'c> Tx<'c> {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut statement = self.tx.prepare_cached(
-            "SELECT body_text FROM messages WHERE ticket_id = ?1 AND internal = 0
+            "SELECT substr(body_text, 1, 262144) FROM messages WHERE ticket_id = ?1 AND internal = 0
              ORDER BY id DESC LIMIT ?2",
         )?;
         let public = statement

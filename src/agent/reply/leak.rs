@@ -18,6 +18,8 @@ use super::{MARKER_END, MARKER_START, quote};
 pub const MIN_PHRASE: usize = 5;
 /// Runs of this many consecutive words of a note count wherever they are.
 pub const SHINGLE: usize = 8;
+/// Of the texts the customers have seen, the newest this many bytes are read.
+pub const PUBLIC_BYTES: usize = 1024 * 1024;
 /// The most words of a hit quoted back to the agent.
 const EXCERPT_WORDS: usize = 12;
 
@@ -122,7 +124,8 @@ pub struct Guard<'a> {
 
 impl<'a> Guard<'a> {
     /// `boilerplate`: literal lines of the templates of mail to agents, marker words included;
-    /// `public`: the texts the ticket's customers have seen (their mail, our answers).
+    /// `public`: the texts the ticket's customers have seen (their mail, our answers), newest
+    /// first; only the first [`PUBLIC_BYTES`] of them are read.
     pub fn new(boilerplate: &[String], notes: &'a [Note<'a>], public: &[&str]) -> Guard<'a> {
         let mut phrases = Phrases::new();
         for line in boilerplate {
@@ -137,8 +140,14 @@ impl<'a> Guard<'a> {
             }
         }
         let mut public_hits = HashSet::new();
+        let mut budget = PUBLIC_BYTES;
         for text in public {
-            let seen = words(text);
+            let mut end = text.len().min(budget);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            budget -= end;
+            let seen = words(&text[..end]);
             public_hits.extend(
                 phrases
                     .find(&seen)
@@ -283,6 +292,15 @@ mod tests {
         assert_eq!(
             check("> Customer is a VIP, handle with care.\nSure.", &[customer]),
             None
+        );
+        // Only the newest texts count: an old one beyond the budget does not hide the note.
+        let flood = "x ".repeat(PUBLIC_BYTES / 2);
+        assert!(
+            check(
+                "> Customer is a VIP, handle with care.",
+                &[&flood, customer]
+            )
+            .is_some()
         );
         // Boilerplate stays a leak whatever a customer wrote.
         assert!(
