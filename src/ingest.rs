@@ -26,7 +26,7 @@ use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
+use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
@@ -845,6 +845,15 @@ fn apply(
     }
     for change in &decision.cc {
         out.record("ticket.cc", Command::Cc(change.clone()).describe())?;
+    }
+    if let Some((agent, AgentNotice::Leak(why))) = &decision.tell {
+        tracing::warn!(
+            mailbox = source.mailbox,
+            ticket = ticket.0,
+            message_id = parsed.message_id.as_deref().unwrap_or(""),
+            "answer from {agent} not relayed: {why}"
+        );
+        out.record("relay.refused", format!("{agent}: {why}"))?;
     }
     if let Some(lang) = decision.language
         && tx.set_ticket_language(ticket, lang, language::Source::Agent, now)?

@@ -13,7 +13,7 @@ use crate::harness::{Lab, message};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Events of `kind` recorded so far.
-fn events(setup: &Setup, kind: &str) -> Vec<Value> {
+pub fn events(setup: &Setup, kind: &str) -> Vec<Value> {
     setup
         .json(&["events", "--kind", kind, "--limit", "1000"])
         .as_array()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::agents::{answer, thunderbird_reply, with_agents};
 use crate::daemon::{header, parsed};
-use crate::deadlines::set_deadlines;
+use crate::deadlines::{events, set_deadlines};
 use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -195,6 +195,7 @@ to = ["agent1@example.test"]"#,
         .filter(|row| row["kind"] == "reply")
         .count();
     assert_eq!(replies, 1, "{outbox:#}");
+    assert_eq!(events(&setup, "relay.refused").len(), 2);
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
@@ -336,7 +337,7 @@ async fn cc_add_then_remove_changes_who_receives_the_answers() {
         )],
     );
     lab.send(&customer, &[&support], &follow_up).await;
-    let inbox = lab.wait_for("agent1", "INBOX", 4, WAIT).await;
+    let inbox = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
     let update = parsed(&inbox[2]);
     assert!(update.text.contains(&accountant), "{}", update.text);
 
