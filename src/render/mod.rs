@@ -403,11 +403,12 @@ pub fn format_due(due_at: Timestamp, tz: &TimeZone, lang: Lang) -> String {
     }
 }
 
-/// `Re: AW: Fwd: subject` → `subject`.
+/// `Re: AW: Fwd: subject` → `subject`. Linear: each step lower-cases only the few characters
+/// a prefix can take, never the rest of the subject.
 fn strip_reply_prefixes(subject: &str) -> &str {
     let mut rest = subject.trim();
     loop {
-        let lower = rest.to_lowercase();
+        let lower: String = rest.chars().take(6).flat_map(char::to_lowercase).collect();
         let Some(prefix) = [
             "re:",
             "aw:",
@@ -977,6 +978,8 @@ mod tests {
         assert_eq!(strip_reply_prefixes("Re: AW: fwd: hello"), "hello");
         assert_eq!(strip_reply_prefixes("رد: مرحبا"), "مرحبا");
         assert_eq!(strip_reply_prefixes("Regarding x"), "Regarding x");
+        let bomb = format!("{}x", "Re: ".repeat(100_000));
+        assert_eq!(strip_reply_prefixes(&bomb), "x");
     }
 
     #[test]
