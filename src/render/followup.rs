@@ -2,13 +2,12 @@
 //! surveys and closing notices to customers.
 
 use jiff::Timestamp;
-use lettre::message::Mailbox;
 
-use super::agent::{reader_language, signed_mailbox};
+use super::agent::{marker, reader_language, signed_mailbox};
 use super::locale::{Author, author_word};
 use super::{
-    Envelope, Outgoing, RenderError, base_subject, build, format_due, format_duration, format_when,
-    mailbox, new_message_id, support_mailbox,
+    Envelope, Outgoing, RenderError, ReplyTo, base_subject, build, format_due, format_duration,
+    format_when, mailbox, new_message_id, support_mailbox,
 };
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
@@ -63,7 +62,7 @@ pub fn to_customer(
             from: support_mailbox(support, None),
             to: vec![mailbox(mail.customer)?],
             cc: Vec::new(),
-            reply_to: None,
+            reply_to: ReplyTo::From,
             message_id: new_message_id(support),
             in_reply_to,
             references,
@@ -150,6 +149,7 @@ pub fn alert(
         tag => tag.clone(),
         subject => base_subject(&a.ticket.subject, &tag),
         level => a.level,
+        marker => marker(lang),
         customer_name => customer.and_then(|c| c.name.clone()).unwrap_or_default(),
         customer_address => customer.map(|c| c.address.clone()).unwrap_or_default(),
         status => a.ticket.status.as_str(),
@@ -169,10 +169,10 @@ pub fn alert(
     let recipient = mailbox(&Person::new(to, agent.map(|a| a.name.as_str())))?;
     let (reply_to, message_id) = match (agent, signer) {
         (Some(agent), Some(signer)) => (
-            Some(signed_mailbox(support, signer, a.ticket, agent)?),
+            ReplyTo::Signed(signed_mailbox(support, signer, a.ticket, agent)?),
             signer.message_id(a.ticket.id, &agent.address),
         ),
-        _ => (None::<Mailbox>, new_message_id(support)),
+        _ => (ReplyTo::From, new_message_id(support)),
     };
     build(
         support,

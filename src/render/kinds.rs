@@ -97,7 +97,7 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to agents: a customer wrote (new ticket or later message), with their history",
         subject_requires: &["tag"],
-        body_requires: &["tag", "marker", "message"],
+        body_requires: &["tag", "marker", "message", "recipients"],
         shipped: shipped!("notification": "en" "ar" "el"),
         sample: notification_sample,
     },
@@ -133,7 +133,7 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to the assigned agent or the team: a customer's answer is due soon",
         subject_requires: &["tag"],
-        body_requires: &["tag", "due", "waiting"],
+        body_requires: &["tag", "marker", "due", "waiting"],
         shipped: shipped!("warning": "en" "ar" "el"),
         sample: alert_sample,
     },
@@ -142,7 +142,7 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to an escalation level: an answer is overdue, with the whole conversation and who was told",
         subject_requires: &["tag", "level"],
-        body_requires: &["tag", "waiting", "thread", "told"],
+        body_requires: &["tag", "marker", "waiting", "thread", "told"],
         shipped: shipped!("escalation": "en" "ar" "el"),
         sample: alert_sample,
     },
@@ -236,6 +236,7 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
 fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
         marker => marker(lang),
+        recipients => vec!["Mona Quinn <customer@example.net>", "accounts@example.net"],
         new_ticket => true,
         customer_address => "customer@example.net",
         status => "open",
@@ -278,6 +279,7 @@ fn bounce_sample(_: Lang, _: &TimeZone) -> Value {
 
 fn alert_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
+        marker => marker(lang),
         level => 1,
         customer_address => "customer@example.net",
         status => "open",

@@ -54,6 +54,17 @@ pub enum RenderError {
     Template(#[from] TemplateError),
     #[error("building the message failed: {0}")]
     Build(String),
+    #[error(
+        "a mail with a reply key must show the reply marker (`{{{{ marker }}}}`) in its text and HTML parts"
+    )]
+    NoMarker,
+}
+
+/// A line holding both ends of the reply marker.
+fn has_marker(text: &str) -> bool {
+    use crate::agent::reply::{MARKER_END, MARKER_START};
+    text.lines()
+        .any(|l| l.contains(MARKER_START) && l.contains(MARKER_END))
 }
 
 /// The customer message an acknowledgement answers.
@@ -96,7 +107,7 @@ pub fn acknowledgement(
             from: support_mailbox(support, None),
             to: vec![mailbox(ack.customer)?],
             cc: Vec::new(),
-            reply_to: None,
+            reply_to: ReplyTo::From,
             message_id: new_message_id(support),
             in_reply_to: ack.message_id,
             references,
@@ -123,7 +134,7 @@ struct Envelope<'a> {
     from: Mailbox,
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
-    reply_to: Option<Mailbox>,
+    reply_to: ReplyTo,
     /// Without angle brackets.
     message_id: String,
     in_reply_to: Option<&'a str>,
@@ -131,6 +142,17 @@ struct Envelope<'a> {
     /// `Auto-Submitted:` value for machine-written mail (RFC 3834); `None` for an agent's words.
     auto_submitted: Option<&'static str>,
     attachments: &'a [Attachment],
+}
+
+/// Where answers to a message go.
+enum ReplyTo {
+    /// To its From (the support address, or the agent a relayed answer names).
+    From,
+    /// The support address, named plainly.
+    Support(Mailbox),
+    /// An agent's reply key: the text and HTML parts must carry the reply marker, so that
+    /// whatever the agent's client quotes below it is cut ([`crate::agent::reply`]).
+    Signed(Mailbox),
 }
 
 /// Assembles the finished message: headers, text and HTML alternatives, attachments.
@@ -157,8 +179,15 @@ fn build(
     for cc in envelope.cc {
         builder = builder.cc(cc);
     }
-    if let Some(reply_to) = envelope.reply_to {
-        builder = builder.reply_to(reply_to);
+    match envelope.reply_to {
+        ReplyTo::From => {}
+        ReplyTo::Support(reply_to) => builder = builder.reply_to(reply_to),
+        ReplyTo::Signed(reply_to) => {
+            if !has_marker(&parts.text) || !has_marker(&parts.html) {
+                return Err(RenderError::NoMarker);
+            }
+            builder = builder.reply_to(reply_to);
+        }
     }
     builder = builder
         .raw_header(HeaderValue::new(
@@ -268,11 +297,12 @@ fn new_message_id(support: &Support) -> String {
     )
 }
 
-/// `Re: AW: Fwd: subject` → `subject`.
+/// `Re: AW: Fwd: subject` → `subject`. Linear: each step lower-cases only the few characters
+/// a prefix can take, never the rest of the subject.
 fn strip_reply_prefixes(subject: &str) -> &str {
     let mut rest = subject.trim();
     loop {
-        let lower = rest.to_lowercase();
+        let lower: String = rest.chars().take(6).flat_map(char::to_lowercase).collect();
         let Some(prefix) = [
             "re:",
             "aw:",
@@ -305,6 +335,31 @@ mod tests {
             tag_prefix: "#".into(),
             timezone: TimeZone::get("Europe/Athens").unwrap(),
             language: Lang::En,
+        }
+    }
+
+    fn signer() -> crate::agent::sign::Signer {
+        crate::agent::sign::Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &support().address,
+            "+",
+        )
+    }
+
+    /// Ticket 77, "Printer on fire", open, of `customer`, in `lang`.
+    fn ticket77(customer: &Person, lang: Lang) -> crate::model::TicketState {
+        crate::model::TicketState {
+            id: TicketId(77),
+            mailbox: "support".into(),
+            subject: "Printer on fire".into(),
+            status: crate::model::TicketStatus::Open,
+            priority: crate::model::Priority::Normal,
+            assigned: None,
+            customer: Some(customer.clone()),
+            customers: vec![customer.clone()],
+            created_at: Timestamp::UNIX_EPOCH,
+            language: Some(lang),
+            address: None,
         }
     }
 
@@ -442,11 +497,7 @@ mod tests {
     /// language the agent's own words are in.
     #[test]
     fn relayed_answers_are_framed_in_the_tickets_language() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
+        let signer = signer();
         let agent = crate::config::Agent {
             name: "Alice Agent".into(),
             address: "alice@example.test".into(),
@@ -503,11 +554,7 @@ mod tests {
     /// above the localised marker is cut there like the English one.
     #[test]
     fn agents_read_mail_in_their_own_language() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
+        let signer = signer();
         let agent = |name: &str, address: &str, language: Lang| crate::config::Agent {
             name: name.into(),
             address: address.into(),
@@ -520,19 +567,7 @@ mod tests {
             agent("Alice", "alice@example.test", Lang::En),
         );
         let customer = Person::new("mona@example.net", Some("Mona"));
-        let ticket = crate::model::TicketState {
-            id: TicketId(77),
-            mailbox: "support".into(),
-            subject: "Printer on fire".into(),
-            status: crate::model::TicketStatus::Open,
-            priority: crate::model::Priority::Normal,
-            assigned: None,
-            customer: Some(customer.clone()),
-            customers: vec![customer.clone()],
-            created_at: Timestamp::UNIX_EPOCH,
-            language: Some(Lang::El),
-            address: None,
-        };
+        let ticket = ticket77(&customer, Lang::El);
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let notify = |to: &crate::config::Agent| {
             let out = notification(
@@ -593,7 +628,7 @@ mod tests {
         // Samir answers above his Arabic marker, quoting the notification below it.
         let quoted: String = arabic.text.lines().map(|l| format!("> {l}\n")).collect();
         let answer = format!("شكرًا، سأتصل بالعميلة.\n\n{quoted}");
-        let read = crate::agent::reply::read(&answer, &crate::agent::fixtures::agents());
+        let read = crate::agent::reply::read(&answer, &crate::agent::fixtures::agents(), &[]);
         assert_eq!(read.body, "شكرًا، سأتصل بالعميلة.");
 
         let note_to = |to: &crate::config::Agent| {
@@ -626,6 +661,88 @@ mod tests {
             "{}",
             arabic.text
         );
+    }
+
+    /// Warnings and escalations carry an agent's reply key, so they carry the marker too (in
+    /// the agent's language): a reply whose quote header is not recognised is still cut there.
+    #[test]
+    fn every_mail_with_a_reply_key_carries_the_marker() {
+        let signer = signer();
+        let ticket = ticket77(&Person::new("mona@example.net", Some("Mona")), Lang::En);
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        for lang in Lang::ALL {
+            let agent = crate::config::Agent {
+                name: "Agent".into(),
+                address: "agent1@example.test".into(),
+                alternates: Vec::new(),
+                language: lang,
+            };
+            for kind in ["warning", "escalation"] {
+                let out = alert(
+                    &support(),
+                    &Templates::builtin(),
+                    Some(&signer),
+                    kind,
+                    AlertFor {
+                        to: &agent.address,
+                        agent: Some(&agent),
+                        ticket: &ticket,
+                        received_at: "2026-11-23T08:00:00Z".parse().unwrap(),
+                        due_at: "2026-11-23T09:00:00Z".parse().unwrap(),
+                        level: 1,
+                        thread: &[],
+                        told: &[],
+                        message_id: None,
+                    },
+                    now,
+                )
+                .unwrap();
+                let parsed = crate::parse::parse(&out.raw);
+                let reply_to = parsed.reply_to.expect("signed Reply-To").address;
+                assert!(reply_to.starts_with("support+77."), "{reply_to}");
+                assert!(
+                    parsed.text.contains(&agent::marker(lang)),
+                    "{kind} {lang}: {}",
+                    parsed.text
+                );
+                assert!(mail_parser_html(&out.raw).contains(&agent::marker(lang)));
+                // A Dutch Outlook header (not recognised) above the unquoted alert.
+                let answer = format!(
+                    "We are on it.\n\nVan: Example Support\nVerzonden: maandag\n\n{}",
+                    parsed.text
+                );
+                let read =
+                    crate::agent::reply::read(&answer, &crate::agent::fixtures::agents(), &[]);
+                assert!(read.body.starts_with("We are on it."), "{}", read.body);
+                assert!(
+                    !read.body.contains("Printer on fire"),
+                    "{kind} {lang}: {}",
+                    read.body
+                );
+            }
+        }
+        // The builder refuses a reply key without the marker, whatever the template says.
+        let parts = RenderedParts {
+            lang: Lang::En,
+            subject: "s".into(),
+            text: "no marker".into(),
+            html: "<p>no marker</p>".into(),
+        };
+        let envelope = Envelope {
+            from: support_mailbox(&support(), None),
+            to: vec![mailbox(&Person::new("agent1@example.test", None)).unwrap()],
+            cc: Vec::new(),
+            reply_to: ReplyTo::Signed(support_mailbox(&support(), None)),
+            message_id: "x@example.test".into(),
+            in_reply_to: None,
+            references: Vec::new(),
+            auto_submitted: None,
+            attachments: &[],
+        };
+        assert!(matches!(
+            build(&support(), envelope, parts, now),
+            Err(RenderError::NoMarker)
+        ));
     }
 
     #[test]
@@ -733,6 +850,8 @@ mod tests {
             "الطابعة",
             "the marks around an Arabic tag go with it"
         );
+        let bomb = format!("{}x", "Re: ".repeat(100_000));
+        assert_eq!(strip_reply_prefixes(&bomb), "x");
     }
 
     #[test]
