@@ -2,23 +2,19 @@
 //! write transaction.
 //!
 //! **Architecture Invariant:** no text analysis runs inside `Store::write`: quote stripping,
-//! survey answers and language detection happen here, on at most [`MAX_ANALYSED_BYTES`] and
-//! [`MAX_ANALYSED_LINES`] of the text, each in time linear in that prefix; the transaction only
+//! survey answers and language detection happen here, on at most [`MAX_BYTES`] and
+//! [`MAX_LINES`] of the text (the limits of quote stripping), each in time linear in that prefix; the transaction only
 //! reads the result. (Parsing, charset guessing and reply-prefix stripping are linear too and
 //! also run before it.) A hostile message therefore holds the single writer for no longer than
 //! an ordinary one of its size.
 
-use crate::agent::{self, Author, reply::AgentText, sign::Signer};
+use crate::agent::reply::AgentText;
+use crate::agent::reply::quote::{MAX_BYTES, MAX_LINES};
+use crate::agent::{self, Author, sign::Signer};
 use crate::classify::Class;
 use crate::config::Config;
 use crate::language::{self, Lang};
 use crate::parse::{self, Carried, ParsedMessage};
-
-/// At most this much of a message's text is analysed (quote stripping, survey answers,
-/// language); the whole text is still stored.
-pub const MAX_ANALYSED_BYTES: usize = 256 * 1024;
-/// At most this many lines of a message's text are analysed.
-pub const MAX_ANALYSED_LINES: usize = 10_000;
 
 /// What the write step needs to know about a message's text.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +39,8 @@ pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Confi
     let signer = Signer::from_config(config);
     let author = agent::recognise(parsed, &config.agents, signer.as_ref());
     let text = prefix(&parsed.text);
-    let agent_text =
-        matches!(author, Author::Verified { .. }).then(|| agent::reply::read(text, &config.agents));
+    let agent_text = matches!(author, Author::Verified { .. })
+        .then(|| agent::reply::read(text, &config.agents, &config.own_addresses));
     let customer = class.is_customer() && author.agent().is_none();
     Analysis {
         author,
@@ -65,11 +61,11 @@ pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Confi
     }
 }
 
-/// The part of `text` that is analysed: at most [`MAX_ANALYSED_BYTES`] (cut at a character
-/// boundary) and [`MAX_ANALYSED_LINES`] lines.
+/// The part of `text` that is analysed: at most [`MAX_BYTES`] (cut at a character boundary)
+/// and [`MAX_LINES`] lines.
 pub fn prefix(text: &str) -> &str {
-    let text = parse::cut_at(text, MAX_ANALYSED_BYTES);
-    match text.match_indices('\n').nth(MAX_ANALYSED_LINES - 1) {
+    let text = parse::cut_at(text, MAX_BYTES);
+    match text.match_indices('\n').nth(MAX_LINES - 1) {
         Some((at, _)) => &text[..at],
         None => text,
     }
@@ -82,12 +78,12 @@ mod tests {
     #[test]
     fn the_prefix_is_capped_by_bytes_and_lines() {
         assert_eq!(prefix("short\ntext"), "short\ntext");
-        let lines = "> x\n".repeat(MAX_ANALYSED_LINES * 2);
+        let lines = "> x\n".repeat(MAX_LINES * 2);
         let cut = prefix(&lines);
-        assert_eq!(cut.lines().count(), MAX_ANALYSED_LINES);
-        let long = "é".repeat(MAX_ANALYSED_BYTES);
+        assert_eq!(cut.lines().count(), MAX_LINES);
+        let long = "é".repeat(MAX_BYTES);
         let cut = prefix(&long);
-        assert!(cut.len() <= MAX_ANALYSED_BYTES && cut.len() >= MAX_ANALYSED_BYTES - 1);
+        assert!(cut.len() <= MAX_BYTES && cut.len() >= MAX_BYTES - 1);
         assert!(cut.chars().all(|c| c == 'é'));
     }
 }
