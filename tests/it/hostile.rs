@@ -12,8 +12,8 @@ use deskgate::model::TicketId;
 use deskgate::policy::Arrival;
 use deskgate::store::Store;
 
-use crate::agents::add_agents;
-use crate::cli::deskgate;
+use crate::agents::{AGENTS, add_agents, write_relay_key};
+use crate::cli::{VALID, deskgate};
 use crate::daemon::{Imap, Setup, UNLIMITED_SENDERS};
 use crate::harness::Lab;
 use crate::hostile_mail::{against, controls, hostile_mails};
@@ -21,31 +21,10 @@ use crate::hostile_mail::{against, controls, hostile_mails};
 const CUSTOMER: &str = "mallory@example.net";
 const SUPPORT: &str = "support@example.test";
 
-const CONFIG: &str = r#"database = "state/deskgate.db"
-[support]
-address = "support@example.test"
-name = "Support"
-[policy]
-new_tickets_per_hour = 100000
-acknowledgements_per_hour = 100000
-[[mailbox]]
-name = "support"
-host = "127.0.0.1"
-tls = "plain"
-user = "support@example.test"
-password = "x"
-[smtp]
-host = "127.0.0.1"
-tls = "plain"
-[relay]
-secret = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
-[[agent]]
-name = "Alice Agent"
-address = "agent1@example.test"
-[[agent]]
-name = "Bob Agent"
-address = "agent2@example.test"
-"#;
+/// The configuration of the in-process desk: one mailbox, two agents, no per-sender limits.
+fn config_text() -> String {
+    format!("{VALID}[policy]\n{UNLIMITED_SENDERS}\n{AGENTS}")
+}
 
 /// A desk in a temporary directory: its configuration file and its store.
 struct Desk {
@@ -58,7 +37,8 @@ impl Desk {
     fn new() -> Desk {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("deskgate.toml");
-        deskgate::files::write_private(&path, CONFIG.as_bytes()).expect("write config");
+        write_relay_key(dir.path());
+        deskgate::files::write_private(&path, config_text().as_bytes()).expect("write config");
         let config = Arc::new(Config::load(&path).expect("config"));
         let store = Store::open(&config.database).expect("store");
         Desk { dir, config, store }
@@ -309,7 +289,8 @@ fn mode(path: &Path) -> u32 {
 fn the_database_is_private_under_umask_022() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("deskgate.toml");
-    deskgate::files::write_private(&config, CONFIG.as_bytes()).expect("write config");
+    write_relay_key(dir.path());
+    deskgate::files::write_private(&config, config_text().as_bytes()).expect("write config");
     let mail = dir.path().join("mail.eml");
     std::fs::write(&mail, ordinary(3)).expect("write mail");
     let run = |args: &str| {
