@@ -728,7 +728,8 @@ async fn hostile(report: &mut Report, mb: usize, runs: usize) {
 /// Starts the daemon of `setup` and waits until its mailbox is connected.
 async fn connected(setup: &Setup) -> daemon::Daemon {
     let before = setup.log().matches("mailbox connected").count();
-    let daemon = setup.spawn_with(&[LOG]);
+    // As the systemd unit runs it.
+    let daemon = setup.spawn_with(&[LOG, ("MALLOC_ARENA_MAX", "2")]);
     let started = Instant::now();
     while setup.log().matches("mailbox connected").count() == before {
         assert!(
