@@ -38,13 +38,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
-/// Takes group and world permissions off an existing file.
+/// Takes group and world permissions off an existing file. A file of another user (shared on
+/// purpose, e.g. with an MTA's pipe transport running as someone else) is left as its owner
+/// made it: only the owner may change its mode, and `check-config` warns about it.
 fn tighten(path: &Path) -> std::io::Result<()> {
     let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, Permissions::from_mode(mode & 0o700))?;
+    if mode & 0o077 == 0 {
+        return Ok(());
     }
-    Ok(())
+    match std::fs::set_permissions(path, Permissions::from_mode(mode & 0o700)) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
 }
 
 /// The database file and the `-wal`/`-shm` files SQLite keeps next to it.
