@@ -35,6 +35,8 @@ pub struct ParsedMessage {
     pub cc: Vec<Person>,
     /// `Delivered-To:` and `X-Original-To:` values (lower case): the envelope recipients.
     pub delivered_to: Vec<String>,
+    /// `Authentication-Results:` values, top to bottom (see [`crate::authres`]).
+    pub authentication_results: Vec<String>,
     pub date: Option<Timestamp>,
     /// The first text body, or the first HTML body converted to text.
     pub text: String,
@@ -143,6 +145,11 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
             .flat_map(|name| message.header_values(*name))
             .filter_map(|v| v.as_text())
             .map(|v| normalize_id(v).to_ascii_lowercase())
+            .collect(),
+        authentication_results: message
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+            .map(|(_, value)| clean_header_text(value))
             .collect(),
         date: message
             .date()

@@ -290,6 +290,7 @@ fn example_config_comments_show_the_defaults() {
         "processed_folder",
         "secret",
         "notes_address",
+        "previous_secret_file",
         "quarantine_folder",
         "client_secret",
         "client_secret_file",

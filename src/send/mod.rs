@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::agent::guard::Guard;
 use crate::config::{
     Credential, Live, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
 };
@@ -591,18 +592,52 @@ fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: T
     }
 }
 
+/// Who a rendered mail is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// An agent or another person inside (team lead, manager): internal mail.
+    Inside(&'a str),
+    /// A customer or a third party: never sent with a reply key in it.
+    Outside(&'a Guard),
+}
+
 /// Puts rendered mail in the outbox, inside the caller's transaction: the outbound message row
 /// (so the ticket's transcript and In-Reply-To look-ups find it) and the outbox row the
-/// sender delivers. Mail to an `agent` is internal: never a threading key for anyone else.
+/// sender delivers. Mail to someone inside is internal: never a threading key for anyone
+/// else. Mail to someone outside that carries a reply key is the one choke point where keys
+/// would leave the agents: it is not queued (`None`), and a `outbox.key_withheld` event and
+/// an error say why.
 pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
     ticket: TicketId,
     class: &str,
-    agent: Option<&str>,
+    audience: Audience<'_>,
     out: &Outgoing,
     now: Timestamp,
-) -> Result<OutboxId, StoreError> {
+) -> Result<Option<OutboxId>, StoreError> {
+    let agent = match audience {
+        Audience::Inside(agent) => Some(agent),
+        Audience::Outside(guard) => {
+            if let Some(leak) = guard.leak(&out.raw) {
+                error!(ticket = ticket.0, message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
+                tx.record(
+                    &Event {
+                        kind: "outbox.key_withheld",
+                        ticket: Some(ticket),
+                        detail: format!(
+                            "{class} to {} not sent: {leak}",
+                            out.recipients.join(", ")
+                        ),
+                        ..Event::default()
+                    },
+                    now,
+                )?;
+                return Ok(None);
+            }
+            None
+        }
+    };
     let from = Person::new(&out.envelope_from, Some(&support.name));
     let row = tx.insert_message(&NewMessage {
         ticket: Some(ticket),
@@ -632,6 +667,7 @@ pub fn enqueue(
         recipients: &out.recipients,
         now,
     })
+    .map(Some)
 }
 
 #[cfg(test)]

@@ -1,0 +1,185 @@
+//! Keys never leave the agents.
+//!
+//! [`Guard::is_inside`] names the addresses that are never ticket participants nor customer
+//! recipients: our own, the agents' (alternates included), the notes address and every signed
+//! reply address. [`Guard::leak`] is the last check before mail to a customer or a third party
+//! is queued (`send::enqueue`): mail that carries a reply key in To, Cc, Reply-To, References,
+//! In-Reply-To or its text is not sent.
+
+use mail_parser::MessageParser;
+
+use super::sign::Signer;
+use crate::config::Config;
+use crate::parse::parse;
+
+/// What is inside the desk, and the shapes of its keys.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Reads keys of every one of our addresses (their shape; no secret is checked).
+    signer: Option<Signer>,
+    /// Lower-case addresses that are inside.
+    inside: Vec<String>,
+}
+
+impl Guard {
+    pub fn from_config(config: &Config) -> Guard {
+        let agents = &config.agents;
+        let inside = config
+            .own_addresses
+            .iter()
+            .cloned()
+            .chain(
+                agents
+                    .agents
+                    .iter()
+                    .flat_map(|a| std::iter::once(&a.address).chain(&a.alternates))
+                    .cloned(),
+            )
+            .chain(agents.relay.iter().flat_map(|r| r.notes_address.clone()))
+            .collect();
+        Guard::new(Signer::from_config(config), inside)
+    }
+
+    pub fn new(signer: Option<Signer>, inside: Vec<String>) -> Guard {
+        Guard { signer, inside }
+    }
+
+    /// Whether `address` (any case) is ours, an agent's, or a signed reply address.
+    pub fn is_inside(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        self.inside.contains(&address)
+            || self
+                .signer
+                .as_ref()
+                .is_some_and(|s| s.read_address(&address).is_some())
+    }
+
+    /// Where the finished message `raw` carries a reply key; `None` when it carries none.
+    pub fn leak(&self, raw: &[u8]) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let parsed = parse(raw);
+        let people = [
+            ("To", &parsed.to),
+            ("Cc", &parsed.cc),
+            ("Reply-To", &parsed.reply_to.iter().cloned().collect()),
+        ];
+        for (header, list) in people {
+            if let Some(p) = list
+                .iter()
+                .find(|p| signer.read_address(&p.address).is_some())
+            {
+                return Some(format!("{header} names the reply address {}", p.address));
+            }
+        }
+        let ids = [
+            ("In-Reply-To", &parsed.in_reply_to),
+            ("References", &parsed.references),
+        ];
+        for (header, list) in ids {
+            if let Some(id) = list.iter().find(|id| signer.read_message_id(id).is_some()) {
+                return Some(format!("{header} names the signed Message-ID {id}"));
+            }
+        }
+        let message = MessageParser::default().parse(raw)?;
+        let texts = (0..)
+            .map_while(|i| message.body_text(i))
+            .chain((0..).map_while(|i| message.body_html(i)));
+        for text in texts {
+            if signer.carries_key(&text) {
+                return Some("the text carries a reply key".to_string());
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TicketId;
+
+    fn guard() -> (Guard, Signer) {
+        let signer = Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &"support@example.test".parse().unwrap(),
+            "+",
+        );
+        let inside = vec![
+            "support@example.test".to_string(),
+            "agent1@example.test".to_string(),
+            "alice@home.test".to_string(),
+        ];
+        (Guard::new(Some(signer.clone()), inside), signer)
+    }
+
+    fn mail(headers: &str, body: &str) -> Vec<u8> {
+        format!(
+            "From: Support <support@example.test>\r\nTo: mona@example.net\r\nSubject: x\r\nMessage-ID: <a@example.test>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn inside_addresses() {
+        let (guard, signer) = guard();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        for address in [
+            "support@example.test",
+            "Agent1@Example.test",
+            "alice@home.test",
+            key.as_str(),
+            &key.to_uppercase(),
+        ] {
+            assert!(guard.is_inside(address), "{address}");
+        }
+        for address in ["mona@example.net", "support+sales@example.test"] {
+            assert!(!guard.is_inside(address), "{address}");
+        }
+    }
+
+    #[test]
+    fn keys_anywhere_a_customer_would_see_them_are_found() {
+        let (guard, signer) = guard();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        let id = signer.message_id(TicketId(4), "agent1@example.test");
+        assert_eq!(guard.leak(&mail("", "Hello.")), None);
+        for (headers, body, expected) in [
+            (format!("Cc: Support <{key}>\r\n"), "Hi", "Cc names"),
+            (format!("Reply-To: <{key}>\r\n"), "Hi", "Reply-To names"),
+            (
+                format!("In-Reply-To: <{id}>\r\n"),
+                "Hi",
+                "In-Reply-To names",
+            ),
+            (
+                format!("References: <m1@customer.test> <{id}>\r\n"),
+                "Hi",
+                "References names",
+            ),
+            (String::new(), &*format!("write to {key}."), "the text"),
+            (String::new(), &*format!("ref <{id}>"), "the text"),
+            (
+                String::new(),
+                &*format!("ref {}.", id.to_uppercase()),
+                "the text",
+            ),
+        ] {
+            let raw = mail(&headers, body);
+            let found = guard.leak(&raw);
+            assert!(
+                found.as_deref().is_some_and(|f| f.contains(expected)),
+                "{headers} {body}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_in_html_are_found() {
+        let (guard, signer) = guard();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        let raw = format!(
+            "From: support@example.test\r\nTo: mona@example.net\r\nSubject: x\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclean\r\n--b\r\nContent-Type: text/html\r\n\r\n<a href=\"mailto:{key}\">us</a>\r\n--b--\r\n"
+        );
+        assert!(guard.leak(raw.as_bytes()).is_some());
+    }
+}
