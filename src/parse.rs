@@ -534,6 +534,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn authentication_results_keep_their_order_top_first() {
+        let parsed = parse(
+            b"Authentication-Results: relay.example.org; dmarc=fail\r\n\
+              Received: from x by y\r\nAuthentication-Results: mx.example.com;\r\n\
+              \tdkim=pass header.d=example.com\r\nauthentication-results: mx.example.com; none\r\n\
+              From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n",
+        );
+        assert_eq!(
+            parsed.authentication_results,
+            [
+                "relay.example.org; dmarc=fail",
+                "mx.example.com; dkim=pass header.d=example.com",
+                "mx.example.com; none"
+            ]
+        );
+    }
+
+    #[test]
     fn ordinary_message() {
         let parsed = parse(
             b"From: \"Mona Q\" <Mona@Example.NET>\r\nTo: support@example.test\r\n\

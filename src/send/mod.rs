@@ -695,6 +695,71 @@ mod tests {
         }
     }
 
+    /// The choke point: mail to someone outside that carries a reply key is not queued, and
+    /// the refusal is recorded; the same mail to an agent is.
+    #[test]
+    fn mail_outside_with_a_reply_key_is_withheld_at_enqueue() {
+        use crate::agent::sign::Signer;
+        use crate::store::NewTicket;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("guard.db")).expect("open store");
+        let address: lettre::Address = "support@example.test".parse().unwrap();
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef", &address, "+");
+        let guard = Guard::new(Some(signer.clone()), vec!["support@example.test".into()]);
+        let support = Support {
+            address,
+            name: "Example Support".into(),
+            tag_prefix: "#".into(),
+            timezone: jiff::tz::TimeZone::UTC,
+            language: crate::language::Lang::En,
+        };
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let key = signer.reply_address(TicketId(1), "agent1@example.test");
+        let outgoing = |n: u32, cc: &str| {
+            let raw = format!(
+                "From: support@example.test\r\nTo: mona@example.net\r\nCc: {cc}\r\nSubject: Re: x\r\nMessage-ID: <o{n}@example.test>\r\n\r\nHello.\r\n"
+            );
+            Outgoing {
+                message_id: format!("o{n}@example.test"),
+                subject: "Re: x".into(),
+                envelope_from: "support@example.test".into(),
+                recipients: vec!["mona@example.net".into(), cc.to_string()],
+                text: "Hello.".into(),
+                raw: raw.into_bytes(),
+            }
+        };
+        let (leaking, clean) = (outgoing(1, &key), outgoing(2, "boss@example.net"));
+        let (withheld, to_agent, sent) = store
+            .write_blocking(|tx| {
+                let ticket = tx.create_ticket(&NewTicket {
+                    mailbox: "support",
+                    subject: "x",
+                    customer: None,
+                    language: None,
+                    address: None,
+                    now,
+                })?;
+                let outside = Audience::Outside(&guard);
+                let withheld = enqueue(tx, &support, ticket, "reply", outside, &leaking, now)?;
+                let inside = Audience::Inside("agent1@example.test");
+                let to_agent = enqueue(tx, &support, ticket, "note", inside, &leaking, now)?;
+                let sent = enqueue(tx, &support, ticket, "reply", outside, &clean, now)?;
+                Ok((withheld, to_agent, sent))
+            })
+            .expect("write");
+        assert_eq!(withheld, None);
+        assert!(to_agent.is_some() && sent.is_some());
+        let events = store
+            .read_blocking(|tx| tx.events("outbox.key_withheld", 10))
+            .expect("events");
+        assert_eq!(events.len(), 1);
+        assert!(
+            events[0].detail.contains("Cc names the reply address"),
+            "{}",
+            events[0].detail
+        );
+    }
+
     #[test]
     fn retry_schedule_repeats_its_last_delay_then_gives_up() {
         let now: Timestamp = "2026-11-23T10:01:00Z".parse().unwrap();
