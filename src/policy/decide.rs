@@ -258,12 +258,10 @@ pub fn decide(
 ) -> Decision {
     let automatic = !inbound.class.is_customer();
     match inbound.author {
-        // An agent's out-of-office answering a notification is machine mail like any other.
-        _ if automatic => ordinary(inbound, policy, deadlines, team, now, false),
-        Author::Other => ordinary(inbound, policy, deadlines, team, now, false),
         Author::Refused { tell, reason, .. } => {
             // Its References and subject are not used: the key's ticket, else a ticket of its
-            // own with no customer. Nobody is acknowledged, timed or notified.
+            // own with no customer. Nobody is acknowledged, timed or notified; the agent is
+            // told unless a machine wrote it.
             let ticket = match inbound.ticket {
                 Some(ticket) => TicketAction::Append(ticket.id),
                 None => TicketAction::Create,
@@ -271,9 +269,13 @@ pub fn decide(
             let mut decision = Decision::new(ticket, Role::KeyRefused);
             decision.tell = tell
                 .clone()
+                .filter(|_| !automatic)
                 .map(|agent| (agent, AgentNotice::Refused(reason.clone())));
             decision
         }
+        // An agent's out-of-office answering a notification is machine mail like any other.
+        _ if automatic => ordinary(inbound, policy, deadlines, team, now, false),
+        Author::Other => ordinary(inbound, policy, deadlines, team, now, false),
         // No key, no proof: whatever it says (a Reply All to the customer included), it acts
         // as nobody. Recorded as ordinary mail, unanswered, and the agent hears of it.
         Author::Unsigned { agent } => {
@@ -919,6 +921,20 @@ mod tests {
                 Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())))
             );
         }
+        let automatic = Inbound {
+            class: &Class::AutoReply(Signal::NullReturnPath),
+            author: &author,
+            ..customer(Threading::New, None)
+        };
+        let d = decide(
+            &automatic,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
+        assert_eq!(d.role, Role::KeyRefused, "internal, machine or not");
+        assert_eq!(d.tell, None, "no notice answers a machine");
     }
 
     #[test]
