@@ -183,27 +183,40 @@ impl Signer {
     /// Whether `text` holds a signed reply address or signed Message-ID of any of our
     /// addresses (by shape: keys of any secret count).
     pub fn carries_key(&self, text: &str) -> bool {
-        if self.scrub(text) != text {
-            return true;
-        }
-        let lower = text.to_ascii_lowercase();
-        lower.match_indices(ID_PREFIX).any(|(at, _)| {
-            let end = lower[at..]
-                .find(|c: char| !(c.is_ascii_alphanumeric() || "._-@".contains(c)))
-                .map_or(lower.len(), |n| at + n);
-            self.read_message_id(lower[at..end].trim_end_matches('.'))
-                .is_some()
-        })
+        self.scrub(text) != text
     }
 
-    /// Replaces every signed reply address in `text` by the plain address it was made for,
-    /// so quoted headers that slipped through never show a customer a token.
+    /// Replaces every signed reply address in `text` by the plain address it was made for and
+    /// removes every signed Message-ID, so quoted headers that slipped through never show a
+    /// customer a token.
     pub fn scrub(&self, text: &str) -> String {
-        self.accepted
+        let text = self
+            .accepted
             .iter()
             .fold(text.to_string(), |text, (local, domain)| {
                 self.scrub_one(&text, local, domain)
+            });
+        let mut out = text.clone();
+        for span in self.signed_ids(&text).into_iter().rev() {
+            out.replace_range(span, "");
+        }
+        out
+    }
+
+    /// Where `text` holds signed Message-IDs, in order (byte ranges).
+    fn signed_ids(&self, text: &str) -> Vec<std::ops::Range<usize>> {
+        // ASCII lower-casing keeps every byte offset.
+        let lower = text.to_ascii_lowercase();
+        lower
+            .match_indices(ID_PREFIX)
+            .filter_map(|(at, _)| {
+                let end = lower[at..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "._-@".contains(c)))
+                    .map_or(lower.len(), |n| at + n);
+                let id = lower[at..end].trim_end_matches('.');
+                self.read_message_id(id).map(|_| at..at + id.len())
             })
+            .collect()
     }
 
     fn scrub_one(&self, text: &str, local: &str, domain: &str) -> String {
@@ -362,6 +375,10 @@ mod tests {
             s.scrub(&text),
             "From: Support <support@example.test>\nwrite to support+sales@example.test or support@example.test."
         );
+        let id = s.message_id(TicketId(42), "agent1@example.test");
+        let quoted = format!("In-Reply-To: <{id}>\nsee {}.", id.to_uppercase());
+        assert_eq!(s.scrub(&quoted), "In-Reply-To: <>\nsee .");
+        assert!(s.carries_key(&quoted) && !s.carries_key("see dg.42.x@example.test"));
     }
 }
 
