@@ -583,6 +583,17 @@ mod tests {
         }
     }
 
+    /// `decide` with the usual policy, deadlines, team and clock.
+    fn decided(inbound: &Inbound<'_>) -> Decision {
+        decide(
+            inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        )
+    }
+
     fn text(body: &str) -> AgentText {
         AgentText {
             body: body.into(),
@@ -675,13 +686,7 @@ mod tests {
                 text: Some(&body),
                 ..customer(Threading::New, Some(&state))
             };
-            let d = decide(
-                &inbound,
-                &policy(),
-                &Deadlines::default(),
-                Some(&team()),
-                now(),
-            );
+            let d = decided(&inbound);
             assert_eq!(d.ticket, TicketAction::Create);
             assert!(!d.acknowledge && !d.relay);
             assert_eq!(d.deadline, None);
@@ -702,13 +707,7 @@ mod tests {
             sent: Some(sent),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentReply);
         assert!(d.relay && !d.acknowledge);
         assert_eq!(d.answered_at, Some(sent));
@@ -744,13 +743,7 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentNote);
         assert!(!d.relay && d.answered_at.is_none());
         assert_eq!(d.note_to, vec!["a2@x.test", "a3@x.test"]);
@@ -770,13 +763,7 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentCommands);
         assert_eq!(d.status, Some(TicketStatus::Closed));
         assert_eq!(d.priority, Some(Priority::Urgent));
@@ -788,13 +775,7 @@ mod tests {
             text: Some(&bad),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentRejected);
         assert_eq!(d.status, None);
         assert!(matches!(d.tell, Some((_, AgentNotice::BadCommands(_)))));
@@ -804,13 +785,7 @@ mod tests {
             text: Some(&empty),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.tell, Some(("a1@x.test".into(), AgentNotice::Empty)));
     }
 
@@ -828,13 +803,7 @@ mod tests {
             sent: Some(sent),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentDirect);
         assert_eq!(d.answered_at, Some(sent));
         assert_eq!(d.assign.as_deref(), Some("a2@x.test"));
@@ -848,13 +817,7 @@ mod tests {
             text: None,
             ..customer(Threading::Reference(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::Sender(Class::Customer));
         assert_eq!(d.ticket, TicketAction::Append(TicketId(4)));
         assert_eq!(d.answered_at, None, "no clock stops");
@@ -872,13 +835,7 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
         assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
@@ -904,13 +861,7 @@ mod tests {
                 author: &author,
                 ..customer(threading, state)
             };
-            let d = decide(
-                &inbound,
-                &policy(),
-                &Deadlines::default(),
-                Some(&team()),
-                now(),
-            );
+            let d = decided(&inbound);
             assert_eq!(d.ticket, action);
             assert_eq!(d.role, Role::KeyRefused);
             assert!(d.role.internal());
@@ -926,13 +877,7 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(
-            &automatic,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&automatic);
         assert_eq!(d.role, Role::KeyRefused, "internal, machine or not");
         assert_eq!(d.tell, None, "no notice answers a machine");
     }
