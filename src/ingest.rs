@@ -18,14 +18,16 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use crate::agent::{self, Author, guard::Guard, sign::Signer};
+use crate::agent::reply::leak::{Guard, Leak, Note};
+use crate::agent::reply::{CcChange, Command};
+use crate::agent::{self, Author, boundary::Boundary, sign::Signer};
 use crate::authres;
 use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
+use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
@@ -442,7 +444,7 @@ fn apply(
     }
 
     let signer = Signer::from_config(config);
-    let guard = Guard::from_config(config);
+    let boundary = Boundary::from_config(config);
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let verdict = config
         .trust
@@ -493,7 +495,7 @@ fn apply(
         );
     }
     let text = matches!(author, Author::Verified { .. })
-        .then(|| agent::reply::read(&parsed.text, &config.agents));
+        .then(|| agent::reply::read(&parsed.text, &config.agents, &config.own_addresses));
     let recipients: Vec<String> = parsed
         .to
         .iter()
@@ -530,6 +532,18 @@ fn apply(
         }
         _ => None,
     };
+    let leak = match (&author, &text, &state) {
+        (
+            Author::Verified {
+                to_notes: false, ..
+            },
+            Some(text),
+            Some(ticket),
+        ) if !text.note && !text.body.is_empty() => {
+            relay_leak(tx, ticket.id, &text.body, desk.templates)?
+        }
+        _ => None,
+    };
     let decision = decide(
         &Inbound {
             class: &class,
@@ -543,6 +557,7 @@ fn apply(
             load,
             arrival: source.arrival,
             survey_score,
+            leak: leak.as_ref(),
         },
         &config.policy,
         deadlines,
@@ -650,7 +665,7 @@ fn apply(
             let customer = parsed
                 .from
                 .as_ref()
-                .filter(|p| decision.role != Role::KeyRefused && !guard.is_inside(&p.address));
+                .filter(|p| decision.role != Role::KeyRefused && !boundary.is_inside(&p.address));
             let id = tx.create_ticket(&NewTicket {
                 mailbox: &source.mailbox,
                 subject,
@@ -672,6 +687,12 @@ fn apply(
     if let Some(priority) = decision.priority {
         tx.set_priority(ticket, priority)?;
     }
+    for change in &decision.cc {
+        match change {
+            CcChange::Add(address) => tx.cc_add(ticket, address)?,
+            CcChange::Remove(address) => tx.cc_remove(ticket, address)?,
+        }
+    }
     // A later message changes the ticket's language only with evidence (never an agent's).
     let language_changed = match &language {
         Some(choice) if !created => {
@@ -692,7 +713,7 @@ fn apply(
     }
     // A message that joins only by its subject tag names nobody new (its From may be forged).
     if customer.is_some() && !matches!(threading, Threading::Tag(_)) {
-        for person in participants(parsed, &guard) {
+        for person in participants(parsed, &boundary) {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
             } else {
@@ -717,7 +738,7 @@ fn apply(
         },
         support: &desk.support,
         ticket,
-        guard: &guard,
+        boundary: &boundary,
     };
     if created {
         out.record_data(
@@ -847,6 +868,18 @@ fn apply(
     if let Some(priority) = decision.priority {
         out.record("ticket.priority", priority.as_str().to_string())?;
     }
+    for change in &decision.cc {
+        out.record("ticket.cc", Command::Cc(change.clone()).describe())?;
+    }
+    if let Some((agent, AgentNotice::Leak(why))) = &decision.tell {
+        tracing::warn!(
+            mailbox = source.mailbox,
+            ticket = ticket.0,
+            message_id = parsed.message_id.as_deref().unwrap_or(""),
+            "answer from {agent} not relayed: {why}"
+        );
+        out.record("relay.refused", format!("{agent}: {why}"))?;
+    }
     if let Some(lang) = decision.language
         && tx.set_ticket_language(ticket, lang, language::Source::Agent, now)?
     {
@@ -886,7 +919,7 @@ fn apply(
         )));
     };
     // Participants recorded before keys were kept inside are not copied either.
-    state.customers.retain(|p| !guard.is_inside(&p.address));
+    state.customers.retain(|p| !boundary.is_inside(&p.address));
     // Reply keys in mail about this ticket are made for the address it is on.
     let signer = signer.map(|s| s.signing_as(&desk.support.address));
     let mut queued = Vec::new();
@@ -1076,7 +1109,7 @@ struct Effects<'a, 't> {
     support: &'a Support,
     ticket: TicketId,
     /// What mail to customers must never carry.
-    guard: &'a Guard,
+    boundary: &'a Boundary,
 }
 
 impl Effects<'_, '_> {
@@ -1110,7 +1143,7 @@ impl Effects<'_, '_> {
         };
         let audience = match agent {
             Some(agent) => Audience::Inside(agent),
-            None => Audience::Outside(self.guard),
+            None => Audience::Outside(self.boundary),
         };
         let Some(outbox) = send::enqueue(
             self.events.tx,
@@ -1171,6 +1204,36 @@ impl OutKind {
 }
 
 /// The configured agents with these primary addresses.
+/// What an agent's answer on `ticket` carries that must not reach its customers: the
+/// wording of our mail to agents, or the ticket's internal notes.
+fn relay_leak(
+    tx: &Tx<'_>,
+    ticket: TicketId,
+    body: &str,
+    templates: &render::Templates,
+) -> Result<Option<Leak>, StoreError> {
+    let texts = tx.ticket_texts(ticket)?;
+    let labels: Vec<String> = texts
+        .notes
+        .iter()
+        .map(|(agent, at, _)| {
+            format!(
+                "note by {} of {}",
+                agent.as_deref().unwrap_or("an agent"),
+                at.strftime("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect();
+    let notes: Vec<Note<'_>> = texts
+        .notes
+        .iter()
+        .zip(&labels)
+        .map(|((_, _, text), label)| Note { label, text })
+        .collect();
+    let public: Vec<&str> = texts.public.iter().map(String::as_str).collect();
+    Ok(Guard::new(templates.boilerplate(), &notes, &public).check(body))
+}
+
 fn agents_named<'c>(config: &'c Config, addresses: &[String]) -> Vec<&'c Agent> {
     config
         .agents
@@ -1300,13 +1363,13 @@ fn candidates(
 }
 
 /// The sender and everyone copied, except anyone inside (our addresses, agents, keys).
-fn participants<'p>(parsed: &'p ParsedMessage, guard: &Guard) -> Vec<&'p Person> {
+fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p Person> {
     parsed
         .from
         .iter()
         .chain(parsed.to.iter())
         .chain(parsed.cc.iter())
-        .filter(|p| !guard.is_inside(&p.address))
+        .filter(|p| !boundary.is_inside(&p.address))
         .collect()
 }
 

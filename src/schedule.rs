@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::agent::guard::Guard;
+use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
 use crate::config::{Config, Deadlines, Live};
 use crate::health::Reporter;
@@ -241,7 +241,7 @@ struct Work<'a, 't> {
     config: &'a Config,
     signer: Option<Signer>,
     /// What mail to customers must never carry.
-    guard: Guard,
+    boundary: Boundary,
     now: Timestamp,
     steps: usize,
     queued: bool,
@@ -253,7 +253,7 @@ impl<'a, 't> Work<'a, 't> {
             tx,
             config,
             signer: Signer::from_config(config),
-            guard: Guard::from_config(config),
+            boundary: Boundary::from_config(config),
             now,
             steps: 0,
             queued: false,
@@ -647,7 +647,7 @@ impl<'a, 't> Work<'a, 't> {
         let desk = self.config.desk(&ticket.mailbox, ticket.address.as_deref());
         let audience = match agent {
             Some(agent) => Audience::Inside(agent),
-            None => Audience::Outside(&self.guard),
+            None => Audience::Outside(&self.boundary),
         };
         let Some(outbox) = send::enqueue(
             self.tx,

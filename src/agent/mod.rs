@@ -5,7 +5,7 @@
 //! that ticket only when a key it carries checks out for the agent its From names ([`recognise`]);
 //! what the agent wrote is then read for commands and stripped of quotes ([`reply`]).
 
-pub mod guard;
+pub mod boundary;
 pub mod reply;
 pub mod sign;
 

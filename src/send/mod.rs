@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::agent::guard::Guard;
+use crate::agent::boundary::Boundary;
 use crate::config::{
     Credential, Live, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
 };
@@ -598,7 +598,7 @@ pub enum Audience<'a> {
     /// An agent or another person inside (team lead, manager): internal mail.
     Inside(&'a str),
     /// A customer or a third party: never sent with a reply key in it.
-    Outside(&'a Guard),
+    Outside(&'a Boundary),
 }
 
 /// Puts rendered mail in the outbox, inside the caller's transaction: the outbound message row
@@ -618,8 +618,8 @@ pub fn enqueue(
 ) -> Result<Option<OutboxId>, StoreError> {
     let agent = match audience {
         Audience::Inside(agent) => Some(agent),
-        Audience::Outside(guard) => {
-            if let Some(leak) = guard.leak(&out.raw) {
+        Audience::Outside(boundary) => {
+            if let Some(leak) = boundary.leak(&out.raw) {
                 error!(ticket = ticket.0, message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
                 tx.record(
                     &Event {
@@ -702,10 +702,10 @@ mod tests {
         use crate::agent::sign::Signer;
         use crate::store::NewTicket;
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("guard.db")).expect("open store");
+        let store = Store::open(&dir.path().join("boundary.db")).expect("open store");
         let address: lettre::Address = "support@example.test".parse().unwrap();
         let signer = Signer::new(b"0123456789abcdef0123456789abcdef", &address, "+");
-        let guard = Guard::new(Some(signer.clone()), vec!["support@example.test".into()]);
+        let boundary = Boundary::new(Some(signer.clone()), vec!["support@example.test".into()]);
         let support = Support {
             address,
             name: "Example Support".into(),
@@ -739,7 +739,7 @@ mod tests {
                     address: None,
                     now,
                 })?;
-                let outside = Audience::Outside(&guard);
+                let outside = Audience::Outside(&boundary);
                 let withheld = enqueue(tx, &support, ticket, "reply", outside, &leaking, now)?;
                 let inside = Audience::Inside("agent1@example.test");
                 let to_agent = enqueue(tx, &support, ticket, "note", inside, &leaking, now)?;

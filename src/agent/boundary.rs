@@ -1,8 +1,8 @@
 //! Keys never leave the agents.
 //!
-//! [`Guard::is_inside`] names the addresses that are never ticket participants nor customer
+//! [`Boundary::is_inside`] names the addresses that are never ticket participants nor customer
 //! recipients: our own, the agents' (alternates included), the notes address and every signed
-//! reply address. [`Guard::leak`] is the last check before mail to a customer or a third party
+//! reply address. [`Boundary::leak`] is the last check before mail to a customer or a third party
 //! is queued (`send::enqueue`): mail that carries a reply key in To, Cc, Reply-To, References,
 //! In-Reply-To or its text is not sent.
 
@@ -14,15 +14,15 @@ use crate::parse::parse;
 
 /// What is inside the desk, and the shapes of its keys.
 #[derive(Debug, Clone)]
-pub struct Guard {
+pub struct Boundary {
     /// Reads keys of every one of our addresses (their shape; no secret is checked).
     signer: Option<Signer>,
     /// Lower-case addresses that are inside.
     inside: Vec<String>,
 }
 
-impl Guard {
-    pub fn from_config(config: &Config) -> Guard {
+impl Boundary {
+    pub fn from_config(config: &Config) -> Boundary {
         let agents = &config.agents;
         let inside = config
             .own_addresses
@@ -37,11 +37,11 @@ impl Guard {
             )
             .chain(agents.relay.iter().flat_map(|r| r.notes_address.clone()))
             .collect();
-        Guard::new(Signer::from_config(config), inside)
+        Boundary::new(Signer::from_config(config), inside)
     }
 
-    pub fn new(signer: Option<Signer>, inside: Vec<String>) -> Guard {
-        Guard { signer, inside }
+    pub fn new(signer: Option<Signer>, inside: Vec<String>) -> Boundary {
+        Boundary { signer, inside }
     }
 
     /// Whether `address` (any case) is ours, an agent's, or a signed reply address.
@@ -98,7 +98,7 @@ mod tests {
     use super::*;
     use crate::model::TicketId;
 
-    fn guard() -> (Guard, Signer) {
+    fn boundary() -> (Boundary, Signer) {
         let signer = Signer::new(
             b"0123456789abcdef0123456789abcdef",
             &"support@example.test".parse().unwrap(),
@@ -109,7 +109,7 @@ mod tests {
             "agent1@example.test".to_string(),
             "alice@home.test".to_string(),
         ];
-        (Guard::new(Some(signer.clone()), inside), signer)
+        (Boundary::new(Some(signer.clone()), inside), signer)
     }
 
     fn mail(headers: &str, body: &str) -> Vec<u8> {
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn inside_addresses() {
-        let (guard, signer) = guard();
+        let (boundary, signer) = boundary();
         let key = signer.reply_address(TicketId(4), "agent1@example.test");
         for address in [
             "support@example.test",
@@ -130,19 +130,19 @@ mod tests {
             key.as_str(),
             &key.to_uppercase(),
         ] {
-            assert!(guard.is_inside(address), "{address}");
+            assert!(boundary.is_inside(address), "{address}");
         }
         for address in ["mona@example.net", "support+sales@example.test"] {
-            assert!(!guard.is_inside(address), "{address}");
+            assert!(!boundary.is_inside(address), "{address}");
         }
     }
 
     #[test]
     fn keys_anywhere_a_customer_would_see_them_are_found() {
-        let (guard, signer) = guard();
+        let (boundary, signer) = boundary();
         let key = signer.reply_address(TicketId(4), "agent1@example.test");
         let id = signer.message_id(TicketId(4), "agent1@example.test");
-        assert_eq!(guard.leak(&mail("", "Hello.")), None);
+        assert_eq!(boundary.leak(&mail("", "Hello.")), None);
         for (headers, body, expected) in [
             (format!("Cc: Support <{key}>\r\n"), "Hi", "Cc names"),
             (format!("Reply-To: <{key}>\r\n"), "Hi", "Reply-To names"),
@@ -165,7 +165,7 @@ mod tests {
             ),
         ] {
             let raw = mail(&headers, body);
-            let found = guard.leak(&raw);
+            let found = boundary.leak(&raw);
             assert!(
                 found.as_deref().is_some_and(|f| f.contains(expected)),
                 "{headers} {body}: {found:?}"
@@ -175,11 +175,11 @@ mod tests {
 
     #[test]
     fn keys_in_html_are_found() {
-        let (guard, signer) = guard();
+        let (boundary, signer) = boundary();
         let key = signer.reply_address(TicketId(4), "agent1@example.test");
         let raw = format!(
             "From: support@example.test\r\nTo: mona@example.net\r\nSubject: x\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclean\r\n--b\r\nContent-Type: text/html\r\n\r\n<a href=\"mailto:{key}\">us</a>\r\n--b--\r\n"
         );
-        assert!(guard.leak(raw.as_bytes()).is_some());
+        assert!(boundary.leak(raw.as_bytes()).is_some());
     }
 }
