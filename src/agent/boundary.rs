@@ -1,13 +1,14 @@
 //! Keys never leave the agents.
 //!
 //! [`Boundary::is_inside`] names the addresses that are never ticket participants nor customer
-//! recipients: our own, the agents' (alternates included), the notes address and every signed
-//! reply address. [`Boundary::leak`] is the last check before mail to a customer or a third party
+//! recipients: our own and every sub-address of theirs (signed reply addresses included), the
+//! agents' (alternates included) and the notes address. [`Boundary::leak`] is the last check before mail to a customer or a third party
 //! is queued (`send::enqueue`): mail that carries a reply key in To, Cc, Reply-To, References,
 //! In-Reply-To or its text is not sent.
 
 use mail_parser::MessageParser;
 
+use super::reply::is_address_or_sub_address;
 use super::sign::Signer;
 use crate::config::Config;
 use crate::parse::parse;
@@ -19,39 +20,56 @@ pub struct Boundary {
     signer: Option<Signer>,
     /// Lower-case addresses that are inside.
     inside: Vec<String>,
+    /// Our own addresses (lower case): they and every sub-address of theirs are inside.
+    own: Vec<String>,
+    /// The recipient delimiter of sub-addresses (`+`).
+    separator: String,
 }
 
 impl Boundary {
     pub fn from_config(config: &Config) -> Boundary {
         let agents = &config.agents;
-        let inside = config
-            .own_addresses
+        let inside = agents
+            .agents
             .iter()
+            .flat_map(|a| std::iter::once(&a.address).chain(&a.alternates))
             .cloned()
-            .chain(
-                agents
-                    .agents
-                    .iter()
-                    .flat_map(|a| std::iter::once(&a.address).chain(&a.alternates))
-                    .cloned(),
-            )
             .chain(agents.relay.iter().flat_map(|r| r.notes_address.clone()))
             .collect();
-        Boundary::new(Signer::from_config(config), inside)
+        let separator = agents.relay.as_ref().map_or("+", |r| r.separator.as_str());
+        Boundary::new(
+            Signer::from_config(config),
+            config.own_addresses.clone(),
+            separator,
+            inside,
+        )
     }
 
-    pub fn new(signer: Option<Signer>, inside: Vec<String>) -> Boundary {
-        Boundary { signer, inside }
+    /// `own`: our addresses (lower case), whose sub-addresses after `separator` are ours too;
+    /// `inside`: further addresses that are inside (agents, the notes address).
+    pub fn new(
+        signer: Option<Signer>,
+        own: Vec<String>,
+        separator: &str,
+        inside: Vec<String>,
+    ) -> Boundary {
+        Boundary {
+            signer,
+            inside,
+            own,
+            separator: separator.to_string(),
+        }
     }
 
-    /// Whether `address` (any case) is ours, an agent's, or a signed reply address.
+    /// Whether `address` (any case) is ours or a sub-address of ours (reply keys included), or
+    /// an agent's.
     pub fn is_inside(&self, address: &str) -> bool {
         let address = address.to_ascii_lowercase();
         self.inside.contains(&address)
             || self
-                .signer
-                .as_ref()
-                .is_some_and(|s| s.read_address(&address).is_some())
+                .own
+                .iter()
+                .any(|own| is_address_or_sub_address(&address, own, &self.separator))
     }
 
     /// Where the finished message `raw` carries a reply key; `None` when it carries none.
@@ -104,12 +122,16 @@ mod tests {
             &"support@example.test".parse().unwrap(),
             "+",
         );
-        let inside = vec![
-            "support@example.test".to_string(),
-            "agent1@example.test".to_string(),
-            "alice@home.test".to_string(),
-        ];
-        (Boundary::new(Some(signer.clone()), inside), signer)
+        let boundary = Boundary::new(
+            Some(signer.clone()),
+            vec!["support@example.test".to_string()],
+            "+",
+            vec![
+                "agent1@example.test".to_string(),
+                "alice@home.test".to_string(),
+            ],
+        );
+        (boundary, signer)
     }
 
     fn mail(headers: &str, body: &str) -> Vec<u8> {
@@ -129,10 +151,11 @@ mod tests {
             "alice@home.test",
             key.as_str(),
             &key.to_uppercase(),
+            "support+sales@example.test",
         ] {
             assert!(boundary.is_inside(address), "{address}");
         }
-        for address in ["mona@example.net", "support+sales@example.test"] {
+        for address in ["mona@example.net", "supportive@example.test"] {
             assert!(!boundary.is_inside(address), "{address}");
         }
     }

@@ -705,7 +705,12 @@ mod tests {
         let store = Store::open(&dir.path().join("boundary.db")).expect("open store");
         let address: lettre::Address = "support@example.test".parse().unwrap();
         let signer = Signer::new(b"0123456789abcdef0123456789abcdef", &address, "+");
-        let boundary = Boundary::new(Some(signer.clone()), vec!["support@example.test".into()]);
+        let boundary = Boundary::new(
+            Some(signer.clone()),
+            vec!["support@example.test".into()],
+            "+",
+            Vec::new(),
+        );
         let support = Support {
             address,
             name: "Example Support".into(),
