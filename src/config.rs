@@ -196,6 +196,16 @@ pub struct Desk<'c> {
     pub address: Option<&'c DeskAddress>,
 }
 
+impl Desk<'_> {
+    /// Who answers for a ticket at this desk: its `assigned` agent, else the desk's team.
+    pub fn responsible(&self, assigned: Option<&str>) -> Vec<String> {
+        match assigned {
+            Some(agent) => vec![agent.to_string()],
+            None => self.team.map(|t| t.members.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub server: Server,

@@ -528,14 +528,9 @@ impl<'a, 't> Work<'a, 't> {
 
     /// Whom a warning goes to: the assigned agent, else the mailbox's team.
     fn warned(&self, ticket: &TicketState) -> Vec<String> {
-        if let Some(agent) = &ticket.assigned {
-            return vec![agent.clone()];
-        }
         self.config
             .desk(&ticket.mailbox, ticket.address.as_deref())
-            .team
-            .map(|team| team.members.clone())
-            .unwrap_or_default()
+            .responsible(ticket.assigned.as_deref())
     }
 
     /// Queues a `warning` or `escalation` to each of `to`; returns who it was queued for.

@@ -26,6 +26,7 @@ pub use connect::{Login, Opened, Session, connect, open, timed};
 
 use async_imap::types::{Fetch, Flag};
 
+use crate::backoff::Backoff;
 use crate::config::{InitialImport, Live, MailboxConfig};
 use crate::health::{Link, Reporter};
 use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
@@ -905,36 +906,6 @@ fn uid_set(uids: &[u32]) -> String {
     parts.join(",")
 }
 
-/// Capped exponential backoff with jitter (each delay is 50-100 % of the nominal one).
-pub struct Backoff {
-    first: Duration,
-    cap: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            first,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let nominal = self
-            .first
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        nominal.mul_f64(rand::random_range(0.5..=1.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,17 +914,5 @@ mod tests {
     fn uid_sets_are_compact() {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
-        assert!(delays[3] >= Duration::from_secs(4) && delays[3] <= Duration::from_secs(8));
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(60)));
-        assert!(delays[9] >= Duration::from_secs(30));
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_secs(1));
     }
 }

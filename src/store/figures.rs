@@ -113,6 +113,8 @@ impl Tx<'_> {
             send_failures: vec![
                 ("deferred".into(), count("outbox.deferred")?),
                 ("failed".into(), count("outbox.failed")?),
+                ("refused".into(), count("outbox.refused")?),
+                ("transport".into(), count("smtp.transport_failed")?),
             ],
             deadline_warnings: count("deadline.warned")?,
             deadline_breaches: count("deadline.breached")?,
