@@ -15,7 +15,8 @@ pub struct Figures {
     pub tickets_opened: Vec<(String, u64)>,
     /// Acknowledgements the SMTP server accepted (one latency each).
     pub acknowledgements_sent: u64,
-    /// (`deferred` or `failed`, n) from `outbox.deferred` and `outbox.failed`.
+    /// (outcome, n) from `outbox.deferred`, `outbox.failed`, `outbox.refused` and
+    /// `smtp.transport_failed`.
     pub send_failures: Vec<(String, u64)>,
     pub deadline_warnings: u64,
     pub deadline_breaches: u64,

@@ -268,6 +268,25 @@ impl<'c> Tx<'c> {
         self.tx
     }
 
+    /// Runs `work` under a savepoint: if it fails, its writes are undone and the rest of the
+    /// transaction goes on (one scheduler item that fails does not take its batch with it).
+    pub fn savepoint<T>(
+        &self,
+        work: impl FnOnce(&Tx<'c>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.tx.execute_batch("SAVEPOINT item")?;
+        match work(self) {
+            Ok(value) => {
+                self.tx.execute_batch("RELEASE item")?;
+                Ok(value)
+            }
+            Err(err) => {
+                self.tx.execute_batch("ROLLBACK TO item; RELEASE item")?;
+                Err(err)
+            }
+        }
+    }
+
     // === mailbox checkpoints ===
 
     pub fn checkpoint(&self, mailbox: &str) -> Result<Option<Checkpoint>, StoreError> {

@@ -558,4 +558,63 @@ tls = "plain"
         // Nothing fired while pending, although Monday 12:00 passed.
         assert_eq!(world.run("2026-12-01T06:00:00Z").0, 0);
     }
+
+    /// Issue 17: one unreadable row does not stop the other escalations.
+    #[tokio::test]
+    async fn a_poison_item_is_parked_and_every_other_escalation_fires_once() {
+        let world = World::new();
+        for n in 1..=3 {
+            let raw = message(
+                &format!("customer{n}@example.test"),
+                "support@example.test",
+                "Printer",
+                &format!("poison{n}@customer.test"),
+                "It smokes.\n",
+                &[],
+            );
+            let source = Source {
+                mailbox: "support".into(),
+                imap: Some((1, n)),
+                arrival: Arrival::Live,
+            };
+            ingest(
+                &world.store,
+                &world.config,
+                source,
+                raw,
+                at("2026-11-30T08:00:00Z"),
+            )
+            .await
+            .expect("ingest");
+        }
+        // The second customer's deadline row is made unreadable, as a bad migration or a
+        // hand edit would leave it.
+        let conn = rusqlite::Connection::open(&world.config.database).expect("open");
+        conn.execute(
+            "UPDATE deadlines SET due_at = 'not a time' WHERE ticket_id = 2",
+            [],
+        )
+        .expect("corrupt");
+        drop(conn);
+        // Tuesday: every step of both good deadlines is due: warning, breach, two levels.
+        assert_eq!(world.run("2026-12-01T12:00:00Z").0, 8);
+        assert_eq!(world.run("2026-12-01T12:00:00Z").0, 0, "once");
+        let escalations: Vec<(String, String)> = world
+            .outbox()
+            .into_iter()
+            .filter(|(kind, _)| kind == "escalation")
+            .collect();
+        assert_eq!(escalations.len(), 4, "two levels for each good ticket");
+        let failed: Vec<_> = world
+            .store
+            .read_blocking(|tx| tx.events("item.failed", 10))
+            .expect("events");
+        assert_eq!(failed.len(), 1, "parked once, not retried: {failed:?}");
+        assert_eq!(failed[0].ticket.map(|t| t.0), Some(2));
+        assert!(
+            failed[0].detail.starts_with("deadline "),
+            "{}",
+            failed[0].detail
+        );
+    }
 }
