@@ -28,7 +28,7 @@ use async_imap::types::{Fetch, Flag};
 
 use crate::backoff::Backoff;
 use crate::config::{InitialImport, Live, MailboxConfig};
-use crate::health::{Link, Reporter};
+use crate::health::{Link, Reporter, Trouble};
 use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
@@ -38,6 +38,8 @@ use crate::store::{Backlog, Checkpoint, Event, Store, StoreError};
 const IDLE_WALL_CLOCK_CAP: Duration = Duration::from_secs(10 * 60);
 /// Re-issue IDLE if the server has said nothing for this long.
 const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// The longest wait before trying again after the database failed (full, read-only).
+const DATABASE_RETRY_CAP: Duration = Duration::from_secs(30);
 /// Backlog messages whose flags and arrival times are read per `UID FETCH`.
 const BACKLOG_METADATA_BATCH: usize = 500;
 
@@ -137,7 +139,12 @@ impl MailboxTask {
                 // mailbox (or a new task owns its entry), so report nothing more.
                 Err(_) if cancel.is_cancelled() => break,
                 Err(err) => {
-                    let delay = backoff.next_delay();
+                    let database = matches!(&err, FetchError::Store(e) if e.is_transient());
+                    let delay = match database {
+                        // The IMAP server is fine: try again soon after the disk is freed.
+                        true => backoff.next_delay().min(DATABASE_RETRY_CAP),
+                        false => backoff.next_delay(),
+                    };
                     self.beat(delay);
                     if self.health.failed(err.to_string()) {
                         // A live session was lost (not a failed attempt to connect): this
@@ -145,7 +152,13 @@ impl MailboxTask {
                         self.record_health("mailbox.disconnected", err.to_string())
                             .await;
                     }
-                    if err.needs_admin() {
+                    if database {
+                        // Disk full, read-only, I/O, locked: nothing is quarantined, the
+                        // message stays unseen on the server until the database takes it.
+                        error!(mailbox = %name, error = %err, retry_in = ?delay, "the database cannot take mail; it stays on the server, unseen, until it can");
+                        self.health
+                            .trouble(Trouble::Database, Some(err.to_string()));
+                    } else if err.needs_admin() {
                         error!(mailbox = %name, error = %err, retry_in = ?delay, "mailbox cannot log in until an admin acts; other mailboxes are not affected");
                         self.report_login_failure(&err, &mut reported).await;
                     } else {
@@ -254,6 +267,7 @@ impl MailboxTask {
             self.sync(&mut session, uidvalidity, can_move, cancel)
                 .await?;
             self.health.synced();
+            self.health.trouble(Trouble::Database, None);
             let wait = if cancel.is_cancelled() {
                 Wait::Cancelled
             } else if idle {

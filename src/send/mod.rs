@@ -44,7 +44,7 @@ const BATCH: u32 = 50;
 /// After shutdown is requested, how long a send in flight may still finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The first and the longest wait after the SMTP transport failed.
-const TRANSPORT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
+const TRANSPORT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 /// The wait after the store failed.
 const STORE_PAUSE: Duration = Duration::from_secs(5);
 
@@ -72,22 +72,30 @@ impl Sender {
     pub async fn run(self, cancel: CancellationToken) {
         let mut backoff = Backoff::new(TRANSPORT_BACKOFF.0, TRANSPORT_BACKOFF.1);
         while !cancel.is_cancelled() {
-            let pause = match self.pass(&cancel).await {
+            let (pause, wakeable) = match self.pass(&cancel).await {
                 Ok(Pass::Done(pause)) => {
                     backoff.reset();
-                    self.report_depth().await.unwrap_or(pause).min(pause)
+                    (self.report_depth().await.unwrap_or(pause).min(pause), true)
                 }
                 Ok(Pass::Broken(broken)) => {
                     let delay = backoff.next_delay();
                     self.transport_failed(&broken, delay).await;
-                    delay
+                    // New mail does not shorten the wait: each try would meet the same
+                    // broken transport (and perhaps wait out its timeout).
+                    (delay, false)
                 }
-                Err(err) => self.store_failed(err),
+                Err(err) => (self.store_failed(err), true),
             };
             self.health.beat(pause);
+            let woken = async {
+                match wakeable {
+                    true => self.wake.notified().await,
+                    false => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
+                _ = woken => {}
                 _ = cancel.cancelled() => break,
             }
         }
@@ -189,12 +197,30 @@ impl Sender {
         };
         self.health.trouble(Trouble::Smtp, None);
         let now = Timestamp::now();
-        let outcome = next_step(answer, &row, &config.outbox, now);
+        let outcome = Arc::new(next_step(answer, &row, &config.outbox, now));
         log_outcome(&row, &outcome);
-        self.store
-            .write(move |tx| record_outcome(tx, &config, &row, &outcome, now))
-            .await?;
-        Ok(None)
+        let row = Arc::new(row);
+        // Until the outcome is written, sending anything would send this row again: a
+        // database that cannot be written (full, read-only) pauses the sender here.
+        loop {
+            let (config, row, outcome) = (config.clone(), row.clone(), outcome.clone());
+            let written = self
+                .store
+                .write(move |tx| record_outcome(tx, &config, &row, &outcome, now))
+                .await;
+            match written {
+                Ok(()) => return Ok(None),
+                Err(err) if err.is_transient() && !cancel.is_cancelled() => {
+                    let pause = self.store_failed(err);
+                    self.health.beat(pause);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// One SMTP attempt to the row's pending recipients; `None` if shutdown cut it off.
