@@ -1,4 +1,5 @@
 pub mod agent;
+pub mod alerts;
 pub mod backoff;
 pub mod classify;
 pub mod config;

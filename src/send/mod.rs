@@ -391,9 +391,32 @@ pub fn enqueue(
     out: &Outgoing,
     now: Timestamp,
 ) -> Result<OutboxId, StoreError> {
+    put(tx, support, Some(ticket), class, agent, out, now)
+}
+
+/// Puts an alert to the admin (`[alerts]`) in the outbox: on no ticket, internal.
+pub fn enqueue_alert(
+    tx: &Tx<'_>,
+    support: &Support,
+    out: &Outgoing,
+    now: Timestamp,
+) -> Result<OutboxId, StoreError> {
+    let to = out.recipients.join(" ");
+    put(tx, support, None, "alert", Some(&to), out, now)
+}
+
+fn put(
+    tx: &Tx<'_>,
+    support: &Support,
+    ticket: Option<TicketId>,
+    class: &str,
+    agent: Option<&str>,
+    out: &Outgoing,
+    now: Timestamp,
+) -> Result<OutboxId, StoreError> {
     let from = Person::new(&out.envelope_from, Some(&support.name));
     let row = tx.insert_message(&NewMessage {
-        ticket: Some(ticket),
+        ticket,
         outbound: true,
         dedupe_key: &dedupe_key(Some(&out.message_id), &out.raw),
         message_id: Some(&out.message_id),

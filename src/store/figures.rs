@@ -51,6 +51,17 @@ impl Tx<'_> {
         })
     }
 
+    /// How many messages quarantine holds and when the latest was put there; `None` when
+    /// it holds none.
+    pub fn quarantine_held(&self) -> Result<Option<(u64, Timestamp)>, StoreError> {
+        let (n, latest): (i64, Option<i64>) = self.conn().query_row(
+            "SELECT count(*), max(created_at) FROM quarantine WHERE status = 'held'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(latest.map(|at| (n.max(0) as u64, from_ms(at))))
+    }
+
     /// Changes whenever another connection commits (SQLite's `PRAGMA data_version`): how the
     /// daemon notices mail `deskgate ingest` stored.
     pub fn data_version(&self) -> Result<i64, StoreError> {

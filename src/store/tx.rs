@@ -140,7 +140,8 @@ pub struct MetDeadline {
 }
 
 pub struct NewOutbox<'a> {
-    pub ticket: TicketId,
+    /// `None`: an alert to the admin.
+    pub ticket: Option<TicketId>,
     pub message: MessageRowId,
     pub kind: &'a str,
     pub envelope_from: &'a str,
@@ -889,7 +890,7 @@ impl<'c> Tx<'c> {
                                  next_attempt_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
             params![
-                outbox.ticket.0,
+                outbox.ticket.map(|t| t.0),
                 outbox.message.0,
                 outbox.kind,
                 outbox.envelope_from,
