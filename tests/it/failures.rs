@@ -473,3 +473,78 @@ async fn dovecot_restarted_mid_idle_is_rejoined_within_30s_and_nothing_is_lost_o
     one_acknowledgement_each(&lab, &per_customer(mails.len())).await;
     assert!(daemon.stop().0.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_mailbox_password_is_one_alert_mail_then_an_all_clear_after_the_reload() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new(&lab, Imap::Implicit, "");
+    let password = lab.password("support");
+    setup.edit_config(|text| {
+        text.replacen(
+            &format!("password = \"{password}\""),
+            "password = \"wrong-pw\"",
+            1,
+        )
+    });
+    setup.append_config(
+        r#"
+[alerts]
+to = ["postmaster@example.test"]
+after = "3s"
+repeat = "1h"
+"#,
+    );
+    let daemon = setup.spawn();
+    let started = Instant::now();
+    let alert = lab.wait_for("postmaster", "INBOX", 1, WAIT).await.remove(0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before `after`"
+    );
+    let alert = parsed(&alert);
+    assert!(
+        alert
+            .subject
+            .contains("mailbox support cannot log in or sync"),
+        "{}",
+        alert.subject
+    );
+    assert!(
+        alert.text.contains("check-config --connect"),
+        "{}",
+        alert.text
+    );
+    // The mailbox keeps failing: no second mail before `repeat`.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(lab.fetch_all("postmaster", "INBOX").await.len(), 1);
+
+    setup.edit_config(|text| {
+        text.replacen(
+            "password = \"wrong-pw\"",
+            &format!("password = \"{password}\""),
+            1,
+        )
+    });
+    daemon.reload();
+    let inbox = lab.wait_for("postmaster", "INBOX", 2, WAIT).await;
+    let clear = inbox
+        .iter()
+        .map(|m| parsed(m))
+        .find(|m| m.subject.contains("all clear"))
+        .expect("an all-clear mail");
+    assert!(
+        clear.subject.contains("mailbox support"),
+        "{}",
+        clear.subject
+    );
+    for raw in &inbox {
+        let text = String::from_utf8_lossy(raw);
+        assert!(
+            !text.contains(&password) && !text.contains("wrong-pw"),
+            "{text}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lab.fetch_all("postmaster", "INBOX").await.len(), 2);
+    assert!(daemon.stop().0.success());
+}
