@@ -9,6 +9,7 @@
 //! `PRAGMA user_version`; migrations run on open and are idempotent. A PostgreSQL store would
 //! implement the same [`Tx`] methods.
 
+mod backup;
 mod figures;
 mod schedule;
 mod tx;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use backup::backup;
 pub use figures::{Figures, OutboxNow};
 pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
 pub use tx::{

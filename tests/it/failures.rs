@@ -548,3 +548,49 @@ repeat = "1h"
     assert_eq!(lab.fetch_all("postmaster", "INBOX").await.len(), 2);
     assert!(daemon.stop().0.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_taken_while_the_daemon_works_is_a_consistent_database() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new_as(&lab, Imap::Implicit, "support", UNLIMITED_SENDERS, "");
+    let daemon = setup.start();
+    let mails = burst(&lab, "backup", 40);
+    let raws: Vec<Vec<u8>> = mails.iter().map(|(_, raw)| raw.clone()).collect();
+    lab.append_many("support", "INBOX", &raws).await;
+    // Copies taken while the daemon ingests and sends.
+    let mut copies = Vec::new();
+    for n in 0..3 {
+        let file = setup.dir.path().join(format!("copy{n}.db"));
+        let output = setup.cli(&["backup", file.to_str().expect("utf-8 path")]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        copies.push(file);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_all_sent(&setup, mails.len(), WAIT).await;
+    assert!(daemon.stop().0.success());
+    for file in &copies {
+        // Each copy is one committed state: every ticket has its acknowledgement queued.
+        let conn = rusqlite::Connection::open(file).expect("open the copy");
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity_check");
+        assert_eq!(check, "ok");
+        let (tickets, acks): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM outbox WHERE kind = 'acknowledgement')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("count");
+        assert_eq!(tickets, acks, "{}", file.display());
+    }
+    let again = setup.cli(&["backup", copies[0].to_str().expect("utf-8 path")]);
+    assert!(
+        !again.status.success(),
+        "an existing file is not overwritten"
+    );
+}
