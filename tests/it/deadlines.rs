@@ -403,6 +403,26 @@ tls = "plain"
                 .expect("run")
         }
 
+        /// `from` writes "Printer" / "It smokes." to the support address at `now`.
+        async fn ingest(&self, from: &str, message_id: &str, uid: u32, now: &str) {
+            let raw = message(
+                from,
+                "support@example.test",
+                "Printer",
+                message_id,
+                "It smokes.\n",
+                &[],
+            );
+            let source = Source {
+                mailbox: "support".into(),
+                imap: Some((1, uid)),
+                arrival: Arrival::Live,
+            };
+            ingest(&self.store, &self.config, source, raw, at(now))
+                .await
+                .expect("ingest");
+        }
+
         fn outbox(&self) -> Vec<(String, String)> {
             self.store
                 .read_blocking(|tx| tx.outbox())
@@ -417,28 +437,10 @@ tls = "plain"
     async fn steps_follow_business_hours_once_each_whatever_the_clock_does() {
         let world = World::new();
         // Friday 27 November 2026, 16:30 in Athens (14:30Z): half an hour of Friday left.
-        let raw = message(
-            "Mona <customer1@example.test>",
-            "support@example.test",
-            "Printer",
-            "clock1@customer.test",
-            "It smokes.\n",
-            &[],
-        );
-        let source = Source {
-            mailbox: "support".into(),
-            imap: Some((1, 1)),
-            arrival: Arrival::Live,
-        };
-        ingest(
-            &world.store,
-            &world.config,
-            source,
-            raw,
-            at("2026-11-27T14:30:00Z"),
-        )
-        .await
-        .expect("ingest");
+        let mona = "Mona <customer1@example.test>";
+        world
+            .ingest(mona, "clock1@customer.test", 1, "2026-11-27T14:30:00Z")
+            .await;
         // Due Monday 10:30 Athens (08:30Z): 0.5 h on Friday + 1.5 h on Monday. Warned
         // after 1 h of working time: Monday 09:30 (07:30Z).
         let ack = &world.outbox()[0];
@@ -493,29 +495,11 @@ tls = "plain"
     #[tokio::test]
     async fn the_clock_stops_while_pending_and_runs_on_with_what_was_left() {
         let world = World::new();
-        let raw = message(
-            "Mona <customer1@example.test>",
-            "support@example.test",
-            "Printer",
-            "clock2@customer.test",
-            "It smokes.\n",
-            &[],
-        );
-        let source = Source {
-            mailbox: "support".into(),
-            imap: Some((1, 1)),
-            arrival: Arrival::Live,
-        };
         // Monday 10:00 Athens: due 12:00 (10:00Z).
-        ingest(
-            &world.store,
-            &world.config,
-            source,
-            raw,
-            at("2026-11-30T08:00:00Z"),
-        )
-        .await
-        .expect("ingest");
+        let mona = "Mona <customer1@example.test>";
+        world
+            .ingest(mona, "clock2@customer.test", 1, "2026-11-30T08:00:00Z")
+            .await;
         let deadlines = Arc::clone(&world.config.deadlines);
         let ticket = TicketId(1);
         world
@@ -564,28 +548,11 @@ tls = "plain"
     async fn a_poison_item_is_parked_and_every_other_escalation_fires_once() {
         let world = World::new();
         for n in 1..=3 {
-            let raw = message(
-                &format!("customer{n}@example.test"),
-                "support@example.test",
-                "Printer",
-                &format!("poison{n}@customer.test"),
-                "It smokes.\n",
-                &[],
+            let (from, id) = (
+                format!("customer{n}@example.test"),
+                format!("poison{n}@customer.test"),
             );
-            let source = Source {
-                mailbox: "support".into(),
-                imap: Some((1, n)),
-                arrival: Arrival::Live,
-            };
-            ingest(
-                &world.store,
-                &world.config,
-                source,
-                raw,
-                at("2026-11-30T08:00:00Z"),
-            )
-            .await
-            .expect("ingest");
+            world.ingest(&from, &id, n, "2026-11-30T08:00:00Z").await;
         }
         // The second customer's deadline row is made unreadable, as a bad migration or a
         // hand edit would leave it.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use crate::daemon::{Imap, Setup, UNLIMITED_SENDERS, parsed};
 use crate::harness::{Lab, message};
 
-const CUSTOMERS: [&str; 5] = [
+/// The lab's customers, for bursts spread over several senders.
+pub const CUSTOMERS: [&str; 5] = [
     "customer1",
     "customer2",
     "customer3",

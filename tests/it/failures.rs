@@ -12,16 +12,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::agents::{answer, with_agents};
 use crate::daemon::{Imap, Setup, UNLIMITED_SENDERS, parsed};
+use crate::durability::CUSTOMERS;
 use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(60);
-const CUSTOMERS: [&str; 5] = [
-    "customer1",
-    "customer2",
-    "customer3",
-    "customer4",
-    "customer5",
-];
 
 /// `/healthz`'s problems.
 fn problems(setup: &Setup) -> Vec<String> {
