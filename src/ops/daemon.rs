@@ -635,6 +635,7 @@ tls = "implicit"
         assert_eq!(
             before.keys().collect::<Vec<_>>(),
             [
+                "alerts",
                 "commit watcher",
                 "http",
                 "mailbox sales",

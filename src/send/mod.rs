@@ -75,7 +75,7 @@ impl Sender {
             let (pause, wakeable) = match self.pass(&cancel).await {
                 Ok(Pass::Done(pause)) => {
                     backoff.reset();
-                    (self.report_depth().await.unwrap_or(pause).min(pause), true)
+                    (pause, true)
                 }
                 Ok(Pass::Broken(broken)) => {
                     let delay = backoff.next_delay();
@@ -86,6 +86,7 @@ impl Sender {
                 }
                 Err(err) => (self.store_failed(err), true),
             };
+            let pause = self.report_depth().await.map_or(pause, |p| p.min(pause));
             self.health.beat(pause);
             let woken = async {
                 match wakeable {
@@ -102,12 +103,17 @@ impl Sender {
         info!("outbox sender stopped");
     }
 
-    /// Puts the outbox's depth in the health registry; `Some` pause if the store failed.
+    /// Puts the outbox's depth in the health registry (`/healthz` and the alerts read it);
+    /// `Some` pause if the store failed.
     async fn report_depth(&self) -> Option<Duration> {
         match self.store.read(|tx| tx.outbox_now()).await {
             Ok(now) => {
                 self.health.outbox(now.depth, now.oldest);
                 self.health.trouble(Trouble::Database, None);
+                if now.depth == 0 {
+                    // Nothing waits on the transport any more.
+                    self.health.trouble(Trouble::Smtp, None);
+                }
                 None
             }
             Err(err) => Some(self.store_failed(err)),

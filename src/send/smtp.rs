@@ -500,3 +500,22 @@ impl AsyncWrite for ImplicitTls {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_that_does_not_parse_is_refused_alone() {
+        let mut answer = Answer::default();
+        let to = ["not an address".to_string(), "a@b.c".to_string()];
+        let (_, recipients) = envelope("support@example.test", &to, &mut answer).expect("one left");
+        assert_eq!(recipients.len(), 1);
+        assert_eq!(recipients[0].0, "a@b.c");
+        assert_eq!(answer.refused.len(), 1);
+        assert!(answer.refused[0].starts_with("not an address: not a valid address"));
+        let mut answer = Answer::default();
+        assert!(envelope("bad sender", &to[1..], &mut answer).is_none());
+        assert!(answer.refused[0].contains("envelope sender `bad sender` is invalid"));
+    }
+}
