@@ -588,3 +588,59 @@ async fn a_backup_taken_while_the_daemon_works_is_a_consistent_database() {
         "an existing file is not overwritten"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_scheduler_item_is_parked_and_every_other_escalation_fires_once() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = Setup::new_as(&lab, Imap::Implicit, "support", UNLIMITED_SENDERS, "");
+    setup.edit_config(|text| {
+        text.replace(
+            "[deadlines]\nfirst_response = \"24h\"\n",
+            "[deadlines]\nfirst_response = \"8s\"\n\n[[deadlines.escalation]]\nafter = \"0s\"\nto = [\"lead@example.test\"]\n",
+        )
+    });
+    let daemon = setup.start();
+    let mails = burst(&lab, "poison", 3);
+    for (customer, raw) in &mails {
+        lab.send(&lab.address(customer), &[&lab.address("support")], raw)
+            .await;
+    }
+    setup
+        .wait_json(&["tickets"], WAIT, |t| {
+            t.as_array().is_some_and(|l| l.len() == 3)
+        })
+        .await;
+    // The second ticket's deadline row is made unreadable while the daemon runs, as a bad
+    // hand edit would leave it.
+    let conn = rusqlite::Connection::open(setup.database()).expect("open");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    let n = conn
+        .execute(
+            "UPDATE deadlines SET due_at = 'not a time' WHERE ticket_id = 2",
+            [],
+        )
+        .expect("corrupt");
+    assert_eq!(n, 1);
+    drop(conn);
+
+    let escalations = lab.wait_for("lead", "INBOX", 2, WAIT).await;
+    let problem = wait_problem(&setup, "parked", WAIT).await;
+    assert!(problem.contains("deadline"), "{problem}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        lab.fetch_all("lead", "INBOX").await.len(),
+        2,
+        "each good ticket escalated once"
+    );
+    let subjects: Vec<String> = escalations.iter().map(|m| parsed(m).subject).collect();
+    assert!(
+        subjects.iter().all(|s| !s.contains("[#2]")),
+        "the poison ticket is not escalated: {subjects:?}"
+    );
+    let failed = setup.json(&["events", "--kind", "item.failed"]);
+    let failed = failed.as_array().expect("events");
+    assert_eq!(failed.len(), 1, "parked once: {failed:?}");
+    assert_eq!(failed[0]["ticket"], 2);
+    assert!(daemon.stop().0.success());
+}
