@@ -7,6 +7,7 @@
 
 mod addresses;
 mod agents;
+mod alerts;
 mod deadlines;
 mod duration;
 mod oauth2;
@@ -22,6 +23,7 @@ use jiff::tz::TimeZone;
 use toml::Spanned;
 
 pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
+pub use alerts::AlertsConfig;
 pub use deadlines::{Deadlines, Escalation, Followup, Warning};
 pub use duration::ConfigDuration;
 pub use duration::parse as parse_duration;
@@ -56,9 +58,13 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub outbox: OutboxConfig,
     pub http: HttpConfig,
+    /// `None`: no `[alerts]`, problems only on `/healthz` and in the log.
+    pub alerts: Option<AlertsConfig>,
     pub tls: TlsTrust,
     pub templates: Arc<Templates>,
     pub agents: Agents,
+    /// `[trust]`: how mail from agents' addresses is authenticated.
+    pub trust: Trust,
     /// The support address and every `[[mailbox.address]]` (lower case): mail from any of
     /// them, or carrying the loop mark of any of them, is our own.
     pub own_addresses: Vec<String>,
@@ -67,6 +73,14 @@ pub struct Config {
     /// Secrets written in the file itself (e.g. "mailbox `support` password"): the file must
     /// not be readable by others ([`Config::load`] warns).
     pub inline_secrets: Vec<String>,
+}
+
+/// `[trust]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// The authserv-id of our own MTA's `Authentication-Results` header: when set, mail from
+    /// an agent's address acts as the agent only when that header authenticates its From.
+    pub authserv_id: Option<String>,
 }
 
 /// `/healthz` and `/metrics`.
@@ -197,6 +211,16 @@ pub struct Desk<'c> {
     pub language: Lang,
     /// The `[[mailbox.address]]`, or `None` for the support address.
     pub address: Option<&'c DeskAddress>,
+}
+
+impl Desk<'_> {
+    /// Who answers for a ticket at this desk: its `assigned` agent, else the desk's team.
+    pub fn responsible(&self, assigned: Option<&str>) -> Vec<String> {
+        match assigned {
+            Some(agent) => vec![agent.to_string()],
+            None => self.team.map(|t| t.members.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -635,12 +659,14 @@ impl Checker<'_> {
         let smtp = self.smtp(&raw.smtp);
         let outbox = self.outbox(&raw.outbox);
         let http = self.http(&raw.http);
+        let alerts = self.alerts(raw.alerts.as_ref());
         let templates = match &raw.templates_dir {
             None => Some(Templates::builtin()),
             Some(dir) => self.templates(&[dir], "templates_dir"),
         }
         .map(Arc::new);
         let own_addresses = self.addresses(&raw, &mut mailboxes, &agents, templates.as_ref());
+        let trust = self.trust(&raw.trust, &agents);
         Some(Config {
             path: path.to_path_buf(),
             database,
@@ -652,13 +678,33 @@ impl Checker<'_> {
             smtp: smtp?,
             outbox,
             http,
+            alerts,
             tls: tls?,
             templates: templates?,
             agents,
+            trust,
             own_addresses,
             warnings: std::mem::take(&mut self.warnings),
             inline_secrets: std::mem::take(&mut self.inline_secrets),
         })
+    }
+
+    fn trust(&mut self, raw: &raw::RawTrust, agents: &Agents) -> Trust {
+        let authserv_id = raw.authserv_id.as_ref().and_then(|id| {
+            let value = id.get_ref().trim();
+            if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == ';') {
+                self.problem(
+                    id,
+                    format!("trust.authserv_id `{value}` is not an authserv-id (e.g. \"mx.example.com\", as your MTA writes it in Authentication-Results)"),
+                );
+                return None;
+            }
+            Some(value.to_string())
+        });
+        if authserv_id.is_none() && agents.relay.is_some() {
+            self.warnings.push("[trust] authserv_id is not set: mail from an agent's address is believed on its reply key alone, so anyone holding a leaked key can forge that agent's From; set it to the authserv-id your MTA writes in Authentication-Results".to_string());
+        }
+        Trust { authserv_id }
     }
 
     fn support(&mut self, raw: &Spanned<raw::RawSupport>) -> Option<Support> {

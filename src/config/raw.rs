@@ -30,7 +30,10 @@ pub struct RawConfig {
     pub outbox: RawOutbox,
     #[serde(default)]
     pub http: RawHttp,
+    pub alerts: Option<RawAlerts>,
     pub relay: Option<Spanned<RawRelay>>,
+    #[serde(default)]
+    pub trust: RawTrust,
     #[serde(default)]
     pub agent: Vec<Spanned<RawAgent>>,
     #[serde(default)]
@@ -193,11 +196,26 @@ pub struct RawHttp {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub to: Spanned<Vec<Spanned<String>>>,
+    pub after: Option<ConfigDuration>,
+    pub repeat: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawRelay {
     pub secret: Option<String>,
     pub secret_file: Option<Spanned<PathBuf>>,
+    pub previous_secret_file: Option<Spanned<PathBuf>>,
     pub separator: Option<Spanned<String>>,
     pub notes_address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrust {
+    pub authserv_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

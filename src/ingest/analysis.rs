@@ -11,6 +11,7 @@
 use crate::agent::reply::AgentText;
 use crate::agent::reply::quote::{MAX_BYTES, MAX_LINES};
 use crate::agent::{self, Author, sign::Signer};
+use crate::authres;
 use crate::classify::Class;
 use crate::config::Config;
 use crate::language::{self, Lang};
@@ -19,8 +20,9 @@ use crate::parse::{self, Carried, ParsedMessage};
 /// What the write step needs to know about a message's text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
-    /// Who wrote it, as far as the message itself tells (the transaction still checks that a
-    /// verified agent's ticket exists).
+    /// Who wrote it, as far as the message itself tells (its reply key, and our MTA's
+    /// authentication of its From); the transaction still checks that a verified agent's
+    /// ticket exists.
     pub author: Author,
     /// A verified agent's words: commands taken off, quote and signature cut.
     pub agent_text: Option<AgentText>,
@@ -37,7 +39,17 @@ pub struct Analysis {
 /// Analyses `parsed` (read from `raw`), which `classify` found to be `class`.
 pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Config) -> Analysis {
     let signer = Signer::from_config(config);
-    let author = agent::recognise(parsed, &config.agents, signer.as_ref());
+    let sender = parsed.from.as_ref().map(|p| p.address.as_str());
+    let verdict = config
+        .trust
+        .authserv_id
+        .as_deref()
+        .zip(sender.and_then(|s| s.rsplit_once('@')))
+        .map(|(id, (_, domain))| authres::verdict(&parsed.authentication_results, id, domain));
+    let author = agent::authenticated(
+        agent::recognise(parsed, &config.agents, signer.as_ref()),
+        verdict.as_ref(),
+    );
     let text = prefix(&parsed.text);
     let agent_text = matches!(author, Author::Verified { .. })
         .then(|| agent::reply::read(text, &config.agents, &config.own_addresses));
