@@ -544,6 +544,7 @@ fn apply(
             Some(ticket),
         ) if !text.note && !text.body.is_empty() => {
             relay_leak(tx, ticket.id, &text.body, desk.templates)?
+                .or_else(|| boundary.inside_address_in(&text.body).map(Leak::Address))
         }
         _ => None,
     };

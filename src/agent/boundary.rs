@@ -35,6 +35,7 @@ impl Boundary {
             .flat_map(|a| std::iter::once(&a.address).chain(&a.alternates))
             .cloned()
             .chain(agents.relay.iter().flat_map(|r| r.notes_address.clone()))
+            .map(|a| a.to_ascii_lowercase())
             .collect();
         let separator = agents.relay.as_ref().map_or("+", |r| r.separator.as_str());
         Boundary::new(
@@ -72,6 +73,20 @@ impl Boundary {
                 .any(|own| is_address_or_sub_address(&address, own, &self.separator))
     }
 
+    /// The first address in `text` that only people inside may see: an agent's (alternates
+    /// included), the notes address, or a signed reply address, in any case, quoted or
+    /// percent-encoded. Our plain addresses are public: an answer may name them.
+    pub fn inside_address_in(&self, text: &str) -> Option<String> {
+        let text = percent_decoded(text);
+        addresses_in(&text).find(|address| {
+            self.inside.contains(address)
+                || self
+                    .signer
+                    .as_ref()
+                    .is_some_and(|s| s.read_address(address).is_some())
+        })
+    }
+
     /// Where the finished message `raw` carries a reply key; `None` when it carries none.
     pub fn leak(&self, raw: &[u8]) -> Option<String> {
         let signer = self.signer.as_ref()?;
@@ -88,6 +103,9 @@ impl Boundary {
             {
                 return Some(format!("{header} names the reply address {}", p.address));
             }
+        }
+        if signer.carries_key(&parsed.subject) {
+            return Some("the Subject carries a reply key".to_string());
         }
         let ids = [
             ("In-Reply-To", &parsed.in_reply_to),
@@ -109,6 +127,54 @@ impl Boundary {
         }
         None
     }
+}
+
+/// Every `local@domain` in `text`, lower case, without quotes around the local part.
+fn addresses_in(text: &str) -> impl Iterator<Item = String> + '_ {
+    let local_char = |c: char| c.is_alphanumeric() || "._%+-'\"!#$&*/=?^`{|}~".contains(c);
+    let domain_char = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    text.match_indices('@').filter_map(move |(at, _)| {
+        let local_len: usize = text[..at]
+            .chars()
+            .rev()
+            .take_while(|&c| local_char(c))
+            .map(char::len_utf8)
+            .sum();
+        let domain_len: usize = text[at + 1..]
+            .chars()
+            .take_while(|&c| domain_char(c))
+            .map(char::len_utf8)
+            .sum();
+        let local = text[at - local_len..at].trim_matches(|c| c == '"' || c == '\'' || c == '.');
+        let domain = text[at + 1..at + 1 + domain_len].trim_matches(|c| c == '.' || c == '-');
+        (!local.is_empty() && !domain.is_empty())
+            .then(|| format!("{local}@{domain}").to_lowercase())
+    })
+}
+
+/// `text` with `%XX` escapes of ASCII decoded (`agent1%40example.com`, `support%2B4.…`).
+fn percent_decoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let escaped = rest
+            .get(i + 1..i + 3)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(u8::is_ascii);
+        match escaped {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -135,8 +201,13 @@ mod tests {
     }
 
     fn mail(headers: &str, body: &str) -> Vec<u8> {
+        let subject = if headers.contains("Subject:") {
+            ""
+        } else {
+            "Subject: x\r\n"
+        };
         format!(
-            "From: Support <support@example.test>\r\nTo: mona@example.net\r\nSubject: x\r\nMessage-ID: <a@example.test>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+            "From: Support <support@example.test>\r\nTo: mona@example.net\r\n{subject}Message-ID: <a@example.test>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
         )
         .into_bytes()
     }
@@ -179,6 +250,7 @@ mod tests {
                 "Hi",
                 "References names",
             ),
+            (format!("Subject: Re: x {key}\r\n"), "Hi", "the Subject"),
             (String::new(), &*format!("write to {key}."), "the text"),
             (String::new(), &*format!("ref <{id}>"), "the text"),
             (
@@ -193,6 +265,37 @@ mod tests {
                 found.as_deref().is_some_and(|f| f.contains(expected)),
                 "{headers} {body}: {found:?}"
             );
+        }
+    }
+
+    #[test]
+    fn inside_addresses_in_an_answer_are_found_however_written() {
+        let (boundary, signer) = boundary();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        for (text, found) in [
+            (
+                "Van: Alice Agent <agent1@example.test>",
+                "agent1@example.test",
+            ),
+            ("write to AGENT1@Example.TEST.", "agent1@example.test"),
+            ("mailto:agent1%40example.test", "agent1@example.test"),
+            ("(alice@home.test)", "alice@home.test"),
+            (&*format!("\"{key}\""), key.as_str()),
+            (&*format!("<{}>", key.to_uppercase()), key.as_str()),
+            (&*key.replace('+', "%2B"), key.as_str()),
+        ] {
+            assert_eq!(
+                boundary.inside_address_in(text).as_deref(),
+                Some(found),
+                "{text}"
+            );
+        }
+        for text in [
+            "Write to support@example.test or support+sales@example.test any time.",
+            "mona@example.net, 100% sure, a@ b, @home",
+            "",
+        ] {
+            assert_eq!(boundary.inside_address_in(text), None, "{text}");
         }
     }
 

@@ -463,7 +463,10 @@ mod tests {
             // Polish Thunderbird.
             "W dniu 23.11.2026 o 10:00, Example Support pisze:",
         ] {
-            for quoted in [format!("{marker}\nTicket [#4]"), format!("> {marker}\n> Ticket [#4]")] {
+            for quoted in [
+                format!("{marker}\nTicket [#4]"),
+                format!("> {marker}\n> Ticket [#4]"),
+            ] {
                 let text = format!("Answer here.\n\n{header}\n{quoted}\n");
                 assert_eq!(cut_text(&text).trim_end(), "Answer here.", "{header}");
             }
