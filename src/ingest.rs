@@ -1426,7 +1426,8 @@ fn candidates(
     })
 }
 
-/// The sender and everyone copied, except anyone inside (our addresses, agents, keys).
+/// The sender and everyone copied, except anyone inside (our addresses, agents, keys) and
+/// addresses mail cannot be sent to (one such Cc would stop every answer on the ticket).
 fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p Person> {
     parsed
         .from
@@ -1434,6 +1435,7 @@ fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p P
         .chain(parsed.to.iter())
         .chain(parsed.cc.iter())
         .filter(|p| !boundary.is_inside(&p.address))
+        .filter(|p| p.address.parse::<lettre::Address>().is_ok())
         .collect()
 }
 

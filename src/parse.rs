@@ -491,6 +491,9 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .iter()
         .filter_map(|addr| {
             let email = addr.address.as_deref()?.trim();
+            if let Some(address) = unquoted_local_part(email) {
+                return Some(Person::new(&address, addr.name.as_deref()));
+            }
             if !email.contains(char::is_whitespace) {
                 return email
                     .contains('@')
@@ -513,6 +516,19 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .collect()
 }
 
+/// `<"support+4.token"@example.com>` is `support+4.token@example.com` (RFC 5321 4.1.2): a
+/// quoted local part that needs no quotes is read without them, so a reply key in quotes is
+/// still one. (mail-parser reads the form without angle brackets as a name and the address
+/// `@example.com`, which no mail can be sent to; it is never rebuilt from the name, which
+/// would turn `agent1 <@example.com>` into an agent's address.) `None` for other addresses.
+fn unquoted_local_part(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    let local = local.strip_prefix('"')?.strip_suffix('"')?;
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    (!local.is_empty() && !domain.is_empty() && local.chars().all(atext))
+        .then(|| format!("{local}@{domain}"))
+}
+
 fn first_person(address: &Address<'_>) -> Option<Person> {
     all_people(address).into_iter().next()
 }
@@ -532,6 +548,28 @@ fn from_person(address: &Address<'_>) -> Option<Person> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_local_part_is_read_without_its_quotes() {
+        let parsed = parse(
+            b"From: agent1 <@example.test>\r\nTo: Mona <\"Support+4.ABC\"@example.test>\r\n\
+              Cc: <\"a b\"@example.test>, <\"x\"@example.test>\r\nSubject: x\r\n\r\nhi\r\n",
+        );
+        let address = |p: &Person| p.address.clone();
+        // Never an address made of a name.
+        assert_eq!(
+            parsed.from.as_ref().map(address).as_deref(),
+            Some("@example.test")
+        );
+        assert_eq!(
+            parsed.to.iter().map(address).collect::<Vec<_>>(),
+            ["support+4.abc@example.test"]
+        );
+        assert_eq!(
+            parsed.cc.last().map(address).as_deref(),
+            Some("x@example.test")
+        );
+    }
 
     #[test]
     fn authentication_results_keep_their_order_top_first() {
