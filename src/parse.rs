@@ -491,29 +491,34 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .iter()
         .filter_map(|addr| {
             let email = addr.address.as_deref()?.trim();
+            let shown = addr.name.as_deref().filter(|n| plausible_name(n));
             if let Some(address) = unquoted_local_part(email) {
-                return Some(Person::new(&address, addr.name.as_deref()));
+                return Some(Person::new(&address, shown));
             }
             if !email.contains(char::is_whitespace) {
-                return email
-                    .contains('@')
-                    .then(|| Person::new(email, addr.name.as_deref()));
+                return email.contains('@').then(|| Person::new(email, shown));
             }
             // `From: Big Bug bb@bug.com` (no angle brackets): the word with the @ is the
             // address, the words before it the name.
             let words: Vec<&str> = email.split_whitespace().collect();
             let at = words.iter().rposition(|w| w.contains('@'))?;
             let name = words[..at].join(" ");
-            let name = addr
-                .name
-                .as_deref()
-                .or((!name.is_empty()).then_some(name.as_str()));
+            let name = shown.or((!name.is_empty()).then_some(name.as_str()));
+            let name = name.filter(|n| plausible_name(n));
             Some(Person::new(
                 words[at].trim_matches(|c| c == '<' || c == '>'),
                 name,
             ))
         })
         .collect()
+}
+
+/// A sender's display name we show: not one that passes for an address (`agent1@example.com`,
+/// `Alice <agent1@…>`), for a marker of ours (`[agent-note]`) or for mail from the desk
+/// (`Alice Agent via Example Support`, as agents' answers are sent). Such a name is dropped
+/// and the address shown instead.
+fn plausible_name(name: &str) -> bool {
+    !name.contains(['@', '<', '>', '[', ']']) && !name.to_lowercase().contains(" via ")
 }
 
 /// `<"support+4.token"@example.com>` is `support+4.token@example.com` (RFC 5321 4.1.2): a
@@ -541,13 +546,39 @@ fn from_person(address: &Address<'_>) -> Option<Person> {
         let word = addr.address.as_deref().or(addr.name.as_deref())?.trim();
         let plain = !word.is_empty()
             && !word.contains(|c: char| c.is_whitespace() || ":;<>,\"".contains(c));
-        plain.then(|| Person::new(word, addr.name.as_deref()))
+        plain.then(|| Person::new(word, addr.name.as_deref().filter(|n| plausible_name(n))))
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_pass_for_an_address_or_the_desk_are_dropped() {
+        for (from, name) in [
+            ("Mona Q <mona@evil.test>", Some("Mona Q")),
+            ("\"agent1@example.test\" <mona@evil.test>", None),
+            ("=?utf-8?q?agent1=40example=2Etest?= <mona@evil.test>", None),
+            (
+                "\"Alice Agent <agent1@example.test>\" <mona@evil.test>",
+                None,
+            ),
+            ("Alice Agent via Example Support <mona@evil.test>", None),
+            ("\"agent agent1 [agent-note]\" <mona@evil.test>", None),
+            (
+                "=?utf-8?q?Mona=0D=0ABcc=3A_x?= <mona@evil.test>",
+                Some("Mona Bcc: x"),
+            ),
+        ] {
+            let raw =
+                format!("From: {from}\r\nTo: support@example.test\r\nSubject: x\r\n\r\nhi\r\n");
+            let parsed = parse(raw.as_bytes());
+            let person = parsed.from.expect("From");
+            assert_eq!(person.address, "mona@evil.test", "{from}");
+            assert_eq!(person.name.as_deref(), name, "{from}");
+        }
+    }
 
     #[test]
     fn a_quoted_local_part_is_read_without_its_quotes() {
