@@ -26,7 +26,7 @@ use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
-use crate::parse::{ParsedMessage, parse};
+use crate::parse::{ParsedMessage, drop_misleading_names, parse};
 use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
@@ -283,7 +283,8 @@ fn advance(tx: &Tx<'_>, source: &Source, now: Timestamp) -> Result<(), StoreErro
 }
 
 fn understand(raw: &[u8], ours: &[String]) -> (ParsedMessage, Class) {
-    let parsed = parse(raw);
+    let mut parsed = parse(raw);
+    drop_misleading_names(&mut parsed);
     let class = classify(&parsed, ours);
     (parsed, class)
 }

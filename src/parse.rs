@@ -491,20 +491,23 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .iter()
         .filter_map(|addr| {
             let email = addr.address.as_deref()?.trim();
-            let shown = addr.name.as_deref().filter(|n| plausible_name(n));
             if let Some(address) = unquoted_local_part(email) {
-                return Some(Person::new(&address, shown));
+                return Some(Person::new(&address, addr.name.as_deref()));
             }
             if !email.contains(char::is_whitespace) {
-                return email.contains('@').then(|| Person::new(email, shown));
+                return email
+                    .contains('@')
+                    .then(|| Person::new(email, addr.name.as_deref()));
             }
             // `From: Big Bug bb@bug.com` (no angle brackets): the word with the @ is the
             // address, the words before it the name.
             let words: Vec<&str> = email.split_whitespace().collect();
             let at = words.iter().rposition(|w| w.contains('@'))?;
             let name = words[..at].join(" ");
-            let name = shown.or((!name.is_empty()).then_some(name.as_str()));
-            let name = name.filter(|n| plausible_name(n));
+            let name = addr
+                .name
+                .as_deref()
+                .or((!name.is_empty()).then_some(name.as_str()));
             Some(Person::new(
                 words[at].trim_matches(|c| c == '<' || c == '>'),
                 name,
@@ -513,12 +516,24 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .collect()
 }
 
-/// A sender's display name we show: not one that passes for an address (`agent1@example.com`,
-/// `Alice <agent1@…>`), for a marker of ours (`[agent-note]`) or for mail from the desk
-/// (`Alice Agent via Example Support`, as agents' answers are sent). Such a name is dropped
-/// and the address shown instead.
-fn plausible_name(name: &str) -> bool {
-    !name.contains(['@', '<', '>', '[', ']']) && !name.to_lowercase().contains(" via ")
+/// Drops the display names of the From, To and Cc of an inbound message that pass for an
+/// address (`agent1@example.com`, `Alice <agent1@…>`), for a marker of ours (`[agent-note]`)
+/// or for mail from the desk (`Alice Agent via Example Support`, as agents' answers are
+/// sent): agents and other participants are shown the address instead.
+pub fn drop_misleading_names(parsed: &mut ParsedMessage) {
+    let misleading = |name: &str| {
+        name.contains(['@', '<', '>', '[', ']']) || name.to_lowercase().contains(" via ")
+    };
+    for person in parsed
+        .from
+        .iter_mut()
+        .chain(&mut parsed.to)
+        .chain(&mut parsed.cc)
+    {
+        if person.name.as_deref().is_some_and(misleading) {
+            person.name = None;
+        }
+    }
 }
 
 /// `<"support+4.token"@example.com>` is `support+4.token@example.com` (RFC 5321 4.1.2): a
@@ -546,7 +561,7 @@ fn from_person(address: &Address<'_>) -> Option<Person> {
         let word = addr.address.as_deref().or(addr.name.as_deref())?.trim();
         let plain = !word.is_empty()
             && !word.contains(|c: char| c.is_whitespace() || ":;<>,\"".contains(c));
-        plain.then(|| Person::new(word, addr.name.as_deref().filter(|n| plausible_name(n))))
+        plain.then(|| Person::new(word, addr.name.as_deref()))
     })
 }
 
@@ -573,7 +588,8 @@ mod tests {
         ] {
             let raw =
                 format!("From: {from}\r\nTo: support@example.test\r\nSubject: x\r\n\r\nhi\r\n");
-            let parsed = parse(raw.as_bytes());
+            let mut parsed = parse(raw.as_bytes());
+            drop_misleading_names(&mut parsed);
             let person = parsed.from.expect("From");
             assert_eq!(person.address, "mona@evil.test", "{from}");
             assert_eq!(person.name.as_deref(), name, "{from}");

@@ -277,6 +277,76 @@ async fn every_client_shape_relays_only_the_answer() {
     assert!(status.success());
 }
 
+/// Red team: clients in a language whose quote headers we do not parse (Dutch Outlook and
+/// Gmail) lose the header above our marker, so the agent's address never precedes the
+/// customer; a header line that slips through fails closed, the agent told which address.
+/// The legitimate flow: an answer naming the public support address is relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quote_header_in_an_unknown_language_never_reaches_the_customer() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let (agent1, support) = (lab.address("agent1"), lab.address("support"));
+    let notification = customer_writes(&lab, "Printer", "nl@customer.test", "It jams.\n").await;
+    let to = parsed(&notification)
+        .reply_to
+        .expect("signed Reply-To")
+        .address;
+    let shapes = [
+        (
+            "nl outlook",
+            format!(
+                "Van: Example Support <{to}>\nVerzonden: maandag 7 december 2026 10:00\nAan: Alice Agent <{agent1}>\nOnderwerp: Printer"
+            ),
+            false,
+        ),
+        (
+            "nl gmail",
+            format!("Op ma 7 dec. 2026 om 10:00 schreef Alice Agent <{agent1}>:"),
+            true,
+        ),
+    ];
+    for (i, (shape, quote_header, quoted)) in shapes.iter().enumerate() {
+        let body = format!("Antwoord {i}: open tray {i}.");
+        let raw = client_reply(&agent1, &to, &notification, &body, quote_header, *quoted);
+        lab.submit("agent1", &[&to], &raw).await;
+        let inbox = lab.wait_for("customer1", "INBOX", i + 2, WAIT).await;
+        let relayed = &inbox[i + 1];
+        let text = parsed(relayed).text;
+        assert!(text.starts_with(&body), "{shape}: {text}");
+        let raw_text = String::from_utf8_lossy(relayed).to_ascii_lowercase();
+        for word in ["agent1@", "support+", "verzonden", "schreef"] {
+            assert!(!raw_text.contains(word), "{shape}: {word} in {raw_text}");
+        }
+    }
+
+    // One `Van:` line above the quote is no header block: it slips through, and the address
+    // in it refuses the answer.
+    let slipped = client_reply(
+        &agent1,
+        &to,
+        &notification,
+        "Antwoord 2.",
+        &format!("Van: Alice Agent <{agent1}>"),
+        false,
+    );
+    lab.submit("agent1", &[&to], &slipped).await;
+    let told = parsed(&lab.wait_for("agent1", "INBOX", 2, WAIT).await[1]).text;
+    assert!(
+        told.contains("NOT sent") && told.contains(&format!("the address {agent1}")),
+        "{told}"
+    );
+
+    let public = format!("Write to {support} any time.");
+    let raw = client_reply(&agent1, &to, &notification, &public, "", true);
+    lab.submit("agent1", &[&to], &raw).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 4, WAIT).await;
+    assert!(parsed(&inbox[3]).text.starts_with(&public));
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 4);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cc_add_then_remove_changes_who_receives_the_answers() {
     let Some(lab) = Lab::start() else { return };
