@@ -6,7 +6,7 @@
 //! is queued (`send::enqueue`): mail that carries a reply key in To, Cc, Reply-To, References,
 //! In-Reply-To or its text is not sent.
 
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 
 use super::reply::is_address_or_sub_address;
 use super::sign::Signer;
@@ -125,8 +125,40 @@ impl Boundary {
                 return Some("the text carries a reply key".to_string());
             }
         }
-        None
+        attachment_with_key(&message, signer, 0)
     }
+}
+
+/// How deep attached messages are opened (a notification attached to an answer attached to
+/// a forward…).
+const MAX_NESTING: usize = 3;
+
+/// The first attachment of `message` that carries a reply key: decoded, and an attached
+/// message (an agent answering with the notification attached) read headers and text.
+fn attachment_with_key(
+    message: &mail_parser::Message<'_>,
+    signer: &Signer,
+    depth: usize,
+) -> Option<String> {
+    for (i, part) in message.attachments().enumerate() {
+        let name = part
+            .attachment_name()
+            .map_or_else(|| format!("attachment {}", i + 1), String::from);
+        let found = match part.message() {
+            Some(inner) if depth < MAX_NESTING => {
+                signer.carries_key(&String::from_utf8_lossy(inner.raw_message()))
+                    || (0..)
+                        .map_while(|i| inner.body_text(i))
+                        .any(|text| signer.carries_key(&text))
+                    || attachment_with_key(inner, signer, depth + 1).is_some()
+            }
+            _ => signer.carries_key(&String::from_utf8_lossy(part.contents())),
+        };
+        if found {
+            return Some(format!("the attachment {name} carries a reply key"));
+        }
+    }
+    None
 }
 
 /// Every `local@domain` in `text`, lower case, without quotes around the local part.
@@ -297,6 +329,46 @@ mod tests {
         ] {
             assert_eq!(boundary.inside_address_in(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn keys_in_attachments_are_found_attached_messages_included() {
+        let (boundary, signer) = boundary();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        let notification = format!(
+            "From: support@example.test\r\nReply-To: <{key}>\r\nSubject: Ticket [#4]\r\n\r\nInternal.\r\n"
+        );
+        let encoded = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(format!("write to {key}"))
+        };
+        let with = |part: &str| {
+            format!(
+                "From: support@example.test\r\nTo: mona@example.net\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclean\r\n--b\r\n{part}\r\n--b--\r\n"
+            )
+        };
+        for (part, name) in [
+            (
+                format!(
+                    "Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=n.eml\r\n\r\n{notification}"
+                ),
+                "n.eml",
+            ),
+            (
+                format!(
+                    "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=k.txt\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}"
+                ),
+                "k.txt",
+            ),
+        ] {
+            let found = boundary.leak(with(&part).as_bytes());
+            assert!(
+                found.as_deref().is_some_and(|f| f.contains(name)),
+                "{name}: {found:?}"
+            );
+        }
+        let clean = "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nfine";
+        assert_eq!(boundary.leak(with(clean).as_bytes()), None);
     }
 
     #[test]

@@ -347,6 +347,46 @@ async fn a_quote_header_in_an_unknown_language_never_reaches_the_customer() {
     assert!(status.success());
 }
 
+/// Red team: an agent answers with the notification attached (Outlook's "attach original",
+/// a forward as attachment). Its signed Reply-To and internal text never reach the customer:
+/// the answer is withheld at the last check and the agent told which attachment.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_with_the_notification_attached_is_withheld_and_the_agent_told() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let agent1 = lab.address("agent1");
+    let notification = customer_writes(&lab, "Printer", "attach@customer.test", "It jams.\n").await;
+    let n = parsed(&notification);
+    let to = n.reply_to.clone().expect("signed Reply-To").address;
+    let nid = n.message_id.clone().expect("Message-ID");
+    let mut raw = format!(
+        "From: Alice Agent <{agent1}>\r\nTo: <{to}>\r\nSubject: RE: {}\r\nMessage-ID: <attach@agent.test>\r\nIn-Reply-To: <{nid}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the details below.\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"original.eml\"\r\n\r\n",
+        n.subject
+    )
+    .into_bytes();
+    raw.extend_from_slice(&notification);
+    raw.extend_from_slice(b"\r\n--b--\r\n");
+    lab.submit("agent1", &[&to], &raw).await;
+    let told = parsed(&lab.wait_for("agent1", "INBOX", 2, WAIT).await[1]).text;
+    assert!(
+        told.contains("NOT sent") && told.contains("original.eml carries a reply key"),
+        "{told}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        lab.fetch_all("customer1", "INBOX").await.len(),
+        1,
+        "the ack only"
+    );
+
+    answer(&lab, "agent1", &notification, "Tray 2 is the culprit.").await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(parsed(&inbox[1]).text.starts_with("Tray 2 is the culprit."));
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cc_add_then_remove_changes_who_receives_the_answers() {
     let Some(lab) = Lab::start() else { return };
