@@ -3,6 +3,7 @@
 //! Everything here is CPU-only. The bytes and the Message-ID are fixed when the outbox row is
 //! written, so every retry sends exactly the same message.
 
+mod admin;
 mod agent;
 mod followup;
 pub mod kinds;
@@ -18,6 +19,7 @@ use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
+pub use admin::admin_alert;
 pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,
