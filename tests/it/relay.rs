@@ -63,6 +63,14 @@ async fn customer_writes(lab: &Lab, subject: &str, message_id: &str, body: &str)
     lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0)
 }
 
+/// The signed Reply-To of a notification.
+fn signed_reply_to(notification: &[u8]) -> String {
+    parsed(notification)
+        .reply_to
+        .expect("signed Reply-To")
+        .address
+}
+
 /// The first of `mails` whose subject starts with `prefix`.
 fn with_subject(mails: &[Vec<u8>], prefix: &str) -> Vec<u8> {
     mails
@@ -207,10 +215,7 @@ async fn every_client_shape_relays_only_the_answer() {
     let daemon = setup.start();
     let agent1 = lab.address("agent1");
     let notification = customer_writes(&lab, "Printer", "shapes@customer.test", "It jams.\n").await;
-    let to = parsed(&notification)
-        .reply_to
-        .expect("signed Reply-To")
-        .address;
+    let to = signed_reply_to(&notification);
     // (client, quote header, quoted with `>`, a word of the header that must not be relayed)
     let shapes = [
         (
@@ -261,6 +266,22 @@ async fn every_client_shape_relays_only_the_answer() {
             true,
             "wrote",
         ),
+        // Red team: languages whose quote headers we do not parse lose the header above our
+        // marker all the same, so the agent's address never precedes the customer.
+        (
+            "nl outlook",
+            format!(
+                "Van: Example Support <{to}>\nVerzonden: maandag 7 december 2026 10:00\nAan: Alice Agent <{agent1}>\nOnderwerp: Printer"
+            ),
+            false,
+            "Verzonden",
+        ),
+        (
+            "nl gmail",
+            format!("Op ma 7 dec. 2026 om 10:00 schreef Alice Agent <{agent1}>:"),
+            true,
+            "schreef",
+        ),
     ];
     for (i, (shape, quote_header, quoted, word)) in shapes.iter().enumerate() {
         let body = format!("Answer {i} from {shape}: please open tray {i}.");
@@ -272,54 +293,30 @@ async fn every_client_shape_relays_only_the_answer() {
         assert!(text.starts_with(&body), "{shape}: {text}");
         assert!(!text.contains(word), "{shape}: {text}");
         assert!(!text.contains("It jams."), "{shape}: {text}");
+        let raw_text = String::from_utf8_lossy(relayed).to_ascii_lowercase();
+        for inside in ["agent1@", "support+"] {
+            assert!(
+                !raw_text.contains(inside),
+                "{shape}: {inside} in {raw_text}"
+            );
+        }
     }
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
 
-/// Red team: clients in a language whose quote headers we do not parse (Dutch Outlook and
-/// Gmail) lose the header above our marker, so the agent's address never precedes the
-/// customer; a header line that slips through fails closed, the agent told which address.
-/// The legitimate flow: an answer naming the public support address is relayed.
+/// Red team: a quote header line in a language we do not parse that slips through (one
+/// `Van:` line is no header block) fails closed: the address in it refuses the answer, the
+/// agent told which. The legitimate flow: an answer naming the public support address is
+/// relayed.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_quote_header_in_an_unknown_language_never_reaches_the_customer() {
+async fn an_inside_address_left_in_an_answer_refuses_it() {
     let Some(lab) = Lab::start() else { return };
     let setup = with_agents(&lab);
     let daemon = setup.start();
     let (agent1, support) = (lab.address("agent1"), lab.address("support"));
     let notification = customer_writes(&lab, "Printer", "nl@customer.test", "It jams.\n").await;
-    let to = parsed(&notification)
-        .reply_to
-        .expect("signed Reply-To")
-        .address;
-    let shapes = [
-        (
-            "nl outlook",
-            format!(
-                "Van: Example Support <{to}>\nVerzonden: maandag 7 december 2026 10:00\nAan: Alice Agent <{agent1}>\nOnderwerp: Printer"
-            ),
-            false,
-        ),
-        (
-            "nl gmail",
-            format!("Op ma 7 dec. 2026 om 10:00 schreef Alice Agent <{agent1}>:"),
-            true,
-        ),
-    ];
-    for (i, (shape, quote_header, quoted)) in shapes.iter().enumerate() {
-        let body = format!("Antwoord {i}: open tray {i}.");
-        let raw = client_reply(&agent1, &to, &notification, &body, quote_header, *quoted);
-        lab.submit("agent1", &[&to], &raw).await;
-        let inbox = lab.wait_for("customer1", "INBOX", i + 2, WAIT).await;
-        let relayed = &inbox[i + 1];
-        let text = parsed(relayed).text;
-        assert!(text.starts_with(&body), "{shape}: {text}");
-        let raw_text = String::from_utf8_lossy(relayed).to_ascii_lowercase();
-        for word in ["agent1@", "support+", "verzonden", "schreef"] {
-            assert!(!raw_text.contains(word), "{shape}: {word} in {raw_text}");
-        }
-    }
-
+    let to = signed_reply_to(&notification);
     // One `Van:` line above the quote is no header block: it slips through, and the address
     // in it refuses the answer.
     let slipped = client_reply(
@@ -340,9 +337,9 @@ async fn a_quote_header_in_an_unknown_language_never_reaches_the_customer() {
     let public = format!("Write to {support} any time.");
     let raw = client_reply(&agent1, &to, &notification, &public, "", true);
     lab.submit("agent1", &[&to], &raw).await;
-    let inbox = lab.wait_for("customer1", "INBOX", 4, WAIT).await;
-    assert!(parsed(&inbox[3]).text.starts_with(&public));
-    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 4);
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(parsed(&inbox[1]).text.starts_with(&public));
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 2);
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
