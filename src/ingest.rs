@@ -25,13 +25,13 @@ use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
-use crate::parse::{ParsedMessage, parse};
+use crate::parse::{ParsedMessage, drop_misleading_names, parse};
 use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
 use crate::schedule;
-use crate::send::{self, Audience};
+use crate::send::{self, Audience, Enqueued};
 use crate::store::{
     Checkpoint, ContactSeen, Event, NewMessage, NewQuarantine, NewTicket, QuarantineStatus, Store,
     StoreError, Tx, content_key, dedupe_key, legacy_content_key,
@@ -43,6 +43,9 @@ pub use analysis::Analysis;
 
 /// The window of the per-sender limits.
 const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
+/// Notices per agent and kind in [`LIMIT_WINDOW`] about mail that proved nothing (unsigned or
+/// refused: anyone can send it).
+const UNPROVED_NOTICES_PER_HOUR: u32 = 1;
 
 /// Where an inbound message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,7 +325,8 @@ fn advance(tx: &Tx<'_>, source: &Source, now: Timestamp) -> Result<(), StoreErro
 }
 
 fn understand(raw: &[u8], ours: &[String]) -> (ParsedMessage, Class) {
-    let parsed = parse(raw);
+    let mut parsed = parse(raw);
+    drop_misleading_names(&mut parsed);
     let class = classify(&parsed, ours);
     (parsed, class)
 }
@@ -578,6 +582,7 @@ fn apply(
             Some(ticket),
         ) if !text.note && !text.body.is_empty() => {
             relay_leak(tx, ticket.id, &text.body, desk.templates)?
+                .or_else(|| boundary.inside_address_in(&text.body).map(Leak::Address))
         }
         _ => None,
     };
@@ -657,7 +662,8 @@ fn apply(
     };
     let (ticket, created) = match decision.ticket {
         TicketAction::Unfiled => {
-            // A bounce of nothing we sent: kept and reported, on no ticket.
+            // A bounce of nothing we sent, or a refused key naming no ticket: kept and
+            // reported, on no ticket.
             let role_text = class_text(&decision.role);
             let message = new_message(None, &role_text, &parsed.text)?;
             let events = Events {
@@ -670,10 +676,14 @@ fn apply(
             events.record_data(
                 "message.received",
                 None,
-                format!("{role_text}; {}", threading.describe()),
+                format!("{role_text}; {}{}", threading.describe(), describe(&author)),
                 Some(json!({ "class": decision.role.kind() })),
             )?;
-            let bounced = record_bounce(tx, parsed, &events, now)?.failed;
+            let bounced = if matches!(class, Class::Bounce(_)) {
+                record_bounce(tx, parsed, &events, now)?.failed
+            } else {
+                Vec::new()
+            };
             return Ok(Outcome::Stored {
                 ticket: None,
                 created: false,
@@ -697,11 +707,11 @@ fn apply(
                 &parsed.subject
             };
             // Nobody inside (an agent, one of our addresses, a key) is ever a ticket's
-            // customer, nor the sender of a refused key.
+            // customer (a refused key never opens a ticket).
             let customer = parsed
                 .from
                 .as_ref()
-                .filter(|p| decision.role != Role::KeyRefused && !boundary.is_inside(&p.address));
+                .filter(|p| !boundary.is_inside(&p.address));
             let id = tx.create_ticket(&NewTicket {
                 mailbox: &source.mailbox,
                 subject,
@@ -1006,6 +1016,7 @@ fn apply(
         }
     }
     let author_agent = author.agent().and_then(|a| config.agents.by_address(a));
+    let mut tell = decision.tell.clone();
     if let (Some(signer), Some(agent), Some(text)) = (&signer, author_agent, &text) {
         if decision.relay {
             let answers = tx.latest_customer_message(ticket)?;
@@ -1022,7 +1033,14 @@ fn apply(
                 },
                 now,
             );
-            queued.extend(out.queue(OutKind::Reply, None, rendered)?);
+            match out.enqueue(OutKind::Reply, None, rendered, None)? {
+                Some(Enqueued::Queued(outbox)) => queued.push(outbox),
+                // Stopped at the last check: the agent who answered hears of it.
+                Some(Enqueued::Withheld(why)) => {
+                    tell = Some((agent.address.clone(), AgentNotice::Withheld(why)));
+                }
+                None => {}
+            }
         }
         for to in agents_named(config, &decision.note_to) {
             let rendered = render::note(
@@ -1057,8 +1075,9 @@ fn apply(
             queued.extend(out.queue(OutKind::Bounce, Some(&agent.address), rendered)?);
         }
     }
-    if let Some((agent, notice)) = &decision.tell
+    if let Some((agent, notice)) = &tell
         && let Some(agent) = config.agents.by_address(agent)
+        && !notice_limited(&out, agent, notice)?
     {
         let rendered = render::notice(
             &desk.support,
@@ -1072,7 +1091,9 @@ fn apply(
             },
             now,
         );
-        queued.extend(out.queue(OutKind::Notice, Some(&agent.address), rendered)?);
+        let data = json!({ "agent": agent.address, "notice": notice.kind() });
+        let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
+        queued.extend(enqueued.and_then(Enqueued::queued));
     }
     Ok(Outcome::Stored {
         ticket: Some(ticket),
@@ -1088,6 +1109,36 @@ fn apply(
         bounced: bounced.failed,
         quiet: decision.quiet,
     })
+}
+
+/// A notice about mail that proved nothing, when `agent` had one of its kind within the hour:
+/// recorded as a `notice.limited` event instead, so a forger cannot fill the agent's inbox.
+fn notice_limited(
+    out: &Effects<'_, '_>,
+    agent: &Agent,
+    notice: &AgentNotice,
+) -> Result<bool, StoreError> {
+    if !notice.unproved() {
+        return Ok(false);
+    }
+    let since = out.events.now - LIMIT_WINDOW;
+    let sent = out
+        .events
+        .tx
+        .notices_since(&agent.address, notice.kind(), since)?;
+    if sent < UNPROVED_NOTICES_PER_HOUR {
+        return Ok(false);
+    }
+    out.record_data(
+        "notice.limited",
+        format!(
+            "{} notice to {} not sent: one went out within the hour",
+            notice.kind(),
+            agent.address
+        ),
+        json!({ "agent": agent.address, "notice": notice.kind() }),
+    )?;
+    Ok(true)
 }
 
 /// The events of one inbound message, on its ticket (or on none, for an unfiled bounce).
@@ -1165,6 +1216,20 @@ impl Effects<'_, '_> {
         agent: Option<&str>,
         rendered: Result<Outgoing, RenderError>,
     ) -> Result<Option<OutboxId>, StoreError> {
+        Ok(self
+            .enqueue(kind, agent, rendered, None)?
+            .and_then(Enqueued::queued))
+    }
+
+    /// [`Effects::queue`], saying whether the mail was withheld (`None`: not rendered), with
+    /// `data` on the queued event.
+    fn enqueue(
+        &self,
+        kind: OutKind,
+        agent: Option<&str>,
+        rendered: Result<Outgoing, RenderError>,
+        data: Option<serde_json::Value>,
+    ) -> Result<Option<Enqueued>, StoreError> {
         let out = match rendered {
             Ok(out) => out,
             Err(err) => {
@@ -1176,7 +1241,7 @@ impl Effects<'_, '_> {
             Some(agent) => Audience::Inside(agent),
             None => Audience::Outside(self.boundary),
         };
-        let Some(outbox) = send::enqueue(
+        let enqueued = send::enqueue(
             self.events.tx,
             self.support,
             self.ticket,
@@ -1184,16 +1249,16 @@ impl Effects<'_, '_> {
             audience,
             &out,
             self.events.now,
-        )?
-        else {
-            return Ok(None);
-        };
-        self.events.record(
-            kind.events().0,
-            Some(outbox),
-            format!("to {}", out.recipients.join(", ")),
         )?;
-        Ok(Some(outbox))
+        if let Enqueued::Queued(outbox) = &enqueued {
+            self.events.record_data(
+                kind.events().0,
+                Some(*outbox),
+                format!("to {}", out.recipients.join(", ")),
+                data,
+            )?;
+        }
+        Ok(Some(enqueued))
     }
 }
 
@@ -1393,7 +1458,8 @@ fn candidates(
     })
 }
 
-/// The sender and everyone copied, except anyone inside (our addresses, agents, keys).
+/// The sender and everyone copied, except anyone inside (our addresses, agents, keys) and
+/// addresses mail cannot be sent to (one such Cc would stop every answer on the ticket).
 fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p Person> {
     parsed
         .from
@@ -1401,6 +1467,7 @@ fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p P
         .chain(parsed.to.iter())
         .chain(parsed.cc.iter())
         .filter(|p| !boundary.is_inside(&p.address))
+        .filter(|p| p.address.parse::<lettre::Address>().is_ok())
         .collect()
 }
 

@@ -586,6 +586,9 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .iter()
         .filter_map(|addr| {
             let email = addr.address.as_deref()?.trim();
+            if let Some(address) = unquoted_local_part(email) {
+                return Some(Person::new(&address, addr.name.as_deref()));
+            }
             if !email.contains(char::is_whitespace) {
                 return email
                     .contains('@')
@@ -608,6 +611,39 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .collect()
 }
 
+/// Drops the display names of the From, To and Cc of an inbound message that pass for an
+/// address (`agent1@example.com`, `Alice <agent1@…>`), for a marker of ours (`[agent-note]`)
+/// or for mail from the desk (`Alice Agent via Example Support`, as agents' answers are
+/// sent): agents and other participants are shown the address instead.
+pub fn drop_misleading_names(parsed: &mut ParsedMessage) {
+    let misleading = |name: &str| {
+        name.contains(['@', '<', '>', '[', ']']) || name.to_lowercase().contains(" via ")
+    };
+    for person in parsed
+        .from
+        .iter_mut()
+        .chain(&mut parsed.to)
+        .chain(&mut parsed.cc)
+    {
+        if person.name.as_deref().is_some_and(misleading) {
+            person.name = None;
+        }
+    }
+}
+
+/// `<"support+4.token"@example.com>` is `support+4.token@example.com` (RFC 5321 4.1.2): a
+/// quoted local part that needs no quotes is read without them, so a reply key in quotes is
+/// still one. (mail-parser reads the form without angle brackets as a name and the address
+/// `@example.com`, which no mail can be sent to; it is never rebuilt from the name, which
+/// would turn `agent1 <@example.com>` into an agent's address.) `None` for other addresses.
+fn unquoted_local_part(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    let local = local.strip_prefix('"')?.strip_suffix('"')?;
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    (!local.is_empty() && !domain.is_empty() && local.chars().all(atext))
+        .then(|| format!("{local}@{domain}"))
+}
+
 fn first_person(address: &Address<'_>) -> Option<Person> {
     all_people(address).into_iter().next()
 }
@@ -627,6 +663,57 @@ fn from_person(address: &Address<'_>) -> Option<Person> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_pass_for_an_address_or_the_desk_are_dropped() {
+        for (from, name) in [
+            ("Mona Q <mona@evil.test>", Some("Mona Q")),
+            ("\"agent1@example.test\" <mona@evil.test>", None),
+            ("=?utf-8?q?agent1=40example=2Etest?= <mona@evil.test>", None),
+            (
+                "\"Alice Agent <agent1@example.test>\" <mona@evil.test>",
+                None,
+            ),
+            ("Alice Agent via Example Support <mona@evil.test>", None),
+            ("\"agent agent1 [agent-note]\" <mona@evil.test>", None),
+            (
+                "=?utf-8?q?Mona=0D=0ABcc=3A_x?= <mona@evil.test>",
+                Some("Mona Bcc: x"),
+            ),
+        ] {
+            let raw =
+                format!("From: {from}\r\nTo: support@example.test\r\nSubject: x\r\n\r\nhi\r\n");
+            let mut parsed = parse(raw.as_bytes());
+            drop_misleading_names(&mut parsed);
+            let person = parsed.from.expect("From");
+            assert_eq!(person.address, "mona@evil.test", "{from}");
+            assert_eq!(person.name.as_deref(), name, "{from}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_local_part_or_a_trailing_dot_is_read_away() {
+        let parsed = parse(
+            b"From: agent1 <@example.test>\r\nTo: Mona <\"Support+4.ABC\"@example.test>\r\n\
+              Cc: <\"a b\"@example.test>, <\"x\"@example.test>, Support+4.ABC@Example.test.\r\n\
+              Subject: x\r\n\r\nhi\r\n",
+        );
+        let address = |p: &Person| p.address.clone();
+        // Never an address made of a name.
+        assert_eq!(
+            parsed.from.as_ref().map(address).as_deref(),
+            Some("@example.test")
+        );
+        assert_eq!(
+            parsed.to.iter().map(address).collect::<Vec<_>>(),
+            ["support+4.abc@example.test"]
+        );
+        let cc: Vec<String> = parsed.cc.iter().map(address).collect();
+        assert_eq!(
+            cc[cc.len() - 2..],
+            ["x@example.test", "support+4.abc@example.test"]
+        );
+    }
 
     #[test]
     fn authentication_results_keep_their_order_top_first() {

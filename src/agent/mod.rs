@@ -96,6 +96,19 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
         .iter()
         .filter_map(|a| signer.read_address(a))
         .collect();
+    // Our signed IDs name our own notifications: mail arriving under one is forged (or a
+    // customer making every answer to their ticket carry a key-shaped In-Reply-To).
+    if let Some(claim) = parsed
+        .message_id
+        .as_deref()
+        .and_then(|id| signer.read_message_id(id))
+    {
+        let mut refused = refuse(&claim, agents, signer, from, from_agent);
+        if let Author::Refused { reason, .. } = &mut refused {
+            *reason = format!("its own Message-ID has the shape of a reply key; {reason}");
+        }
+        return refused;
+    }
     let (claims, via) = if by_address.is_empty() {
         let by_id = parsed
             .in_reply_to
@@ -371,6 +384,26 @@ mod tests {
             check(A::Absent, M::Valid, from, Refused(alice));
             check(A::Absent, M::Invalid, from, Refused(None));
             check(A::Absent, M::Absent, from, Other);
+        }
+    }
+
+    #[test]
+    fn a_message_id_shaped_like_a_key_is_refused_whatever_else_it_carries() {
+        let s = signer();
+        let alice = "agent1@example.test";
+        for (from, key) in [
+            ("mona@example.net", None),
+            (alice, Some(s.reply_address(TicketId(9), alice))),
+        ] {
+            let mut parsed = mail(from, key.as_deref().unwrap_or("support@example.test"));
+            parsed.message_id = Some(s.message_id(TicketId(9), "agent2@example.test"));
+            match recognise(&parsed, &agents(), Some(&s)) {
+                Author::Refused { ticket, reason, .. } => {
+                    assert_eq!(ticket, TicketId(9));
+                    assert!(reason.contains("own Message-ID"), "{reason}");
+                }
+                other => panic!("{from}: {other:?}"),
+            }
         }
     }
 

@@ -282,13 +282,14 @@ pub fn notice(
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
-    let (problem, errors, reason) = match n.notice {
-        AgentNotice::BadCommands(errors) => ("commands", errors.clone(), String::new()),
-        AgentNotice::Empty => ("empty", Vec::new(), String::new()),
-        AgentNotice::Unsigned => ("unsigned", Vec::new(), String::new()),
-        AgentNotice::Refused(reason) => ("refused", Vec::new(), reason.clone()),
-        AgentNotice::Leak(reason) => ("leak", Vec::new(), reason.clone()),
+    let (errors, reason) = match n.notice {
+        AgentNotice::BadCommands(errors) => (errors.clone(), String::new()),
+        AgentNotice::Empty | AgentNotice::Unsigned => (Vec::new(), String::new()),
+        AgentNotice::Refused(reason)
+        | AgentNotice::Leak(reason)
+        | AgentNotice::Withheld(reason) => (Vec::new(), reason.clone()),
     };
+    let problem = n.notice.kind();
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
         tag => tag.clone(),

@@ -1143,6 +1143,21 @@ impl<'c> Tx<'c> {
         })
     }
 
+    /// Notices of kind `notice` queued to `agent` since `since` (their `notice.queued` events).
+    pub fn notices_since(
+        &self,
+        agent: &str,
+        notice: &str,
+        since: Timestamp,
+    ) -> Result<u32, StoreError> {
+        Ok(self.tx.query_row(
+            "SELECT count(*) FROM events WHERE kind = 'notice.queued' AND at >= ?3
+             AND json_extract(data, '$.agent') = ?1 AND json_extract(data, '$.notice') = ?2",
+            params![agent, notice, to_ms(since)],
+            |r| r.get::<_, u32>(0),
+        )?)
+    }
+
     // === outbox ===
 
     /// Queued rows whose next attempt is due at `now`, oldest first.

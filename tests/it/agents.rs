@@ -252,7 +252,9 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     assert!(!note_text.contains("Sent: Monday"), "{note_text}");
 
     // 4. A forged From with a wrong token: nothing relayed, agent1 told.
-    let forged_to = reply_to.replacen(&format!("+{number}."), &format!("+{}.", number + 1), 1);
+    let (local, domain) = reply_to.rsplit_once('@').expect("reply address");
+    let altered = if local.ends_with('0') { '1' } else { '0' };
+    let forged_to = format!("{}{altered}@{domain}", &local[..local.len() - 1]);
     let forged = message(
         &format!("Alice Agent <{agent1}>"),
         &forged_to,
