@@ -9,8 +9,8 @@
 //!
 //! Idempotent: a message whose Message-ID (or, lacking one, whose bytes) is already stored
 //! only advances the checkpoint. Mail that cannot be handled is quarantined in the same
-//! transaction instead of stored ([`Outcome::Quarantined`]); [`quarantine_failed`] and
-//! [`quarantine_oversize`] put aside mail that never got this far, and [`release`] sends a
+//! transaction instead of stored ([`Outcome::Quarantined`]); [`batch`] quarantines a message
+//! whose storing fails, [`quarantine_oversize`] puts aside mail that never got this far, and [`release`] sends a
 //! quarantined message down the normal path.
 
 use std::sync::Arc;
@@ -39,6 +39,7 @@ use crate::store::{
 use crate::thread::{self, Candidates, Threading};
 
 pub mod analysis;
+pub mod batch;
 pub use analysis::Analysis;
 
 /// The window of the per-sender limits.
@@ -109,8 +110,9 @@ pub async fn ingest(
 }
 
 /// [`ingest`], and when that fails for a reason other than the database (so trying again
-/// would fail again), [`quarantine_failed`] with the error: one bad message never blocks a
-/// mailbox. Returns the outcome and the message's Message-ID.
+/// would fail again), quarantines it with the error: one bad message never blocks a
+/// mailbox. A batch of one ([`batch::ingest_batch`]). Returns the outcome and the message's
+/// Message-ID.
 pub async fn ingest_or_quarantine(
     store: &Store,
     config: &Arc<Config>,
@@ -118,21 +120,9 @@ pub async fn ingest_or_quarantine(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, Option<String>), StoreError> {
-    // Shared with the transaction rather than cloned: the bytes are needed again only when
-    // storing fails, and by then the transaction has let go of them.
-    let raw = Arc::new(raw);
-    let err = match ingest_shared(store, config, source.clone(), Arc::clone(&raw), now).await {
-        Ok((outcome, parsed)) => return Ok((outcome, parsed.message_id)),
-        Err(err) if err.is_transient() => return Err(err),
-        Err(err) => err,
-    };
-    let raw = Arc::try_unwrap(raw).unwrap_or_else(|shared| shared.as_ref().clone());
-    let reason = format!("storing it failed: {err}");
-    let mailbox = source.mailbox.clone();
-    let uid = source.imap.map(|(_, uid)| uid);
-    let id = quarantine_failed(store, config, source, raw, reason.clone(), now).await?;
-    tracing::warn!(mailbox, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
-    Ok((Outcome::Quarantined { id, reason }, None))
+    let item = batch::Item::Message { source, raw };
+    let done = only(batch::ingest_batch(store, config, vec![item], now).await?)?;
+    Ok((done.outcome, done.message_id))
 }
 
 async fn ingest_shared(
@@ -163,20 +153,6 @@ async fn ingest_shared(
         .await
 }
 
-/// Quarantines a fetched message whose ingest failed for a reason other than the database
-/// (so trying again would fail again), and advances the checkpoint past it.
-pub async fn quarantine_failed(
-    store: &Store,
-    config: &Arc<Config>,
-    source: Source,
-    raw: Vec<u8>,
-    reason: String,
-    now: Timestamp,
-) -> Result<QuarantineId, StoreError> {
-    let size = raw.len() as u64;
-    quarantine_fetched(store, config, source, raw, size, reason, now).await
-}
-
 /// Quarantines a message larger than `policy.max_message_size` by its headers alone (its
 /// body was never fetched), and advances the checkpoint past it.
 pub async fn quarantine_oversize(
@@ -187,32 +163,26 @@ pub async fn quarantine_oversize(
     size: u64,
     now: Timestamp,
 ) -> Result<QuarantineId, StoreError> {
-    let reason = format!(
-        "{size} bytes, larger than policy.max_message_size_mb ({} bytes); only the headers were kept",
-        config.policy.max_message_size
-    );
-    quarantine_fetched(store, config, source, headers, size, reason, now).await
+    let item = batch::Item::Oversize {
+        source,
+        headers,
+        size,
+    };
+    match only(batch::ingest_batch(store, config, vec![item], now).await?)?.outcome {
+        Outcome::Quarantined { id, .. } => Ok(id),
+        other => Err(StoreError::Corrupt(format!(
+            "an oversize message was not quarantined: {other:?}"
+        ))),
+    }
 }
 
-/// Puts `raw` (the whole message when it is `size` bytes long, else its headers) aside and
-/// advances the checkpoint past it, in one transaction.
-async fn quarantine_fetched(
-    store: &Store,
-    config: &Arc<Config>,
-    source: Source,
-    raw: Vec<u8>,
-    size: u64,
-    reason: String,
-    now: Timestamp,
-) -> Result<QuarantineId, StoreError> {
-    let (parsed, _) = understand(&raw, &config.own_addresses);
-    store
-        .write(move |tx| {
-            let id = put_aside(tx, &source, &parsed, &reason, &raw, size, now)?;
-            advance(tx, &source, now)?;
-            Ok(id)
-        })
-        .await
+/// The one result of a batch of one message.
+fn only(done: Vec<batch::Done>) -> Result<batch::Done, StoreError> {
+    let n = done.len();
+    done.into_iter()
+        .next()
+        .filter(|_| n == 1)
+        .ok_or_else(|| StoreError::Corrupt(format!("a batch of one message gave {n} results")))
 }
 
 /// Why a quarantined message cannot be released.

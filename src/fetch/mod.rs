@@ -29,7 +29,8 @@ use async_imap::types::{Fetch, Flag};
 use crate::backoff::Backoff;
 use crate::config::{InitialImport, Live, MailboxConfig};
 use crate::health::{Link, Reporter, Trouble};
-use crate::ingest::{Outcome, Source, ingest_or_quarantine, quarantine_oversize};
+use crate::ingest::batch::{Done, Item, ingest_batch};
+use crate::ingest::{Outcome, Source};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
 use crate::store::{Backlog, Checkpoint, Event, Store, StoreError};
@@ -111,6 +112,52 @@ impl Step {
         match *self {
             Step::Import { uid, .. } | Step::Skip(uid) => uid,
         }
+    }
+}
+
+/// A batch's write transaction, running while the next batch is fetched.
+type Committing = tokio::task::JoinHandle<Result<Vec<Done>, StoreError>>;
+
+/// Backlog messages `initial_import` leaves in the folder, gathered until the next message
+/// to ingest: the checkpoint passes them in the same transaction.
+#[derive(Default)]
+struct Left {
+    n: u32,
+    last_uid: u32,
+}
+
+impl Left {
+    fn pass(&mut self, uid: u32) {
+        self.n = self.n.saturating_add(1);
+        self.last_uid = uid;
+    }
+
+    fn take(&mut self, mailbox: &str, uidvalidity: u32) -> Option<Item> {
+        let Left { n, last_uid } = std::mem::take(self);
+        debug!(mailbox, n, last_uid, "backlog messages left in the folder (initial_import)");
+        (n > 0).then(|| Item::Left {
+            mailbox: mailbox.to_string(),
+            checkpoint: Checkpoint {
+                uidvalidity,
+                last_uid,
+            },
+            n,
+        })
+    }
+}
+
+/// How a message came to be fetched.
+fn arrival(backlog: Option<Backlog>, arrived_at: Option<Timestamp>) -> Arrival {
+    match backlog {
+        None => Arrival::Live,
+        Some(b) if b.reread => Arrival::Reread {
+            arrived_at,
+            last_sync: b.started_at,
+        },
+        Some(b) => Arrival::Backlog {
+            arrived_at,
+            first_start: b.started_at,
+        },
     }
 }
 
@@ -474,8 +521,9 @@ impl MailboxTask {
         Ok(steps)
     }
 
-    /// Ingests the messages of `steps` in batches, passing skipped ones with the checkpoint;
-    /// flags or moves each batch after its commits.
+    /// Ingests the messages of `steps` in batches, one transaction each, passing skipped ones
+    /// with the checkpoint; the next batch is fetched while the current one commits, and each
+    /// batch is flagged or moved (one command per outcome) after its commit.
     async fn process(
         &self,
         session: &mut Session,
@@ -484,157 +532,157 @@ impl MailboxTask {
         can_move: bool,
         cancel: &CancellationToken,
     ) -> Result<(), FetchError> {
-        let name = &self.mailbox.name;
+        let mut committing: Option<Committing> = None;
         for batch in steps.chunks(self.mailbox.batch_size as usize) {
-            // Sizes, headers of oversize mail, the batch itself, then flags and moves.
-            self.beat(self.mailbox.timeout * 4);
-            let wanted: Vec<u32> = batch
-                .iter()
-                .filter_map(|step| match step {
-                    Step::Import { uid, .. } => Some(*uid),
-                    Step::Skip(_) => None,
-                })
-                .collect();
-            let (normal, oversize) = if wanted.is_empty() {
-                (Vec::new(), Vec::new())
-            } else {
-                self.sizes(session, &wanted).await?
-            };
-            let mut fetched = Vec::with_capacity(normal.len());
-            if !normal.is_empty() {
-                for fetch in self
-                    .fetch_items(session, &normal, "(UID INTERNALDATE BODY.PEEK[])")
-                    .await?
-                {
-                    if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
-                        fetched.push((uid, internal_date(&fetch), body.to_vec()));
-                    }
-                }
-                fetched.sort_unstable_by_key(|(uid, _, _)| *uid);
-            }
-            let mut done = Vec::with_capacity(fetched.len());
-            let mut quarantined = Vec::new();
-            let mut skipped: Vec<u32> = Vec::new();
-            // Strictly in UID order: the checkpoint must never pass a UID not committed yet.
-            for step in batch {
-                if cancel.is_cancelled() {
-                    break;
-                }
-                let (uid, backlog) = match *step {
-                    Step::Skip(uid) => {
-                        skipped.push(uid);
-                        continue;
-                    }
-                    Step::Import { uid, backlog } => (uid, backlog),
-                };
-                let oversized = oversize
-                    .iter()
-                    .find(|(u, _)| *u == uid)
-                    .map(|(_, size)| *size);
-                // Gone between SEARCH and FETCH (expunged): nothing to store.
-                let index = fetched.binary_search_by_key(&uid, |(u, _, _)| *u).ok();
-                if oversized.is_none() && index.is_none() {
-                    continue;
-                }
-                self.skip(uidvalidity, &mut skipped).await?;
-                let arrived_at = index.and_then(|i| fetched[i].1);
-                let arrival = match backlog {
-                    None => Arrival::Live,
-                    Some(b) if b.reread => Arrival::Reread {
-                        arrived_at,
-                        last_sync: b.started_at,
-                    },
-                    Some(b) => Arrival::Backlog {
-                        arrived_at,
-                        first_start: b.started_at,
-                    },
-                };
-                let source = Source {
-                    mailbox: name.clone(),
-                    imap: Some((uidvalidity, uid)),
-                    arrival,
-                };
-                let (Some(index), None) = (index, oversized) else {
-                    let size = oversized.unwrap_or_default();
-                    let headers = self
-                        .fetch_items(session, &[uid], "(UID BODY.PEEK[HEADER])")
-                        .await?
-                        .first()
-                        .and_then(|f| f.header().map(<[u8]>::to_vec))
-                        .unwrap_or_default();
-                    let id = quarantine_oversize(
-                        &self.store,
-                        &self.config.current(),
-                        source,
-                        headers,
-                        size,
-                        Timestamp::now(),
-                    )
-                    .await?;
-                    warn!(mailbox = %name, uid, size, quarantine = id.0, "message larger than policy.max_message_size_mb; quarantined without fetching its body");
-                    quarantined.push(uid);
-                    continue;
-                };
-                let raw = std::mem::take(&mut fetched[index].2);
-                match self.ingest_one(source, raw).await? {
-                    Outcome::Quarantined { .. } => quarantined.push(uid),
-                    Outcome::Stored { queued, .. } => {
-                        if !queued.is_empty() {
-                            self.outbox_wake.notify_one();
-                        }
-                        self.schedule_wake.notify_one();
-                        done.push(uid);
-                    }
-                    _ => done.push(uid),
-                }
-            }
-            self.skip(uidvalidity, &mut skipped).await?;
-            self.settle(session, &done, false, can_move).await?;
-            self.settle(session, &quarantined, true, can_move).await?;
             if cancel.is_cancelled() {
                 break;
             }
+            self.beat(self.mailbox.timeout * 4);
+            let items = match self.gather(session, batch, uidvalidity).await {
+                Ok(items) => items,
+                Err(err) => {
+                    // The batch before is committed (or not) whatever happens here.
+                    if let Some(previous) = committing.take() {
+                        self.committed(previous).await?;
+                    }
+                    return Err(err);
+                }
+            };
+            if let Some(previous) = committing.take() {
+                let (done, quarantined) = self.committed(previous).await?;
+                self.settle(session, &done, false, can_move).await?;
+                self.settle(session, &quarantined, true, can_move).await?;
+            }
+            let store = self.store.clone();
+            let config = self.config.current();
+            committing = Some(tokio::spawn(async move {
+                ingest_batch(&store, &config, items, Timestamp::now()).await
+            }));
+        }
+        if let Some(previous) = committing.take() {
+            let (done, quarantined) = self.committed(previous).await?;
+            self.settle(session, &done, false, can_move).await?;
+            self.settle(session, &quarantined, true, can_move).await?;
         }
         Ok(())
     }
 
-    /// Ingests one message (quarantined with the error when storing it fails for a reason
-    /// other than the database, so it cannot block the mailbox).
-    async fn ingest_one(&self, source: Source, raw: Vec<u8>) -> Result<Outcome, FetchError> {
-        let name = source.mailbox.clone();
-        let uid = source.imap.map(|(_, uid)| uid);
-        let config = self.config.current();
-        self.beat(self.mailbox.timeout * 4);
-        let (outcome, message_id) =
-            ingest_or_quarantine(&self.store, &config, source, raw, Timestamp::now()).await?;
-        log_outcome(&name, uid, message_id.as_deref(), &outcome);
-        Ok(outcome)
+    /// Fetches one batch: sizes, the bodies, the headers of oversize mail; in UID order, with
+    /// the backlog left in the folder between them.
+    async fn gather(
+        &self,
+        session: &mut Session,
+        batch: &[Step],
+        uidvalidity: u32,
+    ) -> Result<Vec<Item>, FetchError> {
+        let name = &self.mailbox.name;
+        let wanted: Vec<u32> = batch
+            .iter()
+            .filter_map(|step| match step {
+                Step::Import { uid, .. } => Some(*uid),
+                Step::Skip(_) => None,
+            })
+            .collect();
+        let (normal, oversize) = if wanted.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.sizes(session, &wanted).await?
+        };
+        let mut fetched = Vec::with_capacity(normal.len());
+        if !normal.is_empty() {
+            for fetch in self
+                .fetch_items(session, &normal, "(UID INTERNALDATE BODY.PEEK[])")
+                .await?
+            {
+                if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
+                    fetched.push((uid, internal_date(&fetch), body.to_vec()));
+                }
+            }
+            fetched.sort_unstable_by_key(|(uid, _, _)| *uid);
+        }
+        let mut items = Vec::with_capacity(batch.len());
+        let mut left = Left::default();
+        for step in batch {
+            let (uid, backlog) = match *step {
+                Step::Skip(uid) => {
+                    left.pass(uid);
+                    continue;
+                }
+                Step::Import { uid, backlog } => (uid, backlog),
+            };
+            let oversized = oversize
+                .iter()
+                .find(|(u, _)| *u == uid)
+                .map(|(_, size)| *size);
+            // Gone between SEARCH and FETCH (expunged): nothing to store.
+            let index = fetched.binary_search_by_key(&uid, |(u, _, _)| *u).ok();
+            if oversized.is_none() && index.is_none() {
+                continue;
+            }
+            items.extend(left.take(name, uidvalidity));
+            let source = Source {
+                mailbox: name.clone(),
+                imap: Some((uidvalidity, uid)),
+                arrival: arrival(backlog, index.and_then(|i| fetched[i].1)),
+            };
+            let (Some(index), None) = (index, oversized) else {
+                let size = oversized.unwrap_or_default();
+                let headers = self
+                    .fetch_items(session, &[uid], "(UID BODY.PEEK[HEADER])")
+                    .await?
+                    .first()
+                    .and_then(|f| f.header().map(<[u8]>::to_vec))
+                    .unwrap_or_default();
+                warn!(mailbox = %name, uid, size, "message larger than policy.max_message_size_mb; quarantining it without fetching its body");
+                items.push(Item::Oversize {
+                    source,
+                    headers,
+                    size,
+                });
+                continue;
+            };
+            let raw = std::mem::take(&mut fetched[index].2);
+            items.push(Item::Message { source, raw });
+        }
+        items.extend(left.take(name, uidvalidity));
+        Ok(items)
     }
 
-    /// Moves the checkpoint past backlog messages left in the folder, counting them.
-    async fn skip(&self, uidvalidity: u32, skipped: &mut Vec<u32>) -> Result<(), FetchError> {
-        let Some(&last_uid) = skipped.last() else {
-            return Ok(());
-        };
-        let n = u32::try_from(skipped.len()).unwrap_or(u32::MAX);
-        skipped.clear();
-        let name = self.mailbox.name.clone();
-        debug!(mailbox = %name, n, last_uid, "backlog messages left in the folder (initial_import)");
-        self.store
-            .write(move |tx| {
-                let now = Timestamp::now();
-                tx.skip_backlog(
-                    &name,
-                    Checkpoint {
-                        uidvalidity,
-                        last_uid,
-                    },
-                    n,
-                    now,
-                )
-            })
-            .await?;
-        Ok(())
+    /// Waits for a batch's commit, logs each message and wakes the outbox and the scheduler;
+    /// returns the UIDs stored (or skipped as duplicates) and the UIDs quarantined.
+    async fn committed(&self, batch: Committing) -> Result<(Vec<u32>, Vec<u32>), FetchError> {
+        let done = batch
+            .await
+            .map_err(|err| StoreError::Worker(err.to_string()))??;
+        let mut stored = Vec::with_capacity(done.len());
+        let mut quarantined = Vec::new();
+        let (mut queued_any, mut stored_any) = (false, false);
+        for Done {
+            source,
+            message_id,
+            outcome,
+        } in &done
+        {
+            let uid = source.imap.map(|(_, uid)| uid);
+            log_outcome(&source.mailbox, uid, message_id.as_deref(), outcome);
+            let Some(uid) = uid else { continue };
+            match outcome {
+                Outcome::Quarantined { .. } => quarantined.push(uid),
+                Outcome::Stored { queued, .. } => {
+                    queued_any |= !queued.is_empty();
+                    stored_any = true;
+                    stored.push(uid);
+                }
+                _ => stored.push(uid),
+            }
+        }
+        if queued_any {
+            self.outbox_wake.notify_one();
+        }
+        if stored_any {
+            self.schedule_wake.notify_one();
+        }
+        Ok((stored, quarantined))
     }
 
     /// The backlog is worked through: records and logs how it was imported.
