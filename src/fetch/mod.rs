@@ -134,7 +134,10 @@ impl Left {
 
     fn take(&mut self, mailbox: &str, uidvalidity: u32) -> Option<Item> {
         let Left { n, last_uid } = std::mem::take(self);
-        debug!(mailbox, n, last_uid, "backlog messages left in the folder (initial_import)");
+        debug!(
+            mailbox,
+            n, last_uid, "backlog messages left in the folder (initial_import)"
+        );
         (n > 0).then(|| Item::Left {
             mailbox: mailbox.to_string(),
             checkpoint: Checkpoint {

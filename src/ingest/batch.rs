@@ -98,7 +98,10 @@ pub async fn ingest_batch(
 fn prepare_all(items: Vec<Item>, config: &Config) -> Vec<Ready> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || items.len() < 2 {
-        return items.into_iter().map(|item| prepare(item, config)).collect();
+        return items
+            .into_iter()
+            .map(|item| prepare(item, config))
+            .collect();
     }
     let per_thread = items.len().div_ceil(threads);
     let mut items = items.into_iter();

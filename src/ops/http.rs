@@ -2,14 +2,15 @@
 //! Prometheus. Loopback by default (`[http] listen`), no authentication, read-only.
 //!
 //! `/metrics` is computed at scrape time from the event history (one read transaction on
-//! its own read-only connection, so a scrape never waits for the writer): counters are then
+//! its own read-only connection, so a scrape never waits for the writer; running totals
+//! kept in memory mean a scrape reads only the events recorded since the last): counters are then
 //! the same after a restart and always agree with `deskgate stats`, and no in-memory counter
 //! can drift from what the database says happened. The health registry adds what only the
 //! running process knows (which mailboxes are connected).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -31,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::config::Live;
 use crate::health::Health;
-use crate::store::{Figures, Store};
+use crate::store::{Figures, Store, StoreError, Tally};
 
 /// Upper bounds of the delivery-to-acknowledgement histogram, in seconds.
 const ACK_LATENCY_BUCKETS: [f64; 12] = [
@@ -44,6 +45,8 @@ struct Shared {
     /// A read-only connection of its own.
     store: Store,
     config: Live,
+    /// The figures so far; each scrape adds only the events recorded since the last one.
+    tally: Arc<Mutex<Tally>>,
 }
 
 /// Serves until cancelled. `listener` is bound by the caller, so a port in use is an error
@@ -66,6 +69,16 @@ pub async fn serve(
             return;
         }
     };
+    let tally = Arc::default();
+    // The whole history is counted once, now, so that no scrape waits for it.
+    tokio::spawn({
+        let (store, tally) = (store.clone(), Arc::clone(&tally));
+        async move {
+            if let Err(err) = count(&store, &tally).await {
+                warn!(error = %err, "http: cannot count the event history for /metrics");
+            }
+        }
+    });
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -73,6 +86,7 @@ pub async fn serve(
             health,
             store,
             config,
+            tally,
         });
     info!(listen = ?addr, "http: serving /healthz and /metrics");
     let served = axum::serve(listener, app)
@@ -126,8 +140,24 @@ async fn healthz(State(shared): State<Shared>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The figures, the tally brought up to date on the store's blocking thread.
+async fn count(store: &Store, tally: &Arc<Mutex<Tally>>) -> Result<Figures, StoreError> {
+    let tally = Arc::clone(tally);
+    store
+        .read(move |tx| {
+            // A panic while counting may leave the totals half-updated: start again.
+            let mut tally = tally.lock().unwrap_or_else(|poisoned| {
+                let mut tally = poisoned.into_inner();
+                *tally = Tally::default();
+                tally
+            });
+            tx.figures(&mut tally)
+        })
+        .await
+}
+
 async fn metrics(State(shared): State<Shared>) -> Response {
-    let figures = match shared.store.read(|tx| tx.figures()).await {
+    let figures = match count(&shared.store, &shared.tally).await {
         Ok(figures) => figures,
         Err(err) => {
             warn!(error = %err, "http: /metrics cannot read the database");

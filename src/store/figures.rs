@@ -1,6 +1,8 @@
 //! What `/metrics` and `/healthz` read: counts over the event history (so they survive
 //! restarts and agree with `deskgate stats`) and the outbox as it is now.
 
+use std::collections::{BTreeMap, HashMap};
+
 use jiff::Timestamp;
 use rusqlite::params;
 
@@ -70,70 +72,228 @@ impl Tx<'_> {
             .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
-    pub fn figures(&self) -> Result<Figures, StoreError> {
-        let count = |kind: &str| -> Result<u64, StoreError> {
-            let n: i64 = self.conn().query_row(
-                "SELECT count(*) FROM events WHERE kind = ?1",
-                params![kind],
-                |r| r.get(0),
-            )?;
-            Ok(n.max(0) as u64)
-        };
-        let by_mailbox = |kind: &str| -> Result<Vec<(String, u64)>, StoreError> {
-            let mut stmt = self.conn().prepare(
-                "SELECT coalesce(mailbox, ''), count(*) FROM events WHERE kind = ?1 GROUP BY 1 ORDER BY 1",
-            )?;
-            let rows = stmt
-                .query_map(params![kind], |r| {
-                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(rows)
-        };
-        let mut stmt = self.conn().prepare(
-            "SELECT coalesce(mailbox, ''), coalesce(json_extract(data, '$.class'), 'unknown'), count(*)
-             FROM events WHERE kind = 'message.received' GROUP BY 1, 2 ORDER BY 1, 2",
+    /// The figures, brought up to date from the events appended since `tally` last looked:
+    /// the first call reads the whole history, later ones only what is new.
+    pub fn figures(&self, tally: &mut Tally) -> Result<Figures, StoreError> {
+        // `+kind`: walk the new rowids, not the kind index over the whole history.
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, at, kind, coalesce(mailbox, ''), outbox_id,
+                    coalesce(json_extract(data, '$.class'), 'unknown'),
+                    coalesce(json_extract(data, '$.level'), 0)
+             FROM events WHERE id > ?1 AND +kind IN (
+                 'message.received', 'ticket.created', 'ack.queued', 'outbox.sent',
+                 'outbox.deferred', 'outbox.failed', 'outbox.refused', 'smtp.transport_failed',
+                 'deadline.warned', 'deadline.breached', 'escalation.sent', 'mailbox.disconnected')
+             ORDER BY id",
         )?;
-        let messages = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = self.conn().prepare(
-            "SELECT coalesce(json_extract(data, '$.level'), 0), count(*)
-             FROM events WHERE kind = 'escalation.sent' GROUP BY 1 ORDER BY 1",
-        )?;
-        let escalations = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect::<Result<_, _>>()?;
-        // One pass over the two kinds, grouped by outbox row (a join of events with events
-        // on outbox_id has no index to use). `ack.queued` exists only for acknowledgements.
-        let mut stmt = self.conn().prepare(
-            "SELECT min(CASE WHEN kind = 'outbox.sent' THEN at END)
-                    - min(CASE WHEN kind = 'ack.queued' THEN at END) AS ms
-             FROM events
-             WHERE kind IN ('ack.queued', 'outbox.sent') AND outbox_id IS NOT NULL
-             GROUP BY outbox_id HAVING ms IS NOT NULL",
-        )?;
-        let ack_latency_ms: Vec<i64> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let mut rows = stmt.query(params![tally.last_event])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let kind: String = row.get(2)?;
+            let at: i64 = row.get(1)?;
+            let mailbox: String = row.get(3)?;
+            let outbox_id: Option<i64> = row.get(4)?;
+            match kind.as_str() {
+                "message.received" => {
+                    *tally.messages.entry((mailbox, row.get(5)?)).or_default() += 1;
+                }
+                "ticket.created" => *tally.tickets_opened.entry(mailbox).or_default() += 1,
+                "mailbox.disconnected" => *tally.reconnects.entry(mailbox).or_default() += 1,
+                "escalation.sent" => *tally.escalations.entry(row.get(6)?).or_default() += 1,
+                "deadline.warned" => tally.deadline_warnings += 1,
+                "deadline.breached" => tally.deadline_breaches += 1,
+                "ack.queued" => {
+                    if let Some(id) = outbox_id {
+                        tally.acks_waiting.entry(id).or_insert(at);
+                    }
+                }
+                "outbox.sent" => {
+                    // The first acceptance of an acknowledgement: its latency.
+                    if let Some(queued) = outbox_id.and_then(|id| tally.acks_waiting.remove(&id)) {
+                        tally.ack_latency_ms.push(at - queued);
+                    }
+                }
+                other => *tally.send_failures.entry(failure_label(other)).or_default() += 1,
+            }
+            tally.last_event = id;
+        }
+        let send_failures = ["deferred", "failed", "refused", "transport"]
+            .into_iter()
+            .map(|label| {
+                let n = tally.send_failures.get(label).copied().unwrap_or(0);
+                (label.to_string(), n)
+            })
+            .collect();
         Ok(Figures {
-            messages,
-            tickets_opened: by_mailbox("ticket.created")?,
-            acknowledgements_sent: ack_latency_ms.len() as u64,
-            send_failures: vec![
-                ("deferred".into(), count("outbox.deferred")?),
-                ("failed".into(), count("outbox.failed")?),
-                ("refused".into(), count("outbox.refused")?),
-                ("transport".into(), count("smtp.transport_failed")?),
-            ],
-            deadline_warnings: count("deadline.warned")?,
-            deadline_breaches: count("deadline.breached")?,
-            escalations,
-            reconnects: by_mailbox("mailbox.disconnected")?,
-            ack_latency_ms,
+            messages: tally
+                .messages
+                .iter()
+                .map(|((mailbox, class), n)| (mailbox.clone(), class.clone(), *n))
+                .collect(),
+            tickets_opened: pairs(&tally.tickets_opened),
+            acknowledgements_sent: tally.ack_latency_ms.len() as u64,
+            send_failures,
+            deadline_warnings: tally.deadline_warnings,
+            deadline_breaches: tally.deadline_breaches,
+            escalations: pairs(&tally.escalations),
+            reconnects: pairs(&tally.reconnects),
+            ack_latency_ms: tally.ack_latency_ms.clone(),
             outbox: self.outbox_now()?,
         })
+    }
+}
+
+/// The running totals behind [`Figures`], and the last event they include. Events are only
+/// ever appended, so what was counted stays counted: a scrape reads only the new events.
+#[derive(Debug, Default)]
+pub struct Tally {
+    last_event: i64,
+    messages: BTreeMap<(String, String), u64>,
+    tickets_opened: BTreeMap<String, u64>,
+    send_failures: BTreeMap<&'static str, u64>,
+    deadline_warnings: u64,
+    deadline_breaches: u64,
+    escalations: BTreeMap<i64, u64>,
+    reconnects: BTreeMap<String, u64>,
+    /// Acknowledgements queued and not sent yet: outbox row → when queued (ms).
+    acks_waiting: HashMap<i64, i64>,
+    ack_latency_ms: Vec<i64>,
+}
+
+/// The `outcome` label of a send failure's event kind.
+fn failure_label(kind: &str) -> &'static str {
+    match kind {
+        "outbox.deferred" => "deferred",
+        "outbox.failed" => "failed",
+        "outbox.refused" => "refused",
+        _ => "transport",
+    }
+}
+
+fn pairs<K: Clone>(map: &BTreeMap<K, u64>) -> Vec<(K, u64)> {
+    map.iter().map(|(k, n)| (k.clone(), *n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::OutboxId;
+    use crate::store::{Event, Store};
+
+    fn record(store: &Store, events: &[(&str, Option<&str>, Option<i64>, serde_json::Value, i64)]) {
+        store
+            .write_blocking(|tx| {
+                for (kind, mailbox, outbox, data, at) in events {
+                    tx.record(
+                        &Event {
+                            kind,
+                            mailbox: *mailbox,
+                            outbox: outbox.map(OutboxId),
+                            data: Some(data.clone()),
+                            ..Event::default()
+                        },
+                        Timestamp::from_millisecond(*at).expect("time"),
+                    )?;
+                }
+                Ok(())
+            })
+            .expect("record");
+    }
+
+    fn summary(figures: &Figures) -> String {
+        format!(
+            "{:?} {:?} {} {:?} {} {} {:?} {:?} {:?}",
+            figures.messages,
+            figures.tickets_opened,
+            figures.acknowledgements_sent,
+            figures.send_failures,
+            figures.deadline_warnings,
+            figures.deadline_breaches,
+            figures.escalations,
+            figures.reconnects,
+            figures.ack_latency_ms
+        )
+    }
+
+    /// A scrape reads only the events since the last one; the totals are those of a count
+    /// over the whole history, including an acknowledgement queued before a scrape and sent
+    /// after it.
+    #[test]
+    fn figures_kept_between_scrapes_equal_a_count_from_scratch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("deskgate.db")).expect("open");
+        let none = json!({});
+        record(
+            &store,
+            &[
+                (
+                    "message.received",
+                    Some("support"),
+                    None,
+                    json!({"class": "customer"}),
+                    1_000,
+                ),
+                ("ticket.created", Some("support"), None, none.clone(), 1_000),
+                ("ack.queued", Some("support"), Some(7), none.clone(), 1_000),
+                ("outbox.deferred", None, Some(7), none.clone(), 1_200),
+                ("ticket.noted", Some("support"), None, none.clone(), 1_300),
+            ],
+        );
+        let mut kept = Tally::default();
+        let first = store
+            .read_blocking(|tx| tx.figures(&mut kept))
+            .expect("scrape");
+        assert_eq!(first.acknowledgements_sent, 0);
+        record(
+            &store,
+            &[
+                ("outbox.sent", None, Some(7), none.clone(), 1_450),
+                ("outbox.sent", None, Some(7), none.clone(), 1_900),
+                (
+                    "message.received",
+                    Some("sales"),
+                    None,
+                    json!({"class": "bounce"}),
+                    2_000,
+                ),
+                (
+                    "message.received",
+                    Some("support"),
+                    None,
+                    json!({"class": "customer"}),
+                    2_000,
+                ),
+                ("escalation.sent", None, None, json!({"level": 2}), 2_100),
+                ("deadline.breached", None, None, none.clone(), 2_100),
+                (
+                    "mailbox.disconnected",
+                    Some("sales"),
+                    None,
+                    none.clone(),
+                    2_200,
+                ),
+                ("smtp.transport_failed", None, None, none, 2_300),
+            ],
+        );
+        let kept = store
+            .read_blocking(|tx| tx.figures(&mut kept))
+            .expect("scrape");
+        let fresh = store
+            .read_blocking(|tx| tx.figures(&mut Tally::default()))
+            .expect("scrape");
+        assert_eq!(summary(&kept), summary(&fresh));
+        assert_eq!(kept.ack_latency_ms, vec![450]);
+        assert_eq!(
+            kept.messages,
+            vec![
+                ("sales".to_string(), "bounce".to_string(), 1),
+                ("support".to_string(), "customer".to_string(), 2)
+            ]
+        );
+        assert_eq!(kept.escalations, vec![(2, 1)]);
+        assert_eq!(kept.send_failures[0], ("deferred".to_string(), 1));
+        assert_eq!(kept.send_failures[3], ("transport".to_string(), 1));
     }
 }

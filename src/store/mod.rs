@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::files;
 
 pub use backup::backup;
-pub use figures::{Figures, OutboxNow};
+pub use figures::{Figures, OutboxNow, Tally};
 pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
