@@ -6,8 +6,9 @@
 //! noticed, or until ingest wakes it. Each batch of due items is one store transaction: the
 //! step taken (`steps`, unique per deadline or ticket spell), its events and its outbox rows
 //! commit together, so after a crash or restart a step is neither repeated nor skipped. On
-//! start every open deadline and follow-up is planned again from the database, since the
-//! configuration may have changed meanwhile. What to do next is [`crate::policy`]'s pure
+//! start every open deadline and follow-up is planned again from the database when the
+//! scheduling settings changed meanwhile; otherwise the stored plans hold and only items
+//! without a next step are planned. What to do next is [`crate::policy`]'s pure
 //! `next_deadline_step` / `next_ticket_step`; this module carries it out.
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::model::{TicketId, TicketState, TicketStatus};
 use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
 use crate::send::{self, Audience};
-use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx};
+use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx, plan_key};
 
 /// The scheduler's name in the health registry and the supervisor's log lines.
 pub const TASK: &str = "scheduler";
@@ -115,8 +116,14 @@ impl Scheduler {
             Ok(plan) => {
                 info!(
                     planned = plan.planned,
+                    whole = plan.whole,
                     parked = plan.parked.len(),
-                    "scheduler: planned every open deadline and follow-up"
+                    "scheduler: planned {}",
+                    if plan.whole {
+                        "every open deadline and follow-up (scheduling settings changed)"
+                    } else {
+                        "the open deadlines and follow-ups without a next step"
+                    }
                 );
                 planning.done();
                 parked.clear();
@@ -204,24 +211,40 @@ pub struct Batch {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub planned: usize,
+    /// Every open item was planned (the scheduling settings changed), not only the unplanned.
+    pub whole: bool,
     /// Items that failed on their own data and were parked (`item.failed`).
     pub parked: Vec<String>,
 }
 
-/// Plans every open deadline and follow-up again (taking whatever is already due), at most
-/// [`PLAN_CHUNK`] per transaction so ingest is never kept waiting long; `progress` is called
-/// after each (the daemon's liveness beat: a million deadlines take a while). Returns how
-/// many were planned and which were parked.
+/// Plans at start (taking whatever is already due), at most [`PLAN_CHUNK`] items per
+/// transaction so ingest is never kept waiting long; `progress` is called after each (the
+/// daemon's liveness beat). Every open deadline and follow-up is planned again when the
+/// scheduling settings changed since the last complete planning (recorded as
+/// `schedule.planned`); otherwise the stored `next_step_at` still holds and only the items
+/// without one (parked, or past their last step) are planned. Returns how many were planned
+/// and which were parked.
 pub async fn replan(
     store: &Store,
     config: &Arc<Config>,
     now: Timestamp,
     progress: impl Fn(),
 ) -> Result<Plan, StoreError> {
-    let (deadlines, tickets) = store.read(|tx| tx.schedulable()).await?;
+    let key = plan_key(&scheduling_settings(config));
+    let (deadlines, tickets, whole) = store
+        .read({
+            let key = key.clone();
+            move |tx| {
+                let whole = tx.last_plan_key()?.as_deref() != Some(key.as_str());
+                let (deadlines, tickets) = tx.schedulable(!whole)?;
+                Ok((deadlines, tickets, whole))
+            }
+        })
+        .await?;
     let items: Vec<Item> = items(&deadlines, &tickets).collect();
     let mut plan = Plan {
         planned: items.len(),
+        whole,
         parked: Vec::new(),
     };
     for chunk in items.chunks(PLAN_CHUNK) {
@@ -236,7 +259,36 @@ pub async fn replan(
         plan.parked.extend(parked);
         progress();
     }
+    if whole {
+        let planned = plan.planned;
+        store
+            .write(move |tx| {
+                tx.record(
+                    &Event {
+                        kind: "schedule.planned",
+                        detail: format!("{planned} open deadlines and follow-ups planned under new scheduling settings"),
+                        data: Some(json!({ "config": key, "planned": planned })),
+                        ..Event::default()
+                    },
+                    now,
+                )
+            })
+            .await?;
+    }
     Ok(plan)
+}
+
+/// What stored plans depend on: every mailbox's deadlines and the follow-ups.
+fn scheduling_settings(config: &Config) -> String {
+    let mailboxes: Vec<_> = config
+        .mailboxes
+        .iter()
+        .map(|m| (&m.name, &m.deadlines))
+        .collect();
+    format!(
+        "{:?}\n{:?}\n{mailboxes:?}",
+        config.deadlines, config.followup
+    )
 }
 
 /// Takes every step due by `now` (up to [`BATCH`] deadlines and tickets).

@@ -26,7 +26,7 @@ use crate::files;
 
 pub use backup::backup;
 pub use figures::{Figures, OutboxNow, Tally};
-pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
+pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts, plan_key};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,

@@ -128,23 +128,45 @@ impl Tx<'_> {
         Ok(ids)
     }
 
-    /// Every deadline and ticket the scheduler may still act on: planned again at start,
-    /// since the configuration may have changed while deskgate was stopped.
-    pub fn schedulable(&self) -> Result<(Vec<i64>, Vec<TicketId>), StoreError> {
-        let mut statement = self.conn().prepare(
+    /// Every deadline and ticket the scheduler may still act on; with `unplanned_only`, only
+    /// those without a next step (parked, or past their last one). Planned at start.
+    pub fn schedulable(
+        &self,
+        unplanned_only: bool,
+    ) -> Result<(Vec<i64>, Vec<TicketId>), StoreError> {
+        let unplanned = if unplanned_only {
+            " AND next_step_at IS NULL"
+        } else {
+            ""
+        };
+        let mut statement = self.conn().prepare(&format!(
             "SELECT id FROM deadlines
-             WHERE met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NULL",
-        )?;
+             WHERE met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NULL{unplanned}"
+        ))?;
         let deadlines = statement
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut statement = self
-            .conn()
-            .prepare("SELECT id FROM tickets WHERE status IN ('pending', 'resolved')")?;
+        let mut statement = self.conn().prepare(&format!(
+            "SELECT id FROM tickets WHERE status IN ('pending', 'resolved'){unplanned}"
+        ))?;
         let tickets = statement
             .query_map([], |r| Ok(TicketId(r.get(0)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok((deadlines, tickets))
+    }
+
+    /// The configuration key of the last complete planning (`schedule.planned`), if any.
+    pub fn last_plan_key(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT json_extract(data, '$.config') FROM events
+                 WHERE kind = 'schedule.planned' ORDER BY at DESC, id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     pub fn deadline_facts(&self, id: i64) -> Result<Option<DeadlineFacts>, StoreError> {
@@ -390,4 +412,10 @@ impl Tx<'_> {
         )?;
         Ok(n == 1)
     }
+}
+
+/// A key of `text` (the scheduling settings a plan was made under).
+pub fn plan_key(text: &str) -> String {
+    use sha2::Digest;
+    super::tx::hex(&sha2::Sha256::digest(text.as_bytes()))
 }

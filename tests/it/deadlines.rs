@@ -328,7 +328,7 @@ mod clock {
     use deskgate::ingest::{Source, ingest};
     use deskgate::model::{TicketId, TicketStatus};
     use deskgate::policy::Arrival;
-    use deskgate::schedule::{run_due, status_changed};
+    use deskgate::schedule::{replan, run_due, status_changed};
     use deskgate::store::Store;
     use jiff::Timestamp;
 
@@ -583,5 +583,62 @@ tls = "plain"
             "{}",
             failed[0].detail
         );
+    }
+
+    /// Issue 18: a start under unchanged scheduling settings keeps the stored plans and plans
+    /// only what has no next step (a parked item); changed settings plan everything again.
+    #[tokio::test]
+    async fn start_plans_everything_again_only_when_the_settings_changed() {
+        let world = World::new();
+        for n in 1..=2 {
+            let (from, id) = (
+                format!("customer{n}@example.test"),
+                format!("plan{n}@customer.test"),
+            );
+            world.ingest(&from, &id, n, "2026-11-30T08:00:00Z").await;
+        }
+        let now = at("2026-11-30T08:00:01Z");
+        let start = |config: Arc<Config>| {
+            let store = world.store.clone();
+            async move { replan(&store, &config, now, || {}).await.expect("replan") }
+        };
+        let next = |ticket: i64| -> Option<i64> {
+            rusqlite::Connection::open(&world.config.database)
+                .expect("open")
+                .query_row(
+                    "SELECT next_step_at FROM deadlines WHERE ticket_id = ?1",
+                    [ticket],
+                    |r| r.get(0),
+                )
+                .expect("deadline")
+        };
+        let first = start(Arc::clone(&world.config)).await;
+        assert!(first.whole, "nothing recorded: every item is planned");
+        assert_eq!(first.planned, 2);
+        let planned = next(1);
+        assert!(planned.is_some());
+        // A plan that differs from what the settings give: kept while they are unchanged.
+        let set = |sql: &str| {
+            rusqlite::Connection::open(&world.config.database)
+                .expect("open")
+                .execute(sql, [])
+                .expect("update");
+        };
+        set("UPDATE deadlines SET next_step_at = next_step_at + 1 WHERE ticket_id = 1");
+        let again = start(Arc::clone(&world.config)).await;
+        assert_eq!((again.whole, again.planned), (false, 0), "the plans hold");
+        assert_eq!(next(1), planned.map(|at| at + 1));
+
+        set("UPDATE deadlines SET next_step_at = NULL WHERE ticket_id = 2");
+        let parked = start(Arc::clone(&world.config)).await;
+        assert_eq!((parked.whole, parked.planned), (false, 1));
+        assert!(next(2).is_some(), "the unplanned deadline is planned again");
+
+        let path = world.config.database.with_file_name("deskgate.toml");
+        let later = CONFIG.replace("warning = \"1h\"", "warning = \"30m\"");
+        let changed = Config::from_toml(&path, &later).unwrap_or_else(|e| panic!("{e}"));
+        let changed = start(Arc::new(changed)).await;
+        assert_eq!((changed.whole, changed.planned), (true, 2));
+        assert_eq!(next(1), planned, "planned again under the new settings");
     }
 }
