@@ -223,12 +223,18 @@ impl Desk<'_> {
     }
 }
 
+/// `[smtp] connections` when unset, and its largest value.
+const DEFAULT_SMTP_CONNECTIONS: u32 = 4;
+const MAX_SMTP_CONNECTIONS: u32 = 32;
+
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub server: Server,
     /// The login name and how to log in; `None`: no authentication.
     pub credentials: Option<(String, Credential)>,
     pub timeout: Duration,
+    /// SMTP sessions the outbox sends over at once, each with rows of its own.
+    pub connections: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1112,10 +1118,25 @@ impl Checker<'_> {
                 None
             }
         };
+        let connections = match &raw.connections {
+            None => DEFAULT_SMTP_CONNECTIONS,
+            Some(n) if (1..=MAX_SMTP_CONNECTIONS).contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                self.problem(
+                    n,
+                    format!(
+                        "smtp.connections must be between 1 and {MAX_SMTP_CONNECTIONS}, not {}",
+                        n.get_ref()
+                    ),
+                );
+                DEFAULT_SMTP_CONNECTIONS
+            }
+        };
         Some(SmtpConfig {
             server,
             credentials,
             timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
+            connections,
         })
     }
 

@@ -175,6 +175,7 @@ pub struct RawSmtp {
     pub password: Option<String>,
     pub password_file: Option<Spanned<PathBuf>>,
     pub timeout: Option<ConfigDuration>,
+    pub connections: Option<Spanned<u32>>,
     pub auth: Option<Spanned<AuthMechanism>>,
     pub oauth2: Option<Spanned<RawOAuth2>>,
 }

@@ -1223,3 +1223,23 @@ fn address_mistakes_are_refused_with_their_line() {
         "{refused}"
     );
 }
+
+/// Issue 18: the outbox sends over `[smtp] connections` sessions (4 unless set; 1 to 32).
+#[test]
+fn smtp_connections_default_to_four_and_stay_within_bounds() {
+    let default = load(&format!("{SUPPORT}{MAILBOX}{SMTP}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(default.smtp.connections, 4);
+    let one = load(&format!("{SUPPORT}{MAILBOX}{SMTP}connections = 1\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one.smtp.connections, 1);
+    for bad in ["0", "33"] {
+        let text = format!("{SUPPORT}{MAILBOX}{SMTP}connections = {bad}\n");
+        assert!(
+            refusal(&text).contains(&format!(
+                "smtp.connections must be between 1 and 32, not {bad}"
+            )),
+            "{}",
+            refusal(&text)
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! Send: drains the outbox over SMTP.
 //!
 //! The sender reads only committed rows. It sleeps until the earliest due row (capped, so a
-//! clock jump is noticed) or until ingest wakes it. Each send runs inside a tokio timeout
+//! clock jump is noticed) or until ingest wakes it. It sends over `[smtp] connections`
+//! sessions at once, each worker taking rows no other worker has. Each send runs inside a tokio timeout
 //! (lettre's own timeout covers only the TCP connect). Each recipient's reply is kept apart
 //! ([`smtp::Answer`]): accepted recipients get the mail, one refused for good is recorded
 //! with the server's reason (and the agents are told), one refused for now is tried again
@@ -18,6 +19,7 @@ mod refused;
 mod smtp;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -152,19 +154,18 @@ impl Sender {
         }
     }
 
-    /// Sends every due row, until the transport fails.
+    /// Sends every due row over `[smtp] connections` sessions at once, until the transport
+    /// fails.
     async fn pass(&self, cancel: &CancellationToken) -> Result<Pass, StoreError> {
         loop {
             let now = Timestamp::now();
             let due = self.store.read(move |tx| tx.outbox_due(now, BATCH)).await?;
             let full = due.len() == BATCH as usize;
-            for row in due {
-                if cancel.is_cancelled() {
-                    return Ok(Pass::Done(Duration::ZERO));
-                }
-                if let Some(broken) = self.deliver(row, cancel).await? {
-                    return Ok(Pass::Broken(broken));
-                }
+            if let Some(broken) = self.send_all(due, cancel).await? {
+                return Ok(Pass::Broken(broken));
+            }
+            if cancel.is_cancelled() {
+                return Ok(Pass::Done(Duration::ZERO));
             }
             if !full {
                 break;
@@ -179,6 +180,52 @@ impl Sender {
                 .min(MAX_SLEEP),
             None => MAX_SLEEP,
         }))
+    }
+
+    /// Sends `rows` with one worker per connection, each taking the next row nobody has
+    /// taken and writing its outcome before its next send. After a transport failure no
+    /// worker takes another row (those in flight finish); returns the first failure.
+    async fn send_all(
+        &self,
+        rows: Vec<OutboxRow>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Broken>, StoreError> {
+        let connections = self.config.current().smtp.connections.max(1) as usize;
+        let rows = std::sync::Mutex::new(rows.into_iter());
+        let broken: std::sync::Mutex<Option<Broken>> = std::sync::Mutex::new(None);
+        // Set after a transport failure or a store error: no worker takes another row.
+        let stop = AtomicBool::new(false);
+        let next = || -> Option<OutboxRow> {
+            if cancel.is_cancelled() || stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            rows.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next()
+        };
+        let worker = || async {
+            while let Some(row) = next() {
+                let delivered = self.deliver(row, cancel).await;
+                if !matches!(delivered, Ok(None)) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                if let Some(failure) = delivered? {
+                    broken
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_or_insert(failure);
+                }
+            }
+            Ok::<(), StoreError>(())
+        };
+        let workers = (0..connections).map(|_| worker());
+        // Every worker runs to its end (no send is cut off); the first store error wins.
+        for result in futures_util::future::join_all(workers).await {
+            result?;
+        }
+        Ok(broken
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Sends one row and writes down what each recipient's answer decided; `Some` when the

@@ -91,7 +91,8 @@ pub fn transport(
 
 /// The SMTP login: a transport built once for a password, or rebuilt whenever the OAuth
 /// access token changes (connections already open in the pool stay logged in); and the
-/// sender's own connection, kept open between messages.
+/// sender's own connections, kept open between messages (one per `[smtp] connections`
+/// worker at most: a send takes one from the idle ones or opens one, and gives it back).
 ///
 /// The sender does not send through lettre's pooled transport: lettre 0.11.23 never sets
 /// TCP_NODELAY, and it writes a message's body and its final `.` in two writes, so Nagle holds
@@ -104,10 +105,11 @@ pub struct Smtp {
     trust: TlsTrust,
     grant: Option<Arc<Grant>>,
     current: tokio::sync::Mutex<Option<(Transport, Option<Secret>)>>,
-    connection: tokio::sync::Mutex<Option<Open>>,
+    /// Open connections not in use; a std mutex, never held across `.await`.
+    idle: std::sync::Mutex<Vec<Open>>,
 }
 
-/// The sender's connection between two messages.
+/// One of the sender's connections between two messages.
 struct Open {
     connection: AsyncSmtpConnection,
     last_used: Instant,
@@ -136,7 +138,7 @@ impl Smtp {
             trust: trust.clone(),
             grant,
             current: tokio::sync::Mutex::new(first),
-            connection: tokio::sync::Mutex::new(None),
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -162,9 +164,9 @@ impl Smtp {
         Ok(transport)
     }
 
-    /// Sends `raw` from `from` to `to` over the sender's connection, opening one when there
-    /// is none (or it has been idle too long, or fails a NOOP); a connection that failed is
-    /// not used again. With OAuth, the grant is asked for the current token first, and a
+    /// Sends `raw` from `from` to `to` over one of the sender's connections, opening one when
+    /// none is idle and good (not idle too long, answering a NOOP); a connection that failed
+    /// is not used again. With OAuth, the grant is asked for the current token first, and a
     /// connection logged in with an older token is replaced (as a revoked grant must stop the
     /// mail). Each recipient's fate is in the [`Answer`]; an `Err` decides nobody's.
     pub async fn send(&self, from: &str, to: &[String], raw: &[u8]) -> Result<Answer, Broken> {
@@ -172,25 +174,13 @@ impl Smtp {
             Some(grant) => Some(token(grant).await.map_err(Broken)?),
             None => None,
         };
-        let mut slot = self.connection.lock().await;
-        let mut kept = None;
-        if let Some(mut open) = slot.take() {
-            let idle = open.last_used.elapsed();
-            if idle < IDLE_LIMIT
-                && open.token == token
-                && !open.connection.has_broken()
-                && (idle < FRESH || open.connection.test_connected().await)
-            {
-                kept = Some(open.connection);
-            }
-        }
-        let mut connection = match kept {
+        let mut connection = match self.kept(token.as_ref()).await {
             Some(connection) => connection,
             None => self.connect(token.as_ref()).await?,
         };
         match transaction(&mut connection, from, to, raw).await {
             Ok(answer) => {
-                *slot = Some(Open {
+                self.idle().push(Open {
                     connection,
                     last_used: Instant::now(),
                     token,
@@ -200,6 +190,30 @@ impl Smtp {
             Err(err) => {
                 connection.abort().await;
                 Err(Broken(err.to_string()))
+            }
+        }
+    }
+
+    /// The idle connections (a panic elsewhere leaves them usable: each is checked first).
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Open>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection that is still good (recent, logged in with
+    /// `token`, not broken, answering a NOOP when not used within [`FRESH`]); the others
+    /// looked at are dropped.
+    async fn kept(&self, token: Option<&Secret>) -> Option<AsyncSmtpConnection> {
+        loop {
+            let mut open = self.idle().pop()?;
+            let idle = open.last_used.elapsed();
+            if idle < IDLE_LIMIT
+                && open.token.as_ref() == token
+                && !open.connection.has_broken()
+                && (idle < FRESH || open.connection.test_connected().await)
+            {
+                return Some(open.connection);
             }
         }
     }
