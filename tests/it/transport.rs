@@ -49,7 +49,7 @@ async fn imap_over_starttls_and_plain_loopback() {
 }
 
 /// Acknowledgements over SMTPS (implicit TLS, AUTH) and plain SMTP (a local relay, no
-/// login); the sender keeps one connection for all of them.
+/// login); a sender of one connection (`[smtp] connections = 1`) keeps it for all of them.
 #[tokio::test(flavor = "multi_thread")]
 async fn smtp_over_implicit_tls_and_plain_on_one_kept_connection() {
     let Some(lab) = Lab::start() else { return };
@@ -63,7 +63,7 @@ async fn smtp_over_implicit_tls_and_plain_on_one_kept_connection() {
         setup.edit_config(|text| {
             let text = text.replace(
                 &format!("port = {}\ntls = \"starttls\"", lab.submission_port),
-                &format!("port = {port}\ntls = \"{tls}\""),
+                &format!("port = {port}\ntls = \"{tls}\"\nconnections = 1"),
             );
             if tls == "plain" {
                 text.replace(
@@ -99,6 +99,51 @@ async fn smtp_over_implicit_tls_and_plain_on_one_kept_connection() {
             "one connection for three acknowledgements over {tls}"
         );
     }
+}
+
+/// Issue 18: with `[smtp] connections = 4` a burst of acknowledgements goes out over at
+/// most four sessions at once, each acknowledgement exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_goes_out_over_four_connections_each_message_once() {
+    let Some(lab) = Lab::start() else { return };
+    let support = lab.address("support");
+    // One customer writes twelve times: the per-sender limits are raised past that.
+    let limits = "new_tickets_per_hour = 50\nacknowledgements_per_hour = 50\n";
+    let setup = Setup::new_as(&lab, Imap::Implicit, "support", limits, "");
+    setup.edit_config(|text| {
+        text.replace(
+            &format!("port = {}\ntls = \"starttls\"", lab.submission_port),
+            &format!(
+                "port = {}\ntls = \"implicit\"\nconnections = 4",
+                lab.submissions_port
+            ),
+        )
+    });
+    let daemon = setup.start();
+    let before = connects(&lab, "submissions");
+    let customer = lab.address("customer1");
+    for n in 0..12 {
+        let raw = message(
+            &customer,
+            &support,
+            &format!("Burst {n}"),
+            &format!("burst-{n}@c.test"),
+            "x\n",
+            &[],
+        );
+        lab.send(&customer, &[&support], &raw).await;
+    }
+    lab.wait_for("customer1", "INBOX", 12, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(daemon.stop().0.success(), "{}", setup.log());
+    assert_eq!(
+        lab.fetch_all("customer1", "INBOX").await.len(),
+        12,
+        "one acknowledgement per message"
+    );
+    let sessions = connects(&lab, "submissions") - before;
+    assert!((1..=4).contains(&sessions), "{sessions} sessions");
 }
 
 /// Connections Postfix's `service` (smtpd, submissions) has accepted so far.
