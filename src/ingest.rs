@@ -886,9 +886,16 @@ fn apply(
         } else {
             crate::parse::attachments(raw)
         };
+    // The sender's own HTML, if they wrote some: shown to agents whole, an agent's answer cut.
+    let html = if decision.notify.is_empty() && !decision.relay {
+        None
+    } else {
+        crate::parse::html(raw)
+    };
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
+        let customer_html = html.as_deref().map(render::html::whole);
         let history = tx.earlier_tickets(&customer.address, Some(ticket), 5)?;
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
@@ -908,6 +915,7 @@ fn apply(
                     due_at: decision.deadline.map(|d| d.due_at),
                     history: &history,
                     attachments: &attachments,
+                    html: customer_html.as_ref(),
                 },
                 now,
             );
@@ -918,6 +926,15 @@ fn apply(
     if let (Some(signer), Some(agent), Some(text)) = (&signer, author_agent, &text) {
         if decision.relay {
             let answers = tx.latest_customer_message(ticket)?;
+            let answer_html = html.as_deref().and_then(render::html::answer);
+            if html.is_some() && answer_html.is_none() {
+                tracing::info!(
+                    ticket = ticket.0,
+                    mailbox = source.mailbox,
+                    message_id = parsed.message_id.as_deref().unwrap_or(""),
+                    "agent's HTML has no answer above a quote we know; relaying the text part"
+                );
+            }
             let rendered = render::reply(
                 &desk.support,
                 desk.templates,
@@ -925,9 +942,10 @@ fn apply(
                 ReplyFor {
                     ticket: &state,
                     agent,
-                    body: &text.body,
+                    body: answer_html.as_ref().map_or(&text.body, |h| &h.text),
                     answers: answers.as_ref(),
                     attachments: &attachments,
+                    html: answer_html.as_ref(),
                 },
                 now,
             );

@@ -11,6 +11,7 @@ use crate::model::{Person, clean_header_text};
 
 mod charset;
 mod report;
+pub mod tnef;
 pub use report::{RecipientStatus, Report};
 
 /// A header block larger than this is a resource-exhaustion attempt, not mail.
@@ -197,7 +198,10 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         attachment_names: message
             .attachments()
             .enumerate()
-            .map(|(i, part)| attachment_name(part, i))
+            .flat_map(|(i, part)| match unpacked(part, i) {
+                Some(files) => files.into_iter().map(|f| f.name).collect(),
+                None => vec![attachment_name(part, i)],
+            })
             .collect(),
         defects: Vec::new(),
     };
@@ -227,9 +231,12 @@ pub struct Attachment {
     pub name: String,
     pub content_type: String,
     pub data: Vec<u8>,
+    /// `Content-ID` without angle brackets: what the message's HTML calls it (`cid:`).
+    pub content_id: Option<String>,
 }
 
-/// The attachments of `raw`, decoded (re-parses: only needed when mail is passed on).
+/// The attachments of `raw`, decoded, with Outlook's winmail.dat unpacked into the files it
+/// carries (re-parses: only needed when mail is passed on).
 pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
     let lines = crlf_from_cr(raw);
     let Some(message) =
@@ -240,21 +247,61 @@ pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
     message
         .attachments()
         .enumerate()
-        .map(|(i, part)| {
-            let content_type = part.content_type().map_or_else(
-                || "application/octet-stream".to_string(),
-                |ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{sub}", ct.ctype()),
-                    None => ct.ctype().to_string(),
-                },
-            );
-            Attachment {
+        .flat_map(|(i, part)| match unpacked(part, i) {
+            Some(files) => files
+                .into_iter()
+                .map(|f| Attachment {
+                    name: f.name,
+                    content_type: f
+                        .content_type
+                        .unwrap_or_else(|| "application/octet-stream".to_string()),
+                    data: f.data,
+                    content_id: None,
+                })
+                .collect(),
+            None => vec![Attachment {
                 name: attachment_name(part, i),
-                content_type,
+                content_type: part.content_type().map_or_else(
+                    || "application/octet-stream".to_string(),
+                    |ct| match ct.subtype() {
+                        Some(sub) => format!("{}/{sub}", ct.ctype()),
+                        None => ct.ctype().to_string(),
+                    },
+                ),
                 data: part.contents().to_vec(),
-            }
+                content_id: part
+                    .content_id()
+                    .map(normalize_id)
+                    .filter(|id| !id.is_empty()),
+            }],
         })
         .collect()
+}
+
+/// The first HTML body of `raw`, when the sender wrote one (not one made from its text).
+pub fn html(raw: &[u8]) -> Option<String> {
+    let lines = crlf_from_cr(raw);
+    let message = MessageParser::default().parse(skip_preamble(lines.as_deref().unwrap_or(raw)))?;
+    let part = message.html_body.first().and_then(|&i| message.part(i))?;
+    part.is_text_html()
+        .then(|| part.text_contents())
+        .flatten()
+        .map(str::to_string)
+}
+
+/// The files inside a winmail.dat part (`application/ms-tnef`, or TNEF bytes by any name);
+/// `None` for any other part, or TNEF that carries no file.
+fn unpacked(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<Vec<tnef::TnefFile>> {
+    let declared = part.content_type().is_some_and(|ct| {
+        ct.subtype().is_some_and(|s| {
+            s.eq_ignore_ascii_case("ms-tnef") || s.eq_ignore_ascii_case("vnd.ms-tnef")
+        })
+    }) || attachment_name(part, index).eq_ignore_ascii_case("winmail.dat");
+    let contents = part.contents();
+    if !declared || !tnef::is_tnef(contents) {
+        return None;
+    }
+    Some(tnef::files(contents)).filter(|files| !files.is_empty())
 }
 
 /// The decoded file name of the `index`th attachment; `attachment-N` when the sender gave

@@ -56,10 +56,38 @@ pub struct AgentText {
 
 const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent, #lang en|ar|el";
 
-/// Reads the text of an agent's reply.
+/// Reads the text of an agent's reply. An agent who wrote nothing above the quote but
+/// answered below the quote of our marker (bottom-posting) is read from there.
 pub fn read(text: &str, agents: &Agents) -> AgentText {
     let text = text.replace("\r\n", "\n");
     let lines: Vec<&str> = text.lines().collect();
+    let top = read_lines(&lines, agents);
+    if top == AgentText::default()
+        && let Some(below) = below_our_quote(&lines)
+    {
+        return read_lines(&lines[below..], agents);
+    }
+    top
+}
+
+/// The line after the `>` block that quotes our marker, when something follows it.
+fn below_our_quote(lines: &[&str]) -> Option<usize> {
+    let marker = lines.iter().position(|line| {
+        let line = line.trim_start();
+        line.starts_with('>') && line.contains(MARKER_START) && line.contains(MARKER_END)
+    })?;
+    let mut end = marker;
+    for (i, line) in lines.iter().enumerate().skip(marker + 1) {
+        match line.trim() {
+            quoted if quoted.starts_with('>') => end = i,
+            "" => {}
+            _ => break,
+        }
+    }
+    Some(end + 1).filter(|&below| below < lines.len())
+}
+
+fn read_lines(lines: &[&str], agents: &Agents) -> AgentText {
     let mut out = AgentText::default();
     let mut first_body = 0;
     let mut note_text = String::new();
@@ -129,7 +157,7 @@ pub fn read(text: &str, agents: &Agents) -> AgentText {
 }
 
 /// `#word …` → `word` when the line starts with `#` and a letter.
-fn command_word(line: &str) -> Option<&str> {
+pub(crate) fn command_word(line: &str) -> Option<&str> {
     let rest = line.strip_prefix('#')?;
     let end = rest
         .find(|c: char| !c.is_alphanumeric())
@@ -360,6 +388,22 @@ mod tests {
         assert!(read.errors[3].contains("takes no argument"));
         assert!(read.errors[4].contains("say whom"));
         assert!(read.errors[5].contains("one of en, ar, el"));
+    }
+
+    #[test]
+    fn an_answer_below_our_quote_is_found() {
+        let text = "On 23/11/2026 10:00, Example Support wrote:\n> ##- Please type your reply above this line -##\n> Ticket [#4]\n>\n> It smokes.\n\n#pending\nPlease unplug it.\n-- \nAlice\n";
+        let read = read(text, &agents());
+        assert_eq!(read.body, "Please unplug it.");
+        assert_eq!(read.commands, vec![Command::Status(TicketStatus::Pending)]);
+        let nothing = "On 23/11/2026 10:00, Example Support wrote:\n> ##- Please type your reply above this line -##\n> It smokes.\n\n-- \nAlice\n";
+        assert_eq!(super::read(nothing, &agents()), AgentText::default());
+        let not_ours = "On x wrote:\n> someone else's mail\n\nBelow.\n";
+        assert_eq!(
+            super::read(not_ours, &agents()).body,
+            "",
+            "only below our marker"
+        );
     }
 
     #[test]

@@ -229,7 +229,8 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
             "Παρακαλούμε σβήστε τον εκτυπωτή και αποσυνδέστε τον· ένας τεχνικός θα έρθει αύριο."
         }
     };
-    minijinja::context! { body => body, agent_name => "Alice Agent" }
+    // `body_html`: the agent's sanitized HTML when they wrote some (see `render::html`).
+    minijinja::context! { body => body, body_html => "", agent_name => "Alice Agent" }
 }
 
 fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
@@ -244,6 +245,8 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         due => format_due(sample_due_at(), tz, lang),
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
+        // The customer's sanitized HTML when they wrote some (see `render::html`).
+        message_html => "",
         attachments => vec!["photo.jpg"],
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
