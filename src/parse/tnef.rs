@@ -255,7 +255,7 @@ pub mod build {
             .collect();
         props.extend_from_slice(&1u32.to_le_bytes());
         props.extend_from_slice(&(text.len() as u32).to_le_bytes());
-        while text.len() % 4 != 0 {
+        while !text.len().is_multiple_of(4) {
             text.push(0);
         }
         props.extend_from_slice(&text);

@@ -23,6 +23,8 @@ mod first_start;
 mod flow;
 /// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
 mod harness;
+/// Agents' HTML answers, customers' HTML and winmail.dat, bottom-posting (issue 20).
+mod html;
 /// Loops, bounces, bursts, oversize and unparseable mail on the real servers.
 mod hygiene;
 /// A month of a support desk's events, for the KPI tests and the report screenshot.
