@@ -106,6 +106,8 @@ fn sanitizer() -> ammonia::Builder<'static> {
                 "direction",
                 "margin-left",
                 "margin-right",
+                "margin-top",
+                "margin-bottom",
                 "list-style-type",
             ]
             .into_iter()
@@ -347,7 +349,19 @@ fn serialize(tokens: &[Tok]) -> String {
             } => {
                 out.push('<');
                 out.push_str(name);
+                let word = attrs
+                    .iter()
+                    .any(|(attr, value)| attr == "class" && value.starts_with("Mso"));
+                if word && !attrs.iter().any(|(attr, _)| attr == "style") {
+                    out.push_str(" style=\"margin-top:0;margin-bottom:0\"");
+                }
                 for (attr, value) in attrs {
+                    // Word's paragraphs have no margins (its `MsoNormal` rule, which the
+                    // sanitizer drops with the head): the answer keeps its spacing.
+                    let value = match (word, attr.as_str()) {
+                        (true, "style") => format!("margin-top:0;margin-bottom:0;{value}"),
+                        _ => value.clone(),
+                    };
                     out.push(' ');
                     out.push_str(attr);
                     out.push_str("=\"");
