@@ -36,6 +36,8 @@ use crate::store::{
 };
 use crate::thread::{self, Candidates, Threading};
 
+mod commands;
+
 /// The window of the per-sender limits.
 const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
 
@@ -442,6 +444,30 @@ fn apply(
 
     let signer = Signer::from_config(config);
     let mut author = agent::recognise(parsed, &config.agents, signer.as_ref());
+    if let Author::Verified { ticket, .. } = &mut author
+        && let Some(into) = tx.merged_into(*ticket)?
+    {
+        // A key for a merged ticket answers the ticket it joined.
+        *ticket = into;
+    }
+    // A person's answer only: a third party's out-of-office goes the ordinary way.
+    if !matches!(author, Author::Verified { .. })
+        && class.is_customer()
+        && let Some(signer) = &signer
+        && let Some((ticket, from)) = agent::third_party(parsed, &config.agents, signer)
+    {
+        let ticket = tx.merged_into(ticket)?.unwrap_or(ticket);
+        if tx.forwarded_to(ticket, &from)? {
+            return commands::third_party_answer(
+                tx,
+                config,
+                (source, parsed, raw),
+                (ticket, &from),
+                signer,
+                now,
+            );
+        }
+    }
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let mut state = None;
     if let Author::Verified { agent, ticket, .. } = &author {
@@ -475,8 +501,11 @@ fn apply(
             "reply key refused, treated as ordinary mail: {reason}"
         );
     }
-    let text = matches!(author, Author::Verified { .. })
+    let mut text = matches!(author, Author::Verified { .. })
         .then(|| agent::reply::read(&parsed.text, &config.agents));
+    if let (Some(text), Threading::Signed(ticket)) = (text.as_mut(), threading) {
+        commands::check(tx, config, ticket, text)?;
+    }
     let recipients: Vec<String> = parsed
         .to
         .iter()
@@ -692,6 +721,7 @@ fn apply(
             now,
         },
         support: &desk.support,
+        templates: desk.templates,
         ticket,
     };
     if created {
@@ -1001,6 +1031,15 @@ fn apply(
         );
         queued.extend(out.queue(OutKind::Notice, Some(&agent.address), rendered)?);
     }
+    if let (Some(signer), Some(agent), Some((to, words))) =
+        (&signer, author_agent, &decision.forward)
+    {
+        queued.extend(commands::forward(&out, signer, &state, agent, (to, words))?);
+    }
+    // Last: the ticket's rows, the mail queued above included, move into the other one.
+    if let Some(into) = decision.merge {
+        queued.extend(commands::merge(&out, &state, into, desk.language)?);
+    }
     Ok(Outcome::Stored {
         ticket: Some(ticket),
         created,
@@ -1065,6 +1104,7 @@ struct Effects<'a, 't> {
     events: Events<'a, 't>,
     /// The desk the ticket's mail goes out from.
     support: &'a Support,
+    templates: &'a render::Templates,
     ticket: TicketId,
 }
 
@@ -1124,6 +1164,10 @@ enum OutKind {
     Note,
     Notice,
     Bounce,
+    /// To the customer: their ticket was merged (`#merge`).
+    Merged,
+    /// To a third party (`#forward`).
+    Forward,
 }
 
 impl OutKind {
@@ -1136,6 +1180,8 @@ impl OutKind {
             OutKind::Note => "note",
             OutKind::Notice => "notice",
             OutKind::Bounce => "bounce",
+            OutKind::Merged => "merged",
+            OutKind::Forward => "forward",
         }
     }
 
@@ -1148,6 +1194,8 @@ impl OutKind {
             OutKind::Note => ("note.queued", "note.not_sent"),
             OutKind::Notice => ("notice.queued", "notice.not_sent"),
             OutKind::Bounce => ("bounce.notified", "bounce.not_notified"),
+            OutKind::Merged => ("merged.queued", "merged.not_sent"),
+            OutKind::Forward => ("forward.queued", "forward.not_sent"),
         }
     }
 }
@@ -1272,7 +1320,11 @@ fn candidates(
     }
     let by_reference = tx.ticket_by_message_ids(&referenced)?;
     let tagged = match thread::subject_tag(&parsed.subject, tag_prefix) {
-        Some(id) => tx.participants(id)?.map(|who| (id, who)),
+        Some(id) => {
+            // Mail under a merged ticket's tag goes to the ticket it joined.
+            let id = tx.merged_into(id)?.unwrap_or(id);
+            tx.participants(id)?.map(|who| (id, who))
+        }
         None => None,
     };
     Ok(Candidates {

@@ -60,30 +60,9 @@ impl Author {
     }
 }
 
-/// Decides who wrote `parsed`; `delivered_to` are the envelope recipients the server recorded.
-pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer>) -> Author {
-    let from = parsed.from.as_ref().map(|p| p.address.as_str());
-    let from_agent = from.and_then(|f| agents.by_address(f));
-    let Some(signer) = signer else {
-        return match from_agent {
-            Some(agent) => Author::Unsigned {
-                agent: agent.address.clone(),
-            },
-            None => Author::Other,
-        };
-    };
-    let recipients: Vec<&str> = parsed
-        .to
-        .iter()
-        .chain(&parsed.cc)
-        .map(|p| p.address.as_str())
-        .chain(parsed.delivered_to.iter().map(String::as_str))
-        .collect();
-    let to_notes = agents
-        .relay
-        .as_ref()
-        .and_then(|r| r.notes_address.as_deref())
-        .is_some_and(|notes| recipients.contains(&notes));
+/// The reply keys `parsed` carries: plus-addresses among `recipients`, then our signed
+/// Message-IDs in In-Reply-To and References.
+fn claims(parsed: &ParsedMessage, recipients: &[&str], signer: &Signer) -> Vec<(Claim, Via)> {
     let mut claims: Vec<(Claim, Via)> = recipients
         .iter()
         .filter_map(|a| signer.read_address(a))
@@ -97,6 +76,58 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
             .filter_map(|id| signer.read_message_id(id))
             .map(|c| (c, Via::MessageId)),
     );
+    claims
+}
+
+/// To, Cc and the envelope recipients the server recorded.
+fn recipients(parsed: &ParsedMessage) -> Vec<&str> {
+    parsed
+        .to
+        .iter()
+        .chain(&parsed.cc)
+        .map(|p| p.address.as_str())
+        .chain(parsed.delivered_to.iter().map(String::as_str))
+        .collect()
+}
+
+/// A third party's answer to a ticket forwarded to them (`#forward`): a key that checks out
+/// for the From address, which is no agent's. Returns the key's ticket and that address; the
+/// caller checks that the ticket was forwarded there.
+pub fn third_party(
+    parsed: &ParsedMessage,
+    agents: &Agents,
+    signer: &Signer,
+) -> Option<(TicketId, String)> {
+    let from = parsed.from.as_ref()?.address.to_ascii_lowercase();
+    if agents.by_address(&from).is_some() {
+        return None;
+    }
+    let recipients = recipients(parsed);
+    claims(parsed, &recipients, signer)
+        .into_iter()
+        .find(|(claim, _)| signer.verify(claim, &from))
+        .map(|(claim, _)| (claim.ticket, from))
+}
+
+/// Decides who wrote `parsed`; `delivered_to` are the envelope recipients the server recorded.
+pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer>) -> Author {
+    let from = parsed.from.as_ref().map(|p| p.address.as_str());
+    let from_agent = from.and_then(|f| agents.by_address(f));
+    let Some(signer) = signer else {
+        return match from_agent {
+            Some(agent) => Author::Unsigned {
+                agent: agent.address.clone(),
+            },
+            None => Author::Other,
+        };
+    };
+    let recipients = recipients(parsed);
+    let to_notes = agents
+        .relay
+        .as_ref()
+        .and_then(|r| r.notes_address.as_deref())
+        .is_some_and(|notes| recipients.contains(&notes));
+    let claims = claims(parsed, &recipients, signer);
     if claims.is_empty() {
         return match from_agent {
             Some(agent) => Author::Unsigned {

@@ -11,7 +11,7 @@
 
 use crate::config::Agents;
 use crate::language::Lang;
-use crate::model::{Priority, TicketStatus};
+use crate::model::{Priority, TicketId, TicketStatus};
 
 /// The marker line notifications carry; everything from it down is ours, not the agent's.
 pub const MARKER_START: &str = "##-";
@@ -26,6 +26,14 @@ pub enum Command {
     Priority(Priority),
     /// Answer the customer in this language from now on.
     Language(Lang),
+    /// This ticket joins that one: transcript, participants, open deadlines and events move.
+    Merge(TicketId),
+    /// Send the conversation to a third party (a supplier), whose answers come back to the
+    /// agents only; `text` is the agent's words to them (the rest of the line and the body).
+    Forward {
+        to: String,
+        text: String,
+    },
 }
 
 impl Command {
@@ -38,6 +46,8 @@ impl Command {
             Command::Assign(agent) => format!("#assign {agent}"),
             Command::Priority(p) => format!("#priority {}", p.as_str()),
             Command::Language(l) => format!("#lang {}", l.code()),
+            Command::Merge(ticket) => format!("#merge {ticket}"),
+            Command::Forward { to, .. } => format!("#forward {to}"),
         }
     }
 }
@@ -54,7 +64,7 @@ pub struct AgentText {
     pub body: String,
 }
 
-const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent, #lang en|ar|el";
+const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent, #lang en|ar|el, #merge <ticket>, #forward <address> [text]";
 
 /// Reads the text of an agent's reply. An agent who wrote nothing above the quote but
 /// answered below the quote of our marker (bottom-posting) is read from there.
@@ -136,6 +146,18 @@ fn read_lines(lines: &[&str], agents: &Agents) -> AgentText {
                     Lang::ALL.map(|l| l.code()).join(", ")
                 )),
             },
+            ("merge", number) => match merge_target(number) {
+                Some(ticket) => out.commands.push(Command::Merge(ticket)),
+                None => out.errors.push(format!(
+                    "`{line}`: say which ticket this one joins, e.g. `#merge 42`"
+                )),
+            },
+            ("forward", rest) => match forward_target(rest) {
+                Some((to, text)) => out.commands.push(Command::Forward { to, text }),
+                None => out.errors.push(format!(
+                    "`{line}`: say whom to forward to, e.g. `#forward supplier@example.com Please check`"
+                )),
+            },
             ("priority", level) => match Priority::parse(&level.to_lowercase()) {
                 Some(p) => out.commands.push(Command::Priority(p)),
                 None => out.errors.push(format!(
@@ -153,7 +175,39 @@ fn read_lines(lines: &[&str], agents: &Agents) -> AgentText {
         (false, true) => note_text,
         (false, false) => format!("{note_text}\n{body}"),
     };
+    // What follows #forward is written to the third party, not to the customer.
+    if let Some(Command::Forward { text, .. }) = out
+        .commands
+        .iter_mut()
+        .find(|c| matches!(c, Command::Forward { .. }))
+    {
+        let body = std::mem::take(&mut out.body);
+        *text = [text.as_str(), body.as_str()]
+            .iter()
+            .filter(|t| !t.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
     out
+}
+
+/// `42`, `#42` or `[#42]`.
+fn merge_target(arg: &str) -> Option<TicketId> {
+    let digits = arg
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_start_matches('#');
+    digits.parse::<i64>().ok().filter(|n| *n > 0).map(TicketId)
+}
+
+/// `address [text]`: an address that mail can be sent to, and the words after it.
+fn forward_target(arg: &str) -> Option<(String, String)> {
+    let (address, text) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+    let address = address.trim_matches(|c| c == '<' || c == '>');
+    address
+        .parse::<lettre::Address>()
+        .ok()
+        .map(|a| (a.to_string().to_ascii_lowercase(), text.trim().to_string()))
 }
 
 /// `#word …` → `word` when the line starts with `#` and a letter.
@@ -404,6 +458,30 @@ mod tests {
             "",
             "only below our marker"
         );
+    }
+
+    #[test]
+    fn merge_and_forward() {
+        let read = read("#merge [#42]\n", &agents());
+        assert_eq!(read.commands, vec![Command::Merge(TicketId(42))]);
+        let read = super::read(
+            "#forward <Parts@Supplier.example> Is part 7 in stock?\n\nThe customer needs two.\n\nOn x wrote:\n> y",
+            &agents(),
+        );
+        assert_eq!(
+            read.commands,
+            vec![Command::Forward {
+                to: "parts@supplier.example".into(),
+                text: "Is part 7 in stock?\n\nThe customer needs two.".into(),
+            }]
+        );
+        assert_eq!(read.body, "", "nothing of it goes to the customer");
+        let read = super::read(
+            "#merge soon\n#forward not-an-address\n#merge 0\n",
+            &agents(),
+        );
+        assert!(read.commands.is_empty());
+        assert_eq!(read.errors.len(), 3, "{:?}", read.errors);
     }
 
     #[test]

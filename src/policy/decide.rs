@@ -56,6 +56,8 @@ pub enum Role {
     AgentCommands,
     /// A verified reply with a bad command, or nothing to send: the agent is told why.
     AgentRejected,
+    /// The answer of a third party a ticket was forwarded to: for the agents only.
+    ThirdParty,
 }
 
 impl Role {
@@ -75,6 +77,7 @@ impl Role {
             Role::AgentNote => "agent-note",
             Role::AgentCommands => "agent-commands",
             Role::AgentRejected => "agent-rejected",
+            Role::ThirdParty => "third-party",
         }
     }
 
@@ -214,6 +217,10 @@ pub struct Decision {
     pub note_to: Vec<String>,
     /// An agent told about their own message: (agent, why).
     pub tell: Option<(String, AgentNotice)>,
+    /// `#merge N`: the ticket joins ticket N (checked to exist before deciding).
+    pub merge: Option<TicketId>,
+    /// `#forward`: the conversation goes to this third party with the agent's words.
+    pub forward: Option<(String, String)>,
     /// Backlog mail from a customer imported without acknowledgement, deadline (so it is
     /// never escalated either) or notification: older than
     /// `policy.acknowledge_backlog_within` at the first start.
@@ -240,6 +247,8 @@ impl Decision {
             bounce_to: Vec::new(),
             note_to: Vec::new(),
             tell: None,
+            merge: None,
+            forward: None,
             quiet: false,
         }
     }
@@ -410,6 +419,8 @@ fn agent_reply(
             Command::Assign(to) => decision.assign = Some(to.clone()),
             Command::Priority(p) => decision.priority = Some(*p),
             Command::Language(l) => decision.language = Some(*l),
+            Command::Merge(into) => decision.merge = Some(*into),
+            Command::Forward { to, text } => decision.forward = Some((to.clone(), text.clone())),
         }
     }
     match role {

@@ -47,7 +47,20 @@ pub fn to_customer(
         support_address => support.address.to_string(),
         due => due.map(|d| format_due(d, &support.timezone, mail.lang)).unwrap_or_default(),
     };
-    let parts = templates.render_all(kind, mail.lang, &context)?;
+    customer_mail(support, templates, kind, mail, &context, now)
+}
+
+/// Renders `kind` with `context` in the ticket's language to its customer, from the support
+/// address, threaded under their latest message.
+pub(super) fn customer_mail(
+    support: &Support,
+    templates: &Templates,
+    kind: &str,
+    mail: CustomerMail<'_>,
+    context: &minijinja::Value,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let parts = templates.render_all(kind, mail.lang, context)?;
     let (in_reply_to, references) = match mail.answers {
         Some(answered) => {
             let mut references = answered.references.clone();
@@ -108,41 +121,14 @@ pub fn alert(
     let lang = reader_language(support, templates, kind, agent);
     let tag = format_tag(&support.tag_prefix, a.ticket.id);
     let zone = &support.timezone;
-    let when = |at: Timestamp| {
-        at.to_zoned(zone.clone())
-            .strftime("%a %Y-%m-%d %H:%M %Z")
-            .to_string()
-    };
-    let thread: Vec<minijinja::Value> = a
-        .thread
-        .iter()
-        .map(|m| {
-            let who = match (&m.agent, m.outbound) {
-                (Some(agent), _) => format!("agent {agent}"),
-                (None, true) => format!("{} (automatic)", support.name),
-                (None, false) => match (&m.from_name, &m.from_address) {
-                    (Some(name), Some(address)) => format!("{name} <{address}>"),
-                    (None, Some(address)) => address.clone(),
-                    _ => "(no sender)".to_string(),
-                },
-            };
-            minijinja::context! {
-                when => when(m.received_at),
-                who => who,
-                kind => m.class.clone(),
-                internal => m.internal,
-                text => m.body_text.trim_end().to_string(),
-                attachments => m.attachments.clone(),
-            }
-        })
-        .collect();
+    let thread = thread_values(support, a.thread);
     let told: Vec<minijinja::Value> = a
         .told
         .iter()
         .filter(|s| !s.recipients.is_empty())
         .map(|s| {
             minijinja::context! {
-                when => when(s.at),
+                when => when(s.at, zone),
                 step => s.name.clone(),
                 to => s.recipients.join(", "),
             }
@@ -194,4 +180,38 @@ pub fn alert(
         parts,
         now,
     )
+}
+
+/// A conversation for a template: when, who (an agent, our automatic mail, the sender), kind,
+/// whether internal, the text and attachment names of each message.
+pub(super) fn thread_values(support: &Support, thread: &[MessageView]) -> Vec<minijinja::Value> {
+    let zone = &support.timezone;
+    thread
+        .iter()
+        .map(|m| {
+            let who = match (&m.agent, m.outbound) {
+                (Some(agent), _) => format!("agent {agent}"),
+                (None, true) => format!("{} (automatic)", support.name),
+                (None, false) => match (&m.from_name, &m.from_address) {
+                    (Some(name), Some(address)) => format!("{name} <{address}>"),
+                    (None, Some(address)) => address.clone(),
+                    _ => "(no sender)".to_string(),
+                },
+            };
+            minijinja::context! {
+                when => when(m.received_at, zone),
+                who => who,
+                kind => m.class.clone(),
+                internal => m.internal,
+                text => m.body_text.trim_end().to_string(),
+                attachments => m.attachments.clone(),
+            }
+        })
+        .collect()
+}
+
+fn when(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    at.to_zoned(zone.clone())
+        .strftime("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
 }

@@ -110,6 +110,24 @@ pub const KINDS: &[Kind] = &[
         sample: note_sample,
     },
     Kind {
+        name: "merged",
+        audience: Audience::Customer,
+        about: "to the customer: an agent merged their ticket into another (#merge); later mail goes under its tag",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "old_tag"],
+        shipped: shipped!("merged": "en" "ar" "el"),
+        sample: merged_sample,
+    },
+    Kind {
+        name: "forward",
+        audience: Audience::Agent,
+        about: "to a third party (#forward): the conversation and the agent's words; answers come back to the agents",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "text", "thread"],
+        shipped: shipped!("forward": "en"),
+        sample: forward_sample,
+    },
+    Kind {
         name: "notice",
         audience: Audience::Agent,
         about: "to an agent: why their mail was not applied or not sent",
@@ -259,6 +277,23 @@ fn note_sample(lang: Lang, _: &TimeZone) -> Value {
         marker => marker(lang),
         body => "Called the customer; the printer is a model X100.",
         agent_name => "Alice Agent",
+    }
+}
+
+fn merged_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! { old_tag => "[#41]" }
+}
+
+fn forward_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! {
+        agent_name => "Alice Agent",
+        text => "Is part X100-7 in stock? The customer needs two.",
+        thread => vec![minijinja::context! {
+            when => "Mon 2026-11-23 10:00 UTC",
+            who => "Mona Quinn <customer@example.net>",
+            text => "My printer is on fire.",
+            attachments => vec!["photo.jpg"],
+        }],
     }
 }
 

@@ -4,6 +4,7 @@
 //! written, so every retry sends exactly the same message.
 
 mod agent;
+mod commands;
 mod followup;
 pub mod html;
 pub mod kinds;
@@ -21,6 +22,7 @@ pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,
 };
+pub use commands::{ForwardFor, forward, merged};
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
 pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 

@@ -10,6 +10,7 @@
 //! implement the same [`Tx`] methods.
 
 mod figures;
+mod merge;
 mod schedule;
 mod tx;
 mod views;
@@ -22,6 +23,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use figures::{Figures, OutboxNow};
+pub use merge::Moved;
 pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,

@@ -9,6 +9,8 @@ mod addresses;
 mod agents;
 /// Bad configuration and other rejected input, through the binary.
 mod cli;
+/// `#merge` and `#forward` by mail.
+mod commands;
 /// The shared real-world corpus through ingest (skipped without ../shared).
 mod corpus;
 /// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
