@@ -591,29 +591,19 @@ fn apply(
             role.as_str()
         }
     };
+    let defects = defects.join(" ");
     let new_message = |ticket: Option<TicketId>,
                        class: &str,
                        body_text: &str|
      -> Result<MessageRowId, StoreError> {
         tx.insert_message(&NewMessage {
             ticket,
-            outbound: false,
-            dedupe_key: &key,
-            message_id: parsed.message_id.as_deref(),
-            source: Some((&source.mailbox, source.imap)),
-            from: parsed.from.as_ref(),
-            subject: &parsed.subject,
-            sent_date: parsed.date,
-            received_at: now,
-            in_reply_to: &parsed.in_reply_to,
-            references: &parsed.references,
             class,
-            defects: &defects.join(" "),
+            defects: &defects,
             body_text,
-            attachments: &parsed.attachment_names,
-            raw,
             internal: decision.role.internal(),
             agent: from_agent,
+            ..received(source, parsed, raw, &key, now)
         })
     };
     let (ticket, created) = match decision.ticket {
@@ -1054,6 +1044,37 @@ fn apply(
         bounced: bounced.failed,
         quiet: decision.quiet,
     })
+}
+
+/// The row of an inbound message as it arrived; the caller sets its ticket, class, defects,
+/// text and who may see it.
+fn received<'a>(
+    source: &'a Source,
+    parsed: &'a ParsedMessage,
+    raw: &'a [u8],
+    key: &'a str,
+    now: Timestamp,
+) -> NewMessage<'a> {
+    NewMessage {
+        ticket: None,
+        outbound: false,
+        dedupe_key: key,
+        message_id: parsed.message_id.as_deref(),
+        source: Some((&source.mailbox, source.imap)),
+        from: parsed.from.as_ref(),
+        subject: &parsed.subject,
+        sent_date: parsed.date,
+        received_at: now,
+        in_reply_to: &parsed.in_reply_to,
+        references: &parsed.references,
+        class: "",
+        defects: "",
+        body_text: "",
+        attachments: &parsed.attachment_names,
+        raw,
+        internal: false,
+        agent: None,
+    }
 }
 
 /// The events of one inbound message, on its ticket (or on none, for an unfiled bounce).

@@ -167,23 +167,10 @@ pub(super) fn third_party_answer(
     let key = dedupe_key(parsed.message_id.as_deref(), raw);
     let row = tx.insert_message(&NewMessage {
         ticket: Some(ticket),
-        outbound: false,
-        dedupe_key: &key,
-        message_id: parsed.message_id.as_deref(),
-        source: Some((&source.mailbox, source.imap)),
-        from: parsed.from.as_ref(),
-        subject: &parsed.subject,
-        sent_date: parsed.date,
-        received_at: now,
-        in_reply_to: &parsed.in_reply_to,
-        references: &parsed.references,
         class: Role::ThirdParty.kind(),
-        defects: "",
         body_text: &body,
-        attachments: &parsed.attachment_names,
-        raw,
         internal: true,
-        agent: None,
+        ..super::received(source, parsed, raw, &key, now)
     })?;
     tx.touch_ticket(ticket, now)?;
     let out = Effects {

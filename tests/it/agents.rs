@@ -73,6 +73,21 @@ pub async fn answer(lab: &Lab, agent: &str, notification: &[u8], body: &str) {
     lab.submit(agent, &[&reply_to], &raw).await;
 }
 
+/// `customer1` writes `subject`; returns agent1's notification (the `n`th mail they got).
+pub async fn customer_writes(lab: &Lab, subject: &str, id: &str, n: usize) -> Vec<u8> {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let mail = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        subject,
+        id,
+        "It smokes.\n",
+        &[],
+    );
+    lab.send(&customer, &[&support], &mail).await;
+    lab.wait_for("agent1", "INBOX", n, WAIT).await.remove(n - 1)
+}
+
 /// Outlook's reply: text above a rule and a From:/Sent:/To:/Subject: block, unquoted.
 fn outlook_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
     let n = parsed(notification);

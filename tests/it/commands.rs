@@ -4,26 +4,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::agents::{answer, with_agents};
+use crate::agents::{answer, customer_writes, with_agents};
 use crate::daemon::{Setup, header, parsed};
 use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// `customer1` writes `subject`; returns agent1's notification (the `n`th mail they got).
-async fn customer_writes(lab: &Lab, subject: &str, id: &str, n: usize) -> Vec<u8> {
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let mail = message(
-        &format!("Mona Q <{customer}>"),
-        &support,
-        subject,
-        id,
-        "It smokes.\n",
-        &[],
-    );
-    lab.send(&customer, &[&support], &mail).await;
-    lab.wait_for("agent1", "INBOX", n, WAIT).await.remove(n - 1)
-}
 
 fn ticket(setup: &Setup, id: i64) -> Value {
     setup.json(&["ticket", &id.to_string()])

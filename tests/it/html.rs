@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use mail_parser::{MessageParser, MimeHeaders};
 
-use crate::agents::with_agents;
+use crate::agents::{customer_writes, with_agents};
 use crate::daemon::{Setup, header, parsed};
 use crate::harness::{Lab, message};
 
@@ -18,17 +18,7 @@ const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0
 
 /// A customer writes; returns the ticket number and agent1's notification.
 async fn ticket(lab: &Lab, setup: &Setup) -> (i64, Vec<u8>) {
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let original = message(
-        &format!("Mona Q <{customer}>"),
-        &support,
-        "Printer on fire",
-        "m1@customer.test",
-        "It smokes.\n",
-        &[],
-    );
-    lab.send(&customer, &[&support], &original).await;
-    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
+    let notification = customer_writes(lab, "Printer on fire", "m1@customer.test", 1).await;
     lab.wait_for("customer1", "INBOX", 1, WAIT).await;
     let number = setup.json(&["tickets"])[0]["id"]
         .as_i64()
