@@ -83,7 +83,8 @@ pub(super) fn forward(
         },
         out.events.now,
     );
-    let queued = out.queue(OutKind::Forward, None, rendered)?;
+    // Internal: the customer never sees it, and it is the forwarding agent's mail.
+    let queued = out.queue(OutKind::Forward, Some(&agent.address), rendered)?;
     out.record_data(
         "ticket.forwarded",
         format!("to {to} by {}", agent.address),

@@ -693,6 +693,41 @@ mod tests {
     }
 
     #[test]
+    fn merge_and_forward_are_commands_not_answers() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, None);
+        let read = crate::agent::reply::read(
+            "#merge 7\n#forward parts@supplier.test Stock?\n\nTwo, please.",
+            &crate::agent::fixtures::agents(),
+        );
+        let inbound = Inbound {
+            author: &author,
+            text: Some(&read),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
+        };
+        let d = decide(
+            &inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        );
+        assert_eq!(d.role, Role::AgentCommands);
+        assert!(
+            !d.relay && d.answered_at.is_none(),
+            "nothing reaches the customer"
+        );
+        assert_eq!(d.merge, Some(TicketId(7)));
+        assert_eq!(
+            d.forward,
+            Some((
+                "parts@supplier.test".into(),
+                "Stock?\n\nTwo, please.".into()
+            ))
+        );
+    }
+
+    #[test]
     fn a_verified_reply_is_relayed_counted_and_assigns_the_agent() {
         let author = verified("a1@x.test");
         let state = ticket(TicketStatus::Closed, None);
