@@ -1024,7 +1024,13 @@ fn apply(
     if let (Some(signer), Some(agent), Some((to, words))) =
         (&signer, author_agent, &decision.forward)
     {
-        queued.extend(commands::forward(&out, signer, &state, agent, (to, words))?);
+        queued.extend(commands::forward(
+            &out,
+            signer,
+            &state,
+            (agent, &config.agents),
+            (to, words),
+        )?);
     }
     // Last: the ticket's rows, the mail queued above included, move into the other one.
     if let Some(into) = decision.merge {

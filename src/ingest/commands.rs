@@ -63,12 +63,19 @@ pub(super) fn forward(
     out: &Effects<'_, '_>,
     signer: &Signer,
     ticket: &TicketState,
-    agent: &Agent,
+    (agent, agents): (&Agent, &crate::config::Agents),
     (to, text): (&str, &str),
 ) -> Result<Option<crate::model::OutboxId>, StoreError> {
     let mut thread = out.events.tx.transcript(ticket.id)?;
-    // The customer's mail and the agents' answers; no internal mail, no acknowledgements.
-    thread.retain(|m| !m.internal && (!m.outbound || m.agent.is_some()));
+    // The customer's mail and the agents' answers (as they wrote them); no notes, no
+    // notifications, no acknowledgements.
+    thread.retain(|m| (!m.outbound && !m.internal) || m.class == Role::AgentReply.kind());
+    // The third party reads agents' names, as the customer does, not their addresses.
+    for message in &mut thread {
+        if let Some(known) = message.agent.as_deref().and_then(|a| agents.by_address(a)) {
+            message.agent = Some(known.name.clone());
+        }
+    }
     let rendered = render::forward(
         out.support,
         out.templates,

@@ -117,6 +117,8 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
     let supplier = lab.address("customer2");
     let notification = customer_writes(&lab, "Printer on fire", "m1@customer.test", 1).await;
     lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    answer(&lab, "agent1", &notification, "Checking with our supplier.").await;
+    lab.wait_for("customer1", "INBOX", 2, WAIT).await;
 
     answer(
         &lab,
@@ -141,6 +143,14 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
     let reply_to = f.reply_to.clone().expect("a reply address").address;
     assert!(reply_to.starts_with("support+1."), "{reply_to}");
     let raw = String::from_utf8_lossy(&forwarded);
+    assert!(
+        forwarded_text.contains(", agent Alice Agent\nChecking with our supplier."),
+        "the answer, under the agent's name: {forwarded_text}"
+    );
+    assert!(
+        forwarded_text.contains("Checking with our supplier."),
+        "{forwarded_text}"
+    );
     assert!(!raw.contains("agent1@"), "no agent address: {raw}");
     assert!(header(&forwarded, "Auto-Submitted").is_none());
 
@@ -169,7 +179,8 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
         "no quote: {}",
         note.text
     );
-    lab.wait_for("agent2", "INBOX", 2, WAIT).await;
+    // The ticket is agent1's since their answer: only they hear from the supplier.
+    assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), 1);
 
     // Someone else using the supplier's reply address is ordinary mail, not the supplier.
     let stranger = lab.address("customer3");
@@ -199,7 +210,7 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
     assert!(status.success());
     assert_eq!(
         lab.fetch_all("customer1", "INBOX").await.len(),
-        1,
-        "the customer got the acknowledgement and nothing of the forward"
+        2,
+        "the customer got the acknowledgement, the answer and nothing of the forward"
     );
 }
