@@ -18,13 +18,15 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
+use crate::agent::reply::leak::{Guard, Leak, Note};
+use crate::agent::reply::{CcChange, Command};
 use crate::agent::{self, Author, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
 use crate::parse::{ParsedMessage, parse};
-use crate::policy::{Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
+use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
@@ -502,9 +504,9 @@ fn apply(
         );
     }
     let mut text = matches!(author, Author::Verified { .. })
-        .then(|| agent::reply::read(&parsed.text, &config.agents));
+        .then(|| agent::reply::read(&parsed.text, &config.agents, &config.own_addresses));
     if let (Some(text), Threading::Signed(ticket)) = (text.as_mut(), threading) {
-        commands::check(tx, config, ticket, text)?;
+        commands::check(tx, ticket, text)?;
     }
     let recipients: Vec<String> = parsed
         .to
@@ -542,6 +544,18 @@ fn apply(
         }
         _ => None,
     };
+    let leak = match (&author, &text, &state) {
+        (
+            Author::Verified {
+                to_notes: false, ..
+            },
+            Some(text),
+            Some(ticket),
+        ) if !text.note && !text.body.is_empty() => {
+            relay_leak(tx, ticket.id, &text.body, desk.templates)?
+        }
+        _ => None,
+    };
     let decision = decide(
         &Inbound {
             class: &class,
@@ -555,6 +569,7 @@ fn apply(
             load,
             arrival: source.arrival,
             survey_score,
+            leak: leak.as_ref(),
         },
         &config.policy,
         deadlines,
@@ -667,6 +682,12 @@ fn apply(
     }
     if let Some(priority) = decision.priority {
         tx.set_priority(ticket, priority)?;
+    }
+    for change in &decision.cc {
+        match change {
+            CcChange::Add(address) => tx.cc_add(ticket, address)?,
+            CcChange::Remove(address) => tx.cc_remove(ticket, address)?,
+        }
     }
     // A later message changes the ticket's language only with evidence (never an agent's).
     let language_changed = match &language {
@@ -841,6 +862,18 @@ fn apply(
     }
     if let Some(priority) = decision.priority {
         out.record("ticket.priority", priority.as_str().to_string())?;
+    }
+    for change in &decision.cc {
+        out.record("ticket.cc", Command::Cc(change.clone()).describe())?;
+    }
+    if let Some((agent, AgentNotice::Leak(why))) = &decision.tell {
+        tracing::warn!(
+            mailbox = source.mailbox,
+            ticket = ticket.0,
+            message_id = parsed.message_id.as_deref().unwrap_or(""),
+            "answer from {agent} not relayed: {why}"
+        );
+        out.record("relay.refused", format!("{agent}: {why}"))?;
     }
     if let Some(lang) = decision.language
         && tx.set_ticket_language(ticket, lang, language::Source::Agent, now)?
@@ -1228,6 +1261,36 @@ impl OutKind {
 }
 
 /// The configured agents with these primary addresses.
+/// What an agent's answer on `ticket` carries that must not reach its customers: the
+/// wording of our mail to agents, or the ticket's internal notes.
+fn relay_leak(
+    tx: &Tx<'_>,
+    ticket: TicketId,
+    body: &str,
+    templates: &render::Templates,
+) -> Result<Option<Leak>, StoreError> {
+    let texts = tx.ticket_texts(ticket)?;
+    let labels: Vec<String> = texts
+        .notes
+        .iter()
+        .map(|(agent, at, _)| {
+            format!(
+                "note by {} of {}",
+                agent.as_deref().unwrap_or("an agent"),
+                at.strftime("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect();
+    let notes: Vec<Note<'_>> = texts
+        .notes
+        .iter()
+        .zip(&labels)
+        .map(|((_, _, text), label)| Note { label, text })
+        .collect();
+    let public: Vec<&str> = texts.public.iter().map(String::as_str).collect();
+    Ok(Guard::new(templates.boilerplate(), &notes, &public).check(body))
+}
+
 fn agents_named<'c>(config: &'c Config, addresses: &[String]) -> Vec<&'c Agent> {
     config
         .agents

@@ -231,9 +231,10 @@ impl MailboxTask {
         info!(mailbox = %self.mailbox.name, folder = %self.mailbox.folder, uidvalidity, idle, "mailbox connected");
         backoff.reset();
         if let Some(failure) = reported.take() {
-            info!(mailbox = %self.mailbox.name, "mailbox logs in again after a login failure");
+            // Recorded before the log line, so whoever reads the log finds the event committed.
             self.record_health("mailbox.login_recovered", format!("after: {failure}"))
                 .await;
+            info!(mailbox = %self.mailbox.name, "mailbox logs in again after a login failure");
         }
         // A session logged in with an access token ends when the token is due for renewal
         // (at least a second later, so a provider's zero lifetime cannot spin).

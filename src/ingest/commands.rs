@@ -16,41 +16,28 @@ use crate::store::{Event, NewMessage, StoreError, Tx, dedupe_key};
 use crate::thread::Threading;
 
 /// Checks what only the store knows: `#merge N` names another ticket that exists and was not
-/// merged itself; `#forward` names no agent and none of our addresses. A failed check becomes
-/// an error for the agent, so nothing of the mail is applied.
-pub(super) fn check(
-    tx: &Tx<'_>,
-    config: &Config,
-    ticket: TicketId,
-    text: &mut AgentText,
-) -> Result<(), StoreError> {
-    for command in &text.commands {
-        match command {
-            Command::Merge(into) if *into == ticket => text
-                .errors
-                .push(format!("`#merge {into}`: that is this ticket")),
-            Command::Merge(into) => {
-                if tx.ticket_state(*into)?.is_none() {
-                    text.errors
-                        .push(format!("`#merge {into}`: there is no ticket {into}"));
-                } else if let Some(later) = tx.merged_into(*into)? {
-                    text.errors.push(format!(
-                        "`#merge {into}`: ticket {into} was merged into {later}; merge into {later}"
-                    ));
-                }
-            }
-            Command::Forward { to, .. }
-                if config.agents.by_address(to).is_some()
-                    || config
-                        .own_addresses
-                        .iter()
-                        .any(|a| a.eq_ignore_ascii_case(to)) =>
-            {
-                text.errors.push(format!(
-                    "`#forward {to}`: forward to someone outside; agents and our own addresses get the ticket already"
-                ));
-            }
-            _ => {}
+/// merged itself. A failed check becomes an error for the agent, so nothing of the mail is
+/// applied. (`#forward`'s address was checked when the text was read.)
+pub(super) fn check(tx: &Tx<'_>, ticket: TicketId, text: &mut AgentText) -> Result<(), StoreError> {
+    let merges: Vec<TicketId> = text
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Merge(into) => Some(*into),
+            _ => None,
+        })
+        .collect();
+    for into in merges {
+        if into == ticket {
+            text.errors
+                .push(format!("`#merge {into}`: that is this ticket"));
+        } else if tx.ticket_state(into)?.is_none() {
+            text.errors
+                .push(format!("`#merge {into}`: there is no ticket {into}"));
+        } else if let Some(later) = tx.merged_into(into)? {
+            text.errors.push(format!(
+                "`#merge {into}`: ticket {into} was merged into {later}; merge into {later}"
+            ));
         }
     }
     Ok(())

@@ -5,7 +5,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::agent::Author;
-use crate::agent::reply::{AgentText, Command};
+use crate::agent::reply::leak::Leak;
+use crate::agent::reply::{AgentText, CcChange, Command};
 use crate::classify::{Class, NoAck};
 use crate::config::{Deadlines, NotifyWho, Policy, Team, Warning};
 use crate::language::Lang;
@@ -98,6 +99,8 @@ pub enum AgentNotice {
     Refused(String),
     /// Mail from the agent's address without a reply key, not a Reply All to the customer.
     Unsigned,
+    /// The answer carries internal text (why): nothing was applied or sent.
+    Leak(String),
 }
 
 /// What the store knows about the sender's last hour, for the per-sender limits.
@@ -172,6 +175,8 @@ pub struct Inbound<'a> {
     pub arrival: Arrival,
     /// The satisfaction score the message gives (1-5), when its ticket awaits one.
     pub survey_score: Option<u8>,
+    /// What an agent's answer carries that must not reach a customer (the relay's check).
+    pub leak: Option<&'a Leak>,
 }
 
 /// A customer message now awaits an agent's answer.
@@ -205,6 +210,8 @@ pub struct Decision {
     pub priority: Option<Priority>,
     /// An agent chose the language the customer is answered in.
     pub language: Option<Lang>,
+    /// An agent changed who receives the ticket's answers.
+    pub cc: Vec<CcChange>,
     /// An agent answered the customer at this time: the ticket's open deadlines are met.
     pub answered_at: Option<Timestamp>,
     /// Pass the agent's answer on to the customer.
@@ -241,6 +248,7 @@ impl Decision {
             assign: None,
             priority: None,
             language: None,
+            cc: Vec::new(),
             answered_at: None,
             relay: false,
             notify: Vec::new(),
@@ -393,25 +401,21 @@ fn agent_reply(
     now: Timestamp,
 ) -> Decision {
     let append = TicketAction::Append(ticket.id);
-    if !text.errors.is_empty() {
-        let mut decision = Decision::new(append, Role::AgentRejected);
-        decision.tell = Some((
-            agent.to_string(),
-            AgentNotice::BadCommands(text.errors.clone()),
-        ));
-        return decision;
+    let mut errors = text.errors.clone();
+    errors.extend(text.commands.iter().filter_map(|c| cc_refused(c, ticket)));
+    if !errors.is_empty() {
+        return rejected(append, agent, AgentNotice::BadCommands(errors));
     }
     let note = text.note || to_notes;
     let role = match (note, text.body.is_empty(), text.commands.is_empty()) {
         (true, false, _) => Role::AgentNote,
         (false, false, _) => Role::AgentReply,
         (_, true, false) => Role::AgentCommands,
-        (_, true, true) => {
-            let mut decision = Decision::new(append, Role::AgentRejected);
-            decision.tell = Some((agent.to_string(), AgentNotice::Empty));
-            return decision;
-        }
+        (_, true, true) => return rejected(append, agent, AgentNotice::Empty),
     };
+    if let (Role::AgentReply, Some(leak)) = (&role, inbound.leak) {
+        return rejected(append, agent, AgentNotice::Leak(leak.describe()));
+    }
     let mut decision = Decision::new(append, role.clone());
     for command in &text.commands {
         match command {
@@ -421,6 +425,7 @@ fn agent_reply(
             Command::Language(l) => decision.language = Some(*l),
             Command::Merge(into) => decision.merge = Some(*into),
             Command::Forward { to, text } => decision.forward = Some((to.clone(), text.clone())),
+            Command::Cc(change) => decision.cc.push(change.clone()),
         }
     }
     match role {
@@ -447,6 +452,32 @@ fn agent_reply(
         _ => {}
     }
     decision
+}
+
+/// An agent's mail not acted on: nothing applied, the agent told why.
+fn rejected(append: TicketAction, agent: &str, why: AgentNotice) -> Decision {
+    let mut decision = Decision::new(append, Role::AgentRejected);
+    decision.tell = Some((agent.to_string(), why));
+    decision
+}
+
+/// Why `#cc remove` cannot apply to `ticket`: the address is its customer, or no recipient.
+fn cc_refused(command: &Command, ticket: &TicketState) -> Option<String> {
+    let Command::Cc(CcChange::Remove(address)) = command else {
+        return None;
+    };
+    if ticket
+        .customer
+        .as_ref()
+        .is_some_and(|c| &c.address == address)
+    {
+        return Some(format!(
+            "`#cc remove {address}`: {address} is the ticket's customer, who always receives the answers"
+        ));
+    }
+    (!ticket.customers.iter().any(|c| &c.address == address)).then(|| {
+        format!("`#cc remove {address}`: {address} does not receive this ticket's answers")
+    })
 }
 
 /// When the agent answered: their Date header, kept between the ticket's creation and now
@@ -582,7 +613,19 @@ mod tests {
             load: SenderLoad::default(),
             arrival: Arrival::Live,
             survey_score: None,
+            leak: None,
         }
+    }
+
+    /// `inbound` decided with the default policy and deadlines, for the test team, now.
+    fn decided(inbound: &Inbound<'_>) -> Decision {
+        decide(
+            inbound,
+            &policy(),
+            &Deadlines::default(),
+            Some(&team()),
+            now(),
+        )
     }
 
     fn text(body: &str) -> AgentText {
@@ -677,13 +720,7 @@ mod tests {
                 text: Some(&body),
                 ..customer(Threading::New, Some(&state))
             };
-            let d = decide(
-                &inbound,
-                &policy(),
-                &Deadlines::default(),
-                Some(&team()),
-                now(),
-            );
+            let d = decided(&inbound);
             assert_eq!(d.ticket, TicketAction::Create);
             assert!(!d.acknowledge && !d.relay);
             assert_eq!(d.deadline, None);
@@ -699,19 +736,14 @@ mod tests {
         let read = crate::agent::reply::read(
             "#merge 7\n#forward parts@supplier.test Stock?\n\nTwo, please.",
             &crate::agent::fixtures::agents(),
+            &["support@x.test".to_string()],
         );
         let inbound = Inbound {
             author: &author,
             text: Some(&read),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentCommands);
         assert!(
             !d.relay && d.answered_at.is_none(),
@@ -739,13 +771,7 @@ mod tests {
             sent: Some(sent),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentReply);
         assert!(d.relay && !d.acknowledge);
         assert_eq!(d.answered_at, Some(sent));
@@ -756,6 +782,76 @@ mod tests {
             "a closed ticket reopens"
         );
         assert!(d.notify.is_empty() && d.deadline.is_none());
+    }
+
+    #[test]
+    fn an_answer_carrying_internal_text_is_not_relayed_nor_applied() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, None);
+        let mut body = text("Sure.\n> The whole conversation, oldest first:");
+        body.commands = vec![Command::Status(TicketStatus::Closed)];
+        let leak = Leak::Boilerplate {
+            excerpt: "the whole conversation oldest first".into(),
+        };
+        let inbound = Inbound {
+            author: &author,
+            text: Some(&body),
+            leak: Some(&leak),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
+        };
+        let d = decided(&inbound);
+        assert_eq!(d.role, Role::AgentRejected);
+        assert!(!d.relay && d.answered_at.is_none() && d.status.is_none());
+        assert!(
+            matches!(&d.tell, Some((a, AgentNotice::Leak(why))) if a == "a1@x.test" && why.contains("oldest first")),
+            "{:?}",
+            d.tell
+        );
+        // A note is for agents: the same text is no leak there.
+        let mut note = body.clone();
+        note.note = true;
+        let inbound = Inbound {
+            text: Some(&note),
+            ..inbound
+        };
+        let d = decided(&inbound);
+        assert_eq!(d.role, Role::AgentNote);
+    }
+
+    #[test]
+    fn cc_changes_apply_unless_they_remove_the_customer_or_a_stranger() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, None);
+        let decide_with = |commands: Vec<Command>| {
+            let mut body = text("Copying accounts.");
+            body.commands = commands;
+            let inbound = Inbound {
+                author: &author,
+                text: Some(&body),
+                ..customer(Threading::Signed(TicketId(4)), Some(&state))
+            };
+            decided(&inbound)
+        };
+        let changes = vec![
+            CcChange::Add("accounts@example.net".into()),
+            CcChange::Remove("boss@example.net".into()),
+        ];
+        let d = decide_with(changes.iter().cloned().map(Command::Cc).collect());
+        assert_eq!(d.role, Role::AgentReply);
+        assert_eq!(d.cc, changes);
+        for (address, why) in [
+            ("mona@example.net", "the ticket's customer"),
+            ("nobody@example.net", "does not receive"),
+        ] {
+            let d = decide_with(vec![Command::Cc(CcChange::Remove(address.into()))]);
+            assert_eq!(d.role, Role::AgentRejected, "{address}");
+            assert!(d.cc.is_empty() && !d.relay);
+            assert!(
+                matches!(&d.tell, Some((_, AgentNotice::BadCommands(e))) if e[0].contains(why)),
+                "{:?}",
+                d.tell
+            );
+        }
     }
 
     #[test]
@@ -781,13 +877,7 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentNote);
         assert!(!d.relay && d.answered_at.is_none());
         assert_eq!(d.note_to, vec!["a2@x.test", "a3@x.test"]);
@@ -807,13 +897,7 @@ mod tests {
             text: Some(&body),
             ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentCommands);
         assert_eq!(d.status, Some(TicketStatus::Closed));
         assert_eq!(d.priority, Some(Priority::Urgent));
@@ -825,13 +909,7 @@ mod tests {
             text: Some(&bad),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentRejected);
         assert_eq!(d.status, None);
         assert!(matches!(d.tell, Some((_, AgentNotice::BadCommands(_)))));
@@ -841,13 +919,7 @@ mod tests {
             text: Some(&empty),
             ..inbound
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.tell, Some(("a1@x.test".into(), AgentNotice::Empty)));
     }
 
@@ -863,13 +935,7 @@ mod tests {
             recipients: &recipients,
             ..customer(Threading::Reference(TicketId(4)), Some(&state))
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentDirect);
         assert_eq!(d.answered_at, Some(now()));
         assert!(!d.relay && d.tell.is_none() && !d.acknowledge);
@@ -884,13 +950,7 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
         assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
@@ -908,13 +968,7 @@ mod tests {
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decide(
-            &inbound,
-            &policy(),
-            &Deadlines::default(),
-            Some(&team()),
-            now(),
-        );
+        let d = decided(&inbound);
         assert_eq!(d.ticket, TicketAction::Create);
         assert!(d.acknowledge && !d.relay);
         assert_eq!(
@@ -1066,6 +1120,7 @@ mod tests {
         let d = decide(
             &Inbound {
                 survey_score: Some(4),
+                leak: None,
                 ..customer(Threading::Reference(TicketId(4)), Some(&state))
             },
             &policy(),

@@ -1,12 +1,12 @@
 //! Mail to and for agents: notifications, relayed answers, internal notes, notices.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use lettre::message::Mailbox;
 
 use super::html::Html;
 use super::{
-    Envelope, Outgoing, RenderError, RenderedParts, base_subject, build, format_due, mailbox,
-    new_message_id, support_mailbox,
+    Envelope, Outgoing, RenderError, RenderedParts, ReplyTo, base_subject, build, format_due,
+    format_duration, mailbox, new_message_id, support_mailbox,
 };
 use crate::agent::reply::{MARKER_END, MARKER_START};
 use crate::agent::sign::Signer;
@@ -95,11 +95,15 @@ pub fn notification(
         status => n.ticket.status.as_str(),
         priority => n.ticket.priority.as_str(),
         assigned => n.ticket.assigned.clone().unwrap_or_default(),
-        waiting => format_wait(now.duration_since(n.waiting_since), lang),
+        waiting => format_duration(now.duration_since(n.waiting_since), lang),
         due => n.due_at.map(|d| format_due(d, &support.timezone, lang)).unwrap_or_default(),
         language => n.ticket.language.map_or("", |l| l.name_in(lang)),
         message => n.text.trim_end(),
         message_html => n.html.map_or("", |h| h.html.as_str()),
+        recipients => n.ticket.customers.iter().map(|p| match &p.name {
+            Some(name) => format!("{name} <{}>", p.address),
+            None => p.address.clone(),
+        }).collect::<Vec<_>>(),
         attachments => n.attachments.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
         history => history,
         support_name => support.name.clone(),
@@ -113,7 +117,7 @@ pub fn notification(
             from: support_mailbox(support, Some(via)),
             to: vec![agent_mailbox(agent)?],
             cc: Vec::new(),
-            reply_to: Some(signed_mailbox(support, signer, n.ticket, agent)?),
+            reply_to: ReplyTo::Signed(signed_mailbox(support, signer, n.ticket, agent)?),
             message_id: signer.message_id(n.ticket.id, &agent.address),
             in_reply_to: n.message_id,
             references: n.message_id.map(String::from).into_iter().collect(),
@@ -201,7 +205,7 @@ pub fn reply(
             from: support_mailbox(support, Some(&r.agent.name)),
             to: vec![mailbox(customer)?],
             cc,
-            reply_to: Some(support_mailbox(support, None)),
+            reply_to: ReplyTo::Support(support_mailbox(support, None)),
             message_id: new_message_id(support),
             in_reply_to: r.answers.map(|a| a.message_id.as_str()),
             references,
@@ -249,7 +253,7 @@ pub fn note(
             from: support_mailbox(support, Some(&n.author.name)),
             to: vec![agent_mailbox(to)?],
             cc: Vec::new(),
-            reply_to: Some(signed_mailbox(support, signer, n.ticket, to)?),
+            reply_to: ReplyTo::Signed(signed_mailbox(support, signer, n.ticket, to)?),
             message_id: signer.message_id(n.ticket.id, &to.address),
             in_reply_to: None,
             references: Vec::new(),
@@ -285,6 +289,7 @@ pub fn notice(
         AgentNotice::Empty => ("empty", Vec::new(), String::new()),
         AgentNotice::Unsigned => ("unsigned", Vec::new(), String::new()),
         AgentNotice::Refused(reason) => ("refused", Vec::new(), reason.clone()),
+        AgentNotice::Leak(reason) => ("leak", Vec::new(), reason.clone()),
     };
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
@@ -318,7 +323,7 @@ fn to_agent(
             from: support_mailbox(support, None),
             to: vec![agent_mailbox(agent)?],
             cc: Vec::new(),
-            reply_to: None,
+            reply_to: ReplyTo::From,
             message_id: new_message_id(support),
             in_reply_to,
             references: in_reply_to.map(String::from).into_iter().collect(),
@@ -376,21 +381,4 @@ pub(super) fn signed_mailbox(
 ) -> Result<Mailbox, RenderError> {
     let address = signer.reply_address(ticket.id, &agent.address);
     mailbox(&Person::new(&address, Some(&support.name)))
-}
-
-/// `3 d 4 h`, `2 h 5 min`, `4 min`: how long a customer has waited, to the minute, in
-/// `lang`'s abbreviations (`2 ώρ. 5 λεπ.`, `2 س 5 د`).
-pub fn format_wait(wait: SignedDuration, lang: Lang) -> String {
-    let minutes = wait.as_secs().max(0) / 60;
-    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
-    let [d, h, m] = match lang {
-        Lang::En => ["d", "h", "min"],
-        Lang::Ar => ["ي", "س", "د"],
-        Lang::El => ["ημ.", "ώρ.", "λεπ."],
-    };
-    match (days, hours) {
-        (0, 0) => format!("{mins} {m}"),
-        (0, _) => format!("{hours} {h} {mins} {m}"),
-        _ => format!("{days} {d} {hours} {h}"),
-    }
 }

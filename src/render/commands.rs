@@ -3,9 +3,11 @@
 
 use jiff::Timestamp;
 
-use super::agent::reader_language;
+use super::agent::{marker, reader_language};
 use super::followup::{CustomerMail, customer_mail, thread_values};
-use super::{Envelope, Outgoing, RenderError, base_subject, build, mailbox, support_mailbox};
+use super::{
+    Envelope, Outgoing, RenderError, ReplyTo, base_subject, build, mailbox, support_mailbox,
+};
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
 use crate::model::{Person, TicketId};
@@ -66,7 +68,8 @@ pub fn forward(
         subject => base_subject(f.subject, &tag),
         agent_name => f.agent.name.clone(),
         text => signer.scrub(f.text),
-        thread => thread_values(support, f.thread),
+        marker => marker(lang),
+        thread => thread_values(support, f.thread, lang),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
@@ -78,7 +81,7 @@ pub fn forward(
             from: support_mailbox(support, Some(&f.agent.name)),
             to: vec![mailbox(&Person::new(f.to, None))?],
             cc: Vec::new(),
-            reply_to: Some(mailbox(&reply_to)?),
+            reply_to: ReplyTo::Signed(mailbox(&reply_to)?),
             message_id: signer.message_id(f.ticket, f.to),
             in_reply_to: None,
             references: Vec::new(),

@@ -2,12 +2,12 @@
 //! surveys and closing notices to customers.
 
 use jiff::Timestamp;
-use lettre::message::Mailbox;
 
-use super::agent::{format_wait, reader_language, signed_mailbox};
+use super::agent::{marker, reader_language, signed_mailbox};
+use super::locale::{Author, author_word};
 use super::{
-    Envelope, Outgoing, RenderError, base_subject, build, format_due, mailbox, new_message_id,
-    support_mailbox,
+    Envelope, Outgoing, RenderError, ReplyTo, base_subject, build, format_due, format_duration,
+    format_when, mailbox, new_message_id, support_mailbox,
 };
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
@@ -75,7 +75,7 @@ pub(super) fn customer_mail(
             from: support_mailbox(support, None),
             to: vec![mailbox(mail.customer)?],
             cc: Vec::new(),
-            reply_to: None,
+            reply_to: ReplyTo::From,
             message_id: new_message_id(support),
             in_reply_to,
             references,
@@ -121,14 +121,14 @@ pub fn alert(
     let lang = reader_language(support, templates, kind, agent);
     let tag = format_tag(&support.tag_prefix, a.ticket.id);
     let zone = &support.timezone;
-    let thread = thread_values(support, a.thread);
+    let thread = thread_values(support, a.thread, lang);
     let told: Vec<minijinja::Value> = a
         .told
         .iter()
         .filter(|s| !s.recipients.is_empty())
         .map(|s| {
             minijinja::context! {
-                when => when(s.at, zone),
+                when => format_when(s.at, zone, lang),
                 step => s.name.clone(),
                 to => s.recipients.join(", "),
             }
@@ -140,15 +140,16 @@ pub fn alert(
         tag => tag.clone(),
         subject => base_subject(&a.ticket.subject, &tag),
         level => a.level,
+        marker => marker(lang),
         customer_name => customer.and_then(|c| c.name.clone()).unwrap_or_default(),
         customer_address => customer.map(|c| c.address.clone()).unwrap_or_default(),
         status => a.ticket.status.as_str(),
         priority => a.ticket.priority.as_str(),
         assigned => a.ticket.assigned.clone().unwrap_or_default(),
-        waiting => format_wait(now.duration_since(a.received_at), lang),
+        waiting => format_duration(now.duration_since(a.received_at), lang),
         due => format_due(a.due_at, zone, lang),
-        overdue => if now > a.due_at { format_wait(now.duration_since(a.due_at), lang) } else { String::new() },
-        left => if now < a.due_at { format_wait(a.due_at.duration_since(now), lang) } else { String::new() },
+        overdue => if now > a.due_at { format_duration(now.duration_since(a.due_at), lang) } else { String::new() },
+        left => if now < a.due_at { format_duration(a.due_at.duration_since(now), lang) } else { String::new() },
         thread => thread,
         told => told,
         can_reply => agent.is_some() && signer.is_some(),
@@ -159,10 +160,10 @@ pub fn alert(
     let recipient = mailbox(&Person::new(to, agent.map(|a| a.name.as_str())))?;
     let (reply_to, message_id) = match (agent, signer) {
         (Some(agent), Some(signer)) => (
-            Some(signed_mailbox(support, signer, a.ticket, agent)?),
+            ReplyTo::Signed(signed_mailbox(support, signer, a.ticket, agent)?),
             signer.message_id(a.ticket.id, &agent.address),
         ),
-        _ => (None::<Mailbox>, new_message_id(support)),
+        _ => (ReplyTo::From, new_message_id(support)),
     };
     build(
         support,
@@ -182,25 +183,27 @@ pub fn alert(
     )
 }
 
-/// A conversation for a template: when, who (an agent, our automatic mail, the sender), kind,
-/// whether internal, the text and attachment names of each message.
-pub(super) fn thread_values(support: &Support, thread: &[MessageView]) -> Vec<minijinja::Value> {
-    let zone = &support.timezone;
+/// A conversation for a template, in `lang`: when, who (an agent, our automatic mail, the
+/// sender), kind, whether internal, the text and attachment names of each message.
+pub(super) fn thread_values(
+    support: &Support,
+    thread: &[MessageView],
+    lang: Lang,
+) -> Vec<minijinja::Value> {
     thread
         .iter()
         .map(|m| {
-            let who = match (&m.agent, m.outbound) {
-                (Some(agent), _) => format!("agent {agent}"),
-                (None, true) => format!("{} (automatic)", support.name),
-                (None, false) => match (&m.from_name, &m.from_address) {
-                    (Some(name), Some(address)) => format!("{name} <{address}>"),
-                    (None, Some(address)) => address.clone(),
-                    _ => "(no sender)".to_string(),
+            let author = match (&m.agent, m.outbound) {
+                (Some(agent), _) => Author::Agent(agent),
+                (None, true) => Author::Automatic(&support.name),
+                (None, false) => Author::Sender {
+                    name: m.from_name.as_deref(),
+                    address: m.from_address.as_deref(),
                 },
             };
             minijinja::context! {
-                when => when(m.received_at, zone),
-                who => who,
+                when => format_when(m.received_at, &support.timezone, lang),
+                who => author_word(author, lang),
                 kind => m.class.clone(),
                 internal => m.internal,
                 text => m.body_text.trim_end().to_string(),
@@ -208,10 +211,4 @@ pub(super) fn thread_values(support: &Support, thread: &[MessageView]) -> Vec<mi
             }
         })
         .collect()
-}
-
-fn when(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
-    at.to_zoned(zone.clone())
-        .strftime("%a %Y-%m-%d %H:%M %Z")
-        .to_string()
 }

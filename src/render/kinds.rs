@@ -12,8 +12,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use minijinja::Value;
 
-use super::agent::{format_wait, marker};
-use super::format_due;
+use super::agent::marker;
+use super::locale::{Author, author_word};
+use super::{format_due, format_duration, format_when};
 use crate::language::Lang;
 
 /// Who reads a kind of mail.
@@ -96,7 +97,7 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to agents: a customer wrote (new ticket or later message), with their history",
         subject_requires: &["tag"],
-        body_requires: &["tag", "marker", "message"],
+        body_requires: &["tag", "marker", "message", "recipients"],
         shipped: shipped!("notification": "en" "ar" "el"),
         sample: notification_sample,
     },
@@ -123,8 +124,8 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to a third party (#forward): the conversation and the agent's words; answers come back to the agents",
         subject_requires: &["tag"],
-        body_requires: &["tag", "text", "thread"],
-        shipped: shipped!("forward": "en"),
+        body_requires: &["tag", "marker", "text", "thread"],
+        shipped: shipped!("forward": "en" "ar" "el"),
         sample: forward_sample,
     },
     Kind {
@@ -150,7 +151,7 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to the assigned agent or the team: a customer's answer is due soon",
         subject_requires: &["tag"],
-        body_requires: &["tag", "due", "waiting"],
+        body_requires: &["tag", "marker", "due", "waiting"],
         shipped: shipped!("warning": "en" "ar" "el"),
         sample: alert_sample,
     },
@@ -159,7 +160,7 @@ pub const KINDS: &[Kind] = &[
         audience: Audience::Agent,
         about: "to an escalation level: an answer is overdue, with the whole conversation and who was told",
         subject_requires: &["tag", "level"],
-        body_requires: &["tag", "waiting", "thread", "told"],
+        body_requires: &["tag", "marker", "waiting", "thread", "told"],
         shipped: shipped!("escalation": "en" "ar" "el"),
         sample: alert_sample,
     },
@@ -254,18 +255,19 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
 fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
         marker => marker(lang),
+        recipients => vec!["Mona Quinn <customer@example.net>", "accounts@example.net"],
         new_ticket => true,
         customer_address => "customer@example.net",
         status => "open",
         priority => "normal",
         assigned => "agent@example.com",
-        waiting => format_wait(SignedDuration::from_mins(125), lang),
+        waiting => format_duration(SignedDuration::from_mins(125), lang),
         due => format_due(sample_due_at(), tz, lang),
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
         // The customer's sanitized HTML when they wrote some (see `render::html`).
         message_html => "",
-        attachments => vec!["photo.jpg"],
+        attachments => vec!["photo.jpg", "invoice.pdf"],
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
         }],
@@ -284,13 +286,17 @@ fn merged_sample(_: Lang, _: &TimeZone) -> Value {
     minijinja::context! { old_tag => "[#41]" }
 }
 
-fn forward_sample(_: Lang, _: &TimeZone) -> Value {
+fn forward_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
+        marker => marker(lang),
         agent_name => "Alice Agent",
-        text => "Is part X100-7 in stock? The customer needs two.",
+        text => "Is part X100-7 in stock? We need two.",
         thread => vec![minijinja::context! {
-            when => "Mon 2026-11-23 10:00 UTC",
-            who => "Mona Quinn <customer@example.net>",
+            when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+            who => author_word(Author::Sender {
+                name: Some("Mona Quinn"),
+                address: Some("mona@example.net"),
+            }, lang),
             text => "My printer is on fire.",
             attachments => vec!["photo.jpg"],
         }],
@@ -315,30 +321,36 @@ fn bounce_sample(_: Lang, _: &TimeZone) -> Value {
 
 fn alert_sample(lang: Lang, tz: &TimeZone) -> Value {
     minijinja::context! {
+        marker => marker(lang),
         level => 1,
         customer_address => "customer@example.net",
         status => "open",
         priority => "high",
         assigned => "agent@example.com",
-        waiting => format_wait(SignedDuration::from_hours(26), lang),
+        waiting => format_duration(SignedDuration::from_hours(26), lang),
         due => format_due(sample_due_at(), tz, lang),
-        overdue => format_wait(SignedDuration::from_hours(2), lang),
+        overdue => format_duration(SignedDuration::from_hours(2), lang),
         left => "",
         can_reply => true,
         thread => vec![
             minijinja::context! {
-                when => "Mon 2026-11-23 10:00 UTC", who => "Mona Quinn <customer@example.net>",
+                when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+                who => author_word(Author::Sender {
+                    name: Some("Mona Quinn"), address: Some("customer@example.net"),
+                }, lang),
                 kind => "customer", internal => false, text => "My printer is on fire.",
-                attachments => vec!["photo.jpg"],
+                attachments => vec!["photo.jpg", "invoice.pdf"],
             },
             minijinja::context! {
-                when => "Mon 2026-11-23 10:00 UTC", who => "Example Support (automatic)",
+                when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+                who => author_word(Author::Automatic("Example Support"), lang),
                 kind => "acknowledgement", internal => false, text => "Thank you for writing.",
                 attachments => Vec::<String>::new(),
             },
         ],
         told => vec![minijinja::context! {
-            when => "Tue 2026-11-24 04:00 UTC", step => "warning", to => "agent@example.com",
+            when => format_when(sample_due_at() - SignedDuration::from_hours(6), tz, lang),
+            step => "warning", to => "agent@example.com",
         }],
     }
 }

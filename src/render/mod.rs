@@ -8,12 +8,14 @@ mod commands;
 mod followup;
 pub mod html;
 pub mod kinds;
+mod locale;
+#[cfg(test)]
+mod native;
 mod templates;
 
 use std::time::SystemTime;
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -24,6 +26,7 @@ pub use agent::{
 };
 pub use commands::{ForwardFor, forward, merged};
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
+pub use locale::{format_due, format_duration, format_when};
 pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;
@@ -54,6 +57,17 @@ pub enum RenderError {
     Template(#[from] TemplateError),
     #[error("building the message failed: {0}")]
     Build(String),
+    #[error(
+        "a mail with a reply key must show the reply marker (`{{{{ marker }}}}`) in its text and HTML parts"
+    )]
+    NoMarker,
+}
+
+/// A line holding both ends of the reply marker.
+fn has_marker(text: &str) -> bool {
+    use crate::agent::reply::{MARKER_END, MARKER_START};
+    text.lines()
+        .any(|l| l.contains(MARKER_START) && l.contains(MARKER_END))
 }
 
 /// The customer message an acknowledgement answers.
@@ -96,7 +110,7 @@ pub fn acknowledgement(
             from: support_mailbox(support, None),
             to: vec![mailbox(ack.customer)?],
             cc: Vec::new(),
-            reply_to: None,
+            reply_to: ReplyTo::From,
             message_id: new_message_id(support),
             in_reply_to: ack.message_id,
             references,
@@ -108,10 +122,11 @@ pub fn acknowledgement(
     )
 }
 
-/// The subject without reply prefixes and our tag: `Re: Printer [#4]` → `Printer`.
+/// The subject without reply prefixes and our tag: `Re: Printer [#4]` → `Printer`; the
+/// direction marks our Arabic subjects put around the tag go with it.
 fn base_subject(subject: &str, tag: &str) -> String {
     let base = strip_reply_prefixes(subject).replace(tag, "");
-    match base.trim() {
+    match base.trim_matches(|c: char| c.is_whitespace() || matches!(c, '\u{200E}' | '\u{200F}')) {
         "" => "(no subject)".to_string(),
         base => base.to_string(),
     }
@@ -122,7 +137,7 @@ struct Envelope<'a> {
     from: Mailbox,
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
-    reply_to: Option<Mailbox>,
+    reply_to: ReplyTo,
     /// Without angle brackets.
     message_id: String,
     in_reply_to: Option<&'a str>,
@@ -130,6 +145,17 @@ struct Envelope<'a> {
     /// `Auto-Submitted:` value for machine-written mail (RFC 3834); `None` for an agent's words.
     auto_submitted: Option<&'static str>,
     attachments: &'a [Attachment],
+}
+
+/// Where answers to a message go.
+enum ReplyTo {
+    /// To its From (the support address, or the agent a relayed answer names).
+    From,
+    /// The support address, named plainly.
+    Support(Mailbox),
+    /// An agent's reply key: the text and HTML parts must carry the reply marker, so that
+    /// whatever the agent's client quotes below it is cut ([`crate::agent::reply`]).
+    Signed(Mailbox),
 }
 
 /// Assembles the finished message: headers, text and HTML alternatives, attachments.
@@ -156,8 +182,15 @@ fn build(
     for cc in envelope.cc {
         builder = builder.cc(cc);
     }
-    if let Some(reply_to) = envelope.reply_to {
-        builder = builder.reply_to(reply_to);
+    match envelope.reply_to {
+        ReplyTo::From => {}
+        ReplyTo::Support(reply_to) => builder = builder.reply_to(reply_to),
+        ReplyTo::Signed(reply_to) => {
+            if !has_marker(&parts.text) || !has_marker(&parts.html) {
+                return Err(RenderError::NoMarker);
+            }
+            builder = builder.reply_to(reply_to);
+        }
     }
     builder = builder
         .raw_header(HeaderValue::new(
@@ -292,121 +325,12 @@ fn new_message_id(support: &Support) -> String {
     )
 }
 
-/// The promised answer time in the support desk's zone, in `lang`, with the zone spelled out
-/// as an offset every reader can convert: "Tuesday 24 November 2026, 12:00 EET (UTC+2)",
-/// "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2", "Τρίτη 24 Νοεμβρίου 2026, 12:00
-/// (ώρα UTC+2)". jiff has no locale data, so the names come from our own tables. Arabic uses
-/// Western digits: the ticket tag must stay `[#42]` anyway, and one kind of digit reads better.
-pub fn format_due(due_at: Timestamp, tz: &TimeZone, lang: Lang) -> String {
-    const WEEKDAYS: [[&str; 7]; 3] = [
-        [
-            "Monday",
-            "Tuesday",
-            "Wednesday",
-            "Thursday",
-            "Friday",
-            "Saturday",
-            "Sunday",
-        ],
-        [
-            "الاثنين",
-            "الثلاثاء",
-            "الأربعاء",
-            "الخميس",
-            "الجمعة",
-            "السبت",
-            "الأحد",
-        ],
-        [
-            "Δευτέρα",
-            "Τρίτη",
-            "Τετάρτη",
-            "Πέμπτη",
-            "Παρασκευή",
-            "Σάββατο",
-            "Κυριακή",
-        ],
-    ];
-    const MONTHS: [[&str; 12]; 3] = [
-        [
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ],
-        [
-            "يناير",
-            "فبراير",
-            "مارس",
-            "أبريل",
-            "مايو",
-            "يونيو",
-            "يوليو",
-            "أغسطس",
-            "سبتمبر",
-            "أكتوبر",
-            "نوفمبر",
-            "ديسمبر",
-        ],
-        // Genitive, as in a date: "24 Νοεμβρίου".
-        [
-            "Ιανουαρίου",
-            "Φεβρουαρίου",
-            "Μαρτίου",
-            "Απριλίου",
-            "Μαΐου",
-            "Ιουνίου",
-            "Ιουλίου",
-            "Αυγούστου",
-            "Σεπτεμβρίου",
-            "Οκτωβρίου",
-            "Νοεμβρίου",
-            "Δεκεμβρίου",
-        ],
-    ];
-    let zoned = due_at.to_zoned(tz.clone());
-    let table = match lang {
-        Lang::En => 0,
-        Lang::Ar => 1,
-        Lang::El => 2,
-    };
-    let weekday = WEEKDAYS[table][zoned.weekday().to_monday_zero_offset() as usize];
-    let month = MONTHS[table][(zoned.month() - 1) as usize];
-    let (day, year) = (zoned.day(), zoned.year());
-    let time = format!("{:02}:{:02}", zoned.hour(), zoned.minute());
-    let seconds = zoned.offset().seconds();
-    let utc = match (seconds.abs() / 3600, seconds.abs() % 3600 / 60) {
-        (0, 0) => "UTC".to_string(),
-        (h, 0) => format!("UTC{}{h}", if seconds < 0 { '-' } else { '+' }),
-        (h, m) => format!("UTC{}{h}:{m:02}", if seconds < 0 { '-' } else { '+' }),
-    };
-    // An abbreviation such as EET helps English readers; numeric ones ("+03") add nothing.
-    let abbreviation = zoned.strftime("%Z").to_string();
-    let zone = if utc == "UTC" || !abbreviation.chars().all(|c| c.is_ascii_alphabetic()) {
-        utc.clone()
-    } else {
-        format!("{abbreviation} ({utc})")
-    };
-    match lang {
-        Lang::En => format!("{weekday} {day} {month} {year}, {time} {zone}"),
-        Lang::Ar => format!("{weekday} {day} {month} {year}، الساعة {time} بتوقيت {utc}"),
-        Lang::El => format!("{weekday} {day} {month} {year}, {time} (ώρα {utc})"),
-    }
-}
-
-/// `Re: AW: Fwd: subject` → `subject`.
+/// `Re: AW: Fwd: subject` → `subject`. Linear: each step lower-cases only the few characters
+/// a prefix can take, never the rest of the subject.
 fn strip_reply_prefixes(subject: &str) -> &str {
     let mut rest = subject.trim();
     loop {
-        let lower = rest.to_lowercase();
+        let lower: String = rest.chars().take(6).flat_map(char::to_lowercase).collect();
         let Some(prefix) = [
             "re:",
             "aw:",
@@ -432,7 +356,7 @@ mod tests {
     use super::*;
     use jiff::tz::TimeZone;
 
-    fn support() -> Support {
+    pub(super) fn support() -> Support {
         Support {
             address: "support@example.test".parse().unwrap(),
             name: "Example Support".into(),
@@ -442,7 +366,32 @@ mod tests {
         }
     }
 
-    fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
+    fn signer() -> crate::agent::sign::Signer {
+        crate::agent::sign::Signer::new(
+            b"0123456789abcdef0123456789abcdef",
+            &support().address,
+            "+",
+        )
+    }
+
+    /// Ticket 77, "Printer on fire", open, of `customer`, in `lang`.
+    fn ticket77(customer: &Person, lang: Lang) -> crate::model::TicketState {
+        crate::model::TicketState {
+            id: TicketId(77),
+            mailbox: "support".into(),
+            subject: "Printer on fire".into(),
+            status: crate::model::TicketStatus::Open,
+            priority: crate::model::Priority::Normal,
+            assigned: None,
+            customer: Some(customer.clone()),
+            customers: vec![customer.clone()],
+            created_at: Timestamp::UNIX_EPOCH,
+            language: Some(lang),
+            address: None,
+        }
+    }
+
+    pub(super) fn ack_in(lang: Lang, customer: &Person, subject: &str) -> Outgoing {
         acknowledgement(
             &support(),
             &Templates::builtin(),
@@ -503,41 +452,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn due_times_in_each_language_with_a_clear_zone() {
-        let due: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
-        let athens = TimeZone::get("Europe/Athens").unwrap();
-        assert_eq!(
-            format_due(due, &athens, Lang::En),
-            "Tuesday 24 November 2026, 12:00 EET (UTC+2)"
-        );
-        assert_eq!(
-            format_due(due, &athens, Lang::Ar),
-            "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2"
-        );
-        assert_eq!(
-            format_due(due, &athens, Lang::El),
-            "Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2)"
-        );
-        let summer: Timestamp = "2026-05-03T06:05:00Z".parse().unwrap();
-        assert_eq!(
-            format_due(summer, &athens, Lang::El),
-            "Κυριακή 3 Μαΐου 2026, 09:05 (ώρα UTC+3)"
-        );
-        let riyadh = TimeZone::get("Asia/Riyadh").unwrap();
-        assert_eq!(
-            format_due(summer, &riyadh, Lang::En),
-            "Sunday 3 May 2026, 09:05 UTC+3",
-            "a numeric abbreviation (+03) is not repeated"
-        );
-        let kolkata = TimeZone::get("Asia/Kolkata").unwrap();
-        assert!(format_due(summer, &kolkata, Lang::En).ends_with("(UTC+5:30)"));
-        assert_eq!(
-            format_due(due, &TimeZone::UTC, Lang::Ar),
-            "الثلاثاء 24 نوفمبر 2026، الساعة 10:00 بتوقيت UTC"
-        );
-    }
-
     /// Subjects and names in Arabic and Greek leave as RFC 2047 encoded words, bodies as
     /// declared UTF-8, and read back as written.
     #[test]
@@ -548,14 +462,14 @@ mod tests {
                 "أحمد",
                 "الطابعة لا تعمل",
                 "مرحبًا \u{2068}أحمد\u{2069}،",
-                "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
+                "الثلاثاء، 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
             ),
             (
                 Lang::El,
                 "Ελένη",
                 "Ο εκτυπωτής δεν δουλεύει",
-                "Γεια σας Ελένη,",
-                "Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2)",
+                "Γεια σας, Ελένη,",
+                "την Τρίτη 24 Νοεμβρίου 2026, στις 12:00 (ώρα UTC+2)",
             ),
         ] {
             let customer = Person::new("c@example.net", Some(name));
@@ -570,8 +484,13 @@ mod tests {
                 "{head}"
             );
             let parsed = crate::parse::parse(&out.raw);
-            let prefix = if lang == Lang::Ar { "رد:" } else { "ΑΠ:" };
-            assert_eq!(parsed.subject, format!("{prefix} {subject} [#4217]"));
+            let tag = if lang == Lang::Ar {
+                "رد: \u{200E}[#4217]\u{200E}"
+            } else {
+                "ΑΠ: [#4217]"
+            };
+            let (prefix, tag) = tag.split_once(' ').unwrap();
+            assert_eq!(parsed.subject, format!("{prefix} {subject} {tag}"));
             assert_eq!(parsed.to[0].name.as_deref(), Some(name));
             assert!(parsed.text.starts_with(greeting), "{}", parsed.text);
             assert!(parsed.text.contains(due), "{}", parsed.text);
@@ -606,11 +525,7 @@ mod tests {
     /// language the agent's own words are in.
     #[test]
     fn relayed_answers_are_framed_in_the_tickets_language() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
+        let signer = signer();
         let agent = crate::config::Agent {
             name: "Alice Agent".into(),
             address: "alice@example.test".into(),
@@ -650,7 +565,7 @@ mod tests {
             crate::parse::parse(&out.raw)
         };
         let parsed = relay(&ticket);
-        assert_eq!(parsed.subject, "رد: الطابعة لا تعمل [#77]");
+        assert_eq!(parsed.subject, "رد: الطابعة لا تعمل \u{200E}[#77]\u{200E}");
         assert!(
             parsed.text.contains("التذكرة \u{2066}[#77]\u{2069}"),
             "{}",
@@ -668,11 +583,7 @@ mod tests {
     /// above the localised marker is cut there like the English one.
     #[test]
     fn agents_read_mail_in_their_own_language() {
-        let signer = crate::agent::sign::Signer::new(
-            b"0123456789abcdef0123456789abcdef",
-            &support().address,
-            "+",
-        );
+        let signer = signer();
         let agent = |name: &str, address: &str, language: Lang| crate::config::Agent {
             name: name.into(),
             address: address.into(),
@@ -685,19 +596,7 @@ mod tests {
             agent("Alice", "alice@example.test", Lang::En),
         );
         let customer = Person::new("mona@example.net", Some("Mona"));
-        let ticket = crate::model::TicketState {
-            id: TicketId(77),
-            mailbox: "support".into(),
-            subject: "Printer on fire".into(),
-            status: crate::model::TicketStatus::Open,
-            priority: crate::model::Priority::Normal,
-            assigned: None,
-            customer: Some(customer.clone()),
-            customers: vec![customer.clone()],
-            created_at: Timestamp::UNIX_EPOCH,
-            language: Some(Lang::El),
-            address: None,
-        };
+        let ticket = ticket77(&customer, Lang::El);
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let notify = |to: &crate::config::Agent| {
             let out = notification(
@@ -725,12 +624,15 @@ mod tests {
         };
         let (arabic, raw) = notify(&samir);
         assert_eq!(arabic.content_language.as_deref(), Some("ar"));
-        assert_eq!(arabic.subject, "تذكرة جديدة: Printer on fire [#77]");
+        assert_eq!(
+            arabic.subject,
+            "تذكرة جديدة: Printer on fire \u{200E}[#77]\u{200E}"
+        );
         for fact in [
             "##- يُرجى كتابة ردّك فوق هذا السطر -##",
             "تذكرة جديدة \u{2066}[#77]\u{2069}",
-            "ينتظر العميل الرد منذ: 2 س 5 د",
-            "الثلاثاء 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
+            "مدة انتظار العميل: ساعتان و5 دقائق",
+            "الثلاثاء، 24 نوفمبر 2026، الساعة 12:00 بتوقيت UTC+2",
             "لغة العميل: اليونانية",
             "It smokes.",
         ] {
@@ -741,7 +643,7 @@ mod tests {
         let (greek, _) = notify(&eleni);
         assert_eq!(greek.subject, "[#77] Νέο αίτημα: Printer on fire");
         for fact in [
-            "Περιμένει απάντηση: 2 ώρ. 5 λεπ. (προθεσμία: Τρίτη 24 Νοεμβρίου 2026, 12:00 (ώρα UTC+2))",
+            "Περιμένει απάντηση: 2 ώρες και 5 λεπτά · προθεσμία: έως την Τρίτη 24 Νοεμβρίου 2026, στις 12:00 (ώρα UTC+2)",
             "Γλώσσα πελάτη: Ελληνικά",
         ] {
             assert!(greek.text.contains(fact), "{fact}: {}", greek.text);
@@ -756,7 +658,7 @@ mod tests {
         // Samir answers above his Arabic marker, quoting the notification below it.
         let quoted: String = arabic.text.lines().map(|l| format!("> {l}\n")).collect();
         let answer = format!("شكرًا، سأتصل بالعميلة.\n\n{quoted}");
-        let read = crate::agent::reply::read(&answer, &crate::agent::fixtures::agents());
+        let read = crate::agent::reply::read(&answer, &crate::agent::fixtures::agents(), &[]);
         assert_eq!(read.body, "شكرًا، سأتصل بالعميلة.");
 
         let note_to = |to: &crate::config::Agent| {
@@ -789,6 +691,88 @@ mod tests {
             "{}",
             arabic.text
         );
+    }
+
+    /// Warnings and escalations carry an agent's reply key, so they carry the marker too (in
+    /// the agent's language): a reply whose quote header is not recognised is still cut there.
+    #[test]
+    fn every_mail_with_a_reply_key_carries_the_marker() {
+        let signer = signer();
+        let ticket = ticket77(&Person::new("mona@example.net", Some("Mona")), Lang::En);
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        for lang in Lang::ALL {
+            let agent = crate::config::Agent {
+                name: "Agent".into(),
+                address: "agent1@example.test".into(),
+                alternates: Vec::new(),
+                language: lang,
+            };
+            for kind in ["warning", "escalation"] {
+                let out = alert(
+                    &support(),
+                    &Templates::builtin(),
+                    Some(&signer),
+                    kind,
+                    AlertFor {
+                        to: &agent.address,
+                        agent: Some(&agent),
+                        ticket: &ticket,
+                        received_at: "2026-11-23T08:00:00Z".parse().unwrap(),
+                        due_at: "2026-11-23T09:00:00Z".parse().unwrap(),
+                        level: 1,
+                        thread: &[],
+                        told: &[],
+                        message_id: None,
+                    },
+                    now,
+                )
+                .unwrap();
+                let parsed = crate::parse::parse(&out.raw);
+                let reply_to = parsed.reply_to.expect("signed Reply-To").address;
+                assert!(reply_to.starts_with("support+77."), "{reply_to}");
+                assert!(
+                    parsed.text.contains(&agent::marker(lang)),
+                    "{kind} {lang}: {}",
+                    parsed.text
+                );
+                assert!(mail_parser_html(&out.raw).contains(&agent::marker(lang)));
+                // A Dutch Outlook header (not recognised) above the unquoted alert.
+                let answer = format!(
+                    "We are on it.\n\nVan: Example Support\nVerzonden: maandag\n\n{}",
+                    parsed.text
+                );
+                let read =
+                    crate::agent::reply::read(&answer, &crate::agent::fixtures::agents(), &[]);
+                assert!(read.body.starts_with("We are on it."), "{}", read.body);
+                assert!(
+                    !read.body.contains("Printer on fire"),
+                    "{kind} {lang}: {}",
+                    read.body
+                );
+            }
+        }
+        // The builder refuses a reply key without the marker, whatever the template says.
+        let parts = RenderedParts {
+            lang: Lang::En,
+            subject: "s".into(),
+            text: "no marker".into(),
+            html: "<p>no marker</p>".into(),
+        };
+        let envelope = Envelope {
+            from: support_mailbox(&support(), None),
+            to: vec![mailbox(&Person::new("agent1@example.test", None)).unwrap()],
+            cc: Vec::new(),
+            reply_to: ReplyTo::Signed(support_mailbox(&support(), None)),
+            message_id: "x@example.test".into(),
+            in_reply_to: None,
+            references: Vec::new(),
+            auto_submitted: None,
+            attachments: &[],
+        };
+        assert!(matches!(
+            build(&support(), envelope, parts, now),
+            Err(RenderError::NoMarker)
+        ));
     }
 
     #[test]
@@ -891,6 +875,13 @@ mod tests {
         assert_eq!(strip_reply_prefixes("Re: AW: fwd: hello"), "hello");
         assert_eq!(strip_reply_prefixes("رد: مرحبا"), "مرحبا");
         assert_eq!(strip_reply_prefixes("Regarding x"), "Regarding x");
+        assert_eq!(
+            base_subject("رد: الطابعة \u{200E}[#42]\u{200E}", "[#42]"),
+            "الطابعة",
+            "the marks around an Arabic tag go with it"
+        );
+        let bomb = format!("{}x", "Re: ".repeat(100_000));
+        assert_eq!(strip_reply_prefixes(&bomb), "x");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use jiff::tz::TimeZone;
 use minijinja::{AutoEscape, Environment, HtmlEscape, State, UndefinedBehavior, Value};
 
-use super::kinds::{self, KINDS, Kind, PARTS};
+use super::kinds::{self, Audience, KINDS, Kind, PARTS};
 use crate::language::Lang;
 
 /// Compiled templates.
@@ -24,6 +24,9 @@ pub struct Templates {
     env: Environment<'static>,
     /// Where each template came from: `None` for the shipped one.
     origins: BTreeMap<String, Option<PathBuf>>,
+    /// The literal lines of every template of mail to agents and the reply marker in every
+    /// language: wording that must never reach a customer ([`crate::agent::reply::leak`]).
+    boilerplate: Vec<String>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -116,6 +119,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_filter("ltr", ltr);
         env.add_filter("isolate", isolate);
+        super::locale::add_filters(&mut env);
         let mut errors = Vec::new();
         let names: Vec<String> = sources.keys().cloned().collect();
         for (name, source) in sources {
@@ -133,7 +137,12 @@ impl Templates {
                 (name, origin)
             })
             .collect();
-        let templates = Templates { env, origins };
+        let mut templates = Templates {
+            env,
+            origins,
+            boilerplate: Vec::new(),
+        };
+        templates.boilerplate = templates.agent_wording();
         for kind in KINDS {
             for lang in Lang::ALL {
                 let names = PARTS.map(|part| file_name(kind.name, lang, part));
@@ -250,6 +259,28 @@ impl Templates {
         })
     }
 
+    /// The wording of deskgate's mail to agents (see the field).
+    pub fn boilerplate(&self) -> &[String] {
+        &self.boilerplate
+    }
+
+    fn agent_wording(&self) -> Vec<String> {
+        let mut lines: Vec<String> = Lang::ALL
+            .iter()
+            .map(|lang| super::agent::marker(*lang))
+            .collect();
+        for kind in KINDS.iter().filter(|k| k.audience == Audience::Agent) {
+            for lang in Lang::ALL {
+                for part in ["txt", "html"] {
+                    if let Ok(template) = self.env.get_template(&file_name(kind.name, lang, part)) {
+                        lines.extend(literal_lines(template.source(), part == "html"));
+                    }
+                }
+            }
+        }
+        lines
+    }
+
     /// Every template in use, with the file it came from (`None`: shipped).
     pub fn origins(&self) -> impl Iterator<Item = (&str, Option<&Path>)> {
         self.origins
@@ -275,6 +306,61 @@ fn shipped() -> BTreeMap<String, String> {
         .iter()
         .flat_map(|kind| kind.shipped.iter())
         .map(|(name, source)| (name.to_string(), source.to_string()))
+        .collect()
+}
+
+/// The lines of text a template writes whatever its values: its source without `{{ … }}`,
+/// `{% … %}` and `{# … #}` (each ends a line), and for HTML without tags (each ends a line),
+/// with the common entities decoded.
+fn literal_lines(source: &str, html: bool) -> Vec<String> {
+    let mut text = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(open) = rest.find('{') {
+        let close = match rest[open..].chars().nth(1) {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            Some('#') => "#}",
+            _ => {
+                text.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+                continue;
+            }
+        };
+        text.push_str(&rest[..open]);
+        text.push('\n');
+        rest = rest[open..]
+            .find(close)
+            .map_or("", |end| &rest[open + end + close.len()..]);
+    }
+    text.push_str(rest);
+    if html {
+        let mut plain = String::with_capacity(text.len());
+        let mut in_tag = false;
+        for c in text.chars() {
+            match (c, in_tag) {
+                ('<', _) => in_tag = true,
+                ('>', true) => {
+                    in_tag = false;
+                    plain.push('\n');
+                }
+                (_, true) => {}
+                (c, false) => plain.push(c),
+            }
+        }
+        text = [
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", "\""),
+            ("&#39;", "'"),
+            ("&amp;", "&"),
+        ]
+        .iter()
+        .fold(plain, |t, (entity, c)| t.replace(entity, c));
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
         .collect()
 }
 
@@ -395,8 +481,13 @@ fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
 }
 
 /// `{{ tag|ltr }}`: a left-to-right run that stays whole inside right-to-left text. Text parts
-/// get Unicode isolates (LRI … PDI, invisible where unsupported), HTML gets `<bdi dir="ltr">`.
+/// get Unicode isolates (LRI … PDI, invisible where unsupported), HTML gets `<bdi dir="ltr">`,
+/// subjects a left-to-right mark on each side (LRM … LRM), which the subject lines of mail
+/// clients honour more widely than isolates; `[#42]` stays whole for threading.
 fn ltr(state: &State, value: String) -> Value {
+    if state.name().ends_with(".subject") {
+        return Value::from(format!("\u{200E}{value}\u{200E}"));
+    }
     wrap(state, &value, "\u{2066}", "<bdi dir=\"ltr\">")
 }
 
@@ -427,6 +518,36 @@ fn describe(err: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_wording_is_the_literal_text_of_mail_to_agents_only() {
+        let templates = Templates::builtin();
+        let wording = templates.boilerplate();
+        for phrase in [
+            "(internal, not seen by the customer)",
+            "The whole conversation, oldest first:",
+            "##- Please type your reply above this line -##",
+            "Commands go on the first lines: #note (internal, never sent to the customer), #pending,",
+        ] {
+            assert!(wording.iter().any(|l| l.contains(phrase)), "{phrase}");
+        }
+        for line in wording {
+            assert!(
+                !line.contains("{{") && !line.contains("{%") && !line.contains("<p"),
+                "{line}"
+            );
+        }
+        // Customer-facing wording (the acknowledgement's) is not in it.
+        assert!(
+            !wording
+                .iter()
+                .any(|l| l.contains("Your message has reached us"))
+        );
+        assert_eq!(
+            literal_lines("<p>A {{ x }} b &lt;c&gt;{% if y %}\nd{# note #}e</p>", true),
+            vec!["A", "b <c>", "d", "e"]
+        );
+    }
 
     #[test]
     fn shipped_templates_are_complete_and_valid() {
@@ -469,7 +590,9 @@ mod tests {
             )
             .unwrap();
         assert!(
-            parts.text.starts_with("Αίτημα [#42], απάντηση έως Τρίτη"),
+            parts
+                .text
+                .starts_with("Αίτημα [#42], απάντηση έως την Τρίτη"),
             "{}",
             parts.text
         );
@@ -546,6 +669,7 @@ mod tests {
             .unwrap();
         env.add_template("t.html", "{{ tag|ltr }} {{ s|isolate }}")
             .unwrap();
+        env.add_template("t.subject", "رد: {{ tag|ltr }}").unwrap();
         let ctx = minijinja::context! { tag => "[#7]", s => "<b>" };
         assert_eq!(
             env.get_template("t.txt").unwrap().render(&ctx).unwrap(),
@@ -554,6 +678,10 @@ mod tests {
         assert_eq!(
             env.get_template("t.html").unwrap().render(&ctx).unwrap(),
             "<bdi dir=\"ltr\">[#7]</bdi> <bdi>&lt;b&gt;</bdi>"
+        );
+        assert_eq!(
+            env.get_template("t.subject").unwrap().render(&ctx).unwrap(),
+            "رد: \u{200E}[#7]\u{200E}"
         );
     }
 }

@@ -28,7 +28,7 @@ pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
-    QuarantineStatus, Quarantined, Tx, content_key, dedupe_key, legacy_content_key,
+    QuarantineStatus, Quarantined, TicketTexts, Tx, content_key, dedupe_key, legacy_content_key,
 };
 pub use views::{
     ContactView, EventRecord, EventView, MessageView, OutboxView, QuarantineView, TicketView,

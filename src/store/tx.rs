@@ -115,6 +115,19 @@ pub struct EarlierTicket {
     pub created_at: Timestamp,
 }
 
+/// A ticket's texts for the relay's leak check ([`crate::agent::reply::leak`]).
+#[derive(Debug, Clone, Default)]
+pub struct TicketTexts {
+    /// Its internal notes: (author, written at, text).
+    pub notes: Vec<(Option<String>, Timestamp, String)>,
+    /// What its customers have seen: their mail and ours to them, newest first (at most
+    /// [`PUBLIC_TEXTS`], each cut at 256 K characters).
+    pub public: Vec<String>,
+}
+
+/// The most messages of a ticket the leak check reads as seen by its customers.
+pub const PUBLIC_TEXTS: u32 = 200;
+
 /// The customer message an answer replies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answered {
@@ -469,7 +482,8 @@ impl<'c> Tx<'c> {
             return Ok(None);
         }
         let mut statement = self.tx.prepare_cached(
-            "SELECT address FROM participants WHERE ticket_id = ?1 ORDER BY address",
+            "SELECT address FROM participants WHERE ticket_id = ?1 AND role <> 'removed'
+             ORDER BY address",
         )?;
         let addresses = statement
             .query_map([ticket.0], |r| r.get(0))?
@@ -799,6 +813,49 @@ impl<'c> Tx<'c> {
             params![ticket.0, person.address, person.name, role],
         )?;
         Ok(())
+    }
+
+    /// `#cc add`: `address` receives the ticket's answers from now on (again, if removed).
+    pub fn cc_add(&self, ticket: TicketId, address: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO participants (ticket_id, address, name, role) VALUES (?1, ?2, NULL, 'cc')
+             ON CONFLICT (ticket_id, address) DO UPDATE SET role = 'cc' WHERE role = 'removed'",
+            params![ticket.0, address],
+        )?;
+        Ok(())
+    }
+
+    /// `#cc remove`: `address` no longer receives the ticket's answers, and mail from it no
+    /// longer adds it back (the row stays, marked `removed`).
+    pub fn cc_remove(&self, ticket: TicketId, address: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE participants SET role = 'removed'
+             WHERE ticket_id = ?1 AND address = ?2 AND role = 'cc'",
+            params![ticket.0, address],
+        )?;
+        Ok(())
+    }
+
+    /// The internal notes of `ticket` and what its customers have seen.
+    pub fn ticket_texts(&self, ticket: TicketId) -> Result<TicketTexts, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT agent, received_at, body_text FROM messages
+             WHERE ticket_id = ?1 AND direction = 'in' AND internal = 1 AND class LIKE '%agent-note'
+             ORDER BY id",
+        )?;
+        let notes = statement
+            .query_map([ticket.0], |r| {
+                Ok((r.get(0)?, from_ms(r.get(1)?), r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut statement = self.tx.prepare_cached(
+            "SELECT substr(body_text, 1, 262144) FROM messages WHERE ticket_id = ?1 AND internal = 0
+             ORDER BY id DESC LIMIT ?2",
+        )?;
+        let public = statement
+            .query_map(params![ticket.0, PUBLIC_TEXTS], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TicketTexts { notes, public })
     }
 
     pub fn insert_message(&self, message: &NewMessage<'_>) -> Result<MessageRowId, StoreError> {

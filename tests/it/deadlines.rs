@@ -13,7 +13,7 @@ use crate::harness::{Lab, message};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Events of `kind` recorded so far.
-fn events(setup: &Setup, kind: &str) -> Vec<Value> {
+pub fn events(setup: &Setup, kind: &str) -> Vec<Value> {
     setup
         .json(&["events", "--kind", kind, "--limit", "1000"])
         .as_array()
@@ -24,7 +24,7 @@ fn events(setup: &Setup, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-fn set_deadlines(setup: &Setup, deadlines: &str) {
+pub fn set_deadlines(setup: &Setup, deadlines: &str) {
     setup.edit_config(|text| {
         text.replace(
             "[deadlines]\nfirst_response = \"24h\"\n",

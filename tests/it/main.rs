@@ -39,6 +39,8 @@ mod oauth;
 mod ops;
 /// The systemd unit (security rating, verify) and the Debian package.
 mod package;
+/// The relay fails closed: client quote shapes, escalations and notes, `#cc`.
+mod relay;
 /// `deskgate stats` and `report --html` on a month of events: the same numbers.
 mod report;
 /// A small OAuth 2.0 authorization server on loopback for those tests.
