@@ -544,15 +544,35 @@ fn apply(
         }
         _ => None,
     };
-    let leak = match (&author, &text, &state) {
+    // What would be relayed: the agent's HTML answer (its text alternative, from the same
+    // cut) when they wrote one, else their text; the leak check reads exactly that.
+    let relayable = match (&author, &text) {
         (
             Author::Verified {
                 to_notes: false, ..
             },
             Some(text),
-            Some(ticket),
-        ) if !text.note && !text.body.is_empty() => {
-            relay_leak(tx, ticket.id, &text.body, desk.templates)?
+        ) if !text.note && !text.body.is_empty() => Some(text),
+        _ => None,
+    };
+    let answer_html = relayable
+        .and_then(|_| crate::parse::html(raw))
+        .and_then(|html| {
+            let answer = render::html::answer(&html);
+            if answer.is_none() {
+                tracing::info!(
+                    ticket = ?state.as_ref().map(|t| t.id.0),
+                    mailbox = source.mailbox,
+                    message_id = parsed.message_id.as_deref().unwrap_or(""),
+                    "agent's HTML has no answer above a quote we know; the text part is relayed"
+                );
+            }
+            answer
+        });
+    let leak = match (relayable, &state) {
+        (Some(text), Some(ticket)) => {
+            let body = answer_html.as_ref().map_or(&text.body, |h| &h.text);
+            relay_leak(tx, ticket.id, body, desk.templates)?
         }
         _ => None,
     };
@@ -939,16 +959,11 @@ fn apply(
         } else {
             crate::parse::attachments(raw)
         };
-    // The sender's own HTML, if they wrote some: shown to agents whole, an agent's answer cut.
-    let html = if decision.notify.is_empty() && !decision.relay {
-        None
-    } else {
-        crate::parse::html(raw)
-    };
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
-        let customer_html = html.as_deref().map(render::html::whole);
+        // The customer's own HTML, if they wrote some, shown to agents whole.
+        let customer_html = crate::parse::html(raw).map(|h| render::html::whole(&h));
         let history = tx.earlier_tickets(&customer.address, Some(ticket), 5)?;
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
@@ -979,15 +994,6 @@ fn apply(
     if let (Some(signer), Some(agent), Some(text)) = (&signer, author_agent, &text) {
         if decision.relay {
             let answers = tx.latest_customer_message(ticket)?;
-            let answer_html = html.as_deref().and_then(render::html::answer);
-            if html.is_some() && answer_html.is_none() {
-                tracing::info!(
-                    ticket = ticket.0,
-                    mailbox = source.mailbox,
-                    message_id = parsed.message_id.as_deref().unwrap_or(""),
-                    "agent's HTML has no answer above a quote we know; relaying the text part"
-                );
-            }
             let rendered = render::reply(
                 &desk.support,
                 desk.templates,

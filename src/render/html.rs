@@ -89,6 +89,8 @@ fn sanitizer() -> ammonia::Builder<'static> {
     builder
         .add_tags(["font"])
         .add_generic_attributes(["dir", "style", "align"])
+        // A tooltip is text the text alternative would not show (nor the leak check read).
+        .rm_generic_attributes(["title"])
         .add_tag_attributes("font", ["color", "face", "size"])
         .add_tag_attributes("ol", ["start", "type"])
         .add_tag_attributes("td", ["valign", "width", "colspan", "rowspan"])

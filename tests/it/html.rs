@@ -326,6 +326,34 @@ async fn a_hostile_html_answer_reaches_the_customer_harmless() {
     assert!(status.success());
 }
 
+/// The leak check reads what is relayed: a note pasted into the HTML only (the text part is
+/// harmless) stops the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_internal_note_in_the_html_part_only_is_not_relayed() {
+    let Some((lab, _setup, daemon, notification, reply_to)) = desk().await else {
+        return;
+    };
+    const NOTE: &str = "This customer still owes us 5000 EUR from the old contract.";
+    crate::agents::answer(&lab, "agent1", &notification, &format!("#note\n{NOTE}")).await;
+    lab.wait_for("agent2", "INBOX", 2, WAIT).await;
+    let html = format!(
+        r#"<div>We are on it.</div><div style="color:#fff">{NOTE}</div><blockquote type="cite">{}</blockquote>"#,
+        quoted_html(&notification)
+    );
+    let answer = html_answer(&lab, &notification, "We are on it.\n", &html, &[]);
+    lab.submit("agent1", &[&reply_to], &answer).await;
+    let notice = lab.wait_for("agent1", "INBOX", 2, WAIT).await.remove(1);
+    let notice = parsed(&notice).text;
+    assert!(notice.contains("was NOT sent to the customer"), "{notice}");
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    assert_eq!(
+        lab.fetch_all("customer1", "INBOX").await.len(),
+        1,
+        "only the acknowledgement"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_customers_html_and_winmail_dat_reach_the_agents_as_sent() {
     let Some(lab) = Lab::start() else { return };
