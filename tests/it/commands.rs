@@ -9,6 +9,7 @@ use crate::daemon::{Setup, header, parsed};
 use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(30);
+const SMOKES: &str = "It smokes.\n";
 
 fn ticket(setup: &Setup, id: i64) -> Value {
     setup.json(&["ticket", &id.to_string()])
@@ -29,10 +30,13 @@ async fn merge_moves_the_ticket_and_later_mail_follows_it() {
     let setup = with_agents(&lab);
     let daemon = setup.start();
     let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    customer_writes(&lab, "Printer on fire", "m1@customer.test", 1).await;
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
-    let second = customer_writes(&lab, "Printer still broken", "m2@customer.test", 2).await;
-    lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    customer_writes(&lab, ("Printer on fire", "m1@customer.test", SMOKES), 1).await;
+    let second = customer_writes(
+        &lab,
+        ("Printer still broken", "m2@customer.test", SMOKES),
+        2,
+    )
+    .await;
     assert_eq!(setup.json(&["tickets"]).as_array().map(Vec::len), Some(2));
 
     // An unknown target: nothing applied, agent1 told.
@@ -115,8 +119,8 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
     let setup = with_agents(&lab);
     let daemon = setup.start();
     let supplier = lab.address("customer2");
-    let notification = customer_writes(&lab, "Printer on fire", "m1@customer.test", 1).await;
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    let notification =
+        customer_writes(&lab, ("Printer on fire", "m1@customer.test", SMOKES), 1).await;
     answer(&lab, "agent1", &notification, "Checking with our supplier.").await;
     lab.wait_for("customer1", "INBOX", 2, WAIT).await;
 

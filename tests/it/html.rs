@@ -22,8 +22,12 @@ async fn desk() -> Option<(Lab, Setup, Daemon, Vec<u8>, String)> {
     let lab = Lab::start()?;
     let setup = with_agents(&lab);
     let daemon = setup.start();
-    let notification = customer_writes(&lab, "Printer on fire", "m1@customer.test", 1).await;
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    let notification = customer_writes(
+        &lab,
+        ("Printer on fire", "m1@customer.test", "It smokes.\n"),
+        1,
+    )
+    .await;
     let reply_to = parsed(&notification).reply_to.expect("Reply-To").address;
     // The answer's Date (whole seconds) comes after the ticket's creation.
     tokio::time::sleep(Duration::from_millis(1100)).await;
