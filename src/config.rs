@@ -59,6 +59,8 @@ pub struct Config {
     pub tls: TlsTrust,
     pub templates: Arc<Templates>,
     pub agents: Agents,
+    /// `[trust]`: how mail from agents' addresses is authenticated.
+    pub trust: Trust,
     /// The support address and every `[[mailbox.address]]` (lower case): mail from any of
     /// them, or carrying the loop mark of any of them, is our own.
     pub own_addresses: Vec<String>,
@@ -67,6 +69,14 @@ pub struct Config {
     /// Secrets written in the file itself (e.g. "mailbox `support` password"): the file must
     /// not be readable by others ([`Config::load`] warns).
     pub inline_secrets: Vec<String>,
+}
+
+/// `[trust]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// The authserv-id of our own MTA's `Authentication-Results` header: when set, mail from
+    /// an agent's address acts as the agent only when that header authenticates its From.
+    pub authserv_id: Option<String>,
 }
 
 /// `/healthz` and `/metrics`.
@@ -627,6 +637,7 @@ impl Checker<'_> {
         }
         .map(Arc::new);
         let own_addresses = self.addresses(&raw, &mut mailboxes, &agents, templates.as_ref());
+        let trust = self.trust(&raw.trust, &agents);
         Some(Config {
             path: path.to_path_buf(),
             database,
@@ -641,10 +652,29 @@ impl Checker<'_> {
             tls: tls?,
             templates: templates?,
             agents,
+            trust,
             own_addresses,
             warnings: std::mem::take(&mut self.warnings),
             inline_secrets: std::mem::take(&mut self.inline_secrets),
         })
+    }
+
+    fn trust(&mut self, raw: &raw::RawTrust, agents: &Agents) -> Trust {
+        let authserv_id = raw.authserv_id.as_ref().and_then(|id| {
+            let value = id.get_ref().trim();
+            if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == ';') {
+                self.problem(
+                    id,
+                    format!("trust.authserv_id `{value}` is not an authserv-id (e.g. \"mx.example.com\", as your MTA writes it in Authentication-Results)"),
+                );
+                return None;
+            }
+            Some(value.to_string())
+        });
+        if authserv_id.is_none() && agents.relay.is_some() {
+            self.warnings.push("[trust] authserv_id is not set: mail from an agent's address is believed on its reply key alone, so anyone holding a leaked key can forge that agent's From; set it to the authserv-id your MTA writes in Authentication-Results".to_string());
+        }
+        Trust { authserv_id }
     }
 
     fn support(&mut self, raw: &Spanned<raw::RawSupport>) -> Option<Support> {

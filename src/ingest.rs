@@ -20,7 +20,8 @@ use serde_json::json;
 
 use crate::agent::reply::leak::{Guard, Leak, Note};
 use crate::agent::reply::{CcChange, Command};
-use crate::agent::{self, Author, sign::Signer};
+use crate::agent::{self, Author, boundary::Boundary, sign::Signer};
+use crate::authres;
 use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
@@ -31,7 +32,7 @@ use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
 use crate::schedule;
-use crate::send;
+use crate::send::{self, Audience};
 use crate::store::{
     Checkpoint, ContactSeen, Event, NewMessage, NewQuarantine, NewTicket, QuarantineStatus, Store,
     StoreError, Tx, content_key, dedupe_key, legacy_content_key,
@@ -445,7 +446,18 @@ fn apply(
     }
 
     let signer = Signer::from_config(config);
-    let mut author = agent::recognise(parsed, &config.agents, signer.as_ref());
+    let boundary = Boundary::from_config(config);
+    let sender = parsed.from.as_ref().map(|p| p.address.as_str());
+    let verdict = config
+        .trust
+        .authserv_id
+        .as_deref()
+        .zip(sender.and_then(|s| s.rsplit_once('@')))
+        .map(|(id, (_, domain))| authres::verdict(&parsed.authentication_results, id, domain));
+    let mut author = agent::authenticated(
+        agent::recognise(parsed, &config.agents, signer.as_ref()),
+        verdict.as_ref(),
+    );
     if let Author::Verified { ticket, .. } = &mut author
         && let Some(into) = tx.merged_into(*ticket)?
     {
@@ -470,7 +482,6 @@ fn apply(
             );
         }
     }
-    let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let mut state = None;
     if let Author::Verified { agent, ticket, .. } = &author {
         state = tx.ticket_state(*ticket)?;
@@ -479,12 +490,18 @@ fn apply(
                 ticket: *ticket,
                 tell: Some(agent.clone()),
                 reason: format!("ticket {ticket} does not exist"),
-                from_agent: true,
             };
         }
     }
     let threading = match (&author, &state) {
         (Author::Verified { ticket, .. }, Some(_)) => Threading::Signed(*ticket),
+        (Author::Refused { ticket, .. }, _) => {
+            state = tx.ticket_state(*ticket)?;
+            match state {
+                Some(_) => Threading::Claimed(*ticket),
+                None => Threading::New,
+            }
+        }
         _ => {
             let candidates = candidates(tx, parsed, &class, &config.support.tag_prefix)?;
             let threading = thread::resolve(sender, &candidates);
@@ -682,10 +699,16 @@ fn apply(
             } else {
                 &parsed.subject
             };
+            // Nobody inside (an agent, one of our addresses, a key) is ever a ticket's
+            // customer, nor the sender of a refused key.
+            let customer = parsed
+                .from
+                .as_ref()
+                .filter(|p| decision.role != Role::KeyRefused && !boundary.is_inside(&p.address));
             let id = tx.create_ticket(&NewTicket {
                 mailbox: &source.mailbox,
                 subject,
-                customer: parsed.from.as_ref(),
+                customer,
                 language: language.as_ref().map(|c| (c.lang, c.source)),
                 address: written_to.as_deref(),
                 now,
@@ -727,8 +750,9 @@ fn apply(
             now,
         })?;
     }
-    if customer.is_some() {
-        for person in participants(parsed, &config.own_addresses) {
+    // A message that joins only by its subject tag names nobody new (its From may be forged).
+    if customer.is_some() && !matches!(threading, Threading::Tag(_)) {
+        for person in participants(parsed, &boundary) {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
             } else {
@@ -754,6 +778,7 @@ fn apply(
         support: &desk.support,
         templates: desk.templates,
         ticket,
+        boundary: &boundary,
     };
     if created {
         out.record_data(
@@ -928,11 +953,13 @@ fn apply(
     }
 
     // Everything below renders mail from the ticket as it now stands.
-    let Some(state) = tx.ticket_state(ticket)? else {
+    let Some(mut state) = tx.ticket_state(ticket)? else {
         return Err(StoreError::Corrupt(format!(
             "ticket {ticket} vanished inside its own transaction"
         )));
     };
+    // Participants recorded before keys were kept inside are not copied either.
+    state.customers.retain(|p| !boundary.is_inside(&p.address));
     // Reply keys in mail about this ticket are made for the address it is on.
     let signer = signer.map(|s| s.signing_as(&desk.support.address));
     let mut queued = Vec::new();
@@ -1172,6 +1199,8 @@ struct Effects<'a, 't> {
     support: &'a Support,
     templates: &'a render::Templates,
     ticket: TicketId,
+    /// What mail to customers must never carry.
+    boundary: &'a Boundary,
 }
 
 impl Effects<'_, '_> {
@@ -1203,15 +1232,22 @@ impl Effects<'_, '_> {
                 return Ok(None);
             }
         };
-        let outbox = send::enqueue(
+        let audience = match agent {
+            Some(agent) => Audience::Inside(agent),
+            None => Audience::Outside(self.boundary),
+        };
+        let Some(outbox) = send::enqueue(
             self.events.tx,
             self.support,
             self.ticket,
             kind.as_str(),
-            agent,
+            audience,
             &out,
             self.events.now,
-        )?;
+        )?
+        else {
+            return Ok(None);
+        };
         self.events.record(
             kind.events().0,
             Some(outbox),
@@ -1429,14 +1465,14 @@ fn candidates(
     })
 }
 
-/// The sender and everyone copied, except our own addresses (lower case).
-fn participants<'p>(parsed: &'p ParsedMessage, ours: &[String]) -> Vec<&'p Person> {
+/// The sender and everyone copied, except anyone inside (our addresses, agents, keys).
+fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p Person> {
     parsed
         .from
         .iter()
         .chain(parsed.to.iter())
         .chain(parsed.cc.iter())
-        .filter(|p| !ours.contains(&p.address))
+        .filter(|p| !boundary.is_inside(&p.address))
         .collect()
 }
 

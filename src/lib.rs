@@ -1,4 +1,5 @@
 pub mod agent;
+pub mod authres;
 pub mod classify;
 pub mod config;
 pub mod fetch;

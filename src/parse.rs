@@ -36,6 +36,8 @@ pub struct ParsedMessage {
     pub cc: Vec<Person>,
     /// `Delivered-To:` and `X-Original-To:` values (lower case): the envelope recipients.
     pub delivered_to: Vec<String>,
+    /// `Authentication-Results:` values, top to bottom (see [`crate::authres`]).
+    pub authentication_results: Vec<String>,
     pub date: Option<Timestamp>,
     /// The first text body, or the first HTML body converted to text.
     pub text: String,
@@ -144,6 +146,11 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
             .flat_map(|name| message.header_values(*name))
             .filter_map(|v| v.as_text())
             .map(|v| normalize_id(v).to_ascii_lowercase())
+            .collect(),
+        authentication_results: message
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+            .map(|(_, value)| clean_header_text(value))
             .collect(),
         date: message
             .date()
@@ -572,6 +579,24 @@ fn from_person(address: &Address<'_>) -> Option<Person> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authentication_results_keep_their_order_top_first() {
+        let parsed = parse(
+            b"Authentication-Results: relay.example.org; dmarc=fail\r\n\
+              Received: from x by y\r\nAuthentication-Results: mx.example.com;\r\n\
+              \tdkim=pass header.d=example.com\r\nauthentication-results: mx.example.com; none\r\n\
+              From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n",
+        );
+        assert_eq!(
+            parsed.authentication_results,
+            [
+                "relay.example.org; dmarc=fail",
+                "mx.example.com; dkim=pass header.d=example.com",
+                "mx.example.com; none"
+            ]
+        );
+    }
 
     #[test]
     fn ordinary_message() {

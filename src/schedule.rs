@@ -19,13 +19,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
 use crate::config::{Config, Deadlines, Live};
 use crate::health::Reporter;
 use crate::model::{TicketId, TicketState, TicketStatus};
 use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
-use crate::send;
+use crate::send::{self, Audience};
 use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx};
 
 /// The scheduler's name in the health registry and the supervisor's log lines.
@@ -239,6 +240,8 @@ struct Work<'a, 't> {
     tx: &'a Tx<'t>,
     config: &'a Config,
     signer: Option<Signer>,
+    /// What mail to customers must never carry.
+    boundary: Boundary,
     now: Timestamp,
     steps: usize,
     queued: bool,
@@ -250,6 +253,7 @@ impl<'a, 't> Work<'a, 't> {
             tx,
             config,
             signer: Signer::from_config(config),
+            boundary: Boundary::from_config(config),
             now,
             steps: 0,
             queued: false,
@@ -641,15 +645,22 @@ impl<'a, 't> Work<'a, 't> {
             }
         };
         let desk = self.config.desk(&ticket.mailbox, ticket.address.as_deref());
-        let outbox = send::enqueue(
+        let audience = match agent {
+            Some(agent) => Audience::Inside(agent),
+            None => Audience::Outside(&self.boundary),
+        };
+        let Some(outbox) = send::enqueue(
             self.tx,
             &desk.support,
             ticket.id,
             kind,
-            agent,
+            audience,
             &out,
             self.now,
-        )?;
+        )?
+        else {
+            return Ok(false);
+        };
         self.tx.record(
             &Event {
                 kind: "outbox.queued",

@@ -21,6 +21,9 @@ pub struct Candidates {
 pub enum Threading {
     /// An agent's reply whose signed key names this ticket.
     Signed(TicketId),
+    /// A refused reply key names this ticket: kept there for agents only (its references and
+    /// subject are not used).
+    Claimed(TicketId),
     /// A referenced Message-ID belongs to this ticket.
     Reference(TicketId),
     /// The subject tag names this ticket and the sender takes part in it.
@@ -35,6 +38,9 @@ impl Threading {
     pub fn describe(self) -> String {
         match self {
             Threading::Signed(id) => format!("ticket {id}, named by the agent's signed reply key"),
+            Threading::Claimed(id) => {
+                format!("ticket {id}, named by a refused reply key; kept for agents only")
+            }
             Threading::Reference(id) => {
                 format!("threaded into ticket {id} by In-Reply-To/References")
             }
@@ -50,7 +56,10 @@ impl Threading {
 
     pub fn ticket(self) -> Option<TicketId> {
         match self {
-            Threading::Signed(id) | Threading::Reference(id) | Threading::Tag(id) => Some(id),
+            Threading::Signed(id)
+            | Threading::Claimed(id)
+            | Threading::Reference(id)
+            | Threading::Tag(id) => Some(id),
             Threading::NewIgnoringTag(_) | Threading::New => None,
         }
     }

@@ -5,10 +5,12 @@
 //! that ticket only when a key it carries checks out for the agent its From names ([`recognise`]);
 //! what the agent wrote is then read for commands and stripped of quotes ([`reply`]).
 
+pub mod boundary;
 pub mod reply;
 pub mod sign;
 
-use crate::config::Agents;
+use crate::authres::Verdict;
+use crate::config::{Agent, Agents};
 use crate::model::TicketId;
 use crate::parse::ParsedMessage;
 use sign::{Claim, Signer};
@@ -27,7 +29,8 @@ pub enum Via {
 pub enum Author {
     /// Not an agent's address, and no signed key: an ordinary sender.
     Other,
-    /// An agent's reply on `ticket`, proved by a signed key.
+    /// An agent's mail on `ticket`, proved by a signed key bound to the agent its From names
+    /// (and, where `[trust] authserv_id` is set, by our MTA's authentication of that From).
     Verified {
         agent: String,
         ticket: TicketId,
@@ -35,18 +38,16 @@ pub enum Author {
         /// Also addressed to the notes address: an internal note whatever the first line says.
         to_notes: bool,
     },
-    /// From an agent's address but carrying no signed key (a Reply All to the customer, or
-    /// mail written from scratch).
+    /// From an agent's address but carrying no signed key: proves nothing, acts as nobody.
     Unsigned { agent: String },
-    /// A signed key that does not check out for the sender: never relayed.
+    /// A signed key that does not check out for the sender: kept for agents only, never a
+    /// threading key, its sender and recipients added to nothing.
     Refused {
         /// The ticket the key names.
         ticket: TicketId,
         /// The agent to tell: the key's owner, else the agent the From names.
         tell: Option<String>,
         reason: String,
-        /// The From is an agent's address (forged, or the agent's key was altered).
-        from_agent: bool,
     },
 }
 
@@ -60,23 +61,47 @@ impl Author {
     }
 }
 
-/// The reply keys `parsed` carries: plus-addresses among `recipients`, then our signed
-/// Message-IDs in In-Reply-To and References.
-fn claims(parsed: &ParsedMessage, recipients: &[&str], signer: &Signer) -> Vec<(Claim, Via)> {
-    let mut claims: Vec<(Claim, Via)> = recipients
-        .iter()
-        .filter_map(|a| signer.read_address(a))
-        .map(|c| (c, Via::Address))
-        .collect();
-    claims.extend(
-        parsed
-            .in_reply_to
-            .iter()
-            .chain(&parsed.references)
-            .filter_map(|id| signer.read_message_id(id))
-            .map(|c| (c, Via::MessageId)),
-    );
-    claims
+/// Decides who wrote `parsed` from the keys it carries.
+///
+/// Keys in the recipients (To, Cc, Delivered-To) come first: when there is one, every one
+/// must have been signed for the agent the From names, and a failing one is final (no
+/// Message-ID rescues it). Without one, a signed Message-ID in In-Reply-To or References
+/// signed for that agent proves the mail (their client dropped the plus part). Any key that
+/// does not fit refuses the mail.
+pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer>) -> Author {
+    let from = parsed.from.as_ref().map(|p| p.address.as_str());
+    let from_agent = from.and_then(|f| agents.by_address(f));
+    let unsigned = || match from_agent {
+        Some(agent) => Author::Unsigned {
+            agent: agent.address.clone(),
+        },
+        None => Author::Other,
+    };
+    let Some(signer) = signer else {
+        return unsigned();
+    };
+    let recipients = recipients(parsed);
+    let to_notes = agents
+        .relay
+        .as_ref()
+        .and_then(|r| r.notes_address.as_deref())
+        .is_some_and(|notes| recipients.contains(&notes));
+    let (claims, via) = keys(parsed, &recipients, signer);
+    if claims.is_empty() {
+        return unsigned();
+    }
+    let fits = |claim: &&Claim| from_agent.is_some_and(|a| signer.verify(claim, &a.address));
+    let proof = proof(&claims, via, fits);
+    if let (Some(agent), Some(claim)) = (from_agent, proof) {
+        return Author::Verified {
+            agent: agent.address.clone(),
+            ticket: claim.ticket,
+            via,
+            to_notes,
+        };
+    }
+    let claim = claims.iter().find(|c| !fits(c)).unwrap_or(&claims[0]);
+    refuse(claim, agents, signer, from, from_agent)
 }
 
 /// To, Cc and the envelope recipients the server recorded.
@@ -90,9 +115,38 @@ fn recipients(parsed: &ParsedMessage) -> Vec<&str> {
         .collect()
 }
 
-/// A third party's answer to a ticket forwarded to them (`#forward`): a key that checks out
-/// for the From address, which is no agent's. Returns the key's ticket and that address; the
-/// caller checks that the ticket was forwarded there.
+/// The keys `parsed` carries: those among the `recipients` if any, else the signed
+/// Message-IDs in In-Reply-To and References.
+fn keys(parsed: &ParsedMessage, recipients: &[&str], signer: &Signer) -> (Vec<Claim>, Via) {
+    let by_address: Vec<Claim> = recipients
+        .iter()
+        .filter_map(|a| signer.read_address(a))
+        .collect();
+    if !by_address.is_empty() {
+        return (by_address, Via::Address);
+    }
+    let by_id = parsed
+        .in_reply_to
+        .iter()
+        .chain(&parsed.references)
+        .filter_map(|id| signer.read_message_id(id))
+        .collect();
+    (by_id, Via::MessageId)
+}
+
+/// The key that proves the mail: every address key fits, or one Message-ID key does.
+fn proof(claims: &[Claim], via: Via, fits: impl Fn(&&Claim) -> bool) -> Option<&Claim> {
+    match via {
+        Via::Address => claims.iter().all(|c| fits(&c)).then(|| &claims[0]),
+        // A thread may hold other agents' notifications too: the agent's own one proves it.
+        Via::MessageId => claims.iter().find(fits),
+    }
+}
+
+/// A third party's answer to a ticket forwarded to them (`#forward`): keys that check out for
+/// the From address, which is no agent's, by the rules [`recognise`] applies to agents.
+/// Returns the key's ticket and that address; the caller checks that the ticket was
+/// forwarded there.
 pub fn third_party(
     parsed: &ParsedMessage,
     agents: &Agents,
@@ -103,52 +157,32 @@ pub fn third_party(
         return None;
     }
     let recipients = recipients(parsed);
-    claims(parsed, &recipients, signer)
-        .into_iter()
-        .find(|(claim, _)| signer.verify(claim, &from))
-        .map(|(claim, _)| (claim.ticket, from))
+    let (claims, via) = keys(parsed, &recipients, signer);
+    let claim = proof(&claims, via, |claim| signer.verify(claim, &from))?;
+    Some((claim.ticket, from))
 }
 
-/// Decides who wrote `parsed`; `delivered_to` are the envelope recipients the server recorded.
-pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer>) -> Author {
-    let from = parsed.from.as_ref().map(|p| p.address.as_str());
-    let from_agent = from.and_then(|f| agents.by_address(f));
-    let Some(signer) = signer else {
-        return match from_agent {
-            Some(agent) => Author::Unsigned {
-                agent: agent.address.clone(),
-            },
-            None => Author::Other,
-        };
-    };
-    let recipients = recipients(parsed);
-    let to_notes = agents
-        .relay
-        .as_ref()
-        .and_then(|r| r.notes_address.as_deref())
-        .is_some_and(|notes| recipients.contains(&notes));
-    let claims = claims(parsed, &recipients, signer);
-    if claims.is_empty() {
-        return match from_agent {
-            Some(agent) => Author::Unsigned {
-                agent: agent.address.clone(),
-            },
-            None => Author::Other,
-        };
+/// Mail from an agent's address acts as the agent only when our MTA authenticated its From
+/// (`verdict`, where `[trust] authserv_id` is set): a verified key without it is refused.
+pub fn authenticated(author: Author, verdict: Option<&Verdict>) -> Author {
+    match (author, verdict) {
+        (Author::Verified { agent, ticket, .. }, Some(Verdict::Fail(why))) => Author::Refused {
+            ticket,
+            tell: Some(agent),
+            reason: format!("its From is not authenticated: {why}"),
+        },
+        (author, _) => author,
     }
-    if let Some(agent) = from_agent
-        && let Some((claim, via)) = claims
-            .iter()
-            .find(|(c, _)| signer.verify(c, &agent.address))
-    {
-        return Author::Verified {
-            agent: agent.address.clone(),
-            ticket: claim.ticket,
-            via: *via,
-            to_notes,
-        };
-    }
-    let (claim, _) = &claims[0];
+}
+
+/// A key `claim` that does not fit the sender `from`: who to tell, and why.
+fn refuse(
+    claim: &Claim,
+    agents: &Agents,
+    signer: &Signer,
+    from: Option<&str>,
+    from_agent: Option<&Agent>,
+) -> Author {
     let owner = agents
         .agents
         .iter()
@@ -181,7 +215,6 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
         ticket: claim.ticket,
         tell,
         reason,
-        from_agent: from_agent.is_some(),
     }
 }
 
@@ -210,6 +243,7 @@ pub(crate) mod fixtures {
             teams: vec![],
             relay: Some(Relay {
                 secret: Secret::new("0123456789abcdef0123456789abcdef"),
+                previous_secret: None,
                 separator: "+".into(),
                 notes_address: Some("notes@example.test".into()),
             }),
@@ -240,83 +274,177 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_agent_answering_from_an_alternate_address_is_verified() {
+    /// The reply key in the recipients.
+    #[derive(Debug, Clone, Copy)]
+    enum Address {
+        /// Signed for agent1 on ticket 9.
+        Valid,
+        /// agent1's key with its ticket number altered.
+        Invalid,
+        /// Signed for agent2 on ticket 9.
+        OtherAgents,
+        Absent,
+    }
+
+    /// The signed Message-ID in References.
+    #[derive(Debug, Clone, Copy)]
+    enum MessageId {
+        Valid,
+        Invalid,
+        Absent,
+    }
+
+    /// Who the From names.
+    #[derive(Debug, Clone, Copy)]
+    enum Sender {
+        Agent,
+        /// agent1's alternate address.
+        Alternate,
+        Customer,
+        Nobody,
+    }
+
+    /// What `recognise` must say, in short.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Expect {
+        Verified(Via),
+        Unsigned,
+        Other,
+        /// Refused; the agent told, if any.
+        Refused(Option<&'static str>),
+    }
+
+    fn check(address: Address, id: MessageId, from: Sender, expected: Expect) {
         let s = signer();
-        let to = s.reply_address(TicketId(9), "agent1@example.test");
-        let author = recognise(&mail("Alice@Home.test", &to), &agents(), Some(&s));
-        assert_eq!(
-            author,
+        let (alice, bob) = ("agent1@example.test", "agent2@example.test");
+        let mut parsed = ParsedMessage {
+            from: match from {
+                Sender::Agent => Some(Person::new(alice, Some("Alice"))),
+                Sender::Alternate => Some(Person::new("alice@home.test", None)),
+                Sender::Customer => Some(Person::new("mona@example.net", None)),
+                Sender::Nobody => None,
+            },
+            to: vec![Person::new("support@example.test", None)],
+            references: vec!["m1@customer.test".into()],
+            ..ParsedMessage::default()
+        };
+        let key = match address {
+            Address::Valid => Some(s.reply_address(TicketId(9), alice)),
+            Address::Invalid => Some(s.reply_address(TicketId(9), alice).replace("+9.", "+8.")),
+            Address::OtherAgents => Some(s.reply_address(TicketId(9), bob)),
+            Address::Absent => None,
+        };
+        parsed.cc.extend(key.map(|k| Person::new(&k, None)));
+        let signed_id = match id {
+            MessageId::Valid => Some(s.message_id(TicketId(9), alice)),
+            MessageId::Invalid => Some(s.message_id(TicketId(9), alice).replace("dg.9.", "dg.8.")),
+            MessageId::Absent => None,
+        };
+        parsed.references.extend(signed_id);
+        let got = match recognise(&parsed, &agents(), Some(&s)) {
             Author::Verified {
-                agent: "agent1@example.test".into(),
-                ticket: TicketId(9),
-                via: Via::Address,
-                to_notes: false
+                agent, ticket, via, ..
+            } => {
+                assert_eq!((agent.as_str(), ticket), (alice, TicketId(9)));
+                Expect::Verified(via)
             }
+            Author::Unsigned { agent } => {
+                assert_eq!(agent, alice);
+                Expect::Unsigned
+            }
+            Author::Other => Expect::Other,
+            Author::Refused { tell, reason, .. } => {
+                assert!(reason.contains("reply key for ticket"), "{reason}");
+                Expect::Refused(match tell.as_deref() {
+                    Some(a) if a == alice => Some(alice),
+                    Some(b) if b == bob => Some(bob),
+                    Some(other) => panic!("tells {other}"),
+                    None => None,
+                })
+            }
+        };
+        assert_eq!(
+            got, expected,
+            "address {address:?}, Message-ID {id:?}, From {from:?}"
         );
     }
 
+    /// Every combination of claims: a key in the recipients decides and a failing one is
+    /// final; a Message-ID proves only without one; a key never fits a customer.
     #[test]
-    fn the_signed_message_id_works_when_the_plus_part_is_lost() {
-        let s = signer();
-        let mut parsed = mail("agent1@example.test", "support@example.test");
-        parsed.references = vec![
-            "m1@customer.test".into(),
-            s.message_id(TicketId(9), "agent1@example.test"),
-        ];
-        let author = recognise(&parsed, &agents(), Some(&s));
-        assert!(matches!(
-            author,
-            Author::Verified {
-                ticket: TicketId(9),
-                via: Via::MessageId,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn a_customer_using_an_agents_key_is_refused_and_the_agent_told() {
-        let s = signer();
-        let to = s.reply_address(TicketId(9), "agent1@example.test");
-        match recognise(&mail("customer2@example.test", &to), &agents(), Some(&s)) {
-            Author::Refused {
-                ticket,
-                tell,
-                reason,
-                ..
-            } => {
-                assert_eq!(ticket, TicketId(9));
-                assert_eq!(tell.as_deref(), Some("agent1@example.test"));
-                assert!(reason.contains("customer2@example.test"), "{reason}");
-            }
-            other => panic!("{other:?}"),
+    fn every_combination_of_claims() {
+        use Address as A;
+        use Expect::*;
+        use MessageId as M;
+        use Sender as F;
+        let (alice, bob) = (Some("agent1@example.test"), Some("agent2@example.test"));
+        for from in [F::Agent, F::Alternate] {
+            check(A::Valid, M::Valid, from, Verified(Via::Address));
+            check(A::Valid, M::Invalid, from, Verified(Via::Address));
+            check(A::Valid, M::Absent, from, Verified(Via::Address));
+            check(A::Invalid, M::Valid, from, Refused(alice));
+            check(A::Invalid, M::Invalid, from, Refused(alice));
+            check(A::Invalid, M::Absent, from, Refused(alice));
+            check(A::OtherAgents, M::Valid, from, Refused(bob));
+            check(A::OtherAgents, M::Invalid, from, Refused(bob));
+            check(A::OtherAgents, M::Absent, from, Refused(bob));
+            check(A::Absent, M::Valid, from, Verified(Via::MessageId));
+            check(A::Absent, M::Invalid, from, Refused(alice));
+            check(A::Absent, M::Absent, from, Unsigned);
+        }
+        for from in [F::Customer, F::Nobody] {
+            check(A::Valid, M::Valid, from, Refused(alice));
+            check(A::Valid, M::Invalid, from, Refused(alice));
+            check(A::Valid, M::Absent, from, Refused(alice));
+            check(A::Invalid, M::Valid, from, Refused(None));
+            check(A::Invalid, M::Invalid, from, Refused(None));
+            check(A::Invalid, M::Absent, from, Refused(None));
+            check(A::OtherAgents, M::Valid, from, Refused(bob));
+            check(A::OtherAgents, M::Invalid, from, Refused(bob));
+            check(A::OtherAgents, M::Absent, from, Refused(bob));
+            check(A::Absent, M::Valid, from, Refused(alice));
+            check(A::Absent, M::Invalid, from, Refused(None));
+            check(A::Absent, M::Absent, from, Other);
         }
     }
 
     #[test]
-    fn a_forged_from_with_a_wrong_token_is_refused() {
+    fn one_failing_address_among_good_ones_is_final() {
         let s = signer();
-        let to = s
-            .reply_address(TicketId(9), "agent1@example.test")
-            .replace("+9.", "+8.");
-        match recognise(&mail("agent1@example.test", &to), &agents(), Some(&s)) {
-            Author::Refused { tell, reason, .. } => {
-                assert_eq!(tell.as_deref(), Some("agent1@example.test"));
-                assert!(reason.contains("wrong or altered"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn another_agent_using_the_key_is_refused() {
-        let s = signer();
-        let to = s.reply_address(TicketId(9), "agent1@example.test");
+        let mut parsed = mail(
+            "agent1@example.test",
+            &s.reply_address(TicketId(9), "agent1@example.test"),
+        );
+        parsed.delivered_to = vec![s.reply_address(TicketId(9), "agent2@example.test")];
         assert!(matches!(
-            recognise(&mail("agent2@example.test", &to), &agents(), Some(&s)),
+            recognise(&parsed, &agents(), Some(&s)),
             Author::Refused { .. }
         ));
+    }
+
+    #[test]
+    fn without_authentication_a_verified_key_is_refused() {
+        let s = signer();
+        let parsed = mail(
+            "agent1@example.test",
+            &s.reply_address(TicketId(9), "agent1@example.test"),
+        );
+        let verified = recognise(&parsed, &agents(), Some(&s));
+        assert_eq!(authenticated(verified.clone(), None), verified);
+        let pass = Verdict::Pass(crate::authres::Method::Dkim);
+        assert_eq!(authenticated(verified.clone(), Some(&pass)), verified);
+        let fail = Verdict::Fail("dmarc=fail".into());
+        match authenticated(verified, Some(&fail)) {
+            Author::Refused { tell, reason, .. } => {
+                assert_eq!(tell.as_deref(), Some("agent1@example.test"));
+                assert!(reason.contains("not authenticated: dmarc=fail"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let unsigned = Author::Unsigned {
+            agent: "agent1@example.test".into(),
+        };
+        assert_eq!(authenticated(unsigned.clone(), Some(&fail)), unsigned);
     }
 
     #[test]

@@ -294,7 +294,7 @@ fn recipient(address: &str, agents: &Agents, own: &[String]) -> Result<String, S
 
 /// `address` is `own` or `own`'s local part with `separator` and anything after it
 /// (`support+4.token@example.com` for `support@example.com`).
-fn is_address_or_sub_address(address: &str, own: &str, separator: &str) -> bool {
+pub(crate) fn is_address_or_sub_address(address: &str, own: &str, separator: &str) -> bool {
     let (Some((local, domain)), Some((own_local, own_domain))) =
         (address.rsplit_once('@'), own.rsplit_once('@'))
     else {

@@ -25,6 +25,8 @@ pub struct Claim {
 #[derive(Clone)]
 pub struct Signer {
     key: Hmac<Sha256>,
+    /// The key of the secret before the last rotation: what it signed still verifies.
+    previous: Option<Hmac<Sha256>>,
     /// The address keys are made for: local part and domain, lower case.
     local: String,
     separator: String,
@@ -54,6 +56,10 @@ impl Signer {
                 &config.support.address,
                 &relay.separator,
             );
+            signer.previous = relay
+                .previous_secret
+                .as_ref()
+                .map(|previous| hmac_key(previous.expose().as_bytes()));
             signer.accepted = config
                 .own_addresses
                 .iter()
@@ -77,6 +83,7 @@ impl Signer {
         }
         Signer {
             key: self.key.clone(),
+            previous: self.previous.clone(),
             local,
             separator: self.separator.clone(),
             domain,
@@ -85,17 +92,14 @@ impl Signer {
     }
 
     pub fn new(secret: &[u8], support: &lettre::Address, separator: &str) -> Signer {
-        let key = match Hmac::<Sha256>::new_from_slice(secret) {
-            Ok(key) => key,
-            // HMAC takes keys of any length.
-            Err(_) => unreachable!("HMAC accepts every key length"),
-        };
+        let key = hmac_key(secret);
         let (local, domain) = (
             support.user().to_ascii_lowercase(),
             support.domain().to_ascii_lowercase(),
         );
         Signer {
             key,
+            previous: None,
             accepted: vec![(local.clone(), domain.clone())],
             local,
             separator: separator.to_string(),
@@ -104,9 +108,7 @@ impl Signer {
     }
 
     fn mac(&self, ticket: TicketId, agent: &str) -> Hmac<Sha256> {
-        let mut mac = self.key.clone();
-        mac.update(format!("{}:{}", ticket.0, agent.to_ascii_lowercase()).as_bytes());
-        mac
+        mac_with(&self.key, ticket, agent)
     }
 
     fn token(&self, ticket: TicketId, agent: &str) -> String {
@@ -168,21 +170,53 @@ impl Signer {
         claim(ticket, token)
     }
 
-    /// Whether `claim` was signed for `agent`; constant-time in the token.
+    /// Whether `claim` was signed for `agent`, with the current secret or the previous one;
+    /// constant-time in the token.
     pub fn verify(&self, claim: &Claim, agent: &str) -> bool {
-        self.mac(claim.ticket, agent)
-            .verify_truncated_left(&claim.token)
-            .is_ok()
+        std::iter::once(&self.key).chain(&self.previous).any(|key| {
+            mac_with(key, claim.ticket, agent)
+                .verify_truncated_left(&claim.token)
+                .is_ok()
+        })
     }
 
-    /// Replaces every signed reply address in `text` by the plain address it was made for,
-    /// so quoted headers that slipped through never show a customer a token.
+    /// Whether `text` holds a signed reply address or signed Message-ID of any of our
+    /// addresses (by shape: keys of any secret count).
+    pub fn carries_key(&self, text: &str) -> bool {
+        self.scrub(text) != text
+    }
+
+    /// Replaces every signed reply address in `text` by the plain address it was made for and
+    /// removes every signed Message-ID, so quoted headers that slipped through never show a
+    /// customer a token.
     pub fn scrub(&self, text: &str) -> String {
-        self.accepted
+        let text = self
+            .accepted
             .iter()
             .fold(text.to_string(), |text, (local, domain)| {
                 self.scrub_one(&text, local, domain)
+            });
+        let mut out = text.clone();
+        for span in self.signed_ids(&text).into_iter().rev() {
+            out.replace_range(span, "");
+        }
+        out
+    }
+
+    /// Where `text` holds signed Message-IDs, in order (byte ranges).
+    fn signed_ids(&self, text: &str) -> Vec<std::ops::Range<usize>> {
+        // ASCII lower-casing keeps every byte offset.
+        let lower = text.to_ascii_lowercase();
+        lower
+            .match_indices(ID_PREFIX)
+            .filter_map(|(at, _)| {
+                let end = lower[at..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "._-@".contains(c)))
+                    .map_or(lower.len(), |n| at + n);
+                let id = lower[at..end].trim_end_matches('.');
+                self.read_message_id(id).map(|_| at..at + id.len())
             })
+            .collect()
     }
 
     fn scrub_one(&self, text: &str, local: &str, domain: &str) -> String {
@@ -196,6 +230,8 @@ impl Signer {
             let end = lower[start..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || "+-_=.@".contains(c)))
                 .map_or(lower.len(), |n| start + n);
+            // A full stop after the address ends the sentence, not the domain.
+            let end = start + lower[start..end].trim_end_matches('.').len();
             out.push_str(&text[at..start]);
             if lower[start..end].ends_with(&format!("@{domain}"))
                 && self.read_address(&lower[start..end]).is_some()
@@ -209,6 +245,20 @@ impl Signer {
         out.push_str(&text[at..]);
         out
     }
+}
+
+fn hmac_key(secret: &[u8]) -> Hmac<Sha256> {
+    match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(key) => key,
+        // HMAC takes keys of any length.
+        Err(_) => unreachable!("HMAC accepts every key length"),
+    }
+}
+
+fn mac_with(key: &Hmac<Sha256>, ticket: TicketId, agent: &str) -> Hmac<Sha256> {
+    let mut mac = key.clone();
+    mac.update(format!("{}:{}", ticket.0, agent.to_ascii_lowercase()).as_bytes());
+    mac
 }
 
 fn claim(ticket: &str, token: &str) -> Option<Claim> {
@@ -268,6 +318,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_the_previous_secret_verify_after_a_rotation() {
+        let old = signer();
+        let address = old.reply_address(TicketId(42), "agent1@example.test");
+        let id = old.message_id(TicketId(42), "agent1@example.test");
+        let mut rotated = Signer::new(
+            b"another secret of enough length!",
+            &"support@example.test".parse().unwrap(),
+            "+",
+        );
+        let claim = rotated.read_address(&address).unwrap();
+        assert!(!rotated.verify(&claim, "agent1@example.test"), "not yet");
+        rotated.previous = Some(hmac_key(b"0123456789abcdef0123456789abcdef"));
+        assert!(rotated.verify(&claim, "agent1@example.test"));
+        assert!(!rotated.verify(&claim, "agent2@example.test"));
+        let claim = rotated.read_message_id(&id).unwrap();
+        assert!(rotated.verify(&claim, "agent1@example.test"));
+        let fresh = rotated.reply_address(TicketId(42), "agent1@example.test");
+        assert_ne!(fresh, address, "new keys use the current secret");
+        assert!(!old.verify(&old.read_address(&fresh).unwrap(), "agent1@example.test"));
+    }
+
+    #[test]
     fn malformed_keys_are_not_claims() {
         let s = signer();
         for address in [
@@ -297,11 +369,16 @@ mod tests {
     fn scrub_replaces_signed_addresses_only() {
         let s = signer();
         let address = s.reply_address(TicketId(42), "agent1@example.test");
-        let text = format!("From: Support <{address}>\nwrite to support+sales@example.test");
+        let text =
+            format!("From: Support <{address}>\nwrite to support+sales@example.test or {address}.");
         assert_eq!(
             s.scrub(&text),
-            "From: Support <support@example.test>\nwrite to support+sales@example.test"
+            "From: Support <support@example.test>\nwrite to support+sales@example.test or support@example.test."
         );
+        let id = s.message_id(TicketId(42), "agent1@example.test");
+        let quoted = format!("In-Reply-To: <{id}>\nsee {}.", id.to_uppercase());
+        assert_eq!(s.scrub(&quoted), "In-Reply-To: <>\nsee .");
+        assert!(s.carries_key(&quoted) && !s.carries_key("see dg.42.x@example.test"));
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Team {
 #[derive(Debug, Clone)]
 pub struct Relay {
     pub secret: Secret,
+    /// The secret before the last rotation: keys it signed still verify, new keys use
+    /// `secret`.
+    pub previous_secret: Option<Secret>,
     /// Between the support address's local part and `<ticket>.<token>` (`+` by default).
     pub separator: String,
     /// Mail from an agent to this address is an internal note (lower case).
@@ -242,11 +245,35 @@ impl Checker<'_> {
             .notes_address
             .as_ref()
             .and_then(|a| self.address("relay.notes_address", a));
+        let previous_secret = match &raw.previous_secret_file {
+            Some(file) => Some(self.previous_secret(file)?),
+            None => None,
+        };
         Some(Relay {
             secret: secret?,
+            previous_secret,
             separator,
             notes_address,
         })
+    }
+
+    /// `previous_secret_file`: the secret before a rotation, as long as a current one must be.
+    fn previous_secret(&mut self, file: &Spanned<PathBuf>) -> Option<Secret> {
+        let secret = self
+            .secret_file("relay: previous_secret_file", file)?
+            .trim()
+            .to_string();
+        if secret.len() < MIN_SECRET_LEN {
+            self.problem(
+                file,
+                format!(
+                    "relay: the previous secret is {} bytes long; use at least {MIN_SECRET_LEN}",
+                    secret.len()
+                ),
+            );
+            return None;
+        }
+        Some(Secret(secret))
     }
 
     /// Exactly one of `secret` and `secret_file`, at least [`MIN_SECRET_LEN`] bytes.

@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub http: RawHttp,
     pub relay: Option<Spanned<RawRelay>>,
     #[serde(default)]
+    pub trust: RawTrust,
+    #[serde(default)]
     pub agent: Vec<Spanned<RawAgent>>,
     #[serde(default)]
     pub team: Vec<Spanned<RawTeam>>,
@@ -195,8 +197,15 @@ pub struct RawHttp {
 pub struct RawRelay {
     pub secret: Option<String>,
     pub secret_file: Option<Spanned<PathBuf>>,
+    pub previous_secret_file: Option<Spanned<PathBuf>>,
     pub separator: Option<Spanned<String>>,
     pub notes_address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrust {
+    pub authserv_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -290,6 +290,7 @@ fn example_config_comments_show_the_defaults() {
         "processed_folder",
         "secret",
         "notes_address",
+        "previous_secret_file",
         "quarantine_folder",
         "client_secret",
         "client_secret_file",
@@ -769,6 +770,65 @@ fn agents_need_a_relay_secret_of_some_length() {
     assert_eq!(
         refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}{short}")),
         "/etc/deskgate/deskgate.toml:13: relay: the secret is 5 bytes long; use at least 32 (e.g. `openssl rand -hex 32`)"
+    );
+}
+
+#[test]
+fn trust_is_warned_about_until_an_authserv_id_is_set() {
+    let config =
+        load(&format!("{SUPPORT}{MAILBOX}{SMTP}{AGENTS}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.trust.authserv_id, None);
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("[trust] authserv_id is not set")),
+        "{:?}",
+        config.warnings
+    );
+    let trusted =
+        format!("{SUPPORT}{MAILBOX}{SMTP}{AGENTS}[trust]\nauthserv_id = \"mx.example.com\"\n");
+    let config = load(&trusted).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.trust.authserv_id.as_deref(), Some("mx.example.com"));
+    assert!(!config.warnings.iter().any(|w| w.contains("[trust]")));
+    let bad = trusted.replace("\"mx.example.com\"", "\"mx.example.com; dkim=pass\"");
+    assert!(
+        refusal(&bad)
+            .contains("trust.authserv_id `mx.example.com; dkim=pass` is not an authserv-id"),
+        "{}",
+        refusal(&bad)
+    );
+}
+
+#[test]
+fn the_previous_relay_secret_is_read_from_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("old.key"),
+        "fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("short.key"), "old\n").unwrap();
+    let with = |file: &str| {
+        let text = format!(
+            "{SUPPORT}{MAILBOX}{SMTP}{}",
+            AGENTS.replace(
+                "[relay]\n",
+                &format!("[relay]\nprevious_secret_file = \"{file}\"\n")
+            )
+        );
+        Config::from_toml(&dir.path().join("deskgate.toml"), &text)
+    };
+    let config = with("old.key").unwrap_or_else(|e| panic!("{e}"));
+    let previous = config.agents.relay.and_then(|r| r.previous_secret);
+    assert_eq!(
+        previous.as_ref().map(Secret::expose),
+        Some("fedcba9876543210fedcba9876543210")
+    );
+    let refused = with("short.key").map(|_| ()).unwrap_err().to_string();
+    assert!(
+        refused.contains("relay: the previous secret is 3 bytes long"),
+        "{refused}"
     );
 }
 

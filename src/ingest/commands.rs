@@ -77,7 +77,8 @@ pub(super) fn forward(
         },
         out.events.now,
     );
-    // Internal: the customer never sees it, and it is the forwarding agent's mail.
+    // Internal: the customer never sees it, and it is the forwarding agent's mail; its reply
+    // key is the third party's own, which is why it may carry one.
     let queued = out.queue(OutKind::Forward, Some(&agent.address), rendered)?;
     out.record_data(
         "ticket.forwarded",
@@ -168,6 +169,7 @@ pub(super) fn third_party_answer(
         ..super::received(source, parsed, raw, &key, now)
     })?;
     tx.touch_ticket(ticket, now)?;
+    let boundary = crate::agent::boundary::Boundary::from_config(config);
     let out = Effects {
         events: super::Events {
             tx,
@@ -179,6 +181,7 @@ pub(super) fn third_party_answer(
         support: &desk.support,
         templates: desk.templates,
         ticket,
+        boundary: &boundary,
     };
     out.record_data(
         "message.received",

@@ -57,6 +57,8 @@ pub enum Role {
     AgentCommands,
     /// A verified reply with a bad command, or nothing to send: the agent is told why.
     AgentRejected,
+    /// Carried a reply key that did not fit its sender: kept for agents only.
+    KeyRefused,
     /// The answer of a third party a ticket was forwarded to: for the agents only.
     ThirdParty,
 }
@@ -78,6 +80,7 @@ impl Role {
             Role::AgentNote => "agent-note",
             Role::AgentCommands => "agent-commands",
             Role::AgentRejected => "agent-rejected",
+            Role::KeyRefused => "key-refused",
             Role::ThirdParty => "third-party",
         }
     }
@@ -95,9 +98,9 @@ pub enum AgentNotice {
     BadCommands(Vec<String>),
     /// Nothing was left to send once quotes and the signature were removed.
     Empty,
-    /// A reply key did not check out: the message was treated as ordinary mail.
+    /// A reply key did not check out: the message was kept for agents only.
     Refused(String),
-    /// Mail from the agent's address without a reply key, not a Reply All to the customer.
+    /// Mail from the agent's address without a reply key: recorded as ordinary mail.
     Unsigned,
     /// The answer carries internal text (why): nothing was applied or sent.
     Leak(String),
@@ -272,44 +275,42 @@ pub fn decide(
 ) -> Decision {
     let automatic = !inbound.class.is_customer();
     match inbound.author {
-        // An agent's out-of-office answering a notification is machine mail like any other.
-        _ if automatic => ordinary(inbound, policy, deadlines, team, now, false),
-        Author::Other => ordinary(inbound, policy, deadlines, team, now, false),
-        Author::Refused {
-            tell,
-            reason,
-            from_agent,
-            ..
-        } => {
-            let mut decision = ordinary(inbound, policy, deadlines, team, now, *from_agent);
+        Author::Refused { tell, reason, .. } => {
+            // Its References and subject are not used: the key's ticket, else a ticket of its
+            // own with no customer. Nobody is acknowledged, timed or notified; the agent is
+            // told unless a machine wrote it.
+            let ticket = match inbound.ticket {
+                Some(ticket) => TicketAction::Append(ticket.id),
+                None => TicketAction::Create,
+            };
+            let mut decision = Decision::new(ticket, Role::KeyRefused);
             decision.tell = tell
                 .clone()
+                .filter(|_| !automatic)
                 .map(|agent| (agent, AgentNotice::Refused(reason.clone())));
             decision
         }
-        Author::Unsigned { agent } => match inbound.ticket {
-            Some(ticket)
-                if inbound.threading.ticket() == Some(ticket.id)
-                    && ticket
-                        .customers
-                        .iter()
-                        .any(|c| inbound.recipients.contains(&c.address)) =>
-            {
+        // An agent's out-of-office answering a notification is machine mail like any other.
+        _ if automatic => ordinary(inbound, policy, deadlines, team, now, false),
+        Author::Other => ordinary(inbound, policy, deadlines, team, now, false),
+        // No key, no proof: whatever it says (a Reply All to the customer included), it acts
+        // as nobody. Recorded as ordinary mail, unanswered, and the agent hears of it.
+        Author::Unsigned { agent } => {
+            let mut decision = ordinary(inbound, policy, deadlines, team, now, true);
+            decision.tell = Some((agent.clone(), AgentNotice::Unsigned));
+            decision
+        }
+        Author::Verified {
+            agent, to_notes, ..
+        } => match (inbound.ticket, inbound.text) {
+            (Some(ticket), _) if writes_to_customer(ticket, inbound) => {
+                // A proved Reply All: the customer has it already; counted, not sent again.
                 let mut decision =
                     Decision::new(TicketAction::Append(ticket.id), Role::AgentDirect);
                 decision.answered_at = Some(answer_time(inbound.sent, ticket, now));
                 decision.assign = ticket.assigned.is_none().then(|| agent.clone());
                 decision
             }
-            _ => {
-                let mut decision = ordinary(inbound, policy, deadlines, team, now, true);
-                decision.tell = Some((agent.clone(), AgentNotice::Unsigned));
-                decision
-            }
-        },
-        Author::Verified {
-            agent, to_notes, ..
-        } => match (inbound.ticket, inbound.text) {
             (Some(ticket), Some(text)) => {
                 agent_reply(ticket, text, agent, *to_notes, inbound, team, now)
             }
@@ -317,6 +318,14 @@ pub fn decide(
             _ => ordinary(inbound, policy, deadlines, team, now, true),
         },
     }
+}
+
+/// The agent's mail went to one of the ticket's customers directly (a Reply All).
+fn writes_to_customer(ticket: &TicketState, inbound: &Inbound<'_>) -> bool {
+    ticket
+        .customers
+        .iter()
+        .any(|c| inbound.recipients.contains(&c.address))
 }
 
 /// A customer's (or a stranger's, or a machine's) message.
@@ -617,7 +626,7 @@ mod tests {
         }
     }
 
-    /// `inbound` decided with the default policy and deadlines, for the test team, now.
+    /// `decide` with the usual policy, deadlines, team and clock.
     fn decided(inbound: &Inbound<'_>) -> Decision {
         decide(
             inbound,
@@ -924,21 +933,40 @@ mod tests {
     }
 
     #[test]
-    fn reply_all_to_the_customer_is_counted_not_relayed() {
-        let author = Author::Unsigned {
-            agent: "a2@x.test".into(),
-        };
+    fn a_proved_reply_all_is_counted_not_relayed_an_unproved_one_acts_as_nobody() {
         let state = ticket(TicketStatus::Open, None);
         let recipients = vec!["mona@example.net".to_string(), "support@x.test".into()];
+        let body = text("Try resetting your password.");
+        let sent: Timestamp = "2026-11-23T09:30:00Z".parse().unwrap();
+        let verified = verified("a2@x.test");
         let inbound = Inbound {
-            author: &author,
+            author: &verified,
             recipients: &recipients,
-            ..customer(Threading::Reference(TicketId(4)), Some(&state))
+            text: Some(&body),
+            sent: Some(sent),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
         };
         let d = decided(&inbound);
         assert_eq!(d.role, Role::AgentDirect);
-        assert_eq!(d.answered_at, Some(now()));
+        assert_eq!(d.answered_at, Some(sent));
+        assert_eq!(d.assign.as_deref(), Some("a2@x.test"));
         assert!(!d.relay && d.tell.is_none() && !d.acknowledge);
+
+        let unsigned = Author::Unsigned {
+            agent: "a2@x.test".into(),
+        };
+        let inbound = Inbound {
+            author: &unsigned,
+            text: None,
+            ..customer(Threading::Reference(TicketId(4)), Some(&state))
+        };
+        let d = decided(&inbound);
+        assert_eq!(d.role, Role::Sender(Class::Customer));
+        assert_eq!(d.ticket, TicketAction::Append(TicketId(4)));
+        assert_eq!(d.answered_at, None, "no clock stops");
+        assert_eq!(d.assign, None);
+        assert!(d.note_to.is_empty() && !d.relay && d.deadline.is_none());
+        assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
     }
 
     #[test]
@@ -957,24 +985,44 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_key_from_a_customer_is_their_own_ticket_and_the_agent_is_told() {
+    fn a_refused_key_is_kept_for_agents_and_the_agent_is_told() {
         let author = Author::Refused {
             ticket: TicketId(4),
             tell: Some("a1@x.test".into()),
             reason: "bad".into(),
-            from_agent: false,
         };
-        let inbound = Inbound {
+        let state = ticket(TicketStatus::Open, None);
+        for (threading, state, action) in [
+            (Threading::New, None, TicketAction::Create),
+            (
+                Threading::Claimed(TicketId(4)),
+                Some(&state),
+                TicketAction::Append(TicketId(4)),
+            ),
+        ] {
+            let inbound = Inbound {
+                author: &author,
+                ..customer(threading, state)
+            };
+            let d = decided(&inbound);
+            assert_eq!(d.ticket, action);
+            assert_eq!(d.role, Role::KeyRefused);
+            assert!(d.role.internal());
+            assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
+            assert!(d.answered_at.is_none() && d.status.is_none() && d.assign.is_none());
+            assert_eq!(
+                d.tell,
+                Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())))
+            );
+        }
+        let automatic = Inbound {
+            class: &Class::AutoReply(Signal::NullReturnPath),
             author: &author,
             ..customer(Threading::New, None)
         };
-        let d = decided(&inbound);
-        assert_eq!(d.ticket, TicketAction::Create);
-        assert!(d.acknowledge && !d.relay);
-        assert_eq!(
-            d.tell,
-            Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())))
-        );
+        let d = decided(&automatic);
+        assert_eq!(d.role, Role::KeyRefused, "internal, machine or not");
+        assert_eq!(d.tell, None, "no notice answers a machine");
     }
 
     #[test]

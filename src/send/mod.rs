@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::agent::boundary::Boundary;
 use crate::config::{
     Credential, Live, OutboxConfig, Secret, SmtpConfig, Support, TlsMode, TlsTrust,
 };
@@ -591,18 +592,52 @@ fn next_step(result: &SendResult, row: &OutboxRow, outbox: &OutboxConfig, now: T
     }
 }
 
+/// Who a rendered mail is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// An agent or another person inside (team lead, manager): internal mail.
+    Inside(&'a str),
+    /// A customer or a third party: never sent with a reply key in it.
+    Outside(&'a Boundary),
+}
+
 /// Puts rendered mail in the outbox, inside the caller's transaction: the outbound message row
 /// (so the ticket's transcript and In-Reply-To look-ups find it) and the outbox row the
-/// sender delivers. Mail to an `agent` is internal: never a threading key for anyone else.
+/// sender delivers. Mail to someone inside is internal: never a threading key for anyone
+/// else. Mail to someone outside that carries a reply key is the one choke point where keys
+/// would leave the agents: it is not queued (`None`), and a `outbox.key_withheld` event and
+/// an error say why.
 pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
     ticket: TicketId,
     class: &str,
-    agent: Option<&str>,
+    audience: Audience<'_>,
     out: &Outgoing,
     now: Timestamp,
-) -> Result<OutboxId, StoreError> {
+) -> Result<Option<OutboxId>, StoreError> {
+    let agent = match audience {
+        Audience::Inside(agent) => Some(agent),
+        Audience::Outside(boundary) => {
+            if let Some(leak) = boundary.leak(&out.raw) {
+                error!(ticket = ticket.0, message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
+                tx.record(
+                    &Event {
+                        kind: "outbox.key_withheld",
+                        ticket: Some(ticket),
+                        detail: format!(
+                            "{class} to {} not sent: {leak}",
+                            out.recipients.join(", ")
+                        ),
+                        ..Event::default()
+                    },
+                    now,
+                )?;
+                return Ok(None);
+            }
+            None
+        }
+    };
     let from = Person::new(&out.envelope_from, Some(&support.name));
     let row = tx.insert_message(&NewMessage {
         ticket: Some(ticket),
@@ -632,6 +667,7 @@ pub fn enqueue(
         recipients: &out.recipients,
         now,
     })
+    .map(Some)
 }
 
 #[cfg(test)]
@@ -657,6 +693,76 @@ mod tests {
             retry: vec![Duration::from_secs(10), Duration::from_secs(60)],
             give_up_after: Duration::from_secs(3600),
         }
+    }
+
+    /// The choke point: mail to someone outside that carries a reply key is not queued, and
+    /// the refusal is recorded; the same mail to an agent is.
+    #[test]
+    fn mail_outside_with_a_reply_key_is_withheld_at_enqueue() {
+        use crate::agent::sign::Signer;
+        use crate::store::NewTicket;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("boundary.db")).expect("open store");
+        let address: lettre::Address = "support@example.test".parse().unwrap();
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef", &address, "+");
+        let boundary = Boundary::new(
+            Some(signer.clone()),
+            vec!["support@example.test".into()],
+            "+",
+            Vec::new(),
+        );
+        let support = Support {
+            address,
+            name: "Example Support".into(),
+            tag_prefix: "#".into(),
+            timezone: jiff::tz::TimeZone::UTC,
+            language: crate::language::Lang::En,
+        };
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let key = signer.reply_address(TicketId(1), "agent1@example.test");
+        let outgoing = |n: u32, cc: &str| {
+            let raw = format!(
+                "From: support@example.test\r\nTo: mona@example.net\r\nCc: {cc}\r\nSubject: Re: x\r\nMessage-ID: <o{n}@example.test>\r\n\r\nHello.\r\n"
+            );
+            Outgoing {
+                message_id: format!("o{n}@example.test"),
+                subject: "Re: x".into(),
+                envelope_from: "support@example.test".into(),
+                recipients: vec!["mona@example.net".into(), cc.to_string()],
+                text: "Hello.".into(),
+                raw: raw.into_bytes(),
+            }
+        };
+        let (leaking, clean) = (outgoing(1, &key), outgoing(2, "boss@example.net"));
+        let (withheld, to_agent, sent) = store
+            .write_blocking(|tx| {
+                let ticket = tx.create_ticket(&NewTicket {
+                    mailbox: "support",
+                    subject: "x",
+                    customer: None,
+                    language: None,
+                    address: None,
+                    now,
+                })?;
+                let outside = Audience::Outside(&boundary);
+                let withheld = enqueue(tx, &support, ticket, "reply", outside, &leaking, now)?;
+                let inside = Audience::Inside("agent1@example.test");
+                let to_agent = enqueue(tx, &support, ticket, "note", inside, &leaking, now)?;
+                let sent = enqueue(tx, &support, ticket, "reply", outside, &clean, now)?;
+                Ok((withheld, to_agent, sent))
+            })
+            .expect("write");
+        assert_eq!(withheld, None);
+        assert!(to_agent.is_some() && sent.is_some());
+        let events = store
+            .read_blocking(|tx| tx.events("outbox.key_withheld", 10))
+            .expect("events");
+        assert_eq!(events.len(), 1);
+        assert!(
+            events[0].detail.contains("Cc names the reply address"),
+            "{}",
+            events[0].detail
+        );
     }
 
     #[test]

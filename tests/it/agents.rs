@@ -362,7 +362,14 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
         .as_i64()
         .expect("ticket id");
 
-    // Agent2 answers the customer directly, copying support (Reply All on the original).
+    // Agent2 answers the customer directly, copying support (Reply All on the original),
+    // with his reply address in Bcc: the key proves it is his, and the customer never sees
+    // it. (Without it, the Reply All would act as nobody: tests/it/trust.rs.)
+    let bob_notification = lab.wait_for("agent2", "INBOX", 1, WAIT).await.remove(0);
+    let bob_key = parsed(&bob_notification)
+        .reply_to
+        .expect("signed Reply-To")
+        .address;
     let direct = message(
         &format!("Bob Agent <{agent2}>"),
         &customer,
@@ -375,7 +382,9 @@ async fn reply_all_is_counted_and_a_lost_plus_part_still_relays() {
             ("References", "<m2@customer.test>"),
         ],
     );
-    lab.submit("agent2", &[&customer, &support], &direct).await;
+    // Apart, as across domains: one LMTP delivery to two lab users carries no Delivered-To.
+    lab.submit("agent2", &[&customer], &direct).await;
+    lab.submit("agent2", &[&bob_key], &direct).await;
     let ticket = setup
         .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
             !t["first_response_at"].is_null()

@@ -47,3 +47,5 @@ mod report;
 mod token_server;
 /// IMAP TLS modes, check-config --connect, SMTP outage.
 mod transport;
+/// Issue 15's attacks on agents' keys and identity, and the flows that must keep working.
+mod trust;

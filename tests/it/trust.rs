@@ -1,0 +1,549 @@
+//! Issue 15, the attacks as an attacker sends them, on real Postfix and Dovecot: a reply key
+//! must never reach a customer, a wrong key is final, a subject tag adds nobody, and an agent
+//! action needs a key and (with `[trust] authserv_id`) our MTA's Authentication-Results.
+//! Next to each, the legitimate flow that must keep working.
+
+use std::time::Duration;
+
+use crate::agents::thunderbird_reply;
+use crate::daemon::{Imap, Setup, parsed};
+use crate::harness::{Lab, message};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Our MTA's authserv-id in the tests that check authentication.
+const OURS: &str = "mx.example.test";
+
+/// Alice Agent (agent1, answering also from agent3) and Bob Agent (agent2), a notes address,
+/// and with `authserv_id`, `[trust]`.
+fn desk(lab: &Lab, authserv_id: Option<&str>) -> Setup {
+    let setup = Setup::new(lab, Imap::Implicit, "");
+    std::fs::write(
+        setup.dir.path().join("relay.key"),
+        format!("{}\n", "7a".repeat(32)),
+    )
+    .expect("write relay key");
+    let trust = authserv_id.map_or(String::new(), |id| {
+        format!("[trust]\nauthserv_id = \"{id}\"\n")
+    });
+    setup.append_config(&format!(
+        r#"
+[relay]
+secret_file = "relay.key"
+notes_address = "support+notes@example.test"
+
+{trust}
+[[agent]]
+name = "Alice Agent"
+address = "agent1@example.test"
+alternates = ["agent3@example.test"]
+
+[[agent]]
+name = "Bob Agent"
+address = "agent2@example.test"
+"#
+    ));
+    setup
+}
+
+/// A customer mail opening a ticket; returns the ticket number and agent1's notification.
+async fn open_ticket(lab: &Lab, setup: &Setup, cc: Option<&str>) -> (i64, Vec<u8>) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let mut headers = Vec::new();
+    if let Some(cc) = cc {
+        headers.push(("Cc", cc));
+    }
+    let original = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        "Invoice wrong",
+        "m1@customer.test",
+        "The amount is wrong.\n",
+        &headers,
+    );
+    lab.send(&customer, &[&support], &original).await;
+    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
+    lab.wait_for("agent2", "INBOX", 1, WAIT).await;
+    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
+    let number = setup.json(&["tickets"])[0]["id"]
+        .as_i64()
+        .expect("ticket id");
+    (number, notification)
+}
+
+/// The signed Reply-To and Message-ID of a notification.
+fn keys(notification: &[u8]) -> (String, String) {
+    let n = parsed(notification);
+    (
+        n.reply_to.expect("signed Reply-To").address,
+        n.message_id.expect("signed Message-ID"),
+    )
+}
+
+/// The addresses taking part in `ticket`, read from the database.
+fn participants(setup: &Setup, ticket: i64) -> Vec<String> {
+    let db = rusqlite::Connection::open(setup.database()).expect("open database");
+    let mut statement = db
+        .prepare("SELECT address FROM participants WHERE ticket_id = ?1 ORDER BY address")
+        .expect("prepare");
+    statement
+        .query_map([ticket], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("rows")
+}
+
+/// The inbound messages of a `ticket N --json`.
+fn inbound(ticket: &serde_json::Value) -> Vec<serde_json::Value> {
+    ticket["transcript"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|m| m["direction"] == "in")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The kinds of every outbox row.
+fn outbox_kinds(setup: &Setup) -> Vec<String> {
+    setup
+        .json(&["outbox"])
+        .as_array()
+        .expect("outbox list")
+        .iter()
+        .filter_map(|r| r["kind"].as_str().map(String::from))
+        .collect()
+}
+
+/// Asserts that `raw` (mail a customer received) carries no reply key and no inside address.
+fn assert_no_key(raw: &[u8], also: &[&str]) {
+    let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
+    for needle in ["support+", "<dg.", " dg.", "agent1@", "agent3@"]
+        .iter()
+        .chain(also)
+    {
+        assert!(
+            !text.contains(needle),
+            "a customer sees {needle:?}:\n{text}"
+        );
+    }
+}
+
+/// Prepends `Authentication-Results` headers, top first, as MTAs add them.
+fn with_results(raw: Vec<u8>, results: &[&str]) -> Vec<u8> {
+    let mut out: Vec<u8> = results
+        .iter()
+        .flat_map(|r| format!("Authentication-Results: {r}\r\n").into_bytes())
+        .collect();
+    out.extend(raw);
+    out
+}
+
+/// Attack 1: an agent answers a notification from an address deskgate does not know. The
+/// answer is refused and kept for agents; neither that address nor the signed reply address
+/// becomes a participant, so nothing later sent to the customer carries a key, and the
+/// refused mail threads nothing. The legitimate flow: the same agent answering from a
+/// configured alternate address is relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_from_an_unknown_address_is_refused_and_no_key_reaches_the_customer() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let cc = lab.address("customer3");
+    let (number, notification) = open_ticket(&lab, &setup, Some(&cc)).await;
+    let (reply_to, _) = keys(&notification);
+
+    // Alice presses Reply on her phone, whose account (customer5) deskgate does not know.
+    let phone = lab.address("customer5");
+    let from_phone = thunderbird_reply(&phone, &reply_to, &notification, "Looking into it.");
+    lab.submit("customer5", &[&reply_to], &from_phone).await;
+    let agent1 = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
+    let notice = parsed(&agent1[1]);
+    assert!(notice.text.contains("NOT sent"), "{}", notice.text);
+    assert!(notice.text.contains(&phone), "{}", notice.text);
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert!(
+        inbound(&ticket)
+            .iter()
+            .any(|m| m["class"] == "key-refused" && m["internal"] == true),
+        "{ticket:#}"
+    );
+    let people = participants(&setup, number);
+    assert_eq!(
+        people,
+        vec![lab.address("customer1"), cc.clone()],
+        "neither the phone nor the signed address takes part"
+    );
+
+    // Alice answers from agent3, an alternate address of hers: relayed to the customer and
+    // the customer's CC, and to nobody else.
+    let from_alternate = thunderbird_reply(
+        &lab.address("agent3"),
+        &reply_to,
+        &notification,
+        "The corrected invoice is attached.",
+    );
+    lab.submit("agent3", &[&reply_to], &from_alternate).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    let relayed = &inbox[1];
+    let r = parsed(relayed);
+    assert!(
+        r.text.starts_with("The corrected invoice is attached."),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.from.and_then(|f| f.name).as_deref(),
+        Some("Alice Agent via Example Support")
+    );
+    let cc_list: Vec<&str> = r.cc.iter().map(|p| p.address.as_str()).collect();
+    assert_eq!(cc_list, vec![cc.as_str()]);
+    assert_no_key(relayed, &[&phone]);
+    lab.wait_for("customer3", "INBOX", 1, WAIT).await;
+    assert_eq!(
+        lab.fetch_all("agent2", "INBOX").await.len(),
+        1,
+        "the team heard only of the customer"
+    );
+
+    // The refused mail's Message-ID threads nothing: a stranger quoting it gets a ticket of
+    // their own.
+    let phone_id = parsed(&from_phone).message_id.expect("Message-ID");
+    let stranger = lab.address("customer2");
+    let quoting = message(
+        &stranger,
+        &lab.address("support"),
+        "Re: Invoice wrong",
+        "s1@customer2.test",
+        "What about mine?\n",
+        &[("In-Reply-To", &format!("<{phone_id}>"))],
+    );
+    lab.send(&stranger, &[&lab.address("support")], &quoting)
+        .await;
+    lab.wait_for("customer2", "INBOX", 1, WAIT).await;
+    let tickets = setup.json(&["tickets"]);
+    let tickets = tickets.as_array().expect("tickets");
+    assert_eq!(tickets.len(), 2, "{tickets:#?}");
+    assert!(tickets.iter().any(|t| t["customer"]["address"] == stranger));
+
+    // The phone never heard from deskgate; one answer reached the customer.
+    assert!(lab.fetch_all("customer5", "INBOX").await.is_empty());
+    let kinds = outbox_kinds(&setup);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "reply").count(),
+        1,
+        "{kinds:?}"
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Attack 2: a forged From with an altered reply address, and the valid signed Message-ID of
+/// the agent's notification in References to vouch for it. The address decides: refused,
+/// nothing relayed, no command obeyed, the agent told.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_reply_address_is_final_whatever_the_references_prove() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
+    let (reply_to, signed_id) = keys(&notification);
+    let (local, domain) = reply_to.split_once('@').expect("address");
+    let flipped = if local.ends_with('0') { '1' } else { '0' };
+    let altered = format!("{}{flipped}@{domain}", &local[..local.len() - 1]);
+
+    let attacker = lab.address("customer2");
+    let forged = message(
+        &format!("Alice Agent <{}>", lab.address("agent1")),
+        &format!("Example Support <{altered}>"),
+        "Re: Invoice wrong",
+        "forged2@customer2.test",
+        "#assign agent2@example.test\nOur bank account changed: please pay to XX00 1234.\n",
+        &[
+            ("In-Reply-To", &format!("<{signed_id}>")),
+            ("References", &format!("<m1@customer.test> <{signed_id}>")),
+        ],
+    );
+    lab.send(&attacker, &[&altered], &forged).await;
+    let agent1 = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
+    let notice = parsed(&agent1[1]);
+    assert!(notice.text.contains("NOT sent"), "{}", notice.text);
+    assert!(
+        notice.text.contains("wrong or altered token"),
+        "{}",
+        notice.text
+    );
+
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert!(ticket["assigned"].is_null(), "{ticket:#}");
+    assert!(ticket["first_response_at"].is_null(), "{ticket:#}");
+    let kinds = outbox_kinds(&setup);
+    assert!(
+        !kinds.iter().any(|k| k == "reply" || k == "note"),
+        "{kinds:?}"
+    );
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 1);
+    assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), 1);
+    assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Attack 4: a forged From of the customer with the ticket's tag in the subject and an
+/// intruder in Cc. It joins the ticket by its tag but adds nobody, so the intruder gets no
+/// answer. The legitimate flow: the customer answering our mail (References) with a new Cc
+/// adds that Cc, who gets the agent's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_customer_with_the_ticket_tag_adds_nobody() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let (intruder, colleague) = (lab.address("customer4"), lab.address("customer5"));
+
+    let forged = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        &format!("Re: Invoice wrong [#{number}]"),
+        "forged4@customer2.test",
+        "Please copy my new assistant on everything.\n",
+        &[("Cc", &intruder)],
+    );
+    lab.send(&lab.address("customer2"), &[&support], &forged)
+        .await;
+    setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            inbound(t).len() >= 2
+        })
+        .await;
+    assert!(!participants(&setup, number).contains(&intruder));
+
+    let ack_id = parsed(&lab.fetch_all("customer1", "INBOX").await[0])
+        .message_id
+        .expect("acknowledgement Message-ID");
+    let genuine = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        &format!("Re: Invoice wrong [#{number}]"),
+        "m2@customer.test",
+        "Adding my colleague, who handles invoices.\n",
+        &[
+            ("Cc", &colleague),
+            ("In-Reply-To", &format!("<{ack_id}>")),
+            ("References", &format!("<m1@customer.test> <{ack_id}>")),
+        ],
+    );
+    lab.send(&customer, &[&support], &genuine).await;
+    setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            inbound(t).len() >= 3
+        })
+        .await;
+    assert!(participants(&setup, number).contains(&colleague));
+
+    crate::agents::answer(
+        &lab,
+        "agent1",
+        &notification,
+        "A corrected invoice follows.",
+    )
+    .await;
+    lab.wait_for("customer5", "INBOX", 1, WAIT).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    let r = parsed(&inbox[1]);
+    assert!(
+        r.text.starts_with("A corrected invoice follows."),
+        "{}",
+        r.text
+    );
+    let cc_list: Vec<&str> = r.cc.iter().map(|p| p.address.as_str()).collect();
+    assert_eq!(cc_list, vec![colleague.as_str()]);
+    assert!(
+        lab.fetch_all("customer4", "INBOX").await.is_empty(),
+        "the intruder got mail"
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Attack 5 with `[trust] authserv_id`: a forged Reply All (no key) stops no clock and
+/// assigns nothing; a forged note to the notes address and a forged answer carry a leaked
+/// key, but our MTA's Authentication-Results fails them (a spoofed pass of ours below it, or
+/// another authserv-id's pass, is ignored). Nothing reaches the customer or the team; Alice
+/// is told each time. The legitimate flows: Alice's answer, authenticated, is relayed, and
+/// Bob's Reply All with his reply address in Bcc is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_agent_mail_needs_a_key_and_our_authentication() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, Some(OURS));
+    let daemon = setup.start();
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
+    let (reply_to, signed_id) = keys(&notification);
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let (attacker, alice) = (lab.address("customer2"), lab.address("agent1"));
+    let fail = format!(
+        "{OURS}; dmarc=fail header.from=example.test; spf=fail smtp.mailfrom=customer2@example.test"
+    );
+    let pass =
+        format!("{OURS}; dkim=pass header.d=example.test; dmarc=pass header.from=example.test");
+
+    // 1. A Reply All forged from Alice, dated back to the minute the ticket opened.
+    let reply_all = with_results(
+        message(
+            &format!("Alice Agent <{alice}>"),
+            &customer,
+            "Re: Invoice wrong",
+            "forged5a@customer2.test",
+            "Sorted, see you.\n",
+            &[
+                ("Cc", &support),
+                ("In-Reply-To", "<m1@customer.test>"),
+                ("References", "<m1@customer.test>"),
+            ],
+        ),
+        &[&fail],
+    );
+    lab.send(&attacker, &[&support], &reply_all).await;
+    lab.wait_for("agent1", "INBOX", 2, WAIT).await;
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert!(ticket["first_response_at"].is_null(), "{ticket:#}");
+    assert!(ticket["assigned"].is_null(), "{ticket:#}");
+    assert!(
+        !ticket["next_due_at"].is_null(),
+        "the clock runs: {ticket:#}"
+    );
+
+    // 2. A note to the notes address with Alice's leaked notification Message-ID; our MTA
+    //    says fail on top, the attacker's own "pass" of ours sits below it.
+    let notes = "support+notes@example.test";
+    let note = with_results(
+        message(
+            &format!("Alice Agent <{alice}>"),
+            notes,
+            "Re: Invoice wrong",
+            "forged5b@customer2.test",
+            "#note\nRefund approved, pay to XX00 1234.\n",
+            &[("In-Reply-To", &format!("<{signed_id}>"))],
+        ),
+        &[
+            &fail,
+            &format!("{OURS}; dmarc=pass header.from=example.test"),
+        ],
+    );
+    lab.send(&attacker, &[notes], &note).await;
+    let agent1 = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
+    let told = parsed(&agent1[2]);
+    assert!(told.text.contains("not authenticated"), "{}", told.text);
+
+    // 3. An answer with Alice's leaked reply address and another authserv-id's pass only.
+    let answer = with_results(
+        message(
+            &format!("Alice Agent <{alice}>"),
+            &reply_to,
+            "Re: Invoice wrong",
+            "forged5c@customer2.test",
+            "Please pay to XX00 1234 from now on.\n",
+            &[],
+        ),
+        &["mx.attacker.test; dmarc=pass header.from=example.test"],
+    );
+    lab.send(&attacker, &[&reply_to], &answer).await;
+    let agent1 = lab.wait_for("agent1", "INBOX", 4, WAIT).await;
+    let told = parsed(&agent1[3]);
+    assert!(
+        told.text
+            .contains(&format!("no Authentication-Results from {OURS}")),
+        "{}",
+        told.text
+    );
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 1);
+    assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), 1, "no note");
+    assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+
+    // 4. Alice's own answer: another relay's header on top, ours (pass) below it, and a
+    //    stale fail of ours further down: relayed, counted, assigned.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let genuine = with_results(
+        thunderbird_reply(&alice, &reply_to, &notification, "Fixed, new invoice sent."),
+        &["relay.example.org; dmarc=fail", &pass, &fail],
+    );
+    lab.submit("agent1", &[&reply_to], &genuine).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(
+        parsed(&inbox[1])
+            .text
+            .starts_with("Fixed, new invoice sent.")
+    );
+    let ticket = setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            !t["first_response_at"].is_null()
+        })
+        .await;
+    assert_eq!(ticket["assigned"], "agent1@example.test");
+
+    // 5. The customer writes again; Bob answers with Reply All on the customer's mail and his
+    //    reply address in Bcc (his key stays in the envelope): counted, not relayed again.
+    let again = message(
+        &customer,
+        &support,
+        &format!("Re: Invoice wrong [#{number}]"),
+        "m3@customer.test",
+        "And the old one?\n",
+        &[("In-Reply-To", "<m1@customer.test>")],
+    );
+    lab.send(&customer, &[&support], &again).await;
+    setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            !t["next_due_at"].is_null()
+        })
+        .await;
+    let bob_notification = lab.wait_for("agent2", "INBOX", 1, WAIT).await.remove(0);
+    let (bob_key, _) = keys(&bob_notification);
+    let bob = lab.address("agent2");
+    let direct = with_results(
+        message(
+            &format!("Bob Agent <{bob}>"),
+            &customer,
+            "Re: Invoice wrong",
+            "direct@agent2.test",
+            "The old one is cancelled.\n",
+            &[
+                ("Cc", &support),
+                ("In-Reply-To", "<m3@customer.test>"),
+                ("References", "<m1@customer.test> <m3@customer.test>"),
+            ],
+        ),
+        &[&pass],
+    );
+    // One submission per recipient: the lab delivers both in one LMTP transaction, where
+    // Dovecot writes no Delivered-To; the customer being on another domain, the support copy
+    // travels alone in real life.
+    lab.submit("agent2", &[&customer], &direct).await;
+    lab.submit("agent2", &[&bob_key], &direct).await;
+    let ticket = setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            t["next_due_at"].is_null()
+        })
+        .await;
+    assert!(
+        ticket["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["kind"] == "agent.answered"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("agent2@example.test"))),
+        "{ticket:#}"
+    );
+    let kinds = outbox_kinds(&setup);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "reply").count(),
+        1,
+        "{kinds:?}"
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
