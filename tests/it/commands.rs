@@ -186,7 +186,8 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
     // The ticket is agent1's since their answer: only they hear from the supplier.
     assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), 1);
 
-    // Someone else using the supplier's reply address is ordinary mail, not the supplier.
+    // Someone else using the supplier's reply address: a key that does not fit its sender,
+    // kept for the agents as refused, never passed on as the supplier's answer.
     let stranger = lab.address("customer3");
     let forged = message(
         &format!("Parts Desk <{stranger}>"),
@@ -197,19 +198,34 @@ async fn forward_goes_to_the_supplier_whose_answer_reaches_only_the_agents() {
         &[],
     );
     lab.send(&stranger, &[&reply_to], &forged).await;
-    setup
-        .wait_json(&["tickets"], WAIT, |t| {
-            t.as_array().is_some_and(|a| a.len() == 2)
+    let ticket = setup
+        .wait_json(&["ticket", "1"], WAIT, |t| {
+            texts(t).iter().any(|m| m.contains("Cancel the order."))
         })
         .await;
-
-    let ticket = ticket(&setup, 1);
     let transcript = ticket["transcript"].as_array().expect("transcript");
-    let supplier_row = transcript
-        .iter()
-        .find(|m| m["class"] == "third-party")
-        .expect("the supplier's answer on the ticket");
-    assert_eq!(supplier_row["internal"], true);
+    let class_of = |words: &str| {
+        transcript
+            .iter()
+            .find(|m| m["text"].as_str().is_some_and(|t| t.contains(words)))
+            .map(|m| (m["class"].clone(), m["internal"].clone()))
+    };
+    assert_eq!(
+        class_of("Yes, two in stock"),
+        Some((Value::from("third-party"), Value::from(true)))
+    );
+    assert_eq!(
+        class_of("Cancel the order."),
+        Some((Value::from("key-refused"), Value::from(true))),
+        "{ticket:#}"
+    );
+    let agent1 = lab.fetch_all("agent1", "INBOX").await;
+    assert!(
+        !agent1
+            .iter()
+            .any(|m| parsed(m).text.contains("Cancel the order.")),
+        "no note of the stranger's words"
+    );
     let (status, _) = daemon.stop();
     assert!(status.success());
     assert_eq!(
