@@ -7,6 +7,7 @@
 
 mod addresses;
 mod agents;
+mod alerts;
 mod deadlines;
 mod duration;
 mod oauth2;
@@ -22,6 +23,7 @@ use jiff::tz::TimeZone;
 use toml::Spanned;
 
 pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
+pub use alerts::AlertsConfig;
 pub use deadlines::{Deadlines, Escalation, Followup, Warning};
 pub use duration::ConfigDuration;
 pub use duration::parse as parse_duration;
@@ -56,6 +58,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub outbox: OutboxConfig,
     pub http: HttpConfig,
+    /// `None`: no `[alerts]`, problems only on `/healthz` and in the log.
+    pub alerts: Option<AlertsConfig>,
     pub tls: TlsTrust,
     pub templates: Arc<Templates>,
     pub agents: Agents,
@@ -204,6 +208,16 @@ pub struct Desk<'c> {
     pub language: Lang,
     /// The `[[mailbox.address]]`, or `None` for the support address.
     pub address: Option<&'c DeskAddress>,
+}
+
+impl Desk<'_> {
+    /// Who answers for a ticket at this desk: its `assigned` agent, else the desk's team.
+    pub fn responsible(&self, assigned: Option<&str>) -> Vec<String> {
+        match assigned {
+            Some(agent) => vec![agent.to_string()],
+            None => self.team.map(|t| t.members.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -631,6 +645,7 @@ impl Checker<'_> {
         let smtp = self.smtp(&raw.smtp);
         let outbox = self.outbox(&raw.outbox);
         let http = self.http(&raw.http);
+        let alerts = self.alerts(raw.alerts.as_ref());
         let templates = match &raw.templates_dir {
             None => Some(Templates::builtin()),
             Some(dir) => self.templates(&[dir], "templates_dir"),
@@ -649,6 +664,7 @@ impl Checker<'_> {
             smtp: smtp?,
             outbox,
             http,
+            alerts,
             tls: tls?,
             templates: templates?,
             agents,

@@ -64,6 +64,8 @@ pub struct MailboxHealth {
     pub last_success: Option<Timestamp>,
     pub last_error: Option<String>,
     pub last_error_at: Option<Timestamp>,
+    /// Since when it has been failing without a session in between.
+    pub failing_since: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -72,8 +74,39 @@ pub struct OutboxHealth {
     pub depth: u64,
     /// When the oldest queued row was queued.
     pub oldest: Option<Timestamp>,
-    /// The last time the sender could not read or update the store.
-    pub last_error: Option<String>,
+}
+
+/// A failure of something a task depends on, which the task waits out (it retries by
+/// itself) but the admin should know of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trouble {
+    /// The SMTP transport: connect, greeting, TLS, login, timeout.
+    Smtp,
+    /// The database: full, read-only, an I/O error, locked past its timeout.
+    Database,
+    /// Scheduler items parked after failing on their own data.
+    Parked,
+}
+
+/// One trouble as reported: since when, and the latest word on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub task: String,
+    pub kind: Trouble,
+    pub since: Timestamp,
+    pub text: String,
+}
+
+impl Problem {
+    /// The `/healthz` line: `smtp: …`, `mailbox support: database: …`.
+    pub fn line(&self) -> String {
+        match self.kind {
+            Trouble::Smtp => format!("smtp: {}", self.text),
+            Trouble::Database => format!("{}: database: {}", self.task, self.text),
+            Trouble::Parked => format!("{}: {}", self.task, self.text),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +121,8 @@ struct State {
     beats: BTreeMap<String, Instant>,
     mailboxes: BTreeMap<String, MailboxHealth>,
     outbox: OutboxHealth,
+    /// (task, kind) -> the trouble it reported and has not cleared.
+    troubles: BTreeMap<(String, Trouble), Problem>,
 }
 
 /// Shared by every task of one daemon (an `Arc<Health>`).
@@ -125,6 +160,7 @@ impl Health {
         let mut state = self.lock();
         state.owners.remove(task);
         state.beats.remove(task);
+        state.troubles.retain(|(owner, _), _| owner != task);
         if let Some(name) = mailbox {
             state.mailboxes.remove(name);
         }
@@ -143,6 +179,7 @@ impl Health {
         Snapshot {
             mailboxes: state.mailboxes.clone(),
             outbox: state.outbox.clone(),
+            troubles: state.troubles.values().cloned().collect(),
             stuck: state
                 .beats
                 .iter()
@@ -200,10 +237,14 @@ impl Reporter {
                     last_success: None,
                     last_error: None,
                     last_error_at: None,
+                    failing_since: None,
                 });
             let changed = entry.state != link;
             entry.state = link;
             entry.connected = link.connected();
+            if entry.connected {
+                entry.failing_since = None;
+            }
             changed
         });
     }
@@ -232,23 +273,45 @@ impl Reporter {
             entry.connected = false;
             entry.last_error = Some(error);
             entry.last_error_at = Some(Timestamp::now());
+            entry.failing_since.get_or_insert(Timestamp::now());
             changed
         });
         was_connected
     }
 
-    /// The outbox as the sender found it after a pass; `last_error` when it could not
-    /// read or update the store (the depth is then the last one known).
-    pub fn outbox(&self, now: Option<(u64, Option<Timestamp>)>, last_error: Option<String>) {
+    /// The outbox as the sender found it after a pass.
+    pub fn outbox(&self, depth: u64, oldest: Option<Timestamp>) {
         self.update(|state, _| {
-            let (depth, oldest) = now.unwrap_or((state.outbox.depth, state.outbox.oldest));
             let changed = state.outbox.depth != depth;
-            state.outbox = OutboxHealth {
-                depth,
-                oldest,
-                last_error,
-            };
+            state.outbox = OutboxHealth { depth, oldest };
             changed
+        });
+    }
+
+    /// Reports `kind` of trouble with its latest word (`Some`), or that it is over (`None`).
+    /// The time it started is kept while it goes on.
+    pub fn trouble(&self, kind: Trouble, text: Option<String>) {
+        self.update(|state, _| {
+            let key = (self.task.clone(), kind);
+            let Some(text) = text else {
+                return state.troubles.remove(&key).is_some();
+            };
+            match state.troubles.get_mut(&key) {
+                Some(problem) => {
+                    problem.text = text;
+                    false
+                }
+                None => {
+                    let problem = Problem {
+                        task: self.task.clone(),
+                        kind,
+                        since: Timestamp::now(),
+                        text,
+                    };
+                    state.troubles.insert(key, problem);
+                    true
+                }
+            }
         });
     }
 }
@@ -258,6 +321,8 @@ impl Reporter {
 pub struct Snapshot {
     pub mailboxes: BTreeMap<String, MailboxHealth>,
     pub outbox: OutboxHealth,
+    /// What tasks are waiting out (SMTP down, database full, items parked).
+    pub troubles: Vec<Problem>,
     /// Tasks past their liveness promise, and by how much.
     pub stuck: Vec<(String, Duration)>,
 }
@@ -292,9 +357,7 @@ impl Snapshot {
                 ));
             }
         }
-        if let Some(err) = &self.outbox.last_error {
-            problems.push(format!("outbox: {err}"));
-        }
+        problems.extend(self.troubles.iter().map(Problem::line));
         problems
     }
 
@@ -345,7 +408,7 @@ mod tests {
         );
         assert!(reporters[1].failed("login refused".into()));
         assert!(!reporters[1].failed("login refused".into()));
-        sender.outbox(Some((2, Some(Timestamp::now()))), None);
+        sender.outbox(2, Some(Timestamp::now()));
         assert_eq!(
             health.snapshot().status_line(),
             "2 mailboxes idle, 1 failing, outbox 2"
@@ -388,14 +451,27 @@ mod tests {
         let now = Timestamp::now();
         assert!(health.snapshot().problems(now, SLACK).is_empty());
         mailbox.failed("network: connection refused".into());
-        sender.outbox(
-            Some((3, Some(now - jiff::SignedDuration::from_secs(3600)))),
-            None,
-        );
+        sender.outbox(3, Some(now - jiff::SignedDuration::from_secs(3600)));
+        sender.trouble(Trouble::Smtp, Some("greeting: 554 go away".into()));
+        sender.trouble(Trouble::Smtp, Some("greeting: 554 still".into()));
+        mailbox.trouble(Trouble::Database, Some("database or disk is full".into()));
         let problems = health.snapshot().problems(now, Duration::from_secs(900));
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("support: not connected: network: connection refused"));
         assert!(problems[1].contains("3 queued message(s) has waited 3600s (limit 900s)"));
+        assert!(problems.contains(&"smtp: greeting: 554 still".to_string()));
+        assert!(
+            problems.contains(&"mailbox support: database: database or disk is full".to_string())
+        );
+        sender.trouble(Trouble::Smtp, None);
+        mailbox.trouble(Trouble::Database, None);
+        assert_eq!(
+            health
+                .snapshot()
+                .problems(now, Duration::from_secs(900))
+                .len(),
+            2
+        );
     }
 
     #[test]

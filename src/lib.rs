@@ -1,5 +1,7 @@
 pub mod agent;
+pub mod alerts;
 pub mod authres;
+pub mod backoff;
 pub mod classify;
 pub mod config;
 pub mod fetch;

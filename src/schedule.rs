@@ -21,8 +21,9 @@ use tracing::{error, info, warn};
 
 use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
+use crate::backoff::Backoff;
 use crate::config::{Config, Deadlines, Live};
-use crate::health::Reporter;
+use crate::health::{Reporter, Trouble};
 use crate::model::{TicketId, TicketState, TicketStatus};
 use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
@@ -38,6 +39,8 @@ const BATCH: u32 = 100;
 /// Items planned per transaction at start.
 const PLAN_CHUNK: usize = 1000;
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// The longest wait between two tries at planning.
+const PLAN_BACKOFF_CAP: Duration = Duration::from_secs(600);
 
 pub struct Scheduler {
     /// Read once per batch.
@@ -52,26 +55,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
+        let mut planning = Planning::new();
+        let mut parked: Vec<String> = Vec::new();
         loop {
-            let config = self.config.current();
-            // Reading the ids, then one chunk at a time (each a promise of its own).
-            self.health.beat(RETRY_PAUSE);
-            let progress = || self.health.beat(Duration::ZERO);
-            match replan(&self.store, &config, Timestamp::now(), progress).await {
-                Ok(n) => {
-                    info!(
-                        planned = n,
-                        "scheduler: planned every open deadline and follow-up"
-                    );
-                    break;
-                }
-                Err(err) => error!(error = %err, "scheduler: planning failed; retrying"),
+            if planning.due() {
+                self.plan(&mut planning, &mut parked).await;
             }
-            if pause(&cancel, RETRY_PAUSE).await {
-                return;
-            }
-        }
-        loop {
             let now = Timestamp::now();
             let config = self.config.current();
             // One batch: a write transaction rendering at most BATCH mails.
@@ -79,6 +68,8 @@ impl Scheduler {
             let batch = self.store.write(move |tx| run_due(tx, &config, now)).await;
             let next = match batch {
                 Ok(batch) => {
+                    self.health.trouble(Trouble::Database, None);
+                    self.parked(&mut parked, batch.parked);
                     if batch.queued {
                         self.outbox_wake.notify_one();
                     }
@@ -98,9 +89,12 @@ impl Scheduler {
                 }),
                 Err(err) => {
                     error!(error = %err, "scheduler: database error; retrying");
+                    self.health
+                        .trouble(Trouble::Database, Some(err.to_string()));
                     RETRY_PAUSE
                 }
             };
+            let sleep = planning.until().map_or(sleep, |until| sleep.min(until));
             self.health.beat(sleep);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
@@ -109,48 +103,140 @@ impl Scheduler {
             }
         }
     }
+
+    /// Plans every open deadline and follow-up again; a failure is retried with backoff
+    /// while due work goes on.
+    async fn plan(&self, planning: &mut Planning, parked: &mut Vec<String>) {
+        let config = self.config.current();
+        // Reading the ids, then one chunk at a time (each a promise of its own).
+        self.health.beat(RETRY_PAUSE);
+        let progress = || self.health.beat(Duration::ZERO);
+        match replan(&self.store, &config, Timestamp::now(), progress).await {
+            Ok(plan) => {
+                info!(
+                    planned = plan.planned,
+                    parked = plan.parked.len(),
+                    "scheduler: planned every open deadline and follow-up"
+                );
+                planning.done();
+                parked.clear();
+                self.parked(parked, plan.parked);
+                self.health.trouble(Trouble::Database, None);
+            }
+            Err(err) => {
+                let delay = planning.failed();
+                error!(error = %err, retry_in = ?delay, "scheduler: planning failed; due work goes on, planning is tried again");
+                let text = format!(
+                    "planning failed (tried again in {}s): {err}",
+                    delay.as_secs()
+                );
+                self.health.trouble(Trouble::Database, Some(text));
+            }
+        }
+    }
+
+    /// Adds items parked by a batch to those reported on `/healthz`.
+    fn parked(&self, parked: &mut Vec<String>, new: Vec<String>) {
+        if new.is_empty() && !parked.is_empty() {
+            return;
+        }
+        parked.extend(new);
+        let text = (!parked.is_empty()).then(|| {
+            format!(
+                "{} item(s) parked after failing (`deskgate events --kind item.failed`): {}",
+                parked.len(),
+                parked.join("; ")
+            )
+        });
+        self.health.trouble(Trouble::Parked, text);
+    }
 }
 
-/// Sleeps `pause` unless cancelled first; `true` if cancelled.
-async fn pause(cancel: &CancellationToken, pause: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => false,
-        _ = cancel.cancelled() => true,
+/// When planning at start is (re)tried: now, then with backoff after each failure.
+struct Planning {
+    backoff: Backoff,
+    /// `None` once planning succeeded.
+    next: Option<tokio::time::Instant>,
+}
+
+impl Planning {
+    fn new() -> Planning {
+        Planning {
+            backoff: Backoff::new(RETRY_PAUSE, PLAN_BACKOFF_CAP),
+            next: Some(tokio::time::Instant::now()),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.next
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+    }
+
+    /// How long until the next try, if one is pending.
+    fn until(&self) -> Option<Duration> {
+        self.next
+            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    fn done(&mut self) {
+        self.next = None;
+    }
+
+    fn failed(&mut self) -> Duration {
+        let delay = self.backoff.next_delay();
+        self.next = Some(tokio::time::Instant::now() + delay);
+        delay
     }
 }
 
 /// What one batch did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub steps: usize,
     pub queued: bool,
     /// A full batch: more may be due right away.
     pub more: bool,
+    /// Items that failed on their own data and were parked (`item.failed`).
+    pub parked: Vec<String>,
+}
+
+/// What planning at start did.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub planned: usize,
+    /// Items that failed on their own data and were parked (`item.failed`).
+    pub parked: Vec<String>,
 }
 
 /// Plans every open deadline and follow-up again (taking whatever is already due), at most
 /// [`PLAN_CHUNK`] per transaction so ingest is never kept waiting long; `progress` is called
 /// after each (the daemon's liveness beat: a million deadlines take a while). Returns how
-/// many were planned.
+/// many were planned and which were parked.
 pub async fn replan(
     store: &Store,
     config: &Arc<Config>,
     now: Timestamp,
     progress: impl Fn(),
-) -> Result<usize, StoreError> {
+) -> Result<Plan, StoreError> {
     let (deadlines, tickets) = store.read(|tx| tx.schedulable()).await?;
     let items: Vec<Item> = items(&deadlines, &tickets).collect();
+    let mut plan = Plan {
+        planned: items.len(),
+        parked: Vec::new(),
+    };
     for chunk in items.chunks(PLAN_CHUNK) {
         let (config, chunk) = (Arc::clone(config), chunk.to_vec());
-        store
+        let parked = store
             .write(move |tx| {
                 let mut work = Work::new(tx, &config, now);
-                chunk.iter().try_for_each(|item| work.item(*item))
+                chunk.iter().try_for_each(|item| work.item(*item))?;
+                Ok(work.parked)
             })
             .await?;
+        plan.parked.extend(parked);
         progress();
     }
-    Ok(items.len())
+    Ok(plan)
 }
 
 /// Takes every step due by `now` (up to [`BATCH`] deadlines and tickets).
@@ -163,6 +249,7 @@ pub fn run_due(tx: &Tx<'_>, config: &Config, now: Timestamp) -> Result<Batch, St
         steps: work.steps,
         queued: work.queued,
         more: deadlines.len() == BATCH as usize || tickets.len() == BATCH as usize,
+        parked: work.parked,
     })
 }
 
@@ -171,6 +258,15 @@ pub fn run_due(tx: &Tx<'_>, config: &Config, now: Timestamp) -> Result<Batch, St
 enum Item {
     Deadline(i64),
     Ticket(TicketId),
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Deadline(id) => write!(f, "deadline {id}"),
+            Item::Ticket(id) => write!(f, "ticket {}", id.0),
+        }
+    }
 }
 
 /// Deadlines first, then tickets.
@@ -245,6 +341,8 @@ struct Work<'a, 't> {
     now: Timestamp,
     steps: usize,
     queued: bool,
+    /// `item: reason` of each item parked.
+    parked: Vec<String>,
 }
 
 impl<'a, 't> Work<'a, 't> {
@@ -257,6 +355,7 @@ impl<'a, 't> Work<'a, 't> {
             now,
             steps: 0,
             queued: false,
+            parked: Vec::new(),
         }
     }
 
@@ -266,11 +365,51 @@ impl<'a, 't> Work<'a, 't> {
             .map_or(&self.config.deadlines, |m| &m.deadlines)
     }
 
+    /// Works one item under its own savepoint. An item that fails on its own data (a row
+    /// that cannot be read, mail that cannot be queued) is parked: nothing it did is kept,
+    /// it is not planned again until the next start, an `item.failed` event says why, and
+    /// the other items go on. A failure of the database itself (full, read-only, locked)
+    /// stops the batch: it is tried again when the database recovers.
     fn item(&mut self, item: Item) -> Result<(), StoreError> {
-        match item {
+        let (steps, queued) = (self.steps, self.queued);
+        let tx = self.tx;
+        let worked = tx.savepoint(|_| match item {
             Item::Deadline(id) => self.deadline(id),
             Item::Ticket(id) => self.ticket(id),
+        });
+        match worked {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_transient() => Err(err),
+            Err(err) => {
+                (self.steps, self.queued) = (steps, queued);
+                self.park(item, &err)
+            }
         }
+    }
+
+    fn park(&mut self, item: Item, err: &StoreError) -> Result<(), StoreError> {
+        let ticket = match item {
+            Item::Deadline(id) => {
+                self.tx.set_deadline_next(id, None)?;
+                self.tx.deadline_ticket(id)?
+            }
+            Item::Ticket(id) => {
+                self.tx.set_ticket_next(id, None)?;
+                Some(id)
+            }
+        };
+        error!(item = %item, ticket = ticket.map(|t| t.0), error = %err, "scheduler: item failed; parked until the next start, the others go on");
+        self.tx.record(
+            &Event {
+                kind: "item.failed",
+                ticket,
+                detail: format!("{item}: {err}"),
+                ..Event::default()
+            },
+            self.now,
+        )?;
+        self.parked.push(format!("{item}: {err}"));
+        Ok(())
     }
 
     /// Takes every step of deadline `id` that is due, then plans the next one.
@@ -532,14 +671,9 @@ impl<'a, 't> Work<'a, 't> {
 
     /// Whom a warning goes to: the assigned agent, else the mailbox's team.
     fn warned(&self, ticket: &TicketState) -> Vec<String> {
-        if let Some(agent) = &ticket.assigned {
-            return vec![agent.clone()];
-        }
         self.config
             .desk(&ticket.mailbox, ticket.address.as_deref())
-            .team
-            .map(|team| team.members.clone())
-            .unwrap_or_default()
+            .responsible(ticket.assigned.as_deref())
     }
 
     /// Queues a `warning` or `escalation` to each of `to`; returns who it was queued for.

@@ -99,7 +99,8 @@ pub async fn run(report: &mut Report, tickets: usize, due: usize) {
     let t = Instant::now();
     let planned = replan(&store, &config, Timestamp::now(), || {})
         .await
-        .expect("replan");
+        .expect("replan")
+        .planned;
     report.add(
         "6",
         format!("scheduler start: plan all {planned} open deadlines and follow-ups again"),

@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub outbox: RawOutbox,
     #[serde(default)]
     pub http: RawHttp,
+    pub alerts: Option<RawAlerts>,
     pub relay: Option<Spanned<RawRelay>>,
     #[serde(default)]
     pub trust: RawTrust,
@@ -190,6 +191,14 @@ pub struct RawHttp {
     pub enabled: Option<bool>,
     pub listen: Option<Spanned<String>>,
     pub outbox_max_age: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub to: Spanned<Vec<Spanned<String>>>,
+    pub after: Option<ConfigDuration>,
+    pub repeat: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]

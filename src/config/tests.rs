@@ -486,6 +486,22 @@ fn invalid_duration() {
 }
 
 #[test]
+fn alerts_defaults_and_refusals() {
+    let with = |table: &str| load(&format!("{SUPPORT}{MAILBOX}{SMTP}[alerts]\n{table}"));
+    let alerts = with("to = [\"IT@example.com\"]\n")
+        .expect("valid")
+        .alerts
+        .expect("[alerts]");
+    assert_eq!(alerts.to, ["it@example.com"]);
+    assert_eq!(alerts.after, Duration::from_secs(15 * 60));
+    assert_eq!(alerts.repeat, Duration::from_secs(6 * 3600));
+    let refused = |table: &str| refusal(&format!("{SUPPORT}{MAILBOX}{SMTP}[alerts]\n{table}"));
+    assert!(refused("to = []\n").contains("alerts.to is empty"));
+    assert!(refused("to = [\"it\"]\n").contains("alerts.to `it` is not an email address"));
+    assert!(refused("to = [\"it@example.com\"]\nafter = \"soon\"\n").contains("is not a duration"));
+}
+
+#[test]
 fn initial_import_forms() {
     let with = |value: &str| {
         let text = format!("{SUPPORT}{MAILBOX}initial_import = {value}\n{SMTP}");

@@ -26,8 +26,9 @@ pub use connect::{Login, Opened, Session, connect, open, timed};
 
 use async_imap::types::{Fetch, Flag};
 
+use crate::backoff::Backoff;
 use crate::config::{InitialImport, Live, MailboxConfig};
-use crate::health::{Link, Reporter};
+use crate::health::{Link, Reporter, Trouble};
 use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
@@ -37,6 +38,8 @@ use crate::store::{Backlog, Checkpoint, Event, Store, StoreError};
 const IDLE_WALL_CLOCK_CAP: Duration = Duration::from_secs(10 * 60);
 /// Re-issue IDLE if the server has said nothing for this long.
 const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// The longest wait before trying again after the database failed (full, read-only).
+const DATABASE_RETRY_CAP: Duration = Duration::from_secs(30);
 /// Backlog messages whose flags and arrival times are read per `UID FETCH`.
 const BACKLOG_METADATA_BATCH: usize = 500;
 
@@ -136,7 +139,12 @@ impl MailboxTask {
                 // mailbox (or a new task owns its entry), so report nothing more.
                 Err(_) if cancel.is_cancelled() => break,
                 Err(err) => {
-                    let delay = backoff.next_delay();
+                    let database = matches!(&err, FetchError::Store(e) if e.is_transient());
+                    let delay = match database {
+                        // The IMAP server is fine: try again soon after the disk is freed.
+                        true => backoff.next_delay().min(DATABASE_RETRY_CAP),
+                        false => backoff.next_delay(),
+                    };
                     self.beat(delay);
                     if self.health.failed(err.to_string()) {
                         // A live session was lost (not a failed attempt to connect): this
@@ -144,7 +152,13 @@ impl MailboxTask {
                         self.record_health("mailbox.disconnected", err.to_string())
                             .await;
                     }
-                    if err.needs_admin() {
+                    if database {
+                        // Disk full, read-only, I/O, locked: nothing is quarantined, the
+                        // message stays unseen on the server until the database takes it.
+                        error!(mailbox = %name, error = %err, retry_in = ?delay, "the database cannot take mail; it stays on the server, unseen, until it can");
+                        self.health
+                            .trouble(Trouble::Database, Some(err.to_string()));
+                    } else if err.needs_admin() {
                         error!(mailbox = %name, error = %err, retry_in = ?delay, "mailbox cannot log in until an admin acts; other mailboxes are not affected");
                         self.report_login_failure(&err, &mut reported).await;
                     } else {
@@ -254,6 +268,7 @@ impl MailboxTask {
             self.sync(&mut session, uidvalidity, can_move, cancel)
                 .await?;
             self.health.synced();
+            self.health.trouble(Trouble::Database, None);
             let wait = if cancel.is_cancelled() {
                 Wait::Cancelled
             } else if idle {
@@ -906,36 +921,6 @@ fn uid_set(uids: &[u32]) -> String {
     parts.join(",")
 }
 
-/// Capped exponential backoff with jitter (each delay is 50-100 % of the nominal one).
-pub struct Backoff {
-    first: Duration,
-    cap: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            first,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let nominal = self
-            .first
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        nominal.mul_f64(rand::random_range(0.5..=1.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -944,17 +929,5 @@ mod tests {
     fn uid_sets_are_compact() {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
-        assert!(delays[3] >= Duration::from_secs(4) && delays[3] <= Duration::from_secs(8));
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(60)));
-        assert!(delays[9] >= Duration::from_secs(30));
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_secs(1));
     }
 }

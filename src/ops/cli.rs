@@ -16,7 +16,7 @@ use crate::kpi::When;
 use crate::language::Lang;
 use crate::model::{QuarantineId, TicketId, TicketStatus};
 use crate::render::{self, kinds, kinds::Kind};
-use crate::store::{QuarantineStatus, Store};
+use crate::store::{self, QuarantineStatus, Store};
 
 /// deskgate: an email-support gateway.
 ///
@@ -192,6 +192,16 @@ pub enum Command {
     /// OAuth 2.0 logins (Microsoft 365, Google Workspace) for mailboxes and SMTP.
     #[command(subcommand)]
     Oauth(OauthCommand),
+
+    /// Copy the database to FILE while the daemon runs (SQLite's online backup API).
+    ///
+    /// The copy is one consistent state of the database, checked before it is named FILE.
+    /// FILE must not exist. Progress is shown on a terminal. README "Backups" says how to
+    /// restore it and what a restore means for mail received after the backup.
+    Backup {
+        /// Where to write the copy.
+        file: PathBuf,
+    },
 }
 
 /// The period and tickets `stats` and `report` look at.
@@ -432,6 +442,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime()?.block_on(oauth::login(&mut out, &config, target))?;
         }
+        Command::Backup { file } => {
+            drop(out);
+            return backup(&config, &file);
+        }
         Command::Outbox { json } => {
             let store = Store::open_read_only(&config.database)?;
             let rows = store.read_blocking(|tx| tx.outbox())?;
@@ -498,6 +512,37 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     out_flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate backup FILE`: the copy, with a progress line on a terminal.
+fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let show = |done: u64, total: u64| {
+        if terminal && total > 0 {
+            eprint!(
+                "\rbackup: {:>3}% ({done} of {total} pages)",
+                done * 100 / total
+            );
+        }
+    };
+    let pages = store::backup(&config.database, file, show).with_context(|| {
+        format!(
+            "backing up {} to {}",
+            config.database.display(),
+            file.display()
+        )
+    })?;
+    if terminal {
+        eprintln!();
+    }
+    println!(
+        "backup: {} written ({pages} pages) in {:.1} s",
+        file.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

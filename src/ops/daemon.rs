@@ -40,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::http;
+use crate::alerts::{self, Alerter};
 use crate::config::{Config, Credential, Live, MailboxConfig, TlsTrust};
 use crate::fetch::MailboxTask;
 use crate::health::{Health, Reporter};
@@ -209,6 +210,8 @@ enum Kind {
     Mailbox(Box<MailboxConfig>),
     Sender,
     Scheduler,
+    /// Mail to the admin (`[alerts]`; idle without it).
+    Alerts,
     Http(std::net::SocketAddr),
     /// Wakes the sender and the scheduler when another process committed.
     CommitWatcher,
@@ -240,6 +243,11 @@ fn specs(config: &Config) -> Vec<Spec> {
         name: schedule::TASK.into(),
         key: String::new(),
         kind: Kind::Scheduler,
+    });
+    specs.push(Spec {
+        name: alerts::TASK.into(),
+        key: String::new(),
+        kind: Kind::Alerts,
     });
     specs.push(Spec {
         name: COMMIT_WATCHER.into(),
@@ -429,6 +437,16 @@ impl Tasks {
                 };
                 Box::pin(scheduler.run(cancel))
             }),
+            Kind::Alerts => Box::new(|shared, health, cancel| {
+                let alerter = Alerter {
+                    config: shared.live.clone(),
+                    store: shared.store.clone(),
+                    registry: Arc::clone(&shared.health),
+                    health: health.clone(),
+                    outbox_wake: Arc::clone(&shared.outbox_wake),
+                };
+                Box::pin(alerter.run(cancel))
+            }),
             Kind::CommitWatcher => Box::new(|shared, health, cancel| {
                 Box::pin(watch_commits(shared.clone(), health.clone(), cancel))
             }),
@@ -617,6 +635,7 @@ tls = "implicit"
         assert_eq!(
             before.keys().collect::<Vec<_>>(),
             [
+                "alerts",
                 "commit watcher",
                 "http",
                 "mailbox sales",

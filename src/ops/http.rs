@@ -114,8 +114,8 @@ async fn healthz(State(shared): State<Shared>) -> Response {
         "outbox": {
             "depth": snapshot.outbox.depth,
             "oldest_age_seconds": oldest_age,
-            "last_error": snapshot.outbox.last_error,
         },
+        "troubles": snapshot.troubles,
         "stuck_tasks": snapshot.stuck.iter().map(|(t, _)| t).collect::<Vec<_>>(),
     });
     let status = if problems.is_empty() {
@@ -235,7 +235,7 @@ pub fn render(
     counter_family(
         &mut registry,
         "send_failures",
-        "Failed SMTP sends: deferred (will be retried) or failed (given up)",
+        "Failed SMTP sends: deferred (will be retried), failed (given up), refused (one recipient, for good), transport (connect, greeting, TLS, login or timeout; no row decided)",
         figures
             .send_failures
             .iter()

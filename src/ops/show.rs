@@ -221,6 +221,7 @@ pub fn outbox(
                     "created_at": r.created_at.to_string(),
                     "sent_at": r.sent_at.map(|t| t.to_string()),
                     "bounce": r.bounce,
+                    "refused": r.refused.lines().collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -250,9 +251,10 @@ pub fn outbox(
             r.attempts,
             cut(&r.recipients, 28),
             at,
-            match &r.bounce {
-                Some(bounce) => format!("BOUNCED: {bounce}"),
-                None => r.last_error.clone().unwrap_or_default(),
+            match (&r.bounce, r.refused.is_empty()) {
+                (Some(bounce), _) => format!("BOUNCED: {bounce}"),
+                (None, false) => format!("REFUSED: {}", r.refused.replace('\n', "; ")),
+                (None, true) => r.last_error.clone().unwrap_or_default(),
             },
         )?;
     }

@@ -3,6 +3,7 @@
 //! Everything here is CPU-only. The bytes and the Message-ID are fixed when the outbox row is
 //! written, so every retry sends exactly the same message.
 
+mod admin;
 mod agent;
 mod commands;
 mod followup;
@@ -20,6 +21,7 @@ use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
+pub use admin::admin_alert;
 pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,

@@ -15,7 +15,8 @@ pub struct Figures {
     pub tickets_opened: Vec<(String, u64)>,
     /// Acknowledgements the SMTP server accepted (one latency each).
     pub acknowledgements_sent: u64,
-    /// (`deferred` or `failed`, n) from `outbox.deferred` and `outbox.failed`.
+    /// (outcome, n) from `outbox.deferred`, `outbox.failed`, `outbox.refused` and
+    /// `smtp.transport_failed`.
     pub send_failures: Vec<(String, u64)>,
     pub deadline_warnings: u64,
     pub deadline_breaches: u64,
@@ -48,6 +49,17 @@ impl Tx<'_> {
             depth: depth.max(0) as u64,
             oldest: oldest.map(from_ms),
         })
+    }
+
+    /// How many messages quarantine holds and when the latest was put there; `None` when
+    /// it holds none.
+    pub fn quarantine_held(&self) -> Result<Option<(u64, Timestamp)>, StoreError> {
+        let (n, latest): (i64, Option<i64>) = self.conn().query_row(
+            "SELECT count(*), max(created_at) FROM quarantine WHERE status = 'held'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(latest.map(|at| (n.max(0) as u64, from_ms(at))))
     }
 
     /// Changes whenever another connection commits (SQLite's `PRAGMA data_version`): how the
@@ -113,6 +125,8 @@ impl Tx<'_> {
             send_failures: vec![
                 ("deferred".into(), count("outbox.deferred")?),
                 ("failed".into(), count("outbox.failed")?),
+                ("refused".into(), count("outbox.refused")?),
+                ("transport".into(), count("smtp.transport_failed")?),
             ],
             deadline_warnings: count("deadline.warned")?,
             deadline_breaches: count("deadline.breached")?,

@@ -9,6 +9,7 @@
 //! `PRAGMA user_version`; migrations run on open and are idempotent. A PostgreSQL store would
 //! implement the same [`Tx`] methods.
 
+mod backup;
 mod figures;
 mod merge;
 mod schedule;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use backup::backup;
 pub use figures::{Figures, OutboxNow};
 pub use merge::Moved;
 pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
@@ -35,7 +37,7 @@ pub use views::{
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -44,6 +46,7 @@ const MIGRATIONS: [&str; 8] = [
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
+    include_str!("schema_v9.sql"),
 ];
 
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.
@@ -272,4 +275,50 @@ pub(crate) fn to_ms(at: Timestamp) -> i64 {
 
 pub(crate) fn from_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17: what the environment does to the database pauses the work (fetch leaves
+    /// the message on the server); what the data does quarantines it.
+    #[test]
+    fn environment_failures_are_transient_and_data_failures_are_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("deskgate.db");
+        drop(Store::open(&path).expect("create"));
+        let read_only = Store::open_read_only(&path).expect("open read-only");
+        let write = |store: &Store| {
+            store.write_blocking(|tx| {
+                tx.record(
+                    &Event {
+                        kind: "smtp.transport_failed",
+                        ..Event::default()
+                    },
+                    Timestamp::now(),
+                )
+            })
+        };
+        let readonly = write(&read_only).expect_err("a read-only database refuses");
+        assert!(readonly.is_transient(), "{readonly}");
+        let full = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        assert!(full.is_transient(), "{full}");
+        let io = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        ));
+        assert!(io.is_transient(), "{io}");
+        let corrupt = StoreError::Corrupt("a deadline without its ticket".into());
+        assert!(!corrupt.is_transient());
+        let unreadable = StoreError::Sqlite(rusqlite::Error::InvalidColumnType(
+            0,
+            "due_at".into(),
+            rusqlite::types::Type::Text,
+        ));
+        assert!(!unreadable.is_transient());
+    }
 }

@@ -260,6 +260,18 @@ impl Tx<'_> {
         Ok(steps)
     }
 
+    /// The ticket of deadline `id`, read on its own (to name it when its other columns
+    /// cannot be read).
+    pub fn deadline_ticket(&self, id: i64) -> Result<Option<TicketId>, StoreError> {
+        let ticket: Option<i64> = self
+            .conn()
+            .query_row("SELECT ticket_id FROM deadlines WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(ticket.map(TicketId))
+    }
+
     pub fn set_deadline_next(&self, id: i64, at: Option<Timestamp>) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE deadlines SET next_step_at = ?2 WHERE id = ?1",

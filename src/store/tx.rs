@@ -153,7 +153,8 @@ pub struct MetDeadline {
 }
 
 pub struct NewOutbox<'a> {
-    pub ticket: TicketId,
+    /// `None`: an alert to the admin.
+    pub ticket: Option<TicketId>,
     pub message: MessageRowId,
     pub kind: &'a str,
     pub envelope_from: &'a str,
@@ -169,9 +170,30 @@ pub struct OutboxRow {
     pub message_id: String,
     pub envelope_from: String,
     pub recipients: Vec<String>,
+    /// Recipients an earlier attempt delivered to.
+    pub delivered: Vec<String>,
+    /// Recipients refused for good by an earlier attempt.
+    pub refused: Vec<String>,
     pub raw: Vec<u8>,
     pub attempts: u32,
     pub created_at: Timestamp,
+    pub kind: String,
+    /// Mail to an agent (a notification, an alert): a refusal of it tells nobody by mail.
+    pub internal: bool,
+}
+
+impl OutboxRow {
+    /// The recipients this attempt is for.
+    pub fn pending(&self) -> Vec<String> {
+        self.recipients
+            .iter()
+            .filter(|r| {
+                let done = |d: &String| d.eq_ignore_ascii_case(r);
+                !(self.delivered.iter().any(done) || self.refused.iter().any(done))
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// Mail put aside with the reason.
@@ -258,6 +280,25 @@ impl<'c> Tx<'c> {
 
     pub(super) fn conn(&self) -> &Transaction<'c> {
         self.tx
+    }
+
+    /// Runs `work` under a savepoint: if it fails, its writes are undone and the rest of the
+    /// transaction goes on (one scheduler item that fails does not take its batch with it).
+    pub fn savepoint<T>(
+        &self,
+        work: impl FnOnce(&Tx<'c>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.tx.execute_batch("SAVEPOINT item")?;
+        match work(self) {
+            Ok(value) => {
+                self.tx.execute_batch("RELEASE item")?;
+                Ok(value)
+            }
+            Err(err) => {
+                self.tx.execute_batch("ROLLBACK TO item; RELEASE item")?;
+                Err(err)
+            }
+        }
     }
 
     // === mailbox checkpoints ===
@@ -906,7 +947,7 @@ impl<'c> Tx<'c> {
                                  next_attempt_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
             params![
-                outbox.ticket.0,
+                outbox.ticket.map(|t| t.0),
                 outbox.message.0,
                 outbox.kind,
                 outbox.envelope_from,
@@ -1090,30 +1131,59 @@ impl<'c> Tx<'c> {
     /// Queued rows whose next attempt is due at `now`, oldest first.
     pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "SELECT o.id, o.ticket_id, m.message_id, o.envelope_from, o.recipients, m.raw, o.attempts, o.created_at
+            "SELECT o.id, o.ticket_id, m.message_id, o.envelope_from, o.recipients, m.raw, o.attempts,
+                    o.created_at, o.kind, m.internal, o.delivered, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id
              WHERE o.status = 'queued' AND o.next_attempt_at <= ?1
              ORDER BY o.next_attempt_at, o.id LIMIT ?2",
         )?;
         let rows = statement
             .query_map(params![to_ms(now), limit], |r| {
+                let words = |text: String| -> Vec<String> {
+                    text.split_whitespace().map(String::from).collect()
+                };
+                // `address: reply` a line: the address is what comes before the first `: `.
+                let refused = r
+                    .get::<_, String>(11)?
+                    .lines()
+                    .filter_map(|line| line.split_once(": ").map(|(a, _)| a.to_string()))
+                    .collect();
                 Ok(OutboxRow {
                     id: OutboxId(r.get(0)?),
                     ticket: r.get::<_, Option<i64>>(1)?.map(TicketId),
                     message_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
                     envelope_from: r.get(3)?,
-                    recipients: r
-                        .get::<_, String>(4)?
-                        .split_whitespace()
-                        .map(String::from)
-                        .collect(),
+                    recipients: words(r.get(4)?),
+                    delivered: words(r.get(10)?),
+                    refused,
                     raw: r.get(5)?,
                     attempts: r.get(6)?,
                     created_at: from_ms(r.get(7)?),
+                    kind: r.get(8)?,
+                    internal: r.get(9)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// Records what the server said about some of a row's recipients: `accepted` got the
+    /// mail, `refused` (`address: reply`) never will.
+    pub fn outbox_answered(
+        &self,
+        id: OutboxId,
+        accepted: &[String],
+        refused: &[String],
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE outbox SET delivered = trim(delivered || ' ' || ?2),
+                               refused = CASE WHEN ?3 = '' THEN refused
+                                              WHEN refused = '' THEN ?3
+                                              ELSE refused || char(10) || ?3 END
+             WHERE id = ?1 AND status = 'queued'",
+            params![id.0, accepted.join(" "), refused.join("\n")],
+        )?;
+        Ok(())
     }
 
     /// When the earliest queued row is due, if any.

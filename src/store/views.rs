@@ -117,6 +117,8 @@ pub struct OutboxView {
     pub sent_at: Option<Timestamp>,
     /// What delivery reports said about it, if any came back.
     pub bounce: Option<String>,
+    /// Recipients the SMTP server refused for good, `address: reply` a line.
+    pub refused: String,
 }
 
 const TICKET_COLUMNS: &str =
@@ -350,7 +352,7 @@ impl Tx<'_> {
     pub fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
         let mut statement = self.conn().prepare(
             "SELECT o.id, o.ticket_id, o.kind, o.recipients, m.subject, o.status, o.attempts, o.next_attempt_at,
-                    o.last_error, o.created_at, o.sent_at, o.bounce
+                    o.last_error, o.created_at, o.sent_at, o.bounce, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id
              ORDER BY o.id DESC",
         )?;
@@ -369,6 +371,7 @@ impl Tx<'_> {
                     created_at: from_ms(r.get(9)?),
                     sent_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
                     bounce: r.get(11)?,
+                    refused: r.get(12)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

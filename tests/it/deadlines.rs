@@ -403,6 +403,26 @@ tls = "plain"
                 .expect("run")
         }
 
+        /// `from` writes "Printer" / "It smokes." to the support address at `now`.
+        async fn ingest(&self, from: &str, message_id: &str, uid: u32, now: &str) {
+            let raw = message(
+                from,
+                "support@example.test",
+                "Printer",
+                message_id,
+                "It smokes.\n",
+                &[],
+            );
+            let source = Source {
+                mailbox: "support".into(),
+                imap: Some((1, uid)),
+                arrival: Arrival::Live,
+            };
+            ingest(&self.store, &self.config, source, raw, at(now))
+                .await
+                .expect("ingest");
+        }
+
         fn outbox(&self) -> Vec<(String, String)> {
             self.store
                 .read_blocking(|tx| tx.outbox())
@@ -417,28 +437,10 @@ tls = "plain"
     async fn steps_follow_business_hours_once_each_whatever_the_clock_does() {
         let world = World::new();
         // Friday 27 November 2026, 16:30 in Athens (14:30Z): half an hour of Friday left.
-        let raw = message(
-            "Mona <customer1@example.test>",
-            "support@example.test",
-            "Printer",
-            "clock1@customer.test",
-            "It smokes.\n",
-            &[],
-        );
-        let source = Source {
-            mailbox: "support".into(),
-            imap: Some((1, 1)),
-            arrival: Arrival::Live,
-        };
-        ingest(
-            &world.store,
-            &world.config,
-            source,
-            raw,
-            at("2026-11-27T14:30:00Z"),
-        )
-        .await
-        .expect("ingest");
+        let mona = "Mona <customer1@example.test>";
+        world
+            .ingest(mona, "clock1@customer.test", 1, "2026-11-27T14:30:00Z")
+            .await;
         // Due Monday 10:30 Athens (08:30Z): 0.5 h on Friday + 1.5 h on Monday. Warned
         // after 1 h of working time: Monday 09:30 (07:30Z).
         let ack = &world.outbox()[0];
@@ -493,29 +495,11 @@ tls = "plain"
     #[tokio::test]
     async fn the_clock_stops_while_pending_and_runs_on_with_what_was_left() {
         let world = World::new();
-        let raw = message(
-            "Mona <customer1@example.test>",
-            "support@example.test",
-            "Printer",
-            "clock2@customer.test",
-            "It smokes.\n",
-            &[],
-        );
-        let source = Source {
-            mailbox: "support".into(),
-            imap: Some((1, 1)),
-            arrival: Arrival::Live,
-        };
         // Monday 10:00 Athens: due 12:00 (10:00Z).
-        ingest(
-            &world.store,
-            &world.config,
-            source,
-            raw,
-            at("2026-11-30T08:00:00Z"),
-        )
-        .await
-        .expect("ingest");
+        let mona = "Mona <customer1@example.test>";
+        world
+            .ingest(mona, "clock2@customer.test", 1, "2026-11-30T08:00:00Z")
+            .await;
         let deadlines = Arc::clone(&world.config.deadlines);
         let ticket = TicketId(1);
         world
@@ -557,5 +541,47 @@ tls = "plain"
         );
         // Nothing fired while pending, although Monday 12:00 passed.
         assert_eq!(world.run("2026-12-01T06:00:00Z").0, 0);
+    }
+
+    /// Issue 17: one unreadable row does not stop the other escalations.
+    #[tokio::test]
+    async fn a_poison_item_is_parked_and_every_other_escalation_fires_once() {
+        let world = World::new();
+        for n in 1..=3 {
+            let (from, id) = (
+                format!("customer{n}@example.test"),
+                format!("poison{n}@customer.test"),
+            );
+            world.ingest(&from, &id, n, "2026-11-30T08:00:00Z").await;
+        }
+        // The second customer's deadline row is made unreadable, as a bad migration or a
+        // hand edit would leave it.
+        let conn = rusqlite::Connection::open(&world.config.database).expect("open");
+        conn.execute(
+            "UPDATE deadlines SET due_at = 'not a time' WHERE ticket_id = 2",
+            [],
+        )
+        .expect("corrupt");
+        drop(conn);
+        // Tuesday: every step of both good deadlines is due: warning, breach, two levels.
+        assert_eq!(world.run("2026-12-01T12:00:00Z").0, 8);
+        assert_eq!(world.run("2026-12-01T12:00:00Z").0, 0, "once");
+        let escalations: Vec<(String, String)> = world
+            .outbox()
+            .into_iter()
+            .filter(|(kind, _)| kind == "escalation")
+            .collect();
+        assert_eq!(escalations.len(), 4, "two levels for each good ticket");
+        let failed: Vec<_> = world
+            .store
+            .read_blocking(|tx| tx.events("item.failed", 10))
+            .expect("events");
+        assert_eq!(failed.len(), 1, "parked once, not retried: {failed:?}");
+        assert_eq!(failed[0].ticket.map(|t| t.0), Some(2));
+        assert!(
+            failed[0].detail.starts_with("deadline "),
+            "{}",
+            failed[0].detail
+        );
     }
 }

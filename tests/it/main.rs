@@ -19,6 +19,8 @@ mod daemon;
 mod deadlines;
 /// Restarts and SIGKILL mid-batch: nothing lost, nothing doubled.
 mod durability;
+/// Failures stay small: refused recipients, a broken smarthost, a full disk, restarts.
+mod failures;
 /// A safe first start: the backlog per initial_import, imported quietly.
 mod first_start;
 /// Customer mail → ticket → acknowledgement; replies; tags; automatic mail.

@@ -232,19 +232,29 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
         .find(|t| t["mailbox"] == "sales")
         .unwrap()
         .clone();
-    // Its acknowledgement waits: SMTP's grant was revoked too, and the row says why.
-    let outbox = setup
-        .wait_json(&["outbox"], Duration::from_secs(30), |o| {
-            o.as_array().is_some_and(|rows| {
-                rows.iter().any(|r| {
-                    r["ticket"] == sales["id"]
-                        && r["last_error"]
-                            .as_str()
-                            .is_some_and(|e| e.contains("refused the grant"))
-                })
-            })
-        })
-        .await;
+    // Its acknowledgement waits: SMTP's grant was revoked too, and /healthz says why (a
+    // transport failure: the row keeps its attempts).
+    let started = std::time::Instant::now();
+    loop {
+        let (_, health) = setup.http_get("/healthz");
+        if health.contains("smtp: ") && health.contains("refused the grant") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no smtp problem on /healthz: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let outbox = setup.json(&["outbox"]);
+    assert!(
+        outbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ticket"] == sales["id"] && r["status"] == "queued" && r["attempts"] == 0),
+        "{outbox:#}"
+    );
     assert!(
         outbox
             .as_array()
