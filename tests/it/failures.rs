@@ -58,20 +58,27 @@ async fn wait_all_sent(setup: &Setup, n: usize, limit: Duration) -> Value {
         .await
 }
 
-/// Each customer's inbox holds exactly one acknowledgement per message they wrote.
+/// Each customer's inbox holds exactly one acknowledgement per message they wrote, counted by
+/// Message-ID: when Dovecot or Postfix is stopped mid-delivery, Postfix may hand the lab's
+/// LMTP one message twice (its at-least-once delivery, not ours), and the copy carries the same
+/// Message-ID, which the customer's client shows once. deskgate sending twice would mint a
+/// second acknowledgement with its own Message-ID, which this counts.
 async fn one_acknowledgement_each(lab: &Lab, per_customer: &[(&str, usize)]) {
     for (customer, n) in per_customer {
-        let inbox = lab.wait_for(customer, "INBOX", *n, WAIT).await;
+        lab.wait_for(customer, "INBOX", *n, WAIT).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let inbox = if inbox.len() == *n {
-            lab.fetch_all(customer, "INBOX").await
-        } else {
-            inbox
-        };
+        let inbox = lab.fetch_all(customer, "INBOX").await;
+        let mut ids: Vec<String> = inbox
+            .iter()
+            .map(|raw| parsed(raw).message_id.unwrap_or_default())
+            .collect();
+        ids.sort();
+        ids.dedup();
         assert_eq!(
-            inbox.len(),
+            ids.len(),
             *n,
-            "{customer}: one acknowledgement per message"
+            "{customer}: one acknowledgement per message ({} copies in the inbox)",
+            inbox.len()
         );
     }
 }
@@ -168,7 +175,7 @@ async fn a_refused_cc_still_lets_the_customer_have_the_answer_and_the_agent_is_t
         .iter()
         .skip(1)
         .map(|m| parsed(m))
-        .find(|m| m.text.contains(ghost))
+        .find(|m| m.text.contains(ghost) && m.text.contains("550"))
         .unwrap_or_else(|| panic!("no notice naming {ghost} in agent1's inbox"));
     assert!(notice.text.contains("550"), "{}", notice.text);
     let ticket = setup.json(&["ticket", "1"]);
