@@ -2,7 +2,8 @@
 # deskgate benchmark: starts the project's mail lab (private Postfix + Dovecot on 127.0.0.1,
 # state on tmpfs in /dev/shm), builds deskgate in release mode and measures, in one run: the
 # IMAP ceilings, deskgate's ingest against them, delivery → acknowledgement latency, the
-# outbox against Postfix's own accept rate, memory, and start/stop times. Prints a Markdown
+# outbox against Postfix's own accept rate, memory, start/stop times, and hostile mail
+# (`--only hostile`: worst time and peak RSS per kind). Prints a Markdown
 # table and writes it to target/bench/report.md (README's "Performance" section is that file).
 #   sudo bash scripts/bench.sh                 # N = 1,000 and 10,000; about 9 minutes
 #   sudo bash scripts/bench.sh --smoke         # N = 50, a few seconds per part: does it work?

@@ -114,6 +114,9 @@ pub struct Policy {
     /// Messages larger than this (bytes, by the server's RFC822.SIZE) are quarantined
     /// without fetching their body.
     pub max_message_size: u64,
+    /// The customer's (or agent's) attachments a notification, note or relayed answer
+    /// carries, in bytes in all; the rest are listed by name and size.
+    pub carry_attachments: u64,
     /// Senders on these domains (lower case) are never acknowledged: colleagues, and other
     /// aliases of the support desk that could answer back.
     pub no_ack_domains: Vec<String>,
@@ -517,6 +520,16 @@ impl Checker<'_> {
         });
     }
 
+    /// A warning when group or others may read the secret file at `path`.
+    fn warn_if_readable(&mut self, what: &str, path: &Path) {
+        if let Some(mode) = crate::files::readable_by_others(path) {
+            self.warnings.push(format!(
+                "{what} {}: readable by group or others (mode {mode:04o}); chmod 600 it",
+                path.display()
+            ));
+        }
+    }
+
     /// The first line of a file holding a secret. `credential:NAME` is the systemd
     /// credential NAME (`LoadCredential=NAME:...` in the unit), read from
     /// `$CREDENTIALS_DIRECTORY`.
@@ -545,6 +558,7 @@ impl Checker<'_> {
             },
             None => self.path(value),
         };
+        self.warn_if_readable(what, &path);
         match std::fs::read_to_string(&path) {
             Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
             Err(err) => {
@@ -1134,10 +1148,13 @@ impl Checker<'_> {
             100_000,
         );
         let max_message_size_mb = count("max_message_size_mb", &raw.max_message_size_mb, 25, 2048);
+        let carry_attachments_mb =
+            count("carry_attachments_mb", &raw.carry_attachments_mb, 10, 2048);
         Policy {
             new_tickets_per_hour,
             acknowledgements_per_hour,
             max_message_size: u64::from(max_message_size_mb) * 1024 * 1024,
+            carry_attachments: u64::from(carry_attachments_mb) * 1024 * 1024,
             acknowledge_backlog_within: raw
                 .acknowledge_backlog_within
                 .map_or(Duration::ZERO, |d| d.0),

@@ -20,29 +20,33 @@ use serde_json::json;
 
 use crate::agent::reply::leak::{Guard, Leak, Note};
 use crate::agent::reply::{CcChange, Command};
-use crate::agent::{self, Author, boundary::Boundary, sign::Signer};
-use crate::authres;
+use crate::agent::{Author, boundary::Boundary, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
 use crate::config::{Agent, Config, Support};
 use crate::language::{self, Choice, Evidence};
 use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
-use crate::parse::{ParsedMessage, parse};
+use crate::parse::{ParsedMessage, drop_misleading_names, parse};
 use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
 use crate::schedule;
-use crate::send::{self, Audience};
+use crate::send::{self, Audience, Enqueued};
 use crate::store::{
     Checkpoint, ContactSeen, Event, NewMessage, NewQuarantine, NewTicket, QuarantineStatus, Store,
     StoreError, Tx, content_key, dedupe_key, legacy_content_key,
 };
 use crate::thread::{self, Candidates, Threading};
 
+pub mod analysis;
 mod commands;
+pub use analysis::Analysis;
 
 /// The window of the per-sender limits.
 const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
+/// Notices per agent and kind in [`LIMIT_WINDOW`] about mail that proved nothing (unsigned or
+/// refused: anyone can send it).
+const UNPROVED_NOTICES_PER_HOUR: u32 = 1;
 
 /// Where an inbound message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,24 +106,62 @@ pub async fn ingest(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
+    ingest_shared(store, config, source, Arc::new(raw), now).await
+}
+
+/// [`ingest`], and when that fails for a reason other than the database (so trying again
+/// would fail again), [`quarantine_failed`] with the error: one bad message never blocks a
+/// mailbox. Returns the outcome and the message's Message-ID.
+pub async fn ingest_or_quarantine(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Vec<u8>,
+    now: Timestamp,
+) -> Result<(Outcome, Option<String>), StoreError> {
+    // Shared with the transaction rather than cloned: the bytes are needed again only when
+    // storing fails, and by then the transaction has let go of them.
+    let raw = Arc::new(raw);
+    let err = match ingest_shared(store, config, source.clone(), Arc::clone(&raw), now).await {
+        Ok((outcome, parsed)) => return Ok((outcome, parsed.message_id)),
+        Err(err) if err.is_transient() => return Err(err),
+        Err(err) => err,
+    };
+    let raw = Arc::try_unwrap(raw).unwrap_or_else(|shared| shared.as_ref().clone());
+    let reason = format!("storing it failed: {err}");
+    let mailbox = source.mailbox.clone();
+    let uid = source.imap.map(|(_, uid)| uid);
+    let id = quarantine_failed(store, config, source, raw, reason.clone(), now).await?;
+    tracing::warn!(mailbox, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
+    Ok((Outcome::Quarantined { id, reason }, None))
+}
+
+async fn ingest_shared(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Arc<Vec<u8>>,
+    now: Timestamp,
+) -> Result<(Outcome, ParsedMessage), StoreError> {
     let (parsed, class) = understand(&raw, &config.own_addresses);
+    // Text analysis happens here, outside the single writer's transaction.
+    let analysis = analysis::analyse(&raw, &parsed, &class, config);
     let config = Arc::clone(config);
-    let for_tx = parsed.clone();
-    let outcome = store
+    store
         .write(move |tx| {
             let message = Message {
                 source: &source,
-                parsed: &for_tx,
+                parsed: &parsed,
                 class,
+                analysis,
                 raw: &raw,
                 released: false,
             };
             let outcome = apply(tx, &config, message, now)?;
             advance(tx, &source, now)?;
-            Ok(outcome)
+            Ok((outcome, parsed))
         })
-        .await?;
-    Ok((outcome, parsed))
+        .await
 }
 
 /// Quarantines a fetched message whose ingest failed for a reason other than the database
@@ -218,6 +260,7 @@ pub async fn release(
         });
     }
     let (parsed, class) = understand(&held.raw, &config.own_addresses);
+    let analysis = analysis::analyse(&held.raw, &parsed, &class, config);
     let config = Arc::clone(config);
     let outcome = store
         .write(move |tx| {
@@ -241,6 +284,7 @@ pub async fn release(
                 source: &source,
                 parsed: &parsed,
                 class,
+                analysis,
                 raw: &held.raw,
                 released: true,
             };
@@ -282,7 +326,8 @@ fn advance(tx: &Tx<'_>, source: &Source, now: Timestamp) -> Result<(), StoreErro
 }
 
 fn understand(raw: &[u8], ours: &[String]) -> (ParsedMessage, Class) {
-    let parsed = parse(raw);
+    let mut parsed = parse(raw);
+    drop_misleading_names(&mut parsed);
     let class = classify(&parsed, ours);
     (parsed, class)
 }
@@ -292,6 +337,8 @@ struct Message<'a> {
     source: &'a Source,
     parsed: &'a ParsedMessage,
     class: Class,
+    /// What the text says, found before the transaction.
+    analysis: Analysis,
     raw: &'a [u8],
     /// An admin released it from quarantine: no more quarantining or dropping.
     released: bool,
@@ -341,6 +388,7 @@ fn apply(
         source,
         parsed,
         class,
+        analysis,
         raw,
         released,
     } = message;
@@ -448,35 +496,22 @@ fn apply(
     let signer = Signer::from_config(config);
     let boundary = Boundary::from_config(config);
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
-    let verdict = config
-        .trust
-        .authserv_id
-        .as_deref()
-        .zip(sender.and_then(|s| s.rsplit_once('@')))
-        .map(|(id, (_, domain))| authres::verdict(&parsed.authentication_results, id, domain));
-    let mut author = agent::authenticated(
-        agent::recognise(parsed, &config.agents, signer.as_ref()),
-        verdict.as_ref(),
-    );
+    let mut author = analysis.author;
+    let sender_html = analysis.html;
     if let Author::Verified { ticket, .. } = &mut author
         && let Some(into) = tx.merged_into(*ticket)?
     {
         // A key for a merged ticket answers the ticket it joined.
         *ticket = into;
     }
-    // A person's answer only: a third party's out-of-office goes the ordinary way.
-    if !matches!(author, Author::Verified { .. })
-        && class.is_customer()
-        && let Some(signer) = &signer
-        && let Some((ticket, from)) = agent::third_party(parsed, &config.agents, signer)
-    {
-        let ticket = tx.merged_into(ticket)?.unwrap_or(ticket);
-        if tx.forwarded_to(ticket, &from)? {
+    if let (Some(third), Some(signer)) = (&analysis.third_party, &signer) {
+        let ticket = tx.merged_into(third.ticket)?.unwrap_or(third.ticket);
+        if tx.forwarded_to(ticket, &third.from)? {
             return commands::third_party_answer(
                 tx,
                 config,
                 (source, parsed, raw),
-                (ticket, &from),
+                (ticket, third, &analysis.attachments.files),
                 signer,
                 now,
             );
@@ -520,8 +555,9 @@ fn apply(
             "reply key refused, treated as ordinary mail: {reason}"
         );
     }
-    let mut text = matches!(author, Author::Verified { .. })
-        .then(|| agent::reply::read(&parsed.text, &config.agents, &config.own_addresses));
+    let mut text = analysis
+        .agent_text
+        .filter(|_| matches!(author, Author::Verified { .. }));
     if let (Some(text), Threading::Signed(ticket)) = (text.as_mut(), threading) {
         commands::check(tx, ticket, text)?;
     }
@@ -557,7 +593,7 @@ fn apply(
         .map_or(&config.deadlines, |m| &m.deadlines);
     let survey_score = match &state {
         Some(ticket) if class.is_customer() && tx.survey_awaited(ticket.id)? => {
-            crate::policy::survey_score(&parsed.text)
+            analysis.survey_score
         }
         _ => None,
     };
@@ -572,24 +608,12 @@ fn apply(
         ) if !text.note && !text.body.is_empty() => Some(text),
         _ => None,
     };
-    let answer_html = relayable
-        .and_then(|_| crate::parse::html(raw))
-        .and_then(|html| {
-            let answer = render::html::answer(&html);
-            if answer.is_none() {
-                tracing::info!(
-                    ticket = ?state.as_ref().map(|t| t.id.0),
-                    mailbox = source.mailbox,
-                    message_id = parsed.message_id.as_deref().unwrap_or(""),
-                    "agent's HTML has no answer above a quote we know; the text part is relayed"
-                );
-            }
-            answer
-        });
+    let answer_html = relayable.and(sender_html.as_ref());
     let leak = match (relayable, &state) {
         (Some(text), Some(ticket)) => {
-            let body = answer_html.as_ref().map_or(&text.body, |h| &h.text);
+            let body = answer_html.map_or(&text.body, |h| &h.text);
             relay_leak(tx, ticket.id, body, desk.templates)?
+                .or_else(|| boundary.inside_address_in(body).map(Leak::Address))
         }
         _ => None,
     };
@@ -623,8 +647,7 @@ fn apply(
             let default = desk.language;
             let evidence = Evidence {
                 content_language: parsed.content_language.as_deref(),
-                subject: &parsed.subject,
-                text: &parsed.text,
+                detected: analysis.detected.clone(),
             };
             let contact = tx.contact_language(&person.address)?;
             Some(language::choose(&evidence, contact, default))
@@ -660,7 +683,8 @@ fn apply(
     };
     let (ticket, created) = match decision.ticket {
         TicketAction::Unfiled => {
-            // A bounce of nothing we sent: kept and reported, on no ticket.
+            // A bounce of nothing we sent, or a refused key naming no ticket: kept and
+            // reported, on no ticket.
             let role_text = class_text(&decision.role);
             let message = new_message(None, &role_text, &parsed.text)?;
             let events = Events {
@@ -673,10 +697,14 @@ fn apply(
             events.record_data(
                 "message.received",
                 None,
-                format!("{role_text}; {}", threading.describe()),
+                format!("{role_text}; {}{}", threading.describe(), describe(&author)),
                 Some(json!({ "class": decision.role.kind() })),
             )?;
-            let bounced = record_bounce(tx, parsed, &events, now)?.failed;
+            let bounced = if matches!(class, Class::Bounce(_)) {
+                record_bounce(tx, parsed, &events, now)?.failed
+            } else {
+                Vec::new()
+            };
             return Ok(Outcome::Stored {
                 ticket: None,
                 created: false,
@@ -700,11 +728,11 @@ fn apply(
                 &parsed.subject
             };
             // Nobody inside (an agent, one of our addresses, a key) is ever a ticket's
-            // customer, nor the sender of a refused key.
+            // customer (a refused key never opens a ticket).
             let customer = parsed
                 .from
                 .as_ref()
-                .filter(|p| decision.role != Role::KeyRefused && !boundary.is_inside(&p.address));
+                .filter(|p| !boundary.is_inside(&p.address));
             let id = tx.create_ticket(&NewTicket {
                 mailbox: &source.mailbox,
                 subject,
@@ -980,17 +1008,12 @@ fn apply(
         acknowledgement = out.queue(OutKind::Acknowledgement, None, rendered)?;
         queued.extend(acknowledgement);
     }
-    let attachments =
-        if decision.notify.is_empty() && !decision.relay && decision.note_to.is_empty() {
-            Vec::new()
-        } else {
-            crate::parse::attachments(raw)
-        };
+    let attachments = &analysis.attachments;
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
         // The customer's own HTML, if they wrote some, shown to agents whole.
-        let customer_html = crate::parse::html(raw).map(|h| render::html::whole(&h));
+        let customer_html = sender_html.as_ref().filter(|_| author.agent().is_none());
         let history = tx.earlier_tickets(&customer.address, Some(ticket), 5)?;
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
@@ -1009,8 +1032,8 @@ fn apply(
                     waiting_since,
                     due_at: decision.deadline.map(|d| d.due_at),
                     history: &history,
-                    attachments: &attachments,
-                    html: customer_html.as_ref(),
+                    attachments,
+                    html: customer_html,
                 },
                 now,
             );
@@ -1018,6 +1041,7 @@ fn apply(
         }
     }
     let author_agent = author.agent().and_then(|a| config.agents.by_address(a));
+    let mut tell = decision.tell.clone();
     if let (Some(signer), Some(agent), Some(text)) = (&signer, author_agent, &text) {
         if decision.relay {
             let answers = tx.latest_customer_message(ticket)?;
@@ -1028,14 +1052,21 @@ fn apply(
                 ReplyFor {
                     ticket: &state,
                     agent,
-                    body: answer_html.as_ref().map_or(&text.body, |h| &h.text),
+                    body: answer_html.map_or(&text.body, |h| &h.text),
                     answers: answers.as_ref(),
-                    attachments: &attachments,
-                    html: answer_html.as_ref(),
+                    attachments: &attachments.files,
+                    html: answer_html,
                 },
                 now,
             );
-            queued.extend(out.queue(OutKind::Reply, None, rendered)?);
+            match out.enqueue(OutKind::Reply, None, rendered, None)? {
+                Some(Enqueued::Queued(outbox)) => queued.push(outbox),
+                // Stopped at the last check: the agent who answered hears of it.
+                Some(Enqueued::Withheld(why)) => {
+                    tell = Some((agent.address.clone(), AgentNotice::Withheld(why)));
+                }
+                None => {}
+            }
         }
         for to in agents_named(config, &decision.note_to) {
             let rendered = render::note(
@@ -1047,7 +1078,7 @@ fn apply(
                     ticket: &state,
                     author: agent,
                     body: &text.body,
-                    attachments: &attachments,
+                    attachments: &attachments.files,
                 },
                 now,
             );
@@ -1070,8 +1101,9 @@ fn apply(
             queued.extend(out.queue(OutKind::Bounce, Some(&agent.address), rendered)?);
         }
     }
-    if let Some((agent, notice)) = &decision.tell
+    if let Some((agent, notice)) = &tell
         && let Some(agent) = config.agents.by_address(agent)
+        && !notice_limited(&out, agent, notice)?
     {
         let rendered = render::notice(
             &desk.support,
@@ -1085,7 +1117,9 @@ fn apply(
             },
             now,
         );
-        queued.extend(out.queue(OutKind::Notice, Some(&agent.address), rendered)?);
+        let data = json!({ "agent": agent.address, "notice": notice.kind() });
+        let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
+        queued.extend(enqueued.and_then(Enqueued::queued));
     }
     if let (Some(signer), Some(agent), Some((to, words))) =
         (&signer, author_agent, &decision.forward)
@@ -1147,6 +1181,36 @@ fn received<'a>(
         internal: false,
         agent: None,
     }
+}
+
+/// A notice about mail that proved nothing, when `agent` had one of its kind within the hour:
+/// recorded as a `notice.limited` event instead, so a forger cannot fill the agent's inbox.
+fn notice_limited(
+    out: &Effects<'_, '_>,
+    agent: &Agent,
+    notice: &AgentNotice,
+) -> Result<bool, StoreError> {
+    if !notice.unproved() {
+        return Ok(false);
+    }
+    let since = out.events.now - LIMIT_WINDOW;
+    let sent = out
+        .events
+        .tx
+        .notices_since(&agent.address, notice.kind(), since)?;
+    if sent < UNPROVED_NOTICES_PER_HOUR {
+        return Ok(false);
+    }
+    out.record_data(
+        "notice.limited",
+        format!(
+            "{} notice to {} not sent: one went out within the hour",
+            notice.kind(),
+            agent.address
+        ),
+        json!({ "agent": agent.address, "notice": notice.kind() }),
+    )?;
+    Ok(true)
 }
 
 /// The events of one inbound message, on its ticket (or on none, for an unfiled bounce).
@@ -1225,6 +1289,20 @@ impl Effects<'_, '_> {
         agent: Option<&str>,
         rendered: Result<Outgoing, RenderError>,
     ) -> Result<Option<OutboxId>, StoreError> {
+        Ok(self
+            .enqueue(kind, agent, rendered, None)?
+            .and_then(Enqueued::queued))
+    }
+
+    /// [`Effects::queue`], saying whether the mail was withheld (`None`: not rendered), with
+    /// `data` on the queued event.
+    fn enqueue(
+        &self,
+        kind: OutKind,
+        agent: Option<&str>,
+        rendered: Result<Outgoing, RenderError>,
+        data: Option<serde_json::Value>,
+    ) -> Result<Option<Enqueued>, StoreError> {
         let out = match rendered {
             Ok(out) => out,
             Err(err) => {
@@ -1236,7 +1314,7 @@ impl Effects<'_, '_> {
             Some(agent) => Audience::Inside(agent),
             None => Audience::Outside(self.boundary),
         };
-        let Some(outbox) = send::enqueue(
+        let enqueued = send::enqueue(
             self.events.tx,
             self.support,
             self.ticket,
@@ -1244,16 +1322,16 @@ impl Effects<'_, '_> {
             audience,
             &out,
             self.events.now,
-        )?
-        else {
-            return Ok(None);
-        };
-        self.events.record(
-            kind.events().0,
-            Some(outbox),
-            format!("to {}", out.recipients.join(", ")),
         )?;
-        Ok(Some(outbox))
+        if let Enqueued::Queued(outbox) = &enqueued {
+            self.events.record_data(
+                kind.events().0,
+                Some(*outbox),
+                format!("to {}", out.recipients.join(", ")),
+                data,
+            )?;
+        }
+        Ok(Some(enqueued))
     }
 }
 
@@ -1465,7 +1543,8 @@ fn candidates(
     })
 }
 
-/// The sender and everyone copied, except anyone inside (our addresses, agents, keys).
+/// The sender and everyone copied, except anyone inside (our addresses, agents, keys) and
+/// addresses mail cannot be sent to (one such Cc would stop every answer on the ticket).
 fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p Person> {
     parsed
         .from
@@ -1473,6 +1552,7 @@ fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p P
         .chain(parsed.to.iter())
         .chain(parsed.cc.iter())
         .filter(|p| !boundary.is_inside(&p.address))
+        .filter(|p| p.address.parse::<lettre::Address>().is_ok())
         .collect()
 }
 

@@ -130,11 +130,11 @@ pub const DETECTION_FLOOR: f64 = 0.5;
 const DETECTION_SAMPLE: usize = 2000;
 
 /// What one inbound message tells about its language.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Evidence<'a> {
     pub content_language: Option<&'a str>,
-    pub subject: &'a str,
-    pub text: &'a str,
+    /// What [`detect`] found in the customer's own words.
+    pub detected: Option<(Lang, String)>,
 }
 
 /// The language chosen and why.
@@ -158,7 +158,7 @@ pub fn choose(evidence: &Evidence<'_>, contact: Option<Lang>, default: Lang) -> 
             ),
         };
     }
-    if let Some((lang, how)) = detect(evidence.subject, evidence.text) {
+    if let Some((lang, how)) = evidence.detected.clone() {
         return Choice {
             lang,
             source: Source::Detected,
@@ -187,7 +187,7 @@ pub fn from_content_language(header: &str) -> Option<Lang> {
 /// Detects the language of the customer's own words (quoted lines are skipped).
 /// Returns the language and a description of the evidence.
 pub fn detect(subject: &str, text: &str) -> Option<(Lang, String)> {
-    let mut sample = String::from(subject);
+    let mut sample: String = subject.chars().take(DETECTION_SAMPLE).collect();
     for line in text.lines().filter(|l| !l.trim_start().starts_with('>')) {
         if sample.len() >= DETECTION_SAMPLE {
             break;
@@ -255,8 +255,7 @@ mod tests {
     fn evidence<'a>(header: Option<&'a str>, text: &'a str) -> Evidence<'a> {
         Evidence {
             content_language: header,
-            subject: "",
-            text,
+            detected: detect("", text),
         }
     }
 

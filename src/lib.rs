@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod classify;
 pub mod config;
 pub mod fetch;
+pub mod files;
 pub mod health;
 pub mod ingest;
 pub mod kpi;

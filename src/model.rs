@@ -138,7 +138,8 @@ pub struct Person {
 impl Person {
     pub fn new(address: &str, name: Option<&str>) -> Person {
         Person {
-            address: address.trim().to_ascii_lowercase(),
+            // `support@example.com.` (a fully qualified domain) is `support@example.com`.
+            address: address.trim().trim_end_matches('.').to_ascii_lowercase(),
             name: name.map(clean_header_text).filter(|n| !n.is_empty()),
         }
     }

@@ -20,6 +20,16 @@ pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 pub const MAX_RECEIVED: usize = 100;
 /// MIME nesting (multiparts and attached messages) deeper than this is not mail a person sent.
 pub const MAX_NESTING: usize = 50;
+/// MIME parts beyond this many are not parsed: the message is stored whole, its text read from
+/// the parts before, and what was not read is counted in [`ParsedMessage::unlisted_parts`].
+/// (Each parsed part costs memory of its own, so a message of 150,000 empty parts would
+/// otherwise take many times its size.)
+pub const MAX_PARTS: usize = 1_000;
+/// Attachments beyond this many are neither named nor carried.
+pub const MAX_ATTACHMENTS: usize = 200;
+/// At most this much of the message's text is kept as its text (stored, shown by
+/// `deskgate ticket N`); the raw message is kept whole, so nothing is lost.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
 /// The fields of an inbound message that deskgate acts on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,8 +80,11 @@ pub struct ParsedMessage {
     /// `Received:` hops, absurd MIME nesting); such mail is quarantined.
     pub excessive: Option<String>,
     /// Attachment file names, decoded (RFC 2047 / RFC 2231; see [`attachment_name`]); the
-    /// attachments themselves stay in the stored raw message.
+    /// attachments themselves stay in the stored raw message. At most [`MAX_ATTACHMENTS`].
     pub attachment_names: Vec<String>,
+    /// Attachments beyond [`MAX_ATTACHMENTS`] and MIME parts beyond [`MAX_PARTS`]: not read,
+    /// named or carried (they stay in the stored raw message).
+    pub unlisted_parts: usize,
     pub defects: Vec<Defect>,
 }
 
@@ -89,6 +102,8 @@ pub enum Defect {
     UndecodableText,
     /// An unknown, missing or lying charset label: the text was decoded by a guessed charset.
     CharsetGuessed,
+    /// The text is longer than [`MAX_TEXT_BYTES`]: only its beginning is kept as text.
+    TextCut,
 }
 
 impl Defect {
@@ -101,6 +116,7 @@ impl Defect {
             Defect::NoDate => "no-date",
             Defect::UndecodableText => "undecodable-text",
             Defect::CharsetGuessed => "charset-guessed",
+            Defect::TextCut => "text-cut",
         }
     }
 }
@@ -117,7 +133,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
 fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let lines = crlf_from_cr(raw);
     let raw = lines.as_deref().unwrap_or(raw);
-    let input = skip_preamble(raw);
+    let (input, parts_not_read) = cap_parts(skip_preamble(raw));
     let Some(message) = MessageParser::default().parse(input) else {
         return ParsedMessage {
             defects: vec![
@@ -129,6 +145,9 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
             ..ParsedMessage::default()
         };
     };
+    let body = message.body_text(0);
+    let text_cut = body.as_ref().is_some_and(|t| t.len() > MAX_TEXT_BYTES);
+    let text = body.map_or_else(String::new, |t| cut_at(&t, MAX_TEXT_BYTES).to_string());
     let mut parsed = ParsedMessage {
         message_id: message
             .message_id()
@@ -155,10 +174,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         date: message
             .date()
             .and_then(|d| Timestamp::from_second(d.to_timestamp()).ok()),
-        text: message
-            .body_text(0)
-            .map(|t| t.into_owned())
-            .unwrap_or_default(),
+        text,
         auto_submitted: raw_header(&message, "Auto-Submitted"),
         precedence: raw_header(&message, "Precedence"),
         null_return_path: raw_header(&message, "Return-Path").is_some_and(|v| {
@@ -204,12 +220,18 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         excessive: excessive(&message),
         attachment_names: message
             .attachments()
+            .take(MAX_ATTACHMENTS)
             .enumerate()
             .flat_map(|(i, part)| match unpacked(part, i) {
                 Some(files) => files.into_iter().map(|f| f.name).collect(),
                 None => vec![attachment_name(part, i)],
             })
             .collect(),
+        unlisted_parts: parts_not_read
+            + message
+                .attachments()
+                .count()
+                .saturating_sub(MAX_ATTACHMENTS),
         defects: Vec::new(),
     };
     parsed.report = report::extract(&message, parsed.message_id.as_deref());
@@ -224,11 +246,24 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     }
     if redecode(&mut parsed, &message, input) {
         parsed.defects.push(Defect::CharsetGuessed);
+        parsed.text = cut_at(&parsed.text, MAX_TEXT_BYTES).to_string();
+    }
+    if text_cut {
+        parsed.defects.push(Defect::TextCut);
     }
     if parsed.subject.contains('\u{FFFD}') || parsed.text.contains('\u{FFFD}') {
         parsed.defects.push(Defect::UndecodableText);
     }
     parsed
+}
+
+/// `text` cut to at most `max_bytes`, at a character boundary.
+pub fn cut_at(text: &str, max_bytes: usize) -> &str {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A file attached to a message, carried along when deskgate passes the message on.
@@ -242,53 +277,125 @@ pub struct Attachment {
     pub content_id: Option<String>,
 }
 
+/// The attachments a message passed on carries, and what it leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Attachments carried, in order, together at most the budget [`attachments`] was given.
+    pub files: Vec<Attachment>,
+    /// Attachments left out for size (the budget was spent), by name and size in bytes.
+    pub left_out: Vec<(String, u64)>,
+    /// Attachments and MIME parts beyond the caps, not even read.
+    pub unlisted: usize,
+}
+
 /// The attachments of `raw`, decoded, with Outlook's winmail.dat unpacked into the files it
-/// carries (re-parses: only needed when mail is passed on).
-pub fn attachments(raw: &[u8]) -> Vec<Attachment> {
+/// carries, carried up to `budget` bytes in all (re-parses: only needed when mail is passed
+/// on). Never copies more than the message holds.
+pub fn attachments(raw: &[u8], budget: u64) -> Carried {
     let lines = crlf_from_cr(raw);
-    let Some(message) =
-        MessageParser::default().parse(skip_preamble(lines.as_deref().unwrap_or(raw)))
-    else {
-        return Vec::new();
+    let (input, parts_not_read) = cap_parts(skip_preamble(lines.as_deref().unwrap_or(raw)));
+    let Some(message) = MessageParser::default().parse(input) else {
+        return Carried::default();
     };
-    message
-        .attachments()
-        .enumerate()
-        .flat_map(|(i, part)| match unpacked(part, i) {
-            Some(files) => files
-                .into_iter()
-                .map(|f| Attachment {
-                    name: f.name,
-                    content_type: f
-                        .content_type
-                        .unwrap_or_else(|| "application/octet-stream".to_string()),
-                    data: f.data,
-                    content_id: None,
-                })
-                .collect(),
-            None => vec![Attachment {
-                name: attachment_name(part, i),
-                content_type: part.content_type().map_or_else(
-                    || "application/octet-stream".to_string(),
-                    |ct| match ct.subtype() {
-                        Some(sub) => format!("{}/{sub}", ct.ctype()),
-                        None => ct.ctype().to_string(),
-                    },
-                ),
-                data: part.contents().to_vec(),
-                content_id: part
-                    .content_id()
-                    .map(normalize_id)
-                    .filter(|id| !id.is_empty()),
-            }],
-        })
-        .collect()
+    let mut carried = Carried {
+        unlisted: parts_not_read,
+        ..Carried::default()
+    };
+    let mut spent: u64 = 0;
+    let mut carry = |carried: &mut Carried, name: String, size: u64| {
+        if spent + size > budget {
+            carried.left_out.push((name, size));
+            return None;
+        }
+        spent += size;
+        Some(name)
+    };
+    for (i, part) in message.attachments().enumerate() {
+        if i >= MAX_ATTACHMENTS {
+            carried.unlisted += 1;
+            continue;
+        }
+        if let Some(files) = unpacked(part, i) {
+            for file in files {
+                let size = file.data.len() as u64;
+                if let Some(name) = carry(&mut carried, file.name, size) {
+                    carried.files.push(Attachment {
+                        name,
+                        content_type: file
+                            .content_type
+                            .unwrap_or_else(|| "application/octet-stream".to_string()),
+                        data: file.data,
+                        content_id: None,
+                    });
+                }
+            }
+            continue;
+        }
+        let size = part.contents().len() as u64;
+        let Some(name) = carry(&mut carried, attachment_name(part, i), size) else {
+            continue;
+        };
+        let content_type = part.content_type().map_or_else(
+            || "application/octet-stream".to_string(),
+            |ct| match ct.subtype() {
+                Some(sub) => format!("{}/{sub}", ct.ctype()),
+                None => ct.ctype().to_string(),
+            },
+        );
+        carried.files.push(Attachment {
+            name,
+            content_type,
+            data: part.contents().to_vec(),
+            content_id: part
+                .content_id()
+                .map(normalize_id)
+                .filter(|id| !id.is_empty()),
+        });
+    }
+    carried
+}
+
+/// What the MIME parser is given: `input` up to the boundary line that would open part
+/// [`MAX_PARTS`] + 1, and how many parts were cut off. Only a multipart message is cut; a
+/// part is counted by its opening boundary line (`--` and more, not ending in `--`).
+fn cap_parts(input: &[u8]) -> (&[u8], usize) {
+    let header_end = find(input, b"\n\r\n")
+        .or_else(|| find(input, b"\n\n"))
+        .unwrap_or(input.len());
+    if find_ignore_case(&input[..header_end], b"multipart/").is_none() {
+        return (input, 0);
+    }
+    let mut n_parts = 0;
+    let mut cut = input.len();
+    let mut offset = 0;
+    for line in input.split(|&b| b == b'\n') {
+        let trimmed = line.trim_ascii_end();
+        if trimmed.len() > 2 && trimmed.starts_with(b"--") && !trimmed.ends_with(b"--") {
+            n_parts += 1;
+            if n_parts == MAX_PARTS + 1 {
+                cut = offset;
+            }
+        }
+        offset += line.len() + 1;
+    }
+    (&input[..cut], n_parts.saturating_sub(MAX_PARTS))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The first HTML body of `raw`, when the sender wrote one (not one made from its text).
 pub fn html(raw: &[u8]) -> Option<String> {
     let lines = crlf_from_cr(raw);
-    let message = MessageParser::default().parse(skip_preamble(lines.as_deref().unwrap_or(raw)))?;
+    let (input, _) = cap_parts(skip_preamble(lines.as_deref().unwrap_or(raw)));
+    let message = MessageParser::default().parse(input)?;
     let part = message.html_body.first().and_then(|&i| message.part(i))?;
     part.is_text_html()
         .then(|| part.text_contents())
@@ -538,6 +645,9 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .iter()
         .filter_map(|addr| {
             let email = addr.address.as_deref()?.trim();
+            if let Some(address) = unquoted_local_part(email) {
+                return Some(Person::new(&address, addr.name.as_deref()));
+            }
             if !email.contains(char::is_whitespace) {
                 return email
                     .contains('@')
@@ -560,6 +670,39 @@ fn all_people(address: &Address<'_>) -> Vec<Person> {
         .collect()
 }
 
+/// Drops the display names of the From, To and Cc of an inbound message that pass for an
+/// address (`agent1@example.com`, `Alice <agent1@…>`), for a marker of ours (`[agent-note]`)
+/// or for mail from the desk (`Alice Agent via Example Support`, as agents' answers are
+/// sent): agents and other participants are shown the address instead.
+pub fn drop_misleading_names(parsed: &mut ParsedMessage) {
+    let misleading = |name: &str| {
+        name.contains(['@', '<', '>', '[', ']']) || name.to_lowercase().contains(" via ")
+    };
+    for person in parsed
+        .from
+        .iter_mut()
+        .chain(&mut parsed.to)
+        .chain(&mut parsed.cc)
+    {
+        if person.name.as_deref().is_some_and(misleading) {
+            person.name = None;
+        }
+    }
+}
+
+/// `<"support+4.token"@example.com>` is `support+4.token@example.com` (RFC 5321 4.1.2): a
+/// quoted local part that needs no quotes is read without them, so a reply key in quotes is
+/// still one. (mail-parser reads the form without angle brackets as a name and the address
+/// `@example.com`, which no mail can be sent to; it is never rebuilt from the name, which
+/// would turn `agent1 <@example.com>` into an agent's address.) `None` for other addresses.
+fn unquoted_local_part(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    let local = local.strip_prefix('"')?.strip_suffix('"')?;
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    (!local.is_empty() && !domain.is_empty() && local.chars().all(atext))
+        .then(|| format!("{local}@{domain}"))
+}
+
 fn first_person(address: &Address<'_>) -> Option<Person> {
     all_people(address).into_iter().next()
 }
@@ -579,6 +722,57 @@ fn from_person(address: &Address<'_>) -> Option<Person> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_pass_for_an_address_or_the_desk_are_dropped() {
+        for (from, name) in [
+            ("Mona Q <mona@evil.test>", Some("Mona Q")),
+            ("\"agent1@example.test\" <mona@evil.test>", None),
+            ("=?utf-8?q?agent1=40example=2Etest?= <mona@evil.test>", None),
+            (
+                "\"Alice Agent <agent1@example.test>\" <mona@evil.test>",
+                None,
+            ),
+            ("Alice Agent via Example Support <mona@evil.test>", None),
+            ("\"agent agent1 [agent-note]\" <mona@evil.test>", None),
+            (
+                "=?utf-8?q?Mona=0D=0ABcc=3A_x?= <mona@evil.test>",
+                Some("Mona Bcc: x"),
+            ),
+        ] {
+            let raw =
+                format!("From: {from}\r\nTo: support@example.test\r\nSubject: x\r\n\r\nhi\r\n");
+            let mut parsed = parse(raw.as_bytes());
+            drop_misleading_names(&mut parsed);
+            let person = parsed.from.expect("From");
+            assert_eq!(person.address, "mona@evil.test", "{from}");
+            assert_eq!(person.name.as_deref(), name, "{from}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_local_part_or_a_trailing_dot_is_read_away() {
+        let parsed = parse(
+            b"From: agent1 <@example.test>\r\nTo: Mona <\"Support+4.ABC\"@example.test>\r\n\
+              Cc: <\"a b\"@example.test>, <\"x\"@example.test>, Support+4.ABC@Example.test.\r\n\
+              Subject: x\r\n\r\nhi\r\n",
+        );
+        let address = |p: &Person| p.address.clone();
+        // Never an address made of a name.
+        assert_eq!(
+            parsed.from.as_ref().map(address).as_deref(),
+            Some("@example.test")
+        );
+        assert_eq!(
+            parsed.to.iter().map(address).collect::<Vec<_>>(),
+            ["support+4.abc@example.test"]
+        );
+        let cc: Vec<String> = parsed.cc.iter().map(address).collect();
+        assert_eq!(
+            cc[cc.len() - 2..],
+            ["x@example.test", "support+4.abc@example.test"]
+        );
+    }
 
     #[test]
     fn authentication_results_keep_their_order_top_first() {
@@ -633,11 +827,57 @@ mod tests {
         let parsed = parse(raw);
         assert!(!parsed.text.contains('<'), "{}", parsed.text);
         assert!(parsed.text.contains("smokes") && parsed.text.contains("Help!"));
-        let files = attachments(raw);
+        let files = attachments(raw, u64::MAX).files;
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].name, "flöte.png");
         assert_eq!(files[0].content_type, "image/png");
         assert_eq!(files[0].data, [0, 1, 2]);
+    }
+
+    /// `n` empty attachments after a text part, as an attachment-count bomb sends them.
+    fn many_parts(n: usize) -> Vec<u8> {
+        let mut raw = b"From: a@b.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+              Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+              --b\r\nContent-Type: text/plain\r\n\r\nHello\r\n"
+            .to_vec();
+        for i in 0..n {
+            raw.extend(
+                format!("--b\r\nContent-Disposition: attachment; filename=f{i}.bin\r\n\r\nxy\r\n")
+                    .as_bytes(),
+            );
+        }
+        raw.extend(b"--b--\r\n");
+        raw
+    }
+
+    #[test]
+    fn parts_and_attachments_beyond_the_caps_are_counted_not_read() {
+        let parsed = parse(&many_parts(5_000));
+        assert_eq!(parsed.text.trim(), "Hello");
+        assert_eq!(parsed.attachment_names.len(), MAX_ATTACHMENTS);
+        // 5,001 parts: 1,000 read (the text and 999 attachments), 4,001 cut off.
+        assert_eq!(parsed.unlisted_parts, 4_001 + 999 - MAX_ATTACHMENTS);
+        let carried = attachments(&many_parts(5_000), 10);
+        assert_eq!(carried.files.len(), 5, "2 bytes each, 10 bytes in all");
+        assert_eq!(carried.left_out.len(), MAX_ATTACHMENTS - 5);
+        assert_eq!(carried.left_out[0], ("f5.bin".to_string(), 2));
+        assert_eq!(carried.unlisted, parsed.unlisted_parts);
+        let few = parse(&many_parts(3));
+        assert_eq!((few.attachment_names.len(), few.unlisted_parts), (3, 0));
+    }
+
+    #[test]
+    fn a_huge_text_is_kept_only_in_part_and_marked() {
+        let mut raw = b"From: a@b.test\r\nSubject: x\r\n\r\n".to_vec();
+        raw.extend("é".repeat(MAX_TEXT_BYTES).as_bytes());
+        let parsed = parse(&raw);
+        assert!(parsed.text.len() <= MAX_TEXT_BYTES && parsed.text.len() >= MAX_TEXT_BYTES - 1);
+        assert!(parsed.defects.contains(&Defect::TextCut));
+        assert!(
+            !parse(b"From: a@b.test\r\n\r\nshort")
+                .defects
+                .contains(&Defect::TextCut)
+        );
     }
 
     #[test]

@@ -783,6 +783,8 @@ impl<'a, 't> Work<'a, 't> {
             Some(agent) => Audience::Inside(agent),
             None => Audience::Outside(&self.boundary),
         };
+        // Withheld mail is the scheduler's own (no agent acted): the error log and the
+        // `outbox.key_withheld` event are all there is to tell.
         let Some(outbox) = send::enqueue(
             self.tx,
             &desk.support,
@@ -792,7 +794,7 @@ impl<'a, 't> Work<'a, 't> {
             &out,
             self.now,
         )?
-        else {
+        .queued() else {
             return Ok(false);
         };
         self.tx.record(

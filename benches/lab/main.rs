@@ -3,7 +3,8 @@
 //! Prints a Markdown table of every figure and writes it to `target/bench/report.md`.
 //!
 //!   cargo bench --bench lab -- [--n 1000,10000] [--trickle 30] [--load 10] [--smoke]
-//!                              [--tickets 1000000] [--only ingest,smtp-source,latency,memory,deadlines]
+//!                              [--tickets 1000000]
+//!                              [--only ingest,smtp-source,latency,memory,deadlines,hostile]
 //!
 //! `--n`: mailbox sizes for the ceilings and the ingest run; `--trickle S`: seconds of 1 msg/s
 //! for the latency; `--load S`: seconds of 50 msg/s; `--smoke`: N = 50 and a few seconds
@@ -15,6 +16,8 @@
 mod daemon;
 #[path = "../../tests/it/harness.rs"]
 mod harness;
+#[path = "../../tests/it/hostile_mail.rs"]
+mod hostile_mail;
 
 mod ceiling;
 mod deadlines;
@@ -42,8 +45,11 @@ struct Options {
     smtp_source_messages: usize,
     large_mb: usize,
     deadline_tickets: usize,
-    /// Parts to run ("ingest", "smtp-source", "latency", "memory", "deadlines"); empty: all.
+    /// Parts to run ("ingest", "smtp-source", "latency", "memory", "deadlines", "hostile");
+    /// empty: all.
     only: Vec<String>,
+    /// Runs of each kind of hostile mail; the worst is reported.
+    hostile_runs: usize,
 }
 
 impl Options {
@@ -61,6 +67,7 @@ fn options() -> Options {
         large_mb: 25,
         deadline_tickets: 1_000_000,
         only: Vec::new(),
+        hostile_runs: 3,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -84,6 +91,7 @@ fn options() -> Options {
                 o.smtp_source_messages = 50;
                 o.large_mb = 2;
                 o.deadline_tickets = 20_000;
+                o.hostile_runs = 1;
             }
             "--tickets" => {
                 o.deadline_tickets = value("--tickets").parse().expect("--tickets: a number")
@@ -172,6 +180,9 @@ async fn main() {
     }
     if options.runs("memory") {
         memory_start_stop(&mut report, options.large_mb).await;
+    }
+    if options.runs("hostile") {
+        hostile(&mut report, options.large_mb, options.hostile_runs).await;
     }
     if options.runs("deadlines") {
         let due = 10_000.min(options.deadline_tickets / 2);
@@ -579,7 +590,7 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
         format!("{:.0} ms", connected.as_secs_f64() * 1000.0),
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = status_kb(daemon.pid(), "VmRSS");
+    let idle = daemon.status_kb("VmRSS");
     report.add_target(
         "5",
         "RSS idle, 3 mailboxes (IDLE), 5 s after connecting",
@@ -593,8 +604,8 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
     drop(raw);
     let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
     wait_count(&setup.database(), acks, 1, Duration::from_secs(120)).await;
-    let peak = status_kb(daemon.pid(), "VmHWM");
-    let after = status_kb(daemon.pid(), "VmRSS");
+    let peak = daemon.status_kb("VmHWM");
+    let after = daemon.status_kb("VmRSS");
     report.add(
         "5",
         format!(
@@ -621,14 +632,114 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
     );
 }
 
-/// A field of /proc/PID/status in kB (VmRSS, VmHWM).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+/// Part 8: every kind of hostile mail (issue 16), sized at the message size limit where it
+/// scales, `runs` times each; the worst of the runs. In-process: `ingest` through the library
+/// (parse, analysis, the write transaction, rendering). On the lab: the release daemon, the
+/// hostile mail then an ordinary customer's, until that customer's acknowledgement is
+/// committed (Dovecot's IDLE notification included), and the peak RSS of a daemon started
+/// for that message.
+async fn hostile(report: &mut Report, mb: usize, runs: usize) {
+    let lab = lab();
+    let policy = format!("{UNLIMITED_SENDERS}\nmax_message_size_mb = {}", mb + 5);
+    let agents = "\n[relay]\nsecret = \"5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e\"\n\
+                  [[agent]]\nname = \"Alice Agent\"\naddress = \"agent1@example.test\"\n\
+                  [[agent]]\nname = \"Bob Agent\"\naddress = \"agent2@example.test\"\n";
+    let setup = Setup::new_as(&lab, Imap::Implicit, "support", &policy, "");
+    plain_smtp(&setup, &lab);
+    setup.append_config(agents);
+    let local = Setup::new_as(&lab, Imap::Implicit, "support", &policy, "");
+    local.append_config(agents);
+    let config = Arc::new(deskgate::config::Config::load(&local.config).expect("config"));
+    let store = deskgate::store::Store::open(&config.database).expect("store");
+    let (mallory, support) = (lab.address("mallory"), lab.address("support"));
+    let mut worst: Vec<(&'static str, usize, Duration, Duration, u64, u64)> = Vec::new();
+    for run in 0..runs {
+        for (i, mail) in hostile_mail::hostile_mails(&mallory, &support, mb)
+            .into_iter()
+            .enumerate()
+        {
+            let source = deskgate::ingest::Source {
+                mailbox: "support".into(),
+                imap: Some((1, (run * 100 + i + 1) as u32)),
+                arrival: deskgate::policy::Arrival::Live,
+            };
+            let took = Instant::now();
+            deskgate::ingest::ingest(
+                &store,
+                &config,
+                source,
+                mail.raw.clone(),
+                jiff::Timestamp::now(),
+            )
+            .await
+            .expect("ingest");
+            let in_process = took.elapsed();
+            // A fresh daemon for each message: its peak RSS is this message's, not the heap
+            // the allocator kept from an earlier one.
+            let daemon = connected(&setup).await;
+            let m =
+                hostile_mail::against(&lab, &setup, &daemon, mail, Duration::from_secs(300)).await;
+            let (status, _) = daemon.stop();
+            assert!(
+                status.success(),
+                "deskgate exited with {status}: {}",
+                setup.log()
+            );
+            if run == 0 {
+                worst.push((
+                    m.kind,
+                    m.bytes,
+                    in_process,
+                    m.next_ack,
+                    m.peak_kb,
+                    m.before_kb,
+                ));
+            } else {
+                let w = &mut worst[i];
+                w.2 = w.2.max(in_process);
+                w.3 = w.3.max(m.next_ack);
+                if m.peak_kb > w.4 {
+                    (w.4, w.5) = (m.peak_kb, m.before_kb);
+                }
+            }
+        }
+    }
+    for (kind, bytes, in_process, next_ack, peak_kb, before_kb) in worst {
+        let bound_mb = 2.0 * bytes as f64 / 1_048_576.0 + 40.0;
+        let peak_mb = peak_kb as f64 / 1024.0;
+        report.add_target(
+            "8",
+            format!(
+                "hostile mail `{kind}`, {:.2} MB: ingest in-process; the next customer's acknowledgement committed after it (daemon); peak RSS (worst of {runs})",
+                bytes as f64 / 1_048_576.0
+            ),
+            format!(
+                "{:.3} s; {:.2} s; {peak_mb:.1} MB{} (RSS before: {:.1} MB)",
+                in_process.as_secs_f64(),
+                next_ack.as_secs_f64(),
+                if peak_mb <= bound_mb { "" } else { " (over)" },
+                before_kb as f64 / 1024.0
+            ),
+            format!("≤ 1 s; ≤ 2 s; ≤ {bound_mb:.0} MB"),
+        );
+    }
+}
+
+/// Starts the daemon of `setup` and waits until its mailbox is connected.
+async fn connected(setup: &Setup) -> daemon::Daemon {
+    let before = setup.log().matches("mailbox connected").count();
+    // As the systemd unit runs it.
+    let daemon = setup.spawn_with(&[LOG, ("MALLOC_ARENA_MAX", "2")]);
+    let started = Instant::now();
+    while setup.log().matches("mailbox connected").count() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            setup.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    daemon
 }
 
 /// Polls the daemon's database (read-only, WAL) until `sql` counts `n`.

@@ -6,7 +6,7 @@
 //! is queued (`send::enqueue`): mail that carries a reply key in To, Cc, Reply-To, References,
 //! In-Reply-To or its text is not sent.
 
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 
 use super::reply::is_address_or_sub_address;
 use super::sign::Signer;
@@ -35,6 +35,7 @@ impl Boundary {
             .flat_map(|a| std::iter::once(&a.address).chain(&a.alternates))
             .cloned()
             .chain(agents.relay.iter().flat_map(|r| r.notes_address.clone()))
+            .map(|a| a.to_ascii_lowercase())
             .collect();
         let separator = agents.relay.as_ref().map_or("+", |r| r.separator.as_str());
         Boundary::new(
@@ -72,6 +73,20 @@ impl Boundary {
                 .any(|own| is_address_or_sub_address(&address, own, &self.separator))
     }
 
+    /// The first address in `text` that only people inside may see: an agent's (alternates
+    /// included), the notes address, or a signed reply address, in any case, quoted or
+    /// percent-encoded. Our plain addresses are public: an answer may name them.
+    pub fn inside_address_in(&self, text: &str) -> Option<String> {
+        let text = percent_decoded(text);
+        addresses_in(&text).find(|address| {
+            self.inside.contains(address)
+                || self
+                    .signer
+                    .as_ref()
+                    .is_some_and(|s| s.read_address(address).is_some())
+        })
+    }
+
     /// Where the finished message `raw` carries a reply key; `None` when it carries none.
     pub fn leak(&self, raw: &[u8]) -> Option<String> {
         let signer = self.signer.as_ref()?;
@@ -88,6 +103,9 @@ impl Boundary {
             {
                 return Some(format!("{header} names the reply address {}", p.address));
             }
+        }
+        if signer.carries_key(&parsed.subject) {
+            return Some("the Subject carries a reply key".to_string());
         }
         let ids = [
             ("In-Reply-To", &parsed.in_reply_to),
@@ -107,8 +125,88 @@ impl Boundary {
                 return Some("the text carries a reply key".to_string());
             }
         }
-        None
+        attachment_with_key(&message, signer, 0)
     }
+}
+
+/// How deep attached messages are opened (a notification attached to an answer attached to
+/// a forward…).
+const MAX_NESTING: usize = 3;
+
+/// The first attachment of `message` that carries a reply key: decoded, and an attached
+/// message (an agent answering with the notification attached) read headers and text.
+fn attachment_with_key(
+    message: &mail_parser::Message<'_>,
+    signer: &Signer,
+    depth: usize,
+) -> Option<String> {
+    for (i, part) in message.attachments().enumerate() {
+        let name = part
+            .attachment_name()
+            .map_or_else(|| format!("attachment {}", i + 1), String::from);
+        let found = match part.message() {
+            Some(inner) if depth < MAX_NESTING => {
+                signer.carries_key(&String::from_utf8_lossy(inner.raw_message()))
+                    || (0..)
+                        .map_while(|i| inner.body_text(i))
+                        .any(|text| signer.carries_key(&text))
+                    || attachment_with_key(inner, signer, depth + 1).is_some()
+            }
+            _ => signer.carries_key(&String::from_utf8_lossy(part.contents())),
+        };
+        if found {
+            return Some(format!("the attachment {name} carries a reply key"));
+        }
+    }
+    None
+}
+
+/// Every `local@domain` in `text`, lower case, without quotes around the local part.
+fn addresses_in(text: &str) -> impl Iterator<Item = String> + '_ {
+    let local_char = |c: char| c.is_alphanumeric() || "._%+-'\"!#$&*/=?^`{|}~".contains(c);
+    let domain_char = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    text.match_indices('@').filter_map(move |(at, _)| {
+        let local_len: usize = text[..at]
+            .chars()
+            .rev()
+            .take_while(|&c| local_char(c))
+            .map(char::len_utf8)
+            .sum();
+        let domain_len: usize = text[at + 1..]
+            .chars()
+            .take_while(|&c| domain_char(c))
+            .map(char::len_utf8)
+            .sum();
+        let local = text[at - local_len..at].trim_matches(|c| c == '"' || c == '\'' || c == '.');
+        let domain = text[at + 1..at + 1 + domain_len].trim_matches(|c| c == '.' || c == '-');
+        (!local.is_empty() && !domain.is_empty())
+            .then(|| format!("{local}@{domain}").to_lowercase())
+    })
+}
+
+/// `text` with `%XX` escapes of ASCII decoded (`agent1%40example.com`, `support%2B4.…`).
+fn percent_decoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let escaped = rest
+            .get(i + 1..i + 3)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(u8::is_ascii);
+        match escaped {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -135,8 +233,13 @@ mod tests {
     }
 
     fn mail(headers: &str, body: &str) -> Vec<u8> {
+        let subject = if headers.contains("Subject:") {
+            ""
+        } else {
+            "Subject: x\r\n"
+        };
         format!(
-            "From: Support <support@example.test>\r\nTo: mona@example.net\r\nSubject: x\r\nMessage-ID: <a@example.test>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+            "From: Support <support@example.test>\r\nTo: mona@example.net\r\n{subject}Message-ID: <a@example.test>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
         )
         .into_bytes()
     }
@@ -179,6 +282,7 @@ mod tests {
                 "Hi",
                 "References names",
             ),
+            (format!("Subject: Re: x {key}\r\n"), "Hi", "the Subject"),
             (String::new(), &*format!("write to {key}."), "the text"),
             (String::new(), &*format!("ref <{id}>"), "the text"),
             (
@@ -194,6 +298,77 @@ mod tests {
                 "{headers} {body}: {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn inside_addresses_in_an_answer_are_found_however_written() {
+        let (boundary, signer) = boundary();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        for (text, found) in [
+            (
+                "Van: Alice Agent <agent1@example.test>",
+                "agent1@example.test",
+            ),
+            ("write to AGENT1@Example.TEST.", "agent1@example.test"),
+            ("mailto:agent1%40example.test", "agent1@example.test"),
+            ("(alice@home.test)", "alice@home.test"),
+            (&*format!("\"{key}\""), key.as_str()),
+            (&*format!("<{}>", key.to_uppercase()), key.as_str()),
+            (&*key.replace('+', "%2B"), key.as_str()),
+        ] {
+            assert_eq!(
+                boundary.inside_address_in(text).as_deref(),
+                Some(found),
+                "{text}"
+            );
+        }
+        for text in [
+            "Write to support@example.test or support+sales@example.test any time.",
+            "mona@example.net, 100% sure, a@ b, @home",
+            "",
+        ] {
+            assert_eq!(boundary.inside_address_in(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn keys_in_attachments_are_found_attached_messages_included() {
+        let (boundary, signer) = boundary();
+        let key = signer.reply_address(TicketId(4), "agent1@example.test");
+        let notification = format!(
+            "From: support@example.test\r\nReply-To: <{key}>\r\nSubject: Ticket [#4]\r\n\r\nInternal.\r\n"
+        );
+        let encoded = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(format!("write to {key}"))
+        };
+        let with = |part: &str| {
+            format!(
+                "From: support@example.test\r\nTo: mona@example.net\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclean\r\n--b\r\n{part}\r\n--b--\r\n"
+            )
+        };
+        for (part, name) in [
+            (
+                format!(
+                    "Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=n.eml\r\n\r\n{notification}"
+                ),
+                "n.eml",
+            ),
+            (
+                format!(
+                    "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=k.txt\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}"
+                ),
+                "k.txt",
+            ),
+        ] {
+            let found = boundary.leak(with(&part).as_bytes());
+            assert!(
+                found.as_deref().is_some_and(|f| f.contains(name)),
+                "{name}: {found:?}"
+            );
+        }
+        let clean = "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nfine";
+        assert_eq!(boundary.leak(with(clean).as_bytes()), None);
     }
 
     #[test]

@@ -86,6 +86,15 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
         .as_ref()
         .and_then(|r| r.notes_address.as_deref())
         .is_some_and(|notes| recipients.contains(&notes));
+    // Our signed IDs name our own notifications: mail arriving under one is forged (or a
+    // customer making every answer to their ticket carry a key-shaped In-Reply-To).
+    if let Some(claim) = own_id_claim(parsed, signer) {
+        let mut refused = refuse(&claim, agents, signer, from, from_agent);
+        if let Author::Refused { reason, .. } = &mut refused {
+            *reason = format!("its own Message-ID has the shape of a reply key; {reason}");
+        }
+        return refused;
+    }
     let (claims, via) = keys(parsed, &recipients, signer);
     if claims.is_empty() {
         return unsigned();
@@ -134,6 +143,14 @@ fn keys(parsed: &ParsedMessage, recipients: &[&str], signer: &Signer) -> (Vec<Cl
     (by_id, Via::MessageId)
 }
 
+/// A key in the mail's own Message-ID: only our notifications have one.
+fn own_id_claim(parsed: &ParsedMessage, signer: &Signer) -> Option<Claim> {
+    parsed
+        .message_id
+        .as_deref()
+        .and_then(|id| signer.read_message_id(id))
+}
+
 /// The key that proves the mail: every address key fits, or one Message-ID key does.
 fn proof(claims: &[Claim], via: Via, fits: impl Fn(&&Claim) -> bool) -> Option<&Claim> {
     match via {
@@ -153,7 +170,7 @@ pub fn third_party(
     signer: &Signer,
 ) -> Option<(TicketId, String)> {
     let from = parsed.from.as_ref()?.address.to_ascii_lowercase();
-    if agents.by_address(&from).is_some() {
+    if agents.by_address(&from).is_some() || own_id_claim(parsed, signer).is_some() {
         return None;
     }
     let recipients = recipients(parsed);
@@ -405,6 +422,26 @@ mod tests {
             check(A::Absent, M::Valid, from, Refused(alice));
             check(A::Absent, M::Invalid, from, Refused(None));
             check(A::Absent, M::Absent, from, Other);
+        }
+    }
+
+    #[test]
+    fn a_message_id_shaped_like_a_key_is_refused_whatever_else_it_carries() {
+        let s = signer();
+        let alice = "agent1@example.test";
+        for (from, key) in [
+            ("mona@example.net", None),
+            (alice, Some(s.reply_address(TicketId(9), alice))),
+        ] {
+            let mut parsed = mail(from, key.as_deref().unwrap_or("support@example.test"));
+            parsed.message_id = Some(s.message_id(TicketId(9), "agent2@example.test"));
+            match recognise(&parsed, &agents(), Some(&s)) {
+                Author::Refused { ticket, reason, .. } => {
+                    assert_eq!(ticket, TicketId(9));
+                    assert!(reason.contains("own Message-ID"), "{reason}");
+                }
+                other => panic!("{from}: {other:?}"),
+            }
         }
     }
 

@@ -143,6 +143,7 @@ impl Checker<'_> {
             return None;
         };
         let path = self.path(file.get_ref());
+        self.warn_if_readable(&format!("{section}: service_account_file"), &path);
         match read_service_account(&path, user, scope) {
             Ok(key) => Some(key),
             Err(why) => {

@@ -56,6 +56,7 @@ pub struct RawPolicy {
     pub new_tickets_per_hour: Option<Spanned<u32>>,
     pub acknowledgements_per_hour: Option<Spanned<u32>>,
     pub max_message_size_mb: Option<Spanned<u32>>,
+    pub carry_attachments_mb: Option<Spanned<u32>>,
     pub no_ack_domains: Option<Vec<String>>,
     pub acknowledge_backlog_within: Option<ConfigDuration>,
 }

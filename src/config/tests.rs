@@ -168,17 +168,38 @@ fn example_in(dir: &Path, text: &str) -> (PathBuf, String) {
         if let Some(value) = line.strip_prefix("password_file = ") {
             let file = PathBuf::from(value.trim_matches('"'));
             assert!(file.starts_with(dir), "{file:?} is not under /etc/deskgate");
-            std::fs::write(&file, format!("secret-{n}\nignored second line\n")).unwrap();
+            crate::files::write_private(
+                &file,
+                format!("secret-{n}\nignored second line\n").as_bytes(),
+            )
+            .unwrap();
         }
         if let Some(value) = line.strip_prefix("secret_file = ") {
             let file = PathBuf::from(value.trim_matches('"'));
             assert!(file.starts_with(dir), "{file:?} is not under /etc/deskgate");
-            std::fs::write(&file, format!("{:064}\n", n)).unwrap();
+            crate::files::write_private(&file, format!("{:064}\n", n).as_bytes()).unwrap();
         }
     }
     let path = dir.join("deskgate.toml");
     std::fs::write(&path, &text).unwrap();
     (path, text)
+}
+
+#[test]
+fn secret_files_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = example_in(dir.path(), EXAMPLE);
+    let key = dir.path().join("relay.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let config = Config::from_toml(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.warnings,
+        [format!(
+            "relay: secret_file {}: readable by group or others (mode 0640); chmod 600 it",
+            key.display()
+        )]
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ use async_imap::types::{Fetch, Flag};
 use crate::backoff::Backoff;
 use crate::config::{InitialImport, Live, MailboxConfig};
 use crate::health::{Link, Reporter, Trouble};
-use crate::ingest::{Outcome, Source, ingest, quarantine_failed, quarantine_oversize};
+use crate::ingest::{Outcome, Source, ingest_or_quarantine, quarantine_oversize};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
 use crate::store::{Backlog, Checkpoint, Event, Store, StoreError};
@@ -598,27 +598,17 @@ impl MailboxTask {
         Ok(())
     }
 
-    /// Ingests one message. A failure that is not the database's (a bug, data the store
-    /// refuses) would recur on every retry and block the mailbox, so the message is
-    /// quarantined with the error instead and the mailbox keeps flowing.
+    /// Ingests one message (quarantined with the error when storing it fails for a reason
+    /// other than the database, so it cannot block the mailbox).
     async fn ingest_one(&self, source: Source, raw: Vec<u8>) -> Result<Outcome, FetchError> {
         let name = source.mailbox.clone();
         let uid = source.imap.map(|(_, uid)| uid);
-        let now = Timestamp::now();
         let config = self.config.current();
         self.beat(self.mailbox.timeout * 4);
-        let err = match ingest(&self.store, &config, source.clone(), raw.clone(), now).await {
-            Ok((outcome, parsed)) => {
-                log_outcome(&name, uid, parsed.message_id.as_deref(), &outcome);
-                return Ok(outcome);
-            }
-            Err(err) if err.is_transient() => return Err(err.into()),
-            Err(err) => err,
-        };
-        let reason = format!("storing it failed: {err}");
-        let id = quarantine_failed(&self.store, &config, source, raw, reason.clone(), now).await?;
-        warn!(mailbox = %name, uid, quarantine = id.0, error = %err, "message could not be stored; quarantined");
-        Ok(Outcome::Quarantined { id, reason })
+        let (outcome, message_id) =
+            ingest_or_quarantine(&self.store, &config, source, raw, Timestamp::now()).await?;
+        log_outcome(&name, uid, message_id.as_deref(), &outcome);
+        Ok(outcome)
     }
 
     /// Moves the checkpoint past backlog messages left in the folder, counting them.

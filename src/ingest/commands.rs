@@ -9,7 +9,7 @@ use crate::agent::reply::{AgentText, Command};
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Config};
 use crate::model::{TicketId, TicketState};
-use crate::parse::ParsedMessage;
+use crate::parse::{Attachment, ParsedMessage};
 use crate::policy::Role;
 use crate::render::{self, CustomerMail, ForwardFor, NoteFor};
 use crate::store::{Event, NewMessage, StoreError, Tx, dedupe_key};
@@ -149,7 +149,7 @@ pub(super) fn third_party_answer(
     tx: &Tx<'_>,
     config: &Config,
     (source, parsed, raw): (&Source, &ParsedMessage, &[u8]),
-    (ticket, from): (TicketId, &str),
+    (ticket, third, attachments): (TicketId, &super::analysis::ThirdParty, &[Attachment]),
     signer: &Signer,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
@@ -159,12 +159,12 @@ pub(super) fn third_party_answer(
         )));
     };
     let desk = config.desk(&state.mailbox, state.address.as_deref());
-    let body = crate::agent::reply::unquoted(&parsed.text);
+    let (from, body) = (third.from.as_str(), &third.words);
     let key = dedupe_key(parsed.message_id.as_deref(), raw);
     let row = tx.insert_message(&NewMessage {
         ticket: Some(ticket),
         class: Role::ThirdParty.kind(),
-        body_text: &body,
+        body_text: body,
         internal: true,
         ..super::received(source, parsed, raw, &key, now)
     })?;
@@ -200,7 +200,6 @@ pub(super) fn third_party_answer(
         language: desk.language,
     };
     let signer = signer.signing_as(&desk.support.address);
-    let attachments = crate::parse::attachments(raw);
     let mut queued = Vec::new();
     for to in readers(config, &state, desk.team) {
         let rendered = render::note(
@@ -211,8 +210,8 @@ pub(super) fn third_party_answer(
             NoteFor {
                 ticket: &state,
                 author: &author,
-                body: &body,
-                attachments: &attachments,
+                body,
+                attachments,
             },
             now,
         );

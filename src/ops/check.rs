@@ -82,6 +82,15 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
     for warning in &config.warnings {
         writeln!(out, "  warning: {warning}")?;
     }
+    for file in crate::files::database_files(&config.database) {
+        if let Some(mode) = crate::files::readable_by_others(&file) {
+            writeln!(
+                out,
+                "  warning: {}: readable by group or others (mode {mode:04o}) and holds customers' mail and OAuth tokens; chmod 600 it (deskgate run does)",
+                file.display()
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use super::logging::{self, LogFormat};
+use super::terminal::Terminal;
 use super::{check, daemon, deliver, oauth, report, show, stats};
 use crate::config::{self, Config};
 use crate::ingest;
@@ -396,8 +397,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(&cli.config)?;
     let tz = config.support.timezone.clone();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output(cli.command.json());
     match cli.command {
         Command::Ingest { .. } | Command::Generate { .. } => {
             unreachable!("handled before the configuration is loaded")
@@ -489,7 +489,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report { html, period } => {
             let (span, ledger) = stats::load(&config, &period)?;
             let page = report::page(&ledger, span, period.mailbox.as_deref(), &config.support);
-            std::fs::write(&html, page).with_context(|| format!("writing {}", html.display()))?;
+            crate::files::write_private(&html, page.as_bytes())
+                .with_context(|| format!("writing {}", html.display()))?;
             writeln!(out, "wrote {}", html.display())?;
         }
         Command::Template(TemplateCommand::List) => {
@@ -548,8 +549,7 @@ fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCode> {
     let tz = config.support.timezone.clone();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output(action.json());
     let database = config.database.clone();
     let not_found = |id: i64| {
         eprintln!(
@@ -642,6 +642,42 @@ fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCo
     }
     out_flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard output for a command: exact for `--json`, else through [`Terminal`], so nothing a
+/// sender wrote can steer the admin's terminal.
+fn output(json: bool) -> Box<dyn Write> {
+    let stdout = std::io::stdout().lock();
+    if json {
+        Box::new(stdout)
+    } else {
+        Box::new(Terminal::new(stdout))
+    }
+}
+
+impl Command {
+    /// Whether the command prints JSON (`--json`).
+    fn json(&self) -> bool {
+        match self {
+            Command::Tickets { json, .. }
+            | Command::Ticket { json, .. }
+            | Command::Outbox { json }
+            | Command::Events { json, .. }
+            | Command::Contact { json, .. }
+            | Command::Stats { json, .. } => *json,
+            Command::Quarantine { action } => action.json(),
+            _ => false,
+        }
+    }
+}
+
+impl QuarantineAction {
+    fn json(&self) -> bool {
+        match self {
+            QuarantineAction::List { json, .. } | QuarantineAction::Show { json, .. } => *json,
+            QuarantineAction::Release { .. } | QuarantineAction::Delete { .. } => false,
+        }
+    }
 }
 
 fn out_flush() -> anyhow::Result<()> {

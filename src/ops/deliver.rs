@@ -21,7 +21,7 @@ use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::fetch::log_outcome;
-use crate::ingest::{Source, ingest, quarantine_failed, quarantine_oversize};
+use crate::ingest::{Source, ingest_or_quarantine, quarantine_oversize};
 use crate::policy::Arrival;
 use crate::store::Store;
 
@@ -83,20 +83,19 @@ fn deliver(path: &Path, name: &str, input: &mut impl Read) -> anyhow::Result<()>
         if size > config.policy.max_message_size {
             let headers = header_block(&raw).to_vec();
             let id = quarantine_oversize(&store, &config, source, headers, size, now).await?;
-            warn!(mailbox = name, size, quarantine = id.0, "message larger than policy.max_message_size_mb; quarantined (headers kept)");
+            warn!(
+                mailbox = name,
+                size,
+                quarantine = id.0,
+                "message larger than policy.max_message_size_mb; quarantined (headers kept)"
+            );
             return Ok(());
         }
-        let err = match ingest(&store, &config, source.clone(), raw.clone(), now).await {
-            Ok((outcome, parsed)) => {
-                log_outcome(&source.mailbox, None, parsed.message_id.as_deref(), &outcome);
-                return Ok(());
-            }
-            Err(err) if err.is_transient() => return Err(err).context("storing the message"),
-            Err(err) => err,
-        };
-        let reason = format!("storing it failed: {err}");
-        let id = quarantine_failed(&store, &config, source, raw, reason, now).await?;
-        warn!(mailbox = name, quarantine = id.0, error = %err, "message could not be stored; quarantined");
+        let mailbox = source.mailbox.clone();
+        let (outcome, message_id) = ingest_or_quarantine(&store, &config, source, raw, now)
+            .await
+            .context("storing the message")?;
+        log_outcome(&mailbox, None, message_id.as_deref(), &outcome);
         Ok(())
     })
 }

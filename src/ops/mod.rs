@@ -11,3 +11,4 @@ pub mod oauth;
 pub mod report;
 pub mod show;
 pub mod stats;
+pub mod terminal;

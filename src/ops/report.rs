@@ -52,7 +52,8 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
     let figure = |pointer: &str, fmt: Fmt| -> String {
         let value = json.pointer(pointer).unwrap_or(&Value::Null);
         format!(
-            r#"<span data-kpi="{pointer}" data-value="{}">{}</span>"#,
+            r#"<span data-kpi="{}" data-value="{}">{}</span>"#,
+            esc(pointer),
             esc(&value.to_string()),
             esc(&fmt.text(value))
         )
@@ -75,8 +76,8 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
 <style>{CSS}</style></head><body>
 <header><h1>{title}</h1><p>{} to {} ({})</p></header>
 <section class="cards">"#,
-        when(period.since, tz),
-        when(period.until, tz),
+        esc(&when(period.since, tz)),
+        esc(&when(period.until, tz)),
         esc(tz.iana_name().unwrap_or("UTC offset")),
         title = esc(&title),
     );
@@ -533,7 +534,7 @@ fn hbars(rows: &[HBar], color: &str) -> String {
             row_h - 8.0,
             y + 4.0,
             row_h - 8.0,
-            row.kpi,
+            esc(&row.kpi),
             row.value,
             left + w + 6.0,
             y + row_h / 2.0 + 4.0,

@@ -1,4 +1,5 @@
 //! `deskgate tickets`, `ticket N`, `outbox`, `events`, `quarantine`: human tables or `--json`.
+//! The caller hands the human views a [`super::terminal::Terminal`], which escapes controls.
 
 use std::io::Write;
 

@@ -20,7 +20,8 @@ pub enum TicketAction {
     Create,
     /// Add the message to this existing ticket.
     Append(TicketId),
-    /// Keep the message without a ticket: a bounce of nothing we sent.
+    /// Keep the message without a ticket: a bounce of nothing we sent, or a refused reply key
+    /// naming no ticket.
     Unfiled,
 }
 
@@ -104,6 +105,29 @@ pub enum AgentNotice {
     Unsigned,
     /// The answer carries internal text (why): nothing was applied or sent.
     Leak(String),
+    /// The answer was withheld at the last check before sending (why): it would have carried
+    /// a reply key to the customer.
+    Withheld(String),
+}
+
+impl AgentNotice {
+    /// A stable label: the notice template's `problem`, and the key notices are limited by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentNotice::BadCommands(_) => "commands",
+            AgentNotice::Empty => "empty",
+            AgentNotice::Refused(_) => "refused",
+            AgentNotice::Unsigned => "unsigned",
+            AgentNotice::Leak(_) => "leak",
+            AgentNotice::Withheld(_) => "withheld",
+        }
+    }
+
+    /// About mail that proved nothing (anyone can send it): at most one an hour per agent and
+    /// kind, or a forger fills the agent's inbox.
+    pub fn unproved(&self) -> bool {
+        matches!(self, AgentNotice::Refused(_) | AgentNotice::Unsigned)
+    }
 }
 
 /// What the store knows about the sender's last hour, for the per-sender limits.
@@ -276,14 +300,14 @@ pub fn decide(
     let automatic = !inbound.class.is_customer();
     match inbound.author {
         Author::Refused { tell, reason, .. } => {
-            // Its References and subject are not used: the key's ticket, else a ticket of its
-            // own with no customer. Nobody is acknowledged, timed or notified; the agent is
-            // told unless a machine wrote it.
-            let ticket = match inbound.ticket {
-                Some(ticket) => TicketAction::Append(ticket.id),
-                None => TicketAction::Create,
+            // Its References and subject are not used: the key's ticket, else no ticket at all
+            // (a key naming no ticket must not open one per mail). Nobody is acknowledged,
+            // timed or notified; the agent is told, on the key's ticket, unless a machine
+            // wrote it.
+            let Some(ticket) = inbound.ticket else {
+                return Decision::new(TicketAction::Unfiled, Role::KeyRefused);
             };
-            let mut decision = Decision::new(ticket, Role::KeyRefused);
+            let mut decision = Decision::new(TicketAction::Append(ticket.id), Role::KeyRefused);
             decision.tell = tell
                 .clone()
                 .filter(|_| !automatic)
@@ -571,6 +595,7 @@ mod tests {
             new_tickets_per_hour: 10,
             acknowledgements_per_hour: 5,
             max_message_size: 25 << 20,
+            carry_attachments: 10 << 20,
             no_ack_domains: Vec::new(),
             acknowledge_backlog_within: Duration::ZERO,
         }
@@ -992,12 +1017,14 @@ mod tests {
             reason: "bad".into(),
         };
         let state = ticket(TicketStatus::Open, None);
-        for (threading, state, action) in [
-            (Threading::New, None, TicketAction::Create),
+        for (threading, state, action, told) in [
+            // A key naming no ticket opens none, and there is no ticket to tell anyone about.
+            (Threading::New, None, TicketAction::Unfiled, false),
             (
                 Threading::Claimed(TicketId(4)),
                 Some(&state),
                 TicketAction::Append(TicketId(4)),
+                true,
             ),
         ] {
             let inbound = Inbound {
@@ -1010,15 +1037,13 @@ mod tests {
             assert!(d.role.internal());
             assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
             assert!(d.answered_at.is_none() && d.status.is_none() && d.assign.is_none());
-            assert_eq!(
-                d.tell,
-                Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())))
-            );
+            let tell = Some(("a1@x.test".into(), AgentNotice::Refused("bad".into())));
+            assert_eq!(d.tell, tell.filter(|_| told));
         }
         let automatic = Inbound {
             class: &Class::AutoReply(Signal::NullReturnPath),
             author: &author,
-            ..customer(Threading::New, None)
+            ..customer(Threading::Claimed(TicketId(4)), Some(&state))
         };
         let d = decided(&automatic);
         assert_eq!(d.role, Role::KeyRefused, "internal, machine or not");

@@ -13,7 +13,7 @@ use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
 use crate::language::Lang;
 use crate::model::{Person, TicketState};
-use crate::parse::Attachment;
+use crate::parse::{Attachment, Carried};
 use crate::policy::AgentNotice;
 use crate::render::Templates;
 use crate::store::{Answered, EarlierTicket};
@@ -56,7 +56,8 @@ pub struct NotificationFor<'a> {
     pub waiting_since: Timestamp,
     pub due_at: Option<Timestamp>,
     pub history: &'a [EarlierTicket],
-    pub attachments: &'a [Attachment],
+    /// The customer's attachments: those carried, and those only listed.
+    pub attachments: &'a Carried,
     /// The customer's own HTML, sanitized: shown to agents as the customer saw it.
     pub html: Option<&'a Html>,
 }
@@ -72,6 +73,9 @@ pub fn notification(
 ) -> Result<Outgoing, RenderError> {
     let lang = reader_language(support, templates, "notification", Some(agent));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
+    // Each agent gets the analysed part of the text at most: a huge body is stored once, not
+    // copied into every agent's notification.
+    let message = crate::ingest::analysis::prefix(n.text);
     let history: Vec<minijinja::Value> = n
         .history
         .iter()
@@ -98,13 +102,21 @@ pub fn notification(
         waiting => format_duration(now.duration_since(n.waiting_since), lang),
         due => n.due_at.map(|d| format_due(d, &support.timezone, lang)).unwrap_or_default(),
         language => n.ticket.language.map_or("", |l| l.name_in(lang)),
-        message => n.text.trim_end(),
+        message => message.trim_end(),
+        message_cut => message.len() < n.text.len(),
         message_html => n.html.map_or("", |h| h.html.as_str()),
         recipients => n.ticket.customers.iter().map(|p| match &p.name {
             Some(name) => format!("{name} <{}>", p.address),
             None => p.address.clone(),
         }).collect::<Vec<_>>(),
-        attachments => n.attachments.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+        attachments => n.attachments.files.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+        not_attached => n
+            .attachments
+            .left_out
+            .iter()
+            .map(|(name, size)| format!("{name} ({})", format_size(*size)))
+            .collect::<Vec<_>>(),
+        unlisted => n.attachments.unlisted,
         history => history,
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
@@ -122,11 +134,20 @@ pub fn notification(
             in_reply_to: n.message_id,
             references: n.message_id.map(String::from).into_iter().collect(),
             auto_submitted: Some("auto-generated"),
-            attachments: n.attachments,
+            attachments: &n.attachments.files,
         },
         parts,
         now,
     )
+}
+
+/// `2.4 MB`, `512 KB`, `12 bytes`.
+fn format_size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} bytes"),
+        1_000..1_000_000 => format!("{} KB", bytes / 1_000),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 /// An agent's answer, to be passed on to the ticket's customers.
@@ -284,13 +305,14 @@ pub fn notice(
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
-    let (problem, errors, reason) = match n.notice {
-        AgentNotice::BadCommands(errors) => ("commands", errors.clone(), String::new()),
-        AgentNotice::Empty => ("empty", Vec::new(), String::new()),
-        AgentNotice::Unsigned => ("unsigned", Vec::new(), String::new()),
-        AgentNotice::Refused(reason) => ("refused", Vec::new(), reason.clone()),
-        AgentNotice::Leak(reason) => ("leak", Vec::new(), reason.clone()),
+    let (errors, reason) = match n.notice {
+        AgentNotice::BadCommands(errors) => (errors.clone(), String::new()),
+        AgentNotice::Empty | AgentNotice::Unsigned => (Vec::new(), String::new()),
+        AgentNotice::Refused(reason)
+        | AgentNotice::Leak(reason)
+        | AgentNotice::Withheld(reason) => (Vec::new(), reason.clone()),
     };
+    let problem = n.notice.kind();
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
         tag => tag.clone(),

@@ -6,8 +6,9 @@ use jiff::Timestamp;
 use super::agent::{marker, reader_language, signed_mailbox};
 use super::locale::{Author, author_word};
 use super::{
-    Envelope, Outgoing, RenderError, ReplyTo, base_subject, build, format_due, format_duration,
-    format_when, mailbox, new_message_id, support_mailbox,
+    ECHOED_NAME_CHARS, ECHOED_SUBJECT_CHARS, Envelope, Outgoing, RenderError, ReplyTo,
+    base_subject, build, echoed, format_due, format_duration, format_when, mailbox, new_message_id,
+    support_mailbox,
 };
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
@@ -41,8 +42,8 @@ pub fn to_customer(
     let context = minijinja::context! {
         ticket => mail.ticket.id.0,
         tag => tag.clone(),
-        subject => base_subject(&mail.ticket.subject, &tag),
-        customer_name => mail.customer.name.clone().unwrap_or_default(),
+        subject => echoed(&base_subject(&mail.ticket.subject, &tag), ECHOED_SUBJECT_CHARS),
+        customer_name => echoed(mail.customer.name.as_deref().unwrap_or(""), ECHOED_NAME_CHARS),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         due => due.map(|d| format_due(d, &support.timezone, mail.lang)).unwrap_or_default(),

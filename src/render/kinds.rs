@@ -265,9 +265,12 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         due => format_due(sample_due_at(), tz, lang),
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
+        message_cut => false,
         // The customer's sanitized HTML when they wrote some (see `render::html`).
         message_html => "",
         attachments => vec!["photo.jpg", "invoice.pdf"],
+        not_attached => vec!["video.mp4 (48.2 MB)"],
+        unlisted => 0,
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
         }],

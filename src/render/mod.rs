@@ -33,7 +33,7 @@ pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_cont
 
 use crate::config::Support;
 use crate::language::Lang;
-use crate::model::{Person, TicketId};
+use crate::model::{Person, TicketId, clean_header_text};
 use crate::parse::{Attachment, LOOP_HEADER};
 use crate::thread::format_tag;
 
@@ -96,8 +96,8 @@ pub fn acknowledgement(
     let context = minijinja::context! {
         ticket => ack.ticket.0,
         tag => tag.clone(),
-        subject => base_subject(ack.subject, &tag),
-        customer_name => ack.customer.name.clone().unwrap_or_default(),
+        subject => echoed(&base_subject(ack.subject, &tag), ECHOED_SUBJECT_CHARS),
+        customer_name => echoed(ack.customer.name.as_deref().unwrap_or(""), ECHOED_NAME_CHARS),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         due => format_due(ack.due_at, &support.timezone, ack.lang),
@@ -289,7 +289,31 @@ fn mailbox(person: &Person) -> Result<Mailbox, RenderError> {
                     reason: err.to_string(),
                 },
             )?;
-    Ok(Mailbox::new(person.name.clone(), address))
+    let name = person.name.as_deref().map(|n| echoed(n, ECHOED_NAME_CHARS));
+    Ok(Mailbox::new(name, address))
+}
+
+/// At most this many characters of a sender's name are written back to them.
+pub const ECHOED_NAME_CHARS: usize = 80;
+/// At most this many characters of a sender's subject are written back to them.
+pub const ECHOED_SUBJECT_CHARS: usize = 200;
+
+/// A sender's own text as we write it back to them (anyone can forge a From, so this is
+/// text an attacker chose, sent under our name): controls and bidi overrides removed,
+/// whitespace collapsed, at most `max_chars` characters.
+pub fn echoed(text: &str, max_chars: usize) -> String {
+    let cleaned = clean_header_text(
+        &text
+            .chars()
+            .filter(|c| !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+            .collect::<String>(),
+    );
+    if cleaned.chars().count() <= max_chars {
+        return cleaned;
+    }
+    let mut cut: String = cleaned.chars().take(max_chars - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The support address, named `Support` or `<via> via Support`.
@@ -581,6 +605,61 @@ mod tests {
         );
     }
 
+    /// An attachment bomb and a huge body: the notification carries what fits, lists the
+    /// rest, and copies at most the analysed part of the text.
+    #[test]
+    fn a_notification_lists_what_it_does_not_carry() {
+        let signer = signer();
+        let alice = crate::agent::fixtures::agents().agents[0].clone();
+        let customer = Person::new("mona@example.net", Some("Mona"));
+        let ticket = ticket77(&customer, Lang::El);
+        let text = "All work and no play. ".repeat(100_000);
+        let carried = crate::parse::Carried {
+            files: vec![Attachment {
+                name: "photo.jpg".into(),
+                content_type: "image/jpeg".into(),
+                data: vec![1, 2, 3],
+                content_id: None,
+            }],
+            left_out: vec![("video.mp4".into(), 48_200_000)],
+            unlisted: 49_000,
+        };
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let out = notification(
+            &support(),
+            &Templates::builtin(),
+            &signer,
+            &alice,
+            NotificationFor {
+                ticket: &ticket,
+                new_ticket: true,
+                customer: &customer,
+                subject: "Printer on fire",
+                text: &text,
+                message_id: None,
+                waiting_since: now,
+                due_at: None,
+                history: &[],
+                attachments: &carried,
+                html: None,
+            },
+            now,
+        )
+        .unwrap();
+        let parsed = crate::parse::parse(&out.raw);
+        for fact in [
+            "Attachments: photo.jpg",
+            "Not attached (too large): video.mp4 (48.2 MB)",
+            "49000 further parts of the message are not listed.",
+            "The message is longer than shown here; deskgate keeps all of it.",
+        ] {
+            assert!(parsed.text.contains(fact), "{fact}");
+        }
+        assert_eq!(parsed.attachment_names, ["photo.jpg"]);
+        // Text and HTML each hold at most the analysed 256 KB of the 2.2 MB text.
+        assert!(out.raw.len() < 1_000_000, "{} bytes", out.raw.len());
+    }
+
     /// Each agent reads notifications and notes in their own language, and an answer typed
     /// above the localised marker is cut there like the English one.
     #[test]
@@ -616,7 +695,7 @@ mod tests {
                     waiting_since: "2026-11-23T07:55:00Z".parse().unwrap(),
                     due_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
                     history: &[],
-                    attachments: &[],
+                    attachments: &crate::parse::Carried::default(),
                     html: None,
                 },
                 now,
@@ -877,6 +956,8 @@ mod tests {
         assert_eq!(strip_reply_prefixes("Re: AW: fwd: hello"), "hello");
         assert_eq!(strip_reply_prefixes("رد: مرحبا"), "مرحبا");
         assert_eq!(strip_reply_prefixes("Regarding x"), "Regarding x");
+        assert_eq!(strip_reply_prefixes("ΑΠ: ΣΧΕΤ: Γεια"), "Γεια");
+        assert_eq!(strip_reply_prefixes("RE:"), "");
         assert_eq!(
             base_subject("رد: الطابعة \u{200E}[#42]\u{200E}", "[#42]"),
             "الطابعة",

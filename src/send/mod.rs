@@ -399,8 +399,9 @@ pub enum Audience<'a> {
 /// (so the ticket's transcript and In-Reply-To look-ups find it) and the outbox row the
 /// sender delivers. Mail to someone inside is internal: never a threading key for anyone
 /// else. Mail to someone outside that carries a reply key is the one choke point where keys
-/// would leave the agents: it is not queued (`None`), and a `outbox.key_withheld` event and
-/// an error say why.
+/// would leave the agents: it is not queued ([`Enqueued::Withheld`]), and a
+/// `outbox.key_withheld` event and an error say why; the caller tells the agent whose action
+/// produced it.
 pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
@@ -409,7 +410,7 @@ pub fn enqueue(
     audience: Audience<'_>,
     out: &Outgoing,
     now: Timestamp,
-) -> Result<Option<OutboxId>, StoreError> {
+) -> Result<Enqueued, StoreError> {
     let agent = match audience {
         Audience::Inside(agent) => Some(agent),
         Audience::Outside(boundary) => {
@@ -427,12 +428,12 @@ pub fn enqueue(
                     },
                     now,
                 )?;
-                return Ok(None);
+                return Ok(Enqueued::Withheld(leak));
             }
             None
         }
     };
-    put(tx, support, Some(ticket), class, agent, out, now).map(Some)
+    put(tx, support, Some(ticket), class, agent, out, now).map(Enqueued::Queued)
 }
 
 /// Puts an alert to the admin (`[alerts]`) in the outbox: on no ticket, internal.
@@ -484,6 +485,23 @@ fn put(
         recipients: &out.recipients,
         now,
     })
+}
+
+/// What [`enqueue`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued(OutboxId),
+    /// Not queued: it would have carried a reply key outside (where, in a sentence).
+    Withheld(String),
+}
+
+impl Enqueued {
+    pub fn queued(self) -> Option<OutboxId> {
+        match self {
+            Enqueued::Queued(id) => Some(id),
+            Enqueued::Withheld(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -572,8 +590,14 @@ mod tests {
                 Ok((withheld, to_agent, sent))
             })
             .expect("write");
-        assert_eq!(withheld, None);
-        assert!(to_agent.is_some() && sent.is_some());
+        assert!(
+            matches!(&withheld, Enqueued::Withheld(why) if why.contains("Cc names the reply address")),
+            "{withheld:?}"
+        );
+        assert!(matches!(
+            (to_agent, sent),
+            (Enqueued::Queued(_), Enqueued::Queued(_))
+        ));
         let events = store
             .read_blocking(|tx| tx.events("outbox.key_withheld", 10))
             .expect("events");

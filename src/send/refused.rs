@@ -50,7 +50,10 @@ pub fn tell_agents(
             &out,
             now,
         )?;
-        let Some(outbox) = outbox else { continue };
+        // Mail to an agent is never withheld.
+        let Some(outbox) = outbox.queued() else {
+            continue;
+        };
         tx.record(
             &Event {
                 kind: "outbox.queued",

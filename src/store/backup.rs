@@ -33,6 +33,8 @@ pub fn backup(source: &Path, dest: &Path, progress: impl Fn(u64, u64)) -> Result
     from.busy_timeout(Duration::from_secs(10))?;
     let partial = partial_path(dest);
     let _ = std::fs::remove_file(&partial);
+    // A copy of every customer's mail and the OAuth tokens: private, as the database is.
+    crate::files::create_private(&partial).map_err(|e| open_err(&partial, e.to_string()))?;
     let mut to = Connection::open(&partial).map_err(|e| open_err(&partial, e.to_string()))?;
     let pages = copy(&from, &mut to, progress)?;
     let check: String = to.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -77,6 +79,8 @@ fn partial_path(dest: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use crate::store::Store;
 
@@ -107,6 +111,11 @@ mod tests {
             .expect("read");
         assert_eq!(events.len(), 1);
         assert!(!partial_path(&dest).exists());
+        let mode = std::fs::metadata(&dest).expect("copy").permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "a copy of the database is as private as the database"
+        );
         let again = backup(&source, &dest, |_, _| {}).unwrap_err();
         assert!(again.to_string().contains("exists already"), "{again}");
     }

@@ -23,6 +23,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::files;
+
 pub use backup::backup;
 pub use figures::{Figures, OutboxNow};
 pub use merge::Moved;
@@ -115,9 +117,14 @@ impl Store {
             reason,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            files::create_dir(dir)
                 .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
         }
+        // Created 0600 before SQLite opens it (SQLite would use 0644 minus the umask), so
+        // the -wal and -shm files SQLite creates next to it get the same mode.
+        files::create_private(path)
+            .and_then(|()| files::tighten_database(path))
+            .map_err(|e| open_err(format!("cannot make it private (0600): {e}")))?;
         let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

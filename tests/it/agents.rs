@@ -12,15 +12,9 @@ pub fn with_agents(lab: &Lab) -> Setup {
     add_agents(Setup::new(lab, Imap::Implicit, ""))
 }
 
-/// Adds a [relay] and two agents: Alice Agent (agent1) and Bob Agent (agent2).
-pub fn add_agents(setup: Setup) -> Setup {
-    std::fs::write(
-        setup.dir.path().join("relay.key"),
-        format!("{}\n", "5e".repeat(32)),
-    )
-    .expect("write relay key");
-    setup.append_config(
-        r#"
+/// A [relay] (its key in `relay.key`, see [`write_relay_key`]) and two agents: Alice Agent
+/// (agent1) and Bob Agent (agent2).
+pub const AGENTS: &str = r#"
 [relay]
 secret_file = "relay.key"
 
@@ -31,8 +25,21 @@ address = "agent1@example.test"
 [[agent]]
 name = "Bob Agent"
 address = "agent2@example.test"
-"#,
-    );
+"#;
+
+/// Writes the relay key [`AGENTS`] names into `dir`.
+pub fn write_relay_key(dir: &std::path::Path) {
+    deskgate::files::write_private(
+        &dir.join("relay.key"),
+        format!("{}\n", "5e".repeat(32)).as_bytes(),
+    )
+    .expect("write relay key");
+}
+
+/// Adds [`AGENTS`] to `setup`.
+pub fn add_agents(setup: Setup) -> Setup {
+    write_relay_key(setup.dir.path());
+    setup.append_config(AGENTS);
     setup
 }
 
@@ -266,7 +273,9 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     assert!(!note_text.contains("Sent: Monday"), "{note_text}");
 
     // 4. A forged From with a wrong token: nothing relayed, agent1 told.
-    let forged_to = reply_to.replacen(&format!("+{number}."), &format!("+{}.", number + 1), 1);
+    let (local, domain) = reply_to.rsplit_once('@').expect("reply address");
+    let altered = if local.ends_with('0') { '1' } else { '0' };
+    let forged_to = format!("{}{altered}@{domain}", &local[..local.len() - 1]);
     let forged = message(
         &format!("Alice Agent <{agent1}>"),
         &forged_to,

@@ -27,6 +27,10 @@ mod first_start;
 mod flow;
 /// The project's mail lab (Postfix + Dovecot on loopback) and mailbox helpers.
 mod harness;
+/// Issue 16: hostile mail (bounded time and memory), escaped terminal output, private files.
+mod hostile;
+/// The generator of hostile mails (shared with the benchmark).
+mod hostile_mail;
 /// Agents' HTML answers, customers' HTML and winmail.dat, bottom-posting (issue 20).
 mod html;
 /// Loops, bounces, bursts, oversize and unparseable mail on the real servers.

@@ -46,6 +46,14 @@ fn seed(text: &str) -> u64 {
     RandomState::new().hash_one(text)
 }
 
+/// The signed Reply-To of a notification.
+fn signed_reply_to(notification: &[u8]) -> String {
+    parsed(notification)
+        .reply_to
+        .expect("signed Reply-To")
+        .address
+}
+
 /// The first of `mails` whose subject starts with `prefix`.
 fn with_subject(mails: &[Vec<u8>], prefix: &str) -> Vec<u8> {
     mails
@@ -194,10 +202,7 @@ async fn every_client_shape_relays_only_the_answer() {
     let agent1 = lab.address("agent1");
     let notification =
         customer_writes(&lab, ("Printer", "shapes@customer.test", "It jams.\n"), 1).await;
-    let to = parsed(&notification)
-        .reply_to
-        .expect("signed Reply-To")
-        .address;
+    let to = signed_reply_to(&notification);
     // (client, quote header, quoted with `>`, a word of the header that must not be relayed)
     let shapes = [
         (
@@ -248,6 +253,22 @@ async fn every_client_shape_relays_only_the_answer() {
             true,
             "wrote",
         ),
+        // Red team: languages whose quote headers we do not parse lose the header above our
+        // marker all the same, so the agent's address never precedes the customer.
+        (
+            "nl outlook",
+            format!(
+                "Van: Example Support <{to}>\nVerzonden: maandag 7 december 2026 10:00\nAan: Alice Agent <{agent1}>\nOnderwerp: Printer"
+            ),
+            false,
+            "Verzonden",
+        ),
+        (
+            "nl gmail",
+            format!("Op ma 7 dec. 2026 om 10:00 schreef Alice Agent <{agent1}>:"),
+            true,
+            "schreef",
+        ),
     ];
     for (i, (shape, quote_header, quoted, word)) in shapes.iter().enumerate() {
         let body = format!("Answer {i} from {shape}: please open tray {i}.");
@@ -259,7 +280,95 @@ async fn every_client_shape_relays_only_the_answer() {
         assert!(text.starts_with(&body), "{shape}: {text}");
         assert!(!text.contains(word), "{shape}: {text}");
         assert!(!text.contains("It jams."), "{shape}: {text}");
+        let raw_text = String::from_utf8_lossy(relayed).to_ascii_lowercase();
+        for inside in ["agent1@", "support+"] {
+            assert!(
+                !raw_text.contains(inside),
+                "{shape}: {inside} in {raw_text}"
+            );
+        }
     }
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team: a quote header line in a language we do not parse that slips through (one
+/// `Van:` line is no header block) fails closed: the address in it refuses the answer, the
+/// agent told which. The legitimate flow: an answer naming the public support address is
+/// relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inside_address_left_in_an_answer_refuses_it() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let (agent1, support) = (lab.address("agent1"), lab.address("support"));
+    let notification =
+        customer_writes(&lab, ("Printer", "nl@customer.test", "It jams.\n"), 1).await;
+    let to = signed_reply_to(&notification);
+    // One `Van:` line above the quote is no header block: it slips through, and the address
+    // in it refuses the answer.
+    let slipped = client_reply(
+        &agent1,
+        &to,
+        &notification,
+        "Antwoord 2.",
+        &format!("Van: Alice Agent <{agent1}>"),
+        false,
+    );
+    lab.submit("agent1", &[&to], &slipped).await;
+    let told = parsed(&lab.wait_for("agent1", "INBOX", 2, WAIT).await[1]).text;
+    assert!(
+        told.contains("NOT sent") && told.contains(&format!("the address {agent1}")),
+        "{told}"
+    );
+
+    let public = format!("Write to {support} any time.");
+    let raw = client_reply(&agent1, &to, &notification, &public, "", true);
+    lab.submit("agent1", &[&to], &raw).await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(parsed(&inbox[1]).text.starts_with(&public));
+    assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 2);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team: an agent answers with the notification attached (Outlook's "attach original",
+/// a forward as attachment). Its signed Reply-To and internal text never reach the customer:
+/// the answer is withheld at the last check and the agent told which attachment.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_with_the_notification_attached_is_withheld_and_the_agent_told() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = with_agents(&lab);
+    let daemon = setup.start();
+    let agent1 = lab.address("agent1");
+    let notification =
+        customer_writes(&lab, ("Printer", "attach@customer.test", "It jams.\n"), 1).await;
+    let n = parsed(&notification);
+    let to = n.reply_to.clone().expect("signed Reply-To").address;
+    let nid = n.message_id.clone().expect("Message-ID");
+    let mut raw = format!(
+        "From: Alice Agent <{agent1}>\r\nTo: <{to}>\r\nSubject: RE: {}\r\nMessage-ID: <attach@agent.test>\r\nIn-Reply-To: <{nid}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the details below.\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"original.eml\"\r\n\r\n",
+        n.subject
+    )
+    .into_bytes();
+    raw.extend_from_slice(&notification);
+    raw.extend_from_slice(b"\r\n--b--\r\n");
+    lab.submit("agent1", &[&to], &raw).await;
+    let told = parsed(&lab.wait_for("agent1", "INBOX", 2, WAIT).await[1]).text;
+    assert!(
+        told.contains("NOT sent") && told.contains("original.eml carries a reply key"),
+        "{told}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        lab.fetch_all("customer1", "INBOX").await.len(),
+        1,
+        "the ack only"
+    );
+
+    answer(&lab, "agent1", &notification, "Tray 2 is the culprit.").await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(parsed(&inbox[1]).text.starts_with("Tray 2 is the culprit."));
     let (status, _) = daemon.stop();
     assert!(status.success());
 }

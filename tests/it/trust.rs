@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::agents::thunderbird_reply;
+use crate::agents::{answer, thunderbird_reply};
 use crate::daemon::{Imap, Setup, parsed};
 use crate::harness::{Lab, message};
 
@@ -450,14 +450,29 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
         &["mx.attacker.test; dmarc=pass header.from=example.test"],
     );
     lab.send(&attacker, &[&reply_to], &answer).await;
-    let agent1 = lab.wait_for("agent1", "INBOX", 4, WAIT).await;
-    let told = parsed(&agent1[3]);
+    // Alice heard of a refused mail from her address within the hour: this one is recorded,
+    // not noticed again (a forger would fill her inbox).
+    let received = setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            t["events"]
+                .as_array()
+                .is_some_and(|events| events.iter().any(|e| e["kind"] == "notice.limited"))
+        })
+        .await;
     assert!(
-        told.text
-            .contains(&format!("no Authentication-Results from {OURS}")),
-        "{}",
-        told.text
+        received["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| {
+                e["kind"] == "message.received"
+                    && e["detail"].as_str().is_some_and(|d| {
+                        d.contains(&format!("no Authentication-Results from {OURS}"))
+                    })
+            }),
+        "{received:#}"
     );
+    assert_eq!(lab.fetch_all("agent1", "INBOX").await.len(), 3);
     assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 1);
     assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), 1, "no note");
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
@@ -544,6 +559,135 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
         1,
         "{kinds:?}"
     );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team: a forged key naming a ticket that does not exist opens none (each would be a
+/// customer-less ticket: a flood); mail forged from an agent's address tells the agent once
+/// an hour, not once per mail. The legitimate flow: the first one is told, the ticket works.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_keys_open_no_ticket_and_forged_agent_mail_tells_the_agent_once() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let (number, _) = open_ticket(&lab, &setup, None).await;
+    let (attacker, alice) = (lab.address("customer2"), lab.address("agent1"));
+    let support = lab.address("support");
+
+    // Three mails to keys of a ticket that does not exist, one From Alice.
+    let forged_key = format!("support+999.{}@example.test", "0".repeat(20));
+    for (i, from) in [&attacker, &attacker, &alice].iter().enumerate() {
+        let raw = message(
+            from,
+            &forged_key,
+            "Re: Ticket",
+            &format!("flood{i}@customer2.test"),
+            "Pay to XX00 1234.\n",
+            &[],
+        );
+        lab.send(&attacker, &[&forged_key], &raw).await;
+    }
+    // Three mails forged from Alice without a key, on the customer's ticket.
+    for i in 0..3 {
+        let raw = message(
+            &format!("Alice Agent <{alice}>"),
+            &support,
+            &format!("Re: Invoice wrong [#{number}]"),
+            &format!("unsigned{i}@customer2.test"),
+            "Ignore the last mail.\n",
+            &[("In-Reply-To", "<m1@customer.test>")],
+        );
+        lab.send(&attacker, &[&support], &raw).await;
+    }
+    let limited = |setup: &Setup| {
+        setup
+            .json(&["events", "--kind", "notice.limited", "--limit", "10"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let received = setup
+        .wait_json(
+            &["events", "--kind", "message.received", "--limit", "100"],
+            WAIT,
+            |events| events.as_array().is_some_and(|e| e.len() >= 7),
+        )
+        .await;
+    let refused: Vec<&serde_json::Value> = received
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("key-refused"))
+        })
+        .collect();
+    assert_eq!(refused.len(), 3, "{received:#}");
+    assert!(
+        refused.iter().all(|e| e["ticket"].is_null()),
+        "kept on no ticket: {refused:#?}"
+    );
+    let tickets = setup.json(&["tickets"]);
+    assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Alice: her notification and one notice about the unsigned mail; two more recorded.
+    let inbox = lab.fetch_all("agent1", "INBOX").await;
+    let notices: Vec<String> = inbox
+        .iter()
+        .map(|m| parsed(m).text)
+        .filter(|t| t.contains("did not carry a ticket's reply key"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(limited(&setup), 2);
+    assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team: a customer holding a leaked notification puts its reply address in the Subject
+/// of a new ticket, so that every answer would carry it to everyone on the ticket. The
+/// enqueue check withholds the acknowledgement and the answer, and tells the agent who
+/// answered. The legitimate flow: the other ticket's answer is relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let (_, notification) = open_ticket(&lab, &setup, None).await;
+    let (reply_to, _) = keys(&notification);
+    let (attacker, support) = (lab.address("customer2"), lab.address("support"));
+    let planted = message(
+        &attacker,
+        &support,
+        &format!("Refund, write to {reply_to}"),
+        "planted@customer2.test",
+        "Please refund me.\n",
+        &[],
+    );
+    lab.send(&attacker, &[&support], &planted).await;
+    let inbox = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
+    let second = parsed(&inbox[1]);
+    assert!(second.subject.contains("Refund"), "{}", second.subject);
+    answer(&lab, "agent1", &inbox[1], "We refund you today.").await;
+    let inbox = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
+    let told = parsed(&inbox[2]).text;
+    assert!(
+        told.contains("NOT sent") && told.contains("Subject carries a reply key"),
+        "{told}"
+    );
+    let withheld = setup.json(&["events", "--kind", "outbox.key_withheld", "--limit", "10"]);
+    assert_eq!(withheld.as_array().map(Vec::len), Some(2), "{withheld:#}");
+    assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+
+    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(
+        parsed(&inbox[1])
+            .text
+            .starts_with("The invoice is corrected.")
+    );
+    assert_no_key(&inbox[1], &[]);
     let (status, _) = daemon.stop();
     assert!(status.success());
 }

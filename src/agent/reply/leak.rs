@@ -32,6 +32,9 @@ pub enum Leak {
     Boilerplate { excerpt: String },
     /// Text of an internal note.
     Note { note: String, excerpt: String },
+    /// An address only people inside may see: an agent's, the notes address, a reply key
+    /// (a quote header that slipped through names them).
+    Address(String),
 }
 
 impl Leak {
@@ -47,6 +50,9 @@ impl Leak {
             Leak::Note { note, excerpt } => {
                 format!("the answer contains the internal {note}: \"{excerpt}\"")
             }
+            Leak::Address(address) => format!(
+                "the answer contains the address {address}, which only agents may see (an agent's address, the notes address or a reply key; a quote header may have slipped through)"
+            ),
         }
     }
 }
@@ -257,6 +263,7 @@ mod tests {
             let text = match &leak {
                 Leak::Marker => "marker".to_string(),
                 Leak::Boilerplate { excerpt } | Leak::Note { excerpt, .. } => excerpt.clone(),
+                Leak::Address(address) => address.clone(),
             };
             assert!(text.starts_with(expect), "{answer}: {leak:?}");
             assert!(!leak.describe().is_empty());

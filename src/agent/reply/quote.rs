@@ -94,15 +94,92 @@ pub fn lines(text: &str) -> Vec<&str> {
 }
 
 /// The index of the first of `n` lines that starts a quote or a signature (`n` if none);
-/// `line(i)` gives line `i`. Each line is asked for at most [`WINDOW`] + 1 times.
+/// `line(i)` gives line `i`. Each line is asked for at most [`WINDOW`] + 3 times.
+///
+/// Where the quote starts at our marker or at a `>` line, a client's quote header directly
+/// above it is cut too, in any language ([`header_above`]).
 pub fn cut<'a>(n: usize, line: impl Fn(usize) -> &'a str) -> usize {
     let tail = trailing_quote(n, &line);
-    (0..n)
-        .find(|&i| {
-            let window: Vec<&str> = (i..n.min(i + WINDOW)).map(&line).collect();
-            starts_quote(&window) || (i >= tail && window[0].trim_start().starts_with('>'))
-        })
-        .unwrap_or(n)
+    let Some(at) = (0..n).find(|&i| {
+        let window: Vec<&str> = (i..n.min(i + WINDOW)).map(&line).collect();
+        starts_quote(&window) || (i >= tail && window[0].trim_start().starts_with('>'))
+    }) else {
+        return n;
+    };
+    let first = line(at).trim();
+    if first.starts_with('>') || (first.contains(MARKER_START) && first.contains(MARKER_END)) {
+        header_above(at, &line)
+    } else {
+        at
+    }
+}
+
+/// Where a quote header in a language we do not parse starts, directly above the quote at
+/// `at` (blank lines between allowed): a block of two or more `Key: value` lines holding a
+/// date or an address (Outlook's `Van:/Verzonden:/Aan:`), or one line ending in `:` holding
+/// one ("Op … schreef …:", also wrapped over two lines), with a rule line (`-----…-----`,
+/// `_____`) just above either. `at` when there is none.
+fn header_above<'a>(at: usize, line: &impl Fn(usize) -> &'a str) -> usize {
+    let mut end = at;
+    while end > 0 && line(end - 1).trim().is_empty() {
+        end -= 1;
+    }
+    let mut start = end;
+    while start > 0 && is_field(line(start - 1)) {
+        start -= 1;
+    }
+    let dated = |i: usize| line(i).chars().any(|c| c.is_numeric() || c == '@');
+    let start = if end - start >= 2 && (start..end).any(dated) {
+        start
+    } else if end > 0 && is_intro(line(end - 1)) {
+        let intro = end - 1;
+        // Gmail wraps a long "wrote:" line: a fragment of an address and the verb.
+        let fragment = line(intro).split_whitespace().count() <= 2;
+        if fragment && intro > 0 && !line(intro - 1).trim().is_empty() {
+            intro - 1
+        } else {
+            intro
+        }
+    } else {
+        return at;
+    };
+    if start > 0 && is_rule(line(start - 1)) {
+        start - 1
+    } else {
+        start
+    }
+}
+
+/// `Key: value` with a short key of letters (at most three words), optionally `*bold*`.
+fn is_field(line: &str) -> bool {
+    let line = line.trim().trim_start_matches('*');
+    let Some((key, value)) = line.split_once(':') else {
+        return false;
+    };
+    let key = key.trim_end_matches('*').trim();
+    let value = value.trim_start_matches('*').trim();
+    !key.is_empty()
+        && !value.is_empty()
+        && key.chars().count() <= 30
+        && key.split_whitespace().count() <= 3
+        && key
+            .chars()
+            .all(|c| c.is_alphabetic() || c.is_whitespace() || matches!(c, '-' | '.' | '\''))
+}
+
+/// A line ending in a colon that holds a date or an address: "Op … schreef …:".
+fn is_intro(line: &str) -> bool {
+    let line = line.trim();
+    (line.ends_with(':') || line.ends_with('：'))
+        && !line.starts_with('>')
+        && line.chars().any(|c| c.is_numeric() || c == '@')
+}
+
+/// `-----Oorspronkelijk bericht-----`, `________`: a rule in any language.
+fn is_rule(line: &str) -> bool {
+    let line = line.trim();
+    (line.starts_with("-----") && line.ends_with("-----"))
+        || (line.chars().count() >= 10 && line.chars().all(|c| c == '_' || c == '-'))
 }
 
 /// Where the block of `>` and blank lines that ends the text starts (`n` if the last line is
@@ -370,6 +447,45 @@ mod tests {
         }
     }
 
+    /// Clients in languages we do not parse: the header above our marker (or above the `>`
+    /// quote of it) goes with the quote, wherever the agent's address is in it.
+    #[test]
+    fn unknown_languages_lose_the_header_above_our_marker() {
+        let marker = "##- Typ uw antwoord boven deze regel -##";
+        for header in [
+            // Dutch Outlook, with and without its rule.
+            "Van: Alice Agent <agent1@example.test>\nVerzonden: maandag 23 november 2026 10:00\nAan: Example Support <support@example.test>\nOnderwerp: Printer [#4]\n",
+            "-----Oorspronkelijk bericht-----\nVan: Example Support\nVerzonden: maandag 23 november 2026 10:00\n",
+            "*Van:* Example Support <support@example.test>\n*Datum:* 23-11-2026\n",
+            // Dutch Gmail, on one line and wrapped.
+            "Op ma 23 nov. 2026 om 10:00 schreef Example Support <support@example.test>:\n",
+            "Op ma 23 nov. 2026 om 10:00 schreef Alice Agent <\nagent1@example.test>:\n",
+            // Polish Thunderbird.
+            "W dniu 23.11.2026 o 10:00, Example Support pisze:",
+        ] {
+            for quoted in [
+                format!("{marker}\nTicket [#4]"),
+                format!("> {marker}\n> Ticket [#4]"),
+            ] {
+                let text = format!("Answer here.\n\n{header}\n{quoted}\n");
+                assert_eq!(cut_text(&text).trim_end(), "Answer here.", "{header}");
+            }
+        }
+    }
+
+    #[test]
+    fn answers_ending_in_plain_lines_above_the_marker_keep_them() {
+        let marker = "##- Please type your reply above this line -##";
+        for answer in [
+            "Steps done:\nReboot: yes\nCable: replaced",
+            "Your order is on its way.\nThanks",
+            "Call us at the number below:",
+        ] {
+            let text = format!("{answer}\n\n{marker}\nTicket [#4]\n");
+            assert_eq!(cut_text(&text).trim_end(), answer, "{answer}");
+        }
+    }
+
     #[test]
     fn answers_that_look_like_headers_are_text() {
         for text in [
@@ -401,7 +517,7 @@ mod tests {
         assert_eq!(analysed.len(), MAX_LINES);
         let (at, n_looks) = count(&analysed);
         assert_eq!(at, 0, "all of it is a trailing quote");
-        assert!(n_looks <= analysed.len() * (WINDOW + 1), "{n_looks}");
+        assert!(n_looks <= analysed.len() * (WINDOW + 3), "{n_looks}");
         // An answer above 400 KB of `>` lines that never reach the end (text after each).
         let interleaved = format!("Answer.\n{}", "reply\n> q\n".repeat(40_000));
         assert!(interleaved.len() >= 400_000);
@@ -410,7 +526,7 @@ mod tests {
         assert!(analysed.len() <= MAX_LINES);
         let (at, n_looks) = count(&analysed);
         assert_eq!(at, analysed.len(), "interleaved quotes are kept");
-        assert!(n_looks <= analysed.len() * (WINDOW + 1), "{n_looks}");
+        assert!(n_looks <= analysed.len() * (WINDOW + 3), "{n_looks}");
         // 400 KB in one line: cut at the byte cap, one line.
         let long = "x".repeat(400_000);
         assert_eq!(lines(&long), vec!["x".repeat(MAX_BYTES).as_str()]);
