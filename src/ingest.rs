@@ -40,6 +40,7 @@ use crate::thread::{self, Candidates, Threading};
 
 pub mod analysis;
 pub mod batch;
+mod commands;
 pub use analysis::Analysis;
 
 /// The window of the per-sender limits.
@@ -466,6 +467,26 @@ fn apply(
     let boundary = Boundary::from_config(config);
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let mut author = analysis.author;
+    let sender_html = analysis.html;
+    if let Author::Verified { ticket, .. } = &mut author
+        && let Some(into) = tx.merged_into(*ticket)?
+    {
+        // A key for a merged ticket answers the ticket it joined.
+        *ticket = into;
+    }
+    if let (Some(third), Some(signer)) = (&analysis.third_party, &signer) {
+        let ticket = tx.merged_into(third.ticket)?.unwrap_or(third.ticket);
+        if tx.forwarded_to(ticket, &third.from)? {
+            return commands::third_party_answer(
+                tx,
+                config,
+                (source, parsed, raw),
+                (ticket, third, &analysis.attachments.files),
+                signer,
+                now,
+            );
+        }
+    }
     let mut state = None;
     if let Author::Verified { agent, ticket, .. } = &author {
         state = tx.ticket_state(*ticket)?;
@@ -504,9 +525,12 @@ fn apply(
             "reply key refused, treated as ordinary mail: {reason}"
         );
     }
-    let text = analysis
+    let mut text = analysis
         .agent_text
         .filter(|_| matches!(author, Author::Verified { .. }));
+    if let (Some(text), Threading::Signed(ticket)) = (text.as_mut(), threading) {
+        commands::check(tx, ticket, text)?;
+    }
     let recipients: Vec<String> = parsed
         .to
         .iter()
@@ -543,16 +567,23 @@ fn apply(
         }
         _ => None,
     };
-    let leak = match (&author, &text, &state) {
+    // What would be relayed: the agent's HTML answer (its text alternative, from the same
+    // cut) when they wrote one, else their text; the leak check reads exactly that.
+    let relayable = match (&author, &text) {
         (
             Author::Verified {
                 to_notes: false, ..
             },
             Some(text),
-            Some(ticket),
-        ) if !text.note && !text.body.is_empty() => {
-            relay_leak(tx, ticket.id, &text.body, desk.templates)?
-                .or_else(|| boundary.inside_address_in(&text.body).map(Leak::Address))
+        ) if !text.note && !text.body.is_empty() => Some(text),
+        _ => None,
+    };
+    let answer_html = relayable.and(sender_html.as_ref());
+    let leak = match (relayable, &state) {
+        (Some(text), Some(ticket)) => {
+            let body = answer_html.map_or(&text.body, |h| &h.text);
+            relay_leak(tx, ticket.id, body, desk.templates)?
+                .or_else(|| boundary.inside_address_in(body).map(Leak::Address))
         }
         _ => None,
     };
@@ -605,29 +636,19 @@ fn apply(
             role.as_str()
         }
     };
+    let defects = defects.join(" ");
     let new_message = |ticket: Option<TicketId>,
                        class: &str,
                        body_text: &str|
      -> Result<MessageRowId, StoreError> {
         tx.insert_message(&NewMessage {
             ticket,
-            outbound: false,
-            dedupe_key: &key,
-            message_id: parsed.message_id.as_deref(),
-            source: Some((&source.mailbox, source.imap)),
-            from: parsed.from.as_ref(),
-            subject: &parsed.subject,
-            sent_date: parsed.date,
-            received_at: now,
-            in_reply_to: &parsed.in_reply_to,
-            references: &parsed.references,
             class,
-            defects: &defects.join(" "),
+            defects: &defects,
             body_text,
-            attachments: &parsed.attachment_names,
-            raw,
             internal: decision.role.internal(),
             agent: from_agent,
+            ..received(source, parsed, raw, &key, now)
         })
     };
     let (ticket, created) = match decision.ticket {
@@ -753,6 +774,7 @@ fn apply(
             now,
         },
         support: &desk.support,
+        templates: desk.templates,
         ticket,
         boundary: &boundary,
     };
@@ -960,6 +982,8 @@ fn apply(
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
+        // The customer's own HTML, if they wrote some, shown to agents whole.
+        let customer_html = sender_html.as_ref().filter(|_| author.agent().is_none());
         let history = tx.earlier_tickets(&customer.address, Some(ticket), 5)?;
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
@@ -979,6 +1003,7 @@ fn apply(
                     due_at: decision.deadline.map(|d| d.due_at),
                     history: &history,
                     attachments,
+                    html: customer_html,
                 },
                 now,
             );
@@ -997,9 +1022,10 @@ fn apply(
                 ReplyFor {
                     ticket: &state,
                     agent,
-                    body: &text.body,
+                    body: answer_html.map_or(&text.body, |h| &h.text),
                     answers: answers.as_ref(),
                     attachments: &attachments.files,
+                    html: answer_html,
                 },
                 now,
             );
@@ -1065,6 +1091,21 @@ fn apply(
         let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
         queued.extend(enqueued.and_then(Enqueued::queued));
     }
+    if let (Some(signer), Some(agent), Some((to, words))) =
+        (&signer, author_agent, &decision.forward)
+    {
+        queued.extend(commands::forward(
+            &out,
+            signer,
+            &state,
+            (agent, &config.agents),
+            (to, words),
+        )?);
+    }
+    // Last: the ticket's rows, the mail queued above included, move into the other one.
+    if let Some(into) = decision.merge {
+        queued.extend(commands::merge(&out, &state, into, desk.language)?);
+    }
     Ok(Outcome::Stored {
         ticket: Some(ticket),
         created,
@@ -1079,6 +1120,37 @@ fn apply(
         bounced: bounced.failed,
         quiet: decision.quiet,
     })
+}
+
+/// The row of an inbound message as it arrived; the caller sets its ticket, class, defects,
+/// text and who may see it.
+fn received<'a>(
+    source: &'a Source,
+    parsed: &'a ParsedMessage,
+    raw: &'a [u8],
+    key: &'a str,
+    now: Timestamp,
+) -> NewMessage<'a> {
+    NewMessage {
+        ticket: None,
+        outbound: false,
+        dedupe_key: key,
+        message_id: parsed.message_id.as_deref(),
+        source: Some((&source.mailbox, source.imap)),
+        from: parsed.from.as_ref(),
+        subject: &parsed.subject,
+        sent_date: parsed.date,
+        received_at: now,
+        in_reply_to: &parsed.in_reply_to,
+        references: &parsed.references,
+        class: "",
+        defects: "",
+        body_text: "",
+        attachments: &parsed.attachment_names,
+        raw,
+        internal: false,
+        agent: None,
+    }
 }
 
 /// A notice about mail that proved nothing, when `agent` had one of its kind within the hour:
@@ -1159,6 +1231,7 @@ struct Effects<'a, 't> {
     events: Events<'a, 't>,
     /// The desk the ticket's mail goes out from.
     support: &'a Support,
+    templates: &'a render::Templates,
     ticket: TicketId,
     /// What mail to customers must never carry.
     boundary: &'a Boundary,
@@ -1241,6 +1314,10 @@ enum OutKind {
     Note,
     Notice,
     Bounce,
+    /// To the customer: their ticket was merged (`#merge`).
+    Merged,
+    /// To a third party (`#forward`).
+    Forward,
 }
 
 impl OutKind {
@@ -1253,6 +1330,8 @@ impl OutKind {
             OutKind::Note => "note",
             OutKind::Notice => "notice",
             OutKind::Bounce => "bounce",
+            OutKind::Merged => "merged",
+            OutKind::Forward => "forward",
         }
     }
 
@@ -1265,6 +1344,8 @@ impl OutKind {
             OutKind::Note => ("note.queued", "note.not_sent"),
             OutKind::Notice => ("notice.queued", "notice.not_sent"),
             OutKind::Bounce => ("bounce.notified", "bounce.not_notified"),
+            OutKind::Merged => ("merged.queued", "merged.not_sent"),
+            OutKind::Forward => ("forward.queued", "forward.not_sent"),
         }
     }
 }
@@ -1419,7 +1500,11 @@ fn candidates(
     }
     let by_reference = tx.ticket_by_message_ids(&referenced)?;
     let tagged = match thread::subject_tag(&parsed.subject, tag_prefix) {
-        Some(id) => tx.participants(id)?.map(|who| (id, who)),
+        Some(id) => {
+            // Mail under a merged ticket's tag goes to the ticket it joined.
+            let id = tx.merged_into(id)?.unwrap_or(id);
+            tx.participants(id)?.map(|who| (id, who))
+        }
         None => None,
     };
     Ok(Candidates {
