@@ -42,7 +42,7 @@ pub struct OutboxNow {
 
 impl Tx<'_> {
     pub fn outbox_now(&self) -> Result<OutboxNow, StoreError> {
-        let (depth, oldest): (i64, Option<i64>) = self.conn().query_row(
+        let (depth, oldest): (i64, Option<i64>) = self.query_row(
             "SELECT count(*), min(created_at) FROM outbox WHERE status = 'queued'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -56,7 +56,7 @@ impl Tx<'_> {
     /// How many messages quarantine holds and when the latest was put there; `None` when
     /// it holds none.
     pub fn quarantine_held(&self) -> Result<Option<(u64, Timestamp)>, StoreError> {
-        let (n, latest): (i64, Option<i64>) = self.conn().query_row(
+        let (n, latest): (i64, Option<i64>) = self.query_row(
             "SELECT count(*), max(created_at) FROM quarantine WHERE status = 'held'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -67,16 +67,14 @@ impl Tx<'_> {
     /// Changes whenever another connection commits (SQLite's `PRAGMA data_version`): how the
     /// daemon notices mail `deskgate ingest` stored.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// The figures, brought up to date from the events appended since `tally` last looked:
     /// the first call reads the whole history, later ones only what is new.
     pub fn figures(&self, tally: &mut Tally) -> Result<Figures, StoreError> {
         // `+kind`: walk the new rowids, not the kind index over the whole history.
-        let mut stmt = self.conn().prepare_cached(
+        let mut stmt = self.prepare(
             "SELECT id, at, kind, coalesce(mailbox, ''), outbox_id,
                     coalesce(json_extract(data, '$.class'), 'unknown'),
                     coalesce(json_extract(data, '$.level'), 0)

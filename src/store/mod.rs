@@ -51,6 +51,9 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("schema_v9.sql"),
 ];
 
+/// Prepared statements each connection keeps (every statement the store runs, with room).
+const STATEMENT_CACHE: usize = 256;
+
 /// How long the CLI waits for a running daemon to finish creating or upgrading the schema.
 const UPGRADE_WAIT: Duration = Duration::from_secs(5);
 
@@ -127,6 +130,7 @@ impl Store {
             .map_err(|e| open_err(format!("cannot make it private (0600): {e}")))?;
         let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(open_err(format!("cannot switch to WAL mode (got {mode})")));
@@ -155,6 +159,7 @@ impl Store {
                 }
             })?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let known = MIGRATIONS.len() as i64;
         // A daemon creating or upgrading the database takes milliseconds; wait that out, and
         // explain a database no daemon has upgraded yet.

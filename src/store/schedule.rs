@@ -76,7 +76,7 @@ impl Tx<'_> {
         deadline: &NewDeadline,
     ) -> Result<(), StoreError> {
         let next = deadline.warn_at.unwrap_or(deadline.due_at);
-        self.conn().execute(
+        self.execute(
             "INSERT INTO deadlines (ticket_id, message_row_id, kind, due_at, warn_at, next_step_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -93,7 +93,7 @@ impl Tx<'_> {
 
     /// The earliest time the scheduler has anything to do (two index look-ups).
     pub fn next_step_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        let at: Option<i64> = self.conn().query_row(
+        let at: Option<i64> = self.query_row(
             "SELECT min(at) FROM (
                  SELECT min(next_step_at) AS at FROM deadlines WHERE next_step_at IS NOT NULL
                  UNION ALL
@@ -106,7 +106,7 @@ impl Tx<'_> {
 
     /// Deadlines with a step due by `now`, earliest first.
     pub fn due_deadlines(&self, now: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
+        let mut statement = self.prepare(
             "SELECT id FROM deadlines WHERE next_step_at IS NOT NULL AND next_step_at <= ?1
              ORDER BY next_step_at LIMIT ?2",
         )?;
@@ -118,7 +118,7 @@ impl Tx<'_> {
 
     /// Tickets with a follow-up due by `now`, earliest first.
     pub fn due_tickets(&self, now: Timestamp, limit: u32) -> Result<Vec<TicketId>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
+        let mut statement = self.prepare(
             "SELECT id FROM tickets WHERE next_step_at IS NOT NULL AND next_step_at <= ?1
              ORDER BY next_step_at LIMIT ?2",
         )?;
@@ -139,14 +139,14 @@ impl Tx<'_> {
         } else {
             ""
         };
-        let mut statement = self.conn().prepare(&format!(
+        let mut statement = self.prepare(&format!(
             "SELECT id FROM deadlines
              WHERE met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NULL{unplanned}"
         ))?;
         let deadlines = statement
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut statement = self.conn().prepare(&format!(
+        let mut statement = self.prepare(&format!(
             "SELECT id FROM tickets WHERE status IN ('pending', 'resolved'){unplanned}"
         ))?;
         let tickets = statement
@@ -157,9 +157,7 @@ impl Tx<'_> {
 
     /// The configuration key of the last complete planning (`schedule.planned`), if any.
     pub fn last_plan_key(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
+        Ok(self.query_row(
                 "SELECT json_extract(data, '$.config') FROM events
                  WHERE kind = 'schedule.planned' ORDER BY at DESC, id DESC LIMIT 1",
                 [],
@@ -170,9 +168,7 @@ impl Tx<'_> {
     }
 
     pub fn deadline_facts(&self, id: i64) -> Result<Option<DeadlineFacts>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
+        let row = self.query_row(
                 "SELECT d.ticket_id, d.message_row_id, d.kind, m.received_at, d.due_at, d.warn_at,
                         d.met_at IS NOT NULL OR d.cancelled_at IS NOT NULL OR d.paused_at IS NOT NULL
                  FROM deadlines d JOIN messages m ON m.id = d.message_row_id WHERE d.id = ?1",
@@ -197,9 +193,7 @@ impl Tx<'_> {
         };
         // By ticket first: the steps_once index leads with ticket_id (deadline_id alone would
         // scan every step ever taken, per deadline).
-        let mut statement = self
-            .conn()
-            .prepare_cached("SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id = ?2")?;
+        let mut statement = self.prepare("SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id = ?2")?;
         facts.done = statement
             .query_map(params![facts.ticket.0, id], |r| r.get(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -207,9 +201,7 @@ impl Tx<'_> {
     }
 
     pub fn ticket_facts(&self, ticket: TicketId) -> Result<Option<TicketFacts>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
+        let row = self.query_row(
                 "SELECT status, coalesce(status_at, updated_at), survey_sent_at IS NOT NULL
                  FROM tickets WHERE id = ?1",
                 [ticket.0],
@@ -227,7 +219,7 @@ impl Tx<'_> {
         };
         let status = TicketStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("ticket {ticket} has status {status}")))?;
-        let mut statement = self.conn().prepare_cached(
+        let mut statement = self.prepare(
             "SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id IS NULL AND episode = ?2",
         )?;
         let done = statement
@@ -244,7 +236,7 @@ impl Tx<'_> {
 
     /// Records a step; `false` if it was already taken (nothing written then).
     pub fn record_step(&self, step: &NewStep<'_>, now: Timestamp) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let n = self.execute(
             "INSERT OR IGNORE INTO steps (ticket_id, deadline_id, name, episode, at, recipients, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -262,7 +254,7 @@ impl Tx<'_> {
 
     /// Every step taken on `ticket`, in order.
     pub fn steps_of(&self, ticket: TicketId) -> Result<Vec<StepView>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
+        let mut statement = self.prepare(
             "SELECT name, at, recipients, deadline_id FROM steps WHERE ticket_id = ?1 ORDER BY id",
         )?;
         let steps = statement
@@ -285,9 +277,7 @@ impl Tx<'_> {
     /// The ticket of deadline `id`, read on its own (to name it when its other columns
     /// cannot be read).
     pub fn deadline_ticket(&self, id: i64) -> Result<Option<TicketId>, StoreError> {
-        let ticket: Option<i64> = self
-            .conn()
-            .query_row("SELECT ticket_id FROM deadlines WHERE id = ?1", [id], |r| {
+        let ticket: Option<i64> = self.query_row("SELECT ticket_id FROM deadlines WHERE id = ?1", [id], |r| {
                 r.get(0)
             })
             .optional()?;
@@ -295,7 +285,7 @@ impl Tx<'_> {
     }
 
     pub fn set_deadline_next(&self, id: i64, at: Option<Timestamp>) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.execute(
             "UPDATE deadlines SET next_step_at = ?2 WHERE id = ?1",
             params![id, at.map(to_ms)],
         )?;
@@ -307,7 +297,7 @@ impl Tx<'_> {
         ticket: TicketId,
         at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.execute(
             "UPDATE tickets SET next_step_at = ?2 WHERE id = ?1",
             params![ticket.0, at.map(to_ms)],
         )?;
@@ -317,7 +307,7 @@ impl Tx<'_> {
     /// Stops the clock of `ticket`'s open deadlines (it waits on the customer). Returns how
     /// many were paused.
     pub fn pause_deadlines(&self, ticket: TicketId, now: Timestamp) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
+        Ok(self.execute(
             "UPDATE deadlines SET paused_at = ?2, next_step_at = NULL
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NULL",
             params![ticket.0, to_ms(now)],
@@ -325,7 +315,7 @@ impl Tx<'_> {
     }
 
     pub fn paused_deadlines(&self, ticket: TicketId) -> Result<Vec<Paused>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
+        let mut statement = self.prepare(
             "SELECT id, due_at, warn_at, paused_at FROM deadlines
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NOT NULL",
         )?;
@@ -350,7 +340,7 @@ impl Tx<'_> {
         warn_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.execute(
             "UPDATE deadlines SET paused_at = NULL, due_at = ?2, warn_at = ?3, next_step_at = ?4
              WHERE id = ?1",
             params![id, to_ms(due_at), warn_at.map(to_ms), to_ms(now)],
@@ -361,7 +351,7 @@ impl Tx<'_> {
     /// The ticket was resolved or closed: what it still owed is no longer owed. Returns how
     /// many deadlines were cancelled.
     pub fn cancel_deadlines(&self, ticket: TicketId, now: Timestamp) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
+        Ok(self.execute(
             "UPDATE deadlines SET cancelled_at = ?2, next_step_at = NULL
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL",
             params![ticket.0, to_ms(now)],
@@ -370,9 +360,7 @@ impl Tx<'_> {
 
     /// The Message-ID of a stored message.
     pub fn message_id_of(&self, message: MessageRowId) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
+        Ok(self.query_row(
                 "SELECT message_id FROM messages WHERE id = ?1",
                 [message.0],
                 |r| r.get(0),
@@ -382,7 +370,7 @@ impl Tx<'_> {
     }
 
     pub fn survey_sent(&self, ticket: TicketId, now: Timestamp) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.execute(
             "UPDATE tickets SET survey_sent_at = ?2 WHERE id = ?1",
             params![ticket.0, to_ms(now)],
         )?;
@@ -391,7 +379,7 @@ impl Tx<'_> {
 
     /// Whether `ticket` sent a survey that has no answer yet.
     pub fn survey_awaited(&self, ticket: TicketId) -> Result<bool, StoreError> {
-        Ok(self.conn().query_row(
+        Ok(self.query_row(
             "SELECT survey_sent_at IS NOT NULL AND survey_score IS NULL FROM tickets WHERE id = ?1",
             [ticket.0],
             |r| r.get(0),
@@ -405,7 +393,7 @@ impl Tx<'_> {
         score: u8,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let n = self.execute(
             "UPDATE tickets SET survey_score = ?2, survey_answered_at = ?3
              WHERE id = ?1 AND survey_score IS NULL",
             params![ticket.0, score, to_ms(now)],

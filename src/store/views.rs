@@ -197,7 +197,7 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t WHERE ?1 IS NULL OR t.status = ?1 ORDER BY t.id DESC"
         );
-        let mut statement = self.conn().prepare(&sql)?;
+        let mut statement = self.prepare(&sql)?;
         let rows = statement
             .query_map([status.map(|s| s.as_str())], ticket_view)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -206,16 +206,12 @@ impl Tx<'_> {
 
     pub fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1");
-        Ok(self
-            .conn()
-            .query_row(&sql, [id.0], ticket_view)
+        Ok(self.query_row(&sql, [id.0], ticket_view)
             .optional()?)
     }
 
     pub fn contact(&self, address: &str) -> Result<Option<ContactView>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
+        let row = self.query_row(
                 "SELECT address, name, language, first_seen, last_seen, n_tickets, n_messages
                  FROM contacts WHERE address = ?1",
                 [address.to_ascii_lowercase()],
@@ -240,7 +236,7 @@ impl Tx<'_> {
 
     /// Every message of a ticket in the order it was received or written.
     pub fn transcript(&self, id: TicketId) -> Result<Vec<MessageView>, StoreError> {
-        let mut statement = self.conn().prepare(
+        let mut statement = self.prepare(
             "SELECT direction, message_id, from_address, from_name, subject, received_at, class, defects, body_text,
                     internal, agent, attachments
              FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
@@ -267,7 +263,7 @@ impl Tx<'_> {
     }
 
     pub fn events_of(&self, id: TicketId) -> Result<Vec<EventView>, StoreError> {
-        let mut statement = self.conn().prepare(
+        let mut statement = self.prepare(
             "SELECT at, kind, ticket_id, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
         )?;
         let rows = statement
@@ -278,7 +274,7 @@ impl Tx<'_> {
 
     /// The newest `limit` events whose kind starts with `prefix`, newest first.
     pub fn events(&self, prefix: &str, limit: u32) -> Result<Vec<EventView>, StoreError> {
-        let mut statement = self.conn().prepare(
+        let mut statement = self.prepare(
             "SELECT at, kind, ticket_id, detail FROM events WHERE substr(kind, 1, length(?1)) = ?1
              ORDER BY id DESC LIMIT ?2",
         )?;
@@ -297,7 +293,7 @@ impl Tx<'_> {
         until: Timestamp,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let kinds = serde_json::Value::from(kinds).to_string();
-        let mut statement = self.conn().prepare(
+        let mut statement = self.prepare(
             "SELECT at, kind, mailbox, ticket_id, detail, data FROM events
              WHERE at < ?1 AND kind IN (SELECT value FROM json_each(?2))
              ORDER BY at, id",
@@ -329,7 +325,7 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE ?1 OR status = 'held' ORDER BY id DESC"
         );
-        let mut statement = self.conn().prepare(&sql)?;
+        let mut statement = self.prepare(&sql)?;
         let rows = statement
             .query_map([all], quarantine_view)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -342,15 +338,13 @@ impl Tx<'_> {
         id: QuarantineId,
     ) -> Result<Option<(QuarantineView, Vec<u8>)>, StoreError> {
         let sql = format!("SELECT {QUARANTINE_COLUMNS}, raw FROM quarantine WHERE id = ?1");
-        Ok(self
-            .conn()
-            .query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
+        Ok(self.query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
             .optional()?)
     }
 
     /// Outbox rows, newest first.
     pub fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let mut statement = self.conn().prepare(
+        let mut statement = self.prepare(
             "SELECT o.id, o.ticket_id, o.kind, o.recipients, m.subject, o.status, o.attempts, o.next_attempt_at,
                     o.last_error, o.created_at, o.sent_at, o.bounce, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id
