@@ -22,11 +22,15 @@ use crate::agent::reply::leak::{Guard, Leak, Note};
 use crate::agent::reply::{CcChange, Command};
 use crate::agent::{Author, boundary::Boundary, sign::Signer};
 use crate::classify::{Class, classify, no_acknowledgement};
-use crate::config::{Agent, Config, Support};
+use crate::config::{Agent, Config, Desk, Support};
 use crate::language::{self, Choice, Evidence};
-use crate::model::{MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketStatus};
-use crate::parse::{ParsedMessage, drop_misleading_names, parse};
-use crate::policy::{AgentNotice, Arrival, Inbound, Limit, Role, SenderLoad, TicketAction, decide};
+use crate::model::{
+    MessageRowId, OutboxId, Person, QuarantineId, TicketId, TicketState, TicketStatus,
+};
+use crate::parse::{Attachment, ParsedMessage, drop_misleading_names, parse};
+use crate::policy::{
+    AgentNotice, Arrival, Decision, Inbound, Limit, Role, SenderLoad, TicketAction, decide,
+};
 use crate::render::{
     self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
 };
@@ -586,26 +590,53 @@ fn apply(
         }
         _ => None,
     };
-    let decision = decide(
-        &Inbound {
-            class: &class,
-            author: &author,
-            threading,
-            ticket: state.as_ref(),
-            text: text.as_ref(),
-            recipients: &recipients,
-            sent: parsed.date,
-            no_ack: no_ack.as_ref(),
-            load,
-            arrival: source.arrival,
-            survey_score,
-            leak: leak.as_ref(),
-        },
-        &config.policy,
-        deadlines,
-        desk.team,
-        now,
-    );
+    let outgoing_leak: Leak;
+    let mut inbound = Inbound {
+        class: &class,
+        author: &author,
+        threading,
+        ticket: state.as_ref(),
+        text: text.as_ref(),
+        recipients: &recipients,
+        sent: parsed.date,
+        no_ack: no_ack.as_ref(),
+        load,
+        arrival: source.arrival,
+        survey_score,
+        leak: leak.as_ref(),
+    };
+    let mut decision = decide(&inbound, &config.policy, deadlines, desk.team, now);
+    // Reply keys in mail about this ticket are made for the address it is on.
+    let signer = signer.map(|s| s.signing_as(&desk.support.address));
+    let author_agent = author.agent().and_then(|a| config.agents.by_address(a));
+    // The relayed answer is rendered, and given the last check before sending, before
+    // anything is recorded: an answer that would be withheld is a leak (nothing applied, no
+    // deadline met), so a ticket never looks answered when the customer got nothing.
+    let mut reply = match (&signer, author_agent, &text, &state) {
+        (Some(signer), Some(agent), Some(text), Some(ticket)) if decision.relay => {
+            let answering = Answering {
+                desk: &desk,
+                signer,
+                agent,
+                body: &text.body,
+                attachments: &analysis.attachments.files,
+            };
+            Some(render_reply(
+                tx, &answering, ticket, &decision, &boundary, now,
+            )?)
+        }
+        _ => None,
+    };
+    if let Some(why) = reply
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|out| boundary.leak(&out.raw))
+    {
+        outgoing_leak = Leak::Outgoing(why);
+        inbound.leak = Some(&outgoing_leak);
+        decision = decide(&inbound, &config.policy, deadlines, desk.team, now);
+        reply = None;
+    }
     // A customer's own message (not an agent's, not automatic mail) tells their language.
     let customer = parsed
         .from
@@ -666,23 +697,31 @@ fn apply(
             // reported, on no ticket.
             let role_text = class_text(&decision.role);
             let message = new_message(None, &role_text, &parsed.text)?;
-            let events = Events {
-                tx,
-                mailbox,
-                ticket: None,
-                message,
-                now,
+            let out = Effects {
+                events: Events {
+                    tx,
+                    mailbox,
+                    ticket: None,
+                    message,
+                    now,
+                },
+                support: &desk.support,
+                boundary: &boundary,
             };
-            events.record_data(
+            out.record_data(
                 "message.received",
-                None,
                 format!("{role_text}; {}{}", threading.describe(), describe(&author)),
-                Some(json!({ "class": decision.role.kind() })),
+                json!({ "class": decision.role.kind() }),
             )?;
             let bounced = if matches!(class, Class::Bounce(_)) {
-                record_bounce(tx, parsed, &events, now)?.failed
+                record_bounce(tx, parsed, &out.events, now)?.failed
             } else {
                 Vec::new()
+            };
+            // Forged agent mail on no ticket: the agent still hears of it (rate-limited).
+            let queued = match &decision.tell {
+                Some(tell) => tell_agent(&out, config, &desk, None, tell, parsed)?,
+                None => None,
             };
             return Ok(Outcome::Stored {
                 ticket: None,
@@ -691,7 +730,7 @@ fn apply(
                 class,
                 role: decision.role,
                 acknowledgement: None,
-                queued: Vec::new(),
+                queued: queued.into_iter().collect(),
                 language: None,
                 withheld: None,
                 limited: None,
@@ -757,9 +796,18 @@ fn apply(
             now,
         })?;
     }
-    // A message that joins only by its subject tag names nobody new (its From may be forged).
+    // A message that joins only by its subject tag names nobody new (its From may be forged),
+    // and one message adds at most `max_cc_per_message` people besides its sender.
+    let mut not_added = Vec::new();
     if customer.is_some() && !matches!(threading, Threading::Tag(_)) {
-        for person in participants(parsed, &boundary) {
+        let known = state.as_ref().map_or(&[][..], |s| &s.customers[..]);
+        let (added, left_out) = cap_participants(
+            participants(parsed, &boundary),
+            sender,
+            known,
+            config.policy.max_cc_per_message,
+        );
+        for person in added {
             let role = if Some(person.address.as_str()) == sender {
                 "customer"
             } else {
@@ -767,6 +815,7 @@ fn apply(
             };
             tx.add_participant(ticket, person, role)?;
         }
+        not_added = left_out.into_iter().map(|p| p.address.clone()).collect();
     }
     let role_text = class_text(&decision.role);
     let message = new_message(
@@ -783,7 +832,6 @@ fn apply(
             now,
         },
         support: &desk.support,
-        ticket,
         boundary: &boundary,
     };
     if created {
@@ -817,6 +865,25 @@ fn apply(
     }
     if let Some(reason) = &decision.withheld {
         out.record("ack.withheld", reason.clone())?;
+    }
+    if !not_added.is_empty() {
+        tracing::warn!(
+            mailbox = source.mailbox,
+            ticket = ticket.0,
+            message_id = parsed.message_id.as_deref().unwrap_or(""),
+            not_added = not_added.len(),
+            "message copies too many people; the rest are not added to the ticket"
+        );
+        out.record_data(
+            "ticket.cc_capped",
+            format!(
+                "{} not added (policy.max_cc_per_message = {}): {}",
+                not_added.len(),
+                config.policy.max_cc_per_message,
+                shortened(&not_added, CAPPED_LISTED)
+            ),
+            json!({ "not_added": not_added.len(), "max": config.policy.max_cc_per_message }),
+        )?;
     }
     let bounced = if matches!(class, Class::Bounce(_)) {
         record_bounce(tx, parsed, &out.events, now)?
@@ -926,6 +993,23 @@ fn apply(
         );
         out.record("relay.refused", format!("{agent}: {why}"))?;
     }
+    if let (Some((agent, AgentNotice::Withheld(why))), Some(ticket)) = (&decision.tell, &state) {
+        tracing::error!(
+            mailbox = source.mailbox,
+            ticket = ticket.id.0,
+            message_id = parsed.message_id.as_deref().unwrap_or(""),
+            "answer from {agent} not sent, it would carry a reply key outside: {why}"
+        );
+        let to: Vec<&str> = ticket
+            .customers
+            .iter()
+            .map(|p| p.address.as_str())
+            .collect();
+        out.record(
+            "outbox.key_withheld",
+            format!("reply to {} not sent: {why}", to.join(", ")),
+        )?;
+    }
     if let Some(lang) = decision.language
         && tx.set_ticket_language(ticket, lang, language::Source::Agent, now)?
     {
@@ -966,8 +1050,6 @@ fn apply(
     };
     // Participants recorded before keys were kept inside are not copied either.
     state.customers.retain(|p| !boundary.is_inside(&p.address));
-    // Reply keys in mail about this ticket are made for the address it is on.
-    let signer = signer.map(|s| s.signing_as(&desk.support.address));
     let mut queued = Vec::new();
     let mut acknowledgement = None;
     if decision.acknowledge
@@ -1009,33 +1091,20 @@ fn apply(
                     due_at: decision.deadline.map(|d| d.due_at),
                     history: &history,
                     attachments,
+                    not_added: &not_added,
                 },
                 now,
             );
             queued.extend(out.queue(OutKind::Notification, Some(&agent.address), rendered)?);
         }
     }
-    let author_agent = author.agent().and_then(|a| config.agents.by_address(a));
     let mut tell = decision.tell.clone();
     if let (Some(signer), Some(agent), Some(text)) = (&signer, author_agent, &text) {
-        if decision.relay {
-            let answers = tx.latest_customer_message(ticket)?;
-            let rendered = render::reply(
-                &desk.support,
-                desk.templates,
-                signer,
-                ReplyFor {
-                    ticket: &state,
-                    agent,
-                    body: &text.body,
-                    answers: answers.as_ref(),
-                    attachments: &attachments.files,
-                },
-                now,
-            );
+        if let Some(rendered) = reply {
             match out.enqueue(OutKind::Reply, None, rendered, None)? {
                 Some(Enqueued::Queued(outbox)) => queued.push(outbox),
-                // Stopped at the last check: the agent who answered hears of it.
+                // Checked before anything was recorded; should the check still stop it,
+                // the agent who answered hears of it.
                 Some(Enqueued::Withheld(why)) => {
                     tell = Some((agent.address.clone(), AgentNotice::Withheld(why)));
                 }
@@ -1075,25 +1144,8 @@ fn apply(
             queued.extend(out.queue(OutKind::Bounce, Some(&agent.address), rendered)?);
         }
     }
-    if let Some((agent, notice)) = &tell
-        && let Some(agent) = config.agents.by_address(agent)
-        && !notice_limited(&out, agent, notice)?
-    {
-        let rendered = render::notice(
-            &desk.support,
-            desk.templates,
-            NoticeFor {
-                ticket: &state,
-                agent,
-                notice,
-                subject: &parsed.subject,
-                message_id: parsed.message_id.as_deref(),
-            },
-            now,
-        );
-        let data = json!({ "agent": agent.address, "notice": notice.kind() });
-        let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
-        queued.extend(enqueued.and_then(Enqueued::queued));
+    if let Some(tell) = &tell {
+        queued.extend(tell_agent(&out, config, &desk, Some(&state), tell, parsed)?);
     }
     Ok(Outcome::Stored {
         ticket: Some(ticket),
@@ -1109,6 +1161,39 @@ fn apply(
         bounced: bounced.failed,
         quiet: decision.quiet,
     })
+}
+
+/// Tells the agent in `tell` about their mail (on `ticket`, or on none), unless
+/// [`notice_limited`].
+fn tell_agent(
+    out: &Effects<'_, '_>,
+    config: &Config,
+    desk: &Desk<'_>,
+    ticket: Option<&TicketState>,
+    (agent, notice): &(String, AgentNotice),
+    parsed: &ParsedMessage,
+) -> Result<Option<OutboxId>, StoreError> {
+    let Some(agent) = config.agents.by_address(agent) else {
+        return Ok(None);
+    };
+    if notice_limited(out, agent, notice)? {
+        return Ok(None);
+    }
+    let rendered = render::notice(
+        &desk.support,
+        desk.templates,
+        NoticeFor {
+            ticket,
+            agent,
+            notice,
+            subject: &parsed.subject,
+            message_id: parsed.message_id.as_deref(),
+        },
+        out.events.now,
+    );
+    let data = json!({ "agent": agent.address, "notice": notice.kind() });
+    let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
+    Ok(enqueued.and_then(Enqueued::queued))
 }
 
 /// A notice about mail that proved nothing, when `agent` had one of its kind within the hour:
@@ -1189,7 +1274,6 @@ struct Effects<'a, 't> {
     events: Events<'a, 't>,
     /// The desk the ticket's mail goes out from.
     support: &'a Support,
-    ticket: TicketId,
     /// What mail to customers must never carry.
     boundary: &'a Boundary,
 }
@@ -1244,7 +1328,7 @@ impl Effects<'_, '_> {
         let enqueued = send::enqueue(
             self.events.tx,
             self.support,
-            self.ticket,
+            self.events.ticket,
             kind.as_str(),
             audience,
             &out,
@@ -1297,6 +1381,57 @@ impl OutKind {
             OutKind::Bounce => ("bounce.notified", "bounce.not_notified"),
         }
     }
+}
+
+/// Who answers a ticket, and with what, for [`render_reply`].
+struct Answering<'a> {
+    desk: &'a Desk<'a>,
+    signer: &'a Signer,
+    agent: &'a Agent,
+    body: &'a str,
+    attachments: &'a [Attachment],
+}
+
+/// The agent's answer as it will go out: to the ticket's customers once `decision`'s `#cc`
+/// and `#lang` commands are applied, rendered before the transaction records any of it.
+fn render_reply(
+    tx: &Tx<'_>,
+    answering: &Answering<'_>,
+    ticket: &TicketState,
+    decision: &Decision,
+    boundary: &Boundary,
+    now: Timestamp,
+) -> Result<Result<Outgoing, RenderError>, StoreError> {
+    let mut after = ticket.clone();
+    for change in &decision.cc {
+        match change {
+            CcChange::Add(address) => {
+                if !after.customers.iter().any(|p| &p.address == address) {
+                    after.customers.push(Person::new(address, None));
+                }
+            }
+            CcChange::Remove(address) => after.customers.retain(|p| &p.address != address),
+        }
+    }
+    if let Some(lang) = decision.language {
+        after.language = Some(lang);
+    }
+    // Participants recorded before keys were kept inside are not copied either.
+    after.customers.retain(|p| !boundary.is_inside(&p.address));
+    let answers = tx.latest_customer_message(ticket.id)?;
+    Ok(render::reply(
+        &answering.desk.support,
+        answering.desk.templates,
+        answering.signer,
+        ReplyFor {
+            ticket: &after,
+            agent: answering.agent,
+            body: answering.body,
+            answers: answers.as_ref(),
+            attachments: answering.attachments,
+        },
+        now,
+    ))
 }
 
 /// The configured agents with these primary addresses.
@@ -1471,7 +1606,99 @@ fn participants<'p>(parsed: &'p ParsedMessage, boundary: &Boundary) -> Vec<&'p P
         .collect()
 }
 
+/// Addresses a `ticket.cc_capped` event names (the rest are counted).
+const CAPPED_LISTED: usize = 20;
+
+/// Splits a message's `people` into those it adds to the ticket and those it may not: the
+/// sender and people already on the ticket always pass; of the others, the first `max`
+/// (each address once).
+fn cap_participants<'p>(
+    people: Vec<&'p Person>,
+    sender: Option<&str>,
+    known: &[Person],
+    max: usize,
+) -> (Vec<&'p Person>, Vec<&'p Person>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut added, mut left_out) = (Vec::new(), Vec::new());
+    let mut new = 0;
+    for person in people {
+        if !seen.insert(person.address.as_str()) {
+            continue;
+        }
+        let address = Some(person.address.as_str());
+        if address == sender || known.iter().any(|k| k.address == person.address) {
+            added.push(person);
+        } else if new < max {
+            new += 1;
+            added.push(person);
+        } else {
+            left_out.push(person);
+        }
+    }
+    (added, left_out)
+}
+
+/// The first `listed` of `addresses`, and how many more.
+fn shortened(addresses: &[String], listed: usize) -> String {
+    let shown = addresses[..addresses.len().min(listed)].join(", ");
+    match addresses.len().saturating_sub(listed) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// Event data carries times as milliseconds since the epoch, as the store does.
 fn ms(at: Timestamp) -> i64 {
     at.as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mail copying many people adds its sender, people already on the ticket and the first
+    /// `max` others, each once; the rest are left out in order.
+    #[test]
+    fn one_message_adds_at_most_max_cc_people_besides_its_sender() {
+        let person = |a: &str| Person::new(a, None);
+        let sender = person("mona@customer.test");
+        let known = [person("old@customer.test")];
+        let copied: Vec<Person> = (0..5).map(|i| person(&format!("cc{i}@x.test"))).collect();
+        let twice = person("cc0@x.test");
+        let people: Vec<&Person> = [&sender, &copied[0], &twice, &known[0]]
+            .into_iter()
+            .chain(&copied[1..])
+            .collect();
+        let addresses = |list: Vec<&Person>| -> Vec<String> {
+            list.into_iter().map(|p| p.address.clone()).collect()
+        };
+        let (added, left_out) =
+            cap_participants(people.clone(), Some("mona@customer.test"), &known, 2);
+        assert_eq!(
+            addresses(added),
+            [
+                "mona@customer.test",
+                "cc0@x.test",
+                "old@customer.test",
+                "cc1@x.test"
+            ]
+        );
+        assert_eq!(
+            addresses(left_out),
+            ["cc2@x.test", "cc3@x.test", "cc4@x.test"]
+        );
+        let (added, left_out) = cap_participants(people, Some("mona@customer.test"), &known, 10);
+        assert_eq!(added.len(), 7);
+        assert!(left_out.is_empty());
+    }
+
+    #[test]
+    fn shortened_lists_the_first_and_counts_the_rest() {
+        let list: Vec<String> = (0..4).map(|i| format!("a{i}@x.test")).collect();
+        assert_eq!(shortened(&list, 2), "a0@x.test, a1@x.test and 2 more");
+        assert_eq!(
+            shortened(&list, 4),
+            "a0@x.test, a1@x.test, a2@x.test, a3@x.test"
+        );
+    }
 }

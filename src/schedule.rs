@@ -788,7 +788,7 @@ impl<'a, 't> Work<'a, 't> {
         let Some(outbox) = send::enqueue(
             self.tx,
             &desk.support,
-            ticket.id,
+            Some(ticket.id),
             kind,
             audience,
             &out,

@@ -405,7 +405,7 @@ pub enum Audience<'a> {
 pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
-    ticket: TicketId,
+    ticket: Option<TicketId>,
     class: &str,
     audience: Audience<'_>,
     out: &Outgoing,
@@ -415,11 +415,11 @@ pub fn enqueue(
         Audience::Inside(agent) => Some(agent),
         Audience::Outside(boundary) => {
             if let Some(leak) = boundary.leak(&out.raw) {
-                error!(ticket = ticket.0, message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
+                error!(ticket = ticket.map(|t| t.0), message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
                 tx.record(
                     &Event {
                         kind: "outbox.key_withheld",
-                        ticket: Some(ticket),
+                        ticket,
                         detail: format!(
                             "{class} to {} not sent: {leak}",
                             out.recipients.join(", ")
@@ -433,7 +433,7 @@ pub fn enqueue(
             None
         }
     };
-    put(tx, support, Some(ticket), class, agent, out, now).map(Enqueued::Queued)
+    put(tx, support, ticket, class, agent, out, now).map(Enqueued::Queued)
 }
 
 /// Puts an alert to the admin (`[alerts]`) in the outbox: on no ticket, internal.
@@ -583,10 +583,11 @@ mod tests {
                     now,
                 })?;
                 let outside = Audience::Outside(&boundary);
-                let withheld = enqueue(tx, &support, ticket, "reply", outside, &leaking, now)?;
+                let withheld =
+                    enqueue(tx, &support, Some(ticket), "reply", outside, &leaking, now)?;
                 let inside = Audience::Inside("agent1@example.test");
-                let to_agent = enqueue(tx, &support, ticket, "note", inside, &leaking, now)?;
-                let sent = enqueue(tx, &support, ticket, "reply", outside, &clean, now)?;
+                let to_agent = enqueue(tx, &support, Some(ticket), "note", inside, &leaking, now)?;
+                let sent = enqueue(tx, &support, Some(ticket), "reply", outside, &clean, now)?;
                 Ok((withheld, to_agent, sent))
             })
             .expect("write");

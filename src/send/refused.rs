@@ -44,7 +44,7 @@ pub fn tell_agents(
         let outbox = super::enqueue(
             tx,
             &desk.support,
-            ticket,
+            Some(ticket),
             "bounce",
             super::Audience::Inside(&agent.address),
             &out,

@@ -648,7 +648,9 @@ async fn forged_keys_open_no_ticket_and_forged_agent_mail_tells_the_agent_once()
 /// Red team: a customer holding a leaked notification puts its reply address in the Subject
 /// of a new ticket, so that every answer would carry it to everyone on the ticket. The
 /// enqueue check withholds the acknowledgement and the answer, and tells the agent who
-/// answered. The legitimate flow: the other ticket's answer is relayed.
+/// answered; the withheld answer counts for nothing (no deadline met, no first response, no
+/// assignment, its `#priority` not applied), so the ticket still waits for an answer. The
+/// legitimate flow: the other ticket's answer is relayed and counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     let Some(lab) = Lab::start() else { return };
@@ -669,13 +671,31 @@ async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     let inbox = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
     let second = parsed(&inbox[1]);
     assert!(second.subject.contains("Refund"), "{}", second.subject);
-    answer(&lab, "agent1", &inbox[1], "We refund you today.").await;
+    answer(
+        &lab,
+        "agent1",
+        &inbox[1],
+        "#priority urgent\nWe refund you today.",
+    )
+    .await;
     let inbox = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
     let told = parsed(&inbox[2]).text;
     assert!(
-        told.contains("NOT sent") && told.contains("Subject carries a reply key"),
+        told.contains("NOT sent")
+            && told.contains("Subject carries a reply key")
+            && told.contains("Nothing in your mail was applied"),
         "{told}"
     );
+    let planted_ticket = setup.json(&["ticket", "2"]);
+    assert!(
+        planted_ticket["first_response_at"].is_null()
+            && planted_ticket["assigned"].is_null()
+            && !planted_ticket["next_due_at"].is_null()
+            && planted_ticket["priority"] != "urgent",
+        "a withheld answer is no answer: {planted_ticket:#}"
+    );
+    let met = setup.json(&["events", "--kind", "deadline.met", "--limit", "10"]);
+    assert_eq!(met.as_array().map(Vec::len), Some(0), "{met:#}");
     let withheld = setup.json(&["events", "--kind", "outbox.key_withheld", "--limit", "10"]);
     assert_eq!(withheld.as_array().map(Vec::len), Some(2), "{withheld:#}");
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
@@ -688,6 +708,8 @@ async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
             .starts_with("The invoice is corrected.")
     );
     assert_no_key(&inbox[1], &[]);
+    let answered = setup.json(&["ticket", "1"]);
+    assert!(!answered["first_response_at"].is_null(), "{answered:#}");
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
