@@ -713,3 +713,115 @@ async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
+
+/// Red team (ticket flood): mail forged from an agent's address, without a key and threading
+/// into no ticket, sent again and again. Each would open a ticket without a customer, outside
+/// the per-sender limits (they count customers); it opens none, is kept on no ticket with its
+/// events, and Alice is told once an hour. The legitimate flow: the customer's ticket is
+/// answered by Alice as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_agent_mail_threading_into_no_ticket_opens_none() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
+    let (attacker, alice) = (lab.address("customer2"), lab.address("agent1"));
+    let support = lab.address("support");
+    for i in 0..4 {
+        let raw = message(
+            &format!("Alice Agent <{alice}>"),
+            &support,
+            "New bank details",
+            &format!("agent-flood{i}@customer2.test"),
+            "Our IBAN changed: XX00 1234.\n",
+            &[],
+        );
+        lab.send(&attacker, &[&support], &raw).await;
+    }
+    let received = setup
+        .wait_json(
+            &["events", "--kind", "message.received", "--limit", "100"],
+            WAIT,
+            |events| events.as_array().is_some_and(|e| e.len() >= 5),
+        )
+        .await;
+    let forged: Vec<&serde_json::Value> = received
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["ticket"].is_null())
+        .collect();
+    assert_eq!(forged.len(), 4, "kept on no ticket: {received:#}");
+    let tickets = setup.json(&["tickets"]);
+    assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let notices: Vec<String> = lab
+        .fetch_all("agent1", "INBOX")
+        .await
+        .iter()
+        .map(|m| parsed(m).text)
+        .filter(|t| t.contains("did not carry a ticket's reply key"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert!(
+        notices[0].contains("It belonged to no ticket and opened none."),
+        "{}",
+        notices[0]
+    );
+    let limited = setup.json(&["events", "--kind", "notice.limited", "--limit", "10"]);
+    assert_eq!(limited.as_array().map(Vec::len), Some(3), "{limited:#}");
+    assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+
+    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
+    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    assert!(
+        parsed(&inbox[1])
+            .text
+            .starts_with("The invoice is corrected.")
+    );
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert!(!ticket["first_response_at"].is_null(), "{ticket:#}");
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team (recipient amplification): a customer's mail copies a thousand addresses, so that
+/// every answer would go to all of them from the company's address. One mail adds at most
+/// `policy.max_cc_per_message` (10) people besides its sender; the agents' notification names
+/// the rest for `#cc add`, and a `ticket.cc_capped` event records them. The legitimate flow:
+/// the first people the customer copied receive the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mail_copying_a_thousand_people_adds_ten() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let friend = lab.address("customer3");
+    let copied: Vec<String> = std::iter::once(friend.clone())
+        .chain((0..999).map(|i| format!("victim{i}@elsewhere.test")))
+        .collect();
+    let (number, notification) = open_ticket(&lab, &setup, Some(&copied.join(",\r\n "))).await;
+    let people = participants(&setup, number);
+    assert_eq!(people.len(), 11, "{people:?}");
+    assert!(people.contains(&friend) && people.contains(&lab.address("customer1")));
+    assert!(people.contains(&"victim8@elsewhere.test".to_string()));
+    let text = parsed(&notification).text;
+    assert!(
+        text.contains("Not added (too many people copied at once): victim9@elsewhere.test, ")
+            && text.contains("victim13@elsewhere.test and 985 more; use #cc add"),
+        "{text}"
+    );
+    let capped = setup.json(&["events", "--kind", "ticket.cc_capped", "--limit", "10"]);
+    assert!(
+        capped[0]["detail"].as_str().is_some_and(|d| d
+            .starts_with("990 not added (policy.max_cc_per_message = 10): victim9@elsewhere.test")),
+        "{capped:#}"
+    );
+
+    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
+    let inbox = lab.wait_for("customer3", "INBOX", 1, WAIT).await;
+    let answer = parsed(&inbox[0]);
+    assert!(answer.text.starts_with("The invoice is corrected."));
+    assert_eq!(answer.cc.len(), 10, "{:?}", answer.cc);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
