@@ -130,6 +130,21 @@ fn assert_no_key(raw: &[u8], also: &[&str]) {
     }
 }
 
+/// Alice answers the notification of ticket `number`: the customer receives the answer
+/// (returned) and the ticket has its first response.
+async fn answer_counts(lab: &Lab, setup: &Setup, notification: &[u8], number: i64) -> Vec<u8> {
+    answer(lab, "agent1", notification, "The invoice is corrected.").await;
+    let relayed = lab.wait_for("customer1", "INBOX", 2, WAIT).await.remove(1);
+    assert!(
+        parsed(&relayed)
+            .text
+            .starts_with("The invoice is corrected.")
+    );
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert!(!ticket["first_response_at"].is_null(), "{ticket:#}");
+    relayed
+}
+
 /// Prepends `Authentication-Results` headers, top first, as MTAs add them.
 fn with_results(raw: Vec<u8>, results: &[&str]) -> Vec<u8> {
     let mut out: Vec<u8> = results
@@ -656,7 +671,7 @@ async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     let Some(lab) = Lab::start() else { return };
     let setup = desk(&lab, None);
     let daemon = setup.start();
-    let (_, notification) = open_ticket(&lab, &setup, None).await;
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
     let (reply_to, _) = keys(&notification);
     let (attacker, support) = (lab.address("customer2"), lab.address("support"));
     let planted = message(
@@ -700,16 +715,8 @@ async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     assert_eq!(withheld.as_array().map(Vec::len), Some(2), "{withheld:#}");
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
 
-    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
-    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
-    assert!(
-        parsed(&inbox[1])
-            .text
-            .starts_with("The invoice is corrected.")
-    );
-    assert_no_key(&inbox[1], &[]);
-    let answered = setup.json(&["ticket", "1"]);
-    assert!(!answered["first_response_at"].is_null(), "{answered:#}");
+    let relayed = answer_counts(&lab, &setup, &notification, number).await;
+    assert_no_key(&relayed, &[]);
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
@@ -772,15 +779,7 @@ async fn forged_agent_mail_threading_into_no_ticket_opens_none() {
     assert_eq!(limited.as_array().map(Vec::len), Some(3), "{limited:#}");
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
 
-    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
-    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
-    assert!(
-        parsed(&inbox[1])
-            .text
-            .starts_with("The invoice is corrected.")
-    );
-    let ticket = setup.json(&["ticket", &number.to_string()]);
-    assert!(!ticket["first_response_at"].is_null(), "{ticket:#}");
+    answer_counts(&lab, &setup, &notification, number).await;
     let (status, _) = daemon.stop();
     assert!(status.success());
 }
