@@ -43,6 +43,7 @@ use crate::store::{
 use crate::thread::{self, Candidates, Threading};
 
 pub mod analysis;
+mod commands;
 pub use analysis::Analysis;
 
 /// The window of the per-sender limits.
@@ -500,6 +501,26 @@ fn apply(
     let boundary = Boundary::from_config(config);
     let sender = parsed.from.as_ref().map(|p| p.address.as_str());
     let mut author = analysis.author;
+    let sender_html = analysis.html;
+    if let Author::Verified { ticket, .. } = &mut author
+        && let Some(into) = tx.merged_into(*ticket)?
+    {
+        // A key for a merged ticket answers the ticket it joined.
+        *ticket = into;
+    }
+    if let (Some(third), Some(signer)) = (&analysis.third_party, &signer) {
+        let ticket = tx.merged_into(third.ticket)?.unwrap_or(third.ticket);
+        if tx.forwarded_to(ticket, &third.from)? {
+            return commands::third_party_answer(
+                tx,
+                config,
+                (source, parsed, raw),
+                (ticket, third, &analysis.attachments.files),
+                signer,
+                now,
+            );
+        }
+    }
     let mut state = None;
     if let Author::Verified { agent, ticket, .. } = &author {
         state = tx.ticket_state(*ticket)?;
@@ -538,9 +559,12 @@ fn apply(
             "reply key refused, treated as ordinary mail: {reason}"
         );
     }
-    let text = analysis
+    let mut text = analysis
         .agent_text
         .filter(|_| matches!(author, Author::Verified { .. }));
+    if let (Some(text), Threading::Signed(ticket)) = (text.as_mut(), threading) {
+        commands::check(tx, ticket, text)?;
+    }
     let recipients: Vec<String> = parsed
         .to
         .iter()
@@ -577,16 +601,23 @@ fn apply(
         }
         _ => None,
     };
-    let leak = match (&author, &text, &state) {
+    // What would be relayed: the agent's HTML answer (its text alternative, from the same
+    // cut) when they wrote one, else their text; the leak check reads exactly that.
+    let relayable = match (&author, &text) {
         (
             Author::Verified {
                 to_notes: false, ..
             },
             Some(text),
-            Some(ticket),
-        ) if !text.note && !text.body.is_empty() => {
-            relay_leak(tx, ticket.id, &text.body, desk.templates)?
-                .or_else(|| boundary.inside_address_in(&text.body).map(Leak::Address))
+        ) if !text.note && !text.body.is_empty() => Some(text),
+        _ => None,
+    };
+    let answer_html = relayable.and(sender_html.as_ref());
+    let leak = match (relayable, &state) {
+        (Some(text), Some(ticket)) => {
+            let body = answer_html.map_or(&text.body, |h| &h.text);
+            relay_leak(tx, ticket.id, body, desk.templates)?
+                .or_else(|| boundary.inside_address_in(body).map(Leak::Address))
         }
         _ => None,
     };
@@ -618,8 +649,9 @@ fn apply(
                 desk: &desk,
                 signer,
                 agent,
-                body: &text.body,
+                body: answer_html.map_or(&text.body, |h| &h.text),
                 attachments: &analysis.attachments.files,
+                html: answer_html,
             };
             Some(render_reply(
                 tx, &answering, ticket, &decision, &boundary, now,
@@ -666,29 +698,19 @@ fn apply(
             role.as_str()
         }
     };
+    let defects = defects.join(" ");
     let new_message = |ticket: Option<TicketId>,
                        class: &str,
                        body_text: &str|
      -> Result<MessageRowId, StoreError> {
         tx.insert_message(&NewMessage {
             ticket,
-            outbound: false,
-            dedupe_key: &key,
-            message_id: parsed.message_id.as_deref(),
-            source: Some((&source.mailbox, source.imap)),
-            from: parsed.from.as_ref(),
-            subject: &parsed.subject,
-            sent_date: parsed.date,
-            received_at: now,
-            in_reply_to: &parsed.in_reply_to,
-            references: &parsed.references,
             class,
-            defects: &defects.join(" "),
+            defects: &defects,
             body_text,
-            attachments: &parsed.attachment_names,
-            raw,
             internal: decision.role.internal(),
             agent: from_agent,
+            ..received(source, parsed, raw, &key, now)
         })
     };
     let (ticket, created) = match decision.ticket {
@@ -706,6 +728,7 @@ fn apply(
                     now,
                 },
                 support: &desk.support,
+                templates: desk.templates,
                 boundary: &boundary,
             };
             out.record_data(
@@ -720,7 +743,7 @@ fn apply(
             };
             // Forged agent mail on no ticket: the agent still hears of it (rate-limited).
             let queued = match &decision.tell {
-                Some(tell) => tell_agent(&out, config, &desk, None, tell, parsed)?,
+                Some(tell) => tell_agent(&out, config, None, tell, parsed)?,
                 None => None,
             };
             return Ok(Outcome::Stored {
@@ -832,6 +855,7 @@ fn apply(
             now,
         },
         support: &desk.support,
+        templates: desk.templates,
         boundary: &boundary,
     };
     if created {
@@ -1072,6 +1096,8 @@ fn apply(
     if let (Some(signer), Some(customer)) = (&signer, &parsed.from)
         && !decision.notify.is_empty()
     {
+        // The customer's own HTML, if they wrote some, shown to agents whole.
+        let customer_html = sender_html.as_ref().filter(|_| author.agent().is_none());
         let history = tx.earlier_tickets(&customer.address, Some(ticket), 5)?;
         let waiting_since = tx.waiting_since(ticket)?.unwrap_or(now);
         for agent in agents_named(config, &decision.notify) {
@@ -1092,6 +1118,7 @@ fn apply(
                     history: &history,
                     attachments,
                     not_added: &not_added,
+                    html: customer_html,
                 },
                 now,
             );
@@ -1145,7 +1172,22 @@ fn apply(
         }
     }
     if let Some(tell) = &tell {
-        queued.extend(tell_agent(&out, config, &desk, Some(&state), tell, parsed)?);
+        queued.extend(tell_agent(&out, config, Some(&state), tell, parsed)?);
+    }
+    if let (Some(signer), Some(agent), Some((to, words))) =
+        (&signer, author_agent, &decision.forward)
+    {
+        queued.extend(commands::forward(
+            &out,
+            signer,
+            &state,
+            (agent, &config.agents),
+            (to, words),
+        )?);
+    }
+    // Last: the ticket's rows, the mail queued above included, move into the other one.
+    if let Some(into) = decision.merge {
+        queued.extend(commands::merge(&out, &state, into, desk.language)?);
     }
     Ok(Outcome::Stored {
         ticket: Some(ticket),
@@ -1168,7 +1210,6 @@ fn apply(
 fn tell_agent(
     out: &Effects<'_, '_>,
     config: &Config,
-    desk: &Desk<'_>,
     ticket: Option<&TicketState>,
     (agent, notice): &(String, AgentNotice),
     parsed: &ParsedMessage,
@@ -1180,8 +1221,8 @@ fn tell_agent(
         return Ok(None);
     }
     let rendered = render::notice(
-        &desk.support,
-        desk.templates,
+        out.support,
+        out.templates,
         NoticeFor {
             ticket,
             agent,
@@ -1194,6 +1235,37 @@ fn tell_agent(
     let data = json!({ "agent": agent.address, "notice": notice.kind() });
     let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
     Ok(enqueued.and_then(Enqueued::queued))
+}
+
+/// The row of an inbound message as it arrived; the caller sets its ticket, class, defects,
+/// text and who may see it.
+fn received<'a>(
+    source: &'a Source,
+    parsed: &'a ParsedMessage,
+    raw: &'a [u8],
+    key: &'a str,
+    now: Timestamp,
+) -> NewMessage<'a> {
+    NewMessage {
+        ticket: None,
+        outbound: false,
+        dedupe_key: key,
+        message_id: parsed.message_id.as_deref(),
+        source: Some((&source.mailbox, source.imap)),
+        from: parsed.from.as_ref(),
+        subject: &parsed.subject,
+        sent_date: parsed.date,
+        received_at: now,
+        in_reply_to: &parsed.in_reply_to,
+        references: &parsed.references,
+        class: "",
+        defects: "",
+        body_text: "",
+        attachments: &parsed.attachment_names,
+        raw,
+        internal: false,
+        agent: None,
+    }
 }
 
 /// A notice about mail that proved nothing, when `agent` had one of its kind within the hour:
@@ -1274,6 +1346,7 @@ struct Effects<'a, 't> {
     events: Events<'a, 't>,
     /// The desk the ticket's mail goes out from.
     support: &'a Support,
+    templates: &'a render::Templates,
     /// What mail to customers must never carry.
     boundary: &'a Boundary,
 }
@@ -1355,6 +1428,10 @@ enum OutKind {
     Note,
     Notice,
     Bounce,
+    /// To the customer: their ticket was merged (`#merge`).
+    Merged,
+    /// To a third party (`#forward`).
+    Forward,
 }
 
 impl OutKind {
@@ -1367,6 +1444,8 @@ impl OutKind {
             OutKind::Note => "note",
             OutKind::Notice => "notice",
             OutKind::Bounce => "bounce",
+            OutKind::Merged => "merged",
+            OutKind::Forward => "forward",
         }
     }
 
@@ -1379,6 +1458,8 @@ impl OutKind {
             OutKind::Note => ("note.queued", "note.not_sent"),
             OutKind::Notice => ("notice.queued", "notice.not_sent"),
             OutKind::Bounce => ("bounce.notified", "bounce.not_notified"),
+            OutKind::Merged => ("merged.queued", "merged.not_sent"),
+            OutKind::Forward => ("forward.queued", "forward.not_sent"),
         }
     }
 }
@@ -1390,6 +1471,8 @@ struct Answering<'a> {
     agent: &'a Agent,
     body: &'a str,
     attachments: &'a [Attachment],
+    /// The agent's HTML answer, when they wrote one (`body` is then its text alternative).
+    html: Option<&'a render::html::Html>,
 }
 
 /// The agent's answer as it will go out: to the ticket's customers once `decision`'s `#cc`
@@ -1429,6 +1512,7 @@ fn render_reply(
             body: answering.body,
             answers: answers.as_ref(),
             attachments: answering.attachments,
+            html: answering.html,
         },
         now,
     ))
@@ -1584,7 +1668,11 @@ fn candidates(
     }
     let by_reference = tx.ticket_by_message_ids(&referenced)?;
     let tagged = match thread::subject_tag(&parsed.subject, tag_prefix) {
-        Some(id) => tx.participants(id)?.map(|who| (id, who)),
+        Some(id) => {
+            // Mail under a merged ticket's tag goes to the ticket it joined.
+            let id = tx.merged_into(id)?.unwrap_or(id);
+            tx.participants(id)?.map(|who| (id, who))
+        }
         None => None,
     };
     Ok(Candidates {

@@ -111,6 +111,24 @@ pub const KINDS: &[Kind] = &[
         sample: note_sample,
     },
     Kind {
+        name: "merged",
+        audience: Audience::Customer,
+        about: "to the customer: an agent merged their ticket into another (#merge); later mail goes under its tag",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "old_tag"],
+        shipped: shipped!("merged": "en" "ar" "el"),
+        sample: merged_sample,
+    },
+    Kind {
+        name: "forward",
+        audience: Audience::Agent,
+        about: "to a third party (#forward): the conversation and the agent's words; answers come back to the agents",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "marker", "text", "thread"],
+        shipped: shipped!("forward": "en" "ar" "el"),
+        sample: forward_sample,
+    },
+    Kind {
         name: "notice",
         audience: Audience::Agent,
         about: "to an agent: why their mail was not applied or not sent",
@@ -230,7 +248,8 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
             "Παρακαλούμε σβήστε τον εκτυπωτή και αποσυνδέστε τον· ένας τεχνικός θα έρθει αύριο."
         }
     };
-    minijinja::context! { body => body, agent_name => "Alice Agent" }
+    // `body_html`: the agent's sanitized HTML when they wrote some (see `render::html`).
+    minijinja::context! { body => body, body_html => "", agent_name => "Alice Agent" }
 }
 
 fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
@@ -247,6 +266,8 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
         message_cut => false,
+        // The customer's sanitized HTML when they wrote some (see `render::html`).
+        message_html => "",
         attachments => vec!["photo.jpg", "invoice.pdf"],
         not_attached => vec!["video.mp4 (48.2 MB)"],
         unlisted => 0,
@@ -263,6 +284,27 @@ fn note_sample(lang: Lang, _: &TimeZone) -> Value {
         marker => marker(lang),
         body => "Called the customer; the printer is a model X100.",
         agent_name => "Alice Agent",
+    }
+}
+
+fn merged_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! { old_tag => "[#41]" }
+}
+
+fn forward_sample(lang: Lang, tz: &TimeZone) -> Value {
+    minijinja::context! {
+        marker => marker(lang),
+        agent_name => "Alice Agent",
+        text => "Is part X100-7 in stock? We need two.",
+        thread => vec![minijinja::context! {
+            when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+            who => author_word(Author::Sender {
+                name: Some("Mona Quinn"),
+                address: Some("mona@example.net"),
+            }, lang),
+            text => "My printer is on fire.",
+            attachments => vec!["photo.jpg"],
+        }],
     }
 }
 

@@ -5,7 +5,9 @@
 
 mod admin;
 mod agent;
+mod commands;
 mod followup;
+pub mod html;
 pub mod kinds;
 mod locale;
 #[cfg(test)]
@@ -17,13 +19,14 @@ use std::time::SystemTime;
 use jiff::Timestamp;
 use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 pub use admin::admin_alert;
 pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,
 };
+pub use commands::{ForwardFor, forward, merged};
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
 pub use locale::{format_due, format_duration, format_when};
 pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
@@ -222,18 +225,36 @@ fn build(
         let joined: Vec<String> = references.iter().map(|r| format!("<{r}>")).collect();
         builder = builder.references(joined.join(" "));
     }
-    let body = MultiPart::alternative_plain_html(parts.text.clone(), parts.html);
-    let message = if envelope.attachments.is_empty() {
+    // Images the HTML shows by `cid:` go beside it (multipart/related), the rest is attached.
+    let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
+        envelope.attachments.iter().partition(|file| {
+            file.content_id
+                .as_ref()
+                .is_some_and(|id| parts.html.contains(&format!("cid:{id}")))
+        });
+    let body = if inline.is_empty() {
+        MultiPart::alternative_plain_html(parts.text.clone(), parts.html)
+    } else {
+        let mut related = MultiPart::related().singlepart(SinglePart::html(parts.html));
+        for file in inline {
+            let id = file.content_id.clone().unwrap_or_default();
+            related = related.singlepart(
+                lettre::message::Attachment::new_inline_with_name(id, file.name.clone())
+                    .body(file.data.clone(), content_type(file)),
+            );
+        }
+        MultiPart::alternative()
+            .singlepart(SinglePart::plain(parts.text.clone()))
+            .multipart(related)
+    };
+    let message = if attached.is_empty() {
         builder.multipart(body)
     } else {
         let mut mixed = MultiPart::mixed().multipart(body);
-        for file in envelope.attachments {
-            let content_type = ContentType::parse(&file.content_type)
-                .or_else(|_| ContentType::parse("application/octet-stream"))
-                .unwrap_or(ContentType::TEXT_PLAIN);
+        for file in attached {
             mixed = mixed.singlepart(
                 lettre::message::Attachment::new(file.name.clone())
-                    .body(file.data.clone(), content_type),
+                    .body(file.data.clone(), content_type(file)),
             );
         }
         builder.multipart(mixed)
@@ -247,6 +268,13 @@ fn build(
         text: parts.text,
         raw: message.formatted(),
     })
+}
+
+/// The file's declared type, or `application/octet-stream` when it does not parse.
+fn content_type(file: &Attachment) -> ContentType {
+    ContentType::parse(&file.content_type)
+        .or_else(|_| ContentType::parse("application/octet-stream"))
+        .unwrap_or(ContentType::TEXT_PLAIN)
 }
 
 /// `person` as a recipient, or why it cannot be one.
@@ -555,6 +583,7 @@ mod tests {
                     body: "يرجى إطفاء الطابعة.",
                     answers: None,
                     attachments: &[],
+                    html: None,
                 },
                 Timestamp::UNIX_EPOCH,
             )
@@ -590,6 +619,7 @@ mod tests {
                 name: "photo.jpg".into(),
                 content_type: "image/jpeg".into(),
                 data: vec![1, 2, 3],
+                content_id: None,
             }],
             left_out: vec![("video.mp4".into(), 48_200_000)],
             unlisted: 49_000,
@@ -613,6 +643,7 @@ mod tests {
                 history: &[],
                 attachments: &carried,
                 not_added: &not_added,
+                html: None,
             },
             now,
         )
@@ -670,6 +701,7 @@ mod tests {
                     history: &[],
                     attachments: &crate::parse::Carried::default(),
                     not_added: &[],
+                    html: None,
                 },
                 now,
             )
