@@ -25,10 +25,12 @@ use crate::backoff::Backoff;
 use crate::config::{Config, Deadlines, Live};
 use crate::health::{Reporter, Trouble};
 use crate::model::{TicketId, TicketState, TicketStatus};
-use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
+use crate::policy::{
+    DeadlineFacts, DeadlineStep, TicketFacts, TicketStep, next_deadline_step, next_ticket_step,
+};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
 use crate::send::{self, Audience};
-use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx};
+use crate::store::{Event, NewStep, Store, StoreError, Tx};
 
 /// The scheduler's name in the health registry and the supervisor's log lines.
 pub const TASK: &str = "scheduler";

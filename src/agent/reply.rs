@@ -19,9 +19,7 @@ use crate::config::Agents;
 use crate::language::Lang;
 use crate::model::{Priority, TicketStatus};
 
-/// The marker line notifications carry; everything from it down is ours, not the agent's.
-pub const MARKER_START: &str = "##-";
-pub const MARKER_END: &str = "-##";
+pub use crate::templates::{MARKER_END, MARKER_START};
 
 /// A command an agent gave on the first lines of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]

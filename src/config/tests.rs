@@ -1118,8 +1118,8 @@ fn addresses_of_a_mailbox_are_desks_of_their_own() {
     assert_eq!(sales.support.name, "Example Sales");
     assert_eq!(sales.team.map(|t| t.name.as_str()), Some("sales"));
     assert_eq!(sales.language, Lang::Ar);
-    let sample = crate::render::sample_context(
-        crate::render::kinds::kind("ack").unwrap(),
+    let sample = crate::templates::sample_context(
+        crate::templates::kinds::kind("ack").unwrap(),
         Lang::En,
         &jiff::tz::TimeZone::UTC,
     );

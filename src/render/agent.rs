@@ -7,27 +7,16 @@ use super::{
     Envelope, Outgoing, RenderError, RenderedParts, ReplyTo, base_subject, build, format_due,
     format_duration, mailbox, new_message_id, support_mailbox,
 };
-use crate::agent::reply::{MARKER_END, MARKER_START};
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
 use crate::language::Lang;
 use crate::model::{Person, TicketState};
 use crate::parse::{Attachment, Carried};
 use crate::policy::AgentNotice;
-use crate::render::Templates;
 use crate::store::{Answered, EarlierTicket};
+use crate::templates::Templates;
+use crate::templates::marker;
 use crate::thread::format_tag;
-
-/// The line above which agents write, in `lang`; [`crate::agent::reply`] cuts everything
-/// below it, whatever the words between the two ends.
-pub(super) fn marker(lang: Lang) -> String {
-    let words = match lang {
-        Lang::En => "Please type your reply above this line",
-        Lang::Ar => "يُرجى كتابة ردّك فوق هذا السطر",
-        Lang::El => "Γράψτε την απάντησή σας πάνω από αυτή τη γραμμή",
-    };
-    format!("{MARKER_START} {words} {MARKER_END}")
-}
 
 /// The language mail of `kind` to people inside is written in: the agent's own (`[[agent]]
 /// language`), else the desk's (`support.language`; e.g. an escalation address that is no
@@ -72,7 +61,7 @@ pub fn notification(
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     // Each agent gets the analysed part of the text at most: a huge body is stored once, not
     // copied into every agent's notification.
-    let message = crate::ingest::analysis::prefix(n.text);
+    let message = crate::agent::reply::quote::prefix(n.text);
     let history: Vec<minijinja::Value> = n
         .history
         .iter()

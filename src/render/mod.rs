@@ -6,11 +6,8 @@
 mod admin;
 mod agent;
 mod followup;
-pub mod kinds;
-mod locale;
 #[cfg(test)]
 mod native;
-mod templates;
 
 use std::time::SystemTime;
 
@@ -19,14 +16,15 @@ use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
+pub use crate::templates::kinds;
+pub use crate::templates::locale::{format_due, format_duration, format_when};
+pub use crate::templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 pub use admin::admin_alert;
 pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,
 };
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
-pub use locale::{format_due, format_duration, format_when};
-pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;
 use crate::language::Lang;
@@ -64,7 +62,7 @@ pub enum RenderError {
 
 /// A line holding both ends of the reply marker.
 fn has_marker(text: &str) -> bool {
-    use crate::agent::reply::{MARKER_END, MARKER_START};
+    use crate::templates::{MARKER_END, MARKER_START};
     text.lines()
         .any(|l| l.contains(MARKER_START) && l.contains(MARKER_END))
 }
@@ -434,7 +432,7 @@ mod tests {
                 assert_eq!(parts.lang, shown, "{what}");
                 for body in [&parts.text, &parts.html] {
                     if kind.body_requires.contains(&"marker") {
-                        let marker = agent::marker(shown);
+                        let marker = crate::templates::marker(shown);
                         assert!(body.contains(&marker), "{what} has {marker}: {body}");
                     }
                 }
@@ -780,11 +778,11 @@ mod tests {
                 let reply_to = parsed.reply_to.expect("signed Reply-To").address;
                 assert!(reply_to.starts_with("support+77."), "{reply_to}");
                 assert!(
-                    parsed.text.contains(&agent::marker(lang)),
+                    parsed.text.contains(&crate::templates::marker(lang)),
                     "{kind} {lang}: {}",
                     parsed.text
                 );
-                assert!(mail_parser_html(&out.raw).contains(&agent::marker(lang)));
+                assert!(mail_parser_html(&out.raw).contains(&crate::templates::marker(lang)));
                 // A Dutch Outlook header (not recognised) above the unquoted alert.
                 let answer = format!(
                     "We are on it.\n\nVan: Example Support\nVerzonden: maandag\n\n{}",

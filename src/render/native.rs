@@ -6,14 +6,14 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::kinds::{self, Audience};
-use super::locale::WEEKDAYS_EN;
 use super::tests::{ack_in, support};
 use super::{AlertFor, Templates, alert, preview};
 use crate::config::Agent;
 use crate::language::Lang;
 use crate::model::{Person, Priority, TicketId, TicketState, TicketStatus};
 use crate::store::{MessageView, StepView};
+use crate::templates::kinds::{self, Audience};
+use crate::templates::locale::WEEKDAYS_EN;
 
 const LRI: char = '\u{2066}';
 const FSI: char = '\u{2068}';

@@ -26,7 +26,7 @@ use crate::files;
 
 pub use backup::backup;
 pub use figures::{Figures, OutboxNow};
-pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts};
+pub use schedule::{NewStep, Paused, StepView};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,

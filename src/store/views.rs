@@ -73,7 +73,7 @@ pub struct EventView {
     pub detail: String,
 }
 
-/// One recorded event with its structured data: what the KPIs (`crate::kpi`) are computed from.
+/// One recorded event with its structured data: what the KPIs are computed from.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
     pub at: Timestamp,

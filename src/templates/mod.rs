@@ -1,7 +1,7 @@
 //! Message templates: one file per kind, language and part (`ack.ar.txt`), compiled once when
 //! the configuration is loaded.
 //!
-//! The shipped set (see [`super::kinds`]) is compiled into the binary. `templates_dir` may
+//! The shipped set (see [`kinds`]) is compiled into the binary. `templates_dir` may
 //! override any subset of it: a file there replaces the shipped file of the same name, every
 //! other template stays the shipped one. A file whose name looks like a template but names an
 //! unknown kind, language or part is an error (a typo must not be silently ignored).
@@ -16,8 +16,26 @@ use std::path::{Path, PathBuf};
 use jiff::tz::TimeZone;
 use minijinja::{AutoEscape, Environment, HtmlEscape, State, UndefinedBehavior, Value};
 
-use super::kinds::{self, Audience, KINDS, Kind, PARTS};
+pub mod kinds;
+pub mod locale;
+
 use crate::language::Lang;
+use kinds::{Audience, KINDS, Kind, PARTS};
+
+/// The marker line notifications carry; everything from it down is ours, not the agent's.
+pub const MARKER_START: &str = "##-";
+pub const MARKER_END: &str = "-##";
+
+/// The line above which agents write, in `lang`; reading a reply (`agent::reply`) cuts everything
+/// below it, whatever the words between the two ends.
+pub fn marker(lang: Lang) -> String {
+    let words = match lang {
+        Lang::En => "Please type your reply above this line",
+        Lang::Ar => "يُرجى كتابة ردّك فوق هذا السطر",
+        Lang::El => "Γράψτε την απάντησή σας πάνω από αυτή τη γραμμή",
+    };
+    format!("{MARKER_START} {words} {MARKER_END}")
+}
 
 /// Compiled templates.
 pub struct Templates {
@@ -25,7 +43,7 @@ pub struct Templates {
     /// Where each template came from: `None` for the shipped one.
     origins: BTreeMap<String, Option<PathBuf>>,
     /// The literal lines of every template of mail to agents and the reply marker in every
-    /// language: wording that must never reach a customer ([`crate::agent::reply::leak`]).
+    /// language: wording that must never reach a customer (the relay's leak check).
     boilerplate: Vec<String>,
 }
 
@@ -119,7 +137,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_filter("ltr", ltr);
         env.add_filter("isolate", isolate);
-        super::locale::add_filters(&mut env);
+        locale::add_filters(&mut env);
         let mut errors = Vec::new();
         let names: Vec<String> = sources.keys().cloned().collect();
         for (name, source) in sources {
@@ -265,10 +283,7 @@ impl Templates {
     }
 
     fn agent_wording(&self) -> Vec<String> {
-        let mut lines: Vec<String> = Lang::ALL
-            .iter()
-            .map(|lang| super::agent::marker(*lang))
-            .collect();
+        let mut lines: Vec<String> = Lang::ALL.iter().map(|lang| marker(*lang)).collect();
         for kind in KINDS.iter().filter(|k| k.audience == Audience::Agent) {
             for lang in Lang::ALL {
                 for part in ["txt", "html"] {

@@ -12,9 +12,8 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use minijinja::Value;
 
-use super::agent::marker;
-use super::locale::{Author, author_word};
-use super::{format_due, format_duration, format_when};
+use super::locale::{Author, author_word, format_due, format_duration, format_when};
+use super::marker;
 use crate::language::Lang;
 
 /// Who reads a kind of mail.
