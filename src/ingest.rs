@@ -36,6 +36,7 @@ use crate::store::{
     Checkpoint, ContactSeen, Event, NewMessage, NewQuarantine, NewTicket, QuarantineStatus, Store,
     StoreError, Tx, content_key, dedupe_key, legacy_content_key,
 };
+use crate::templates::kinds::MailKind;
 use crate::thread::{self, Candidates, Threading};
 
 pub mod analysis;
@@ -983,7 +984,7 @@ fn apply(
             lang: state.language.unwrap_or(desk.language),
         };
         let rendered = render::acknowledgement(&desk.support, desk.templates, ack, now);
-        acknowledgement = out.queue(OutKind::Acknowledgement, None, rendered)?;
+        acknowledgement = out.queue(MailKind::Ack, None, rendered)?;
         queued.extend(acknowledgement);
     }
     let attachments = &analysis.attachments;
@@ -1012,7 +1013,7 @@ fn apply(
                 },
                 now,
             );
-            queued.extend(out.queue(OutKind::Notification, Some(&agent.address), rendered)?);
+            queued.extend(out.queue(MailKind::Notification, Some(&agent.address), rendered)?);
         }
     }
     let author_agent = author.agent().and_then(|a| config.agents.by_address(a));
@@ -1033,7 +1034,7 @@ fn apply(
                 },
                 now,
             );
-            match out.enqueue(OutKind::Reply, None, rendered, None)? {
+            match out.enqueue(MailKind::Reply, None, rendered, None)? {
                 Some(Enqueued::Queued(outbox)) => queued.push(outbox),
                 // Stopped at the last check: the agent who answered hears of it.
                 Some(Enqueued::Withheld(why)) => {
@@ -1056,7 +1057,7 @@ fn apply(
                 },
                 now,
             );
-            queued.extend(out.queue(OutKind::Note, Some(&to.address), rendered)?);
+            queued.extend(out.queue(MailKind::Note, Some(&to.address), rendered)?);
         }
     }
     if bounced.to_customer && !bounced.failed.is_empty() {
@@ -1072,7 +1073,7 @@ fn apply(
                 },
                 now,
             );
-            queued.extend(out.queue(OutKind::Bounce, Some(&agent.address), rendered)?);
+            queued.extend(out.queue(MailKind::Bounce, Some(&agent.address), rendered)?);
         }
     }
     if let Some((agent, notice)) = &tell
@@ -1092,7 +1093,7 @@ fn apply(
             now,
         );
         let data = json!({ "agent": agent.address, "notice": notice.kind() });
-        let enqueued = out.enqueue(OutKind::Notice, Some(&agent.address), rendered, Some(data))?;
+        let enqueued = out.enqueue(MailKind::Notice, Some(&agent.address), rendered, Some(data))?;
         queued.extend(enqueued.and_then(Enqueued::queued));
     }
     Ok(Outcome::Stored {
@@ -1212,7 +1213,7 @@ impl Effects<'_, '_> {
     /// event instead.
     fn queue(
         &self,
-        kind: OutKind,
+        kind: MailKind,
         agent: Option<&str>,
         rendered: Result<Outgoing, RenderError>,
     ) -> Result<Option<OutboxId>, StoreError> {
@@ -1225,7 +1226,7 @@ impl Effects<'_, '_> {
     /// `data` on the queued event.
     fn enqueue(
         &self,
-        kind: OutKind,
+        kind: MailKind,
         agent: Option<&str>,
         rendered: Result<Outgoing, RenderError>,
         data: Option<serde_json::Value>,
@@ -1233,7 +1234,7 @@ impl Effects<'_, '_> {
         let out = match rendered {
             Ok(out) => out,
             Err(err) => {
-                self.record(kind.events().1, err.to_string())?;
+                self.record(kind.not_sent_event(), err.to_string())?;
                 return Ok(None);
             }
         };
@@ -1245,57 +1246,20 @@ impl Effects<'_, '_> {
             self.events.tx,
             self.support,
             self.ticket,
-            kind.as_str(),
+            kind,
             audience,
             &out,
             self.events.now,
         )?;
         if let Enqueued::Queued(outbox) = &enqueued {
             self.events.record_data(
-                kind.events().0,
+                kind.queued_event(),
                 Some(*outbox),
                 format!("to {}", out.recipients.join(", ")),
                 data,
             )?;
         }
         Ok(Some(enqueued))
-    }
-}
-
-/// The kinds of mail an inbound message can cause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutKind {
-    Acknowledgement,
-    Notification,
-    Reply,
-    Note,
-    Notice,
-    Bounce,
-}
-
-impl OutKind {
-    /// The outbox kind and outbound message class.
-    fn as_str(self) -> &'static str {
-        match self {
-            OutKind::Acknowledgement => "acknowledgement",
-            OutKind::Notification => "notification",
-            OutKind::Reply => "reply",
-            OutKind::Note => "note",
-            OutKind::Notice => "notice",
-            OutKind::Bounce => "bounce",
-        }
-    }
-
-    /// The events recorded when it is queued, and when it could not be rendered.
-    fn events(self) -> (&'static str, &'static str) {
-        match self {
-            OutKind::Acknowledgement => ("ack.queued", "ack.not_sent"),
-            OutKind::Notification => ("notification.queued", "notification.not_sent"),
-            OutKind::Reply => ("reply.queued", "reply.not_sent"),
-            OutKind::Note => ("note.queued", "note.not_sent"),
-            OutKind::Notice => ("notice.queued", "notice.not_sent"),
-            OutKind::Bounce => ("bounce.notified", "bounce.not_notified"),
-        }
     }
 }
 
@@ -1428,7 +1392,7 @@ fn record_bounce(
     Ok(Bounced {
         to_customer: ours
             .iter()
-            .any(|o| o.kind == "acknowledgement" || o.kind == "reply"),
+            .any(|o| MailKind::from_outbox(&o.kind).is_some_and(MailKind::bounce_tells_agents)),
         failed,
     })
 }

@@ -31,6 +31,7 @@ use crate::policy::{
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
 use crate::send::{self, Audience};
 use crate::store::{Event, NewStep, Store, StoreError, Tx};
+use crate::templates::kinds::MailKind;
 
 /// The scheduler's name in the health registry and the supervisor's log lines.
 pub const TASK: &str = "scheduler";
@@ -478,7 +479,7 @@ impl<'a, 't> Work<'a, 't> {
             ),
             DeadlineStep::Warning => {
                 let to = self.warned(ticket);
-                let sent = self.alerts("warning", &to, facts, ticket, 0)?;
+                let sent = self.alerts(MailKind::Warning, &to, facts, ticket, 0)?;
                 (
                     sent.clone(),
                     "deadline.warned",
@@ -513,7 +514,8 @@ impl<'a, 't> Work<'a, 't> {
                 let Some(escalation) = deadlines.escalation.get(level - 1) else {
                     return Ok(false);
                 };
-                let sent = self.alerts("escalation", &escalation.to, facts, ticket, level)?;
+                let sent =
+                    self.alerts(MailKind::Escalation, &escalation.to, facts, ticket, level)?;
                 warn!(ticket = ticket.id.0, mailbox = %ticket.mailbox, deadline = facts.id, level, to = %sent.join(", "), "escalated");
                 let waited = now.duration_since(facts.received_at);
                 (
@@ -562,7 +564,7 @@ impl<'a, 't> Work<'a, 't> {
             return Ok(());
         }
         let due = deadlines.calendar.add(self.now, deadlines.next_response);
-        let sent = self.mail_customer("update", ticket, Some(due))?;
+        let sent = self.mail_customer(MailKind::Update, ticket, Some(due))?;
         let detail = format!("apology sent with a new time: {due}");
         if self.tx.record_step(
             &NewStep {
@@ -597,7 +599,7 @@ impl<'a, 't> Work<'a, 't> {
         let episode = (!step.once_per_ticket()).then_some(facts.status_at);
         let (recipients, kind, detail, data) = match step {
             TicketStep::Reminder(n) => {
-                let sent = self.mail_customer("reminder", ticket, None)?;
+                let sent = self.mail_customer(MailKind::Reminder, ticket, None)?;
                 (
                     sent,
                     "ticket.reminded",
@@ -606,7 +608,7 @@ impl<'a, 't> Work<'a, 't> {
                 )
             }
             TicketStep::Survey => {
-                let sent = self.mail_customer("survey", ticket, None)?;
+                let sent = self.mail_customer(MailKind::Survey, ticket, None)?;
                 self.tx.survey_sent(ticket.id, now)?;
                 (
                     sent,
@@ -629,7 +631,7 @@ impl<'a, 't> Work<'a, 't> {
                     self.event(ticket, kind, detail, None)?;
                 }
                 let sent = if to == TicketStatus::Closed && self.config.followup.close_notice {
-                    self.mail_customer("closed", ticket, None)?
+                    self.mail_customer(MailKind::Closed, ticket, None)?
                 } else {
                     Vec::new()
                 };
@@ -681,13 +683,13 @@ impl<'a, 't> Work<'a, 't> {
     /// Queues a `warning` or `escalation` to each of `to`; returns who it was queued for.
     fn alerts(
         &mut self,
-        kind: &'static str,
+        kind: MailKind,
         to: &[String],
         facts: &DeadlineFacts,
         ticket: &TicketState,
         level: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let (thread, told) = if kind == "escalation" {
+        let (thread, told) = if kind == MailKind::Escalation {
             let mut thread = self.tx.transcript(ticket.id)?;
             // Our notifications and alerts to agents would only repeat the conversation.
             thread.retain(|m| !(m.outbound && m.internal));
@@ -733,7 +735,7 @@ impl<'a, 't> Work<'a, 't> {
     /// be rendered or the ticket has no customer address).
     fn mail_customer(
         &mut self,
-        kind: &'static str,
+        kind: MailKind,
         ticket: &TicketState,
         due: Option<jiff::Timestamp>,
     ) -> Result<Vec<String>, StoreError> {
@@ -768,15 +770,20 @@ impl<'a, 't> Work<'a, 't> {
     fn queue(
         &mut self,
         ticket: &TicketState,
-        kind: &'static str,
+        kind: MailKind,
         agent: Option<&str>,
         rendered: Result<Outgoing, RenderError>,
     ) -> Result<bool, StoreError> {
         let out = match rendered {
             Ok(out) => out,
             Err(err) => {
-                error!(ticket = ticket.id.0, mailbox = %ticket.mailbox, kind, error = %err, "scheduler: mail not rendered");
-                self.event(ticket, "scheduler.not_sent", format!("{kind}: {err}"), None)?;
+                error!(ticket = ticket.id.0, mailbox = %ticket.mailbox, kind = kind.outbox(), error = %err, "scheduler: mail not rendered");
+                self.event(
+                    ticket,
+                    kind.not_sent_event(),
+                    format!("{}: {err}", kind.outbox()),
+                    None,
+                )?;
                 return Ok(false);
             }
         };
@@ -801,11 +808,11 @@ impl<'a, 't> Work<'a, 't> {
         };
         self.tx.record(
             &Event {
-                kind: "outbox.queued",
+                kind: kind.queued_event(),
                 mailbox: Some(&ticket.mailbox),
                 ticket: Some(ticket.id),
                 outbox: Some(outbox),
-                detail: format!("{kind} to {}", out.recipients.join(", ")),
+                detail: format!("{} to {}", kind.outbox(), out.recipients.join(", ")),
                 ..Event::default()
             },
             self.now,

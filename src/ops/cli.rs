@@ -511,7 +511,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Template(TemplateCommand::List) => {
             for kind in kinds::KINDS {
-                writeln!(out, "{}: {}", kind.name, kind.about)?;
+                writeln!(out, "{}: {}", kind.name(), kind.about)?;
             }
             for (name, origin) in config.templates.origins() {
                 let origin = origin.map_or("built in".to_string(), |p| p.display().to_string());

@@ -15,6 +15,7 @@ use crate::parse::{Attachment, Carried};
 use crate::policy::AgentNotice;
 use crate::store::{Answered, EarlierTicket};
 use crate::templates::Templates;
+use crate::templates::kinds::MailKind;
 use crate::templates::marker;
 use crate::thread::format_tag;
 
@@ -25,7 +26,7 @@ use crate::thread::format_tag;
 pub(super) fn reader_language(
     support: &Support,
     templates: &Templates,
-    kind: &str,
+    kind: MailKind,
     agent: Option<&Agent>,
 ) -> Lang {
     templates.language_for(kind, agent.map_or(support.language, |a| a.language))
@@ -57,7 +58,7 @@ pub fn notification(
     n: NotificationFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let lang = reader_language(support, templates, "notification", Some(agent));
+    let lang = reader_language(support, templates, MailKind::Notification, Some(agent));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     // Each agent gets the analysed part of the text at most: a huge body is stored once, not
     // copied into every agent's notification.
@@ -106,7 +107,7 @@ pub fn notification(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("notification", lang, &context)?;
+    let parts = templates.render_all(MailKind::Notification, lang, &context)?;
     let via = n.customer.name.as_deref().unwrap_or(&n.customer.address);
     build(
         support,
@@ -168,7 +169,7 @@ pub fn reply(
         support_address => support.address.to_string(),
     };
     let lang = r.ticket.language.unwrap_or(support.language);
-    let parts = templates.render_all("reply", lang, &context)?;
+    let parts = templates.render_all(MailKind::Reply, lang, &context)?;
     let customer = r
         .ticket
         .customer
@@ -221,7 +222,7 @@ pub fn note(
     n: NoteFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let lang = reader_language(support, templates, "note", Some(to));
+    let lang = reader_language(support, templates, MailKind::Note, Some(to));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
@@ -233,7 +234,7 @@ pub fn note(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("note", lang, &context)?;
+    let parts = templates.render_all(MailKind::Note, lang, &context)?;
     build(
         support,
         Envelope {
@@ -290,8 +291,8 @@ pub fn notice(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let lang = reader_language(support, templates, "notice", Some(n.agent));
-    let parts = templates.render_all("notice", lang, &context)?;
+    let lang = reader_language(support, templates, MailKind::Notice, Some(n.agent));
+    let parts = templates.render_all(MailKind::Notice, lang, &context)?;
     to_agent(support, n.agent, n.message_id, "auto-replied", parts, now)
 }
 
@@ -351,8 +352,8 @@ pub fn bounce(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let lang = reader_language(support, templates, "bounce", Some(b.agent));
-    let parts = templates.render_all("bounce", lang, &context)?;
+    let lang = reader_language(support, templates, MailKind::Bounce, Some(b.agent));
+    let parts = templates.render_all(MailKind::Bounce, lang, &context)?;
     to_agent(support, b.agent, b.message_id, "auto-generated", parts, now)
 }
 

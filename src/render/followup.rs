@@ -15,6 +15,7 @@ use crate::language::Lang;
 use crate::model::{Person, TicketState};
 use crate::render::Templates;
 use crate::store::{Answered, MessageView, StepView};
+use crate::templates::kinds::MailKind;
 use crate::templates::locale::{Author, author_word};
 use crate::templates::marker;
 use crate::thread::format_tag;
@@ -34,7 +35,7 @@ pub struct CustomerMail<'a> {
 pub fn to_customer(
     support: &Support,
     templates: &Templates,
-    kind: &str,
+    kind: MailKind,
     mail: CustomerMail<'_>,
     due: Option<Timestamp>,
     now: Timestamp,
@@ -102,7 +103,7 @@ pub fn alert(
     support: &Support,
     templates: &Templates,
     signer: Option<&Signer>,
-    kind: &str,
+    kind: MailKind,
     a: AlertFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {

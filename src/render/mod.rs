@@ -30,6 +30,7 @@ use crate::config::Support;
 use crate::language::Lang;
 use crate::model::{Person, TicketId, clean_header_text};
 use crate::parse::{Attachment, LOOP_HEADER};
+use crate::templates::kinds::MailKind;
 use crate::thread::format_tag;
 
 /// A message ready for the outbox.
@@ -98,7 +99,7 @@ pub fn acknowledgement(
         due => format_due(ack.due_at, &support.timezone, ack.lang),
         due_iso => ack.due_at.to_string(),
     };
-    let parts = templates.render_all("ack", ack.lang, &context)?;
+    let parts = templates.render_all(MailKind::Ack, ack.lang, &context)?;
     let mut references: Vec<String> = ack.references.to_vec();
     references.extend(ack.message_id.map(String::from));
     build(
@@ -302,14 +303,14 @@ pub fn preview(
     kind: &kinds::Kind,
     lang: Lang,
 ) -> Result<RenderedParts, TemplateError> {
-    let lang = templates.language_for(kind.name, lang);
+    let lang = templates.language_for(kind.mail, lang);
     let context = minijinja::context! {
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         tag => format_tag(&support.tag_prefix, TicketId(42)),
         ..sample_context(kind, lang, &support.timezone)
     };
-    templates.render_all(kind.name, lang, &context)
+    templates.render_all(kind.mail, lang, &context)
 }
 
 /// `<uuid@support-domain>`: unguessable, and recognisably ours when it comes back.
@@ -413,10 +414,10 @@ mod tests {
             for lang in Lang::ALL {
                 // What a reader of `lang` gets: agent-facing kinds without templates in
                 // `lang` come in English, with English dates (see `agent::reader_language`).
-                let shown = templates.language_for(kind.name, lang);
+                let shown = templates.language_for(kind.mail, lang);
                 let context = sample_context(kind, shown, &TimeZone::UTC);
-                let parts = templates.render_all(kind.name, lang, &context).unwrap();
-                let what = format!("{} in {lang}", kind.name);
+                let parts = templates.render_all(kind.mail, lang, &context).unwrap();
+                let what = format!("{} in {lang}", kind.name());
                 assert!(parts.subject.contains("[#42]"), "{what}: {}", parts.subject);
                 for body in [&parts.text, &parts.html] {
                     assert!(body.contains("[#42]"), "{what}: {body}");
@@ -425,7 +426,7 @@ mod tests {
                         assert!(body.contains(&due), "{what} states {due}: {body}");
                     }
                 }
-                let prefix = format!("{}.{lang}.", kind.name);
+                let prefix = format!("{}.{lang}.", kind.name());
                 let shipped = kind.shipped.iter().any(|(n, _)| n.starts_with(&prefix));
                 assert_eq!(shown == lang, shipped, "{what}");
                 assert!(shipped || kind.audience == kinds::Audience::Agent, "{what}");
@@ -754,7 +755,7 @@ mod tests {
                 alternates: Vec::new(),
                 language: lang,
             };
-            for kind in ["warning", "escalation"] {
+            for kind in [MailKind::Warning, MailKind::Escalation] {
                 let out = alert(
                     &support(),
                     &Templates::builtin(),
@@ -779,7 +780,7 @@ mod tests {
                 assert!(reply_to.starts_with("support+77."), "{reply_to}");
                 assert!(
                     parsed.text.contains(&crate::templates::marker(lang)),
-                    "{kind} {lang}: {}",
+                    "{kind:?} {lang}: {}",
                     parsed.text
                 );
                 assert!(mail_parser_html(&out.raw).contains(&crate::templates::marker(lang)));
@@ -793,7 +794,7 @@ mod tests {
                 assert!(read.body.starts_with("We are on it."), "{}", read.body);
                 assert!(
                     !read.body.contains("Printer on fire"),
-                    "{kind} {lang}: {}",
+                    "{kind:?} {lang}: {}",
                     read.body
                 );
             }

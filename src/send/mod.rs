@@ -35,6 +35,7 @@ use crate::model::{OutboxId, Person, TicketId};
 use crate::policy::plus;
 use crate::render::Outgoing;
 use crate::store::{Event, NewMessage, NewOutbox, OutboxRow, Store, StoreError, Tx, dedupe_key};
+use crate::templates::kinds::MailKind;
 
 /// The longest the sender sleeps without looking at the outbox again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -406,7 +407,7 @@ pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
     ticket: TicketId,
-    class: &str,
+    kind: MailKind,
     audience: Audience<'_>,
     out: &Outgoing,
     now: Timestamp,
@@ -415,13 +416,14 @@ pub fn enqueue(
         Audience::Inside(agent) => Some(agent),
         Audience::Outside(boundary) => {
             if let Some(leak) = boundary.leak(&out.raw) {
-                error!(ticket = ticket.0, message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
+                error!(ticket = ticket.0, message_id = %out.message_id, kind = kind.outbox(), "not sent, it would carry a reply key outside: {leak}");
                 tx.record(
                     &Event {
                         kind: "outbox.key_withheld",
                         ticket: Some(ticket),
                         detail: format!(
-                            "{class} to {} not sent: {leak}",
+                            "{} to {} not sent: {leak}",
+                            kind.outbox(),
                             out.recipients.join(", ")
                         ),
                         ..Event::default()
@@ -433,7 +435,7 @@ pub fn enqueue(
             None
         }
     };
-    put(tx, support, Some(ticket), class, agent, out, now).map(Enqueued::Queued)
+    put(tx, support, Some(ticket), kind.outbox(), agent, out, now).map(Enqueued::Queued)
 }
 
 /// Puts an alert to the admin (`[alerts]`) in the outbox: on no ticket, internal.
@@ -583,10 +585,19 @@ mod tests {
                     now,
                 })?;
                 let outside = Audience::Outside(&boundary);
-                let withheld = enqueue(tx, &support, ticket, "reply", outside, &leaking, now)?;
+                let withheld = enqueue(
+                    tx,
+                    &support,
+                    ticket,
+                    MailKind::Reply,
+                    outside,
+                    &leaking,
+                    now,
+                )?;
                 let inside = Audience::Inside("agent1@example.test");
-                let to_agent = enqueue(tx, &support, ticket, "note", inside, &leaking, now)?;
-                let sent = enqueue(tx, &support, ticket, "reply", outside, &clean, now)?;
+                let to_agent =
+                    enqueue(tx, &support, ticket, MailKind::Note, inside, &leaking, now)?;
+                let sent = enqueue(tx, &support, ticket, MailKind::Reply, outside, &clean, now)?;
                 Ok((withheld, to_agent, sent))
             })
             .expect("write");

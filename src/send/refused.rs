@@ -7,6 +7,7 @@ use tracing::error;
 use crate::config::Config;
 use crate::render::{self, BounceFor};
 use crate::store::{Event, OutboxRow, StoreError, Tx};
+use crate::templates::kinds::MailKind;
 
 /// Queues a `bounce` notice (the template a returned delivery report uses) to the ticket's
 /// assigned agent, else its desk's team, listing `refused` (`address: reply`).
@@ -45,7 +46,7 @@ pub fn tell_agents(
             tx,
             &desk.support,
             ticket,
-            "bounce",
+            MailKind::Bounce,
             super::Audience::Inside(&agent.address),
             &out,
             now,

@@ -20,7 +20,7 @@ pub mod kinds;
 pub mod locale;
 
 use crate::language::Lang;
-use kinds::{Audience, KINDS, Kind, PARTS};
+use kinds::{Audience, KINDS, Kind, MailKind, PARTS};
 
 /// The marker line notifications carry; everything from it down is ours, not the agent's.
 pub const MARKER_START: &str = "##-";
@@ -163,7 +163,7 @@ impl Templates {
         templates.boilerplate = templates.agent_wording();
         for kind in KINDS {
             for lang in Lang::ALL {
-                let names = PARTS.map(|part| file_name(kind.name, lang, part));
+                let names = PARTS.map(|part| file_name(kind.name(), lang, part));
                 let present = names
                     .iter()
                     .filter(|n| templates.origins.contains_key(*n))
@@ -180,7 +180,7 @@ impl Templates {
                         errors.push(TemplateError {
                             reason: format!(
                                 "missing: `{}` mail must exist in {}, each with all of {}",
-                                kind.name,
+                                kind.name(),
                                 language_list(kind.required_languages()),
                                 PARTS.join(", ")
                             ),
@@ -225,7 +225,7 @@ impl Templates {
             return Err(fail(format!(
                 "does not use {}, which every `{}` mail must show",
                 missing.join(" and "),
-                kind.name
+                kind.name()
             )));
         }
         self.render_one(name, &sample_context(kind, lang, &TimeZone::UTC))
@@ -246,8 +246,11 @@ impl Templates {
 
     /// The language `kind` is written in for a reader of `lang`: `lang`, or English when an
     /// agent-facing kind has no `lang` version.
-    pub fn language_for(&self, kind: &str, lang: Lang) -> Lang {
-        if self.origins.contains_key(&file_name(kind, lang, "txt")) {
+    pub fn language_for(&self, kind: MailKind, lang: Lang) -> Lang {
+        if self
+            .origins
+            .contains_key(&file_name(kind.template(), lang, "txt"))
+        {
             lang
         } else {
             Lang::En
@@ -258,7 +261,7 @@ impl Templates {
     /// [`Templates::language_for`]). `lang` and `dir` are added to `context`.
     pub fn render_all(
         &self,
-        kind: &str,
+        kind: MailKind,
         lang: Lang,
         context: &Value,
     ) -> Result<RenderedParts, TemplateError> {
@@ -268,12 +271,12 @@ impl Templates {
             dir => if lang.is_rtl() { "rtl" } else { "ltr" },
             ..context.clone()
         };
-        let subject = self.render_one(&file_name(kind, lang, "subject"), &context)?;
+        let subject = self.render_one(&file_name(kind.template(), lang, "subject"), &context)?;
         Ok(RenderedParts {
             lang,
             subject: crate::model::clean_header_text(&subject),
-            text: self.render_one(&file_name(kind, lang, "txt"), &context)? + "\n",
-            html: self.render_one(&file_name(kind, lang, "html"), &context)? + "\n",
+            text: self.render_one(&file_name(kind.template(), lang, "txt"), &context)? + "\n",
+            html: self.render_one(&file_name(kind.template(), lang, "html"), &context)? + "\n",
         })
     }
 
@@ -287,7 +290,8 @@ impl Templates {
         for kind in KINDS.iter().filter(|k| k.audience == Audience::Agent) {
             for lang in Lang::ALL {
                 for part in ["txt", "html"] {
-                    if let Ok(template) = self.env.get_template(&file_name(kind.name, lang, part)) {
+                    if let Ok(template) = self.env.get_template(&file_name(kind.name(), lang, part))
+                    {
                         lines.extend(literal_lines(template.source(), part == "html"));
                     }
                 }
@@ -469,7 +473,7 @@ fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
     let mut warnings = Vec::new();
     for kind in KINDS {
         for lang in Lang::ALL {
-            let names = PARTS.map(|part| file_name(kind.name, lang, part));
+            let names = PARTS.map(|part| file_name(kind.name(), lang, part));
             let from: Vec<Option<&Path>> = names
                 .iter()
                 .map(|n| origins.get(n).and_then(|p| p.parent()))
@@ -487,7 +491,7 @@ fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
                 .collect();
             warnings.push(format!(
                 "templates: the parts of `{}` in {lang} come from different places ({}); customers may see different wording in each part",
-                kind.name,
+                kind.name(),
                 parts.join(", ")
             ));
         }
@@ -570,7 +574,7 @@ mod tests {
         for kind in KINDS {
             for lang in kind.required_languages() {
                 for part in PARTS {
-                    let name = file_name(kind.name, *lang, part);
+                    let name = file_name(kind.name(), *lang, part);
                     assert!(templates.origins.contains_key(&name), "{name} is shipped");
                 }
             }
@@ -599,7 +603,7 @@ mod tests {
         let parts = loaded
             .templates
             .render_all(
-                "ack",
+                MailKind::Ack,
                 Lang::El,
                 &sample_context(&KINDS[0], Lang::El, &TimeZone::UTC),
             )
