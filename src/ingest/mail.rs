@@ -1,0 +1,442 @@
+//! The last stages: `mail_for` (pure: which mail the decision causes) and `send_planned`
+//! (render each from the ticket as it now stands and enqueue it, or record why not).
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use super::events::NewEvent;
+use super::gather::Facts;
+use crate::agent::boundary::Boundary;
+use crate::agent::sign::Signer;
+use crate::config::{Agent, Config, Desk};
+use crate::model::{MessageRowId, OutboxId, TicketId, TicketState};
+use crate::policy::{AgentNotice, Decision};
+use crate::render::{
+    self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
+};
+use crate::send::{self, Audience, Enqueued};
+use crate::store::{Event, StoreError, Tx};
+use crate::templates::kinds::MailKind;
+
+/// The window of the per-sender limits.
+pub(super) const LIMIT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
+/// Notices per agent and kind in [`LIMIT_WINDOW`] about mail that proved nothing (unsigned or
+/// refused: anyone can send it).
+const UNPROVED_NOTICES_PER_HOUR: u32 = 1;
+
+/// One piece of mail an inbound message causes, in the order it is queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// The acknowledgement to the customer.
+    Ack,
+    /// The agents told of a customer's message.
+    Notification(Vec<String>),
+    /// The author agent's answer, relayed to the customer.
+    Reply,
+    /// The author agent's note, to these agents.
+    Note(Vec<String>),
+    /// These agents, told that our mail to the customer bounced.
+    Bounce(Vec<String>),
+    /// The author told about their own message (the decision's notice, or a withheld reply).
+    Notice,
+}
+
+/// What `mail_for` reads besides the decision.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MailFacts {
+    /// The message has a From to answer.
+    pub sender: bool,
+    /// Reply keys can be made (mail to agents carries them).
+    pub signer: bool,
+    /// The author is a configured agent who wrote a text (verified mail).
+    pub agent_text: bool,
+    /// A bounce of mail to a customer named failures.
+    pub bounce_failed: bool,
+}
+
+/// The mail `decision` causes.
+pub(super) fn mail_for(decision: &Decision, facts: MailFacts) -> Vec<Plan> {
+    let mut plans = Vec::new();
+    if decision.acknowledge && facts.sender && decision.deadline.is_some() {
+        plans.push(Plan::Ack);
+    }
+    if facts.signer && facts.sender && !decision.notify.is_empty() {
+        plans.push(Plan::Notification(decision.notify.clone()));
+    }
+    let relay = facts.signer && facts.agent_text && decision.relay;
+    if relay {
+        plans.push(Plan::Reply);
+    }
+    if facts.signer && facts.agent_text && !decision.note_to.is_empty() {
+        plans.push(Plan::Note(decision.note_to.clone()));
+    }
+    if facts.bounce_failed && !decision.bounce_to.is_empty() {
+        plans.push(Plan::Bounce(decision.bounce_to.clone()));
+    }
+    // A relayed answer withheld at the last check tells its author.
+    if decision.tell.is_some() || relay {
+        plans.push(Plan::Notice);
+    }
+    plans
+}
+
+/// What the message queued.
+#[derive(Debug, Default)]
+pub(super) struct Queued {
+    pub acknowledgement: Option<OutboxId>,
+    /// Every outbox row, the acknowledgement included.
+    pub all: Vec<OutboxId>,
+}
+
+/// Everything rendering needs besides the plan.
+pub(super) struct Sending<'a> {
+    pub config: &'a Config,
+    pub desk: &'a Desk<'a>,
+    pub facts: &'a Facts<'a>,
+    pub decision: &'a Decision,
+    /// The ticket as it now stands.
+    pub state: &'a TicketState,
+    pub new_ticket: bool,
+    pub failed: &'a [String],
+    /// Signs as the address the ticket is on.
+    pub signer: Option<Signer>,
+}
+
+/// Renders and enqueues each planned mail.
+pub(super) fn send_planned(
+    out: &Effects<'_, '_>,
+    sending: &Sending<'_>,
+    plans: &[Plan],
+) -> Result<Queued, StoreError> {
+    let mut queued = Queued::default();
+    let mut tell = sending.decision.tell.clone();
+    for plan in plans {
+        match plan {
+            Plan::Ack => {
+                queued.acknowledgement = send_ack(out, sending)?;
+                queued.all.extend(queued.acknowledgement);
+            }
+            Plan::Notification(to) => queued.all.extend(send_notifications(out, sending, to)?),
+            Plan::Reply => match send_reply(out, sending)? {
+                Some(Enqueued::Queued(outbox)) => queued.all.push(outbox),
+                // Stopped at the last check: the agent who answered hears of it.
+                Some(Enqueued::Withheld(why)) => {
+                    if let Some((_, agent, _)) = authored(sending) {
+                        tell = Some((agent.address.clone(), AgentNotice::Withheld(why)));
+                    }
+                }
+                None => {}
+            },
+            Plan::Note(to) => queued.all.extend(send_notes(out, sending, to)?),
+            Plan::Bounce(to) => queued.all.extend(send_bounces(out, sending, to)?),
+            Plan::Notice => {
+                if let Some((agent, notice)) = &tell {
+                    queued.all.extend(send_notice(out, sending, agent, notice)?);
+                }
+            }
+        }
+    }
+    Ok(queued)
+}
+
+fn send_ack(out: &Effects<'_, '_>, s: &Sending<'_>) -> Result<Option<OutboxId>, StoreError> {
+    let parsed = s.facts.parsed;
+    let (Some(customer), Some(deadline)) = (&parsed.from, s.decision.deadline) else {
+        return Ok(None);
+    };
+    let ack = AckFor {
+        ticket: s.state.id,
+        customer,
+        subject: &parsed.subject,
+        message_id: parsed.message_id.as_deref(),
+        references: &parsed.references,
+        due_at: deadline.due_at,
+        lang: s.state.language.unwrap_or(s.desk.language),
+    };
+    let rendered = render::acknowledgement(&s.desk.support, s.desk.templates, ack, out.now());
+    out.queue(MailKind::Ack, None, rendered)
+}
+
+fn send_notifications(
+    out: &Effects<'_, '_>,
+    s: &Sending<'_>,
+    to: &[String],
+) -> Result<Vec<OutboxId>, StoreError> {
+    let parsed = s.facts.parsed;
+    let (Some(signer), Some(customer)) = (&s.signer, &parsed.from) else {
+        return Ok(Vec::new());
+    };
+    let (tx, now) = (out.tx(), out.now());
+    let history = tx.earlier_tickets(&customer.address, Some(s.state.id), 5)?;
+    let waiting_since = tx.waiting_since(s.state.id)?.unwrap_or(now);
+    let mut queued = Vec::new();
+    for agent in agents_named(s.config, to) {
+        let rendered = render::notification(
+            &s.desk.support,
+            s.desk.templates,
+            signer,
+            agent,
+            NotificationFor {
+                ticket: s.state,
+                new_ticket: s.new_ticket,
+                customer,
+                subject: &parsed.subject,
+                text: &parsed.text,
+                message_id: parsed.message_id.as_deref(),
+                waiting_since,
+                due_at: s.decision.deadline.map(|d| d.due_at),
+                history: &history,
+                attachments: &s.facts.attachments,
+            },
+            now,
+        );
+        queued.extend(out.queue(MailKind::Notification, Some(&agent.address), rendered)?);
+    }
+    Ok(queued)
+}
+
+/// The author agent, their text and the signer, when the message is a verified agent's.
+fn authored<'s>(s: &'s Sending<'_>) -> Option<(&'s Signer, &'s Agent, &'s str)> {
+    let agent = s
+        .facts
+        .author
+        .agent()
+        .and_then(|a| s.config.agents.by_address(a))?;
+    Some((s.signer.as_ref()?, agent, &s.facts.text.as_ref()?.body))
+}
+
+fn send_reply(out: &Effects<'_, '_>, s: &Sending<'_>) -> Result<Option<Enqueued>, StoreError> {
+    let Some((signer, agent, body)) = authored(s) else {
+        return Ok(None);
+    };
+    let answers = out.tx().latest_customer_message(s.state.id)?;
+    let rendered = render::reply(
+        &s.desk.support,
+        s.desk.templates,
+        signer,
+        ReplyFor {
+            ticket: s.state,
+            agent,
+            body,
+            answers: answers.as_ref(),
+            attachments: &s.facts.attachments.files,
+        },
+        out.now(),
+    );
+    out.enqueue(MailKind::Reply, None, rendered, None)
+}
+
+fn send_notes(
+    out: &Effects<'_, '_>,
+    s: &Sending<'_>,
+    to: &[String],
+) -> Result<Vec<OutboxId>, StoreError> {
+    let Some((signer, author, body)) = authored(s) else {
+        return Ok(Vec::new());
+    };
+    let mut queued = Vec::new();
+    for to in agents_named(s.config, to) {
+        let rendered = render::note(
+            &s.desk.support,
+            s.desk.templates,
+            signer,
+            to,
+            NoteFor {
+                ticket: s.state,
+                author,
+                body,
+                attachments: &s.facts.attachments.files,
+            },
+            out.now(),
+        );
+        queued.extend(out.queue(MailKind::Note, Some(&to.address), rendered)?);
+    }
+    Ok(queued)
+}
+
+fn send_bounces(
+    out: &Effects<'_, '_>,
+    s: &Sending<'_>,
+    to: &[String],
+) -> Result<Vec<OutboxId>, StoreError> {
+    let mut queued = Vec::new();
+    for agent in agents_named(s.config, to) {
+        let rendered = render::bounce(
+            &s.desk.support,
+            s.desk.templates,
+            BounceFor {
+                ticket: s.state,
+                agent,
+                failed: s.failed,
+                message_id: s.facts.parsed.message_id.as_deref(),
+            },
+            out.now(),
+        );
+        queued.extend(out.queue(MailKind::Bounce, Some(&agent.address), rendered)?);
+    }
+    Ok(queued)
+}
+
+fn send_notice(
+    out: &Effects<'_, '_>,
+    s: &Sending<'_>,
+    agent: &str,
+    notice: &AgentNotice,
+) -> Result<Option<OutboxId>, StoreError> {
+    let Some(agent) = s.config.agents.by_address(agent) else {
+        return Ok(None);
+    };
+    if notice_limited(out, agent, notice)? {
+        return Ok(None);
+    }
+    let parsed = s.facts.parsed;
+    let rendered = render::notice(
+        &s.desk.support,
+        s.desk.templates,
+        NoticeFor {
+            ticket: s.state,
+            agent,
+            notice,
+            subject: &parsed.subject,
+            message_id: parsed.message_id.as_deref(),
+        },
+        out.now(),
+    );
+    let data = json!({ "agent": agent.address, "notice": notice.kind() });
+    let enqueued = out.enqueue(MailKind::Notice, Some(&agent.address), rendered, Some(data))?;
+    Ok(enqueued.and_then(Enqueued::queued))
+}
+
+/// A notice about mail that proved nothing, when `agent` had one of its kind within the hour:
+/// recorded as a `notice.limited` event instead, so a forger cannot fill the agent's inbox.
+fn notice_limited(
+    out: &Effects<'_, '_>,
+    agent: &Agent,
+    notice: &AgentNotice,
+) -> Result<bool, StoreError> {
+    if !notice.unproved() {
+        return Ok(false);
+    }
+    let since = out.now() - LIMIT_WINDOW;
+    let sent = out.tx().notices_since(&agent.address, notice.kind(), since)?;
+    if sent < UNPROVED_NOTICES_PER_HOUR {
+        return Ok(false);
+    }
+    out.record(&NewEvent {
+        kind: "notice.limited",
+        outbox: None,
+        detail: format!(
+            "{} notice to {} not sent: one went out within the hour",
+            notice.kind(),
+            agent.address
+        ),
+        data: Some(json!({ "agent": agent.address, "notice": notice.kind() })),
+    })?;
+    Ok(true)
+}
+
+/// The configured agents with these primary addresses, in configuration order.
+fn agents_named<'c>(config: &'c Config, addresses: &[String]) -> Vec<&'c Agent> {
+    config
+        .agents
+        .agents
+        .iter()
+        .filter(|a| addresses.contains(&a.address))
+        .collect()
+}
+
+/// Records the events of one inbound message (on its ticket, or on none) and writes its
+/// outgoing mail: each rendered message becomes an outbound message row and an outbox row in
+/// the ingest transaction, or an event saying why not.
+pub(super) struct Effects<'a, 't> {
+    pub tx: &'a Tx<'t>,
+    pub mailbox: &'a str,
+    pub ticket: Option<TicketId>,
+    pub message: MessageRowId,
+    pub now: Timestamp,
+    /// The desk the ticket's mail goes out from.
+    pub support: &'a crate::config::Support,
+    /// What mail to customers must never carry.
+    pub boundary: &'a Boundary,
+}
+
+impl Effects<'_, '_> {
+    fn tx(&self) -> &Tx<'_> {
+        self.tx
+    }
+
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    pub fn record(&self, event: &NewEvent) -> Result<(), StoreError> {
+        self.tx.record(
+            &Event {
+                kind: event.kind,
+                mailbox: Some(self.mailbox),
+                ticket: self.ticket,
+                message: Some(self.message),
+                outbox: event.outbox,
+                detail: event.detail.clone(),
+                data: event.data.clone(),
+            },
+            self.now,
+        )
+    }
+
+    /// Queues `rendered`; mail to an `agent` is internal. A render failure is recorded as an
+    /// event instead.
+    fn queue(
+        &self,
+        kind: MailKind,
+        agent: Option<&str>,
+        rendered: Result<Outgoing, RenderError>,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        Ok(self
+            .enqueue(kind, agent, rendered, None)?
+            .and_then(Enqueued::queued))
+    }
+
+    /// [`Effects::queue`], saying whether the mail was withheld (`None`: not rendered), with
+    /// `data` on the queued event.
+    fn enqueue(
+        &self,
+        kind: MailKind,
+        agent: Option<&str>,
+        rendered: Result<Outgoing, RenderError>,
+        data: Option<serde_json::Value>,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        let out = match rendered {
+            Ok(out) => out,
+            Err(err) => {
+                self.record(&NewEvent {
+                    kind: kind.not_sent_event(),
+                    outbox: None,
+                    detail: err.to_string(),
+                    data: None,
+                })?;
+                return Ok(None);
+            }
+        };
+        let Some(ticket) = self.ticket else {
+            return Err(StoreError::Corrupt(format!(
+                "{} planned for a message on no ticket",
+                kind.outbox()
+            )));
+        };
+        let audience = match agent {
+            Some(agent) => Audience::Inside(agent),
+            None => Audience::Outside(self.boundary),
+        };
+        let enqueued = send::enqueue(self.tx, self.support, ticket, kind, audience, &out, self.now)?;
+        if let Enqueued::Queued(outbox) = &enqueued {
+            self.record(&NewEvent {
+                kind: kind.queued_event(),
+                outbox: Some(*outbox),
+                detail: format!("to {}", out.recipients.join(", ")),
+                data,
+            })?;
+        }
+        Ok(Some(enqueued))
+    }
+}
