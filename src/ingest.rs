@@ -19,6 +19,7 @@ use jiff::Timestamp;
 
 use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
+use crate::catalog::EventKind;
 use crate::classify::{Class, classify};
 use crate::config::{Config, Desk};
 use crate::language::Choice;
@@ -286,7 +287,6 @@ pub async fn release(
             let outcome = apply(tx, &config, message, now)?;
             tx.record(
                 &Event {
-                    kind: "quarantine.released",
                     mailbox: Some(&source.mailbox),
                     ticket: match &outcome {
                         Outcome::Stored { ticket, .. } | Outcome::Duplicate { ticket, .. } => {
@@ -295,7 +295,7 @@ pub async fn release(
                         _ => None,
                     },
                     detail: format!("quarantined message {id} ({})", held.reason),
-                    ..Event::default()
+                    ..Event::new(EventKind::QuarantineReleased)
                 },
                 now,
             )?;
@@ -363,10 +363,9 @@ fn put_aside(
     })?;
     tx.record(
         &Event {
-            kind: "message.quarantined",
             mailbox: Some(&source.mailbox),
             detail: format!("quarantined message {id}: {reason}"),
-            ..Event::default()
+            ..Event::new(EventKind::MessageQuarantined)
         },
         now,
     )?;
@@ -382,7 +381,7 @@ fn apply(
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     let key = match screen::dedupe(tx, &message, now)? {
-        Deduped::Known(outcome) => return Ok(outcome),
+        Deduped::Known { ticket, ours } => return Ok(Outcome::Duplicate { ticket, ours }),
         Deduped::New(key) => key,
     };
     if let Some(outcome) = screen::screen(tx, &message, &key, now)? {

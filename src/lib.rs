@@ -3,6 +3,7 @@ pub mod alerts;
 pub mod authres;
 pub mod backoff;
 pub mod calendar;
+pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod fetch;

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
 use crate::backoff::Backoff;
+use crate::catalog::EventKind;
 use crate::config::{Config, Deadlines, Live};
 use crate::health::{Reporter, Trouble};
 use crate::model::{TicketId, TicketState, TicketStatus};
@@ -288,7 +289,7 @@ pub fn status_changed(
     to: TicketStatus,
     deadlines: &Deadlines,
     now: Timestamp,
-) -> Result<Option<(&'static str, String)>, StoreError> {
+) -> Result<Option<(EventKind, String)>, StoreError> {
     if from == to {
         return Ok(None);
     }
@@ -297,7 +298,7 @@ pub fn status_changed(
             let n = tx.pause_deadlines(ticket, now)?;
             (n > 0).then(|| {
                 (
-                    "deadline.paused",
+                    EventKind::DeadlinePaused,
                     format!("{n} deadline(s) paused while the ticket waits on the customer"),
                 )
             })
@@ -316,7 +317,7 @@ pub fn status_changed(
             }
             (!paused.is_empty()).then(|| {
                 (
-                    "deadline.resumed",
+                    EventKind::DeadlineResumed,
                     format!("{} paused deadline(s) run again", paused.len()),
                 )
             })
@@ -325,7 +326,7 @@ pub fn status_changed(
             let n = tx.cancel_deadlines(ticket, now)?;
             (n > 0).then(|| {
                 (
-                    "deadline.cancelled",
+                    EventKind::DeadlineCancelled,
                     format!("{n} unanswered message(s) no longer owed an answer: ticket {to}"),
                 )
             })
@@ -404,10 +405,9 @@ impl<'a, 't> Work<'a, 't> {
         error!(item = %item, ticket = ticket.map(|t| t.0), error = %err, "scheduler: item failed; parked until the next start, the others go on");
         self.tx.record(
             &Event {
-                kind: "item.failed",
                 ticket,
                 detail: format!("{item}: {err}"),
-                ..Event::default()
+                ..Event::new(EventKind::ItemFailed)
             },
             self.now,
         )?;
@@ -473,7 +473,7 @@ impl<'a, 't> Work<'a, 't> {
         let (recipients, kind, detail, data) = match step {
             DeadlineStep::Warning if now >= due => (
                 Vec::new(),
-                "deadline.warning_skipped",
+                EventKind::DeadlineWarningSkipped,
                 format!("warning not sent: the deadline ({due}) had passed when it came due"),
                 None,
             ),
@@ -482,7 +482,7 @@ impl<'a, 't> Work<'a, 't> {
                 let sent = self.alerts(MailKind::Warning, &to, facts, ticket, 0)?;
                 (
                     sent.clone(),
-                    "deadline.warned",
+                    EventKind::DeadlineWarned,
                     format!(
                         "answer due {due}: warned {}",
                         if sent.is_empty() {
@@ -500,7 +500,7 @@ impl<'a, 't> Work<'a, 't> {
                 warn!(ticket = ticket.id.0, mailbox = %ticket.mailbox, deadline = facts.id, due = %due, "deadline passed without an answer");
                 (
                     Vec::new(),
-                    "deadline.breached",
+                    EventKind::DeadlineBreached,
                     format!("{} due {due} passed without an answer", facts.kind),
                     Some(json!({
                         "deadline": facts.id,
@@ -520,7 +520,7 @@ impl<'a, 't> Work<'a, 't> {
                 let waited = now.duration_since(facts.received_at);
                 (
                     sent.clone(),
-                    "escalation.sent",
+                    EventKind::EscalationSent,
                     format!("level {level} to {}", sent.join(", ")),
                     Some(json!({
                         "deadline": facts.id,
@@ -580,7 +580,7 @@ impl<'a, 't> Work<'a, 't> {
         {
             self.event(
                 ticket,
-                "customer.updated",
+                EventKind::CustomerUpdated,
                 detail,
                 Some(json!({ "deadline": facts.id, "due_at": due.as_millisecond() })),
             )?;
@@ -602,7 +602,7 @@ impl<'a, 't> Work<'a, 't> {
                 let sent = self.mail_customer(MailKind::Reminder, ticket, None)?;
                 (
                     sent,
-                    "ticket.reminded",
+                    EventKind::TicketReminded,
                     format!("reminder {n} while waiting on the customer"),
                     Some(json!({ "n": n })),
                 )
@@ -612,7 +612,7 @@ impl<'a, 't> Work<'a, 't> {
                 self.tx.survey_sent(ticket.id, now)?;
                 (
                     sent,
-                    "survey.sent",
+                    EventKind::SurveySent,
                     "satisfaction survey".to_string(),
                     Some(json!({})),
                 )
@@ -638,7 +638,7 @@ impl<'a, 't> Work<'a, 't> {
                 info!(ticket = ticket.id.0, mailbox = %ticket.mailbox, status = %to, "ticket {to} by the follow-up policy");
                 (
                     sent,
-                    "ticket.status",
+                    EventKind::TicketStatus,
                     to.as_str().to_string(),
                     Some(
                         json!({ "from": facts.status.as_str(), "to": to.as_str(), "by": "scheduler" }),
@@ -662,7 +662,7 @@ impl<'a, 't> Work<'a, 't> {
         &mut self,
         ticket: &TicketState,
         step: &NewStep<'_>,
-        kind: &'static str,
+        kind: EventKind,
         data: Option<serde_json::Value>,
     ) -> Result<bool, StoreError> {
         if !self.tx.record_step(step, self.now)? {
@@ -808,12 +808,11 @@ impl<'a, 't> Work<'a, 't> {
         };
         self.tx.record(
             &Event {
-                kind: kind.queued_event(),
                 mailbox: Some(&ticket.mailbox),
                 ticket: Some(ticket.id),
                 outbox: Some(outbox),
                 detail: format!("{} to {}", kind.outbox(), out.recipients.join(", ")),
-                ..Event::default()
+                ..Event::new(kind.queued_event())
             },
             self.now,
         )?;
@@ -824,18 +823,17 @@ impl<'a, 't> Work<'a, 't> {
     fn event(
         &self,
         ticket: &TicketState,
-        kind: &'static str,
+        kind: EventKind,
         detail: String,
         data: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
         self.tx.record(
             &Event {
-                kind,
                 mailbox: Some(&ticket.mailbox),
                 ticket: Some(ticket.id),
                 detail,
                 data,
-                ..Event::default()
+                ..Event::new(kind)
             },
             self.now,
         )

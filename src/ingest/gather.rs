@@ -320,9 +320,7 @@ pub(super) fn customer<'p>(
     facts: &Facts<'p>,
     decision: &Decision,
 ) -> Option<&'p crate::model::Person> {
-    facts
-        .parsed
-        .from
-        .as_ref()
-        .filter(|_| decision.role == Role::Sender(Class::Customer) && facts.author.agent().is_none())
+    facts.parsed.from.as_ref().filter(|_| {
+        decision.role == Role::Sender(Class::Customer) && facts.author.agent().is_none()
+    })
 }

@@ -8,6 +8,7 @@ use super::events::NewEvent;
 use super::gather::Facts;
 use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
+use crate::catalog::EventKind;
 use crate::config::{Agent, Config, Desk};
 use crate::model::{MessageRowId, OutboxId, TicketId, TicketState};
 use crate::policy::{AgentNotice, Decision};
@@ -318,12 +319,14 @@ fn notice_limited(
         return Ok(false);
     }
     let since = out.now() - LIMIT_WINDOW;
-    let sent = out.tx().notices_since(&agent.address, notice.kind(), since)?;
+    let sent = out
+        .tx()
+        .notices_since(&agent.address, notice.kind(), since)?;
     if sent < UNPROVED_NOTICES_PER_HOUR {
         return Ok(false);
     }
     out.record(&NewEvent {
-        kind: "notice.limited",
+        kind: EventKind::NoticeLimited,
         outbox: None,
         detail: format!(
             "{} notice to {} not sent: one went out within the hour",
@@ -428,7 +431,15 @@ impl Effects<'_, '_> {
             Some(agent) => Audience::Inside(agent),
             None => Audience::Outside(self.boundary),
         };
-        let enqueued = send::enqueue(self.tx, self.support, ticket, kind, audience, &out, self.now)?;
+        let enqueued = send::enqueue(
+            self.tx,
+            self.support,
+            ticket,
+            kind,
+            audience,
+            &out,
+            self.now,
+        )?;
         if let Enqueued::Queued(outbox) = &enqueued {
             self.record(&NewEvent {
                 kind: kind.queued_event(),
@@ -438,5 +449,97 @@ impl Effects<'_, '_> {
             })?;
         }
         Ok(Some(enqueued))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Class;
+    use crate::policy::{DeadlineKind, NewDeadline, Role, TicketAction};
+
+    const ALL: MailFacts = MailFacts {
+        sender: true,
+        signer: true,
+        agent_text: true,
+        bounce_failed: true,
+    };
+
+    fn check(change: impl FnOnce(&mut Decision), facts: MailFacts, expect: &[Plan]) {
+        let mut decision = Decision::new(TicketAction::Create, Role::Sender(Class::Customer));
+        change(&mut decision);
+        assert_eq!(mail_for(&decision, facts), expect, "{decision:?}");
+    }
+
+    fn agents(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn acknowledged(d: &mut Decision) {
+        d.acknowledge = true;
+        d.deadline = Some(NewDeadline {
+            kind: DeadlineKind::FirstResponse,
+            due_at: Timestamp::UNIX_EPOCH,
+            warn_at: None,
+        });
+    }
+
+    #[test]
+    fn each_decision_plans_its_mail_in_order() {
+        check(|_| {}, ALL, &[]);
+        check(acknowledged, ALL, &[Plan::Ack]);
+        // No From to answer, or no deadline to promise: no acknowledgement.
+        let no_sender = MailFacts {
+            sender: false,
+            ..ALL
+        };
+        check(acknowledged, no_sender, &[]);
+        check(|d| d.acknowledge = true, ALL, &[]);
+        let notified = |d: &mut Decision| {
+            acknowledged(d);
+            d.notify = agents(&["a@x", "b@x"]);
+        };
+        check(
+            notified,
+            ALL,
+            &[Plan::Ack, Plan::Notification(agents(&["a@x", "b@x"]))],
+        );
+        // Without a signer agents get no mail they could answer.
+        let unsigned = MailFacts {
+            signer: false,
+            ..ALL
+        };
+        check(notified, unsigned, &[Plan::Ack]);
+        check(notified, no_sender, &[]);
+    }
+
+    #[test]
+    fn agent_mail_plans_the_relay_notes_and_a_notice() {
+        let relayed = |d: &mut Decision| d.relay = true;
+        // A relayed answer may be withheld at the last check: its author may need a notice.
+        check(relayed, ALL, &[Plan::Reply, Plan::Notice]);
+        let no_text = MailFacts {
+            agent_text: false,
+            ..ALL
+        };
+        check(relayed, no_text, &[]);
+        let noted = |d: &mut Decision| d.note_to = agents(&["b@x"]);
+        check(noted, ALL, &[Plan::Note(agents(&["b@x"]))]);
+        check(noted, no_text, &[]);
+        let told = |d: &mut Decision| d.tell = Some(("a@x".into(), AgentNotice::Empty));
+        check(told, ALL, &[Plan::Notice]);
+        check(told, no_text, &[Plan::Notice]);
+    }
+
+    #[test]
+    fn a_bounce_of_customer_mail_tells_the_agents() {
+        let bounce = |d: &mut Decision| d.bounce_to = agents(&["a@x"]);
+        check(bounce, ALL, &[Plan::Bounce(agents(&["a@x"]))]);
+        let nothing_failed = MailFacts {
+            bounce_failed: false,
+            ..ALL
+        };
+        check(bounce, nothing_failed, &[]);
+        check(|_| {}, ALL, &[]);
     }
 }

@@ -4,15 +4,21 @@
 use jiff::Timestamp;
 
 use super::{Message, Outcome, put_aside};
+use crate::catalog::EventKind;
 use crate::classify::Class;
+use crate::model::TicketId;
 use crate::store::{Event, StoreError, Tx, content_key, dedupe_key, legacy_content_key};
 
 /// What `dedupe` found.
 pub(super) enum Deduped {
     /// New: stored under this key.
     New(String),
-    /// Already stored; nothing else is written.
-    Known(Outcome),
+    /// Already stored (on this ticket; `ours`: our own outbound mail); nothing else is
+    /// written.
+    Known {
+        ticket: Option<TicketId>,
+        ours: bool,
+    },
 }
 
 /// Looks the message up by its key. A different message reusing a Message-ID (broken
@@ -41,12 +47,11 @@ pub(super) fn dedupe(
     {
         tx.record(
             &Event {
-                kind: "message.reused_message_id",
                 mailbox,
                 ticket: earlier.ticket,
                 message: Some(earlier.message),
                 detail: format!("another message arrived under {key}"),
-                ..Event::default()
+                ..Event::new(EventKind::MessageReusedMessageId)
             },
             now,
         )?;
@@ -56,13 +61,13 @@ pub(super) fn dedupe(
     let Some(known) = known else {
         return Ok(Deduped::New(key));
     };
+    let kind = if known.outbound {
+        EventKind::MessageOwnReturned
+    } else {
+        EventKind::MessageDuplicate
+    };
     tx.record(
         &Event {
-            kind: if known.outbound {
-                "message.own_returned"
-            } else {
-                "message.duplicate"
-            },
             mailbox,
             ticket: known.ticket,
             message: Some(known.message),
@@ -72,14 +77,14 @@ pub(super) fn dedupe(
                 }
                 None => format!("delivered by the MTA; repeats {key}"),
             },
-            ..Event::default()
+            ..Event::new(kind)
         },
         now,
     )?;
-    Ok(Deduped::Known(Outcome::Duplicate {
+    Ok(Deduped::Known {
         ticket: known.ticket,
         ours: known.outbound,
-    }))
+    })
 }
 
 /// Drops our own mail and quarantines what the classifier distrusts (once: a repeat of a
@@ -100,14 +105,13 @@ pub(super) fn screen(
         Class::OwnMail(signal) => {
             tx.record(
                 &Event {
-                    kind: "message.loop_dropped",
                     mailbox,
                     detail: format!(
                         "{} (Message-ID {})",
                         signal.describe(),
                         parsed.message_id.as_deref().unwrap_or("none")
                     ),
-                    ..Event::default()
+                    ..Event::new(EventKind::MessageLoopDropped)
                 },
                 now,
             )?;
@@ -119,10 +123,9 @@ pub(super) fn screen(
             if let Some(earlier) = tx.quarantined_key(key)? {
                 tx.record(
                     &Event {
-                        kind: "message.duplicate",
                         mailbox,
                         detail: format!("repeats quarantined message {earlier}"),
-                        ..Event::default()
+                        ..Event::new(EventKind::MessageDuplicate)
                     },
                     now,
                 )?;

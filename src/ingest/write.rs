@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::gather::{Facts, customer};
 use crate::agent::boundary::Boundary;
 use crate::agent::reply::CcChange;
+use crate::catalog::EventKind;
 use crate::config::Deadlines;
 use crate::language::{self, Choice};
 use crate::model::{MessageRowId, OutboxId, Person, TicketId, TicketStatus};
@@ -34,7 +35,7 @@ pub(super) struct Written {
     /// An agent's answer: the deadlines it met.
     pub met: Option<Met>,
     /// The deadline event a status change caused.
-    pub status_event: Option<(&'static str, String)>,
+    pub status_event: Option<(EventKind, String)>,
     /// An agent's `#lang` changed the ticket's language.
     pub agent_language_set: bool,
 }
@@ -137,7 +138,15 @@ pub(super) fn filed(
         }
     }
     let role_text = role_text(facts, decision);
-    let message = insert_message(tx, facts, decision, filed.key, Some(ticket), &role_text, now)?;
+    let message = insert_message(
+        tx,
+        facts,
+        decision,
+        filed.key,
+        Some(ticket),
+        &role_text,
+        now,
+    )?;
     let bounce = mark_bounced(tx, facts, now)?;
     if let Some(deadline) = &decision.deadline {
         tx.insert_deadline(ticket, message, deadline)?;
@@ -154,7 +163,10 @@ pub(super) fn filed(
     // cancelling them.
     let status_event = match decision.status {
         Some(status) => {
-            let from = facts.ticket.as_ref().map_or(TicketStatus::Open, |s| s.status);
+            let from = facts
+                .ticket
+                .as_ref()
+                .map_or(TicketStatus::Open, |s| s.status);
             schedule::status_changed(tx, ticket, from, status, filed.deadlines, now)?
         }
         None => None,
@@ -351,9 +363,9 @@ pub(super) fn bounce_report(
         .collect();
     BounceReport {
         delays: Vec::new(),
-        to_customer: ours.iter().any(|o| {
-            MailKind::from_outbox(&o.kind).is_some_and(MailKind::bounce_tells_agents)
-        }),
+        to_customer: ours
+            .iter()
+            .any(|o| MailKind::from_outbox(&o.kind).is_some_and(MailKind::bounce_tells_agents)),
         failed,
         marks,
     }
@@ -361,7 +373,10 @@ pub(super) fn bounce_report(
 
 /// The sender and everyone copied, except anyone inside (our addresses, agents, keys) and
 /// addresses mail cannot be sent to (one such Cc would stop every answer on the ticket).
-fn participants<'p>(parsed: &'p crate::parse::ParsedMessage, boundary: &Boundary) -> Vec<&'p Person> {
+fn participants<'p>(
+    parsed: &'p crate::parse::ParsedMessage,
+    boundary: &Boundary,
+) -> Vec<&'p Person> {
     parsed
         .from
         .iter()

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use super::logging::{self, LogFormat};
 use super::terminal::Terminal;
 use super::{check, daemon, deliver, oauth, report, show, stats};
+use crate::catalog::EventKind;
 use crate::config::{self, Config};
 use crate::ingest;
 use crate::kpi::{Period, When};
@@ -638,9 +639,8 @@ fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCo
                 if done {
                     tx.record(
                         &crate::store::Event {
-                            kind: "quarantine.deleted",
                             detail: format!("quarantined message {id} ({})", held.reason),
-                            ..crate::store::Event::default()
+                            ..crate::store::Event::new(EventKind::QuarantineDeleted)
                         },
                         now,
                     )?;

@@ -29,6 +29,7 @@ pub use smtp::{Answer, Broken, Smtp, Transport, transport};
 
 use crate::agent::boundary::Boundary;
 use crate::backoff::Backoff;
+use crate::catalog::EventKind;
 use crate::config::{Config, Live, OutboxConfig, Support};
 use crate::health::{Reporter, Trouble};
 use crate::model::{OutboxId, Person, TicketId};
@@ -140,9 +141,8 @@ impl Sender {
             .write(move |tx| {
                 tx.record(
                     &Event {
-                        kind: "smtp.transport_failed",
                         detail,
-                        ..Event::default()
+                        ..Event::new(EventKind::SmtpTransportFailed)
                     },
                     Timestamp::now(),
                 )
@@ -353,32 +353,34 @@ fn record_outcome(
     let event = |kind, detail| {
         tx.record(
             &Event {
-                kind,
                 ticket,
                 outbox: Some(id),
                 detail,
-                ..Event::default()
+                ..Event::new(kind)
             },
             now,
         )
     };
     for refused in &answer.refused {
-        event("outbox.refused", refused.clone())?;
+        event(EventKind::OutboxRefused, refused.clone())?;
     }
     match &outcome.step {
         Step::Sent => {
             tx.outbox_sent(id, now)?;
             let mut to = row.delivered.clone();
             to.extend(answer.accepted.iter().cloned());
-            event("outbox.sent", format!("to {}", to.join(", ")))?;
+            event(EventKind::OutboxSent, format!("to {}", to.join(", ")))?;
         }
         Step::Retry { at, reason } => {
             tx.outbox_retry_at(id, *at, reason)?;
-            event("outbox.deferred", format!("{reason}; next attempt {at}"))?;
+            event(
+                EventKind::OutboxDeferred,
+                format!("{reason}; next attempt {at}"),
+            )?;
         }
         Step::Fail { reason } => {
             tx.outbox_failed(id, reason)?;
-            event("outbox.failed", reason.clone())?;
+            event(EventKind::OutboxFailed, reason.clone())?;
         }
     }
     if !answer.refused.is_empty() && !row.internal {
@@ -419,14 +421,13 @@ pub fn enqueue(
                 error!(ticket = ticket.0, message_id = %out.message_id, kind = kind.outbox(), "not sent, it would carry a reply key outside: {leak}");
                 tx.record(
                     &Event {
-                        kind: "outbox.key_withheld",
                         ticket: Some(ticket),
                         detail: format!(
                             "{} to {} not sent: {leak}",
                             kind.outbox(),
                             out.recipients.join(", ")
                         ),
-                        ..Event::default()
+                        ..Event::new(EventKind::OutboxKeyWithheld)
                     },
                     now,
                 )?;
@@ -610,7 +611,7 @@ mod tests {
             (Enqueued::Queued(_), Enqueued::Queued(_))
         ));
         let events = store
-            .read_blocking(|tx| tx.events("outbox.key_withheld", 10))
+            .read_blocking(|tx| tx.events(EventKind::OutboxKeyWithheld.as_str(), 10))
             .expect("events");
         assert_eq!(events.len(), 1);
         assert!(

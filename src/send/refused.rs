@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use tracing::error;
 
+use crate::catalog::EventKind;
 use crate::config::Config;
 use crate::render::{self, BounceFor};
 use crate::store::{Event, OutboxRow, StoreError, Tx};
@@ -57,7 +58,6 @@ pub fn tell_agents(
         };
         tx.record(
             &Event {
-                kind: "outbox.queued",
                 mailbox: Some(&state.mailbox),
                 ticket: Some(ticket),
                 outbox: Some(outbox),
@@ -66,7 +66,7 @@ pub fn tell_agents(
                     agent.address,
                     refused.join("; ")
                 ),
-                ..Event::default()
+                ..Event::new(EventKind::OutboxQueued)
             },
             now,
         )?;

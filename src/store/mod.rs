@@ -297,10 +297,7 @@ mod tests {
         let write = |store: &Store| {
             store.write_blocking(|tx| {
                 tx.record(
-                    &Event {
-                        kind: "smtp.transport_failed",
-                        ..Event::default()
-                    },
+                    &Event::new(crate::catalog::EventKind::SmtpTransportFailed),
                     Timestamp::now(),
                 )
             })

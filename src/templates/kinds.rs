@@ -15,6 +15,7 @@ use minijinja::Value;
 
 use super::locale::{Author, author_word, format_due, format_duration, format_when};
 use super::marker;
+use crate::catalog::EventKind;
 use crate::language::Lang;
 
 /// Who reads a kind of mail.
@@ -104,39 +105,39 @@ impl MailKind {
     }
 
     /// The event recorded when an inbound message queues it.
-    pub fn queued_event(self) -> &'static str {
+    pub fn queued_event(self) -> EventKind {
         match self {
-            MailKind::Ack => "ack.queued",
-            MailKind::Reply => "reply.queued",
-            MailKind::Notification => "notification.queued",
-            MailKind::Note => "note.queued",
-            MailKind::Notice => "notice.queued",
-            MailKind::Bounce => "bounce.notified",
+            MailKind::Ack => EventKind::AckQueued,
+            MailKind::Reply => EventKind::ReplyQueued,
+            MailKind::Notification => EventKind::NotificationQueued,
+            MailKind::Note => EventKind::NoteQueued,
+            MailKind::Notice => EventKind::NoticeQueued,
+            MailKind::Bounce => EventKind::BounceNotified,
             // The scheduler's mail is recorded as its step and `outbox.queued`.
             MailKind::Warning
             | MailKind::Escalation
             | MailKind::Update
             | MailKind::Reminder
             | MailKind::Survey
-            | MailKind::Closed => "outbox.queued",
+            | MailKind::Closed => EventKind::OutboxQueued,
         }
     }
 
     /// The event recorded when it could not be rendered.
-    pub fn not_sent_event(self) -> &'static str {
+    pub fn not_sent_event(self) -> EventKind {
         match self {
-            MailKind::Ack => "ack.not_sent",
-            MailKind::Reply => "reply.not_sent",
-            MailKind::Notification => "notification.not_sent",
-            MailKind::Note => "note.not_sent",
-            MailKind::Notice => "notice.not_sent",
-            MailKind::Bounce => "bounce.not_notified",
+            MailKind::Ack => EventKind::AckNotSent,
+            MailKind::Reply => EventKind::ReplyNotSent,
+            MailKind::Notification => EventKind::NotificationNotSent,
+            MailKind::Note => EventKind::NoteNotSent,
+            MailKind::Notice => EventKind::NoticeNotSent,
+            MailKind::Bounce => EventKind::BounceNotNotified,
             MailKind::Warning
             | MailKind::Escalation
             | MailKind::Update
             | MailKind::Reminder
             | MailKind::Survey
-            | MailKind::Closed => "scheduler.not_sent",
+            | MailKind::Closed => EventKind::SchedulerNotSent,
         }
     }
 
