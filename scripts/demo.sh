@@ -4,7 +4,7 @@
 # acknowledgements, each in its customer's language, and an agent answering one of them from
 # a mail client: notification, Reply, the answer relayed to the customer.
 # Everything lives in a temporary directory and is stopped at the end.
-#   sudo bash scripts/demo.sh
+#   bash scripts/demo.sh
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/common.sh"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every deskgate test, including those against real Dovecot and Postfix.
 # Installs what they need first (as root: Debian packages, and Rust if missing).
-#   sudo bash scripts/test.sh
+#   bash scripts/test.sh
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/common.sh"

@@ -92,6 +92,13 @@ event_kinds! {
     TicketPriority = "ticket.priority",
     TicketReminded = "ticket.reminded",
     TicketStatus = "ticket.status",
+    ForwardNotSent = "forward.not_sent",
+    ForwardQueued = "forward.queued",
+    MergedNotSent = "merged.not_sent",
+    MergedQueued = "merged.queued",
+    TicketForwarded = "ticket.forwarded",
+    TicketJoined = "ticket.joined",
+    TicketMerged = "ticket.merged",
 }
 
 impl EventKind {

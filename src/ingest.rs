@@ -30,13 +30,16 @@ use crate::store::{
     Checkpoint, Event, NewQuarantine, QuarantineStatus, Store, StoreError, Tx, dedupe_key,
 };
 use crate::thread::Threading;
+use effects::Effects;
 use events::events_for;
 use gather::Facts;
-use mail::{Effects, LIMIT_WINDOW, MailFacts, Queued, Sending, mail_for, send_planned};
+use mail::{LIMIT_WINDOW, MailFacts, Queued, Sending, mail_for, send_planned};
 use screen::Deduped;
 use write::{Filed, Written};
 
 pub mod analysis;
+mod commands;
+mod effects;
 mod events;
 mod gather;
 mod mail;
@@ -372,8 +375,9 @@ fn put_aside(
     Ok(id)
 }
 
-/// One message through the stages: dedupe → screen → gather → decide → write → events_for →
-/// mail_for → render and enqueue, all inside the caller's transaction.
+/// One message through the stages: dedupe → screen (and a forwarded ticket's third-party
+/// answer) → gather → decide → write → events_for → mail_for → render and enqueue, all inside
+/// the caller's transaction.
 fn apply(
     tx: &Tx<'_>,
     config: &Config,
@@ -385,6 +389,9 @@ fn apply(
         Deduped::New(key) => key,
     };
     if let Some(outcome) = screen::screen(tx, &message, &key, now)? {
+        return Ok(outcome);
+    }
+    if let Some(outcome) = commands::forwarded_answer(tx, config, &message, now)? {
         return Ok(outcome);
     }
     let boundary = Boundary::from_config(config);
@@ -439,6 +446,7 @@ fn effects<'a, 't>(
         message: written.message,
         now,
         support: &desk.support,
+        templates: desk.templates,
         boundary,
     }
 }
@@ -467,19 +475,19 @@ fn mail(
         .retain(|p| !effects.boundary.is_inside(&p.address));
     // Reply keys in mail about this ticket are made for the address it is on.
     let signer = Signer::from_config(config).map(|s| s.signing_as(&desk.support.address));
-    let agent_text = facts.text.is_some()
-        && facts
-            .author
-            .agent()
-            .and_then(|a| config.agents.by_address(a))
-            .is_some();
+    let agent = facts
+        .author
+        .agent()
+        .and_then(|a| config.agents.by_address(a))
+        .is_some();
     let bounce = &written.bounce;
     let plans = mail_for(
         decision,
         MailFacts {
             sender: facts.parsed.from.is_some(),
             signer: signer.is_some(),
-            agent_text,
+            agent,
+            agent_text: agent && facts.text.is_some(),
             bounce_failed: bounce.to_customer && !bounce.failed.is_empty(),
         },
     );

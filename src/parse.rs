@@ -11,6 +11,7 @@ use crate::model::{Person, clean_header_text};
 
 mod charset;
 mod report;
+pub mod tnef;
 pub use report::{RecipientStatus, Report};
 
 /// A header block larger than this is a resource-exhaustion attempt, not mail.
@@ -221,7 +222,10 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
             .attachments()
             .take(MAX_ATTACHMENTS)
             .enumerate()
-            .map(|(i, part)| attachment_name(part, i))
+            .flat_map(|(i, part)| match unpacked(part, i) {
+                Some(files) => files.into_iter().map(|f| f.name).collect(),
+                None => vec![attachment_name(part, i)],
+            })
             .collect(),
         unlisted_parts: parts_not_read
             + message
@@ -269,6 +273,8 @@ pub struct Attachment {
     pub name: String,
     pub content_type: String,
     pub data: Vec<u8>,
+    /// `Content-ID` without angle brackets: what the message's HTML calls it (`cid:`).
+    pub content_id: Option<String>,
 }
 
 /// The attachments a message passed on carries, and what it leaves out.
@@ -282,8 +288,9 @@ pub struct Carried {
     pub unlisted: usize,
 }
 
-/// The attachments of `raw`, decoded, carried up to `budget` bytes in all (re-parses: only
-/// needed when mail is passed on). Never copies more than the message holds.
+/// The attachments of `raw`, decoded, with Outlook's winmail.dat unpacked into the files it
+/// carries, carried up to `budget` bytes in all (re-parses: only needed when mail is passed
+/// on). Never copies more than the message holds.
 pub fn attachments(raw: &[u8], budget: u64) -> Carried {
     let lines = crlf_from_cr(raw);
     let (input, parts_not_read) = cap_parts(skip_preamble(lines.as_deref().unwrap_or(raw)));
@@ -295,18 +302,39 @@ pub fn attachments(raw: &[u8], budget: u64) -> Carried {
         ..Carried::default()
     };
     let mut spent: u64 = 0;
+    let mut carry = |carried: &mut Carried, name: String, size: u64| {
+        if spent + size > budget {
+            carried.left_out.push((name, size));
+            return None;
+        }
+        spent += size;
+        Some(name)
+    };
     for (i, part) in message.attachments().enumerate() {
         if i >= MAX_ATTACHMENTS {
             carried.unlisted += 1;
             continue;
         }
-        let name = attachment_name(part, i);
-        let size = part.contents().len() as u64;
-        if spent + size > budget {
-            carried.left_out.push((name, size));
+        if let Some(files) = unpacked(part, i) {
+            for file in files {
+                let size = file.data.len() as u64;
+                if let Some(name) = carry(&mut carried, file.name, size) {
+                    carried.files.push(Attachment {
+                        name,
+                        content_type: file
+                            .content_type
+                            .unwrap_or_else(|| "application/octet-stream".to_string()),
+                        data: file.data,
+                        content_id: None,
+                    });
+                }
+            }
             continue;
         }
-        spent += size;
+        let size = part.contents().len() as u64;
+        let Some(name) = carry(&mut carried, attachment_name(part, i), size) else {
+            continue;
+        };
         let content_type = part.content_type().map_or_else(
             || "application/octet-stream".to_string(),
             |ct| match ct.subtype() {
@@ -318,6 +346,10 @@ pub fn attachments(raw: &[u8], budget: u64) -> Carried {
             name,
             content_type,
             data: part.contents().to_vec(),
+            content_id: part
+                .content_id()
+                .map(normalize_id)
+                .filter(|id| !id.is_empty()),
         });
     }
     carried
@@ -357,6 +389,33 @@ fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The first HTML body of `raw`, when the sender wrote one (not one made from its text).
+pub fn html(raw: &[u8]) -> Option<String> {
+    let lines = crlf_from_cr(raw);
+    let (input, _) = cap_parts(skip_preamble(lines.as_deref().unwrap_or(raw)));
+    let message = MessageParser::default().parse(input)?;
+    let part = message.html_body.first().and_then(|&i| message.part(i))?;
+    part.is_text_html()
+        .then(|| part.text_contents())
+        .flatten()
+        .map(str::to_string)
+}
+
+/// The files inside a winmail.dat part (`application/ms-tnef`, or TNEF bytes by any name);
+/// `None` for any other part, or TNEF that carries no file.
+fn unpacked(part: &mail_parser::MessagePart<'_>, index: usize) -> Option<Vec<tnef::TnefFile>> {
+    let declared = part.content_type().is_some_and(|ct| {
+        ct.subtype().is_some_and(|s| {
+            s.eq_ignore_ascii_case("ms-tnef") || s.eq_ignore_ascii_case("vnd.ms-tnef")
+        })
+    }) || attachment_name(part, index).eq_ignore_ascii_case("winmail.dat");
+    let contents = part.contents();
+    if !declared || !tnef::is_tnef(contents) {
+        return None;
+    }
+    Some(tnef::files(contents)).filter(|files| !files.is_empty())
 }
 
 /// The decoded file name of the `index`th attachment; `attachment-N` when the sender gave

@@ -80,55 +80,27 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
     let Some(signer) = signer else {
         return unsigned();
     };
-    let recipients: Vec<&str> = parsed
-        .to
-        .iter()
-        .chain(&parsed.cc)
-        .map(|p| p.address.as_str())
-        .chain(parsed.delivered_to.iter().map(String::as_str))
-        .collect();
+    let recipients = recipients(parsed);
     let to_notes = agents
         .relay
         .as_ref()
         .and_then(|r| r.notes_address.as_deref())
         .is_some_and(|notes| recipients.contains(&notes));
-    let by_address: Vec<Claim> = recipients
-        .iter()
-        .filter_map(|a| signer.read_address(a))
-        .collect();
     // Our signed IDs name our own notifications: mail arriving under one is forged (or a
     // customer making every answer to their ticket carry a key-shaped In-Reply-To).
-    if let Some(claim) = parsed
-        .message_id
-        .as_deref()
-        .and_then(|id| signer.read_message_id(id))
-    {
+    if let Some(claim) = own_id_claim(parsed, signer) {
         let mut refused = refuse(&claim, agents, signer, from, from_agent);
         if let Author::Refused { reason, .. } = &mut refused {
             *reason = format!("its own Message-ID has the shape of a reply key; {reason}");
         }
         return refused;
     }
-    let (claims, via) = if by_address.is_empty() {
-        let by_id = parsed
-            .in_reply_to
-            .iter()
-            .chain(&parsed.references)
-            .filter_map(|id| signer.read_message_id(id))
-            .collect();
-        (by_id, Via::MessageId)
-    } else {
-        (by_address, Via::Address)
-    };
+    let (claims, via) = keys(parsed, &recipients, signer);
     if claims.is_empty() {
         return unsigned();
     }
     let fits = |claim: &&Claim| from_agent.is_some_and(|a| signer.verify(claim, &a.address));
-    let proof = match via {
-        Via::Address => claims.iter().all(|c| fits(&c)).then(|| &claims[0]),
-        // A thread may hold other agents' notifications too: the agent's own one proves it.
-        Via::MessageId => claims.iter().find(fits),
-    };
+    let proof = proof(&claims, via, fits);
     if let (Some(agent), Some(claim)) = (from_agent, proof) {
         return Author::Verified {
             agent: agent.address.clone(),
@@ -139,6 +111,72 @@ pub fn recognise(parsed: &ParsedMessage, agents: &Agents, signer: Option<&Signer
     }
     let claim = claims.iter().find(|c| !fits(c)).unwrap_or(&claims[0]);
     refuse(claim, agents, signer, from, from_agent)
+}
+
+/// To, Cc and the envelope recipients the server recorded.
+fn recipients(parsed: &ParsedMessage) -> Vec<&str> {
+    parsed
+        .to
+        .iter()
+        .chain(&parsed.cc)
+        .map(|p| p.address.as_str())
+        .chain(parsed.delivered_to.iter().map(String::as_str))
+        .collect()
+}
+
+/// The keys `parsed` carries: those among the `recipients` if any, else the signed
+/// Message-IDs in In-Reply-To and References.
+fn keys(parsed: &ParsedMessage, recipients: &[&str], signer: &Signer) -> (Vec<Claim>, Via) {
+    let by_address: Vec<Claim> = recipients
+        .iter()
+        .filter_map(|a| signer.read_address(a))
+        .collect();
+    if !by_address.is_empty() {
+        return (by_address, Via::Address);
+    }
+    let by_id = parsed
+        .in_reply_to
+        .iter()
+        .chain(&parsed.references)
+        .filter_map(|id| signer.read_message_id(id))
+        .collect();
+    (by_id, Via::MessageId)
+}
+
+/// A key in the mail's own Message-ID: only our notifications have one.
+fn own_id_claim(parsed: &ParsedMessage, signer: &Signer) -> Option<Claim> {
+    parsed
+        .message_id
+        .as_deref()
+        .and_then(|id| signer.read_message_id(id))
+}
+
+/// The key that proves the mail: every address key fits, or one Message-ID key does.
+fn proof(claims: &[Claim], via: Via, fits: impl Fn(&&Claim) -> bool) -> Option<&Claim> {
+    match via {
+        Via::Address => claims.iter().all(|c| fits(&c)).then(|| &claims[0]),
+        // A thread may hold other agents' notifications too: the agent's own one proves it.
+        Via::MessageId => claims.iter().find(fits),
+    }
+}
+
+/// A third party's answer to a ticket forwarded to them (`#forward`): keys that check out for
+/// the From address, which is no agent's, by the rules [`recognise`] applies to agents.
+/// Returns the key's ticket and that address; the caller checks that the ticket was
+/// forwarded there.
+pub fn third_party(
+    parsed: &ParsedMessage,
+    agents: &Agents,
+    signer: &Signer,
+) -> Option<(TicketId, String)> {
+    let from = parsed.from.as_ref()?.address.to_ascii_lowercase();
+    if agents.by_address(&from).is_some() || own_id_claim(parsed, signer).is_some() {
+        return None;
+    }
+    let recipients = recipients(parsed);
+    let (claims, via) = keys(parsed, &recipients, signer);
+    let claim = proof(&claims, via, |claim| signer.verify(claim, &from))?;
+    Some((claim.ticket, from))
 }
 
 /// Mail from an agent's address acts as the agent only when our MTA authenticated its From

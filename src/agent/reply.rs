@@ -9,6 +9,10 @@
 //! - a trailing block of `>` lines;
 //! - a signature separator `-- `.
 //!
+//! With nothing above the quote, an answer below the `>` quote of our marker is read instead
+//! (bottom-posting). The words after `#forward ADDRESS` and the body go to the third party.
+//! HTML answers are cut the same way in `render::html`.
+//!
 //! Only the first 256 KB and 10,000 lines of a text are read ([`quote::MAX_BYTES`],
 //! [`quote::MAX_LINES`]), in time linear in that prefix.
 
@@ -17,7 +21,7 @@ pub mod quote;
 
 use crate::config::Agents;
 use crate::language::Lang;
-use crate::model::{Priority, TicketStatus};
+use crate::model::{Priority, TicketId, TicketStatus};
 
 pub use crate::templates::{MARKER_END, MARKER_START};
 
@@ -32,6 +36,14 @@ pub enum Command {
     Language(Lang),
     /// Change who receives the ticket's answers.
     Cc(CcChange),
+    /// This ticket joins that one: transcript, participants, open deadlines and events move.
+    Merge(TicketId),
+    /// Send the conversation to a third party (a supplier), whose answers come back to the
+    /// agents only; `text` is the agent's words to them (the rest of the line and the body).
+    Forward {
+        to: String,
+        text: String,
+    },
 }
 
 /// `#cc add ADDRESS` or `#cc remove ADDRESS` (lower case, validated).
@@ -53,6 +65,8 @@ impl Command {
             Command::Language(l) => format!("#lang {}", l.code()),
             Command::Cc(CcChange::Add(address)) => format!("#cc add {address}"),
             Command::Cc(CcChange::Remove(address)) => format!("#cc remove {address}"),
+            Command::Merge(ticket) => format!("#merge {ticket}"),
+            Command::Forward { to, .. } => format!("#forward {to}"),
         }
     }
 }
@@ -69,12 +83,41 @@ pub struct AgentText {
     pub body: String,
 }
 
-const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent, #lang en|ar|el, #cc add|remove <address>";
+const HELP: &str = "known commands: #note, #open, #pending, #resolve, #close, #assign <agent>, #priority low|normal|high|urgent, #lang en|ar|el, #cc add|remove <address>, #merge <ticket>, #forward <address> [text]";
 
 /// Reads the text of an agent's reply; `own` are the desk's addresses, which (like agents'
 /// addresses and every sub-address of ours, reply keys included) can never be a recipient.
+/// An agent who wrote nothing above the quote but answered below the quote of our marker
+/// (bottom-posting) is read from there.
 pub fn read(text: &str, agents: &Agents, own: &[String]) -> AgentText {
     let lines = quote::lines(text);
+    let top = read_lines(&lines, agents, own);
+    if top == AgentText::default()
+        && let Some(below) = below_our_quote(&lines)
+    {
+        return read_lines(&lines[below..], agents, own);
+    }
+    top
+}
+
+/// The line after the `>` block that quotes our marker, when something follows it.
+fn below_our_quote(lines: &[&str]) -> Option<usize> {
+    let marker = lines.iter().position(|line| {
+        let line = line.trim_start();
+        line.starts_with('>') && line.contains(MARKER_START) && line.contains(MARKER_END)
+    })?;
+    let mut end = marker;
+    for (i, line) in lines.iter().enumerate().skip(marker + 1) {
+        match line.trim() {
+            quoted if quoted.starts_with('>') => end = i,
+            "" => {}
+            _ => break,
+        }
+    }
+    Some(end + 1).filter(|&below| below < lines.len())
+}
+
+fn read_lines(lines: &[&str], agents: &Agents, own: &[String]) -> AgentText {
     let mut out = AgentText::default();
     let mut first_body = 0;
     let mut note_text = String::new();
@@ -133,6 +176,24 @@ pub fn read(text: &str, agents: &Agents, own: &[String]) -> AgentText {
                 Ok(change) => out.commands.push(Command::Cc(change)),
                 Err(why) => out.errors.push(format!("`{line}`: {why}")),
             },
+            ("merge", number) => match merge_target(number) {
+                Some(ticket) => out.commands.push(Command::Merge(ticket)),
+                None => out.errors.push(format!(
+                    "`{line}`: say which ticket this one joins, e.g. `#merge 42`"
+                )),
+            },
+            ("forward", rest) => {
+                let (address, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                match recipient(address, agents, own) {
+                    Ok(to) => out.commands.push(Command::Forward {
+                        to,
+                        text: text.trim().to_string(),
+                    }),
+                    Err(why) => out.errors.push(format!(
+                        "`{line}`: {why}; e.g. `#forward supplier@example.com Please check`"
+                    )),
+                }
+            }
             _ => out
                 .errors
                 .push(format!("`{line}`: unknown command #{word}; {HELP}")),
@@ -144,11 +205,33 @@ pub fn read(text: &str, agents: &Agents, own: &[String]) -> AgentText {
         (false, true) => note_text,
         (false, false) => format!("{note_text}\n{body}"),
     };
+    // What follows #forward is written to the third party, not to the customer.
+    if let Some(Command::Forward { text, .. }) = out
+        .commands
+        .iter_mut()
+        .find(|c| matches!(c, Command::Forward { .. }))
+    {
+        let body = std::mem::take(&mut out.body);
+        *text = [text.as_str(), body.as_str()]
+            .iter()
+            .filter(|t| !t.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
     out
 }
 
+/// `42`, `#42` or `[#42]`.
+fn merge_target(arg: &str) -> Option<TicketId> {
+    let digits = arg
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_start_matches('#');
+    digits.parse::<i64>().ok().filter(|n| *n > 0).map(TicketId)
+}
+
 /// `#word …` → `word` when the line starts with `#` and a letter.
-fn command_word(line: &str) -> Option<&str> {
+pub(crate) fn command_word(line: &str) -> Option<&str> {
     let rest = line.strip_prefix('#')?;
     let end = rest
         .find(|c: char| !c.is_alphanumeric())
@@ -163,16 +246,22 @@ fn command_word(line: &str) -> Option<&str> {
 /// `add ADDRESS` / `remove ADDRESS`: a deliverable address that is not ours nor an agent's.
 fn cc_change(arg: &str, agents: &Agents, own: &[String]) -> Result<CcChange, String> {
     let (verb, address) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+    let address = recipient(address, agents, own);
+    match verb.to_lowercase().as_str() {
+        "add" => address.map(CcChange::Add),
+        "remove" => address.map(CcChange::Remove),
+        _ => Err("write `#cc add ADDRESS` or `#cc remove ADDRESS`".to_string()),
+    }
+}
+
+/// An address a command may send to (lower case): deliverable, not ours (nor a reply key),
+/// not an agent's.
+fn recipient(address: &str, agents: &Agents, own: &[String]) -> Result<String, String> {
     let address = address
         .trim()
         .trim_start_matches('<')
         .trim_end_matches('>')
         .to_lowercase();
-    let change = match verb.to_lowercase().as_str() {
-        "add" => CcChange::Add(address.clone()),
-        "remove" => CcChange::Remove(address.clone()),
-        _ => return Err("write `#cc add ADDRESS` or `#cc remove ADDRESS`".to_string()),
-    };
     if address.is_empty() {
         return Err("give an address, e.g. `#cc add someone@example.com`".to_string());
     }
@@ -198,7 +287,7 @@ fn cc_change(arg: &str, agents: &Agents, own: &[String]) -> Result<CcChange, Str
             "`{address}` is an agent's address; agents follow tickets through deskgate, not as recipients"
         ));
     }
-    Ok(change)
+    Ok(address)
 }
 
 /// `address` is `own` or `own`'s local part with `separator` and anything after it
@@ -435,6 +524,51 @@ mod tests {
         // Only a sub-address of ours is refused, not a look-alike.
         let read = read("#cc add supporter@example.test\nHello", &agents(), &own());
         assert!(read.errors.is_empty(), "{:?}", read.errors);
+    }
+
+    #[test]
+    fn an_answer_below_our_quote_is_found() {
+        let text = "On 23/11/2026 10:00, Example Support wrote:\n> ##- Please type your reply above this line -##\n> Ticket [#4]\n>\n> It smokes.\n\n#pending\nPlease unplug it.\n-- \nAlice\n";
+        let read = read(text, &agents(), &own());
+        assert_eq!(read.body, "Please unplug it.");
+        assert_eq!(read.commands, vec![Command::Status(TicketStatus::Pending)]);
+        let nothing = "On 23/11/2026 10:00, Example Support wrote:\n> ##- Please type your reply above this line -##\n> It smokes.\n\n-- \nAlice\n";
+        assert_eq!(
+            super::read(nothing, &agents(), &own()),
+            AgentText::default()
+        );
+        let not_ours = "On Mon, 23 Nov 2026 at 10:00, Bob <bob@example.net> wrote:\n> someone else's mail\n\nBelow.\n";
+        assert_eq!(
+            super::read(not_ours, &agents(), &own()).body,
+            "",
+            "only below our marker"
+        );
+    }
+
+    #[test]
+    fn merge_and_forward() {
+        let read = read("#merge [#42]\n", &agents(), &own());
+        assert_eq!(read.commands, vec![Command::Merge(TicketId(42))]);
+        let read = super::read(
+            "#forward <Parts@Supplier.example> Is part 7 in stock?\n\nThe customer needs two.\n\nOn Mon, 23 Nov 2026 at 10:00, Example Support <support@example.test> wrote:\n> y",
+            &agents(),
+            &own(),
+        );
+        assert_eq!(
+            read.commands,
+            vec![Command::Forward {
+                to: "parts@supplier.example".into(),
+                text: "Is part 7 in stock?\n\nThe customer needs two.".into(),
+            }]
+        );
+        assert_eq!(read.body, "", "nothing of it goes to the customer");
+        let read = super::read(
+            "#merge soon\n#forward not-an-address\n#merge 0\n#forward support+4.0a1b@example.test\n#forward agent2@example.test\n",
+            &agents(),
+            &own(),
+        );
+        assert!(read.commands.is_empty());
+        assert_eq!(read.errors.len(), 5, "{:?}", read.errors);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Text analysis of one inbound message, and the attachments it would carry, done before the
-//! write transaction.
+//! Text analysis of one inbound message, the attachments it would carry and its HTML (cut and
+//! sanitized), done before the write transaction.
 //!
 //! **Architecture Invariant:** no text analysis runs inside `Store::write`: quote stripping,
 //! survey answers and language detection happen here, on at most the text's
@@ -15,7 +15,9 @@ use crate::authres;
 use crate::classify::Class;
 use crate::config::Config;
 use crate::language::{self, Lang};
+use crate::model::TicketId;
 use crate::parse::{self, Carried, ParsedMessage};
+use crate::render::{self, html::Html};
 
 /// What the write step needs to know about a message's text.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +36,28 @@ pub struct Analysis {
     /// The attachments mail passed on to agents or customers carries (none for automatic
     /// mail, which is never passed on), up to `policy.carry_attachments` in all.
     pub attachments: Carried,
+    /// The sender's own HTML, sanitized: a verified agent's answer cut like its text (`None`
+    /// when the cut leaves nothing or our marker: the text part is relayed), or a customer's
+    /// whole message. At most [`MAX_HTML`] of it is read.
+    pub html: Option<Html>,
+    /// Keys that check out for a From that is no agent's: maybe the answer of a third party
+    /// a ticket was forwarded to (the transaction checks that it was).
+    pub third_party: Option<ThirdParty>,
 }
+
+/// A third party's answer, as the message tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThirdParty {
+    /// The ticket the key names (before following merges).
+    pub ticket: TicketId,
+    /// The sender, whom the key was signed for.
+    pub from: String,
+    /// What they wrote above the quote.
+    pub words: String,
+}
+
+/// How much of an HTML part is read: the rest of a longer one is left out.
+pub const MAX_HTML: usize = 1024 * 1024;
 
 /// Analyses `parsed` (read from `raw`), which `classify` found to be `class`.
 pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Config) -> Analysis {
@@ -54,7 +77,36 @@ pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Confi
     let agent_text = matches!(author, Author::Verified { .. })
         .then(|| agent::reply::read(text, &config.agents, &config.own_addresses));
     let customer = class.is_customer() && author.agent().is_none();
+    let html = match (&agent_text, customer) {
+        (Some(text), _) if !text.note && !text.body.is_empty() => {
+            parse::html(raw).and_then(|html| {
+                let answer = render::html::answer(parse::cut_at(&html, MAX_HTML));
+                if answer.is_none() {
+                    tracing::info!(
+                        message_id = parsed.message_id.as_deref().unwrap_or(""),
+                        "agent's HTML has no answer above a quote we know; the text part is relayed"
+                    );
+                }
+                answer
+            })
+        }
+        (None, true) => {
+            parse::html(raw).map(|html| render::html::whole(parse::cut_at(&html, MAX_HTML)))
+        }
+        _ => None,
+    };
+    // A person's answer only: a third party's out-of-office goes the ordinary way.
+    let third_party = signer
+        .as_ref()
+        .filter(|_| class.is_customer() && !matches!(author, Author::Verified { .. }))
+        .and_then(|signer| agent::third_party(parsed, &config.agents, signer))
+        .map(|(ticket, from)| ThirdParty {
+            ticket,
+            from,
+            words: agent::reply::unquoted(text),
+        });
     Analysis {
+        third_party,
         author,
         agent_text,
         survey_score: customer
@@ -70,5 +122,6 @@ pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Confi
         } else {
             Carried::default()
         },
+        html,
     }
 }

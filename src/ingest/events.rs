@@ -311,6 +311,7 @@ mod tests {
             leak: None,
             detected: None,
             attachments: Default::default(),
+            html: None,
             returned: Vec::new(),
         }
     }

@@ -5,14 +5,15 @@ use jiff::Timestamp;
 use super::{LIMIT_WINDOW, Message, Source};
 use crate::agent::Author;
 use crate::agent::boundary::Boundary;
-use crate::agent::reply::AgentText;
 use crate::agent::reply::leak::{Guard, Leak, Note};
+use crate::agent::reply::{AgentText, Command};
 use crate::classify::{Class, NoAck, no_acknowledgement};
 use crate::config::{Config, Deadlines, Desk};
 use crate::language::{self, Choice, Evidence, Lang};
 use crate::model::{TicketId, TicketState};
 use crate::parse::{Carried, ParsedMessage};
 use crate::policy::{Decision, Inbound, Role, SenderLoad};
+use crate::render::html::Html;
 use crate::store::{OutboundSent, StoreError, Tx};
 use crate::templates::Templates;
 use crate::thread::{self, Candidates, Threading};
@@ -47,6 +48,8 @@ pub(super) struct Facts<'a> {
     pub detected: Option<(Lang, String)>,
     /// The attachments mail passed on carries.
     pub attachments: Carried,
+    /// The sender's HTML (an agent's answer as they wrote it, or a customer's message).
+    pub html: Option<Html>,
     /// For a bounce: our mail it returns.
     pub returned: Vec<OutboundSent>,
 }
@@ -61,6 +64,30 @@ impl Facts<'_> {
         self.ticket
             .as_ref()
             .map_or(self.source.mailbox.as_str(), |s| &s.mailbox)
+    }
+
+    /// What an answer to the customer would relay: a verified agent's text that is no note.
+    pub fn relayable(&self) -> Option<&AgentText> {
+        match (&self.author, &self.text) {
+            (
+                Author::Verified {
+                    to_notes: false, ..
+                },
+                Some(text),
+            ) if !text.note && !text.body.is_empty() => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The agent's HTML answer, when they wrote one (relayed with its text alternative).
+    pub fn answer_html(&self) -> Option<&Html> {
+        self.relayable().and(self.html.as_ref())
+    }
+
+    /// The words relayed: the text of the agent's HTML answer, else their text.
+    pub fn answer_body(&self) -> Option<&str> {
+        let text = self.relayable()?;
+        Some(self.answer_html().map_or(&text.body, |h| &h.text))
     }
 
     pub fn inbound(&self) -> Inbound<'_> {
@@ -107,9 +134,12 @@ pub(super) fn gather<'a>(
             "reply key refused, treated as ordinary mail: {reason}"
         );
     }
-    let text = analysis
+    let mut text = analysis
         .agent_text
         .filter(|_| matches!(author, Author::Verified { .. }));
+    if let (Some(text), Threading::Signed(ticket)) = (text.as_mut(), threading) {
+        check_merges(tx, ticket, text)?;
+    }
     let recipients = parsed
         .to
         .iter()
@@ -145,6 +175,7 @@ pub(super) fn gather<'a>(
         leak: None,
         detected: analysis.detected,
         attachments: analysis.attachments,
+        html: analysis.html,
         returned: Vec::new(),
     };
     let desk = config.desk(facts.team_mailbox(), facts.written_to.as_deref());
@@ -167,6 +198,34 @@ pub(super) fn gather<'a>(
     Ok((facts, desk, deadlines))
 }
 
+/// Checks what only the store knows: `#merge N` names another ticket that exists and was not
+/// merged itself. A failed check becomes an error for the agent, so nothing of the mail is
+/// applied. (`#forward`'s address was checked when the text was read.)
+fn check_merges(tx: &Tx<'_>, ticket: TicketId, text: &mut AgentText) -> Result<(), StoreError> {
+    let merges: Vec<TicketId> = text
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Merge(into) => Some(*into),
+            _ => None,
+        })
+        .collect();
+    for into in merges {
+        if into == ticket {
+            text.errors
+                .push(format!("`#merge {into}`: that is this ticket"));
+        } else if tx.ticket_state(into)?.is_none() {
+            text.errors
+                .push(format!("`#merge {into}`: there is no ticket {into}"));
+        } else if let Some(later) = tx.merged_into(into)? {
+            text.errors.push(format!(
+                "`#merge {into}`: ticket {into} was merged into {later}; merge into {later}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Who wrote it, how it threads and the ticket it threads into. A verified key naming a
 /// ticket that does not exist is refused; a refused key threads only by the ticket it claims.
 fn resolve(
@@ -176,6 +235,12 @@ fn resolve(
     class: &Class,
     mut author: Author,
 ) -> Result<(Author, Threading, Option<TicketState>), StoreError> {
+    if let Author::Verified { ticket, .. } = &mut author
+        && let Some(into) = tx.merged_into(*ticket)?
+    {
+        // A key for a merged ticket answers the ticket it joined.
+        *ticket = into;
+    }
     let mut state = None;
     if let Author::Verified { agent, ticket, .. } = &author {
         state = tx.ticket_state(*ticket)?;
@@ -218,17 +283,10 @@ fn leak(
     boundary: &Boundary,
     templates: &Templates,
 ) -> Result<Option<Leak>, StoreError> {
-    match (&facts.author, &facts.text, &facts.ticket) {
-        (
-            Author::Verified {
-                to_notes: false, ..
-            },
-            Some(text),
-            Some(ticket),
-        ) if !text.note && !text.body.is_empty() => {
-            Ok(relay_leak(tx, ticket.id, &text.body, templates)?
-                .or_else(|| boundary.inside_address_in(&text.body).map(Leak::Address)))
-        }
+    // The leak check reads exactly what would be relayed.
+    match (facts.answer_body(), &facts.ticket) {
+        (Some(body), Some(ticket)) => Ok(relay_leak(tx, ticket.id, body, templates)?
+            .or_else(|| boundary.inside_address_in(body).map(Leak::Address))),
         _ => Ok(None),
     }
 }
@@ -279,7 +337,11 @@ fn candidates(
     }
     let by_reference = tx.ticket_by_message_ids(&referenced)?;
     let tagged = match thread::subject_tag(&parsed.subject, tag_prefix) {
-        Some(id) => tx.participants(id)?.map(|who| (id, who)),
+        Some(id) => {
+            // Mail under a merged ticket's tag goes to the ticket it joined.
+            let id = tx.merged_into(id)?.unwrap_or(id);
+            tx.participants(id)?.map(|who| (id, who))
+        }
         None => None,
     };
     Ok(Candidates {

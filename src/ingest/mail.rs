@@ -1,22 +1,21 @@
 //! The last stages: `mail_for` (pure: which mail the decision causes) and `send_planned`
 //! (render each from the ticket as it now stands and enqueue it, or record why not).
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::json;
 
+use super::commands;
+use super::effects::{Effects, agents_named};
 use super::events::NewEvent;
 use super::gather::Facts;
-use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
 use crate::catalog::EventKind;
 use crate::config::{Agent, Config, Desk};
-use crate::model::{MessageRowId, OutboxId, TicketId, TicketState};
+use crate::model::{OutboxId, TicketId, TicketState};
 use crate::policy::{AgentNotice, Decision};
-use crate::render::{
-    self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, Outgoing, RenderError, ReplyFor,
-};
-use crate::send::{self, Audience, Enqueued};
-use crate::store::{Event, StoreError, Tx};
+use crate::render::{self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor};
+use crate::send::Enqueued;
+use crate::store::StoreError;
 use crate::templates::kinds::MailKind;
 
 /// The window of the per-sender limits.
@@ -40,6 +39,11 @@ pub(super) enum Plan {
     Bounce(Vec<String>),
     /// The author told about their own message (the decision's notice, or a withheld reply).
     Notice,
+    /// `#forward`: the conversation and the author agent's words, to a third party.
+    Forward { to: String, words: String },
+    /// `#merge`: the customer told, then the ticket's rows moved into this one (last, so the
+    /// mail queued before moves too).
+    Merge(TicketId),
 }
 
 /// What `mail_for` reads besides the decision.
@@ -49,6 +53,8 @@ pub(super) struct MailFacts {
     pub sender: bool,
     /// Reply keys can be made (mail to agents carries them).
     pub signer: bool,
+    /// The author is a configured agent (verified or not).
+    pub agent: bool,
     /// The author is a configured agent who wrote a text (verified mail).
     pub agent_text: bool,
     /// A bounce of mail to a customer named failures.
@@ -77,6 +83,15 @@ pub(super) fn mail_for(decision: &Decision, facts: MailFacts) -> Vec<Plan> {
     // A relayed answer withheld at the last check tells its author.
     if decision.tell.is_some() || relay {
         plans.push(Plan::Notice);
+    }
+    if let (true, Some((to, words))) = (facts.signer && facts.agent, &decision.forward) {
+        plans.push(Plan::Forward {
+            to: to.clone(),
+            words: words.clone(),
+        });
+    }
+    if let Some(into) = decision.merge {
+        plans.push(Plan::Merge(into));
     }
     plans
 }
@@ -135,6 +150,26 @@ pub(super) fn send_planned(
                     queued.all.extend(send_notice(out, sending, agent, notice)?);
                 }
             }
+            Plan::Forward { to, words } => {
+                let author = sending.facts.author.agent();
+                let agent = author.and_then(|a| sending.config.agents.by_address(a));
+                if let (Some(signer), Some(agent)) = (&sending.signer, agent) {
+                    let agents = &sending.config.agents;
+                    queued.all.extend(commands::forward(
+                        out,
+                        signer,
+                        sending.state,
+                        (agent, agents),
+                        (to, words),
+                    )?);
+                }
+            }
+            Plan::Merge(into) => {
+                let language = sending.desk.language;
+                queued
+                    .all
+                    .extend(commands::merge(out, sending.state, *into, language)?);
+            }
         }
     }
     Ok(queued)
@@ -170,6 +205,12 @@ fn send_notifications(
     let (tx, now) = (out.tx(), out.now());
     let history = tx.earlier_tickets(&customer.address, Some(s.state.id), 5)?;
     let waiting_since = tx.waiting_since(s.state.id)?.unwrap_or(now);
+    // The customer's own HTML, if they wrote some, shown to agents whole.
+    let customer_html = s
+        .facts
+        .html
+        .as_ref()
+        .filter(|_| s.facts.author.agent().is_none());
     let mut queued = Vec::new();
     for agent in agents_named(s.config, to) {
         let rendered = render::notification(
@@ -188,6 +229,7 @@ fn send_notifications(
                 due_at: s.decision.deadline.map(|d| d.due_at),
                 history: &history,
                 attachments: &s.facts.attachments,
+                html: customer_html,
             },
             now,
         );
@@ -218,9 +260,10 @@ fn send_reply(out: &Effects<'_, '_>, s: &Sending<'_>) -> Result<Option<Enqueued>
         ReplyFor {
             ticket: s.state,
             agent,
-            body,
+            body: s.facts.answer_html().map_or(body, |h| h.text.as_str()),
             answers: answers.as_ref(),
             attachments: &s.facts.attachments.files,
+            html: s.facts.answer_html(),
         },
         out.now(),
     );
@@ -338,120 +381,6 @@ fn notice_limited(
     Ok(true)
 }
 
-/// The configured agents with these primary addresses, in configuration order.
-fn agents_named<'c>(config: &'c Config, addresses: &[String]) -> Vec<&'c Agent> {
-    config
-        .agents
-        .agents
-        .iter()
-        .filter(|a| addresses.contains(&a.address))
-        .collect()
-}
-
-/// Records the events of one inbound message (on its ticket, or on none) and writes its
-/// outgoing mail: each rendered message becomes an outbound message row and an outbox row in
-/// the ingest transaction, or an event saying why not.
-pub(super) struct Effects<'a, 't> {
-    pub tx: &'a Tx<'t>,
-    pub mailbox: &'a str,
-    pub ticket: Option<TicketId>,
-    pub message: MessageRowId,
-    pub now: Timestamp,
-    /// The desk the ticket's mail goes out from.
-    pub support: &'a crate::config::Support,
-    /// What mail to customers must never carry.
-    pub boundary: &'a Boundary,
-}
-
-impl Effects<'_, '_> {
-    fn tx(&self) -> &Tx<'_> {
-        self.tx
-    }
-
-    fn now(&self) -> Timestamp {
-        self.now
-    }
-
-    pub fn record(&self, event: &NewEvent) -> Result<(), StoreError> {
-        self.tx.record(
-            &Event {
-                kind: event.kind,
-                mailbox: Some(self.mailbox),
-                ticket: self.ticket,
-                message: Some(self.message),
-                outbox: event.outbox,
-                detail: event.detail.clone(),
-                data: event.data.clone(),
-            },
-            self.now,
-        )
-    }
-
-    /// Queues `rendered`; mail to an `agent` is internal. A render failure is recorded as an
-    /// event instead.
-    fn queue(
-        &self,
-        kind: MailKind,
-        agent: Option<&str>,
-        rendered: Result<Outgoing, RenderError>,
-    ) -> Result<Option<OutboxId>, StoreError> {
-        Ok(self
-            .enqueue(kind, agent, rendered, None)?
-            .and_then(Enqueued::queued))
-    }
-
-    /// [`Effects::queue`], saying whether the mail was withheld (`None`: not rendered), with
-    /// `data` on the queued event.
-    fn enqueue(
-        &self,
-        kind: MailKind,
-        agent: Option<&str>,
-        rendered: Result<Outgoing, RenderError>,
-        data: Option<serde_json::Value>,
-    ) -> Result<Option<Enqueued>, StoreError> {
-        let out = match rendered {
-            Ok(out) => out,
-            Err(err) => {
-                self.record(&NewEvent {
-                    kind: kind.not_sent_event(),
-                    outbox: None,
-                    detail: err.to_string(),
-                    data: None,
-                })?;
-                return Ok(None);
-            }
-        };
-        let Some(ticket) = self.ticket else {
-            return Err(StoreError::Corrupt(format!(
-                "{} planned for a message on no ticket",
-                kind.outbox()
-            )));
-        };
-        let audience = match agent {
-            Some(agent) => Audience::Inside(agent),
-            None => Audience::Outside(self.boundary),
-        };
-        let enqueued = send::enqueue(
-            self.tx,
-            self.support,
-            ticket,
-            kind,
-            audience,
-            &out,
-            self.now,
-        )?;
-        if let Enqueued::Queued(outbox) = &enqueued {
-            self.record(&NewEvent {
-                kind: kind.queued_event(),
-                outbox: Some(*outbox),
-                detail: format!("to {}", out.recipients.join(", ")),
-                data,
-            })?;
-        }
-        Ok(Some(enqueued))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +390,7 @@ mod tests {
     const ALL: MailFacts = MailFacts {
         sender: true,
         signer: true,
+        agent: true,
         agent_text: true,
         bounce_failed: true,
     };
@@ -479,7 +409,7 @@ mod tests {
         d.acknowledge = true;
         d.deadline = Some(NewDeadline {
             kind: DeadlineKind::FirstResponse,
-            due_at: Timestamp::UNIX_EPOCH,
+            due_at: jiff::Timestamp::UNIX_EPOCH,
             warn_at: None,
         });
     }

@@ -273,24 +273,44 @@ fn insert_message(
     };
     tx.insert_message(&NewMessage {
         ticket,
+        class,
+        defects: &defects.join(" "),
+        body_text,
+        internal: decision.role.internal(),
+        agent: from_agent,
+        ..received(facts.source, parsed, facts.raw, key, now)
+    })
+}
+
+/// The row of an inbound message as it arrived; the caller sets its ticket, class, defects,
+/// text and who may see it.
+pub(super) fn received<'a>(
+    source: &'a super::Source,
+    parsed: &'a crate::parse::ParsedMessage,
+    raw: &'a [u8],
+    key: &'a str,
+    now: Timestamp,
+) -> NewMessage<'a> {
+    NewMessage {
+        ticket: None,
         outbound: false,
         dedupe_key: key,
         message_id: parsed.message_id.as_deref(),
-        source: Some((&facts.source.mailbox, facts.source.imap)),
+        source: Some((&source.mailbox, source.imap)),
         from: parsed.from.as_ref(),
         subject: &parsed.subject,
         sent_date: parsed.date,
         received_at: now,
         in_reply_to: &parsed.in_reply_to,
         references: &parsed.references,
-        class,
-        defects: &defects.join(" "),
-        body_text,
+        class: "",
+        defects: "",
+        body_text: "",
         attachments: &parsed.attachment_names,
-        raw: facts.raw,
-        internal: decision.role.internal(),
-        agent: from_agent,
-    })
+        raw,
+        internal: false,
+        agent: None,
+    }
 }
 
 /// For a bounce: marks the outbound mail it returns with what failed of it.

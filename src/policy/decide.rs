@@ -60,6 +60,8 @@ pub enum Role {
     AgentRejected,
     /// Carried a reply key that did not fit its sender: kept for agents only.
     KeyRefused,
+    /// The answer of a third party a ticket was forwarded to: for the agents only.
+    ThirdParty,
 }
 
 impl Role {
@@ -80,6 +82,7 @@ impl Role {
             Role::AgentCommands => "agent-commands",
             Role::AgentRejected => "agent-rejected",
             Role::KeyRefused => "key-refused",
+            Role::ThirdParty => "third-party",
         }
     }
 
@@ -248,6 +251,10 @@ pub struct Decision {
     pub note_to: Vec<String>,
     /// An agent told about their own message: (agent, why).
     pub tell: Option<(String, AgentNotice)>,
+    /// `#merge N`: the ticket joins ticket N (checked to exist before deciding).
+    pub merge: Option<TicketId>,
+    /// `#forward`: the conversation goes to this third party with the agent's words.
+    pub forward: Option<(String, String)>,
     /// Backlog mail from a customer imported without acknowledgement, deadline (so it is
     /// never escalated either) or notification: older than
     /// `policy.acknowledge_backlog_within` at the first start.
@@ -275,6 +282,8 @@ impl Decision {
             bounce_to: Vec::new(),
             note_to: Vec::new(),
             tell: None,
+            merge: None,
+            forward: None,
             quiet: false,
         }
     }
@@ -447,6 +456,8 @@ fn agent_reply(
             Command::Assign(to) => decision.assign = Some(to.clone()),
             Command::Priority(p) => decision.priority = Some(*p),
             Command::Language(l) => decision.language = Some(*l),
+            Command::Merge(into) => decision.merge = Some(*into),
+            Command::Forward { to, text } => decision.forward = Some((to.clone(), text.clone())),
             Command::Cc(change) => decision.cc.push(change.clone()),
         }
     }
@@ -750,6 +761,36 @@ mod tests {
             assert_eq!(d.answered_at, None);
             assert!(d.notify.is_empty());
         }
+    }
+
+    #[test]
+    fn merge_and_forward_are_commands_not_answers() {
+        let author = verified("a1@x.test");
+        let state = ticket(TicketStatus::Open, None);
+        let read = crate::agent::reply::read(
+            "#merge 7\n#forward parts@supplier.test Stock?\n\nTwo, please.",
+            &crate::agent::fixtures::agents(),
+            &["support@x.test".to_string()],
+        );
+        let inbound = Inbound {
+            author: &author,
+            text: Some(&read),
+            ..customer(Threading::Signed(TicketId(4)), Some(&state))
+        };
+        let d = decided(&inbound);
+        assert_eq!(d.role, Role::AgentCommands);
+        assert!(
+            !d.relay && d.answered_at.is_none(),
+            "nothing reaches the customer"
+        );
+        assert_eq!(d.merge, Some(TicketId(7)));
+        assert_eq!(
+            d.forward,
+            Some((
+                "parts@supplier.test".into(),
+                "Stock?\n\nTwo, please.".into()
+            ))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use lettre::message::Mailbox;
 
+use super::html::Html;
 use super::{
     Envelope, Outgoing, RenderError, RenderedParts, ReplyTo, base_subject, build, format_due,
     format_duration, mailbox, new_message_id, support_mailbox,
@@ -47,6 +48,8 @@ pub struct NotificationFor<'a> {
     pub history: &'a [EarlierTicket],
     /// The customer's attachments: those carried, and those only listed.
     pub attachments: &'a Carried,
+    /// The customer's own HTML, sanitized: shown to agents as the customer saw it.
+    pub html: Option<&'a Html>,
 }
 
 /// Tells `agent` about a customer message; Reply-To and Message-ID carry the agent's key.
@@ -91,6 +94,7 @@ pub fn notification(
         language => n.ticket.language.map_or("", |l| l.name_in(lang)),
         message => message.trim_end(),
         message_cut => message.len() < n.text.len(),
+        message_html => n.html.map_or("", |h| h.html.as_str()),
         recipients => n.ticket.customers.iter().map(|p| match &p.name {
             Some(name) => format!("{name} <{}>", p.address),
             None => p.address.clone(),
@@ -141,10 +145,14 @@ fn format_size(bytes: u64) -> String {
 pub struct ReplyFor<'a> {
     pub ticket: &'a TicketState,
     pub agent: &'a Agent,
+    /// The answer as text: the agent's stripped words, or the text of `html` when there is
+    /// one (the same cut, so whatever checks this text checks what the HTML says).
     pub body: &'a str,
     /// The customer message answered (latest with a Message-ID).
     pub answers: Option<&'a Answered>,
     pub attachments: &'a [Attachment],
+    /// The agent's HTML answer, cut and sanitized; its images travel beside it.
+    pub html: Option<&'a Html>,
 }
 
 /// The agent's answer as the customer receives it: from "<Agent> via <Support>", threaded
@@ -159,11 +167,26 @@ pub fn reply(
 ) -> Result<Outgoing, RenderError> {
     let tag = format_tag(&support.tag_prefix, r.ticket.id);
     let body = signer.scrub(r.body);
+    let body_html = r.html.map_or(String::new(), |h| signer.scrub(&h.html));
+    // Images only the cut quote showed (our notification's, the customer's) stay behind.
+    let files: Vec<Attachment> = r
+        .attachments
+        .iter()
+        .filter(|file| {
+            !r.html.is_some_and(|h| {
+                file.content_id
+                    .as_ref()
+                    .is_some_and(|id| h.cut.contains(id))
+            })
+        })
+        .cloned()
+        .collect();
     let context = minijinja::context! {
         ticket => r.ticket.id.0,
         tag => tag.clone(),
         subject => base_subject(&r.ticket.subject, &tag),
         body => body,
+        body_html => body_html,
         agent_name => r.agent.name.clone(),
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
@@ -198,7 +221,7 @@ pub fn reply(
             in_reply_to: r.answers.map(|a| a.message_id.as_str()),
             references,
             auto_submitted: None,
-            attachments: r.attachments,
+            attachments: &files,
         },
         parts,
         now,

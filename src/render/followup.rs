@@ -50,7 +50,20 @@ pub fn to_customer(
         support_address => support.address.to_string(),
         due => due.map(|d| format_due(d, &support.timezone, mail.lang)).unwrap_or_default(),
     };
-    let parts = templates.render_all(kind, mail.lang, &context)?;
+    customer_mail(support, templates, kind, mail, &context, now)
+}
+
+/// Renders `kind` with `context` in the ticket's language to its customer, from the support
+/// address, threaded under their latest message.
+pub(super) fn customer_mail(
+    support: &Support,
+    templates: &Templates,
+    kind: MailKind,
+    mail: CustomerMail<'_>,
+    context: &minijinja::Value,
+    now: Timestamp,
+) -> Result<Outgoing, RenderError> {
+    let parts = templates.render_all(kind, mail.lang, context)?;
     let (in_reply_to, references) = match mail.answers {
         Some(answered) => {
             let mut references = answered.references.clone();
@@ -111,36 +124,14 @@ pub fn alert(
     let lang = reader_language(support, templates, kind, agent);
     let tag = format_tag(&support.tag_prefix, a.ticket.id);
     let zone = &support.timezone;
-    let when = |at: Timestamp| format_when(at, zone, lang);
-    let thread: Vec<minijinja::Value> = a
-        .thread
-        .iter()
-        .map(|m| {
-            let author = match (&m.agent, m.outbound) {
-                (Some(agent), _) => Author::Agent(agent),
-                (None, true) => Author::Automatic(&support.name),
-                (None, false) => Author::Sender {
-                    name: m.from_name.as_deref(),
-                    address: m.from_address.as_deref(),
-                },
-            };
-            minijinja::context! {
-                when => when(m.received_at),
-                who => author_word(author, lang),
-                kind => m.class.clone(),
-                internal => m.internal,
-                text => m.body_text.trim_end().to_string(),
-                attachments => m.attachments.clone(),
-            }
-        })
-        .collect();
+    let thread = thread_values(support, a.thread, lang);
     let told: Vec<minijinja::Value> = a
         .told
         .iter()
         .filter(|s| !s.recipients.is_empty())
         .map(|s| {
             minijinja::context! {
-                when => when(s.at),
+                when => format_when(s.at, zone, lang),
                 step => s.name.clone(),
                 to => s.recipients.join(", "),
             }
@@ -193,4 +184,34 @@ pub fn alert(
         parts,
         now,
     )
+}
+
+/// A conversation for a template, in `lang`: when, who (an agent, our automatic mail, the
+/// sender), kind, whether internal, the text and attachment names of each message.
+pub(super) fn thread_values(
+    support: &Support,
+    thread: &[MessageView],
+    lang: Lang,
+) -> Vec<minijinja::Value> {
+    thread
+        .iter()
+        .map(|m| {
+            let author = match (&m.agent, m.outbound) {
+                (Some(agent), _) => Author::Agent(agent),
+                (None, true) => Author::Automatic(&support.name),
+                (None, false) => Author::Sender {
+                    name: m.from_name.as_deref(),
+                    address: m.from_address.as_deref(),
+                },
+            };
+            minijinja::context! {
+                when => format_when(m.received_at, &support.timezone, lang),
+                who => author_word(author, lang),
+                kind => m.class.clone(),
+                internal => m.internal,
+                text => m.body_text.trim_end().to_string(),
+                attachments => m.attachments.clone(),
+            }
+        })
+        .collect()
 }

@@ -5,7 +5,9 @@
 
 mod admin;
 mod agent;
+mod commands;
 mod followup;
+pub mod html;
 #[cfg(test)]
 mod native;
 
@@ -14,7 +16,7 @@ use std::time::SystemTime;
 use jiff::Timestamp;
 use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 pub use crate::templates::kinds;
 pub use crate::templates::locale::{format_due, format_duration, format_when};
@@ -24,6 +26,7 @@ pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
     reply,
 };
+pub use commands::{ForwardFor, forward, merged};
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
 
 use crate::config::Support;
@@ -221,18 +224,36 @@ fn build(
         let joined: Vec<String> = references.iter().map(|r| format!("<{r}>")).collect();
         builder = builder.references(joined.join(" "));
     }
-    let body = MultiPart::alternative_plain_html(parts.text.clone(), parts.html);
-    let message = if envelope.attachments.is_empty() {
+    // Images the HTML shows by `cid:` go beside it (multipart/related), the rest is attached.
+    let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
+        envelope.attachments.iter().partition(|file| {
+            file.content_id
+                .as_ref()
+                .is_some_and(|id| parts.html.contains(&format!("cid:{id}")))
+        });
+    let body = if inline.is_empty() {
+        MultiPart::alternative_plain_html(parts.text.clone(), parts.html)
+    } else {
+        let mut related = MultiPart::related().singlepart(SinglePart::html(parts.html));
+        for file in inline {
+            let id = file.content_id.clone().unwrap_or_default();
+            related = related.singlepart(
+                lettre::message::Attachment::new_inline_with_name(id, file.name.clone())
+                    .body(file.data.clone(), content_type(file)),
+            );
+        }
+        MultiPart::alternative()
+            .singlepart(SinglePart::plain(parts.text.clone()))
+            .multipart(related)
+    };
+    let message = if attached.is_empty() {
         builder.multipart(body)
     } else {
         let mut mixed = MultiPart::mixed().multipart(body);
-        for file in envelope.attachments {
-            let content_type = ContentType::parse(&file.content_type)
-                .or_else(|_| ContentType::parse("application/octet-stream"))
-                .unwrap_or(ContentType::TEXT_PLAIN);
+        for file in attached {
             mixed = mixed.singlepart(
                 lettre::message::Attachment::new(file.name.clone())
-                    .body(file.data.clone(), content_type),
+                    .body(file.data.clone(), content_type(file)),
             );
         }
         builder.multipart(mixed)
@@ -246,6 +267,13 @@ fn build(
         text: parts.text,
         raw: message.formatted(),
     })
+}
+
+/// The file's declared type, or `application/octet-stream` when it does not parse.
+fn content_type(file: &Attachment) -> ContentType {
+    ContentType::parse(&file.content_type)
+        .or_else(|_| ContentType::parse("application/octet-stream"))
+        .unwrap_or(ContentType::TEXT_PLAIN)
 }
 
 /// `person` as a recipient, or why it cannot be one.
@@ -554,6 +582,7 @@ mod tests {
                     body: "يرجى إطفاء الطابعة.",
                     answers: None,
                     attachments: &[],
+                    html: None,
                 },
                 Timestamp::UNIX_EPOCH,
             )
@@ -589,6 +618,7 @@ mod tests {
                 name: "photo.jpg".into(),
                 content_type: "image/jpeg".into(),
                 data: vec![1, 2, 3],
+                content_id: None,
             }],
             left_out: vec![("video.mp4".into(), 48_200_000)],
             unlisted: 49_000,
@@ -610,6 +640,7 @@ mod tests {
                 due_at: None,
                 history: &[],
                 attachments: &carried,
+                html: None,
             },
             now,
         )
@@ -664,6 +695,7 @@ mod tests {
                     due_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
                     history: &[],
                     attachments: &crate::parse::Carried::default(),
+                    html: None,
                 },
                 now,
             )

@@ -11,6 +11,7 @@
 
 mod backup;
 mod figures;
+mod merge;
 mod schedule;
 mod tx;
 mod views;
@@ -26,6 +27,7 @@ use crate::files;
 
 pub use backup::backup;
 pub use figures::{Figures, OutboxNow};
+pub use merge::Moved;
 pub use schedule::{NewStep, Paused, StepView};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,

@@ -35,6 +35,8 @@ pub enum MailKind {
     Reply,
     Notification,
     Note,
+    Merged,
+    Forward,
     Notice,
     Bounce,
     Warning,
@@ -53,6 +55,8 @@ impl MailKind {
             MailKind::Reply => "reply",
             MailKind::Notification => "notification",
             MailKind::Note => "note",
+            MailKind::Merged => "merged",
+            MailKind::Forward => "forward",
             MailKind::Notice => "notice",
             MailKind::Bounce => "bounce",
             MailKind::Warning => "warning",
@@ -92,14 +96,16 @@ impl MailKind {
             MailKind::Reply => 1,
             MailKind::Notification => 2,
             MailKind::Note => 3,
-            MailKind::Notice => 4,
-            MailKind::Bounce => 5,
-            MailKind::Warning => 6,
-            MailKind::Escalation => 7,
-            MailKind::Update => 8,
-            MailKind::Reminder => 9,
-            MailKind::Survey => 10,
-            MailKind::Closed => 11,
+            MailKind::Merged => 4,
+            MailKind::Forward => 5,
+            MailKind::Notice => 6,
+            MailKind::Bounce => 7,
+            MailKind::Warning => 8,
+            MailKind::Escalation => 9,
+            MailKind::Update => 10,
+            MailKind::Reminder => 11,
+            MailKind::Survey => 12,
+            MailKind::Closed => 13,
         };
         &KINDS[idx]
     }
@@ -111,6 +117,8 @@ impl MailKind {
             MailKind::Reply => EventKind::ReplyQueued,
             MailKind::Notification => EventKind::NotificationQueued,
             MailKind::Note => EventKind::NoteQueued,
+            MailKind::Merged => EventKind::MergedQueued,
+            MailKind::Forward => EventKind::ForwardQueued,
             MailKind::Notice => EventKind::NoticeQueued,
             MailKind::Bounce => EventKind::BounceNotified,
             // The scheduler's mail is recorded as its step and `outbox.queued`.
@@ -130,6 +138,8 @@ impl MailKind {
             MailKind::Reply => EventKind::ReplyNotSent,
             MailKind::Notification => EventKind::NotificationNotSent,
             MailKind::Note => EventKind::NoteNotSent,
+            MailKind::Merged => EventKind::MergedNotSent,
+            MailKind::Forward => EventKind::ForwardNotSent,
             MailKind::Notice => EventKind::NoticeNotSent,
             MailKind::Bounce => EventKind::BounceNotNotified,
             MailKind::Warning
@@ -148,6 +158,8 @@ impl MailKind {
             MailKind::Ack | MailKind::Reply => true,
             MailKind::Notification
             | MailKind::Note
+            | MailKind::Merged
+            | MailKind::Forward
             | MailKind::Notice
             | MailKind::Bounce
             | MailKind::Warning
@@ -247,6 +259,24 @@ pub const KINDS: &[Kind] = &[
         body_requires: &["marker", "body"],
         shipped: shipped!("note": "en" "ar" "el"),
         sample: note_sample,
+    },
+    Kind {
+        mail: MailKind::Merged,
+        audience: Audience::Customer,
+        about: "to the customer: an agent merged their ticket into another (#merge); later mail goes under its tag",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "old_tag"],
+        shipped: shipped!("merged": "en" "ar" "el"),
+        sample: merged_sample,
+    },
+    Kind {
+        mail: MailKind::Forward,
+        audience: Audience::Agent,
+        about: "to a third party (#forward): the conversation and the agent's words; answers come back to the agents",
+        subject_requires: &["tag"],
+        body_requires: &["tag", "marker", "text", "thread"],
+        shipped: shipped!("forward": "en" "ar" "el"),
+        sample: forward_sample,
     },
     Kind {
         mail: MailKind::Notice,
@@ -368,7 +398,8 @@ fn reply_sample(lang: Lang, _: &TimeZone) -> Value {
             "Παρακαλούμε σβήστε τον εκτυπωτή και αποσυνδέστε τον· ένας τεχνικός θα έρθει αύριο."
         }
     };
-    minijinja::context! { body => body, agent_name => "Alice Agent" }
+    // `body_html`: the agent's sanitized HTML when they wrote some (see `render::html`).
+    minijinja::context! { body => body, body_html => "", agent_name => "Alice Agent" }
 }
 
 fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
@@ -385,6 +416,8 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         language => Lang::Ar.name_in(lang),
         message => "My printer is on fire.",
         message_cut => false,
+        // The customer's sanitized HTML when they wrote some (see `render::html`).
+        message_html => "",
         attachments => vec!["photo.jpg", "invoice.pdf"],
         not_attached => vec!["video.mp4 (48.2 MB)"],
         unlisted => 0,
@@ -399,6 +432,27 @@ fn note_sample(lang: Lang, _: &TimeZone) -> Value {
         marker => marker(lang),
         body => "Called the customer; the printer is a model X100.",
         agent_name => "Alice Agent",
+    }
+}
+
+fn merged_sample(_: Lang, _: &TimeZone) -> Value {
+    minijinja::context! { old_tag => "[#41]" }
+}
+
+fn forward_sample(lang: Lang, tz: &TimeZone) -> Value {
+    minijinja::context! {
+        marker => marker(lang),
+        agent_name => "Alice Agent",
+        text => "Is part X100-7 in stock? We need two.",
+        thread => vec![minijinja::context! {
+            when => format_when(sample_due_at() - SignedDuration::from_hours(24), tz, lang),
+            who => author_word(Author::Sender {
+                name: Some("Mona Quinn"),
+                address: Some("mona@example.net"),
+            }, lang),
+            text => "My printer is on fire.",
+            attachments => vec!["photo.jpg"],
+        }],
     }
 }
 

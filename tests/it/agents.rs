@@ -80,6 +80,27 @@ pub async fn answer(lab: &Lab, agent: &str, notification: &[u8], body: &str) {
     lab.submit(agent, &[&reply_to], &raw).await;
 }
 
+/// `customer1` (Mona Q) writes `body` to support for the `n`th time; returns agent1's
+/// notification (their `n`th mail), once the acknowledgement (Mona's `n`th) is in.
+pub async fn customer_writes(
+    lab: &Lab,
+    (subject, message_id, body): (&str, &str, &str),
+    n: usize,
+) -> Vec<u8> {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let mail = message(
+        &format!("Mona Q <{customer}>"),
+        &support,
+        subject,
+        message_id,
+        body,
+        &[],
+    );
+    lab.send(&customer, &[&support], &mail).await;
+    lab.wait_for("customer1", "INBOX", n, WAIT).await;
+    lab.wait_for("agent1", "INBOX", n, WAIT).await.remove(n - 1)
+}
+
 /// Outlook's reply: text above a rule and a From:/Sent:/To:/Subject: block, unquoted.
 fn outlook_reply(agent: &str, to: &str, notification: &[u8], body: &str) -> Vec<u8> {
     let n = parsed(notification);

@@ -9,6 +9,8 @@ mod addresses;
 mod agents;
 /// Bad configuration and other rejected input, through the binary.
 mod cli;
+/// `#merge` and `#forward` by mail.
+mod commands;
 /// The shared real-world corpus through ingest (skipped without ../shared).
 mod corpus;
 /// Runs the deskgate binary: config, start/stop/kill, CLI JSON.
@@ -29,6 +31,8 @@ mod harness;
 mod hostile;
 /// The generator of hostile mails (shared with the benchmark).
 mod hostile_mail;
+/// Agents' HTML answers, customers' HTML and winmail.dat, bottom-posting (issue 20).
+mod html;
 /// Loops, bounces, bursts, oversize and unparseable mail on the real servers.
 mod hygiene;
 /// A month of a support desk's events, for the KPI tests and the report screenshot.

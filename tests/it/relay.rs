@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::agents::{answer, thunderbird_reply, with_agents};
+use crate::agents::{answer, customer_writes, thunderbird_reply, with_agents};
 use crate::daemon::{header, parsed};
 use crate::deadlines::{events, set_deadlines};
 use crate::harness::{Lab, message};
@@ -46,23 +46,6 @@ fn seed(text: &str) -> u64 {
     RandomState::new().hash_one(text)
 }
 
-/// `customer1` (Mona Q) writes to support; returns agent1's notification, once the
-/// acknowledgement is in.
-async fn customer_writes(lab: &Lab, subject: &str, message_id: &str, body: &str) -> Vec<u8> {
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let original = message(
-        &format!("Mona Q <{customer}>"),
-        &support,
-        subject,
-        message_id,
-        body,
-        &[],
-    );
-    lab.send(&customer, &[&support], &original).await;
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
-    lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0)
-}
-
 /// The signed Reply-To of a notification.
 fn signed_reply_to(notification: &[u8]) -> String {
     parsed(notification)
@@ -99,9 +82,12 @@ to = ["agent1@example.test"]"#,
     let agent1 = lab.address("agent1");
     customer_writes(
         &lab,
-        "Refunds",
-        "iban@customer.test",
-        "Please send my refunds to the new IBAN DE89 3704 0044 0532 0130 00.\n",
+        (
+            "Refunds",
+            "iban@customer.test",
+            "Please send my refunds to the new IBAN DE89 3704 0044 0532 0130 00.\n",
+        ),
+        1,
     )
     .await;
     // Bob writes an internal note; the escalation then shows it to Alice (after the warning).
@@ -214,7 +200,8 @@ async fn every_client_shape_relays_only_the_answer() {
     let setup = with_agents(&lab);
     let daemon = setup.start();
     let agent1 = lab.address("agent1");
-    let notification = customer_writes(&lab, "Printer", "shapes@customer.test", "It jams.\n").await;
+    let notification =
+        customer_writes(&lab, ("Printer", "shapes@customer.test", "It jams.\n"), 1).await;
     let to = signed_reply_to(&notification);
     // (client, quote header, quoted with `>`, a word of the header that must not be relayed)
     let shapes = [
@@ -315,7 +302,8 @@ async fn an_inside_address_left_in_an_answer_refuses_it() {
     let setup = with_agents(&lab);
     let daemon = setup.start();
     let (agent1, support) = (lab.address("agent1"), lab.address("support"));
-    let notification = customer_writes(&lab, "Printer", "nl@customer.test", "It jams.\n").await;
+    let notification =
+        customer_writes(&lab, ("Printer", "nl@customer.test", "It jams.\n"), 1).await;
     let to = signed_reply_to(&notification);
     // One `Van:` line above the quote is no header block: it slips through, and the address
     // in it refuses the answer.
@@ -353,7 +341,8 @@ async fn an_answer_with_the_notification_attached_is_withheld_and_the_agent_told
     let setup = with_agents(&lab);
     let daemon = setup.start();
     let agent1 = lab.address("agent1");
-    let notification = customer_writes(&lab, "Printer", "attach@customer.test", "It jams.\n").await;
+    let notification =
+        customer_writes(&lab, ("Printer", "attach@customer.test", "It jams.\n"), 1).await;
     let n = parsed(&notification);
     let to = n.reply_to.clone().expect("signed Reply-To").address;
     let nid = n.message_id.clone().expect("Message-ID");
@@ -393,9 +382,8 @@ async fn cc_add_then_remove_changes_who_receives_the_answers() {
     let accountant = lab.address("customer4");
     let notification = customer_writes(
         &lab,
-        "Invoice",
-        "cc1@customer.test",
-        "The invoice is wrong.\n",
+        ("Invoice", "cc1@customer.test", "The invoice is wrong.\n"),
+        1,
     )
     .await;
     let n = parsed(&notification);
