@@ -99,6 +99,7 @@ event_kinds! {
     TicketForwarded = "ticket.forwarded",
     TicketJoined = "ticket.joined",
     TicketMerged = "ticket.merged",
+    TicketCcCapped = "ticket.cc_capped",
 }
 
 impl EventKind {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::agent::boundary::Boundary;
+use crate::agent::reply::leak::Leak;
 use crate::agent::sign::Signer;
 use crate::catalog::EventKind;
 use crate::classify::{Class, classify};
@@ -26,6 +27,7 @@ use crate::language::Choice;
 use crate::model::{OutboxId, QuarantineId, TicketId};
 use crate::parse::{ParsedMessage, drop_misleading_names, parse};
 use crate::policy::{AgentNotice, Arrival, Decision, Limit, Role, TicketAction, decide};
+use crate::render::{Outgoing, RenderError};
 use crate::store::{
     Checkpoint, Event, NewQuarantine, QuarantineStatus, Store, StoreError, Tx, dedupe_key,
 };
@@ -33,7 +35,9 @@ use crate::thread::Threading;
 use effects::Effects;
 use events::events_for;
 use gather::Facts;
-use mail::{LIMIT_WINDOW, MailFacts, Queued, Sending, mail_for, send_planned};
+use mail::{
+    LIMIT_WINDOW, MailFacts, Queued, Sending, mail_for, prerender_reply, send_planned, tell_agent,
+};
 use screen::Deduped;
 use write::{Filed, Written};
 
@@ -396,14 +400,39 @@ fn apply(
     }
     let boundary = Boundary::from_config(config);
     let (facts, desk, deadlines) = gather::gather(tx, config, message, &boundary, now)?;
-    let decision = decide(&facts.inbound(), &config.policy, deadlines, desk.team, now);
+    let mut decision = decide(&facts.inbound(), &config.policy, deadlines, desk.team, now);
+    // Reply keys in mail about this ticket are made for the address it is on.
+    let signer = Signer::from_config(config).map(|s| s.signing_as(&desk.support.address));
+    let mut reply = prerender_reply(tx, config, &desk, &facts, &decision, signer.as_ref(), now)?;
+    // An answer the last check would withhold is a leak: nothing applied, no deadline met, so
+    // a ticket never looks answered when the customer got nothing.
+    if let Some(why) = reply
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|out| boundary.leak(&out.raw))
+    {
+        let outgoing = Leak::Outgoing(why);
+        let mut inbound = facts.inbound();
+        inbound.leak = Some(&outgoing);
+        decision = decide(&inbound, &config.policy, deadlines, desk.team, now);
+        reply = None;
+    }
     if decision.ticket == TicketAction::Unfiled {
         let written = write::unfiled(tx, &facts, &decision, &key, now)?;
         let effects = effects(tx, &facts, &written, &desk, &boundary, now);
         for event in events_for(&facts, &decision, None, &written, now) {
             effects.record(&event)?;
         }
-        return Ok(stored(facts, decision, written, None, Queued::default()));
+        // Forged agent mail on no ticket: the agent still hears of it (rate-limited).
+        let told = match &decision.tell {
+            Some(tell) => tell_agent(&effects, config, None, tell, facts.parsed)?,
+            None => None,
+        };
+        let queued = Queued {
+            acknowledgement: None,
+            all: told.into_iter().collect(),
+        };
+        return Ok(stored(facts, decision, written, None, queued));
     }
     let language = gather::language(tx, &facts, &decision, desk.language)?;
     let filed = Filed {
@@ -412,23 +441,50 @@ fn apply(
         boundary: &boundary,
         deadlines,
         key: &key,
+        max_cc: config.policy.max_cc_per_message,
     };
     let written = write::filed(tx, &facts, filed, now)?;
     let effects = effects(tx, &facts, &written, &desk, &boundary, now);
     for event in events_for(&facts, &decision, language.as_ref(), &written, now) {
         effects.record(&event)?;
     }
-    if let (Some((agent, AgentNotice::Leak(why))), Some(ticket)) = (&decision.tell, written.ticket)
-    {
+    log_refusals(&facts, &decision, &written);
+    let queued = mail(config, &desk, &facts, &decision, &written, &effects, reply)?;
+    Ok(stored(facts, decision, written, language, queued))
+}
+
+/// The log lines of what ingest refused: an answer not relayed or withheld, people not added.
+fn log_refusals(facts: &Facts<'_>, decision: &Decision, written: &Written) {
+    let (mailbox, ticket) = (&facts.source.mailbox, written.ticket.map(|t| t.0));
+    let message_id = facts.parsed.message_id.as_deref().unwrap_or("");
+    match &decision.tell {
+        Some((agent, AgentNotice::Leak(why))) => {
+            tracing::warn!(
+                mailbox,
+                ticket,
+                message_id,
+                "answer from {agent} not relayed: {why}"
+            );
+        }
+        Some((agent, AgentNotice::Withheld(why))) if facts.ticket.is_some() => {
+            tracing::error!(
+                mailbox,
+                ticket,
+                message_id,
+                "answer from {agent} not sent, it would carry a reply key outside: {why}"
+            );
+        }
+        _ => {}
+    }
+    if !written.not_added.is_empty() {
         tracing::warn!(
-            mailbox = facts.source.mailbox,
-            ticket = ticket.0,
-            message_id = facts.parsed.message_id.as_deref().unwrap_or(""),
-            "answer from {agent} not relayed: {why}"
+            mailbox,
+            ticket,
+            message_id,
+            not_added = written.not_added.len(),
+            "message copies too many people; the rest are not added to the ticket"
         );
     }
-    let queued = mail(config, &desk, &facts, &decision, &written, &effects)?;
-    Ok(stored(facts, decision, written, language, queued))
 }
 
 fn effects<'a, 't>(
@@ -460,6 +516,7 @@ fn mail(
     decision: &Decision,
     written: &Written,
     effects: &Effects<'_, '_>,
+    reply: Option<Result<Outgoing, RenderError>>,
 ) -> Result<Queued, StoreError> {
     let Some(ticket) = written.ticket else {
         return Ok(Queued::default());
@@ -499,9 +556,10 @@ fn mail(
         state: &state,
         new_ticket: written.created,
         failed: &bounce.failed,
+        not_added: &written.not_added,
         signer,
     };
-    send_planned(effects, &sending, &plans)
+    send_planned(effects, &sending, &plans, reply)
 }
 
 fn stored(

@@ -797,7 +797,7 @@ impl<'a, 't> Work<'a, 't> {
         let Some(outbox) = send::enqueue(
             self.tx,
             &desk.support,
-            ticket.id,
+            Some(ticket.id),
             kind,
             audience,
             &out,

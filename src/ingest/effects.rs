@@ -113,12 +113,6 @@ impl Effects<'_, '_> {
                 return Ok(None);
             }
         };
-        let Some(ticket) = self.ticket else {
-            return Err(StoreError::Corrupt(format!(
-                "{} planned for a message on no ticket",
-                kind.outbox()
-            )));
-        };
         let audience = match agent {
             Some(agent) => Audience::Inside(agent),
             None => Audience::Outside(self.boundary),
@@ -126,7 +120,7 @@ impl Effects<'_, '_> {
         let enqueued = send::enqueue(
             self.tx,
             self.support,
-            ticket,
+            self.ticket,
             kind,
             audience,
             &out,

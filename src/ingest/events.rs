@@ -90,6 +90,17 @@ pub(super) fn events_for(
     if let Some(reason) = &decision.withheld {
         events.push(NewEvent::new(EventKind::AckWithheld, reason.clone()));
     }
+    if !written.not_added.is_empty() {
+        let (n, max) = (written.not_added.len(), written.max_cc);
+        events.push(NewEvent::with(
+            EventKind::TicketCcCapped,
+            format!(
+                "{n} not added (policy.max_cc_per_message = {max}): {}",
+                shortened(&written.not_added, CAPPED_LISTED)
+            ),
+            json!({ "not_added": n, "max": max }),
+        ));
+    }
     events.extend(bounce_events(written));
     events.extend(survey_events(decision, written));
     events.extend(answer_events(facts, decision, written));
@@ -225,6 +236,17 @@ fn change_events(facts: &Facts<'_>, decision: &Decision, written: &Written) -> V
             format!("{agent}: {why}"),
         ));
     }
+    if let (Some((_, AgentNotice::Withheld(why))), Some(ticket)) = (&decision.tell, &facts.ticket) {
+        let to: Vec<&str> = ticket
+            .customers
+            .iter()
+            .map(|p| p.address.as_str())
+            .collect();
+        events.push(NewEvent::new(
+            EventKind::OutboxKeyWithheld,
+            format!("reply to {} not sent: {why}", to.join(", ")),
+        ));
+    }
     if let Some(lang) = decision.language.filter(|_| written.agent_language_set) {
         events.push(NewEvent::with(
             EventKind::TicketLanguage,
@@ -269,6 +291,18 @@ fn describe(author: &Author) -> String {
         Author::Verified { agent, via, .. } => format!("; from agent {agent} (key in {via:?})"),
         Author::Unsigned { agent } => format!("; from agent {agent} without a reply key"),
         Author::Refused { reason, .. } => format!("; reply key refused: {reason}"),
+    }
+}
+
+/// Addresses a `ticket.cc_capped` event names (the rest are counted).
+const CAPPED_LISTED: usize = 20;
+
+/// The first `listed` of `addresses`, and how many more.
+fn shortened(addresses: &[String], listed: usize) -> String {
+    let shown = addresses[..addresses.len().min(listed)].join(", ");
+    match addresses.len().saturating_sub(listed) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -328,6 +362,8 @@ mod tests {
             met: None,
             status_event: None,
             agent_language_set: false,
+            not_added: Vec::new(),
+            max_cc: 10,
         }
     }
 
@@ -531,5 +567,37 @@ mod tests {
             "{}",
             events[1].detail
         );
+    }
+
+    #[test]
+    fn shortened_lists_the_first_and_counts_the_rest() {
+        let list: Vec<String> = (0..4).map(|i| format!("a{i}@x.test")).collect();
+        assert_eq!(shortened(&list, 2), "a0@x.test, a1@x.test and 2 more");
+        assert_eq!(
+            shortened(&list, 4),
+            "a0@x.test, a1@x.test, a2@x.test, a3@x.test"
+        );
+    }
+
+    #[test]
+    fn people_left_out_and_a_withheld_answer_are_recorded() {
+        let capped = |_: &mut Decision, w: &mut Written| {
+            w.not_added = vec!["a@x".into(), "b@x".into()];
+        };
+        let events = check(
+            Author::Other,
+            capped,
+            None,
+            &[EventKind::MessageReceived, EventKind::TicketCcCapped],
+        );
+        assert_eq!(
+            events[1].detail,
+            "2 not added (policy.max_cc_per_message = 10): a@x, b@x"
+        );
+        // Withheld needs the ticket it was on; on none nothing is recorded here.
+        let withheld = |d: &mut Decision, _: &mut Written| {
+            d.tell = Some(("a@x".into(), AgentNotice::Withheld("key".into())));
+        };
+        check(agent(), withheld, None, &[EventKind::MessageReceived]);
     }
 }

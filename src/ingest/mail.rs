@@ -1,21 +1,25 @@
 //! The last stages: `mail_for` (pure: which mail the decision causes) and `send_planned`
 //! (render each from the ticket as it now stands and enqueue it, or record why not).
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::commands;
 use super::effects::{Effects, agents_named};
 use super::events::NewEvent;
 use super::gather::Facts;
+use crate::agent::boundary::Boundary;
+use crate::agent::reply::CcChange;
 use crate::agent::sign::Signer;
 use crate::catalog::EventKind;
 use crate::config::{Agent, Config, Desk};
-use crate::model::{OutboxId, TicketId, TicketState};
+use crate::model::{OutboxId, Person, TicketId, TicketState};
+use crate::parse::ParsedMessage;
 use crate::policy::{AgentNotice, Decision};
 use crate::render::{self, AckFor, BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor};
+use crate::render::{Outgoing, RenderError};
 use crate::send::Enqueued;
-use crate::store::StoreError;
+use crate::store::{StoreError, Tx};
 use crate::templates::kinds::MailKind;
 
 /// The window of the per-sender limits.
@@ -114,6 +118,8 @@ pub(super) struct Sending<'a> {
     pub state: &'a TicketState,
     pub new_ticket: bool,
     pub failed: &'a [String],
+    /// People the message copied who were not added to the ticket.
+    pub not_added: &'a [String],
     /// Signs as the address the ticket is on.
     pub signer: Option<Signer>,
 }
@@ -123,6 +129,7 @@ pub(super) fn send_planned(
     out: &Effects<'_, '_>,
     sending: &Sending<'_>,
     plans: &[Plan],
+    mut reply: Option<Result<Outgoing, RenderError>>,
 ) -> Result<Queued, StoreError> {
     let mut queued = Queued::default();
     let mut tell = sending.decision.tell.clone();
@@ -133,21 +140,31 @@ pub(super) fn send_planned(
                 queued.all.extend(queued.acknowledgement);
             }
             Plan::Notification(to) => queued.all.extend(send_notifications(out, sending, to)?),
-            Plan::Reply => match send_reply(out, sending)? {
-                Some(Enqueued::Queued(outbox)) => queued.all.push(outbox),
-                // Stopped at the last check: the agent who answered hears of it.
-                Some(Enqueued::Withheld(why)) => {
-                    if let Some((_, agent, _)) = authored(sending) {
-                        tell = Some((agent.address.clone(), AgentNotice::Withheld(why)));
+            Plan::Reply => {
+                let Some(rendered) = reply.take() else {
+                    continue;
+                };
+                match out.enqueue(MailKind::Reply, None, rendered, None)? {
+                    Some(Enqueued::Queued(outbox)) => queued.all.push(outbox),
+                    // Checked before anything was recorded; should the check still stop it,
+                    // the agent who answered hears of it.
+                    Some(Enqueued::Withheld(why)) => {
+                        if let Some((_, agent, _)) = authored(sending) {
+                            tell = Some((agent.address.clone(), AgentNotice::Withheld(why)));
+                        }
                     }
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Plan::Note(to) => queued.all.extend(send_notes(out, sending, to)?),
             Plan::Bounce(to) => queued.all.extend(send_bounces(out, sending, to)?),
             Plan::Notice => {
-                if let Some((agent, notice)) = &tell {
-                    queued.all.extend(send_notice(out, sending, agent, notice)?);
+                if let Some(tell) = &tell {
+                    let parsed = sending.facts.parsed;
+                    let state = Some(sending.state);
+                    queued
+                        .all
+                        .extend(tell_agent(out, sending.config, state, tell, parsed)?);
                 }
             }
             Plan::Forward { to, words } => {
@@ -229,6 +246,7 @@ fn send_notifications(
                 due_at: s.decision.deadline.map(|d| d.due_at),
                 history: &history,
                 attachments: &s.facts.attachments,
+                not_added: s.not_added,
                 html: customer_html,
             },
             now,
@@ -248,26 +266,62 @@ fn authored<'s>(s: &'s Sending<'_>) -> Option<(&'s Signer, &'s Agent, &'s str)> 
     Some((s.signer.as_ref()?, agent, &s.facts.text.as_ref()?.body))
 }
 
-fn send_reply(out: &Effects<'_, '_>, s: &Sending<'_>) -> Result<Option<Enqueued>, StoreError> {
-    let Some((signer, agent, body)) = authored(s) else {
+/// The agent's answer as it will go out: to the ticket's customers once the decision's `#cc`
+/// and `#lang` are applied, rendered before the transaction records any of it (so an answer
+/// the last check would withhold can be refused as a leak). `None` when nothing is relayed.
+pub(super) fn prerender_reply(
+    tx: &Tx<'_>,
+    config: &Config,
+    desk: &Desk<'_>,
+    facts: &Facts<'_>,
+    decision: &Decision,
+    signer: Option<&Signer>,
+    now: Timestamp,
+) -> Result<Option<Result<Outgoing, RenderError>>, StoreError> {
+    let agent = facts
+        .author
+        .agent()
+        .and_then(|a| config.agents.by_address(a));
+    let (Some(signer), Some(agent), Some(text), Some(ticket)) =
+        (signer, agent, &facts.text, &facts.ticket)
+    else {
         return Ok(None);
     };
-    let answers = out.tx().latest_customer_message(s.state.id)?;
-    let rendered = render::reply(
-        &s.desk.support,
-        s.desk.templates,
+    if !decision.relay {
+        return Ok(None);
+    }
+    let mut after = ticket.clone();
+    for change in &decision.cc {
+        match change {
+            CcChange::Add(address) => {
+                if !after.customers.iter().any(|p| &p.address == address) {
+                    after.customers.push(Person::new(address, None));
+                }
+            }
+            CcChange::Remove(address) => after.customers.retain(|p| &p.address != address),
+        }
+    }
+    if let Some(lang) = decision.language {
+        after.language = Some(lang);
+    }
+    // Participants recorded before keys were kept inside are not copied either.
+    let boundary = Boundary::from_config(config);
+    after.customers.retain(|p| !boundary.is_inside(&p.address));
+    let answers = tx.latest_customer_message(ticket.id)?;
+    Ok(Some(render::reply(
+        &desk.support,
+        desk.templates,
         signer,
         ReplyFor {
-            ticket: s.state,
+            ticket: &after,
             agent,
-            body: s.facts.answer_html().map_or(body, |h| h.text.as_str()),
+            body: facts.answer_html().map_or(&text.body, |h| &h.text),
             answers: answers.as_ref(),
-            attachments: &s.facts.attachments.files,
-            html: s.facts.answer_html(),
+            attachments: &facts.attachments.files,
+            html: facts.answer_html(),
         },
-        out.now(),
-    );
-    out.enqueue(MailKind::Reply, None, rendered, None)
+        now,
+    )))
 }
 
 fn send_notes(
@@ -321,24 +375,26 @@ fn send_bounces(
     Ok(queued)
 }
 
-fn send_notice(
+/// Tells the agent in `tell` about their mail (on `ticket`, or on none), unless
+/// [`notice_limited`].
+pub(super) fn tell_agent(
     out: &Effects<'_, '_>,
-    s: &Sending<'_>,
-    agent: &str,
-    notice: &AgentNotice,
+    config: &Config,
+    ticket: Option<&TicketState>,
+    (agent, notice): &(String, AgentNotice),
+    parsed: &ParsedMessage,
 ) -> Result<Option<OutboxId>, StoreError> {
-    let Some(agent) = s.config.agents.by_address(agent) else {
+    let Some(agent) = config.agents.by_address(agent) else {
         return Ok(None);
     };
     if notice_limited(out, agent, notice)? {
         return Ok(None);
     }
-    let parsed = s.facts.parsed;
     let rendered = render::notice(
-        &s.desk.support,
-        s.desk.templates,
+        out.support,
+        out.templates,
         NoticeFor {
-            ticket: s.state,
+            ticket,
             agent,
             notice,
             subject: &parsed.subject,

@@ -38,6 +38,10 @@ pub(super) struct Written {
     pub status_event: Option<(EventKind, String)>,
     /// An agent's `#lang` changed the ticket's language.
     pub agent_language_set: bool,
+    /// People the message copied who were not added (past `max_cc`).
+    pub not_added: Vec<String>,
+    /// `policy.max_cc_per_message`.
+    pub max_cc: usize,
 }
 
 /// What a bounce says failed, and the mail of ours it returns.
@@ -83,6 +87,8 @@ pub(super) fn unfiled(
         met: None,
         status_event: None,
         agent_language_set: false,
+        not_added: Vec::new(),
+        max_cc: 0,
     })
 }
 
@@ -94,6 +100,8 @@ pub(super) struct Filed<'a> {
     pub boundary: &'a Boundary,
     pub deadlines: &'a Deadlines,
     pub key: &'a str,
+    /// `policy.max_cc_per_message`.
+    pub max_cc: usize,
 }
 
 pub(super) fn filed(
@@ -126,9 +134,15 @@ pub(super) fn filed(
             now,
         })?;
     }
-    // A message that joins only by its subject tag names nobody new (its From may be forged).
+    // A message that joins only by its subject tag names nobody new (its From may be forged),
+    // and one message adds at most `max_cc` people besides its sender.
+    let mut not_added = Vec::new();
     if customer.is_some() && !matches!(facts.threading, Threading::Tag(_)) {
-        for person in participants(facts.parsed, filed.boundary) {
+        let known = facts.ticket.as_ref().map_or(&[][..], |s| &s.customers[..]);
+        let people = participants(facts.parsed, filed.boundary);
+        let (added, left_out) = cap_participants(people, facts.sender(), known, filed.max_cc);
+        not_added = left_out.into_iter().map(|p| p.address.clone()).collect();
+        for person in added {
             let role = if Some(person.address.as_str()) == facts.sender() {
                 "customer"
             } else {
@@ -186,6 +200,8 @@ pub(super) fn filed(
         met,
         status_event,
         agent_language_set,
+        not_added,
+        max_cc: filed.max_cc,
     })
 }
 
@@ -405,4 +421,74 @@ fn participants<'p>(
         .filter(|p| !boundary.is_inside(&p.address))
         .filter(|p| p.address.parse::<lettre::Address>().is_ok())
         .collect()
+}
+
+/// Splits a message's `people` into those it adds to the ticket and those it may not: the
+/// sender and people already on the ticket always pass; of the others, the first `max`
+/// (each address once).
+fn cap_participants<'p>(
+    people: Vec<&'p Person>,
+    sender: Option<&str>,
+    known: &[Person],
+    max: usize,
+) -> (Vec<&'p Person>, Vec<&'p Person>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut added, mut left_out) = (Vec::new(), Vec::new());
+    let mut new = 0;
+    for person in people {
+        if !seen.insert(person.address.as_str()) {
+            continue;
+        }
+        let address = Some(person.address.as_str());
+        if address == sender || known.iter().any(|k| k.address == person.address) {
+            added.push(person);
+        } else if new < max {
+            new += 1;
+            added.push(person);
+        } else {
+            left_out.push(person);
+        }
+    }
+    (added, left_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mail copying many people adds its sender, people already on the ticket and the first
+    /// `max` others, each once; the rest are left out in order.
+    #[test]
+    fn one_message_adds_at_most_max_cc_people_besides_its_sender() {
+        let person = |a: &str| Person::new(a, None);
+        let sender = person("mona@customer.test");
+        let known = [person("old@customer.test")];
+        let copied: Vec<Person> = (0..5).map(|i| person(&format!("cc{i}@x.test"))).collect();
+        let twice = person("cc0@x.test");
+        let people: Vec<&Person> = [&sender, &copied[0], &twice, &known[0]]
+            .into_iter()
+            .chain(&copied[1..])
+            .collect();
+        let addresses = |list: Vec<&Person>| -> Vec<String> {
+            list.into_iter().map(|p| p.address.clone()).collect()
+        };
+        let (added, left_out) =
+            cap_participants(people.clone(), Some("mona@customer.test"), &known, 2);
+        assert_eq!(
+            addresses(added),
+            [
+                "mona@customer.test",
+                "cc0@x.test",
+                "old@customer.test",
+                "cc1@x.test"
+            ]
+        );
+        assert_eq!(
+            addresses(left_out),
+            ["cc2@x.test", "cc3@x.test", "cc4@x.test"]
+        );
+        let (added, left_out) = cap_participants(people, Some("mona@customer.test"), &known, 10);
+        assert_eq!(added.len(), 7);
+        assert!(left_out.is_empty());
+    }
 }

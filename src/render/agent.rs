@@ -48,9 +48,14 @@ pub struct NotificationFor<'a> {
     pub history: &'a [EarlierTicket],
     /// The customer's attachments: those carried, and those only listed.
     pub attachments: &'a Carried,
+    /// People the message copied who were not added to the ticket (too many at once).
+    pub not_added: &'a [String],
     /// The customer's own HTML, sanitized: shown to agents as the customer saw it.
     pub html: Option<&'a Html>,
 }
+
+/// Addresses a notification names of those not added (the rest are counted).
+const NOT_ADDED_SHOWN: usize = 5;
 
 /// Tells `agent` about a customer message; Reply-To and Message-ID carry the agent's key.
 pub fn notification(
@@ -107,6 +112,8 @@ pub fn notification(
             .map(|(name, size)| format!("{name} ({})", format_size(*size)))
             .collect::<Vec<_>>(),
         unlisted => n.attachments.unlisted,
+        not_added => n.not_added.iter().take(NOT_ADDED_SHOWN).cloned().collect::<Vec<_>>(),
+        not_added_more => n.not_added.len().saturating_sub(NOT_ADDED_SHOWN),
         history => history,
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
@@ -279,7 +286,8 @@ pub fn note(
 /// Why an agent's own message was not acted on.
 #[derive(Debug, Clone, Copy)]
 pub struct NoticeFor<'a> {
-    pub ticket: &'a TicketState,
+    /// `None`: the mail was kept on no ticket (forged agent mail threading into none).
+    pub ticket: Option<&'a TicketState>,
     pub agent: &'a Agent,
     pub notice: &'a AgentNotice,
     /// Subject of the agent's (or the refused) message.
@@ -294,7 +302,10 @@ pub fn notice(
     n: NoticeFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let tag = format_tag(&support.tag_prefix, n.ticket.id);
+    let tag = n
+        .ticket
+        .map(|t| format_tag(&support.tag_prefix, t.id))
+        .unwrap_or_default();
     let (errors, reason) = match n.notice {
         AgentNotice::BadCommands(errors) => (errors.clone(), String::new()),
         AgentNotice::Empty | AgentNotice::Unsigned => (Vec::new(), String::new()),
@@ -304,7 +315,7 @@ pub fn notice(
     };
     let problem = n.notice.kind();
     let context = minijinja::context! {
-        ticket => n.ticket.id.0,
+        ticket => n.ticket.map(|t| t.id.0),
         tag => tag.clone(),
         subject => if n.subject.is_empty() { "(no subject)" } else { n.subject },
         agent_name => n.agent.name.clone(),

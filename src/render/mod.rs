@@ -623,6 +623,7 @@ mod tests {
             left_out: vec![("video.mp4".into(), 48_200_000)],
             unlisted: 49_000,
         };
+        let not_added: Vec<String> = (0..7).map(|i| format!("cc{i}@example.net")).collect();
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let out = notification(
             &support(),
@@ -640,6 +641,7 @@ mod tests {
                 due_at: None,
                 history: &[],
                 attachments: &carried,
+                not_added: &not_added,
                 html: None,
             },
             now,
@@ -651,6 +653,8 @@ mod tests {
             "Not attached (too large): video.mp4 (48.2 MB)",
             "49000 further parts of the message are not listed.",
             "The message is longer than shown here; deskgate keeps all of it.",
+            "Not added (too many people copied at once): cc0@example.net, cc1@example.net, \
+             cc2@example.net, cc3@example.net, cc4@example.net and 2 more; use #cc add",
         ] {
             assert!(parsed.text.contains(fact), "{fact}");
         }
@@ -695,6 +699,7 @@ mod tests {
                     due_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
                     history: &[],
                     attachments: &crate::parse::Carried::default(),
+                    not_added: &[],
                     html: None,
                 },
                 now,

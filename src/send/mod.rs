@@ -408,7 +408,7 @@ pub enum Audience<'a> {
 pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
-    ticket: TicketId,
+    ticket: Option<TicketId>,
     kind: MailKind,
     audience: Audience<'_>,
     out: &Outgoing,
@@ -418,10 +418,10 @@ pub fn enqueue(
         Audience::Inside(agent) => Some(agent),
         Audience::Outside(boundary) => {
             if let Some(leak) = boundary.leak(&out.raw) {
-                error!(ticket = ticket.0, message_id = %out.message_id, kind = kind.outbox(), "not sent, it would carry a reply key outside: {leak}");
+                error!(ticket = ticket.map(|t| t.0), message_id = %out.message_id, kind = kind.outbox(), "not sent, it would carry a reply key outside: {leak}");
                 tx.record(
                     &Event {
-                        ticket: Some(ticket),
+                        ticket,
                         detail: format!(
                             "{} to {} not sent: {leak}",
                             kind.outbox(),
@@ -436,7 +436,7 @@ pub fn enqueue(
             None
         }
     };
-    put(tx, support, Some(ticket), kind.outbox(), agent, out, now).map(Enqueued::Queued)
+    put(tx, support, ticket, kind.outbox(), agent, out, now).map(Enqueued::Queued)
 }
 
 /// Puts an alert to the admin (`[alerts]`) in the outbox: on no ticket, internal.
@@ -589,16 +589,31 @@ mod tests {
                 let withheld = enqueue(
                     tx,
                     &support,
-                    ticket,
+                    Some(ticket),
                     MailKind::Reply,
                     outside,
                     &leaking,
                     now,
                 )?;
                 let inside = Audience::Inside("agent1@example.test");
-                let to_agent =
-                    enqueue(tx, &support, ticket, MailKind::Note, inside, &leaking, now)?;
-                let sent = enqueue(tx, &support, ticket, MailKind::Reply, outside, &clean, now)?;
+                let to_agent = enqueue(
+                    tx,
+                    &support,
+                    Some(ticket),
+                    MailKind::Note,
+                    inside,
+                    &leaking,
+                    now,
+                )?;
+                let sent = enqueue(
+                    tx,
+                    &support,
+                    Some(ticket),
+                    MailKind::Reply,
+                    outside,
+                    &clean,
+                    now,
+                )?;
                 Ok((withheld, to_agent, sent))
             })
             .expect("write");

@@ -46,7 +46,7 @@ pub fn tell_agents(
         let outbox = super::enqueue(
             tx,
             &desk.support,
-            ticket,
+            Some(ticket),
             MailKind::Bounce,
             super::Audience::Inside(&agent.address),
             &out,

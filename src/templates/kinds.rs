@@ -421,6 +421,8 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         attachments => vec!["photo.jpg", "invoice.pdf"],
         not_attached => vec!["video.mp4 (48.2 MB)"],
         unlisted => 0,
+        not_added => vec!["cc11@example.net"],
+        not_added_more => 0,
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
         }],
