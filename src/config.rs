@@ -33,7 +33,7 @@ pub use raw::{AuthMechanism, OAuth2Grant, OAuth2Provider, TlsMode};
 use raw::{RawConfig, RawMailbox, RawSmtp};
 
 use crate::language::Lang;
-use crate::render::Templates;
+use crate::templates::Templates;
 
 /// Where `deskgate` looks for its configuration when neither `--config` nor
 /// `DESKGATE_CONFIG` is given.

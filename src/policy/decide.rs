@@ -262,7 +262,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(ticket: TicketAction, role: Role) -> Decision {
+    pub fn new(ticket: TicketAction, role: Role) -> Decision {
         Decision {
             ticket,
             role,

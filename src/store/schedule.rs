@@ -6,34 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{StoreError, Tx, from_ms, to_ms};
 use crate::model::{MessageRowId, TicketId, TicketStatus};
-use crate::policy::NewDeadline;
-
-/// An open deadline as the scheduler plans it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadlineFacts {
-    pub id: i64,
-    pub ticket: TicketId,
-    pub message: MessageRowId,
-    pub kind: String,
-    pub received_at: Timestamp,
-    pub due_at: Timestamp,
-    pub warn_at: Option<Timestamp>,
-    /// Met, cancelled or paused: nothing to do.
-    pub settled: bool,
-    /// The names of the steps already taken.
-    pub done: Vec<String>,
-}
-
-/// A ticket as the follow-up planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TicketFacts {
-    pub id: TicketId,
-    pub status: TicketStatus,
-    pub status_at: Timestamp,
-    pub survey_sent: bool,
-    /// Steps taken in the current spell of this status (episode = `status_at`).
-    pub done: Vec<String>,
-}
+use crate::policy::{DeadlineFacts, NewDeadline, TicketFacts};
 
 /// A step taken, for "who was told before".
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use rusqlite::blob::ZeroBlob;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{StoreError, from_ms, to_ms};
+use crate::catalog::EventKind;
 use crate::language::{Lang, Source};
 use crate::model::{
     MessageRowId, OutboxId, Person, Priority, QuarantineId, TicketId, TicketState, TicketStatus,
@@ -262,9 +263,9 @@ pub struct OutboundSent {
 }
 
 /// An entry for the append-only events table.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Event<'a> {
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub mailbox: Option<&'a str>,
     pub ticket: Option<TicketId>,
     pub message: Option<MessageRowId>,
@@ -272,6 +273,21 @@ pub struct Event<'a> {
     pub detail: String,
     /// The facts KPIs are computed from, as a JSON object (see ARCHITECTURE.md, "Events").
     pub data: Option<serde_json::Value>,
+}
+
+impl Event<'_> {
+    /// An event of `kind` on nothing in particular, with no detail.
+    pub fn new(kind: EventKind) -> Self {
+        Event {
+            kind,
+            mailbox: None,
+            ticket: None,
+            message: None,
+            outbox: None,
+            detail: String::new(),
+            data: None,
+        }
+    }
 }
 
 impl<'c> Tx<'c> {
@@ -979,7 +995,7 @@ impl<'c> Tx<'c> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 to_ms(now),
-                event.kind,
+                event.kind.as_str(),
                 event.mailbox,
                 event.ticket.map(|t| t.0),
                 event.message.map(|m| m.0),

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Row};
 
 use super::tx::QuarantineStatus;
 use super::{StoreError, Tx, from_ms, to_ms};
+use crate::catalog::EventKind;
 use crate::language::{Lang, Source};
 use crate::model::{OutboxId, QuarantineId, TicketId, TicketStatus};
 
@@ -73,7 +74,7 @@ pub struct EventView {
     pub detail: String,
 }
 
-/// One recorded event with its structured data: what the KPIs (`crate::kpi`) are computed from.
+/// One recorded event with its structured data: what the KPIs are computed from.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
     pub at: Timestamp,
@@ -293,10 +294,11 @@ impl Tx<'_> {
     /// opened), so events recorded later can never change a figure for a past period.
     pub fn kpi_events(
         &self,
-        kinds: &[&str],
+        kinds: &[EventKind],
         until: Timestamp,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let kinds = serde_json::Value::from(kinds).to_string();
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let kinds = serde_json::Value::from(names).to_string();
         let mut statement = self.conn().prepare(
             "SELECT at, kind, mailbox, ticket_id, detail, data FROM events
              WHERE at < ?1 AND kind IN (SELECT value FROM json_each(?2))
