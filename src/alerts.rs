@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::catalog::EventKind;
 use crate::config::{AlertsConfig, Config, Live};
 use crate::health::{Health, Link, Reporter, Snapshot, Trouble};
 use crate::render;
@@ -250,14 +251,14 @@ impl Alerter {
             let (subject, text, kind) = match &mail {
                 Mail::Alert(c) => {
                     error!(condition = %c.key, since = %c.since, "alert: {}: {}", c.subject, c.text);
-                    (c.subject.clone(), c.text.clone(), "alert.sent")
+                    (c.subject.clone(), c.text.clone(), EventKind::AlertSent)
                 }
                 Mail::Clear { key, subject } => {
                     info!(condition = %key, "alert cleared: {subject}");
                     (
                         format!("all clear: {subject}"),
                         format!("All clear: {subject} is over (seen at {now})."),
-                        "alert.cleared",
+                        EventKind::AlertCleared,
                     )
                 }
             };
@@ -278,7 +279,7 @@ impl Alerter {
         alerts: &AlertsConfig,
         subject: String,
         text: String,
-        kind: &'static str,
+        kind: EventKind,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let out = match render::admin_alert(&config.support, &alerts.to, &subject, &text, now) {
@@ -294,10 +295,9 @@ impl Alerter {
                 let outbox = send::enqueue_alert(tx, &support, &out, now)?;
                 tx.record(
                     &Event {
-                        kind,
                         outbox: Some(outbox),
                         detail: format!("{subject} (to {})", out.recipients.join(", ")),
-                        ..Event::default()
+                        ..Event::new(kind)
                     },
                     now,
                 )

@@ -565,4 +565,59 @@ mod tests {
         );
         assert_eq!(reason("me", ""), Some(NoAck::UnusableAddress("me".into())));
     }
+
+    /// Random bytes built from mail-shaped fragments: parse, classify and the
+    /// acknowledgement rules never panic (the corpus-mutation test in tests/it covers real
+    /// messages).
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        const FRAGMENTS: &[&[u8]] = &[
+            b"From: ",
+            b"Subject: ",
+            b"Content-Type: multipart/mixed; boundary=b\r\n",
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n",
+            b"Content-Type: message/delivery-status\r\n",
+            b"Content-Type: message/rfc822\r\n",
+            b"Content-Transfer-Encoding: base64\r\n",
+            b"Content-Transfer-Encoding: quoted-printable\r\n",
+            b"Final-Recipient: rfc822;",
+            b"Action: failed\r\n",
+            b"Message-ID: <",
+            b"X-Deskgate-Loop: ",
+            b"--b\r\n",
+            b"--b--\r\n",
+            b"=?utf-8?B?",
+            b"=?windows-1256?Q?=E3=D1",
+            b"?=",
+            b"\r\n",
+            b"\r\n\r\n",
+            b"\r",
+            b"\n",
+            b"\x00",
+            b"\xff\xfe",
+            b"@",
+            b"<>",
+            b":",
+            b";",
+            b" ",
+        ];
+        let mut rng = StdRng::seed_from_u64(6);
+        for _ in 0..3000 {
+            let mut raw = Vec::new();
+            for _ in 0..rng.random_range(0..80) {
+                if rng.random_bool(0.7) {
+                    raw.extend_from_slice(FRAGMENTS[rng.random_range(0..FRAGMENTS.len())]);
+                } else {
+                    for _ in 0..rng.random_range(1..12) {
+                        raw.push(rng.random());
+                    }
+                }
+            }
+            let parsed = parse(&raw);
+            let _ = classify(&parsed, &["support@example.test".to_string()]);
+            let _ = no_acknowledgement(&parsed, &["example.test".into()]);
+            assert!(!parsed.subject.contains(['\r', '\n']), "{raw:?}");
+        }
+    }
 }

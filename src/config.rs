@@ -33,7 +33,7 @@ pub use raw::{AuthMechanism, OAuth2Grant, OAuth2Provider, TlsMode};
 use raw::{RawConfig, RawMailbox, RawSmtp};
 
 use crate::language::Lang;
-use crate::render::Templates;
+use crate::templates::Templates;
 
 /// Where `deskgate` looks for its configuration when neither `--config` nor
 /// `DESKGATE_CONFIG` is given.
@@ -117,6 +117,9 @@ pub struct Policy {
     /// The customer's (or agent's) attachments a notification, note or relayed answer
     /// carries, in bytes in all; the rest are listed by name and size.
     pub carry_attachments: u64,
+    /// Participants (To and Cc besides the sender) one customer message may add to a ticket;
+    /// the rest are listed in the agents' notification, for `#cc add`.
+    pub max_cc_per_message: usize,
     /// Senders on these domains (lower case) are never acknowledged: colleagues, and other
     /// aliases of the support desk that could answer back.
     pub no_ack_domains: Vec<String>,
@@ -1171,11 +1174,13 @@ impl Checker<'_> {
         let max_message_size_mb = count("max_message_size_mb", &raw.max_message_size_mb, 25, 2048);
         let carry_attachments_mb =
             count("carry_attachments_mb", &raw.carry_attachments_mb, 10, 2048);
+        let max_cc_per_message = count("max_cc_per_message", &raw.max_cc_per_message, 10, 1000);
         Policy {
             new_tickets_per_hour,
             acknowledgements_per_hour,
             max_message_size: u64::from(max_message_size_mb) * 1024 * 1024,
             carry_attachments: u64::from(carry_attachments_mb) * 1024 * 1024,
+            max_cc_per_message: max_cc_per_message as usize,
             acknowledge_backlog_within: raw
                 .acknowledge_backlog_within
                 .map_or(Duration::ZERO, |d| d.0),

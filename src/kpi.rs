@@ -37,24 +37,25 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde::Serialize;
 
+use crate::catalog::EventKind;
 use crate::language::Lang;
 use crate::model::{TicketId, TicketStatus};
 use crate::store::EventRecord;
 
 /// The event kinds the figures read; the store loads only these.
-pub const KINDS: [&str; 12] = [
-    "ticket.created",
-    "ticket.status",
-    "ticket.language",
-    "ticket.first_response",
-    "deadline.met",
-    "deadline.breached",
-    "deadline.warned",
-    "escalation.sent",
-    "customer.updated",
-    "ticket.reminded",
-    "survey.sent",
-    "survey.answered",
+pub const KINDS: [EventKind; 12] = [
+    EventKind::TicketCreated,
+    EventKind::TicketStatus,
+    EventKind::TicketLanguage,
+    EventKind::TicketFirstResponse,
+    EventKind::DeadlineMet,
+    EventKind::DeadlineBreached,
+    EventKind::DeadlineWarned,
+    EventKind::EscalationSent,
+    EventKind::CustomerUpdated,
+    EventKind::TicketReminded,
+    EventKind::SurveySent,
+    EventKind::SurveyAnswered,
 ];
 
 /// The key of tickets without a language in [`Stats::languages`].
@@ -337,31 +338,32 @@ enum What {
 impl What {
     /// `None` for kinds the figures do not count and for events without the data they need.
     fn read(event: &EventRecord) -> Option<What> {
-        Some(match event.kind.as_str() {
-            "ticket.created" => What::Created {
+        let kind = EventKind::from_name(&event.kind)?;
+        Some(match kind {
+            EventKind::TicketCreated => What::Created {
                 quiet: flag(event, "quiet") == Some(true),
             },
             // Before v6 the detail was the new status and nothing else.
-            "ticket.status" => What::Status(TicketStatus::parse(match &event.data {
+            EventKind::TicketStatus => What::Status(TicketStatus::parse(match &event.data {
                 Some(_) => text(event, "to")?,
                 None => &event.detail,
             })?),
-            "ticket.first_response" => What::FirstResponse {
+            EventKind::TicketFirstResponse => What::FirstResponse {
                 ms: number(event, "response_ms")?.max(0),
             },
-            "deadline.met" | "deadline.breached" => What::Outcome {
+            EventKind::DeadlineMet | EventKind::DeadlineBreached => What::Outcome {
                 deadline: number(event, "deadline"),
-                breached: event.kind == "deadline.breached",
+                breached: kind == EventKind::DeadlineBreached,
                 within: flag(event, "within") == Some(true),
             },
-            "deadline.warned" => What::Warned,
-            "escalation.sent" => What::Escalated {
+            EventKind::DeadlineWarned => What::Warned,
+            EventKind::EscalationSent => What::Escalated {
                 level: u64::try_from(number(event, "level")?).ok()?,
             },
-            "customer.updated" => What::CustomerUpdated,
-            "ticket.reminded" => What::Reminded,
-            "survey.sent" => What::SurveySent,
-            "survey.answered" => What::SurveyAnswered {
+            EventKind::CustomerUpdated => What::CustomerUpdated,
+            EventKind::TicketReminded => What::Reminded,
+            EventKind::SurveySent => What::SurveySent,
+            EventKind::SurveyAnswered => What::SurveyAnswered {
                 score: usize::try_from(number(event, "score")?)
                     .ok()
                     .filter(|s| (1..=5).contains(s))?,
@@ -403,8 +405,10 @@ impl Ledger {
             if ticket.mailbox.is_none() {
                 ticket.mailbox.clone_from(&event.mailbox);
             }
-            if matches!(event.kind.as_str(), "ticket.created" | "ticket.language")
-                && let Some(code) = text(event, "language")
+            if matches!(
+                EventKind::from_name(&event.kind),
+                Some(EventKind::TicketCreated | EventKind::TicketLanguage)
+            ) && let Some(code) = text(event, "language")
             {
                 ticket.language = Some(code.to_string());
             }

@@ -2,6 +2,8 @@ pub mod agent;
 pub mod alerts;
 pub mod authres;
 pub mod backoff;
+pub mod calendar;
+pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod fetch;
@@ -19,4 +21,7 @@ pub mod render;
 pub mod schedule;
 pub mod send;
 pub mod store;
+pub mod templates;
 pub mod thread;
+#[cfg(test)]
+mod tidy;

@@ -23,13 +23,17 @@ use tracing::{error, info, warn};
 use crate::agent::boundary::Boundary;
 use crate::agent::sign::Signer;
 use crate::backoff::Backoff;
+use crate::catalog::EventKind;
 use crate::config::{Config, Deadlines, Live};
 use crate::health::{Reporter, Trouble};
 use crate::model::{TicketId, TicketState, TicketStatus};
-use crate::policy::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
+use crate::policy::{
+    DeadlineFacts, DeadlineStep, TicketFacts, TicketStep, next_deadline_step, next_ticket_step,
+};
 use crate::render::{self, AlertFor, CustomerMail, Outgoing, RenderError};
 use crate::send::{self, Audience};
-use crate::store::{DeadlineFacts, Event, NewStep, Store, StoreError, TicketFacts, Tx, plan_key};
+use crate::store::{Event, NewStep, Store, StoreError, Tx, plan_key};
+use crate::templates::kinds::MailKind;
 
 /// The scheduler's name in the health registry and the supervisor's log lines.
 pub const TASK: &str = "scheduler";
@@ -265,10 +269,9 @@ pub async fn replan(
             .write(move |tx| {
                 tx.record(
                     &Event {
-                        kind: "schedule.planned",
                         detail: format!("{planned} open deadlines and follow-ups planned under new scheduling settings"),
                         data: Some(json!({ "config": key, "planned": planned })),
-                        ..Event::default()
+                        ..Event::new(EventKind::SchedulePlanned)
                     },
                     now,
                 )
@@ -337,7 +340,7 @@ pub fn status_changed(
     to: TicketStatus,
     deadlines: &Deadlines,
     now: Timestamp,
-) -> Result<Option<(&'static str, String)>, StoreError> {
+) -> Result<Option<(EventKind, String)>, StoreError> {
     if from == to {
         return Ok(None);
     }
@@ -346,7 +349,7 @@ pub fn status_changed(
             let n = tx.pause_deadlines(ticket, now)?;
             (n > 0).then(|| {
                 (
-                    "deadline.paused",
+                    EventKind::DeadlinePaused,
                     format!("{n} deadline(s) paused while the ticket waits on the customer"),
                 )
             })
@@ -365,7 +368,7 @@ pub fn status_changed(
             }
             (!paused.is_empty()).then(|| {
                 (
-                    "deadline.resumed",
+                    EventKind::DeadlineResumed,
                     format!("{} paused deadline(s) run again", paused.len()),
                 )
             })
@@ -374,7 +377,7 @@ pub fn status_changed(
             let n = tx.cancel_deadlines(ticket, now)?;
             (n > 0).then(|| {
                 (
-                    "deadline.cancelled",
+                    EventKind::DeadlineCancelled,
                     format!("{n} unanswered message(s) no longer owed an answer: ticket {to}"),
                 )
             })
@@ -453,10 +456,9 @@ impl<'a, 't> Work<'a, 't> {
         error!(item = %item, ticket = ticket.map(|t| t.0), error = %err, "scheduler: item failed; parked until the next start, the others go on");
         self.tx.record(
             &Event {
-                kind: "item.failed",
                 ticket,
                 detail: format!("{item}: {err}"),
-                ..Event::default()
+                ..Event::new(EventKind::ItemFailed)
             },
             self.now,
         )?;
@@ -522,16 +524,16 @@ impl<'a, 't> Work<'a, 't> {
         let (recipients, kind, detail, data) = match step {
             DeadlineStep::Warning if now >= due => (
                 Vec::new(),
-                "deadline.warning_skipped",
+                EventKind::DeadlineWarningSkipped,
                 format!("warning not sent: the deadline ({due}) had passed when it came due"),
                 None,
             ),
             DeadlineStep::Warning => {
                 let to = self.warned(ticket);
-                let sent = self.alerts("warning", &to, facts, ticket, 0)?;
+                let sent = self.alerts(MailKind::Warning, &to, facts, ticket, 0)?;
                 (
                     sent.clone(),
-                    "deadline.warned",
+                    EventKind::DeadlineWarned,
                     format!(
                         "answer due {due}: warned {}",
                         if sent.is_empty() {
@@ -549,7 +551,7 @@ impl<'a, 't> Work<'a, 't> {
                 warn!(ticket = ticket.id.0, mailbox = %ticket.mailbox, deadline = facts.id, due = %due, "deadline passed without an answer");
                 (
                     Vec::new(),
-                    "deadline.breached",
+                    EventKind::DeadlineBreached,
                     format!("{} due {due} passed without an answer", facts.kind),
                     Some(json!({
                         "deadline": facts.id,
@@ -563,12 +565,13 @@ impl<'a, 't> Work<'a, 't> {
                 let Some(escalation) = deadlines.escalation.get(level - 1) else {
                     return Ok(false);
                 };
-                let sent = self.alerts("escalation", &escalation.to, facts, ticket, level)?;
+                let sent =
+                    self.alerts(MailKind::Escalation, &escalation.to, facts, ticket, level)?;
                 warn!(ticket = ticket.id.0, mailbox = %ticket.mailbox, deadline = facts.id, level, to = %sent.join(", "), "escalated");
                 let waited = now.duration_since(facts.received_at);
                 (
                     sent.clone(),
-                    "escalation.sent",
+                    EventKind::EscalationSent,
                     format!("level {level} to {}", sent.join(", ")),
                     Some(json!({
                         "deadline": facts.id,
@@ -612,7 +615,7 @@ impl<'a, 't> Work<'a, 't> {
             return Ok(());
         }
         let due = deadlines.calendar.add(self.now, deadlines.next_response);
-        let sent = self.mail_customer("update", ticket, Some(due))?;
+        let sent = self.mail_customer(MailKind::Update, ticket, Some(due))?;
         let detail = format!("apology sent with a new time: {due}");
         if self.tx.record_step(
             &NewStep {
@@ -628,7 +631,7 @@ impl<'a, 't> Work<'a, 't> {
         {
             self.event(
                 ticket,
-                "customer.updated",
+                EventKind::CustomerUpdated,
                 detail,
                 Some(json!({ "deadline": facts.id, "due_at": due.as_millisecond() })),
             )?;
@@ -647,20 +650,20 @@ impl<'a, 't> Work<'a, 't> {
         let episode = (!step.once_per_ticket()).then_some(facts.status_at);
         let (recipients, kind, detail, data) = match step {
             TicketStep::Reminder(n) => {
-                let sent = self.mail_customer("reminder", ticket, None)?;
+                let sent = self.mail_customer(MailKind::Reminder, ticket, None)?;
                 (
                     sent,
-                    "ticket.reminded",
+                    EventKind::TicketReminded,
                     format!("reminder {n} while waiting on the customer"),
                     Some(json!({ "n": n })),
                 )
             }
             TicketStep::Survey => {
-                let sent = self.mail_customer("survey", ticket, None)?;
+                let sent = self.mail_customer(MailKind::Survey, ticket, None)?;
                 self.tx.survey_sent(ticket.id, now)?;
                 (
                     sent,
-                    "survey.sent",
+                    EventKind::SurveySent,
                     "satisfaction survey".to_string(),
                     Some(json!({})),
                 )
@@ -679,14 +682,14 @@ impl<'a, 't> Work<'a, 't> {
                     self.event(ticket, kind, detail, None)?;
                 }
                 let sent = if to == TicketStatus::Closed && self.config.followup.close_notice {
-                    self.mail_customer("closed", ticket, None)?
+                    self.mail_customer(MailKind::Closed, ticket, None)?
                 } else {
                     Vec::new()
                 };
                 info!(ticket = ticket.id.0, mailbox = %ticket.mailbox, status = %to, "ticket {to} by the follow-up policy");
                 (
                     sent,
-                    "ticket.status",
+                    EventKind::TicketStatus,
                     to.as_str().to_string(),
                     Some(
                         json!({ "from": facts.status.as_str(), "to": to.as_str(), "by": "scheduler" }),
@@ -710,7 +713,7 @@ impl<'a, 't> Work<'a, 't> {
         &mut self,
         ticket: &TicketState,
         step: &NewStep<'_>,
-        kind: &'static str,
+        kind: EventKind,
         data: Option<serde_json::Value>,
     ) -> Result<bool, StoreError> {
         if !self.tx.record_step(step, self.now)? {
@@ -731,13 +734,13 @@ impl<'a, 't> Work<'a, 't> {
     /// Queues a `warning` or `escalation` to each of `to`; returns who it was queued for.
     fn alerts(
         &mut self,
-        kind: &'static str,
+        kind: MailKind,
         to: &[String],
         facts: &DeadlineFacts,
         ticket: &TicketState,
         level: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let (thread, told) = if kind == "escalation" {
+        let (thread, told) = if kind == MailKind::Escalation {
             let mut thread = self.tx.transcript(ticket.id)?;
             // Our notifications and alerts to agents would only repeat the conversation.
             thread.retain(|m| !(m.outbound && m.internal));
@@ -783,7 +786,7 @@ impl<'a, 't> Work<'a, 't> {
     /// be rendered or the ticket has no customer address).
     fn mail_customer(
         &mut self,
-        kind: &'static str,
+        kind: MailKind,
         ticket: &TicketState,
         due: Option<jiff::Timestamp>,
     ) -> Result<Vec<String>, StoreError> {
@@ -818,15 +821,20 @@ impl<'a, 't> Work<'a, 't> {
     fn queue(
         &mut self,
         ticket: &TicketState,
-        kind: &'static str,
+        kind: MailKind,
         agent: Option<&str>,
         rendered: Result<Outgoing, RenderError>,
     ) -> Result<bool, StoreError> {
         let out = match rendered {
             Ok(out) => out,
             Err(err) => {
-                error!(ticket = ticket.id.0, mailbox = %ticket.mailbox, kind, error = %err, "scheduler: mail not rendered");
-                self.event(ticket, "scheduler.not_sent", format!("{kind}: {err}"), None)?;
+                error!(ticket = ticket.id.0, mailbox = %ticket.mailbox, kind = kind.outbox(), error = %err, "scheduler: mail not rendered");
+                self.event(
+                    ticket,
+                    kind.not_sent_event(),
+                    format!("{}: {err}", kind.outbox()),
+                    None,
+                )?;
                 return Ok(false);
             }
         };
@@ -840,7 +848,7 @@ impl<'a, 't> Work<'a, 't> {
         let Some(outbox) = send::enqueue(
             self.tx,
             &desk.support,
-            ticket.id,
+            Some(ticket.id),
             kind,
             audience,
             &out,
@@ -851,12 +859,11 @@ impl<'a, 't> Work<'a, 't> {
         };
         self.tx.record(
             &Event {
-                kind: "outbox.queued",
                 mailbox: Some(&ticket.mailbox),
                 ticket: Some(ticket.id),
                 outbox: Some(outbox),
-                detail: format!("{kind} to {}", out.recipients.join(", ")),
-                ..Event::default()
+                detail: format!("{} to {}", kind.outbox(), out.recipients.join(", ")),
+                ..Event::new(kind.queued_event())
             },
             self.now,
         )?;
@@ -867,18 +874,17 @@ impl<'a, 't> Work<'a, 't> {
     fn event(
         &self,
         ticket: &TicketState,
-        kind: &'static str,
+        kind: EventKind,
         detail: String,
         data: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
         self.tx.record(
             &Event {
-                kind,
                 mailbox: Some(&ticket.mailbox),
                 ticket: Some(ticket.id),
                 detail,
                 data,
-                ..Event::default()
+                ..Event::new(kind)
             },
             self.now,
         )

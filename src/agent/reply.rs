@@ -11,7 +11,7 @@
 //!
 //! With nothing above the quote, an answer below the `>` quote of our marker is read instead
 //! (bottom-posting). The words after `#forward ADDRESS` and the body go to the third party.
-//! HTML answers are cut the same way in [`crate::render::html`].
+//! HTML answers are cut the same way in `render::html`.
 //!
 //! Only the first 256 KB and 10,000 lines of a text are read ([`quote::MAX_BYTES`],
 //! [`quote::MAX_LINES`]), in time linear in that prefix.
@@ -23,9 +23,7 @@ use crate::config::Agents;
 use crate::language::Lang;
 use crate::model::{Priority, TicketId, TicketStatus};
 
-/// The marker line notifications carry; everything from it down is ours, not the agent's.
-pub const MARKER_START: &str = "##-";
-pub const MARKER_END: &str = "-##";
+pub use crate::templates::{MARKER_END, MARKER_START};
 
 /// A command an agent gave on the first lines of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]

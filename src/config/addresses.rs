@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::raw::RawConfig;
 use super::{Agents, Checker, DeskAddress, MailboxConfig};
-use crate::render::Templates;
+use crate::templates::Templates;
 
 impl Checker<'_> {
     /// Builds every mailbox's addresses into `mailboxes`; returns all our addresses (lower

@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::duration::{ConfigDuration, parse as parse_duration};
 use super::raw::{RawBusinessHours, RawDeadlines, RawEscalation, RawFollowup};
 use super::{Agents, Checker};
-use crate::policy::{BusinessHours, Calendar, Opening};
+use crate::calendar::{BusinessHours, Calendar, Opening};
 
 /// The response-time policy of one mailbox: the `[deadlines]` section with the mailbox's
 /// `[mailbox.deadlines]` laid over it key by key.

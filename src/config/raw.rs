@@ -57,6 +57,7 @@ pub struct RawPolicy {
     pub acknowledgements_per_hour: Option<Spanned<u32>>,
     pub max_message_size_mb: Option<Spanned<u32>>,
     pub carry_attachments_mb: Option<Spanned<u32>>,
+    pub max_cc_per_message: Option<Spanned<u32>>,
     pub no_ack_domains: Option<Vec<String>>,
     pub acknowledge_backlog_within: Option<ConfigDuration>,
 }

@@ -1118,14 +1118,14 @@ fn addresses_of_a_mailbox_are_desks_of_their_own() {
     assert_eq!(sales.support.name, "Example Sales");
     assert_eq!(sales.team.map(|t| t.name.as_str()), Some("sales"));
     assert_eq!(sales.language, Lang::Ar);
-    let sample = crate::render::sample_context(
-        crate::render::kinds::kind("ack").unwrap(),
+    let sample = crate::templates::sample_context(
+        crate::templates::kinds::MailKind::Ack.spec(),
         Lang::En,
         &jiff::tz::TimeZone::UTC,
     );
     let ack = sales
         .templates
-        .render_all("ack", Lang::En, &sample)
+        .render_all(crate::templates::kinds::MailKind::Ack, Lang::En, &sample)
         .unwrap();
     assert!(ack.text.starts_with("Sales here. [#42]"), "{}", ack.text);
     let billing = config.desk("support", Some("billing@example.com"));
@@ -1144,7 +1144,7 @@ fn addresses_of_a_mailbox_are_desks_of_their_own() {
     assert!(
         primary
             .templates
-            .render_all("ack", Lang::En, &sample)
+            .render_all(crate::templates::kinds::MailKind::Ack, Lang::En, &sample)
             .unwrap()
             .text
             .starts_with("Hello")

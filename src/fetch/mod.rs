@@ -27,6 +27,7 @@ pub use connect::{Login, Opened, Session, connect, open, timed};
 use async_imap::types::{Fetch, Flag};
 
 use crate::backoff::Backoff;
+use crate::catalog::EventKind;
 use crate::config::{InitialImport, Live, MailboxConfig};
 use crate::health::{Link, Reporter, Trouble};
 use crate::ingest::batch::{Done, Item, ingest_batch};
@@ -199,7 +200,7 @@ impl MailboxTask {
                     if self.health.failed(err.to_string()) {
                         // A live session was lost (not a failed attempt to connect): this
                         // is what the reconnect metric counts.
-                        self.record_health("mailbox.disconnected", err.to_string())
+                        self.record_health(EventKind::MailboxDisconnected, err.to_string())
                             .await;
                     }
                     if database {
@@ -237,28 +238,28 @@ impl MailboxTask {
             return;
         }
         *reported = Some(detail.clone());
-        self.record_health("mailbox.login_failed", detail).await;
+        self.record_health(EventKind::MailboxLoginFailed, detail)
+            .await;
     }
 
     /// A mailbox event outside any message (its health); a failure to record it is logged.
-    async fn record_health(&self, kind: &'static str, detail: String) {
+    async fn record_health(&self, kind: EventKind, detail: String) {
         let name = self.mailbox.name.clone();
         let written = self
             .store
             .write(move |tx| {
                 tx.record(
                     &Event {
-                        kind,
                         mailbox: Some(&name),
                         detail,
-                        ..Event::default()
+                        ..Event::new(kind)
                     },
                     Timestamp::now(),
                 )
             })
             .await;
         if let Err(err) = written {
-            warn!(mailbox = %self.mailbox.name, error = %err, kind, "cannot record a mailbox event");
+            warn!(mailbox = %self.mailbox.name, error = %err, kind = kind.as_str(), "cannot record a mailbox event");
         }
     }
 
@@ -296,8 +297,11 @@ impl MailboxTask {
         backoff.reset();
         if let Some(failure) = reported.take() {
             // Recorded before the log line, so whoever reads the log finds the event committed.
-            self.record_health("mailbox.login_recovered", format!("after: {failure}"))
-                .await;
+            self.record_health(
+                EventKind::MailboxLoginRecovered,
+                format!("after: {failure}"),
+            )
+            .await;
             info!(mailbox = %self.mailbox.name, "mailbox logs in again after a login failure");
         }
         // A session logged in with an access token ends when the token is due for renewal
@@ -385,13 +389,13 @@ impl MailboxTask {
         let rule = self.mailbox.initial_import;
         let (kind, detail) = match old {
             None => (
-                "mailbox.first_start",
+                EventKind::MailboxFirstStart,
                 format!(
                     "UIDs below {uid_next} (uidvalidity {uidvalidity}) are backlog; initial_import = {rule}"
                 ),
             ),
             Some(old) => (
-                "mailbox.uidvalidity_changed",
+                EventKind::MailboxUidvalidityChanged,
                 format!(
                     "{old} -> {uidvalidity}; the folder is read again as backlog (UIDs below {uid_next}, initial_import = {rule}): messages already stored are skipped by Message-ID, mail that arrived before the last sync is imported quietly"
                 ),
@@ -411,10 +415,9 @@ impl MailboxTask {
                 tx.begin_backlog(&name, uidvalidity, uid_next, now)?;
                 tx.record(
                     &Event {
-                        kind,
                         mailbox: Some(&name),
                         detail,
-                        ..Event::default()
+                        ..Event::new(kind)
                     },
                     now,
                 )
@@ -699,13 +702,12 @@ impl MailboxTask {
                 let summary = tx.finish_backlog(&name, now)?;
                 tx.record(
                     &Event {
-                        kind: "mailbox.initial_import_done",
                         mailbox: Some(&name),
                         detail: format!(
                             "{} imported, {} of them quietly (no acknowledgement, no deadline); {} left in the folder (initial_import = {rule})",
                             summary.imported, summary.quiet, summary.skipped
                         ),
-                        ..Event::default()
+                        ..Event::new(EventKind::MailboxInitialImportDone)
                     },
                     now,
                 )?;

@@ -2,14 +2,14 @@
 //! sanitized), done before the write transaction.
 //!
 //! **Architecture Invariant:** no text analysis runs inside `Store::write`: quote stripping,
-//! survey answers and language detection happen here, on at most [`MAX_BYTES`] and
-//! [`MAX_LINES`] of the text (the limits of quote stripping), each in time linear in that prefix; the transaction only
+//! survey answers and language detection happen here, on at most the text's
+//! [`prefix`] (the limits of quote stripping), each in time linear in that prefix; the transaction only
 //! reads the result. (Parsing, charset guessing and reply-prefix stripping are linear too and
 //! also run before it.) A hostile message therefore holds the single writer for no longer than
 //! an ordinary one of its size.
 
 use crate::agent::reply::AgentText;
-use crate::agent::reply::quote::{MAX_BYTES, MAX_LINES};
+use crate::agent::reply::quote::prefix;
 use crate::agent::{self, Author, sign::Signer};
 use crate::authres;
 use crate::classify::Class;
@@ -123,32 +123,5 @@ pub fn analyse(raw: &[u8], parsed: &ParsedMessage, class: &Class, config: &Confi
             Carried::default()
         },
         html,
-    }
-}
-
-/// The part of `text` that is analysed: at most [`MAX_BYTES`] (cut at a character boundary)
-/// and [`MAX_LINES`] lines.
-pub fn prefix(text: &str) -> &str {
-    let text = parse::cut_at(text, MAX_BYTES);
-    match text.match_indices('\n').nth(MAX_LINES - 1) {
-        Some((at, _)) => &text[..at],
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_prefix_is_capped_by_bytes_and_lines() {
-        assert_eq!(prefix("short\ntext"), "short\ntext");
-        let lines = "> x\n".repeat(MAX_LINES * 2);
-        let cut = prefix(&lines);
-        assert_eq!(cut.lines().count(), MAX_LINES);
-        let long = "é".repeat(MAX_BYTES);
-        let cut = prefix(&long);
-        assert!(cut.len() <= MAX_BYTES && cut.len() >= MAX_BYTES - 1);
-        assert!(cut.chars().all(|c| c == 'é'));
     }
 }

@@ -4,44 +4,18 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{Effects, OutKind, Outcome, Source};
-use crate::agent::reply::{AgentText, Command};
+use super::effects::{Effects, agents_named};
+use super::{Message, Outcome, Source};
 use crate::agent::sign::Signer;
+use crate::catalog::EventKind;
 use crate::config::{Agent, Config};
 use crate::model::{TicketId, TicketState};
 use crate::parse::{Attachment, ParsedMessage};
 use crate::policy::Role;
 use crate::render::{self, CustomerMail, ForwardFor, NoteFor};
 use crate::store::{Event, NewMessage, StoreError, Tx, dedupe_key};
+use crate::templates::kinds::MailKind;
 use crate::thread::Threading;
-
-/// Checks what only the store knows: `#merge N` names another ticket that exists and was not
-/// merged itself. A failed check becomes an error for the agent, so nothing of the mail is
-/// applied. (`#forward`'s address was checked when the text was read.)
-pub(super) fn check(tx: &Tx<'_>, ticket: TicketId, text: &mut AgentText) -> Result<(), StoreError> {
-    let merges: Vec<TicketId> = text
-        .commands
-        .iter()
-        .filter_map(|c| match c {
-            Command::Merge(into) => Some(*into),
-            _ => None,
-        })
-        .collect();
-    for into in merges {
-        if into == ticket {
-            text.errors
-                .push(format!("`#merge {into}`: that is this ticket"));
-        } else if tx.ticket_state(into)?.is_none() {
-            text.errors
-                .push(format!("`#merge {into}`: there is no ticket {into}"));
-        } else if let Some(later) = tx.merged_into(into)? {
-            text.errors.push(format!(
-                "`#merge {into}`: ticket {into} was merged into {later}; merge into {later}"
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// `#forward`: the conversation (the customer's mail and the answers) goes to the third
 /// party with a reply address signed for them; recorded as `ticket.forwarded`, which their
@@ -53,7 +27,7 @@ pub(super) fn forward(
     (agent, agents): (&Agent, &crate::config::Agents),
     (to, text): (&str, &str),
 ) -> Result<Option<crate::model::OutboxId>, StoreError> {
-    let mut thread = out.events.tx.transcript(ticket.id)?;
+    let mut thread = out.tx.transcript(ticket.id)?;
     // The customer's mail and the agents' answers (as they wrote them); no notes, no
     // notifications, no acknowledgements.
     thread.retain(|m| (!m.outbound && !m.internal) || m.class == Role::AgentReply.kind());
@@ -75,13 +49,13 @@ pub(super) fn forward(
             text,
             thread: &thread,
         },
-        out.events.now,
+        out.now,
     );
     // Internal: the customer never sees it, and it is the forwarding agent's mail; its reply
     // key is the third party's own, which is why it may carry one.
-    let queued = out.queue(OutKind::Forward, Some(&agent.address), rendered)?;
+    let queued = out.queue(MailKind::Forward, Some(&agent.address), rendered)?;
     out.record_data(
-        "ticket.forwarded",
+        EventKind::TicketForwarded,
         format!("to {to} by {}", agent.address),
         json!({ "to": to, "by": agent.address }),
     )?;
@@ -96,7 +70,7 @@ pub(super) fn merge(
     into: TicketId,
     language: crate::language::Lang,
 ) -> Result<Option<crate::model::OutboxId>, StoreError> {
-    let tx = out.events.tx;
+    let tx = out.tx;
     let mut queued = None;
     if let Some(customer) = &ticket.customer {
         let answers = tx.latest_customer_message(ticket.id)?;
@@ -110,42 +84,63 @@ pub(super) fn merge(
                 lang: ticket.language.unwrap_or(language),
             },
             into,
-            out.events.now,
+            out.now,
         );
-        queued = out.queue(OutKind::Merged, None, rendered)?;
+        queued = out.queue(MailKind::Merged, None, rendered)?;
     }
-    let moved = tx.merge_tickets(ticket.id, into, out.events.now)?;
+    let moved = tx.merge_tickets(ticket.id, into, out.now)?;
     let detail = format!(
         "into {into}: {} message(s), {} participant(s), {} open deadline(s), {} event(s) moved",
         moved.messages, moved.participants, moved.deadlines, moved.events
     );
     // Recorded after the move, so it stays on the merged ticket.
-    out.record_data("ticket.merged", detail, json!({ "into": into.0 }))?;
+    out.record_data(EventKind::TicketMerged, detail, json!({ "into": into.0 }))?;
     tx.record(
         &Event {
-            kind: "ticket.joined",
-            mailbox: out.events.mailbox,
+            kind: EventKind::TicketJoined,
+            mailbox: Some(out.mailbox),
             ticket: Some(into),
-            message: Some(out.events.message),
+            message: Some(out.message),
             outbox: None,
             detail: format!("ticket {} joined", ticket.id),
             data: Some(json!({ "from": ticket.id.0 })),
         },
-        out.events.now,
+        out.now,
     )?;
     tracing::info!(
         ticket = ticket.id.0,
         into = into.0,
-        mailbox = out.events.mailbox.unwrap_or(""),
+        mailbox = out.mailbox,
         "ticket merged"
     );
     Ok(queued)
 }
 
+/// The answer of a third party a ticket was forwarded to, handled on its own path; `None`
+/// for every other message.
+pub(super) fn forwarded_answer(
+    tx: &Tx<'_>,
+    config: &Config,
+    message: &Message<'_>,
+    now: Timestamp,
+) -> Result<Option<Outcome>, StoreError> {
+    let (Some(third), Some(signer)) = (&message.analysis.third_party, Signer::from_config(config))
+    else {
+        return Ok(None);
+    };
+    let ticket = tx.merged_into(third.ticket)?.unwrap_or(third.ticket);
+    if !tx.forwarded_to(ticket, &third.from)? {
+        return Ok(None);
+    }
+    let files = &message.analysis.attachments.files;
+    let arrived = (message.source, message.parsed, message.raw);
+    third_party_answer(tx, config, arrived, (ticket, third, files), &signer, now).map(Some)
+}
+
 /// A third party's answer on a ticket forwarded to them: stored as an internal message and
 /// passed to the ticket's agents (the assigned one, else the team, else every agent) as a
 /// note; never to the customer, no deadline, no acknowledgement.
-pub(super) fn third_party_answer(
+fn third_party_answer(
     tx: &Tx<'_>,
     config: &Config,
     (source, parsed, raw): (&Source, &ParsedMessage, &[u8]),
@@ -166,25 +161,22 @@ pub(super) fn third_party_answer(
         class: Role::ThirdParty.kind(),
         body_text: body,
         internal: true,
-        ..super::received(source, parsed, raw, &key, now)
+        ..super::write::received(source, parsed, raw, &key, now)
     })?;
     tx.touch_ticket(ticket, now)?;
     let boundary = crate::agent::boundary::Boundary::from_config(config);
     let out = Effects {
-        events: super::Events {
-            tx,
-            mailbox: Some(&source.mailbox),
-            ticket: Some(ticket),
-            message: row,
-            now,
-        },
+        tx,
+        mailbox: &source.mailbox,
+        ticket: Some(ticket),
+        message: row,
+        now,
         support: &desk.support,
         templates: desk.templates,
-        ticket,
         boundary: &boundary,
     };
     out.record_data(
-        "message.received",
+        EventKind::MessageReceived,
         format!("third-party; answer of {from}, to whom the ticket was forwarded"),
         json!({ "class": Role::ThirdParty.kind() }),
     )?;
@@ -215,7 +207,7 @@ pub(super) fn third_party_answer(
             },
             now,
         );
-        queued.extend(out.queue(OutKind::Note, Some(&to.address), rendered)?);
+        queued.extend(out.queue(MailKind::Note, Some(&to.address), rendered)?);
     }
     Ok(Outcome::Stored {
         ticket: Some(ticket),
@@ -245,7 +237,7 @@ fn readers<'c>(
         (None, Some(team)) => team.members.clone(),
         (None, None) => Vec::new(),
     };
-    let agents = super::agents_named(config, &named);
+    let agents = agents_named(config, &named);
     if agents.is_empty() {
         config.agents.agents.iter().collect()
     } else {

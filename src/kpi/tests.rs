@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::catalog::EventKind;
 use crate::store::{Event, Store};
 
 struct Log {
@@ -24,17 +25,16 @@ impl Log {
         Log { store, _dir: dir }
     }
 
-    fn rec(&self, at: &str, kind: &str, ticket: i64, mailbox: &str, data: Value) {
+    fn rec(&self, at: &str, kind: EventKind, ticket: i64, mailbox: &str, data: Value) {
         self.store
             .write_blocking(|tx| {
                 tx.record(
                     &Event {
-                        kind,
                         mailbox: Some(mailbox),
                         ticket: Some(TicketId(ticket)),
                         detail: String::new(),
                         data: (!data.is_null()).then_some(data),
-                        ..Event::default()
+                        ..Event::new(kind)
                     },
                     t(at),
                 )
@@ -45,7 +45,7 @@ impl Log {
     fn opened(&self, at: &str, ticket: i64, language: Option<&str>) {
         self.rec(
             at,
-            "ticket.created",
+            EventKind::TicketCreated,
             ticket,
             "support",
             json!({ "language": language, "quiet": false }),
@@ -55,7 +55,7 @@ impl Log {
     fn status(&self, at: &str, ticket: i64, from: &str, to: &str) {
         self.rec(
             at,
-            "ticket.status",
+            EventKind::TicketStatus,
             ticket,
             "support",
             json!({ "from": from, "to": to, "by": "agent" }),
@@ -84,7 +84,7 @@ fn opened_resolved_and_first_response_times() {
     log.opened("2026-11-03T09:00:00Z", 3, Some("en"));
     log.rec(
         "2026-11-03T09:30:00Z",
-        "ticket.created",
+        EventKind::TicketCreated,
         4,
         "support",
         json!({ "language": "en", "quiet": true }),
@@ -92,7 +92,7 @@ fn opened_resolved_and_first_response_times() {
     for (ticket, minutes) in [(2, 10), (3, 30), (4, 120)] {
         log.rec(
             "2026-11-04T09:00:00Z",
-            "ticket.first_response",
+            EventKind::TicketFirstResponse,
             ticket,
             "support",
             json!({ "created_at": 0, "at": 0, "response_ms": minutes * MIN, "agent": "a@x" }),
@@ -131,7 +131,7 @@ fn each_deadline_counts_once_at_its_first_outcome() {
     let met = |at: &str, deadline: i64, within: bool| {
         log.rec(
             at,
-            "deadline.met",
+            EventKind::DeadlineMet,
             1,
             "support",
             json!({ "deadline": deadline, "kind": "first-response", "received_at": 0,
@@ -141,7 +141,7 @@ fn each_deadline_counts_once_at_its_first_outcome() {
     let breached = |at: &str, deadline: i64| {
         log.rec(
             at,
-            "deadline.breached",
+            EventKind::DeadlineBreached,
             1,
             "support",
             json!({ "deadline": deadline, "kind": "first-response", "received_at": 0, "due_at": 0 }),
@@ -207,10 +207,9 @@ fn status_changes_recorded_before_v6_still_count() {
             .write_blocking(|tx| {
                 tx.record(
                     &Event {
-                        kind: "ticket.status",
                         ticket: Some(TicketId(ticket)),
                         detail: detail.to_string(),
-                        ..Event::default()
+                        ..Event::new(EventKind::TicketStatus)
                     },
                     t(at),
                 )
@@ -231,7 +230,7 @@ fn escalations_warnings_and_satisfaction() {
     let escalate = |at: &str, level: i64| {
         log.rec(
             at,
-            "escalation.sent",
+            EventKind::EscalationSent,
             1,
             "support",
             json!({ "deadline": 1, "level": level, "to": ["lead@x"], "waited_ms": 1 }),
@@ -242,28 +241,28 @@ fn escalations_warnings_and_satisfaction() {
     escalate("2026-11-04T09:00:00Z", 1);
     log.rec(
         "2026-11-03T08:00:00Z",
-        "deadline.warned",
+        EventKind::DeadlineWarned,
         1,
         "support",
         json!({ "deadline": 1, "due_at": 0, "to": ["a@x"] }),
     );
     log.rec(
         "2026-11-03T11:00:00Z",
-        "customer.updated",
+        EventKind::CustomerUpdated,
         1,
         "support",
         json!({ "deadline": 1, "due_at": 0 }),
     );
     log.rec(
         "2026-11-03T11:00:00Z",
-        "ticket.reminded",
+        EventKind::TicketReminded,
         2,
         "support",
         json!({ "n": 1 }),
     );
     log.rec(
         "2026-11-01T09:00:00Z",
-        "survey.sent",
+        EventKind::SurveySent,
         4,
         "support",
         json!({}),
@@ -271,7 +270,7 @@ fn escalations_warnings_and_satisfaction() {
     for ticket in 1..=3 {
         log.rec(
             "2026-11-05T09:00:00Z",
-            "survey.sent",
+            EventKind::SurveySent,
             ticket,
             "support",
             json!({}),
@@ -280,7 +279,7 @@ fn escalations_warnings_and_satisfaction() {
     let answer = |ticket: i64, score: i64| {
         log.rec(
             "2026-11-06T09:00:00Z",
-            "survey.answered",
+            EventKind::SurveyAnswered,
             ticket,
             "support",
             json!({ "score": score }),
@@ -314,7 +313,7 @@ fn per_language_follows_the_last_recorded_language() {
     log.opened("2026-11-03T09:00:00Z", 3, None);
     log.rec(
         "2026-11-03T10:00:00Z",
-        "ticket.language",
+        EventKind::TicketLanguage,
         3,
         "support",
         json!({ "language": "el" }),
@@ -322,7 +321,7 @@ fn per_language_follows_the_last_recorded_language() {
     log.opened("2026-11-03T09:00:00Z", 4, None);
     log.rec(
         "2026-11-04T09:00:00Z",
-        "ticket.first_response",
+        EventKind::TicketFirstResponse,
         2,
         "support",
         json!({ "response_ms": 42 * MIN }),
@@ -349,7 +348,7 @@ fn a_mailbox_includes_its_folders_only() {
     ] {
         log.rec(
             "2026-11-03T09:00:00Z",
-            "ticket.created",
+            EventKind::TicketCreated,
             ticket,
             mailbox,
             json!({ "language": "en", "quiet": false }),
@@ -369,14 +368,14 @@ fn same_figures_whether_asked_now_or_later() {
     log.opened("2026-11-05T09:00:00Z", 3, Some("ar"));
     log.rec(
         "2026-11-05T09:00:00Z",
-        "deadline.breached",
+        EventKind::DeadlineBreached,
         3,
         "support",
         json!({ "deadline": 3, "kind": "first-response", "received_at": 0, "due_at": 0 }),
     );
     log.rec(
         "2026-11-06T09:00:00Z",
-        "survey.sent",
+        EventKind::SurveySent,
         1,
         "support",
         json!({}),
@@ -386,14 +385,14 @@ fn same_figures_whether_asked_now_or_later() {
     // a new ticket.
     log.rec(
         "2026-11-10T09:00:00Z",
-        "ticket.first_response",
+        EventKind::TicketFirstResponse,
         2,
         "support",
         json!({ "response_ms": 6 * 24 * 60 * MIN }),
     );
     log.rec(
         "2026-11-10T09:00:00Z",
-        "deadline.met",
+        EventKind::DeadlineMet,
         3,
         "support",
         json!({ "deadline": 3, "within": false }),
@@ -401,7 +400,7 @@ fn same_figures_whether_asked_now_or_later() {
     log.status("2026-11-10T10:00:00Z", 2, "open", "resolved");
     log.rec(
         "2026-11-10T11:00:00Z",
-        "survey.answered",
+        EventKind::SurveyAnswered,
         1,
         "support",
         json!({ "score": 2 }),

@@ -11,9 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use super::logging::{self, LogFormat};
 use super::terminal::Terminal;
 use super::{check, daemon, deliver, oauth, report, show, stats};
+use crate::catalog::EventKind;
 use crate::config::{self, Config};
 use crate::ingest;
-use crate::kpi::When;
+use crate::kpi::{Period, When};
 use crate::language::Lang;
 use crate::model::{QuarantineId, TicketId, TicketStatus};
 use crate::render::{self, kinds, kinds::Kind};
@@ -223,6 +224,20 @@ pub struct PeriodArgs {
     /// Only the tickets of this mailbox (a [[mailbox]] name, its folders included).
     #[arg(long, value_name = "M")]
     pub mailbox: Option<String>,
+}
+
+impl PeriodArgs {
+    /// The period asked for, in the support time zone `tz`.
+    fn resolve(&self, tz: &jiff::tz::TimeZone) -> anyhow::Result<Period> {
+        // Milliseconds, as events are stored: the period prints and compares without noise.
+        let now = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())?;
+        let since = self.since.resolve(tz, now).map_err(anyhow::Error::msg)?;
+        let until = match self.until {
+            Some(until) => until.resolve(tz, now).map_err(anyhow::Error::msg)?,
+            None => now,
+        };
+        Period::new(since, until).map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -482,12 +497,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             show::contact(&mut out, &contact, &history, &tz, json)?;
         }
         Command::Stats { period, json } => {
-            let (span, ledger) = stats::load(&config, &period)?;
+            let span = period.resolve(&tz)?;
+            let ledger = stats::load(&config, span, period.mailbox.as_deref())?;
             let figures = ledger.stats(span, period.mailbox.as_deref());
             stats::print(&mut out, &figures, &tz, json)?;
         }
         Command::Report { html, period } => {
-            let (span, ledger) = stats::load(&config, &period)?;
+            let span = period.resolve(&tz)?;
+            let ledger = stats::load(&config, span, period.mailbox.as_deref())?;
             let page = report::page(&ledger, span, period.mailbox.as_deref(), &config.support);
             crate::files::write_private(&html, page.as_bytes())
                 .with_context(|| format!("writing {}", html.display()))?;
@@ -495,7 +512,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Template(TemplateCommand::List) => {
             for kind in kinds::KINDS {
-                writeln!(out, "{}: {}", kind.name, kind.about)?;
+                writeln!(out, "{}: {}", kind.name(), kind.about)?;
             }
             for (name, origin) in config.templates.origins() {
                 let origin = origin.map_or("built in".to_string(), |p| p.display().to_string());
@@ -622,9 +639,8 @@ fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCo
                 if done {
                     tx.record(
                         &crate::store::Event {
-                            kind: "quarantine.deleted",
                             detail: format!("quarantined message {id} ({})", held.reason),
-                            ..crate::store::Event::default()
+                            ..crate::store::Event::new(EventKind::QuarantineDeleted)
                         },
                         now,
                     )?;

@@ -4,28 +4,17 @@
 use std::io::Write;
 
 use anyhow::Context;
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::cli::PeriodArgs;
 use super::show::when;
 use crate::config::Config;
 use crate::kpi::{self, Figures, Ledger, Period, Stats, duration_text, percent_text};
 use crate::store::Store;
 
-/// The period asked for, the mailbox checked against the configuration, and the events
-/// recorded before the period's end.
-pub fn load(config: &Config, ask: &PeriodArgs) -> anyhow::Result<(Period, Ledger)> {
-    let tz = &config.support.timezone;
-    // Milliseconds, as events are stored: the period prints and compares without noise.
-    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond())?;
-    let since = ask.since.resolve(tz, now).map_err(anyhow::Error::msg)?;
-    let until = match ask.until {
-        Some(until) => until.resolve(tz, now).map_err(anyhow::Error::msg)?,
-        None => now,
-    };
-    let period = Period::new(since, until).map_err(anyhow::Error::msg)?;
-    if let Some(wanted) = &ask.mailbox {
+/// The events recorded before `period`'s end, once `mailbox` (if any) is checked against the
+/// configuration.
+pub fn load(config: &Config, period: Period, mailbox: Option<&str>) -> anyhow::Result<Ledger> {
+    if let Some(wanted) = mailbox {
         let known = |m: &&crate::config::MailboxConfig| m.name == *wanted || m.account == *wanted;
         if !config.mailboxes.iter().any(|m| known(&m)) {
             let names: Vec<&str> = config.mailboxes.iter().map(|m| m.name.as_str()).collect();
@@ -40,7 +29,7 @@ pub fn load(config: &Config, ask: &PeriodArgs) -> anyhow::Result<(Period, Ledger
     let events = store
         .read_blocking(|tx| tx.kpi_events(&kpi::KINDS, period.until))
         .context("reading the events")?;
-    Ok((period, Ledger::new(events)))
+    Ok(Ledger::new(events))
 }
 
 pub fn print(out: &mut impl Write, stats: &Stats, tz: &TimeZone, json: bool) -> anyhow::Result<()> {

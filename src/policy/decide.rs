@@ -105,8 +105,8 @@ pub enum AgentNotice {
     Unsigned,
     /// The answer carries internal text (why): nothing was applied or sent.
     Leak(String),
-    /// The answer was withheld at the last check before sending (why): it would have carried
-    /// a reply key to the customer.
+    /// The answer was withheld at the last check before sending (why): as it would go out it
+    /// carries a reply key or an inside address. Nothing was applied or sent.
     Withheld(String),
 }
 
@@ -262,7 +262,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(ticket: TicketAction, role: Role) -> Decision {
+    pub fn new(ticket: TicketAction, role: Role) -> Decision {
         Decision {
             ticket,
             role,
@@ -318,9 +318,14 @@ pub fn decide(
         _ if automatic => ordinary(inbound, policy, deadlines, team, now, false),
         Author::Other => ordinary(inbound, policy, deadlines, team, now, false),
         // No key, no proof: whatever it says (a Reply All to the customer included), it acts
-        // as nobody. Recorded as ordinary mail, unanswered, and the agent hears of it.
+        // as nobody. Recorded as ordinary mail, unanswered, and the agent hears of it. Mail
+        // that threads into no ticket opens none (anyone can send it: each would be a
+        // ticket without a customer); it is kept on no ticket.
         Author::Unsigned { agent } => {
-            let mut decision = ordinary(inbound, policy, deadlines, team, now, true);
+            let mut decision = match inbound.threading.ticket() {
+                Some(_) => ordinary(inbound, policy, deadlines, team, now, true),
+                None => Decision::new(TicketAction::Unfiled, Role::Sender(inbound.class.clone())),
+            };
             decision.tell = Some((agent.clone(), AgentNotice::Unsigned));
             decision
         }
@@ -447,7 +452,11 @@ fn agent_reply(
         (_, true, true) => return rejected(append, agent, AgentNotice::Empty),
     };
     if let (Role::AgentReply, Some(leak)) = (&role, inbound.leak) {
-        return rejected(append, agent, AgentNotice::Leak(leak.describe()));
+        let notice = match leak {
+            Leak::Outgoing(why) => AgentNotice::Withheld(why.clone()),
+            other => AgentNotice::Leak(other.describe()),
+        };
+        return rejected(append, agent, notice);
     }
     let mut decision = Decision::new(append, role.clone());
     for command in &text.commands {
@@ -596,6 +605,7 @@ mod tests {
             acknowledgements_per_hour: 5,
             max_message_size: 25 << 20,
             carry_attachments: 10 << 20,
+            max_cc_per_message: 10,
             no_ack_domains: Vec::new(),
             acknowledge_backlog_within: Duration::ZERO,
         }
@@ -994,19 +1004,34 @@ mod tests {
         assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
     }
 
+    /// Red team: forged agent mail threading into no ticket, sent again and again, opens no
+    /// ticket (each would have no customer, outside the per-sender limits); the agent is told.
     #[test]
-    fn unsigned_agent_mail_elsewhere_is_ordinary_but_unacknowledged() {
+    fn unsigned_agent_mail_on_no_ticket_opens_none() {
         let author = Author::Unsigned {
             agent: "a2@x.test".into(),
         };
-        let inbound = Inbound {
-            author: &author,
-            ..customer(Threading::New, None)
-        };
-        let d = decided(&inbound);
+        for load in [
+            SenderLoad::default(),
+            SenderLoad {
+                new_tickets: 50,
+                acknowledgements: 50,
+                latest_ticket: Some(TicketId(9)),
+            },
+        ] {
+            let inbound = Inbound {
+                author: &author,
+                load,
+                ..customer(Threading::New, None)
+            };
+            let d = decided(&inbound);
+            assert_eq!(d.ticket, TicketAction::Unfiled, "{load:?}");
+            assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
+            assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
+        }
+        // The same mail from a customer opens a ticket.
+        let d = decided(&customer(Threading::New, None));
         assert_eq!(d.ticket, TicketAction::Create);
-        assert!(!d.acknowledge && !d.relay && d.deadline.is_none() && d.notify.is_empty());
-        assert_eq!(d.tell, Some(("a2@x.test".into(), AgentNotice::Unsigned)));
     }
 
     #[test]

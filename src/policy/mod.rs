@@ -5,16 +5,17 @@
 //! inside one store transaction.
 
 mod backlog;
-mod calendar;
 mod decide;
 mod steps;
 mod survey;
 
+pub use crate::calendar::{BusinessHours, Calendar, Opening, plus};
 pub use backlog::{BacklogMessage, import_backlog};
-pub use calendar::{BusinessHours, Calendar, Opening, plus};
 pub use decide::{
     AgentNotice, Arrival, DeadlineKind, Decision, Inbound, Limit, NewDeadline, Role, SenderLoad,
     TicketAction, before, decide, new_deadline,
 };
-pub use steps::{DeadlineStep, TicketStep, next_deadline_step, next_ticket_step};
+pub use steps::{
+    DeadlineFacts, DeadlineStep, TicketFacts, TicketStep, next_deadline_step, next_ticket_step,
+};
 pub use survey::score as survey_score;

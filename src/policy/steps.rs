@@ -8,10 +8,37 @@
 
 use jiff::Timestamp;
 
-use super::calendar::plus;
+use crate::calendar::plus;
 use crate::config::{Deadlines, Followup};
 use crate::model::TicketStatus;
-use crate::store::{DeadlineFacts, TicketFacts};
+use crate::model::{MessageRowId, TicketId};
+
+/// An open deadline as the scheduler plans it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlineFacts {
+    pub id: i64,
+    pub ticket: TicketId,
+    pub message: MessageRowId,
+    pub kind: String,
+    pub received_at: Timestamp,
+    pub due_at: Timestamp,
+    pub warn_at: Option<Timestamp>,
+    /// Met, cancelled or paused: nothing to do.
+    pub settled: bool,
+    /// The names of the steps already taken.
+    pub done: Vec<String>,
+}
+
+/// A ticket as the follow-up planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketFacts {
+    pub id: TicketId,
+    pub status: TicketStatus,
+    pub status_at: Timestamp,
+    pub survey_sent: bool,
+    /// Steps taken in the current spell of this status (episode = `status_at`).
+    pub done: Vec<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadlineStep {

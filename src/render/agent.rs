@@ -8,27 +8,17 @@ use super::{
     Envelope, Outgoing, RenderError, RenderedParts, ReplyTo, base_subject, build, format_due,
     format_duration, mailbox, new_message_id, support_mailbox,
 };
-use crate::agent::reply::{MARKER_END, MARKER_START};
 use crate::agent::sign::Signer;
 use crate::config::{Agent, Support};
 use crate::language::Lang;
 use crate::model::{Person, TicketState};
 use crate::parse::{Attachment, Carried};
 use crate::policy::AgentNotice;
-use crate::render::Templates;
 use crate::store::{Answered, EarlierTicket};
+use crate::templates::Templates;
+use crate::templates::kinds::MailKind;
+use crate::templates::marker;
 use crate::thread::format_tag;
-
-/// The line above which agents write, in `lang`; [`crate::agent::reply`] cuts everything
-/// below it, whatever the words between the two ends.
-pub(super) fn marker(lang: Lang) -> String {
-    let words = match lang {
-        Lang::En => "Please type your reply above this line",
-        Lang::Ar => "يُرجى كتابة ردّك فوق هذا السطر",
-        Lang::El => "Γράψτε την απάντησή σας πάνω από αυτή τη γραμμή",
-    };
-    format!("{MARKER_START} {words} {MARKER_END}")
-}
 
 /// The language mail of `kind` to people inside is written in: the agent's own (`[[agent]]
 /// language`), else the desk's (`support.language`; e.g. an escalation address that is no
@@ -37,7 +27,7 @@ pub(super) fn marker(lang: Lang) -> String {
 pub(super) fn reader_language(
     support: &Support,
     templates: &Templates,
-    kind: &str,
+    kind: MailKind,
     agent: Option<&Agent>,
 ) -> Lang {
     templates.language_for(kind, agent.map_or(support.language, |a| a.language))
@@ -58,9 +48,14 @@ pub struct NotificationFor<'a> {
     pub history: &'a [EarlierTicket],
     /// The customer's attachments: those carried, and those only listed.
     pub attachments: &'a Carried,
+    /// People the message copied who were not added to the ticket (too many at once).
+    pub not_added: &'a [String],
     /// The customer's own HTML, sanitized: shown to agents as the customer saw it.
     pub html: Option<&'a Html>,
 }
+
+/// Addresses a notification names of those not added (the rest are counted).
+const NOT_ADDED_SHOWN: usize = 5;
 
 /// Tells `agent` about a customer message; Reply-To and Message-ID carry the agent's key.
 pub fn notification(
@@ -71,11 +66,11 @@ pub fn notification(
     n: NotificationFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let lang = reader_language(support, templates, "notification", Some(agent));
+    let lang = reader_language(support, templates, MailKind::Notification, Some(agent));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     // Each agent gets the analysed part of the text at most: a huge body is stored once, not
     // copied into every agent's notification.
-    let message = crate::ingest::analysis::prefix(n.text);
+    let message = crate::agent::reply::quote::prefix(n.text);
     let history: Vec<minijinja::Value> = n
         .history
         .iter()
@@ -117,11 +112,13 @@ pub fn notification(
             .map(|(name, size)| format!("{name} ({})", format_size(*size)))
             .collect::<Vec<_>>(),
         unlisted => n.attachments.unlisted,
+        not_added => n.not_added.iter().take(NOT_ADDED_SHOWN).cloned().collect::<Vec<_>>(),
+        not_added_more => n.not_added.len().saturating_sub(NOT_ADDED_SHOWN),
         history => history,
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("notification", lang, &context)?;
+    let parts = templates.render_all(MailKind::Notification, lang, &context)?;
     let via = n.customer.name.as_deref().unwrap_or(&n.customer.address);
     build(
         support,
@@ -202,7 +199,7 @@ pub fn reply(
         support_address => support.address.to_string(),
     };
     let lang = r.ticket.language.unwrap_or(support.language);
-    let parts = templates.render_all("reply", lang, &context)?;
+    let parts = templates.render_all(MailKind::Reply, lang, &context)?;
     let customer = r
         .ticket
         .customer
@@ -255,7 +252,7 @@ pub fn note(
     n: NoteFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let lang = reader_language(support, templates, "note", Some(to));
+    let lang = reader_language(support, templates, MailKind::Note, Some(to));
     let tag = format_tag(&support.tag_prefix, n.ticket.id);
     let context = minijinja::context! {
         ticket => n.ticket.id.0,
@@ -267,7 +264,7 @@ pub fn note(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("note", lang, &context)?;
+    let parts = templates.render_all(MailKind::Note, lang, &context)?;
     build(
         support,
         Envelope {
@@ -289,7 +286,8 @@ pub fn note(
 /// Why an agent's own message was not acted on.
 #[derive(Debug, Clone, Copy)]
 pub struct NoticeFor<'a> {
-    pub ticket: &'a TicketState,
+    /// `None`: the mail was kept on no ticket (forged agent mail threading into none).
+    pub ticket: Option<&'a TicketState>,
     pub agent: &'a Agent,
     pub notice: &'a AgentNotice,
     /// Subject of the agent's (or the refused) message.
@@ -304,7 +302,10 @@ pub fn notice(
     n: NoticeFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let tag = format_tag(&support.tag_prefix, n.ticket.id);
+    let tag = n
+        .ticket
+        .map(|t| format_tag(&support.tag_prefix, t.id))
+        .unwrap_or_default();
     let (errors, reason) = match n.notice {
         AgentNotice::BadCommands(errors) => (errors.clone(), String::new()),
         AgentNotice::Empty | AgentNotice::Unsigned => (Vec::new(), String::new()),
@@ -314,7 +315,7 @@ pub fn notice(
     };
     let problem = n.notice.kind();
     let context = minijinja::context! {
-        ticket => n.ticket.id.0,
+        ticket => n.ticket.map(|t| t.id.0),
         tag => tag.clone(),
         subject => if n.subject.is_empty() { "(no subject)" } else { n.subject },
         agent_name => n.agent.name.clone(),
@@ -324,8 +325,8 @@ pub fn notice(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let lang = reader_language(support, templates, "notice", Some(n.agent));
-    let parts = templates.render_all("notice", lang, &context)?;
+    let lang = reader_language(support, templates, MailKind::Notice, Some(n.agent));
+    let parts = templates.render_all(MailKind::Notice, lang, &context)?;
     to_agent(support, n.agent, n.message_id, "auto-replied", parts, now)
 }
 
@@ -385,8 +386,8 @@ pub fn bounce(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let lang = reader_language(support, templates, "bounce", Some(b.agent));
-    let parts = templates.render_all("bounce", lang, &context)?;
+    let lang = reader_language(support, templates, MailKind::Bounce, Some(b.agent));
+    let parts = templates.render_all(MailKind::Bounce, lang, &context)?;
     to_agent(support, b.agent, b.message_id, "auto-generated", parts, now)
 }
 

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::agent::{marker, reader_language};
+use super::agent::reader_language;
 use super::followup::{CustomerMail, customer_mail, thread_values};
 use super::{
     Envelope, Outgoing, RenderError, ReplyTo, base_subject, build, mailbox, support_mailbox,
@@ -13,6 +13,8 @@ use crate::config::{Agent, Support};
 use crate::model::{Person, TicketId};
 use crate::render::Templates;
 use crate::store::MessageView;
+use crate::templates::kinds::MailKind;
+use crate::templates::marker;
 use crate::thread::format_tag;
 
 /// Tells the customer of a merged ticket, in its language, that it continues as `into`.
@@ -34,7 +36,7 @@ pub fn merged(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    customer_mail(support, templates, "merged", mail, &context, now)
+    customer_mail(support, templates, MailKind::Merged, mail, &context, now)
 }
 
 /// A ticket forwarded to a third party by an agent.
@@ -60,7 +62,7 @@ pub fn forward(
     f: ForwardFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {
-    let lang = reader_language(support, templates, "forward", None);
+    let lang = reader_language(support, templates, MailKind::Forward, None);
     let tag = format_tag(&support.tag_prefix, f.ticket);
     let context = minijinja::context! {
         ticket => f.ticket.0,
@@ -73,7 +75,7 @@ pub fn forward(
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
     };
-    let parts = templates.render_all("forward", lang, &context)?;
+    let parts = templates.render_all(MailKind::Forward, lang, &context)?;
     let reply_to = Person::new(&signer.reply_address(f.ticket, f.to), Some(&support.name));
     build(
         support,

@@ -3,8 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::agent::{marker, reader_language, signed_mailbox};
-use super::locale::{Author, author_word};
+use super::agent::{reader_language, signed_mailbox};
 use super::{
     ECHOED_NAME_CHARS, ECHOED_SUBJECT_CHARS, Envelope, Outgoing, RenderError, ReplyTo,
     base_subject, build, echoed, format_due, format_duration, format_when, mailbox, new_message_id,
@@ -16,6 +15,9 @@ use crate::language::Lang;
 use crate::model::{Person, TicketState};
 use crate::render::Templates;
 use crate::store::{Answered, MessageView, StepView};
+use crate::templates::kinds::MailKind;
+use crate::templates::locale::{Author, author_word};
+use crate::templates::marker;
 use crate::thread::format_tag;
 
 /// A ticket's customer mail threads under their latest message.
@@ -33,7 +35,7 @@ pub struct CustomerMail<'a> {
 pub fn to_customer(
     support: &Support,
     templates: &Templates,
-    kind: &str,
+    kind: MailKind,
     mail: CustomerMail<'_>,
     due: Option<Timestamp>,
     now: Timestamp,
@@ -56,7 +58,7 @@ pub fn to_customer(
 pub(super) fn customer_mail(
     support: &Support,
     templates: &Templates,
-    kind: &str,
+    kind: MailKind,
     mail: CustomerMail<'_>,
     context: &minijinja::Value,
     now: Timestamp,
@@ -114,7 +116,7 @@ pub fn alert(
     support: &Support,
     templates: &Templates,
     signer: Option<&Signer>,
-    kind: &str,
+    kind: MailKind,
     a: AlertFor<'_>,
     now: Timestamp,
 ) -> Result<Outgoing, RenderError> {

@@ -8,11 +8,8 @@ mod agent;
 mod commands;
 mod followup;
 pub mod html;
-pub mod kinds;
-mod locale;
 #[cfg(test)]
 mod native;
-mod templates;
 
 use std::time::SystemTime;
 
@@ -21,6 +18,9 @@ use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
+pub use crate::templates::kinds;
+pub use crate::templates::locale::{format_due, format_duration, format_when};
+pub use crate::templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 pub use admin::admin_alert;
 pub use agent::{
     BounceFor, NoteFor, NoticeFor, NotificationFor, ReplyFor, bounce, note, notice, notification,
@@ -28,13 +28,12 @@ pub use agent::{
 };
 pub use commands::{ForwardFor, forward, merged};
 pub use followup::{AlertFor, CustomerMail, alert, to_customer};
-pub use locale::{format_due, format_duration, format_when};
-pub use templates::{Loaded, RenderedParts, TemplateError, Templates, sample_context};
 
 use crate::config::Support;
 use crate::language::Lang;
 use crate::model::{Person, TicketId, clean_header_text};
 use crate::parse::{Attachment, LOOP_HEADER};
+use crate::templates::kinds::MailKind;
 use crate::thread::format_tag;
 
 /// A message ready for the outbox.
@@ -67,7 +66,7 @@ pub enum RenderError {
 
 /// A line holding both ends of the reply marker.
 fn has_marker(text: &str) -> bool {
-    use crate::agent::reply::{MARKER_END, MARKER_START};
+    use crate::templates::{MARKER_END, MARKER_START};
     text.lines()
         .any(|l| l.contains(MARKER_START) && l.contains(MARKER_END))
 }
@@ -103,7 +102,7 @@ pub fn acknowledgement(
         due => format_due(ack.due_at, &support.timezone, ack.lang),
         due_iso => ack.due_at.to_string(),
     };
-    let parts = templates.render_all("ack", ack.lang, &context)?;
+    let parts = templates.render_all(MailKind::Ack, ack.lang, &context)?;
     let mut references: Vec<String> = ack.references.to_vec();
     references.extend(ack.message_id.map(String::from));
     build(
@@ -332,14 +331,14 @@ pub fn preview(
     kind: &kinds::Kind,
     lang: Lang,
 ) -> Result<RenderedParts, TemplateError> {
-    let lang = templates.language_for(kind.name, lang);
+    let lang = templates.language_for(kind.mail, lang);
     let context = minijinja::context! {
         support_name => support.name.clone(),
         support_address => support.address.to_string(),
         tag => format_tag(&support.tag_prefix, TicketId(42)),
         ..sample_context(kind, lang, &support.timezone)
     };
-    templates.render_all(kind.name, lang, &context)
+    templates.render_all(kind.mail, lang, &context)
 }
 
 /// `<uuid@support-domain>`: unguessable, and recognisably ours when it comes back.
@@ -443,10 +442,10 @@ mod tests {
             for lang in Lang::ALL {
                 // What a reader of `lang` gets: agent-facing kinds without templates in
                 // `lang` come in English, with English dates (see `agent::reader_language`).
-                let shown = templates.language_for(kind.name, lang);
+                let shown = templates.language_for(kind.mail, lang);
                 let context = sample_context(kind, shown, &TimeZone::UTC);
-                let parts = templates.render_all(kind.name, lang, &context).unwrap();
-                let what = format!("{} in {lang}", kind.name);
+                let parts = templates.render_all(kind.mail, lang, &context).unwrap();
+                let what = format!("{} in {lang}", kind.name());
                 assert!(parts.subject.contains("[#42]"), "{what}: {}", parts.subject);
                 for body in [&parts.text, &parts.html] {
                     assert!(body.contains("[#42]"), "{what}: {body}");
@@ -455,14 +454,14 @@ mod tests {
                         assert!(body.contains(&due), "{what} states {due}: {body}");
                     }
                 }
-                let prefix = format!("{}.{lang}.", kind.name);
+                let prefix = format!("{}.{lang}.", kind.name());
                 let shipped = kind.shipped.iter().any(|(n, _)| n.starts_with(&prefix));
                 assert_eq!(shown == lang, shipped, "{what}");
                 assert!(shipped || kind.audience == kinds::Audience::Agent, "{what}");
                 assert_eq!(parts.lang, shown, "{what}");
                 for body in [&parts.text, &parts.html] {
                     if kind.body_requires.contains(&"marker") {
-                        let marker = agent::marker(shown);
+                        let marker = crate::templates::marker(shown);
                         assert!(body.contains(&marker), "{what} has {marker}: {body}");
                     }
                 }
@@ -624,6 +623,7 @@ mod tests {
             left_out: vec![("video.mp4".into(), 48_200_000)],
             unlisted: 49_000,
         };
+        let not_added: Vec<String> = (0..7).map(|i| format!("cc{i}@example.net")).collect();
         let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let out = notification(
             &support(),
@@ -641,6 +641,7 @@ mod tests {
                 due_at: None,
                 history: &[],
                 attachments: &carried,
+                not_added: &not_added,
                 html: None,
             },
             now,
@@ -652,6 +653,8 @@ mod tests {
             "Not attached (too large): video.mp4 (48.2 MB)",
             "49000 further parts of the message are not listed.",
             "The message is longer than shown here; deskgate keeps all of it.",
+            "Not added (too many people copied at once): cc0@example.net, cc1@example.net, \
+             cc2@example.net, cc3@example.net, cc4@example.net and 2 more; use #cc add",
         ] {
             assert!(parsed.text.contains(fact), "{fact}");
         }
@@ -696,6 +699,7 @@ mod tests {
                     due_at: Some("2026-11-24T10:00:00Z".parse().unwrap()),
                     history: &[],
                     attachments: &crate::parse::Carried::default(),
+                    not_added: &[],
                     html: None,
                 },
                 now,
@@ -788,7 +792,7 @@ mod tests {
                 alternates: Vec::new(),
                 language: lang,
             };
-            for kind in ["warning", "escalation"] {
+            for kind in [MailKind::Warning, MailKind::Escalation] {
                 let out = alert(
                     &support(),
                     &Templates::builtin(),
@@ -812,11 +816,11 @@ mod tests {
                 let reply_to = parsed.reply_to.expect("signed Reply-To").address;
                 assert!(reply_to.starts_with("support+77."), "{reply_to}");
                 assert!(
-                    parsed.text.contains(&agent::marker(lang)),
-                    "{kind} {lang}: {}",
+                    parsed.text.contains(&crate::templates::marker(lang)),
+                    "{kind:?} {lang}: {}",
                     parsed.text
                 );
-                assert!(mail_parser_html(&out.raw).contains(&agent::marker(lang)));
+                assert!(mail_parser_html(&out.raw).contains(&crate::templates::marker(lang)));
                 // A Dutch Outlook header (not recognised) above the unquoted alert.
                 let answer = format!(
                     "We are on it.\n\nVan: Example Support\nVerzonden: maandag\n\n{}",
@@ -827,7 +831,7 @@ mod tests {
                 assert!(read.body.starts_with("We are on it."), "{}", read.body);
                 assert!(
                     !read.body.contains("Printer on fire"),
-                    "{kind} {lang}: {}",
+                    "{kind:?} {lang}: {}",
                     read.body
                 );
             }

@@ -6,14 +6,14 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::kinds::{self, Audience};
-use super::locale::WEEKDAYS_EN;
 use super::tests::{ack_in, support};
 use super::{AlertFor, Templates, alert, preview};
 use crate::config::Agent;
 use crate::language::Lang;
 use crate::model::{Person, Priority, TicketId, TicketState, TicketStatus};
 use crate::store::{MessageView, StepView};
+use crate::templates::kinds::{self, Audience};
+use crate::templates::locale::WEEKDAYS_EN;
 
 const LRI: char = '\u{2066}';
 const FSI: char = '\u{2068}';
@@ -117,7 +117,7 @@ fn every_kind_reads_natively_in_arabic_and_greek() {
     for kind in kinds::KINDS {
         for lang in [Lang::Ar, Lang::El] {
             let parts = preview(&templates, &support(), kind, lang).unwrap();
-            let what = format!("{}.{lang}", kind.name);
+            let what = format!("{}.{lang}", kind.name());
             assert_eq!(parts.lang, lang, "{what} ships in {lang}");
             assert!(parts.subject.contains("[#42]"), "{what}: {}", parts.subject);
             if lang == Lang::Ar {
@@ -137,7 +137,7 @@ fn every_kind_reads_natively_in_arabic_and_greek() {
                 &html_text(&parts.html),
                 lang,
             ));
-            let greets = kind.audience == Audience::Customer && kind.name != "reply";
+            let greets = kind.audience == Audience::Customer && kind.name() != "reply";
             if lang == Lang::El && greets {
                 assert!(
                     parts.text.starts_with("Γεια σας, Ελένη,\n"),
@@ -245,7 +245,7 @@ fn escalation(lang: Lang, waited: SignedDuration, overdue: SignedDuration) -> su
         &support(),
         &Templates::builtin(),
         None,
-        "escalation",
+        crate::templates::kinds::MailKind::Escalation,
         AlertFor {
             to: "samir@example.test",
             agent: Some(&agent),

@@ -31,12 +31,14 @@ pub use smtp::{Answer, Broken, Smtp, Transport, transport};
 
 use crate::agent::boundary::Boundary;
 use crate::backoff::Backoff;
+use crate::catalog::EventKind;
 use crate::config::{Config, Live, OutboxConfig, Support};
 use crate::health::{Reporter, Trouble};
 use crate::model::{OutboxId, Person, TicketId};
 use crate::policy::plus;
 use crate::render::Outgoing;
 use crate::store::{Event, NewMessage, NewOutbox, OutboxRow, Store, StoreError, Tx, dedupe_key};
+use crate::templates::kinds::MailKind;
 
 /// The longest the sender sleeps without looking at the outbox again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -141,9 +143,8 @@ impl Sender {
             .write(move |tx| {
                 tx.record(
                     &Event {
-                        kind: "smtp.transport_failed",
                         detail,
-                        ..Event::default()
+                        ..Event::new(EventKind::SmtpTransportFailed)
                     },
                     Timestamp::now(),
                 )
@@ -399,32 +400,34 @@ fn record_outcome(
     let event = |kind, detail| {
         tx.record(
             &Event {
-                kind,
                 ticket,
                 outbox: Some(id),
                 detail,
-                ..Event::default()
+                ..Event::new(kind)
             },
             now,
         )
     };
     for refused in &answer.refused {
-        event("outbox.refused", refused.clone())?;
+        event(EventKind::OutboxRefused, refused.clone())?;
     }
     match &outcome.step {
         Step::Sent => {
             tx.outbox_sent(id, now)?;
             let mut to = row.delivered.clone();
             to.extend(answer.accepted.iter().cloned());
-            event("outbox.sent", format!("to {}", to.join(", ")))?;
+            event(EventKind::OutboxSent, format!("to {}", to.join(", ")))?;
         }
         Step::Retry { at, reason } => {
             tx.outbox_retry_at(id, *at, reason)?;
-            event("outbox.deferred", format!("{reason}; next attempt {at}"))?;
+            event(
+                EventKind::OutboxDeferred,
+                format!("{reason}; next attempt {at}"),
+            )?;
         }
         Step::Fail { reason } => {
             tx.outbox_failed(id, reason)?;
-            event("outbox.failed", reason.clone())?;
+            event(EventKind::OutboxFailed, reason.clone())?;
         }
     }
     if !answer.refused.is_empty() && !row.internal {
@@ -452,8 +455,8 @@ pub enum Audience<'a> {
 pub fn enqueue(
     tx: &Tx<'_>,
     support: &Support,
-    ticket: TicketId,
-    class: &str,
+    ticket: Option<TicketId>,
+    kind: MailKind,
     audience: Audience<'_>,
     out: &Outgoing,
     now: Timestamp,
@@ -462,16 +465,16 @@ pub fn enqueue(
         Audience::Inside(agent) => Some(agent),
         Audience::Outside(boundary) => {
             if let Some(leak) = boundary.leak(&out.raw) {
-                error!(ticket = ticket.0, message_id = %out.message_id, kind = class, "not sent, it would carry a reply key outside: {leak}");
+                error!(ticket = ticket.map(|t| t.0), message_id = %out.message_id, kind = kind.outbox(), "not sent, it would carry a reply key outside: {leak}");
                 tx.record(
                     &Event {
-                        kind: "outbox.key_withheld",
-                        ticket: Some(ticket),
+                        ticket,
                         detail: format!(
-                            "{class} to {} not sent: {leak}",
+                            "{} to {} not sent: {leak}",
+                            kind.outbox(),
                             out.recipients.join(", ")
                         ),
-                        ..Event::default()
+                        ..Event::new(EventKind::OutboxKeyWithheld)
                     },
                     now,
                 )?;
@@ -480,7 +483,7 @@ pub fn enqueue(
             None
         }
     };
-    put(tx, support, Some(ticket), class, agent, out, now).map(Enqueued::Queued)
+    put(tx, support, ticket, kind.outbox(), agent, out, now).map(Enqueued::Queued)
 }
 
 /// Puts an alert to the admin (`[alerts]`) in the outbox: on no ticket, internal.
@@ -630,10 +633,34 @@ mod tests {
                     now,
                 })?;
                 let outside = Audience::Outside(&boundary);
-                let withheld = enqueue(tx, &support, ticket, "reply", outside, &leaking, now)?;
+                let withheld = enqueue(
+                    tx,
+                    &support,
+                    Some(ticket),
+                    MailKind::Reply,
+                    outside,
+                    &leaking,
+                    now,
+                )?;
                 let inside = Audience::Inside("agent1@example.test");
-                let to_agent = enqueue(tx, &support, ticket, "note", inside, &leaking, now)?;
-                let sent = enqueue(tx, &support, ticket, "reply", outside, &clean, now)?;
+                let to_agent = enqueue(
+                    tx,
+                    &support,
+                    Some(ticket),
+                    MailKind::Note,
+                    inside,
+                    &leaking,
+                    now,
+                )?;
+                let sent = enqueue(
+                    tx,
+                    &support,
+                    Some(ticket),
+                    MailKind::Reply,
+                    outside,
+                    &clean,
+                    now,
+                )?;
                 Ok((withheld, to_agent, sent))
             })
             .expect("write");
@@ -646,7 +673,7 @@ mod tests {
             (Enqueued::Queued(_), Enqueued::Queued(_))
         ));
         let events = store
-            .read_blocking(|tx| tx.events("outbox.key_withheld", 10))
+            .read_blocking(|tx| tx.events(EventKind::OutboxKeyWithheld.as_str(), 10))
             .expect("events");
         assert_eq!(events.len(), 1);
         assert!(

@@ -4,9 +4,11 @@
 use jiff::Timestamp;
 use tracing::error;
 
+use crate::catalog::EventKind;
 use crate::config::Config;
 use crate::render::{self, BounceFor};
 use crate::store::{Event, OutboxRow, StoreError, Tx};
+use crate::templates::kinds::MailKind;
 
 /// Queues a `bounce` notice (the template a returned delivery report uses) to the ticket's
 /// assigned agent, else its desk's team, listing `refused` (`address: reply`).
@@ -44,8 +46,8 @@ pub fn tell_agents(
         let outbox = super::enqueue(
             tx,
             &desk.support,
-            ticket,
-            "bounce",
+            Some(ticket),
+            MailKind::Bounce,
             super::Audience::Inside(&agent.address),
             &out,
             now,
@@ -56,7 +58,6 @@ pub fn tell_agents(
         };
         tx.record(
             &Event {
-                kind: "outbox.queued",
                 mailbox: Some(&state.mailbox),
                 ticket: Some(ticket),
                 outbox: Some(outbox),
@@ -65,7 +66,7 @@ pub fn tell_agents(
                     agent.address,
                     refused.join("; ")
                 ),
-                ..Event::default()
+                ..Event::new(EventKind::OutboxQueued)
             },
             now,
         )?;

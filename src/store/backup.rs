@@ -93,9 +93,8 @@ mod tests {
             .write_blocking(|tx| {
                 tx.record(
                     &crate::store::Event {
-                        kind: "smtp.transport_failed",
                         detail: "before the backup".into(),
-                        ..Default::default()
+                        ..crate::store::Event::new(crate::catalog::EventKind::SmtpTransportFailed)
                     },
                     jiff::Timestamp::now(),
                 )

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use rusqlite::params;
 
 use super::{StoreError, Tx, from_ms};
+use crate::catalog::EventKind;
 
 /// Totals since the database was created.
 #[derive(Debug, Clone, Default)]
@@ -73,45 +74,60 @@ impl Tx<'_> {
     /// The figures, brought up to date from the events appended since `tally` last looked:
     /// the first call reads the whole history, later ones only what is new.
     pub fn figures(&self, tally: &mut Tally) -> Result<Figures, StoreError> {
+        let counted: Vec<&str> = COUNTED.iter().map(|k| k.as_str()).collect();
         // `+kind`: walk the new rowids, not the kind index over the whole history.
         let mut stmt = self.prepare(
             "SELECT id, at, kind, coalesce(mailbox, ''), outbox_id,
                     coalesce(json_extract(data, '$.class'), 'unknown'),
                     coalesce(json_extract(data, '$.level'), 0)
-             FROM events WHERE id > ?1 AND +kind IN (
-                 'message.received', 'ticket.created', 'ack.queued', 'outbox.sent',
-                 'outbox.deferred', 'outbox.failed', 'outbox.refused', 'smtp.transport_failed',
-                 'deadline.warned', 'deadline.breached', 'escalation.sent', 'mailbox.disconnected')
+             FROM events WHERE id > ?1 AND +kind IN (SELECT value FROM json_each(?2))
              ORDER BY id",
         )?;
-        let mut rows = stmt.query(params![tally.last_event])?;
+        let mut rows = stmt.query(params![
+            tally.last_event,
+            serde_json::Value::from(counted).to_string()
+        ])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
-            let kind: String = row.get(2)?;
             let at: i64 = row.get(1)?;
+            let name: String = row.get(2)?;
             let mailbox: String = row.get(3)?;
             let outbox_id: Option<i64> = row.get(4)?;
-            match kind.as_str() {
-                "message.received" => {
+            let Some(kind) = COUNTED.iter().copied().find(|k| k.as_str() == name) else {
+                return Err(StoreError::Corrupt(format!(
+                    "event {id}: {name} is not a counted kind"
+                )));
+            };
+            match kind {
+                EventKind::MessageReceived => {
                     *tally.messages.entry((mailbox, row.get(5)?)).or_default() += 1;
                 }
-                "ticket.created" => *tally.tickets_opened.entry(mailbox).or_default() += 1,
-                "mailbox.disconnected" => *tally.reconnects.entry(mailbox).or_default() += 1,
-                "escalation.sent" => *tally.escalations.entry(row.get(6)?).or_default() += 1,
-                "deadline.warned" => tally.deadline_warnings += 1,
-                "deadline.breached" => tally.deadline_breaches += 1,
-                "ack.queued" => {
+                EventKind::TicketCreated => *tally.tickets_opened.entry(mailbox).or_default() += 1,
+                EventKind::MailboxDisconnected => {
+                    *tally.reconnects.entry(mailbox).or_default() += 1
+                }
+                EventKind::EscalationSent => {
+                    *tally.escalations.entry(row.get(6)?).or_default() += 1
+                }
+                EventKind::DeadlineWarned => tally.deadline_warnings += 1,
+                EventKind::DeadlineBreached => tally.deadline_breaches += 1,
+                EventKind::AckQueued => {
                     if let Some(id) = outbox_id {
                         tally.acks_waiting.entry(id).or_insert(at);
                     }
                 }
-                "outbox.sent" => {
+                EventKind::OutboxSent => {
                     // The first acceptance of an acknowledgement: its latency.
                     if let Some(queued) = outbox_id.and_then(|id| tally.acks_waiting.remove(&id)) {
                         tally.ack_latency_ms.push(at - queued);
                     }
                 }
-                other => *tally.send_failures.entry(failure_label(other)).or_default() += 1,
+                failure => {
+                    *tally
+                        .send_failures
+                        .entry(failure_label(failure))
+                        .or_default() += 1
+                }
             }
             tally.last_event = id;
         }
@@ -158,12 +174,28 @@ pub struct Tally {
     ack_latency_ms: Vec<i64>,
 }
 
+/// The event kinds the figures count.
+const COUNTED: [EventKind; 12] = [
+    EventKind::MessageReceived,
+    EventKind::TicketCreated,
+    EventKind::AckQueued,
+    EventKind::OutboxSent,
+    EventKind::OutboxDeferred,
+    EventKind::OutboxFailed,
+    EventKind::OutboxRefused,
+    EventKind::SmtpTransportFailed,
+    EventKind::DeadlineWarned,
+    EventKind::DeadlineBreached,
+    EventKind::EscalationSent,
+    EventKind::MailboxDisconnected,
+];
+
 /// The `outcome` label of a send failure's event kind.
-fn failure_label(kind: &str) -> &'static str {
+fn failure_label(kind: EventKind) -> &'static str {
     match kind {
-        "outbox.deferred" => "deferred",
-        "outbox.failed" => "failed",
-        "outbox.refused" => "refused",
+        EventKind::OutboxDeferred => "deferred",
+        EventKind::OutboxFailed => "failed",
+        EventKind::OutboxRefused => "refused",
         _ => "transport",
     }
 }
@@ -180,17 +212,24 @@ mod tests {
     use crate::model::OutboxId;
     use crate::store::{Event, Store};
 
-    fn record(store: &Store, events: &[(&str, Option<&str>, Option<i64>, serde_json::Value, i64)]) {
+    type Row<'a> = (
+        EventKind,
+        Option<&'a str>,
+        Option<i64>,
+        serde_json::Value,
+        i64,
+    );
+
+    fn record(store: &Store, events: &[Row<'_>]) {
         store
             .write_blocking(|tx| {
                 for (kind, mailbox, outbox, data, at) in events {
                     tx.record(
                         &Event {
-                            kind,
                             mailbox: *mailbox,
                             outbox: outbox.map(OutboxId),
                             data: Some(data.clone()),
-                            ..Event::default()
+                            ..Event::new(*kind)
                         },
                         Timestamp::from_millisecond(*at).expect("time"),
                     )?;
@@ -227,16 +266,40 @@ mod tests {
             &store,
             &[
                 (
-                    "message.received",
+                    EventKind::MessageReceived,
                     Some("support"),
                     None,
                     json!({"class": "customer"}),
                     1_000,
                 ),
-                ("ticket.created", Some("support"), None, none.clone(), 1_000),
-                ("ack.queued", Some("support"), Some(7), none.clone(), 1_000),
-                ("outbox.deferred", None, Some(7), none.clone(), 1_200),
-                ("ticket.noted", Some("support"), None, none.clone(), 1_300),
+                (
+                    EventKind::TicketCreated,
+                    Some("support"),
+                    None,
+                    none.clone(),
+                    1_000,
+                ),
+                (
+                    EventKind::AckQueued,
+                    Some("support"),
+                    Some(7),
+                    none.clone(),
+                    1_000,
+                ),
+                (
+                    EventKind::OutboxDeferred,
+                    None,
+                    Some(7),
+                    none.clone(),
+                    1_200,
+                ),
+                (
+                    EventKind::TicketAssigned,
+                    Some("support"),
+                    None,
+                    none.clone(),
+                    1_300,
+                ),
             ],
         );
         let mut kept = Tally::default();
@@ -247,32 +310,38 @@ mod tests {
         record(
             &store,
             &[
-                ("outbox.sent", None, Some(7), none.clone(), 1_450),
-                ("outbox.sent", None, Some(7), none.clone(), 1_900),
+                (EventKind::OutboxSent, None, Some(7), none.clone(), 1_450),
+                (EventKind::OutboxSent, None, Some(7), none.clone(), 1_900),
                 (
-                    "message.received",
+                    EventKind::MessageReceived,
                     Some("sales"),
                     None,
                     json!({"class": "bounce"}),
                     2_000,
                 ),
                 (
-                    "message.received",
+                    EventKind::MessageReceived,
                     Some("support"),
                     None,
                     json!({"class": "customer"}),
                     2_000,
                 ),
-                ("escalation.sent", None, None, json!({"level": 2}), 2_100),
-                ("deadline.breached", None, None, none.clone(), 2_100),
                 (
-                    "mailbox.disconnected",
+                    EventKind::EscalationSent,
+                    None,
+                    None,
+                    json!({"level": 2}),
+                    2_100,
+                ),
+                (EventKind::DeadlineBreached, None, None, none.clone(), 2_100),
+                (
+                    EventKind::MailboxDisconnected,
                     Some("sales"),
                     None,
                     none.clone(),
                     2_200,
                 ),
-                ("smtp.transport_failed", None, None, none, 2_300),
+                (EventKind::SmtpTransportFailed, None, None, none, 2_300),
             ],
         );
         let kept = store

@@ -25,7 +25,8 @@ impl Tx<'_> {
         let mut at = ticket;
         let mut merged = None;
         for _ in 0..MAX_HOPS {
-            let next: Option<i64> = self.query_row(
+            let next: Option<i64> = self
+                .query_row(
                     "SELECT json_extract(data, '$.into') FROM events
                      WHERE ticket_id = ?1 AND kind = 'ticket.merged' ORDER BY id DESC LIMIT 1",
                     [at.0],
@@ -97,7 +98,8 @@ impl Tx<'_> {
 
     /// Whether `ticket` was forwarded to `address` (a `ticket.forwarded` event names it).
     pub fn forwarded_to(&self, ticket: TicketId, address: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = self.query_row(
+        let found: Option<i64> = self
+            .query_row(
                 "SELECT 1 FROM events WHERE ticket_id = ?1 AND kind = 'ticket.forwarded'
                    AND lower(json_extract(data, '$.to')) = lower(?2) LIMIT 1",
                 params![ticket.0, address],

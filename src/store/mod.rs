@@ -28,7 +28,7 @@ use crate::files;
 pub use backup::backup;
 pub use figures::{Figures, OutboxNow, Tally};
 pub use merge::Moved;
-pub use schedule::{DeadlineFacts, NewStep, Paused, StepView, TicketFacts, plan_key};
+pub use schedule::{NewStep, Paused, StepView, plan_key};
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
@@ -304,10 +304,7 @@ mod tests {
         let write = |store: &Store| {
             store.write_blocking(|tx| {
                 tx.record(
-                    &Event {
-                        kind: "smtp.transport_failed",
-                        ..Event::default()
-                    },
+                    &Event::new(crate::catalog::EventKind::SmtpTransportFailed),
                     Timestamp::now(),
                 )
             })

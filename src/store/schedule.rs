@@ -5,35 +5,9 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use super::{StoreError, Tx, from_ms, to_ms};
+use crate::catalog::EventKind;
 use crate::model::{MessageRowId, TicketId, TicketStatus};
-use crate::policy::NewDeadline;
-
-/// An open deadline as the scheduler plans it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadlineFacts {
-    pub id: i64,
-    pub ticket: TicketId,
-    pub message: MessageRowId,
-    pub kind: String,
-    pub received_at: Timestamp,
-    pub due_at: Timestamp,
-    pub warn_at: Option<Timestamp>,
-    /// Met, cancelled or paused: nothing to do.
-    pub settled: bool,
-    /// The names of the steps already taken.
-    pub done: Vec<String>,
-}
-
-/// A ticket as the follow-up planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TicketFacts {
-    pub id: TicketId,
-    pub status: TicketStatus,
-    pub status_at: Timestamp,
-    pub survey_sent: bool,
-    /// Steps taken in the current spell of this status (episode = `status_at`).
-    pub done: Vec<String>,
-}
+use crate::policy::{DeadlineFacts, NewDeadline, TicketFacts};
 
 /// A step taken, for "who was told before".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,10 +131,11 @@ impl Tx<'_> {
 
     /// The configuration key of the last complete planning (`schedule.planned`), if any.
     pub fn last_plan_key(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.query_row(
+        Ok(self
+            .query_row(
                 "SELECT json_extract(data, '$.config') FROM events
-                 WHERE kind = 'schedule.planned' ORDER BY at DESC, id DESC LIMIT 1",
-                [],
+                 WHERE kind = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                [EventKind::SchedulePlanned.as_str()],
                 |r| r.get(0),
             )
             .optional()?
@@ -193,7 +168,8 @@ impl Tx<'_> {
         };
         // By ticket first: the steps_once index leads with ticket_id (deadline_id alone would
         // scan every step ever taken, per deadline).
-        let mut statement = self.prepare("SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id = ?2")?;
+        let mut statement =
+            self.prepare("SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id = ?2")?;
         facts.done = statement
             .query_map(params![facts.ticket.0, id], |r| r.get(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -201,7 +177,8 @@ impl Tx<'_> {
     }
 
     pub fn ticket_facts(&self, ticket: TicketId) -> Result<Option<TicketFacts>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT status, coalesce(status_at, updated_at), survey_sent_at IS NOT NULL
                  FROM tickets WHERE id = ?1",
                 [ticket.0],
@@ -277,7 +254,8 @@ impl Tx<'_> {
     /// The ticket of deadline `id`, read on its own (to name it when its other columns
     /// cannot be read).
     pub fn deadline_ticket(&self, id: i64) -> Result<Option<TicketId>, StoreError> {
-        let ticket: Option<i64> = self.query_row("SELECT ticket_id FROM deadlines WHERE id = ?1", [id], |r| {
+        let ticket: Option<i64> = self
+            .query_row("SELECT ticket_id FROM deadlines WHERE id = ?1", [id], |r| {
                 r.get(0)
             })
             .optional()?;
@@ -360,7 +338,8 @@ impl Tx<'_> {
 
     /// The Message-ID of a stored message.
     pub fn message_id_of(&self, message: MessageRowId) -> Result<Option<String>, StoreError> {
-        Ok(self.query_row(
+        Ok(self
+            .query_row(
                 "SELECT message_id FROM messages WHERE id = ?1",
                 [message.0],
                 |r| r.get(0),

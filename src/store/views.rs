@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Row};
 
 use super::tx::QuarantineStatus;
 use super::{StoreError, Tx, from_ms, to_ms};
+use crate::catalog::EventKind;
 use crate::language::{Lang, Source};
 use crate::model::{OutboxId, QuarantineId, TicketId, TicketStatus};
 
@@ -73,7 +74,7 @@ pub struct EventView {
     pub detail: String,
 }
 
-/// One recorded event with its structured data: what the KPIs (`crate::kpi`) are computed from.
+/// One recorded event with its structured data: what the KPIs are computed from.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
     pub at: Timestamp,
@@ -206,12 +207,12 @@ impl Tx<'_> {
 
     pub fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1");
-        Ok(self.query_row(&sql, [id.0], ticket_view)
-            .optional()?)
+        Ok(self.query_row(&sql, [id.0], ticket_view).optional()?)
     }
 
     pub fn contact(&self, address: &str) -> Result<Option<ContactView>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT address, name, language, first_seen, last_seen, n_tickets, n_messages
                  FROM contacts WHERE address = ?1",
                 [address.to_ascii_lowercase()],
@@ -289,10 +290,11 @@ impl Tx<'_> {
     /// opened), so events recorded later can never change a figure for a past period.
     pub fn kpi_events(
         &self,
-        kinds: &[&str],
+        kinds: &[EventKind],
         until: Timestamp,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let kinds = serde_json::Value::from(kinds).to_string();
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let kinds = serde_json::Value::from(names).to_string();
         let mut statement = self.prepare(
             "SELECT at, kind, mailbox, ticket_id, detail, data FROM events
              WHERE at < ?1 AND kind IN (SELECT value FROM json_each(?2))
@@ -338,7 +340,8 @@ impl Tx<'_> {
         id: QuarantineId,
     ) -> Result<Option<(QuarantineView, Vec<u8>)>, StoreError> {
         let sql = format!("SELECT {QUARANTINE_COLUMNS}, raw FROM quarantine WHERE id = ?1");
-        Ok(self.query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
+        Ok(self
+            .query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
             .optional()?)
     }
 

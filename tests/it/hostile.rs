@@ -17,6 +17,7 @@ use crate::cli::{VALID, deskgate};
 use crate::daemon::{Imap, Setup, UNLIMITED_SENDERS};
 use crate::harness::Lab;
 use crate::hostile_mail::{against, controls, hostile_mails};
+use crate::ops::NotifySocket;
 
 const CUSTOMER: &str = "mallory@example.net";
 const SUPPORT: &str = "support@example.test";
@@ -337,8 +338,13 @@ fn the_database_is_private_under_umask_022() {
     assert_eq!(mode(&db), 0o600, "tightened when opened for writing");
 }
 
-/// On the real servers: after each kind of hostile mail the next ordinary customer is still
-/// acknowledged promptly, and the daemon's peak RSS stays within 2 × the message + 40 MB.
+/// systemd's `WatchdogSec=` for the daemon under test (the unit's is 60 s): it pings every
+/// half of it, so a ping more than 1.5 s late fails the test.
+const WATCHDOG: Duration = Duration::from_secs(3);
+
+/// On the real servers, under systemd's watchdog: after each kind of hostile mail the next
+/// ordinary customer is still acknowledged promptly, the daemon's peak RSS stays within
+/// 2 × the message + 40 MB, and its watchdog pings never stop for a whole `WatchdogSec=`.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_mail_never_stalls_the_desk() {
     let Some(lab) = Lab::start() else { return };
@@ -349,7 +355,15 @@ async fn hostile_mail_never_stalls_the_desk() {
         UNLIMITED_SENDERS,
         "",
     ));
-    let daemon = setup.start();
+    let notify = NotifySocket::bind(setup.dir.path());
+    let watchdog_usec = WATCHDOG.as_micros().to_string();
+    let daemon = setup.start_with(&[
+        ("DESKGATE_LOG", "deskgate=debug,info"),
+        ("NOTIFY_SOCKET", &notify.path.display().to_string()),
+        ("WATCHDOG_USEC", &watchdog_usec),
+    ]);
+    notify.wait(0, "WATCHDOG=1", |m| m == "WATCHDOG=1\n");
+    let started = Instant::now();
     for mail in hostile_mails(&lab.address("mallory"), &lab.address("support"), 8) {
         // A debug build on a shared machine; the benchmark measures the release build.
         let m = against(&lab, &setup, &daemon, mail, Duration::from_secs(60)).await;
@@ -374,6 +388,27 @@ async fn hostile_mail_never_stalls_the_desk() {
             m.peak_kb
         );
     }
+    let finished = Instant::now();
     let (status, _) = daemon.stop();
     assert!(status.success(), "{}", setup.log());
+    let longest = longest_silence(&notify.pings(), started, finished);
+    eprintln!("longest time without a watchdog ping: {longest:?} (WatchdogSec {WATCHDOG:?})");
+    assert!(
+        longest < WATCHDOG,
+        "the watchdog went {longest:?} without a ping; systemd would have restarted deskgate"
+    );
+}
+
+/// The longest time between `from` and `to` without a ping (`pings` in arrival order).
+fn longest_silence(pings: &[Instant], from: Instant, to: Instant) -> Duration {
+    let inside = pings.iter().copied().filter(|at| (from..to).contains(at));
+    let marks: Vec<Instant> = std::iter::once(from)
+        .chain(inside)
+        .chain(std::iter::once(to))
+        .collect();
+    marks
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or_default()
 }

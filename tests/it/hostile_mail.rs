@@ -118,7 +118,9 @@ pub async fn against(
     mail: Hostile,
     limit: Duration,
 ) -> Measured {
-    let subject = format!("ordinary after {}", mail.kind);
+    // Unique: with a subject shared by an earlier run, an earlier acknowledgement would end
+    // the wait at once, and the next daemon would inherit this mail unprocessed.
+    let subject = format!("ordinary after {} {}", mail.kind, uuid_like());
     let ordinary = message(
         &lab.address("customer1"),
         &lab.address("support"),

@@ -9,6 +9,7 @@
 //! of staff; a third of the answered tickets wait on their customer first; surveys sent on
 //! resolution and answered by about 60 %, mostly 4 and 5.
 
+use deskgate::catalog::EventKind;
 use deskgate::model::TicketId;
 use deskgate::store::{Event, Store};
 use jiff::{SignedDuration, Timestamp};
@@ -23,7 +24,7 @@ const POLICY_MS: i64 = 24 * HOUR_MS;
 /// before `end`. The same `seed` gives the same events.
 pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut events: Vec<(Timestamp, &'static str, i64, Value)> = Vec::new();
+    let mut events: Vec<(Timestamp, EventKind, i64, Value)> = Vec::new();
     let mut ticket = 0;
     for day in 0..days {
         let midnight = start + SignedDuration::from_hours(24 * day);
@@ -50,7 +51,7 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
                 x if x < 0.82 => "ar",
                 _ => "el",
             };
-            let mut at = |offset_ms: i64, kind: &'static str, data: Value| {
+            let mut at = |offset_ms: i64, kind: EventKind, data: Value| {
                 events.push((
                     created + SignedDuration::from_millis(offset_ms),
                     kind,
@@ -60,7 +61,7 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
             };
             at(
                 0,
-                "ticket.created",
+                EventKind::TicketCreated,
                 json!({ "language": language, "quiet": false }),
             );
             let due = created.as_millisecond() + POLICY_MS;
@@ -79,40 +80,40 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
             if response > POLICY_MS * 3 / 4 {
                 at(
                     POLICY_MS * 3 / 4,
-                    "deadline.warned",
+                    EventKind::DeadlineWarned,
                     json!({ "deadline": deadline, "due_at": due, "to": ["agent1@example.com"] }),
                 );
             }
             if response > POLICY_MS {
                 at(
                     POLICY_MS,
-                    "deadline.breached",
+                    EventKind::DeadlineBreached,
                     json!({ "deadline": deadline, "kind": "first-response",
                             "received_at": created.as_millisecond(), "due_at": due }),
                 );
                 at(
                     POLICY_MS,
-                    "escalation.sent",
+                    EventKind::EscalationSent,
                     json!({ "deadline": deadline, "level": 1, "to": ["lead@example.com"],
                             "waited_ms": POLICY_MS }),
                 );
                 at(
                     POLICY_MS,
-                    "customer.updated",
+                    EventKind::CustomerUpdated,
                     json!({ "deadline": deadline, "due_at": due + 8 * HOUR_MS }),
                 );
             }
             if response > POLICY_MS + 4 * HOUR_MS {
                 at(
                     POLICY_MS + 4 * HOUR_MS,
-                    "escalation.sent",
+                    EventKind::EscalationSent,
                     json!({ "deadline": deadline, "level": 2, "to": ["manager@example.com"],
                             "waited_ms": POLICY_MS + 4 * HOUR_MS }),
                 );
             }
             at(
                 response,
-                "deadline.met",
+                EventKind::DeadlineMet,
                 json!({ "deadline": deadline, "kind": "first-response",
                         "received_at": created.as_millisecond(), "due_at": due,
                         "met_at": created.as_millisecond() + response,
@@ -120,7 +121,7 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
             );
             at(
                 response,
-                "ticket.first_response",
+                EventKind::TicketFirstResponse,
                 json!({ "created_at": created.as_millisecond(),
                         "at": created.as_millisecond() + response,
                         "response_ms": response, "agent": "agent1@example.com" }),
@@ -129,21 +130,33 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
                 |from: &str, to: &str, by: &str| json!({ "from": from, "to": to, "by": by });
             let mut t = response;
             if rng.random::<f64>() < 0.33 {
-                at(t, "ticket.status", status("open", "pending", "agent"));
+                at(
+                    t,
+                    EventKind::TicketStatus,
+                    status("open", "pending", "agent"),
+                );
                 t += rng.random_range(4..60) * HOUR_MS;
                 if t - response > 48 * HOUR_MS {
                     at(
                         response + 48 * HOUR_MS,
-                        "ticket.reminded",
+                        EventKind::TicketReminded,
                         json!({ "n": 1 }),
                     );
                 }
-                at(t, "ticket.status", status("pending", "open", "customer"));
+                at(
+                    t,
+                    EventKind::TicketStatus,
+                    status("pending", "open", "customer"),
+                );
                 t += rng.random_range(1..6) * HOUR_MS;
             }
             t += rng.random_range(0..36) * HOUR_MS;
-            at(t, "ticket.status", status("open", "resolved", "agent"));
-            at(t, "survey.sent", json!({}));
+            at(
+                t,
+                EventKind::TicketStatus,
+                status("open", "resolved", "agent"),
+            );
+            at(t, EventKind::SurveySent, json!({}));
             let answers = if language == "ar" { 0.5 } else { 0.62 };
             if rng.random::<f64>() < answers {
                 let score = match rng.random::<f64>() {
@@ -154,11 +167,15 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
                     _ => 5,
                 };
                 let later = rng.random_range(1..30) * HOUR_MS;
-                at(t + later, "survey.answered", json!({ "score": score }));
+                at(
+                    t + later,
+                    EventKind::SurveyAnswered,
+                    json!({ "score": score }),
+                );
             }
             at(
                 t + 72 * HOUR_MS,
-                "ticket.status",
+                EventKind::TicketStatus,
                 status("resolved", "closed", "scheduler"),
             );
         }
@@ -169,12 +186,11 @@ pub fn record_month(store: &Store, start: Timestamp, days: i64, end: Timestamp, 
             for (at, kind, ticket, data) in events.into_iter().filter(|e| e.0 < end) {
                 tx.record(
                     &Event {
-                        kind,
                         mailbox: Some("support"),
                         ticket: Some(TicketId(ticket)),
                         detail: String::new(),
                         data: Some(data),
-                        ..Event::default()
+                        ..Event::new(kind)
                     },
                     at,
                 )?;

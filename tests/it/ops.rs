@@ -12,15 +12,16 @@ use crate::harness::{Lab, message};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A unix datagram socket standing in for systemd's NOTIFY_SOCKET; collects every datagram.
-struct NotifySocket {
-    path: std::path::PathBuf,
-    received: Arc<Mutex<Vec<String>>>,
+/// A unix datagram socket standing in for systemd's NOTIFY_SOCKET; collects every datagram
+/// with the time it arrived.
+pub struct NotifySocket {
+    pub path: std::path::PathBuf,
+    received: Arc<Mutex<Vec<(Instant, String)>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl NotifySocket {
-    fn bind(dir: &std::path::Path) -> NotifySocket {
+    pub fn bind(dir: &std::path::Path) -> NotifySocket {
         let path = dir.join("notify.sock");
         let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
         socket
@@ -34,7 +35,7 @@ impl NotifySocket {
             while !done.load(Ordering::Relaxed) {
                 if let Ok(n) = socket.recv(&mut buf) {
                     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    sink.lock().expect("lock").push(text);
+                    sink.lock().expect("lock").push((Instant::now(), text));
                 }
             }
         });
@@ -46,11 +47,22 @@ impl NotifySocket {
     }
 
     fn all(&self) -> Vec<String> {
-        self.received.lock().expect("lock").clone()
+        let received = self.received.lock().expect("lock");
+        received.iter().map(|(_, text)| text.clone()).collect()
+    }
+
+    /// When each WATCHDOG=1 ping arrived.
+    pub fn pings(&self) -> Vec<Instant> {
+        let received = self.received.lock().expect("lock");
+        received
+            .iter()
+            .filter(|(_, text)| text == "WATCHDOG=1\n")
+            .map(|(at, _)| *at)
+            .collect()
     }
 
     /// Waits until some datagram after the first `after` satisfies `pred`; returns its index.
-    fn wait(&self, after: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+    pub fn wait(&self, after: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
         let started = Instant::now();
         loop {
             if let Some(i) = self.all().iter().skip(after).position(|m| pred(m)) {

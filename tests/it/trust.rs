@@ -130,6 +130,21 @@ fn assert_no_key(raw: &[u8], also: &[&str]) {
     }
 }
 
+/// Alice answers the notification of ticket `number`: the customer receives the answer
+/// (returned) and the ticket has its first response.
+async fn answer_counts(lab: &Lab, setup: &Setup, notification: &[u8], number: i64) -> Vec<u8> {
+    answer(lab, "agent1", notification, "The invoice is corrected.").await;
+    let relayed = lab.wait_for("customer1", "INBOX", 2, WAIT).await.remove(1);
+    assert!(
+        parsed(&relayed)
+            .text
+            .starts_with("The invoice is corrected.")
+    );
+    let ticket = setup.json(&["ticket", &number.to_string()]);
+    assert!(!ticket["first_response_at"].is_null(), "{ticket:#}");
+    relayed
+}
+
 /// Prepends `Authentication-Results` headers, top first, as MTAs add them.
 fn with_results(raw: Vec<u8>, results: &[&str]) -> Vec<u8> {
     let mut out: Vec<u8> = results
@@ -648,13 +663,15 @@ async fn forged_keys_open_no_ticket_and_forged_agent_mail_tells_the_agent_once()
 /// Red team: a customer holding a leaked notification puts its reply address in the Subject
 /// of a new ticket, so that every answer would carry it to everyone on the ticket. The
 /// enqueue check withholds the acknowledgement and the answer, and tells the agent who
-/// answered. The legitimate flow: the other ticket's answer is relayed.
+/// answered; the withheld answer counts for nothing (no deadline met, no first response, no
+/// assignment, its `#priority` not applied), so the ticket still waits for an answer. The
+/// legitimate flow: the other ticket's answer is relayed and counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     let Some(lab) = Lab::start() else { return };
     let setup = desk(&lab, None);
     let daemon = setup.start();
-    let (_, notification) = open_ticket(&lab, &setup, None).await;
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
     let (reply_to, _) = keys(&notification);
     let (attacker, support) = (lab.address("customer2"), lab.address("support"));
     let planted = message(
@@ -669,25 +686,141 @@ async fn a_key_in_the_subject_withholds_the_answer_and_tells_the_agent() {
     let inbox = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
     let second = parsed(&inbox[1]);
     assert!(second.subject.contains("Refund"), "{}", second.subject);
-    answer(&lab, "agent1", &inbox[1], "We refund you today.").await;
+    answer(
+        &lab,
+        "agent1",
+        &inbox[1],
+        "#priority urgent\nWe refund you today.",
+    )
+    .await;
     let inbox = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
     let told = parsed(&inbox[2]).text;
     assert!(
-        told.contains("NOT sent") && told.contains("Subject carries a reply key"),
+        told.contains("NOT sent")
+            && told.contains("Subject carries a reply key")
+            && told.contains("Nothing in your mail was applied"),
         "{told}"
     );
+    let planted_ticket = setup.json(&["ticket", "2"]);
+    assert!(
+        planted_ticket["first_response_at"].is_null()
+            && planted_ticket["assigned"].is_null()
+            && !planted_ticket["next_due_at"].is_null()
+            && planted_ticket["priority"] != "urgent",
+        "a withheld answer is no answer: {planted_ticket:#}"
+    );
+    let met = setup.json(&["events", "--kind", "deadline.met", "--limit", "10"]);
+    assert_eq!(met.as_array().map(Vec::len), Some(0), "{met:#}");
     let withheld = setup.json(&["events", "--kind", "outbox.key_withheld", "--limit", "10"]);
     assert_eq!(withheld.as_array().map(Vec::len), Some(2), "{withheld:#}");
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
 
-    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
-    let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
+    let relayed = answer_counts(&lab, &setup, &notification, number).await;
+    assert_no_key(&relayed, &[]);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team (ticket flood): mail forged from an agent's address, without a key and threading
+/// into no ticket, sent again and again. Each would open a ticket without a customer, outside
+/// the per-sender limits (they count customers); it opens none, is kept on no ticket with its
+/// events, and Alice is told once an hour. The legitimate flow: the customer's ticket is
+/// answered by Alice as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_agent_mail_threading_into_no_ticket_opens_none() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let (number, notification) = open_ticket(&lab, &setup, None).await;
+    let (attacker, alice) = (lab.address("customer2"), lab.address("agent1"));
+    let support = lab.address("support");
+    for i in 0..4 {
+        let raw = message(
+            &format!("Alice Agent <{alice}>"),
+            &support,
+            "New bank details",
+            &format!("agent-flood{i}@customer2.test"),
+            "Our IBAN changed: XX00 1234.\n",
+            &[],
+        );
+        lab.send(&attacker, &[&support], &raw).await;
+    }
+    let received = setup
+        .wait_json(
+            &["events", "--kind", "message.received", "--limit", "100"],
+            WAIT,
+            |events| events.as_array().is_some_and(|e| e.len() >= 5),
+        )
+        .await;
+    let forged: Vec<&serde_json::Value> = received
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["ticket"].is_null())
+        .collect();
+    assert_eq!(forged.len(), 4, "kept on no ticket: {received:#}");
+    let tickets = setup.json(&["tickets"]);
+    assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let notices: Vec<String> = lab
+        .fetch_all("agent1", "INBOX")
+        .await
+        .iter()
+        .map(|m| parsed(m).text)
+        .filter(|t| t.contains("did not carry a ticket's reply key"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
     assert!(
-        parsed(&inbox[1])
-            .text
-            .starts_with("The invoice is corrected.")
+        notices[0].contains("It belonged to no ticket and opened none."),
+        "{}",
+        notices[0]
     );
-    assert_no_key(&inbox[1], &[]);
+    let limited = setup.json(&["events", "--kind", "notice.limited", "--limit", "10"]);
+    assert_eq!(limited.as_array().map(Vec::len), Some(3), "{limited:#}");
+    assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+
+    answer_counts(&lab, &setup, &notification, number).await;
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Red team (recipient amplification): a customer's mail copies a thousand addresses, so that
+/// every answer would go to all of them from the company's address. One mail adds at most
+/// `policy.max_cc_per_message` (10) people besides its sender; the agents' notification names
+/// the rest for `#cc add`, and a `ticket.cc_capped` event records them. The legitimate flow:
+/// the first people the customer copied receive the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mail_copying_a_thousand_people_adds_ten() {
+    let Some(lab) = Lab::start() else { return };
+    let setup = desk(&lab, None);
+    let daemon = setup.start();
+    let friend = lab.address("customer3");
+    let copied: Vec<String> = std::iter::once(friend.clone())
+        .chain((0..999).map(|i| format!("victim{i}@elsewhere.test")))
+        .collect();
+    let (number, notification) = open_ticket(&lab, &setup, Some(&copied.join(",\r\n "))).await;
+    let people = participants(&setup, number);
+    assert_eq!(people.len(), 11, "{people:?}");
+    assert!(people.contains(&friend) && people.contains(&lab.address("customer1")));
+    assert!(people.contains(&"victim8@elsewhere.test".to_string()));
+    let text = parsed(&notification).text;
+    assert!(
+        text.contains("Not added (too many people copied at once): victim9@elsewhere.test, ")
+            && text.contains("victim13@elsewhere.test and 985 more; use #cc add"),
+        "{text}"
+    );
+    let capped = setup.json(&["events", "--kind", "ticket.cc_capped", "--limit", "10"]);
+    assert!(
+        capped[0]["detail"].as_str().is_some_and(|d| d
+            .starts_with("990 not added (policy.max_cc_per_message = 10): victim9@elsewhere.test")),
+        "{capped:#}"
+    );
+
+    answer(&lab, "agent1", &notification, "The invoice is corrected.").await;
+    let inbox = lab.wait_for("customer3", "INBOX", 1, WAIT).await;
+    let answer = parsed(&inbox[0]);
+    assert!(answer.text.starts_with("The invoice is corrected."));
+    assert_eq!(answer.cc.len(), 10, "{:?}", answer.cc);
     let (status, _) = daemon.stop();
     assert!(status.success());
 }

@@ -35,6 +35,10 @@ pub enum Leak {
     /// An address only people inside may see: an agent's, the notes address, a reply key
     /// (a quote header that slipped through names them).
     Address(String),
+    /// The answer as it would go out (recipients, subject, quoted mail, attachments) carries a
+    /// reply key or an inside address: the last check before sending, made before anything is
+    /// recorded (where, in a sentence).
+    Outgoing(String),
 }
 
 impl Leak {
@@ -53,6 +57,7 @@ impl Leak {
             Leak::Address(address) => format!(
                 "the answer contains the address {address}, which only agents may see (an agent's address, the notes address or a reply key; a quote header may have slipped through)"
             ),
+            Leak::Outgoing(why) => why.clone(),
         }
     }
 }
@@ -263,7 +268,7 @@ mod tests {
             let text = match &leak {
                 Leak::Marker => "marker".to_string(),
                 Leak::Boilerplate { excerpt } | Leak::Note { excerpt, .. } => excerpt.clone(),
-                Leak::Address(address) => address.clone(),
+                Leak::Address(text) | Leak::Outgoing(text) => text.clone(),
             };
             assert!(text.starts_with(expect), "{answer}: {leak:?}");
             assert!(!leak.describe().is_empty());

@@ -263,9 +263,31 @@ fn header_key(line: &str) -> Option<String> {
     Some(key.trim_end_matches('*').trim().to_lowercase())
 }
 
+/// The part of `text` that is analysed: at most [`MAX_BYTES`] (cut at a character boundary)
+/// and [`MAX_LINES`] lines.
+pub fn prefix(text: &str) -> &str {
+    let text = crate::parse::cut_at(text, MAX_BYTES);
+    match text.match_indices('\n').nth(MAX_LINES - 1) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_is_capped_by_bytes_and_lines() {
+        assert_eq!(prefix("short\ntext"), "short\ntext");
+        let lines = "> x\n".repeat(MAX_LINES * 2);
+        let cut = prefix(&lines);
+        assert_eq!(cut.lines().count(), MAX_LINES);
+        let long = "é".repeat(MAX_BYTES);
+        let cut = prefix(&long);
+        assert!(cut.len() <= MAX_BYTES && cut.len() >= MAX_BYTES - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
 
     /// Every language × client shape: the reply text, the quote header as that client writes
     /// it, then the quoted mail (unquoted for Outlook, `> ` for the others).

@@ -4,13 +4,14 @@ use jiff::Timestamp;
 use rusqlite::params;
 
 use super::Tx;
+use crate::catalog::EventKind;
 use crate::model::{MessageRowId, OutboxId, TicketId};
 use crate::store::{StoreError, to_ms};
 
 /// An entry for the append-only events table.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Event<'a> {
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub mailbox: Option<&'a str>,
     pub ticket: Option<TicketId>,
     pub message: Option<MessageRowId>,
@@ -20,6 +21,21 @@ pub struct Event<'a> {
     pub data: Option<serde_json::Value>,
 }
 
+impl Event<'_> {
+    /// An event of `kind` on nothing in particular, with no detail.
+    pub fn new(kind: EventKind) -> Self {
+        Event {
+            kind,
+            mailbox: None,
+            ticket: None,
+            message: None,
+            outbox: None,
+            detail: String::new(),
+            data: None,
+        }
+    }
+}
+
 impl Tx<'_> {
     pub fn record(&self, event: &Event<'_>, now: Timestamp) -> Result<(), StoreError> {
         self.execute(
@@ -27,7 +43,7 @@ impl Tx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 to_ms(now),
-                event.kind,
+                event.kind.as_str(),
                 event.mailbox,
                 event.ticket.map(|t| t.0),
                 event.message.map(|m| m.0),

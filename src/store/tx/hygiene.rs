@@ -94,7 +94,8 @@ impl Tx<'_> {
 
     /// The quarantine entry already holding a message with this dedupe key, if any.
     pub fn quarantined_key(&self, dedupe_key: &str) -> Result<Option<QuarantineId>, StoreError> {
-        Ok(self.query_row(
+        Ok(self
+            .query_row(
                 "SELECT id FROM quarantine WHERE dedupe_key = ?1 ORDER BY id LIMIT 1",
                 [dedupe_key],
                 |r| r.get(0),
@@ -104,7 +105,8 @@ impl Tx<'_> {
     }
 
     pub fn quarantined(&self, id: QuarantineId) -> Result<Option<Quarantined>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT mailbox, uidvalidity, uid, reason, status, complete, size, raw
                  FROM quarantine WHERE id = ?1",
                 [id.0],

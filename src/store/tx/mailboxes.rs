@@ -42,7 +42,8 @@ pub struct BacklogSummary {
 
 impl Tx<'_> {
     pub fn checkpoint(&self, mailbox: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = ?1",
                 [mailbox],
                 |r| {
@@ -76,7 +77,8 @@ impl Tx<'_> {
     }
 
     pub fn backlog(&self, mailbox: &str) -> Result<Option<Backlog>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT uidvalidity, backlog_uid_next, backlog_started_at, backlog_kind = 'reread',
                         backlog_done_at IS NOT NULL
                  FROM mailbox_state WHERE mailbox = ?1 AND backlog_uid_next IS NOT NULL",
@@ -150,7 +152,8 @@ impl Tx<'_> {
     }
 
     pub fn backlog_summary(&self, mailbox: &str) -> Result<BacklogSummary, StoreError> {
-        let summary = self.query_row(
+        let summary = self
+            .query_row(
                 "SELECT
                    (SELECT count(*) FROM messages m
                     WHERE m.mailbox = s.mailbox AND m.uidvalidity = s.uidvalidity
@@ -174,7 +177,8 @@ impl Tx<'_> {
     }
 
     pub fn refresh_token(&self, account: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.query_row(
+        Ok(self
+            .query_row(
                 "SELECT refresh_token FROM oauth_grants WHERE account = ?1",
                 [account],
                 |r| r.get(0),

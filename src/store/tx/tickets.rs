@@ -96,7 +96,8 @@ impl Tx<'_> {
 
     /// The addresses taking part in `ticket`, or `None` if there is no such ticket.
     pub fn participants(&self, ticket: TicketId) -> Result<Option<Vec<String>>, StoreError> {
-        let exists: Option<i64> = self.query_row("SELECT id FROM tickets WHERE id = ?1", [ticket.0], |r| {
+        let exists: Option<i64> = self
+            .query_row("SELECT id FROM tickets WHERE id = ?1", [ticket.0], |r| {
                 r.get(0)
             })
             .optional()?;
@@ -115,7 +116,8 @@ impl Tx<'_> {
 
     /// The ticket with its customers, or `None` if there is no such ticket.
     pub fn ticket_state(&self, ticket: TicketId) -> Result<Option<TicketState>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT mailbox, subject, status, priority, assigned_agent, customer_address,
                         customer_name, created_at, language, address
                  FROM tickets WHERE id = ?1",
@@ -183,7 +185,8 @@ impl Tx<'_> {
         &self,
         ticket: TicketId,
     ) -> Result<Option<Answered>, StoreError> {
-        let row = self.query_row(
+        let row = self
+            .query_row(
                 "SELECT message_id, refs FROM messages
                  WHERE ticket_id = ?1 AND direction = 'in' AND class = 'customer'
                    AND internal = 0 AND agent IS NULL AND message_id IS NOT NULL
@@ -262,7 +265,8 @@ impl Tx<'_> {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let first_response = self.query_row(
+        let first_response = self
+            .query_row(
                 "UPDATE tickets SET first_response_at = ?2
                  WHERE id = ?1 AND first_response_at IS NULL RETURNING created_at",
                 params![ticket.0, to_ms(at)],
@@ -360,7 +364,8 @@ impl Tx<'_> {
     /// The language `ticket`'s customer is written to in, and why; `None` for a ticket from
     /// before languages were recorded (or no such ticket).
     pub fn ticket_language(&self, ticket: TicketId) -> Result<Option<(Lang, Source)>, StoreError> {
-        let row: Option<(Option<String>, Option<String>)> = self.query_row(
+        let row: Option<(Option<String>, Option<String>)> = self
+            .query_row(
                 "SELECT language, language_source FROM tickets WHERE id = ?1",
                 [ticket.0],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -371,7 +376,8 @@ impl Tx<'_> {
 
     /// The language a contact was last written to in with evidence behind it.
     pub fn contact_language(&self, address: &str) -> Result<Option<Lang>, StoreError> {
-        let lang: Option<Option<String>> = self.query_row(
+        let lang: Option<Option<String>> = self
+            .query_row(
                 "SELECT language FROM contacts WHERE address = ?1",
                 [address],
                 |r| r.get(0),

@@ -46,7 +46,7 @@ fn reader(state: &State) -> Lang {
         .unwrap_or(Lang::En)
 }
 
-pub(super) const WEEKDAYS_EN: [&str; 7] = [
+pub(crate) const WEEKDAYS_EN: [&str; 7] = [
     "Monday",
     "Tuesday",
     "Wednesday",

@@ -1,9 +1,10 @@
 //! The registry of outgoing mail kinds: what each kind is called, who reads it, which variables
 //! its templates get (as sample values) and which facts every body must state.
 //!
-//! Adding a kind is: its template files in `templates/` (`KIND.LANG.{subject,txt,html}`, every
-//! shipped language for customer-facing kinds, at least English for agent-facing ones) and one
-//! entry in [`KINDS`]. Agent-facing kinds are rendered in the reading agent's language
+//! Adding a kind is: a [`MailKind`] variant (the compiler then points at each `match` that
+//! names its outbox kind, its events and its entry in [`KINDS`]), its template files in
+//! `templates/` (`KIND.LANG.{subject,txt,html}`, every shipped language for customer-facing
+//! kinds, at least English for agent-facing ones), and the code that renders it. Agent-facing kinds are rendered in the reading agent's language
 //! (`[[agent]] language`) through `render::agent::reader_language`, which falls back to English
 //! for a language the kind has no templates in; their sample values must therefore state
 //! dates and durations in the language asked for.
@@ -12,9 +13,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use minijinja::Value;
 
-use super::agent::marker;
-use super::locale::{Author, author_word};
-use super::{format_due, format_duration, format_when};
+use super::locale::{Author, author_word, format_due, format_duration, format_when};
+use super::marker;
+use crate::catalog::EventKind;
 use crate::language::Lang;
 
 /// Who reads a kind of mail.
@@ -26,11 +27,155 @@ pub enum Audience {
     Agent,
 }
 
+/// Every kind of outgoing mail: one name in code, from which its template name, outbox kind
+/// and event names are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MailKind {
+    Ack,
+    Reply,
+    Notification,
+    Note,
+    Merged,
+    Forward,
+    Notice,
+    Bounce,
+    Warning,
+    Escalation,
+    Update,
+    Reminder,
+    Survey,
+    Closed,
+}
+
+impl MailKind {
+    /// The first part of its template file names: `ack` for `ack.en.txt`.
+    pub fn template(self) -> &'static str {
+        match self {
+            MailKind::Ack => "ack",
+            MailKind::Reply => "reply",
+            MailKind::Notification => "notification",
+            MailKind::Note => "note",
+            MailKind::Merged => "merged",
+            MailKind::Forward => "forward",
+            MailKind::Notice => "notice",
+            MailKind::Bounce => "bounce",
+            MailKind::Warning => "warning",
+            MailKind::Escalation => "escalation",
+            MailKind::Update => "update",
+            MailKind::Reminder => "reminder",
+            MailKind::Survey => "survey",
+            MailKind::Closed => "closed",
+        }
+    }
+
+    /// Its outbox kind, also the class of its outbound message row (stored: never renamed).
+    pub fn outbox(self) -> &'static str {
+        match self {
+            MailKind::Ack => "acknowledgement",
+            other => other.template(),
+        }
+    }
+
+    /// The kind of a stored outbox row, if it is one of these (not an admin alert).
+    pub fn from_outbox(outbox: &str) -> Option<MailKind> {
+        KINDS.iter().map(|k| k.mail).find(|m| m.outbox() == outbox)
+    }
+
+    /// The kind whose template files start with `template`.
+    pub fn from_template(template: &str) -> Option<MailKind> {
+        KINDS
+            .iter()
+            .map(|k| k.mail)
+            .find(|m| m.template() == template)
+    }
+
+    /// Its entry in the registry.
+    pub fn spec(self) -> &'static Kind {
+        let idx = match self {
+            MailKind::Ack => 0,
+            MailKind::Reply => 1,
+            MailKind::Notification => 2,
+            MailKind::Note => 3,
+            MailKind::Merged => 4,
+            MailKind::Forward => 5,
+            MailKind::Notice => 6,
+            MailKind::Bounce => 7,
+            MailKind::Warning => 8,
+            MailKind::Escalation => 9,
+            MailKind::Update => 10,
+            MailKind::Reminder => 11,
+            MailKind::Survey => 12,
+            MailKind::Closed => 13,
+        };
+        &KINDS[idx]
+    }
+
+    /// The event recorded when an inbound message queues it.
+    pub fn queued_event(self) -> EventKind {
+        match self {
+            MailKind::Ack => EventKind::AckQueued,
+            MailKind::Reply => EventKind::ReplyQueued,
+            MailKind::Notification => EventKind::NotificationQueued,
+            MailKind::Note => EventKind::NoteQueued,
+            MailKind::Merged => EventKind::MergedQueued,
+            MailKind::Forward => EventKind::ForwardQueued,
+            MailKind::Notice => EventKind::NoticeQueued,
+            MailKind::Bounce => EventKind::BounceNotified,
+            // The scheduler's mail is recorded as its step and `outbox.queued`.
+            MailKind::Warning
+            | MailKind::Escalation
+            | MailKind::Update
+            | MailKind::Reminder
+            | MailKind::Survey
+            | MailKind::Closed => EventKind::OutboxQueued,
+        }
+    }
+
+    /// The event recorded when it could not be rendered.
+    pub fn not_sent_event(self) -> EventKind {
+        match self {
+            MailKind::Ack => EventKind::AckNotSent,
+            MailKind::Reply => EventKind::ReplyNotSent,
+            MailKind::Notification => EventKind::NotificationNotSent,
+            MailKind::Note => EventKind::NoteNotSent,
+            MailKind::Merged => EventKind::MergedNotSent,
+            MailKind::Forward => EventKind::ForwardNotSent,
+            MailKind::Notice => EventKind::NoticeNotSent,
+            MailKind::Bounce => EventKind::BounceNotNotified,
+            MailKind::Warning
+            | MailKind::Escalation
+            | MailKind::Update
+            | MailKind::Reminder
+            | MailKind::Survey
+            | MailKind::Closed => EventKind::SchedulerNotSent,
+        }
+    }
+
+    /// Whether a bounce of it tells the ticket's agents (mail to a customer carrying an answer;
+    /// never agents' own mail, whose bounce must not cause another notification).
+    pub fn bounce_tells_agents(self) -> bool {
+        match self {
+            MailKind::Ack | MailKind::Reply => true,
+            MailKind::Notification
+            | MailKind::Note
+            | MailKind::Merged
+            | MailKind::Forward
+            | MailKind::Notice
+            | MailKind::Bounce
+            | MailKind::Warning
+            | MailKind::Escalation
+            | MailKind::Update
+            | MailKind::Reminder
+            | MailKind::Survey
+            | MailKind::Closed => false,
+        }
+    }
+}
+
 /// One kind of outgoing mail.
 #[derive(Debug)]
 pub struct Kind {
-    /// The first part of its template file names: `ack` for `ack.en.txt`.
-    pub name: &'static str,
+    pub mail: MailKind,
     pub audience: Audience,
     /// One line for `deskgate template list` and error messages.
     pub about: &'static str,
@@ -46,6 +191,11 @@ pub struct Kind {
 }
 
 impl Kind {
+    /// The first part of its template file names: `ack` for `ack.en.txt`.
+    pub fn name(&self) -> &'static str {
+        self.mail.template()
+    }
+
     /// The languages every installation must have templates for.
     pub fn required_languages(&self) -> &'static [Lang] {
         match self.audience {
@@ -75,7 +225,7 @@ macro_rules! shipped {
 /// Every kind of mail deskgate writes.
 pub const KINDS: &[Kind] = &[
     Kind {
-        name: "ack",
+        mail: MailKind::Ack,
         audience: Audience::Customer,
         about: "to the customer: acknowledgement of a new ticket, with the time an answer is due",
         subject_requires: &["tag"],
@@ -84,7 +234,7 @@ pub const KINDS: &[Kind] = &[
         sample: ack_sample,
     },
     Kind {
-        name: "reply",
+        mail: MailKind::Reply,
         audience: Audience::Customer,
         about: "to the customer: an agent's answer, relayed from the support address",
         subject_requires: &["tag"],
@@ -93,7 +243,7 @@ pub const KINDS: &[Kind] = &[
         sample: reply_sample,
     },
     Kind {
-        name: "notification",
+        mail: MailKind::Notification,
         audience: Audience::Agent,
         about: "to agents: a customer wrote (new ticket or later message), with their history",
         subject_requires: &["tag"],
@@ -102,7 +252,7 @@ pub const KINDS: &[Kind] = &[
         sample: notification_sample,
     },
     Kind {
-        name: "note",
+        mail: MailKind::Note,
         audience: Audience::Agent,
         about: "to agents: another agent's internal note on a ticket",
         subject_requires: &["tag"],
@@ -111,7 +261,7 @@ pub const KINDS: &[Kind] = &[
         sample: note_sample,
     },
     Kind {
-        name: "merged",
+        mail: MailKind::Merged,
         audience: Audience::Customer,
         about: "to the customer: an agent merged their ticket into another (#merge); later mail goes under its tag",
         subject_requires: &["tag"],
@@ -120,7 +270,7 @@ pub const KINDS: &[Kind] = &[
         sample: merged_sample,
     },
     Kind {
-        name: "forward",
+        mail: MailKind::Forward,
         audience: Audience::Agent,
         about: "to a third party (#forward): the conversation and the agent's words; answers come back to the agents",
         subject_requires: &["tag"],
@@ -129,7 +279,7 @@ pub const KINDS: &[Kind] = &[
         sample: forward_sample,
     },
     Kind {
-        name: "notice",
+        mail: MailKind::Notice,
         audience: Audience::Agent,
         about: "to an agent: why their mail was not applied or not sent",
         subject_requires: &["tag"],
@@ -138,7 +288,7 @@ pub const KINDS: &[Kind] = &[
         sample: notice_sample,
     },
     Kind {
-        name: "bounce",
+        mail: MailKind::Bounce,
         audience: Audience::Agent,
         about: "to agents: our mail did not reach the customer (a delivery report came back)",
         subject_requires: &["tag"],
@@ -147,7 +297,7 @@ pub const KINDS: &[Kind] = &[
         sample: bounce_sample,
     },
     Kind {
-        name: "warning",
+        mail: MailKind::Warning,
         audience: Audience::Agent,
         about: "to the assigned agent or the team: a customer's answer is due soon",
         subject_requires: &["tag"],
@@ -156,7 +306,7 @@ pub const KINDS: &[Kind] = &[
         sample: alert_sample,
     },
     Kind {
-        name: "escalation",
+        mail: MailKind::Escalation,
         audience: Audience::Agent,
         about: "to an escalation level: an answer is overdue, with the whole conversation and who was told",
         subject_requires: &["tag", "level"],
@@ -165,7 +315,7 @@ pub const KINDS: &[Kind] = &[
         sample: alert_sample,
     },
     Kind {
-        name: "update",
+        mail: MailKind::Update,
         audience: Audience::Customer,
         about: "to the customer: an apology at the first escalation, with a new realistic time",
         subject_requires: &["tag"],
@@ -174,7 +324,7 @@ pub const KINDS: &[Kind] = &[
         sample: update_sample,
     },
     Kind {
-        name: "reminder",
+        mail: MailKind::Reminder,
         audience: Audience::Customer,
         about: "to the customer: we still wait for their reply on a pending ticket",
         subject_requires: &["tag"],
@@ -183,7 +333,7 @@ pub const KINDS: &[Kind] = &[
         sample: no_sample,
     },
     Kind {
-        name: "survey",
+        mail: MailKind::Survey,
         audience: Audience::Customer,
         about: "to the customer: their ticket is resolved; one question, answered with a digit 1-5",
         subject_requires: &["tag"],
@@ -192,7 +342,7 @@ pub const KINDS: &[Kind] = &[
         sample: no_sample,
     },
     Kind {
-        name: "closed",
+        mail: MailKind::Closed,
         audience: Audience::Customer,
         about: "to the customer: their resolved ticket was closed automatically",
         subject_requires: &["tag"],
@@ -203,12 +353,12 @@ pub const KINDS: &[Kind] = &[
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
-    KINDS.iter().find(|k| k.name == name)
+    MailKind::from_template(name).map(MailKind::spec)
 }
 
 /// The kind names as a readable list: `ack, ...`.
 pub fn names() -> String {
-    KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+    KINDS.iter().map(Kind::name).collect::<Vec<_>>().join(", ")
 }
 
 /// The moment sample due times refer to.
@@ -271,6 +421,8 @@ fn notification_sample(lang: Lang, tz: &TimeZone) -> Value {
         attachments => vec!["photo.jpg", "invoice.pdf"],
         not_attached => vec!["video.mp4 (48.2 MB)"],
         unlisted => 0,
+        not_added => vec!["cc11@example.net"],
+        not_added_more => 0,
         history => vec![minijinja::context! {
             tag => "[#41]", subject => "Toner", status => "closed", opened => "2026-10-01",
         }],
@@ -364,4 +516,21 @@ fn update_sample(lang: Lang, tz: &TimeZone) -> Value {
 
 fn no_sample(_: Lang, _: &TimeZone) -> Value {
     minijinja::context! {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_registry_entry_and_unique_names() {
+        for (idx, kind) in KINDS.iter().enumerate() {
+            assert_eq!(kind.mail.spec().name(), kind.name(), "entry {idx}");
+            assert_eq!(MailKind::from_template(kind.name()), Some(kind.mail));
+            assert_eq!(MailKind::from_outbox(kind.mail.outbox()), Some(kind.mail));
+        }
+        assert_eq!(MailKind::Ack.outbox(), "acknowledgement");
+        assert_eq!(MailKind::from_outbox("alert"), None);
+        assert_eq!(MailKind::from_template("acknowledgement"), None);
+    }
 }

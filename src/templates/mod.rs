@@ -1,7 +1,7 @@
 //! Message templates: one file per kind, language and part (`ack.ar.txt`), compiled once when
 //! the configuration is loaded.
 //!
-//! The shipped set (see [`super::kinds`]) is compiled into the binary. `templates_dir` may
+//! The shipped set (see [`kinds`]) is compiled into the binary. `templates_dir` may
 //! override any subset of it: a file there replaces the shipped file of the same name, every
 //! other template stays the shipped one. A file whose name looks like a template but names an
 //! unknown kind, language or part is an error (a typo must not be silently ignored).
@@ -16,8 +16,26 @@ use std::path::{Path, PathBuf};
 use jiff::tz::TimeZone;
 use minijinja::{AutoEscape, Environment, HtmlEscape, State, UndefinedBehavior, Value};
 
-use super::kinds::{self, Audience, KINDS, Kind, PARTS};
+pub mod kinds;
+pub mod locale;
+
 use crate::language::Lang;
+use kinds::{Audience, KINDS, Kind, MailKind, PARTS};
+
+/// The marker line notifications carry; everything from it down is ours, not the agent's.
+pub const MARKER_START: &str = "##-";
+pub const MARKER_END: &str = "-##";
+
+/// The line above which agents write, in `lang`; reading a reply (`agent::reply`) cuts everything
+/// below it, whatever the words between the two ends.
+pub fn marker(lang: Lang) -> String {
+    let words = match lang {
+        Lang::En => "Please type your reply above this line",
+        Lang::Ar => "يُرجى كتابة ردّك فوق هذا السطر",
+        Lang::El => "Γράψτε την απάντησή σας πάνω από αυτή τη γραμμή",
+    };
+    format!("{MARKER_START} {words} {MARKER_END}")
+}
 
 /// Compiled templates.
 pub struct Templates {
@@ -25,7 +43,7 @@ pub struct Templates {
     /// Where each template came from: `None` for the shipped one.
     origins: BTreeMap<String, Option<PathBuf>>,
     /// The literal lines of every template of mail to agents and the reply marker in every
-    /// language: wording that must never reach a customer ([`crate::agent::reply::leak`]).
+    /// language: wording that must never reach a customer (the relay's leak check).
     boilerplate: Vec<String>,
 }
 
@@ -119,7 +137,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_filter("ltr", ltr);
         env.add_filter("isolate", isolate);
-        super::locale::add_filters(&mut env);
+        locale::add_filters(&mut env);
         let mut errors = Vec::new();
         let names: Vec<String> = sources.keys().cloned().collect();
         for (name, source) in sources {
@@ -145,7 +163,7 @@ impl Templates {
         templates.boilerplate = templates.agent_wording();
         for kind in KINDS {
             for lang in Lang::ALL {
-                let names = PARTS.map(|part| file_name(kind.name, lang, part));
+                let names = PARTS.map(|part| file_name(kind.name(), lang, part));
                 let present = names
                     .iter()
                     .filter(|n| templates.origins.contains_key(*n))
@@ -162,7 +180,7 @@ impl Templates {
                         errors.push(TemplateError {
                             reason: format!(
                                 "missing: `{}` mail must exist in {}, each with all of {}",
-                                kind.name,
+                                kind.name(),
                                 language_list(kind.required_languages()),
                                 PARTS.join(", ")
                             ),
@@ -207,7 +225,7 @@ impl Templates {
             return Err(fail(format!(
                 "does not use {}, which every `{}` mail must show",
                 missing.join(" and "),
-                kind.name
+                kind.name()
             )));
         }
         self.render_one(name, &sample_context(kind, lang, &TimeZone::UTC))
@@ -228,8 +246,11 @@ impl Templates {
 
     /// The language `kind` is written in for a reader of `lang`: `lang`, or English when an
     /// agent-facing kind has no `lang` version.
-    pub fn language_for(&self, kind: &str, lang: Lang) -> Lang {
-        if self.origins.contains_key(&file_name(kind, lang, "txt")) {
+    pub fn language_for(&self, kind: MailKind, lang: Lang) -> Lang {
+        if self
+            .origins
+            .contains_key(&file_name(kind.template(), lang, "txt"))
+        {
             lang
         } else {
             Lang::En
@@ -240,7 +261,7 @@ impl Templates {
     /// [`Templates::language_for`]). `lang` and `dir` are added to `context`.
     pub fn render_all(
         &self,
-        kind: &str,
+        kind: MailKind,
         lang: Lang,
         context: &Value,
     ) -> Result<RenderedParts, TemplateError> {
@@ -250,12 +271,12 @@ impl Templates {
             dir => if lang.is_rtl() { "rtl" } else { "ltr" },
             ..context.clone()
         };
-        let subject = self.render_one(&file_name(kind, lang, "subject"), &context)?;
+        let subject = self.render_one(&file_name(kind.template(), lang, "subject"), &context)?;
         Ok(RenderedParts {
             lang,
             subject: crate::model::clean_header_text(&subject),
-            text: self.render_one(&file_name(kind, lang, "txt"), &context)? + "\n",
-            html: self.render_one(&file_name(kind, lang, "html"), &context)? + "\n",
+            text: self.render_one(&file_name(kind.template(), lang, "txt"), &context)? + "\n",
+            html: self.render_one(&file_name(kind.template(), lang, "html"), &context)? + "\n",
         })
     }
 
@@ -265,14 +286,12 @@ impl Templates {
     }
 
     fn agent_wording(&self) -> Vec<String> {
-        let mut lines: Vec<String> = Lang::ALL
-            .iter()
-            .map(|lang| super::agent::marker(*lang))
-            .collect();
+        let mut lines: Vec<String> = Lang::ALL.iter().map(|lang| marker(*lang)).collect();
         for kind in KINDS.iter().filter(|k| k.audience == Audience::Agent) {
             for lang in Lang::ALL {
                 for part in ["txt", "html"] {
-                    if let Ok(template) = self.env.get_template(&file_name(kind.name, lang, part)) {
+                    if let Ok(template) = self.env.get_template(&file_name(kind.name(), lang, part))
+                    {
                         lines.extend(literal_lines(template.source(), part == "html"));
                     }
                 }
@@ -454,7 +473,7 @@ fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
     let mut warnings = Vec::new();
     for kind in KINDS {
         for lang in Lang::ALL {
-            let names = PARTS.map(|part| file_name(kind.name, lang, part));
+            let names = PARTS.map(|part| file_name(kind.name(), lang, part));
             let from: Vec<Option<&Path>> = names
                 .iter()
                 .map(|n| origins.get(n).and_then(|p| p.parent()))
@@ -472,7 +491,7 @@ fn half_overridden(origins: &BTreeMap<String, PathBuf>) -> Vec<String> {
                 .collect();
             warnings.push(format!(
                 "templates: the parts of `{}` in {lang} come from different places ({}); customers may see different wording in each part",
-                kind.name,
+                kind.name(),
                 parts.join(", ")
             ));
         }
@@ -555,7 +574,7 @@ mod tests {
         for kind in KINDS {
             for lang in kind.required_languages() {
                 for part in PARTS {
-                    let name = file_name(kind.name, *lang, part);
+                    let name = file_name(kind.name(), *lang, part);
                     assert!(templates.origins.contains_key(&name), "{name} is shipped");
                 }
             }
@@ -584,7 +603,7 @@ mod tests {
         let parts = loaded
             .templates
             .render_all(
-                "ack",
+                MailKind::Ack,
                 Lang::El,
                 &sample_context(&KINDS[0], Lang::El, &TimeZone::UTC),
             )
