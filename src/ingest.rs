@@ -1,17 +1,17 @@
 //! One inbound message, from raw bytes to committed facts.
 //!
 //! parse → classify → (store look-ups) → thread → decide → render → write, all of the writes
-//! in ONE store transaction: the message row, the ticket created or updated, its
-//! participants and deadline, the acknowledgement (rendered bytes and Message-ID fixed now)
-//! with its outbox row, bounce marks, the events, and the mailbox checkpoint. Side effects
-//! that depend on these facts (IMAP flags and moves, SMTP) happen only after [`ingest`]
-//! returns.
+//! in ONE store transaction (fetched mail: one per batch, a savepoint per message, [`batch`]):
+//! the message row, the ticket created or updated, its participants and deadline, the
+//! acknowledgement (rendered bytes and Message-ID fixed now) with its outbox row, bounce
+//! marks, the events, and the mailbox checkpoint. Side effects that depend on these facts
+//! (IMAP flags and moves, SMTP) happen only after the commit.
 //!
 //! Idempotent: a message whose Message-ID (or, lacking one, whose bytes) is already stored
 //! only advances the checkpoint. Mail that cannot be handled is quarantined in the same
 //! transaction instead of stored ([`Outcome::Quarantined`]); [`batch`] quarantines a message
-//! whose storing fails, [`quarantine_oversize`] puts aside mail that never got this far, and [`release`] sends a
-//! quarantined message down the normal path.
+//! whose storing fails, [`quarantine_oversize`] puts aside mail that never got this far, and
+//! [`release`] sends a quarantined message down the normal path.
 
 use std::sync::Arc;
 
@@ -110,32 +110,6 @@ pub async fn ingest(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
-    ingest_shared(store, config, source, Arc::new(raw), now).await
-}
-
-/// [`ingest`], and when that fails for a reason other than the database (so trying again
-/// would fail again), quarantines it with the error: one bad message never blocks a
-/// mailbox. A batch of one ([`batch::ingest_batch`]). Returns the outcome and the message's
-/// Message-ID.
-pub async fn ingest_or_quarantine(
-    store: &Store,
-    config: &Arc<Config>,
-    source: Source,
-    raw: Vec<u8>,
-    now: Timestamp,
-) -> Result<(Outcome, Option<String>), StoreError> {
-    let item = batch::Item::Message { source, raw };
-    let done = only(batch::ingest_batch(store, config, vec![item], now).await?)?;
-    Ok((done.outcome, done.message_id))
-}
-
-async fn ingest_shared(
-    store: &Store,
-    config: &Arc<Config>,
-    source: Source,
-    raw: Arc<Vec<u8>>,
-    now: Timestamp,
-) -> Result<(Outcome, ParsedMessage), StoreError> {
     let (parsed, class) = understand(&raw, &config.own_addresses);
     // Text analysis happens here, outside the single writer's transaction.
     let analysis = analysis::analyse(&raw, &parsed, &class, config);
@@ -155,6 +129,22 @@ async fn ingest_shared(
             Ok((outcome, parsed))
         })
         .await
+}
+
+/// [`ingest`], and when that fails for a reason other than the database (so trying again
+/// would fail again), quarantines it with the error: one bad message never blocks a
+/// mailbox. A batch of one ([`batch::ingest_batch`]). Returns the outcome and the message's
+/// Message-ID.
+pub async fn ingest_or_quarantine(
+    store: &Store,
+    config: &Arc<Config>,
+    source: Source,
+    raw: Vec<u8>,
+    now: Timestamp,
+) -> Result<(Outcome, Option<String>), StoreError> {
+    let item = batch::Item::Message { source, raw };
+    let done = only(batch::ingest_batch(store, config, vec![item], now).await?)?;
+    Ok((done.outcome, done.message_id))
 }
 
 /// Quarantines a message larger than `policy.max_message_size` by its headers alone (its
