@@ -44,6 +44,11 @@ const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
 const DATABASE_RETRY_CAP: Duration = Duration::from_secs(30);
 /// Backlog messages whose flags and arrival times are read per `UID FETCH`.
 const BACKLOG_METADATA_BATCH: usize = 500;
+/// The most bytes of mail (by RFC822.SIZE) one batch fetches, beside `batch_size`; a message
+/// larger than this goes alone. One batch commits while the next is fetched, so about twice
+/// this is held at once whatever `batch_size` says (50 messages at the size limit would be
+/// 1.25 GB).
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Why a mailbox session ended. Every variant leads to a reconnect after a backoff.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +119,28 @@ impl Step {
             Step::Import { uid, .. } | Step::Skip(uid) => uid,
         }
     }
+}
+
+/// How many of `steps` one batch takes: all, unless the messages to fetch (`sizes`: UID and
+/// RFC822.SIZE, sorted by UID) come to more than `budget` bytes; then those before the one
+/// that would pass it, and at least the first message.
+fn fitting(steps: &[Step], sizes: &[(u32, u64)], budget: u64) -> usize {
+    let mut total = 0u64;
+    let mut fetched = 0usize;
+    for (taken, step) in steps.iter().enumerate() {
+        let Step::Import { uid, .. } = *step else {
+            continue;
+        };
+        let Ok(at) = sizes.binary_search_by_key(&uid, |(u, _)| *u) else {
+            continue;
+        };
+        total = total.saturating_add(sizes[at].1);
+        if total > budget && fetched > 0 {
+            return taken;
+        }
+        fetched += 1;
+    }
+    steps.len()
 }
 
 /// A batch's write transaction, running while the next batch is fetched.
@@ -539,13 +566,18 @@ impl MailboxTask {
         cancel: &CancellationToken,
     ) -> Result<(), FetchError> {
         let mut committing: Option<Committing> = None;
-        for batch in steps.chunks(self.mailbox.batch_size as usize) {
+        let mut rest = steps;
+        while !rest.is_empty() {
             if cancel.is_cancelled() {
                 break;
             }
             self.beat(self.mailbox.timeout * 4);
+            let batch = &rest[..rest.len().min(self.mailbox.batch_size as usize)];
             let items = match self.gather(session, batch, uidvalidity).await {
-                Ok(items) => items,
+                Ok((items, taken)) => {
+                    rest = &rest[taken..];
+                    items
+                }
                 Err(err) => {
                     // The batch before is committed (or not) whatever happens here.
                     if let Some(previous) = committing.take() {
@@ -574,13 +606,14 @@ impl MailboxTask {
     }
 
     /// Fetches one batch: sizes, the bodies, the headers of oversize mail; in UID order, with
-    /// the backlog left in the folder between them.
+    /// the backlog left in the folder between them. Takes the steps of `batch` that fit in
+    /// `BATCH_BYTES` and says how many.
     async fn gather(
         &self,
         session: &mut Session,
         batch: &[Step],
         uidvalidity: u32,
-    ) -> Result<Vec<Item>, FetchError> {
+    ) -> Result<(Vec<Item>, usize), FetchError> {
         let name = &self.mailbox.name;
         let wanted: Vec<u32> = batch
             .iter()
@@ -589,11 +622,15 @@ impl MailboxTask {
                 Step::Skip(_) => None,
             })
             .collect();
-        let (normal, oversize) = if wanted.is_empty() {
+        let (mut normal, oversize) = if wanted.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             self.sizes(session, &wanted).await?
         };
+        let batch = &batch[..fitting(batch, &normal, BATCH_BYTES)];
+        let last = batch.last().map_or(0, Step::uid);
+        normal.retain(|(uid, _)| *uid <= last);
+        let normal: Vec<u32> = normal.into_iter().map(|(uid, _)| uid).collect();
         let mut fetched = Vec::with_capacity(normal.len());
         if !normal.is_empty() {
             for fetch in self
@@ -651,7 +688,7 @@ impl MailboxTask {
             items.push(Item::Message { source, raw });
         }
         items.extend(left.take(name, uidvalidity));
-        Ok(items)
+        Ok((items, batch.len()))
     }
 
     /// Waits for a batch's commit, logs each message and wakes the outbox and the scheduler;
@@ -752,12 +789,12 @@ impl MailboxTask {
     }
 
     /// Splits `uids` by the server's RFC822.SIZE into messages to fetch and messages over
-    /// `policy.max_message_size` (with their size).
+    /// `policy.max_message_size`, each with its size (0 where the server gave none).
     async fn sizes(
         &self,
         session: &mut Session,
         uids: &[u32],
-    ) -> Result<(Vec<u32>, Vec<(u32, u64)>), FetchError> {
+    ) -> Result<(Vec<(u32, u64)>, Vec<(u32, u64)>), FetchError> {
         let max = self.config.current().policy.max_message_size;
         let mut normal = Vec::with_capacity(uids.len());
         let mut oversize = Vec::new();
@@ -765,7 +802,7 @@ impl MailboxTask {
             let Some(uid) = fetch.uid else { continue };
             match fetch.size.map(u64::from) {
                 Some(size) if size > max => oversize.push((uid, size)),
-                _ => normal.push(uid),
+                size => normal.push((uid, size.unwrap_or_default())),
             }
         }
         normal.sort_unstable();
@@ -967,6 +1004,35 @@ fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_takes_what_fits_in_its_bytes() {
+        let import = |uid| Step::Import { uid, backlog: None };
+        let steps = [
+            import(1),
+            Step::Skip(2),
+            import(3),
+            import(4),
+            Step::Skip(5),
+        ];
+        let check = |sizes: &[(u32, u64)], budget, expect| {
+            assert_eq!(
+                fitting(&steps, sizes, budget),
+                expect,
+                "{sizes:?} in {budget}"
+            );
+        };
+        // Everything fits: the whole batch, skipped steps included.
+        check(&[(1, 10), (3, 10), (4, 10)], 30, 5);
+        // The third message would pass the budget: the batch ends before it.
+        check(&[(1, 10), (3, 10), (4, 11)], 30, 3);
+        check(&[(1, 10), (3, 25), (4, 1)], 30, 2);
+        // A message larger than the budget goes alone (with the skipped step after it).
+        check(&[(1, 100), (3, 1), (4, 1)], 30, 2);
+        // Gone from the server (no size): nothing to fetch, nothing counted.
+        check(&[(1, 30)], 30, 5);
+        check(&[], 0, 5);
+    }
 
     #[test]
     fn uid_sets_are_compact() {

@@ -23,6 +23,14 @@ pub enum Imap {
 pub const UNLIMITED_SENDERS: &str =
     "new_tickets_per_hour = 100000\nacknowledgements_per_hour = 100000";
 
+/// The allocator settings `systemd/deskgate.service` gives the daemon (its `Environment=`
+/// lines; `package::the_unit_sets_the_allocator_as_measured` holds the two together), for
+/// tests and benchmarks that measure memory as it is in production.
+pub const UNIT_MALLOC: [(&str, &str); 2] = [
+    ("MALLOC_ARENA_MAX", "2"),
+    ("MALLOC_MMAP_THRESHOLD_", "1048576"),
+];
+
 /// A configuration directory (config file, database, log) for one daemon.
 pub struct Setup {
     pub dir: tempfile::TempDir,

@@ -173,3 +173,16 @@ fn debian_package_installs_and_its_unit_verifies() {
     );
     verify_in(root.path());
 }
+
+/// Tests and benchmarks measure memory with `daemon::UNIT_MALLOC`: the unit must set the same.
+#[test]
+fn the_unit_sets_the_allocator_as_measured() {
+    let unit = std::fs::read_to_string(repo().join("systemd/deskgate.service")).expect("unit");
+    for (name, value) in crate::daemon::UNIT_MALLOC {
+        let line = format!("Environment={name}={value}");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "systemd/deskgate.service has no `{line}`"
+        );
+    }
+}
