@@ -130,6 +130,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     })
 }
 
+/// [`parse`] without its guard against panics in the MIME parser.
 fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let lines = crlf_from_cr(raw);
     let raw = lines.as_deref().unwrap_or(raw);
@@ -148,7 +149,20 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let body = message.body_text(0);
     let text_cut = body.as_ref().is_some_and(|t| t.len() > MAX_TEXT_BYTES);
     let text = body.map_or_else(String::new, |t| cut_at(&t, MAX_TEXT_BYTES).to_string());
-    let mut parsed = ParsedMessage {
+    let mut parsed = fields(&message, text, parts_not_read);
+    parsed.report = report::extract(&message, parsed.message_id.as_deref());
+    note_defects(&mut parsed, &message, input, text_cut);
+    parsed
+}
+
+/// The fields read from the message's headers and parts, with `text` (already cut) as its
+/// text and `parts_not_read` the parts [`cap_parts`] left out; no report and no defects yet.
+fn fields(
+    message: &mail_parser::Message<'_>,
+    text: String,
+    parts_not_read: usize,
+) -> ParsedMessage {
+    ParsedMessage {
         message_id: message
             .message_id()
             .map(normalize_id)
@@ -160,81 +174,48 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         reply_to: message.reply_to().and_then(first_person),
         to: message.to().map(all_people).unwrap_or_default(),
         cc: message.cc().map(all_people).unwrap_or_default(),
-        delivered_to: ["Delivered-To", "X-Original-To"]
-            .iter()
-            .flat_map(|name| message.header_values(*name))
-            .filter_map(|v| v.as_text())
-            .map(|v| normalize_id(v).to_ascii_lowercase())
-            .collect(),
-        authentication_results: message
-            .headers_raw()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
-            .map(|(_, value)| clean_header_text(value))
-            .collect(),
+        delivered_to: delivered_to(message),
+        authentication_results: raw_values(message, "Authentication-Results").collect(),
         date: message
             .date()
             .and_then(|d| Timestamp::from_second(d.to_timestamp()).ok()),
         text,
-        auto_submitted: raw_header(&message, "Auto-Submitted"),
-        precedence: raw_header(&message, "Precedence"),
-        null_return_path: raw_header(&message, "Return-Path").is_some_and(|v| {
-            v.trim_matches(|c: char| c == '<' || c == '>' || c.is_whitespace())
-                .is_empty()
-        }),
-        list_id: raw_header(&message, "List-Id"),
-        content_language: raw_header(&message, "Content-Language").or_else(|| {
-            let part = message.text_body.first().and_then(|&i| message.part(i))?;
-            part.headers
-                .iter()
-                .find(|h| h.name.as_str().eq_ignore_ascii_case("Content-Language"))
-                .and_then(|h| h.value.as_text())
-                .map(clean_header_text)
-                .filter(|v| !v.is_empty())
-        }),
-        list_unsubscribe: raw_header(&message, "List-Unsubscribe").is_some(),
-        mailing_list: raw_header(&message, "Mailing-List").is_some()
-            || raw_header(&message, "X-Mailman-Version").is_some(),
-        digest: message.parts.iter().any(|part| {
-            part.content_type().is_some_and(|ct| {
-                ct.ctype().eq_ignore_ascii_case("multipart")
-                    && ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
-            })
-        }),
+        auto_submitted: raw_header(message, "Auto-Submitted"),
+        precedence: raw_header(message, "Precedence"),
+        null_return_path: null_return_path(message),
+        list_id: raw_header(message, "List-Id"),
+        content_language: content_language(message),
+        list_unsubscribe: raw_header(message, "List-Unsubscribe").is_some(),
+        mailing_list: raw_header(message, "Mailing-List").is_some()
+            || raw_header(message, "X-Mailman-Version").is_some(),
+        digest: is_digest(message),
         sender: message.sender().and_then(first_person).map(|p| p.address),
-        x_autoreply: ["X-Autoreply", "X-Autorespond"]
-            .iter()
-            .any(|name| raw_header(&message, name).is_some_and(|v| !v.eq_ignore_ascii_case("no"))),
-        auto_response_suppress: raw_header(&message, "X-Auto-Response-Suppress"),
-        loop_marks: message
-            .headers_raw()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(LOOP_HEADER))
-            .map(|(_, value)| clean_header_text(value).to_ascii_lowercase())
+        x_autoreply: x_autoreply(message),
+        auto_response_suppress: raw_header(message, "X-Auto-Response-Suppress"),
+        loop_marks: raw_values(message, LOOP_HEADER)
+            .map(|value| value.to_ascii_lowercase())
             .collect(),
-        challenge_response: message.headers_raw().any(|(name, _)| {
-            let name = name.to_ascii_lowercase();
-            name == "x-bluebottle-request" || name.starts_with("x-boxbe")
-        }),
+        challenge_response: challenge_response(message),
         report: Report::default(),
-        excessive: excessive(&message),
-        attachment_names: message
-            .attachments()
-            .take(MAX_ATTACHMENTS)
-            .enumerate()
-            .flat_map(|(i, part)| match unpacked(part, i) {
-                Some(files) => files.into_iter().map(|f| f.name).collect(),
-                None => vec![attachment_name(part, i)],
-            })
-            .collect(),
+        excessive: excessive(message),
+        attachment_names: attachment_names(message),
         unlisted_parts: parts_not_read
             + message
                 .attachments()
                 .count()
                 .saturating_sub(MAX_ATTACHMENTS),
         defects: Vec::new(),
-    };
-    parsed.report = report::extract(&message, parsed.message_id.as_deref());
+    }
+}
+
+/// Adds what `parsed` lacks and what reading it took to its defects, always in the same
+/// order; text whose charset label lied is decoded again first.
+fn note_defects(
+    parsed: &mut ParsedMessage,
+    message: &mail_parser::Message<'_>,
+    input: &[u8],
+    text_cut: bool,
+) {
     if parsed.message_id.is_none() {
         parsed.defects.push(Defect::NoMessageId);
     }
@@ -244,7 +225,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     if parsed.date.is_none() {
         parsed.defects.push(Defect::NoDate);
     }
-    if redecode(&mut parsed, &message, input) {
+    if redecode(parsed, message, input) {
         parsed.defects.push(Defect::CharsetGuessed);
         parsed.text = cut_at(&parsed.text, MAX_TEXT_BYTES).to_string();
     }
@@ -254,7 +235,89 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     if parsed.subject.contains('\u{FFFD}') || parsed.text.contains('\u{FFFD}') {
         parsed.defects.push(Defect::UndecodableText);
     }
-    parsed
+}
+
+/// The addresses in `Delivered-To` and `X-Original-To`, lowercased.
+fn delivered_to(message: &mail_parser::Message<'_>) -> Vec<String> {
+    ["Delivered-To", "X-Original-To"]
+        .iter()
+        .flat_map(|name| message.header_values(*name))
+        .filter_map(|v| v.as_text())
+        .map(|v| normalize_id(v).to_ascii_lowercase())
+        .collect()
+}
+
+/// Every value of the header `name`, as written and cleaned, in order.
+fn raw_values<'m>(
+    message: &'m mail_parser::Message<'_>,
+    name: &'m str,
+) -> impl Iterator<Item = String> + 'm {
+    message
+        .headers_raw()
+        .filter(move |(header, _)| header.eq_ignore_ascii_case(name))
+        .map(|(_, value)| clean_header_text(value))
+}
+
+/// Whether the `Return-Path` is the null sender (`<>`) of bounces and other notices.
+fn null_return_path(message: &mail_parser::Message<'_>) -> bool {
+    raw_header(message, "Return-Path").is_some_and(|v| {
+        v.trim_matches(|c: char| c == '<' || c == '>' || c.is_whitespace())
+            .is_empty()
+    })
+}
+
+/// The message's `Content-Language`, or else that of its first text part.
+fn content_language(message: &mail_parser::Message<'_>) -> Option<String> {
+    raw_header(message, "Content-Language").or_else(|| {
+        let part = message.text_body.first().and_then(|&i| message.part(i))?;
+        part.headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case("Content-Language"))
+            .and_then(|h| h.value.as_text())
+            .map(clean_header_text)
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// Whether any part is a `multipart/digest`.
+fn is_digest(message: &mail_parser::Message<'_>) -> bool {
+    message.parts.iter().any(|part| {
+        part.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("multipart")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
+        })
+    })
+}
+
+/// Whether `X-Autoreply` or `X-Autorespond` is set to anything but `no`.
+fn x_autoreply(message: &mail_parser::Message<'_>) -> bool {
+    ["X-Autoreply", "X-Autorespond"]
+        .iter()
+        .any(|name| raw_header(message, name).is_some_and(|v| !v.eq_ignore_ascii_case("no")))
+}
+
+/// Whether the headers show a challenge-response system (Bluebottle, Boxbe) sent the message.
+fn challenge_response(message: &mail_parser::Message<'_>) -> bool {
+    message.headers_raw().any(|(name, _)| {
+        let name = name.to_ascii_lowercase();
+        name == "x-bluebottle-request" || name.starts_with("x-boxbe")
+    })
+}
+
+/// The names of the first [`MAX_ATTACHMENTS`] attachments; a winmail.dat is named by the files
+/// inside it.
+fn attachment_names(message: &mail_parser::Message<'_>) -> Vec<String> {
+    message
+        .attachments()
+        .take(MAX_ATTACHMENTS)
+        .enumerate()
+        .flat_map(|(i, part)| match unpacked(part, i) {
+            Some(files) => files.into_iter().map(|f| f.name).collect(),
+            None => vec![attachment_name(part, i)],
+        })
+        .collect()
 }
 
 /// `text` cut to at most `max_bytes`, at a character boundary.

@@ -210,6 +210,8 @@ impl Checker<'_> {
         })
     }
 
+    /// Where one login's access tokens come from: a service account, a command or a token
+    /// endpoint, as `grant` and `provider` say.
     fn oauth2(
         &mut self,
         section: &str,
@@ -232,31 +234,52 @@ impl Checker<'_> {
                 ),
             );
         }
-        if grant == Some(OAuth2Grant::ServiceAccount) {
+        let source = if grant == Some(OAuth2Grant::ServiceAccount) {
             let account_key =
                 self.service_account(&section, spanned, provider, user, raw.scope.as_deref())?;
-            return Some(OAuth2 {
-                account,
-                provider,
-                source: TokenSource::ServiceAccount(Box::new(account_key)),
-            });
-        }
-        if provider == OAuth2Provider::Command {
-            let Some(command) = raw.command.as_ref().filter(|c| !c.get_ref().is_empty()) else {
-                self.problem(
-                    spanned,
-                    format!(
-                        "{section}: provider = \"command\" needs command = [\"/path/to/program\", \"arg\", ...]"
-                    ),
-                );
-                return None;
-            };
-            return Some(OAuth2 {
-                account,
-                provider,
-                source: TokenSource::Command(command.get_ref().clone()),
-            });
-        }
+            TokenSource::ServiceAccount(Box::new(account_key))
+        } else if provider == OAuth2Provider::Command {
+            TokenSource::Command(self.token_command(&section, spanned)?)
+        } else {
+            TokenSource::Endpoint(self.endpoint(&section, spanned, grant, purpose)?)
+        };
+        Some(OAuth2 {
+            account,
+            provider,
+            source,
+        })
+    }
+
+    /// The program that prints access tokens, for provider = "command".
+    fn token_command(
+        &mut self,
+        section: &str,
+        spanned: &Spanned<RawOAuth2>,
+    ) -> Option<Vec<String>> {
+        let raw = spanned.get_ref();
+        let Some(command) = raw.command.as_ref().filter(|c| !c.get_ref().is_empty()) else {
+            self.problem(
+                spanned,
+                format!(
+                    "{section}: provider = \"command\" needs command = [\"/path/to/program\", \"arg\", ...]"
+                ),
+            );
+            return None;
+        };
+        Some(command.get_ref().clone())
+    }
+
+    /// An RFC 6749 token endpoint: the provider's, unless token_url or
+    /// device_authorization_url name another.
+    fn endpoint(
+        &mut self,
+        section: &str,
+        spanned: &Spanned<RawOAuth2>,
+        grant: Option<OAuth2Grant>,
+        purpose: Purpose,
+    ) -> Option<Endpoint> {
+        let raw = spanned.get_ref();
+        let provider = *raw.provider.get_ref();
         if let Some(command) = &raw.command {
             self.problem(
                 command,
@@ -267,85 +290,9 @@ impl Checker<'_> {
             Some(OAuth2Grant::ClientCredentials) => EndpointGrant::ClientCredentials,
             _ => EndpointGrant::RefreshToken,
         };
-        let client_secret = match (&raw.client_secret, &raw.client_secret_file) {
-            (None, None) => None,
-            (inline, file) => self.password(
-                &format!("{section}: client"),
-                spanned,
-                inline.as_ref(),
-                file.as_ref(),
-            ),
-        };
-        let Some(client_id) = raw.client_id.clone() else {
-            self.problem(spanned, format!("{section}: missing client_id (the application (client) ID of your app registration)"));
-            return None;
-        };
-        let needs_secret =
-            grant == EndpointGrant::ClientCredentials || provider == OAuth2Provider::Google;
-        if needs_secret && client_secret.is_none() {
-            self.problem(
-                spanned,
-                format!("{section}: this grant needs client_secret_file (or client_secret)"),
-            );
-        }
-        let (token_url, device_url, scope) = match provider {
-            OAuth2Provider::Microsoft => {
-                let Some(tenant) = &raw.tenant else {
-                    self.problem(
-                        spanned,
-                        format!("{section}: provider = \"microsoft\" needs tenant (your directory (tenant) ID or domain, e.g. \"contoso.onmicrosoft.com\")"),
-                    );
-                    return None;
-                };
-                let base = format!(
-                    "https://login.microsoftonline.com/{}/oauth2/v2.0",
-                    tenant.get_ref()
-                );
-                let scope = match (grant, purpose) {
-                    (EndpointGrant::ClientCredentials, _) => {
-                        "https://outlook.office365.com/.default"
-                    }
-                    (EndpointGrant::RefreshToken, Purpose::Imap) => {
-                        "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
-                    }
-                    (EndpointGrant::RefreshToken, Purpose::Smtp) => {
-                        "https://outlook.office.com/SMTP.Send offline_access"
-                    }
-                };
-                (
-                    format!("{base}/token"),
-                    Some(format!("{base}/devicecode")),
-                    Some(scope.to_string()),
-                )
-            }
-            OAuth2Provider::Google => {
-                if let Some(at) = raw
-                    .grant
-                    .as_ref()
-                    .filter(|_| grant == EndpointGrant::ClientCredentials)
-                {
-                    self.problem(
-                        at,
-                        format!("{section}: Google has no client-credentials grant for mail; use grant = \"refresh-token\""),
-                    );
-                }
-                (
-                    "https://oauth2.googleapis.com/token".to_string(),
-                    Some("https://oauth2.googleapis.com/device/code".to_string()),
-                    Some("https://mail.google.com/".to_string()),
-                )
-            }
-            OAuth2Provider::Generic | OAuth2Provider::Command => {
-                let Some(token_url) = &raw.token_url else {
-                    self.problem(
-                        spanned,
-                        format!("{section}: provider = \"generic\" needs token_url"),
-                    );
-                    return None;
-                };
-                (token_url.get_ref().clone(), None, None)
-            }
-        };
+        let (client_id, client_secret) = self.client(section, spanned, grant)?;
+        let (token_url, device_url, scope) =
+            self.provider_endpoint(section, spanned, grant, purpose)?;
         if let Some(tenant) = raw
             .tenant
             .as_ref()
@@ -375,18 +322,119 @@ impl Checker<'_> {
                 self.problem(url, format!("{section}: {key} {why}"));
             }
         }
-        Some(OAuth2 {
-            account,
-            provider,
-            source: TokenSource::Endpoint(Endpoint {
-                grant,
-                token_url,
-                device_url,
-                client_id,
-                client_secret,
-                scope: raw.scope.clone().or(scope),
-            }),
+        Some(Endpoint {
+            grant,
+            token_url,
+            device_url,
+            client_id,
+            client_secret,
+            scope: raw.scope.clone().or(scope),
         })
+    }
+
+    /// The app registration's client ID and, where there is one, its secret; a secret is
+    /// required for client credentials and by Google.
+    fn client(
+        &mut self,
+        section: &str,
+        spanned: &Spanned<RawOAuth2>,
+        grant: EndpointGrant,
+    ) -> Option<(String, Option<Secret>)> {
+        let raw = spanned.get_ref();
+        let client_secret = match (&raw.client_secret, &raw.client_secret_file) {
+            (None, None) => None,
+            (inline, file) => self.password(
+                &format!("{section}: client"),
+                spanned,
+                inline.as_ref(),
+                file.as_ref(),
+            ),
+        };
+        let Some(client_id) = raw.client_id.clone() else {
+            self.problem(spanned, format!("{section}: missing client_id (the application (client) ID of your app registration)"));
+            return None;
+        };
+        let needs_secret = grant == EndpointGrant::ClientCredentials
+            || *raw.provider.get_ref() == OAuth2Provider::Google;
+        if needs_secret && client_secret.is_none() {
+            self.problem(
+                spanned,
+                format!("{section}: this grant needs client_secret_file (or client_secret)"),
+            );
+        }
+        Some((client_id, client_secret))
+    }
+
+    /// The provider's token URL, device authorization URL and default scope.
+    fn provider_endpoint(
+        &mut self,
+        section: &str,
+        spanned: &Spanned<RawOAuth2>,
+        grant: EndpointGrant,
+        purpose: Purpose,
+    ) -> Option<(String, Option<String>, Option<String>)> {
+        let raw = spanned.get_ref();
+        match *raw.provider.get_ref() {
+            OAuth2Provider::Microsoft => {
+                let Some(tenant) = &raw.tenant else {
+                    self.problem(
+                        spanned,
+                        format!("{section}: provider = \"microsoft\" needs tenant (your directory (tenant) ID or domain, e.g. \"contoso.onmicrosoft.com\")"),
+                    );
+                    return None;
+                };
+                let base = format!(
+                    "https://login.microsoftonline.com/{}/oauth2/v2.0",
+                    tenant.get_ref()
+                );
+                Some((
+                    format!("{base}/token"),
+                    Some(format!("{base}/devicecode")),
+                    Some(microsoft_scope(grant, purpose).to_string()),
+                ))
+            }
+            OAuth2Provider::Google => {
+                if let Some(at) = raw
+                    .grant
+                    .as_ref()
+                    .filter(|_| grant == EndpointGrant::ClientCredentials)
+                {
+                    self.problem(
+                        at,
+                        format!("{section}: Google has no client-credentials grant for mail; use grant = \"refresh-token\""),
+                    );
+                }
+                Some((
+                    "https://oauth2.googleapis.com/token".to_string(),
+                    Some("https://oauth2.googleapis.com/device/code".to_string()),
+                    Some("https://mail.google.com/".to_string()),
+                ))
+            }
+            OAuth2Provider::Generic | OAuth2Provider::Command => {
+                let Some(token_url) = &raw.token_url else {
+                    self.problem(
+                        spanned,
+                        format!("{section}: provider = \"generic\" needs token_url"),
+                    );
+                    return None;
+                };
+                Some((token_url.get_ref().clone(), None, None))
+            }
+        }
+    }
+}
+
+/// Microsoft's default scope: the mail protocol's for a user's refresh token, Exchange
+/// Online's `.default` for the app's own client credentials.
+fn microsoft_scope(grant: EndpointGrant, purpose: Purpose) -> &'static str {
+    match (grant, purpose) {
+        (EndpointGrant::ClientCredentials, _) => "https://outlook.office365.com/.default",
+        (EndpointGrant::RefreshToken, Purpose::Imap) => {
+            "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+        }
+        (EndpointGrant::RefreshToken, Purpose::Smtp) => {
+            "https://outlook.office.com/SMTP.Send offline_access"
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use super::{check, daemon, deliver, oauth, report, show, stats};
 use crate::catalog::EventKind;
 use crate::config::{self, Config};
 use crate::ingest;
-use crate::kpi::{Period, When};
+use crate::kpi::{Ledger, Period, When};
 use crate::language::Lang;
 use crate::model::{QuarantineId, TicketId, TicketStatus};
 use crate::render::{self, kinds, kinds::Kind};
@@ -400,6 +400,8 @@ fn one_line(err: &anyhow::Error) -> String {
     text
 }
 
+/// Runs the subcommand: those that need no configuration first, then the others with the
+/// loaded configuration and standard output.
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         // Exit codes for the MTA, configuration errors included.
@@ -411,65 +413,29 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let config = Config::load(&cli.config)?;
-    let tz = config.support.timezone.clone();
     let mut out = output(cli.command.json());
-    match cli.command {
+    let code = match cli.command {
         Command::Ingest { .. } | Command::Generate { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
         Command::Run => {
             drop(out);
             runtime()?.block_on(daemon::run(config))?;
+            ExitCode::SUCCESS
         }
-        Command::CheckConfig { connect } => {
-            check::report(&mut out, &config)?;
-            if connect && !runtime()?.block_on(check::connect(&mut out, &config))? {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Tickets { status, json } => {
-            let store = Store::open_read_only(&config.database)?;
-            let list = store.read_blocking(|tx| tx.tickets(status))?;
-            show::tickets(&mut out, &list, &tz, json)?;
-        }
-        Command::Ticket { number, json } => {
-            let store = Store::open_read_only(&config.database)?;
-            let id = TicketId(number);
-            let found = store.read_blocking(|tx| {
-                let Some(ticket) = tx.ticket(id)? else {
-                    return Ok(None);
-                };
-                Ok(Some((ticket, tx.transcript(id)?, tx.events_of(id)?)))
-            })?;
-            let Some((ticket, messages, events)) = found else {
-                eprintln!(
-                    "deskgate: no ticket {number} in {}",
-                    config.database.display()
-                );
-                return Ok(ExitCode::from(1));
-            };
-            show::ticket(&mut out, &ticket, &messages, &events, &tz, json)?;
-        }
-        Command::Oauth(OauthCommand::Login { mailbox, smtp }) => {
-            let target = match (mailbox, smtp) {
-                (Some(name), _) => oauth::Target::Mailbox(name),
-                (None, _) => oauth::Target::Smtp,
-            };
-            runtime()?.block_on(oauth::login(&mut out, &config, target))?;
+        Command::CheckConfig { connect } => check_config(&mut out, &config, connect)?,
+        Command::Tickets { status, json } => list_tickets(&mut out, &config, status, json)?,
+        Command::Ticket { number, json } => show_ticket(&mut out, &config, number, json)?,
+        Command::Oauth(OauthCommand::Login { mailbox, .. }) => {
+            oauth_login(&mut out, &config, mailbox)?
         }
         Command::Backup { file } => {
             drop(out);
             return backup(&config, &file);
         }
-        Command::Outbox { json } => {
-            let store = Store::open_read_only(&config.database)?;
-            let rows = store.read_blocking(|tx| tx.outbox())?;
-            show::outbox(&mut out, &rows, &tz, json)?;
-        }
+        Command::Outbox { json } => list_outbox(&mut out, &config, json)?,
         Command::Events { kind, limit, json } => {
-            let store = Store::open_read_only(&config.database)?;
-            let rows = store.read_blocking(|tx| tx.events(&kind, limit))?;
-            show::events(&mut out, &rows, &tz, json)?;
+            list_events(&mut out, &config, &kind, limit, json)?
         }
         Command::Quarantine { action } => {
             drop(out);
@@ -479,57 +445,206 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             address,
             limit,
             json,
-        } => {
-            let store = Store::open_read_only(&config.database)?;
-            let found = store.read_blocking(|tx| {
-                let Some(contact) = tx.contact(&address)? else {
-                    return Ok(None);
-                };
-                Ok(Some((contact, tx.earlier_tickets(&address, None, limit)?)))
-            })?;
-            let Some((contact, history)) = found else {
-                eprintln!(
-                    "deskgate: no contact {address} in {}",
-                    config.database.display()
-                );
-                return Ok(ExitCode::from(1));
-            };
-            show::contact(&mut out, &contact, &history, &tz, json)?;
-        }
-        Command::Stats { period, json } => {
-            let span = period.resolve(&tz)?;
-            let ledger = stats::load(&config, span, period.mailbox.as_deref())?;
-            let figures = ledger.stats(span, period.mailbox.as_deref());
-            stats::print(&mut out, &figures, &tz, json)?;
-        }
-        Command::Report { html, period } => {
-            let span = period.resolve(&tz)?;
-            let ledger = stats::load(&config, span, period.mailbox.as_deref())?;
-            let page = report::page(&ledger, span, period.mailbox.as_deref(), &config.support);
-            crate::files::write_private(&html, page.as_bytes())
-                .with_context(|| format!("writing {}", html.display()))?;
-            writeln!(out, "wrote {}", html.display())?;
-        }
-        Command::Template(TemplateCommand::List) => {
-            for kind in kinds::KINDS {
-                writeln!(out, "{}: {}", kind.name(), kind.about)?;
-            }
-            for (name, origin) in config.templates.origins() {
-                let origin = origin.map_or("built in".to_string(), |p| p.display().to_string());
-                writeln!(out, "  {name:<20} {origin}")?;
-            }
-        }
+        } => show_contact(&mut out, &config, &address, limit, json)?,
+        Command::Stats { period, json } => print_stats(&mut out, &config, &period, json)?,
+        Command::Report { html, period } => write_report(&mut out, &config, &period, &html)?,
+        Command::Template(TemplateCommand::List) => list_templates(&mut out, &config)?,
         Command::Template(TemplateCommand::Preview { kind, lang, html }) => {
-            let parts = render::preview(&config.templates, &config.support, kind, lang)?;
-            if html {
-                write!(out, "{}", parts.html)?;
-            } else {
-                writeln!(out, "Subject: {}\n", parts.subject)?;
-                write!(out, "{}", parts.text)?;
-            }
+            preview_template(&mut out, &config, kind, lang, html)?
         }
+    };
+    // Only a success is flushed here; exit code 1 (nothing found, a server not reached) leaves
+    // what was printed to the flush at exit.
+    if code == ExitCode::SUCCESS {
+        out_flush()?;
     }
-    out_flush()?;
+    Ok(code)
+}
+
+/// `deskgate check-config`: the checked configuration, then with `--connect` a login to each
+/// server; exit code 1 when one fails.
+fn check_config(out: &mut impl Write, config: &Config, connect: bool) -> anyhow::Result<ExitCode> {
+    check::report(out, config)?;
+    if connect && !runtime()?.block_on(check::connect(out, config))? {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate tickets`: the tickets, newest first, all or those of one status.
+fn list_tickets(
+    out: &mut impl Write,
+    config: &Config,
+    status: Option<TicketStatus>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.database)?;
+    let list = store.read_blocking(|tx| tx.tickets(status))?;
+    show::tickets(out, &list, &config.support.timezone, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate ticket N`: one ticket's transcript and events; exit code 1 when there is no such
+/// ticket.
+fn show_ticket(
+    out: &mut impl Write,
+    config: &Config,
+    number: i64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.database)?;
+    let id = TicketId(number);
+    let found = store.read_blocking(|tx| {
+        let Some(ticket) = tx.ticket(id)? else {
+            return Ok(None);
+        };
+        Ok(Some((ticket, tx.transcript(id)?, tx.events_of(id)?)))
+    })?;
+    let Some((ticket, messages, events)) = found else {
+        eprintln!(
+            "deskgate: no ticket {number} in {}",
+            config.database.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    show::ticket(
+        out,
+        &ticket,
+        &messages,
+        &events,
+        &config.support.timezone,
+        json,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate oauth login`: the device login for the mailbox named, or for SMTP without one.
+fn oauth_login(
+    out: &mut impl Write,
+    config: &Config,
+    mailbox: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let target = match mailbox {
+        Some(name) => oauth::Target::Mailbox(name),
+        None => oauth::Target::Smtp,
+    };
+    runtime()?.block_on(oauth::login(out, config, target))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate outbox`: queued, sent and failed mail, newest first.
+fn list_outbox(out: &mut impl Write, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.database)?;
+    let rows = store.read_blocking(|tx| tx.outbox())?;
+    show::outbox(out, &rows, &config.support.timezone, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate events`: the latest `limit` events, newest first, those whose kind starts with
+/// `kind`.
+fn list_events(
+    out: &mut impl Write,
+    config: &Config,
+    kind: &str,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.database)?;
+    let rows = store.read_blocking(|tx| tx.events(kind, limit))?;
+    show::events(out, &rows, &config.support.timezone, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate contact ADDRESS`: what deskgate remembers about a customer and their tickets;
+/// exit code 1 when the address is unknown.
+fn show_contact(
+    out: &mut impl Write,
+    config: &Config,
+    address: &str,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.database)?;
+    let found = store.read_blocking(|tx| {
+        let Some(contact) = tx.contact(address)? else {
+            return Ok(None);
+        };
+        Ok(Some((contact, tx.earlier_tickets(address, None, limit)?)))
+    })?;
+    let Some((contact, history)) = found else {
+        eprintln!(
+            "deskgate: no contact {address} in {}",
+            config.database.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    show::contact(out, &contact, &history, &config.support.timezone, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate stats`: the figures of the period as a table or JSON.
+fn print_stats(
+    out: &mut impl Write,
+    config: &Config,
+    period: &PeriodArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (span, ledger) = period_ledger(config, period)?;
+    let figures = ledger.stats(span, period.mailbox.as_deref());
+    stats::print(out, &figures, &config.support.timezone, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate report --html FILE`: the figures of the period as a page written to `html`.
+fn write_report(
+    out: &mut impl Write,
+    config: &Config,
+    period: &PeriodArgs,
+    html: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let (span, ledger) = period_ledger(config, period)?;
+    let page = report::page(&ledger, span, period.mailbox.as_deref(), &config.support);
+    crate::files::write_private(html, page.as_bytes())
+        .with_context(|| format!("writing {}", html.display()))?;
+    writeln!(out, "wrote {}", html.display())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The period `stats` and `report` asked for, and the events figures are computed from.
+fn period_ledger(config: &Config, period: &PeriodArgs) -> anyhow::Result<(Period, Ledger)> {
+    let span = period.resolve(&config.support.timezone)?;
+    let ledger = stats::load(config, span, period.mailbox.as_deref())?;
+    Ok((span, ledger))
+}
+
+/// `deskgate template list`: each kind of mail, then each template and where it comes from.
+fn list_templates(out: &mut impl Write, config: &Config) -> anyhow::Result<ExitCode> {
+    for kind in kinds::KINDS {
+        writeln!(out, "{}: {}", kind.name(), kind.about)?;
+    }
+    for (name, origin) in config.templates.origins() {
+        let origin = origin.map_or("built in".to_string(), |p| p.display().to_string());
+        writeln!(out, "  {name:<20} {origin}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deskgate template preview KIND`: one kind of mail rendered with sample values, its text
+/// with the subject or, with `--html`, its HTML.
+fn preview_template(
+    out: &mut impl Write,
+    config: &Config,
+    kind: &'static Kind,
+    lang: Lang,
+    html: bool,
+) -> anyhow::Result<ExitCode> {
+    let parts = render::preview(&config.templates, &config.support, kind, lang)?;
+    if html {
+        write!(out, "{}", parts.html)?;
+    } else {
+        writeln!(out, "Subject: {}\n", parts.subject)?;
+        write!(out, "{}", parts.text)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use jiff::civil::Date;
 use serde_json::Value;
 
 use super::show::when;
@@ -44,30 +45,51 @@ impl Fmt {
     }
 }
 
-/// The whole page.
+/// The whole page: header, headline cards, charts, the table per language, footer.
 pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Support) -> String {
     let tz = &support.timezone;
     let stats = ledger.stats(period, mailbox);
     let json = serde_json::to_value(&stats).unwrap_or(Value::Null);
-    let figure = |pointer: &str, fmt: Fmt| -> String {
-        let value = json.pointer(pointer).unwrap_or(&Value::Null);
-        format!(
-            r#"<span data-kpi="{}" data-value="{}">{}</span>"#,
-            esc(pointer),
-            esc(&value.to_string()),
-            esc(&fmt.text(value))
-        )
-    };
     let select = Select {
         mailbox,
         language: None,
     };
+    let mut html = String::new();
+    header(&mut html, period, mailbox, support);
+    cards(&mut html, &stats, &json);
+    html.push_str("<section class=\"charts\">");
+    tickets_per_day_chart(&mut html, ledger, &period.split(tz, 1), select);
+    first_response_chart(&mut html, &stats);
+    within_policy_chart(&mut html, ledger, &period.split(tz, 7), select);
+    backlog_chart(&mut html, &stats);
+    satisfaction_chart(&mut html, &stats);
+    languages_chart(&mut html, &stats);
+    html.push_str("</section>\n");
+    language_table(&mut html, &stats, &json);
+    footer(&mut html, mailbox);
+    html
+}
+
+/// The figure at `pointer` in `stats --json` as people read it, tagged with its pointer and raw
+/// value so a test can hold the page against the JSON.
+fn figure(json: &Value, pointer: &str, fmt: Fmt) -> String {
+    let value = json.pointer(pointer).unwrap_or(&Value::Null);
+    format!(
+        r#"<span data-kpi="{}" data-value="{}">{}</span>"#,
+        esc(pointer),
+        esc(&value.to_string()),
+        esc(&fmt.text(value))
+    )
+}
+
+/// The document head with the styles, and the title with the period and its time zone.
+fn header(html: &mut String, period: Period, mailbox: Option<&str>, support: &Support) {
+    let tz = &support.timezone;
     let title = format!(
         "{} — support figures{}",
         support.name,
         mailbox.map_or(String::new(), |m| format!(", mailbox {m}"))
     );
-    let mut html = String::new();
     let _ = write!(
         html,
         r#"<!DOCTYPE html>
@@ -75,25 +97,18 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
 <title>{title}</title>
 <style>{CSS}</style></head><body>
 <header><h1>{title}</h1><p>{} to {} ({})</p></header>
-<section class="cards">"#,
+"#,
         esc(&when(period.since, tz)),
         esc(&when(period.until, tz)),
         esc(tz.iana_name().unwrap_or("UTC offset")),
         title = esc(&title),
     );
-    let levels = stats
-        .all
-        .escalations
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            format!(
-                "level {}: {}",
-                l.level,
-                figure(&format!("/all/escalations/{i}/count"), Fmt::Count)
-            )
-        })
-        .collect::<Vec<_>>();
+}
+
+/// The headline figures of the whole period, one card each.
+fn cards(html: &mut String, stats: &Stats, json: &Value) {
+    let figure = |pointer: &str, fmt: Fmt| figure(json, pointer, fmt);
+    let (escalations, escalation_note) = escalations_card(stats, json);
     let cards = [
         (
             "tickets opened",
@@ -126,29 +141,7 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
                 figure("/all/backlog/pending", Fmt::Count)
             ),
         ),
-        (
-            "escalations",
-            if levels.is_empty() {
-                "0".to_string()
-            } else {
-                stats
-                    .all
-                    .escalations
-                    .iter()
-                    .map(|l| l.count)
-                    .sum::<u64>()
-                    .to_string()
-            },
-            format!(
-                "{} breaches · {}",
-                figure("/all/breaches", Fmt::Count),
-                if levels.is_empty() {
-                    "none".to_string()
-                } else {
-                    levels.join(" · ")
-                }
-            ),
-        ),
+        ("escalations", escalations, escalation_note),
         (
             "satisfaction (1-5)",
             figure("/all/satisfaction/average", Fmt::Score),
@@ -159,15 +152,57 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
             ),
         ),
     ];
+    html.push_str("<section class=\"cards\">");
     for (label, value, note) in cards {
         let _ = write!(
             html,
             r#"<div class="card"><div class="kpi-label">{label}</div><div class="kpi-value">{value}</div><div class="kpi-note">{note}</div></div>"#
         );
     }
-    html.push_str("</section>\n<section class=\"charts\">");
+    html.push_str("</section>\n");
+}
 
-    let days = period.split(tz, 1);
+/// The escalations card's value (all levels together) and note (breaches, then each level).
+fn escalations_card(stats: &Stats, json: &Value) -> (String, String) {
+    let escalations = &stats.all.escalations;
+    if escalations.is_empty() {
+        return (
+            "0".to_string(),
+            format!(
+                "{} breaches · none",
+                figure(json, "/all/breaches", Fmt::Count)
+            ),
+        );
+    }
+    let total = escalations.iter().map(|l| l.count).sum::<u64>();
+    let levels = escalations
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            format!(
+                "level {}: {}",
+                l.level,
+                figure(json, &format!("/all/escalations/{i}/count"), Fmt::Count)
+            )
+        })
+        .collect::<Vec<_>>();
+    (
+        total.to_string(),
+        format!(
+            "{} breaches · {}",
+            figure(json, "/all/breaches", Fmt::Count),
+            levels.join(" · ")
+        ),
+    )
+}
+
+/// Tickets opened and resolved on each day of the period.
+fn tickets_per_day_chart(
+    html: &mut String,
+    ledger: &Ledger,
+    days: &[(Date, Period)],
+    select: Select<'_>,
+) {
     let per_day: Vec<_> = days
         .iter()
         .map(|(day, span)| (day, ledger.figures(*span, select)))
@@ -198,13 +233,11 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         format: |v| format!("{v:.0}"),
         value_labels: false,
     };
-    chart(
-        &mut html,
-        "Tickets per day",
-        "wide",
-        &bars.svg(960.0, 230.0),
-    );
+    chart(html, "Tickets per day", "wide", &bars.svg(960.0, 230.0));
+}
 
+/// How many tickets got their first response within each band of waiting time.
+fn first_response_chart(html: &mut String, stats: &Stats) {
     let histogram = &stats.all.first_response.histogram;
     let bars = Bars {
         labels: histogram.iter().map(|b| b.label.to_string()).collect(),
@@ -221,16 +254,23 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         value_labels: true,
     };
     chart(
-        &mut html,
+        html,
         "First response: how long customers waited",
         "",
         &bars.svg(460.0, 230.0),
     );
+}
 
-    let weeks: Vec<_> = period
-        .split(tz, 7)
-        .into_iter()
-        .map(|(monday, span)| (monday, ledger.figures(span, select)))
+/// The share of deadlines met in each week of the period (`weeks` starts each on its Monday).
+fn within_policy_chart(
+    html: &mut String,
+    ledger: &Ledger,
+    weeks: &[(Date, Period)],
+    select: Select<'_>,
+) {
+    let weeks: Vec<_> = weeks
+        .iter()
+        .map(|(monday, span)| (monday, ledger.figures(*span, select)))
         .collect();
     let bars = Bars {
         labels: weeks
@@ -258,14 +298,19 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         value_labels: true,
     };
     chart(
-        &mut html,
+        html,
         "Answered within policy, per week",
         "",
         &bars.svg_max(460.0, 230.0, 100.0),
     );
+}
 
-    let backlog = &stats.all.backlog.by_age;
-    let rows: Vec<HBar> = backlog
+/// The tickets still open at the end of the period, by how long they have been open.
+fn backlog_chart(html: &mut String, stats: &Stats) {
+    let rows: Vec<HBar> = stats
+        .all
+        .backlog
+        .by_age
         .iter()
         .enumerate()
         .map(|(i, b)| HBar {
@@ -275,12 +320,15 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         })
         .collect();
     chart(
-        &mut html,
+        html,
         "Open tickets by age at the end",
         "",
         &hbars(&rows, ORANGE),
     );
+}
 
+/// Survey answers per score, the best score first.
+fn satisfaction_chart(html: &mut String, stats: &Stats) {
     let sat = &stats.all.satisfaction;
     let rows: Vec<HBar> = (0..5)
         .rev()
@@ -291,12 +339,15 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         })
         .collect();
     chart(
-        &mut html,
+        html,
         "Satisfaction: survey answers by score",
         "",
         &hbars(&rows, GREEN),
     );
+}
 
+/// Tickets opened in each language the desk saw.
+fn languages_chart(html: &mut String, stats: &Stats) {
     let rows: Vec<HBar> = stats
         .languages
         .iter()
@@ -306,14 +357,11 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
             kpi: format!("/languages/{code}/opened"),
         })
         .collect();
-    chart(
-        &mut html,
-        "Tickets opened per language",
-        "",
-        &hbars(&rows, BLUE),
-    );
-    html.push_str("</section>\n");
-    language_table(&mut html, &stats, &figure);
+    chart(html, "Tickets opened per language", "", &hbars(&rows, BLUE));
+}
+
+/// The version, and the `deskgate stats` command that shows the same figures.
+fn footer(html: &mut String, mailbox: Option<&str>) {
     let _ = write!(
         html,
         "<footer>deskgate {} · figures computed from the recorded events, as <code>deskgate stats{}</code> \
@@ -321,7 +369,6 @@ pub fn page(ledger: &Ledger, period: Period, mailbox: Option<&str>, support: &Su
         env!("CARGO_PKG_VERSION"),
         mailbox.map_or(String::new(), |m| format!(" --mailbox {}", esc(m)))
     );
-    html
 }
 
 fn language_name(code: &str) -> String {
@@ -331,7 +378,8 @@ fn language_name(code: &str) -> String {
     Lang::parse(code).map_or(code.to_string(), |l| l.english_name().to_string())
 }
 
-fn language_table(html: &mut String, stats: &Stats, figure: &dyn Fn(&str, Fmt) -> String) {
+/// The main figures of all languages together, then of each language, one row each.
+fn language_table(html: &mut String, stats: &Stats, json: &Value) {
     let columns: [(&str, &str, Fmt); 9] = [
         ("opened", "opened", Fmt::Count),
         ("resolved", "resolved", Fmt::Count),
@@ -364,7 +412,7 @@ fn language_table(html: &mut String, stats: &Stats, figure: &dyn Fn(&str, Fmt) -
             let _ = write!(
                 html,
                 "<td>{}</td>",
-                figure(&format!("{base}/{field}"), *fmt)
+                figure(json, &format!("{base}/{field}"), *fmt)
             );
         }
         html.push_str("</tr>");
