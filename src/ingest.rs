@@ -110,22 +110,13 @@ pub async fn ingest(
     raw: Vec<u8>,
     now: Timestamp,
 ) -> Result<(Outcome, ParsedMessage), StoreError> {
-    let (parsed, class) = understand(&raw, &config.own_addresses);
     // Text analysis happens here, outside the single writer's transaction.
-    let analysis = analysis::analyse(&raw, &parsed, &class, config);
+    let (parsed, class, analysis) = understood(&raw, config);
     let config = Arc::clone(config);
     store
         .write(move |tx| {
-            let message = Message {
-                source: &source,
-                parsed: &parsed,
-                class,
-                analysis,
-                raw: &raw,
-                released: false,
-            };
-            let outcome = apply(tx, &config, message, now)?;
-            advance(tx, &source, now)?;
+            let message = Message::fetched(&source, &parsed, class, analysis, &raw);
+            let outcome = apply_fetched(tx, &config, message, now)?;
             Ok((outcome, parsed))
         })
         .await
@@ -222,8 +213,7 @@ pub async fn release(
             size: held.size,
         });
     }
-    let (parsed, class) = understand(&held.raw, &config.own_addresses);
-    let analysis = analysis::analyse(&held.raw, &parsed, &class, config);
+    let (parsed, class, analysis) = understood(&held.raw, config);
     let config = Arc::clone(config);
     let outcome = store
         .write(move |tx| {
@@ -294,6 +284,27 @@ fn understand(raw: &[u8], ours: &[String]) -> (ParsedMessage, Class) {
     (parsed, class)
 }
 
+/// [`understand`] and the analysis of the text: all that needs no database, done before the
+/// write transaction.
+fn understood(raw: &[u8], config: &Config) -> (ParsedMessage, Class, Analysis) {
+    let (parsed, class) = understand(raw, &config.own_addresses);
+    let analysis = analysis::analyse(raw, &parsed, &class, config);
+    (parsed, class, analysis)
+}
+
+/// Applies a fetched message and moves its mailbox's checkpoint past it.
+fn apply_fetched(
+    tx: &Tx<'_>,
+    config: &Config,
+    message: Message<'_>,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let source = message.source;
+    let outcome = apply(tx, config, message, now)?;
+    advance(tx, source, now)?;
+    Ok(outcome)
+}
+
 /// One message on its way into the store.
 struct Message<'a> {
     source: &'a Source,
@@ -304,6 +315,26 @@ struct Message<'a> {
     raw: &'a [u8],
     /// An admin released it from quarantine: no more quarantining or dropping.
     released: bool,
+}
+
+impl<'a> Message<'a> {
+    /// A message as fetched (or piped in), not released from quarantine.
+    fn fetched(
+        source: &'a Source,
+        parsed: &'a ParsedMessage,
+        class: Class,
+        analysis: Analysis,
+        raw: &'a [u8],
+    ) -> Message<'a> {
+        Message {
+            source,
+            parsed,
+            class,
+            analysis,
+            raw,
+            released: false,
+        }
+    }
 }
 
 /// Quarantines `raw`: the whole message when it is `size` bytes long, else its headers.

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{Message, Outcome, Source, advance, analysis, apply, put_aside, understand};
+use super::{
+    Message, Outcome, Source, advance, analysis, apply_fetched, put_aside, understand, understood,
+};
 use crate::classify::Class;
 use crate::config::Config;
 use crate::parse::ParsedMessage;
@@ -137,8 +139,7 @@ fn prepare_all(items: Vec<Item>, config: &Config) -> Vec<Ready> {
 fn prepare(item: Item, config: &Config) -> Ready {
     match item {
         Item::Message { source, raw } => {
-            let (parsed, class) = understand(&raw, &config.own_addresses);
-            let analysis = analysis::analyse(&raw, &parsed, &class, config);
+            let (parsed, class, analysis) = understood(&raw, config);
             Ready::Message {
                 source,
                 raw,
@@ -217,17 +218,8 @@ fn write(
             analysis,
         } => {
             let stored = tx.savepoint(|tx| {
-                let message = Message {
-                    source: &source,
-                    parsed: &parsed,
-                    class,
-                    analysis,
-                    raw: &raw,
-                    released: false,
-                };
-                let outcome = apply(tx, config, message, now)?;
-                advance(tx, &source, now)?;
-                Ok(outcome)
+                let message = Message::fetched(&source, &parsed, class, analysis, &raw);
+                apply_fetched(tx, config, message, now)
             });
             let outcome = match stored {
                 Ok(outcome) => outcome,
