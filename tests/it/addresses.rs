@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use deskgate::parse::ParsedMessage;
+
 use crate::daemon::{Imap, Setup, header, parsed};
 use crate::harness::{Lab, message};
 
@@ -15,8 +17,42 @@ async fn one_mailbox_two_addresses_each_with_its_own_desk() {
         return;
     };
     let billing = lab.address("billing");
+    let setup = billing_desk(&lab, &billing);
+    assert_check_config_lists_the_billing_address(&setup, &billing);
+    let daemon = setup.start();
+
+    // 1. Mona writes to support@, Nikos to billing@: both land in the support mailbox.
+    let (mona_ack, nikos_ack) = mona_and_nikos_write(&lab, &billing).await;
+    let nikos_number = assert_each_ticket_has_its_address(&lab, &setup, &billing);
+    let nikos_ack =
+        assert_each_ack_speaks_for_its_address(&lab, &billing, nikos_number, &mona_ack, &nikos_ack);
+
+    // 2. Each address's team hears of its tickets: agent1 of Mona's, agent2 of Nikos's.
+    let note = each_team_hears_of_its_ticket(&lab, nikos_number).await;
+    let reply_to = note.reply_to.clone().expect("signed Reply-To").address;
+    assert!(
+        reply_to.starts_with(&format!("billing+{nikos_number}.")),
+        "the reply key is made for the billing address: {reply_to}"
+    );
+
+    // 3. Bob answers; Postfix routes billing+<key>@ into the support mailbox like billing@.
+    bob_answers_through_the_billing_key(&lab, &billing, &note, &reply_to).await;
+
+    // 4. Nikos answers the acknowledgement: the same ticket, no second acknowledgement.
+    nikos_answers_the_acknowledgement(&lab, &setup, &billing, &nikos_ack, nikos_number).await;
+
+    // 5. Our own address as a sender (an auto-forward from billing@) is never a ticket.
+    our_own_address_is_a_loop(&lab, &setup, &billing).await;
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    assert_nothing_more_was_sent(&lab, &setup).await;
+}
+
+/// The standard desk plus billing@ as a second address of the support mailbox, with its own
+/// acknowledgement templates and team (Bob, who reads Greek); Alice is the support team.
+fn billing_desk(lab: &Lab, billing: &str) -> Setup {
     let setup = Setup::new(
-        &lab,
+        lab,
         Imap::Implicit,
         &format!(
             r#"
@@ -28,21 +64,7 @@ templates_dir = "billing-templates"
 "#
         ),
     );
-    let templates = setup.dir.path().join("billing-templates");
-    std::fs::create_dir(&templates).expect("templates dir");
-    for (part, text) in [
-        ("subject", "Billing: {{ subject }} {{ tag }}"),
-        (
-            "txt",
-            "Dear customer, the billing team has your invoice question as {{ tag }}; we answer by {{ due }}.",
-        ),
-        (
-            "html",
-            "<html lang=\"en\" dir=\"ltr\"><p>The billing team has your invoice question as {{ tag }}; we answer by {{ due }}.</p></html>",
-        ),
-    ] {
-        std::fs::write(templates.join(format!("ack.en.{part}")), text).expect("template");
-    }
+    write_billing_templates(&setup.dir.path().join("billing-templates"));
     let setup = crate::agents::add_agents(setup);
     // Bob reads Greek.
     setup.edit_config(|text| {
@@ -64,6 +86,30 @@ agents = ["agent2@example.test"]
 mailboxes = []
 "#,
     );
+    setup
+}
+
+/// The billing address's own English acknowledgement (subject, text, HTML) in `templates`.
+fn write_billing_templates(templates: &std::path::Path) {
+    std::fs::create_dir(templates).expect("templates dir");
+    for (part, text) in [
+        ("subject", "Billing: {{ subject }} {{ tag }}"),
+        (
+            "txt",
+            "Dear customer, the billing team has your invoice question as {{ tag }}; we answer by {{ due }}.",
+        ),
+        (
+            "html",
+            "<html lang=\"en\" dir=\"ltr\"><p>The billing team has your invoice question as {{ tag }}; we answer by {{ due }}.</p></html>",
+        ),
+    ] {
+        std::fs::write(templates.join(format!("ack.en.{part}")), text).expect("template");
+    }
+}
+
+/// `check-config` accepts the desk and describes the billing address with its team,
+/// language and templates.
+fn assert_check_config_lists_the_billing_address(setup: &Setup, billing: &str) {
     let check = setup.cli(&["check-config"]);
     assert!(
         check.status.success(),
@@ -77,11 +123,12 @@ mailboxes = []
         )),
         "{stdout}"
     );
-    let daemon = setup.start();
+}
+
+/// Mona writes to support@ and Nikos to billing@; returns their acknowledgements (raw).
+async fn mona_and_nikos_write(lab: &Lab, billing: &str) -> (Vec<u8>, Vec<u8>) {
     let support = lab.address("support");
     let (mona, nikos) = (lab.address("customer1"), lab.address("customer2"));
-
-    // 1. Mona writes to support@, Nikos to billing@: both land in the support mailbox.
     let to_support = message(
         &format!("Mona Q <{mona}>"),
         &support,
@@ -99,10 +146,17 @@ mailboxes = []
         "The invoice charges us twice for November.\n",
         &[],
     );
-    lab.send(&nikos, &[&billing], &to_billing).await;
+    lab.send(&nikos, &[billing], &to_billing).await;
 
     let mona_ack = lab.wait_for("customer1", "INBOX", 1, WAIT).await.remove(0);
     let nikos_ack = lab.wait_for("customer2", "INBOX", 1, WAIT).await.remove(0);
+    (mona_ack, nikos_ack)
+}
+
+/// Mona's ticket has no address of its own, Nikos's has billing@ in the support mailbox;
+/// returns Nikos's ticket number.
+fn assert_each_ticket_has_its_address(lab: &Lab, setup: &Setup, billing: &str) -> i64 {
+    let (mona, nikos) = (lab.address("customer1"), lab.address("customer2"));
     let tickets = setup.json(&["tickets"]);
     let number = |customer: &str| {
         tickets
@@ -121,21 +175,24 @@ mailboxes = []
     );
     assert_eq!(nikos_ticket["address"], billing, "{tickets:#}");
     assert_eq!(nikos_ticket["mailbox"], "support", "{tickets:#}");
-    let nikos_number = nikos_ticket["id"].as_i64().expect("id");
+    nikos_ticket["id"].as_i64().expect("id")
+}
 
-    let m = parsed(&mona_ack);
-    let from = m.from.clone().expect("From");
-    assert_eq!(
-        (from.address.as_str(), from.name.as_deref()),
-        (support.as_str(), Some("Example Support"))
-    );
+/// Mona's acknowledgement comes from support@ in the standard wording, Nikos's from
+/// billing@ in the billing wording and loop header; returns Nikos's, parsed.
+fn assert_each_ack_speaks_for_its_address(
+    lab: &Lab,
+    billing: &str,
+    nikos_number: i64,
+    mona_ack: &[u8],
+    nikos_ack: &[u8],
+) -> ParsedMessage {
+    let support = lab.address("support");
+    let m = parsed(mona_ack);
+    assert_from(&m, &support, "Example Support");
     assert!(m.text.starts_with("Hello Mona Q,"), "{}", m.text);
-    let n = parsed(&nikos_ack);
-    let from = n.from.clone().expect("From");
-    assert_eq!(
-        (from.address.as_str(), from.name.as_deref()),
-        (billing.as_str(), Some("Example Billing"))
-    );
+    let n = parsed(nikos_ack);
+    assert_from(&n, billing, "Example Billing");
     assert_eq!(
         n.subject,
         format!("Billing: Invoice 2026-118 is wrong [#{nikos_number}]")
@@ -152,11 +209,24 @@ mailboxes = []
             .is_some_and(|id| id.ends_with("@example.test"))
     );
     assert_eq!(
-        header(&nikos_ack, "X-Deskgate-Loop").as_deref(),
-        Some(billing.as_str())
+        header(nikos_ack, "X-Deskgate-Loop").as_deref(),
+        Some(billing)
     );
+    n
+}
 
-    // 2. Each address's team hears of its tickets: agent1 of Mona's, agent2 of Nikos's.
+/// Asserts that `m` is from `address` under the display name `name`.
+fn assert_from(m: &ParsedMessage, address: &str, name: &str) {
+    let from = m.from.clone().expect("From");
+    assert_eq!(
+        (from.address.as_str(), from.name.as_deref()),
+        (address, Some(name))
+    );
+}
+
+/// Agent1 is told of Mona's ticket, agent2 (Bob) of Nikos's, in Greek; returns Bob's
+/// notification, parsed.
+async fn each_team_hears_of_its_ticket(lab: &Lab, nikos_number: i64) -> ParsedMessage {
     let agent1 = lab.wait_for("agent1", "INBOX", 1, WAIT).await;
     let agent2 = lab.wait_for("agent2", "INBOX", 1, WAIT).await;
     assert!(
@@ -183,13 +253,17 @@ mailboxes = []
         "{}",
         note.text
     );
-    let reply_to = note.reply_to.clone().expect("signed Reply-To").address;
-    assert!(
-        reply_to.starts_with(&format!("billing+{nikos_number}.")),
-        "the reply key is made for the billing address: {reply_to}"
-    );
+    note
+}
 
-    // 3. Bob answers; Postfix routes billing+<key>@ into the support mailbox like billing@.
+/// Bob answers his notification (quoting it, in Greek) to its billing+ reply key; Nikos
+/// receives the answer from billing@, threaded, without the key, the quote or the notice.
+async fn bob_answers_through_the_billing_key(
+    lab: &Lab,
+    billing: &str,
+    note: &ParsedMessage,
+    reply_to: &str,
+) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let nid = note.message_id.clone().expect("notification Message-ID");
     let answer = message(
@@ -206,21 +280,17 @@ mailboxes = []
         ),
         &[("In-Reply-To", &format!("<{nid}>"))],
     );
-    lab.submit("agent2", &[&reply_to], &answer).await;
+    lab.submit("agent2", &[reply_to], &answer).await;
     let inbox = lab.wait_for("customer2", "INBOX", 2, WAIT).await;
     let relayed = inbox
         .iter()
         .find(|m| header(m, "Auto-Submitted").is_none())
         .expect("the relayed answer");
     let r = parsed(relayed);
-    let from = r.from.clone().expect("From");
-    assert_eq!(
-        (from.address.as_str(), from.name.as_deref()),
-        (billing.as_str(), Some("Bob Agent via Example Billing"))
-    );
+    assert_from(&r, billing, "Bob Agent via Example Billing");
     assert_eq!(
         r.reply_to.as_ref().map(|p| p.address.as_str()),
-        Some(billing.as_str())
+        Some(billing)
     );
     assert_eq!(r.in_reply_to, vec!["n1@customer2.test"]);
     assert!(
@@ -241,18 +311,27 @@ mailboxes = []
             r.text
         );
     }
+}
 
-    // 4. Nikos answers the acknowledgement: the same ticket, no second acknowledgement.
-    let ack_id = n.message_id.clone().expect("ack Message-ID");
+/// Nikos replies to his acknowledgement at billing@; the reply joins his ticket.
+async fn nikos_answers_the_acknowledgement(
+    lab: &Lab,
+    setup: &Setup,
+    billing: &str,
+    nikos_ack: &ParsedMessage,
+    nikos_number: i64,
+) {
+    let nikos = lab.address("customer2");
+    let ack_id = nikos_ack.message_id.clone().expect("ack Message-ID");
     let follow = message(
         &format!("Nikos P <{nikos}>"),
-        &billing,
-        &format!("Re: {}", n.subject),
+        billing,
+        &format!("Re: {}", nikos_ack.subject),
         "n2@customer2.test",
         "Thank you, I see the refund.\n",
         &[("In-Reply-To", &format!("<{ack_id}>"))],
     );
-    lab.send(&nikos, &[&billing], &follow).await;
+    lab.send(&nikos, &[billing], &follow).await;
     setup
         .wait_json(&["ticket", &nikos_number.to_string()], WAIT, |t| {
             t["transcript"]
@@ -260,8 +339,11 @@ mailboxes = []
                 .is_some_and(|m| m.iter().any(|m| m["message_id"] == "n2@customer2.test"))
         })
         .await;
+}
 
-    // 5. Our own address as a sender (an auto-forward from billing@) is never a ticket.
+/// Mail from billing@ itself (an old auto-forward rule) is logged as a prevented loop.
+async fn our_own_address_is_a_loop(lab: &Lab, setup: &Setup, billing: &str) {
+    let support = lab.address("support");
     let own = message(
         &format!("Example Billing <{billing}>"),
         &support,
@@ -270,11 +352,14 @@ mailboxes = []
         "Forwarded by the old billing mailbox rule.\n",
         &[],
     );
-    lab.send(&billing, &[&support], &own).await;
+    lab.send(billing, &[&support], &own).await;
     setup.wait_log("mail loop prevented", 1, WAIT).await;
     assert!(setup.log().contains("own1@example.test"), "{}", setup.log());
-    let (status, _) = daemon.stop();
-    assert!(status.success());
+}
+
+/// Two tickets in all; Nikos got one acknowledgement and one answer, and agent1 nothing of
+/// billing.
+async fn assert_nothing_more_was_sent(lab: &Lab, setup: &Setup) {
     assert_eq!(setup.json(&["tickets"]).as_array().map(Vec::len), Some(2));
     assert_eq!(
         lab.fetch_all("customer2", "INBOX").await.len(),
