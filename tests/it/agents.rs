@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use deskgate::parse::ParsedMessage;
+
 use crate::daemon::{Imap, Setup, header, parsed};
 use crate::harness::{Lab, message};
 
@@ -147,10 +149,54 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     let Some(lab) = Lab::start() else { return };
     let setup = with_agents(&lab);
     let daemon = setup.start();
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let (agent1, cc) = (lab.address("agent1"), lab.address("customer3"));
 
     // 1. A customer mail → acknowledgement to the customer, a notification to each agent.
+    let (number, notification) = customer_writes_with_a_cc(&lab, &setup).await;
+    let reply_to = assert_notification_is_signed_and_quotes_the_mail(&notification, number);
+
+    // 2. Agent1 presses Reply in Thunderbird and sends over submission.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // Date (whole seconds) after the ticket
+    let (answer, relayed) = alice_answers_in_thunderbird(&lab, &reply_to, &notification).await;
+    assert_relayed_answer_is_clean(&lab, &relayed, number).await;
+    assert_first_response_is_the_answer(&setup, number, &answer);
+
+    // 3. An internal note from Outlook reaches agent2 only.
+    note_from_outlook_reaches_agent2(&lab, &reply_to, &notification).await;
+
+    // 4. A forged From with a wrong token: nothing relayed, agent1 told.
+    forgery_with_a_wrong_token(&lab, &reply_to).await;
+    agent1_is_told(&lab, 2, "NOT sent").await;
+
+    // 5. An unknown command: nothing applied, nothing sent, agent1 told what is wrong.
+    let agent1 = lab.address("agent1");
+    let bad = thunderbird_reply(&agent1, &reply_to, &notification, "#frobnicate\nHello");
+    lab.submit("agent1", &[&reply_to], &bad).await;
+    agent1_is_told(&lab, 3, "unknown command #frobnicate").await;
+
+    // 6. #close closes.
+    let close = thunderbird_reply(&agent1, &reply_to, &notification, "#close");
+    lab.submit("agent1", &[&reply_to], &close).await;
+    setup
+        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
+            t["status"] == "closed"
+        })
+        .await;
+
+    // 7. The customer answers the relayed mail: the ticket reopens and only the assigned
+    //    agent (agent1) hears of it.
+    customer_answers_the_relayed_mail(&lab, &setup, number, &relayed).await;
+
+    // Nothing but the acknowledgement and the one answer ever reached the customer.
+    assert_one_reply_only(&lab, &setup).await;
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// Mona writes to support with customer3 in Cc; once both agents and Mona have their mail,
+/// returns the ticket number and agent1's notification.
+async fn customer_writes_with_a_cc(lab: &Lab, setup: &Setup) -> (i64, Vec<u8>) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let cc = lab.address("customer3");
     let original = message(
         &format!("Mona Q <{customer}>"),
         &support,
@@ -166,7 +212,14 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     let number = setup.json(&["tickets"])[0]["id"]
         .as_i64()
         .expect("ticket id");
-    let n = parsed(&notification);
+    (number, notification)
+}
+
+/// The notification of ticket `number` has a signed Reply-To and Message-ID, threads on the
+/// customer's mail, is marked automatic and carries the mail and the reply line; returns
+/// the signed Reply-To.
+fn assert_notification_is_signed_and_quotes_the_mail(notification: &[u8], number: i64) -> String {
+    let n = parsed(notification);
     let reply_to = n.reply_to.clone().expect("signed Reply-To").address;
     assert!(
         reply_to.starts_with(&format!("support+{number}.")) && reply_to.ends_with("@example.test"),
@@ -182,33 +235,47 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     );
     assert_eq!(n.in_reply_to, vec!["m1@customer.test"]);
     assert_eq!(
-        header(&notification, "Auto-Submitted").as_deref(),
+        header(notification, "Auto-Submitted").as_deref(),
         Some("auto-generated")
     );
     assert!(n.text.contains("It smokes."), "{}", n.text);
     assert!(n.text.contains("reply above this line"), "{}", n.text);
     assert!(n.text.contains(&format!("[#{number}]")), "{}", n.text);
     assert!(n.text.contains("first ticket"), "{}", n.text);
+    reply_to
+}
 
-    // 2. Agent1 presses Reply in Thunderbird and sends over submission.
-    tokio::time::sleep(Duration::from_millis(1100)).await; // Date (whole seconds) after the ticket
+/// Alice answers the notification from Thunderbird; returns her answer and the relayed mail
+/// the customer received (besides the acknowledgement).
+async fn alice_answers_in_thunderbird(
+    lab: &Lab,
+    reply_to: &str,
+    notification: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
     let answer = thunderbird_reply(
-        &agent1,
-        &reply_to,
-        &notification,
+        &lab.address("agent1"),
+        reply_to,
+        notification,
         "Please switch it off and unplug it.",
     );
     let submitted = std::time::Instant::now();
-    lab.submit("agent1", &[&reply_to], &answer).await;
+    lab.submit("agent1", &[reply_to], &answer).await;
     let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
     eprintln!(
         "agent reply submitted → relayed answer in the customer's inbox: {:?}",
         submitted.elapsed()
     );
     let relayed = inbox
-        .iter()
+        .into_iter()
         .find(|m| header(m, "Auto-Submitted").is_none())
         .expect("a relayed answer besides the acknowledgement");
+    (answer, relayed)
+}
+
+/// The relayed answer comes from support@ in Alice's name, threads on the customer's mail,
+/// keeps the customer's CC (who receives it) and shows no address, key or quote of ours.
+async fn assert_relayed_answer_is_clean(lab: &Lab, relayed: &[u8], number: i64) {
+    let cc = lab.address("customer3");
     let r = parsed(relayed);
     assert_eq!(r.subject, format!("Re: Printer on fire [#{number}]"));
     let from = r.from.clone().expect("From");
@@ -242,10 +309,12 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
         "the customer's CC is kept"
     );
     lab.wait_for("customer3", "INBOX", 1, WAIT).await;
+}
 
-    // The first response is the agent's reply time; the agent now owns the ticket.
+/// The first response is the agent's reply time; the agent now owns the ticket.
+fn assert_first_response_is_the_answer(setup: &Setup, number: i64, answer: &[u8]) {
     let ticket = setup.json(&["ticket", &number.to_string()]);
-    let sent: jiff::Timestamp = parsed(&answer).date.expect("Date");
+    let sent: jiff::Timestamp = parsed(answer).date.expect("Date");
     let first: jiff::Timestamp = ticket["first_response_at"]
         .as_str()
         .expect("first_response_at")
@@ -254,15 +323,18 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     assert_eq!(first, sent, "{ticket:#}");
     assert_eq!(ticket["assigned"], "agent1@example.test");
     assert!(ticket["next_due_at"].is_null(), "deadline met: {ticket:#}");
+}
 
-    // 3. An internal note from Outlook reaches agent2 only.
+/// Alice's `#note` from Outlook reaches agent2 as an internal note, without the quoted
+/// Outlook header block.
+async fn note_from_outlook_reaches_agent2(lab: &Lab, reply_to: &str, notification: &[u8]) {
     let note = outlook_reply(
-        &agent1,
-        &reply_to,
-        &notification,
+        &lab.address("agent1"),
+        reply_to,
+        notification,
         "#note\nCustomer is a VIP, handle with care.",
     );
-    lab.submit("agent1", &[&reply_to], &note).await;
+    lab.submit("agent1", &[reply_to], &note).await;
     let agent2 = lab.wait_for("agent2", "INBOX", 2, WAIT).await;
     let note_text = agent2
         .iter()
@@ -271,13 +343,15 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     let note_text = note_text.expect("the note reached agent2");
     assert!(note_text.contains("Customer is a VIP"), "{note_text}");
     assert!(!note_text.contains("Sent: Monday"), "{note_text}");
+}
 
-    // 4. A forged From with a wrong token: nothing relayed, agent1 told.
+/// customer2 sends mail forged from Alice to `reply_to` with its last character altered.
+async fn forgery_with_a_wrong_token(lab: &Lab, reply_to: &str) {
     let (local, domain) = reply_to.rsplit_once('@').expect("reply address");
     let altered = if local.ends_with('0') { '1' } else { '0' };
     let forged_to = format!("{}{altered}@{domain}", &local[..local.len() - 1]);
     let forged = message(
-        &format!("Alice Agent <{agent1}>"),
+        &format!("Alice Agent <{}>", lab.address("agent1")),
         &forged_to,
         "Re: Printer on fire",
         "forged@customer2.test",
@@ -286,34 +360,22 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     );
     lab.send(&lab.address("customer2"), &[&forged_to], &forged)
         .await;
-    let agent1_inbox = lab.wait_for("agent1", "INBOX", 2, WAIT).await;
-    let notice = parsed(&agent1_inbox[1]);
-    assert!(notice.text.contains("NOT sent"), "{}", notice.text);
+}
 
-    // 5. An unknown command: nothing applied, nothing sent, agent1 told what is wrong.
-    let bad = thunderbird_reply(&agent1, &reply_to, &notification, "#frobnicate\nHello");
-    lab.submit("agent1", &[&reply_to], &bad).await;
-    let agent1_inbox = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
-    let notice = parsed(&agent1_inbox[2]);
-    assert!(
-        notice.text.contains("unknown command #frobnicate"),
-        "{}",
-        notice.text
-    );
+/// Waits for agent1's `n`th mail and asserts that its text says `what`; returns it, parsed.
+pub async fn agent1_is_told(lab: &Lab, n: usize, what: &str) -> ParsedMessage {
+    let agent1_inbox = lab.wait_for("agent1", "INBOX", n, WAIT).await;
+    let notice = parsed(&agent1_inbox[n - 1]);
+    assert!(notice.text.contains(what), "{}", notice.text);
+    notice
+}
 
-    // 6. #close closes.
-    let close = thunderbird_reply(&agent1, &reply_to, &notification, "#close");
-    lab.submit("agent1", &[&reply_to], &close).await;
-    setup
-        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
-            t["status"] == "closed"
-        })
-        .await;
-
-    // 7. The customer answers the relayed mail: the ticket reopens and only the assigned
-    //    agent (agent1) hears of it.
+/// Mona answers the relayed mail of the closed ticket `number`: it reopens and agent1, its
+/// owner, hears of it; agent2 does not.
+async fn customer_answers_the_relayed_mail(lab: &Lab, setup: &Setup, number: i64, relayed: &[u8]) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let agent2_before = lab.fetch_all("agent2", "INBOX").await.len();
-    let relayed_id = r.message_id.clone().expect("relayed Message-ID");
+    let relayed_id = parsed(relayed).message_id.expect("relayed Message-ID");
     let follow_up = message(
         &customer,
         &support,
@@ -323,9 +385,7 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
         &[("In-Reply-To", &format!("<{relayed_id}>"))],
     );
     lab.send(&customer, &[&support], &follow_up).await;
-    let agent1_inbox = lab.wait_for("agent1", "INBOX", 4, WAIT).await;
-    let update = parsed(&agent1_inbox[3]);
-    assert!(update.text.contains("It is off now."), "{}", update.text);
+    let update = agent1_is_told(lab, 4, "It is off now.").await;
     assert!(
         update.subject.contains("Customer wrote"),
         "{}",
@@ -334,8 +394,10 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     let ticket = setup.json(&["ticket", &number.to_string()]);
     assert_eq!(ticket["status"], "open", "{ticket:#}");
     assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), agent2_before);
+}
 
-    // Nothing but the acknowledgement and the one answer ever reached the customer.
+/// The outbox holds one reply, and Mona's inbox the acknowledgement and that reply only.
+async fn assert_one_reply_only(lab: &Lab, setup: &Setup) {
     let outbox = setup.json(&["outbox"]);
     let replies = outbox
         .as_array()
@@ -345,8 +407,6 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
         .count();
     assert_eq!(replies, 1, "{outbox:#}");
     assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 2);
-    let (status, _) = daemon.stop();
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
