@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::agents::{answer, thunderbird_reply};
+use crate::agents::{agent1_is_told, answer, thunderbird_reply};
 use crate::daemon::{Imap, Setup, parsed};
 use crate::harness::{Lab, message};
 
@@ -396,31 +396,9 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
     let daemon = setup.start();
     let (number, notification) = open_ticket(&lab, &setup, None).await;
     let (reply_to, signed_id) = keys(&notification);
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let (attacker, alice) = (lab.address("customer2"), lab.address("agent1"));
-    let fail = format!(
-        "{OURS}; dmarc=fail header.from=example.test; spf=fail smtp.mailfrom=customer2@example.test"
-    );
-    let pass =
-        format!("{OURS}; dkim=pass header.d=example.test; dmarc=pass header.from=example.test");
 
     // 1. A Reply All forged from Alice, dated back to the minute the ticket opened.
-    let reply_all = with_results(
-        message(
-            &format!("Alice Agent <{alice}>"),
-            &customer,
-            "Re: Invoice wrong",
-            "forged5a@customer2.test",
-            "Sorted, see you.\n",
-            &[
-                ("Cc", &support),
-                ("In-Reply-To", "<m1@customer.test>"),
-                ("References", "<m1@customer.test>"),
-            ],
-        ),
-        &[&fail],
-    );
-    lab.send(&attacker, &[&support], &reply_all).await;
+    forged_reply_all_without_a_key(&lab).await;
     lab.wait_for("agent1", "INBOX", 2, WAIT).await;
     let ticket = setup.json(&["ticket", &number.to_string()]);
     assert!(ticket["first_response_at"].is_null(), "{ticket:#}");
@@ -432,10 +410,75 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
 
     // 2. A note to the notes address with Alice's leaked notification Message-ID; our MTA
     //    says fail on top, the attacker's own "pass" of ours sits below it.
+    forged_note_with_a_leaked_message_id(&lab, &signed_id).await;
+    agent1_is_told(&lab, 3, "not authenticated").await;
+
+    // 3. An answer with Alice's leaked reply address and another authserv-id's pass only.
+    forged_answer_passed_by_another_mta(&lab, &reply_to).await;
+    assert_refused_quietly_and_nothing_sent(&lab, &setup, number).await;
+
+    // 4. Alice's own answer: another relay's header on top, ours (pass) below it, and a
+    //    stale fail of ours further down: relayed, counted, assigned.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    alice_answers_authenticated(&lab, &setup, &reply_to, &notification, number).await;
+
+    // 5. The customer writes again; Bob answers with Reply All on the customer's mail and his
+    //    reply address in Bcc (his key stays in the envelope): counted, not relayed again.
+    customer_writes_again(&lab, &setup, number).await;
+    bob_replies_all_with_his_key_in_bcc(&lab, &setup, number).await;
+    let kinds = outbox_kinds(&setup);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "reply").count(),
+        1,
+        "{kinds:?}"
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+/// What our MTA (`OURS`) writes for mail the attacker sends in Alice's name: DMARC and SPF
+/// fail.
+fn ours_fail() -> String {
+    format!(
+        "{OURS}; dmarc=fail header.from=example.test; spf=fail smtp.mailfrom=customer2@example.test"
+    )
+}
+
+/// What our MTA (`OURS`) writes for mail an agent really sends: DKIM and DMARC pass.
+fn ours_pass() -> String {
+    format!("{OURS}; dkim=pass header.d=example.test; dmarc=pass header.from=example.test")
+}
+
+/// The attacker (customer2) sends a Reply All on the customer's mail, forged from Alice,
+/// copying support, with our MTA's fail on it.
+async fn forged_reply_all_without_a_key(lab: &Lab) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let reply_all = with_results(
+        message(
+            &format!("Alice Agent <{}>", lab.address("agent1")),
+            &customer,
+            "Re: Invoice wrong",
+            "forged5a@customer2.test",
+            "Sorted, see you.\n",
+            &[
+                ("Cc", &support),
+                ("In-Reply-To", "<m1@customer.test>"),
+                ("References", "<m1@customer.test>"),
+            ],
+        ),
+        &[&ours_fail()],
+    );
+    lab.send(&lab.address("customer2"), &[&support], &reply_all)
+        .await;
+}
+
+/// The attacker sends a `#note` to the notes address threaded on Alice's notification by its
+/// leaked `signed_id`: our fail on top, a spoofed pass of ours below it.
+async fn forged_note_with_a_leaked_message_id(lab: &Lab, signed_id: &str) {
     let notes = "support+notes@example.test";
     let note = with_results(
         message(
-            &format!("Alice Agent <{alice}>"),
+            &format!("Alice Agent <{}>", lab.address("agent1")),
             notes,
             "Re: Invoice wrong",
             "forged5b@customer2.test",
@@ -443,20 +486,19 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
             &[("In-Reply-To", &format!("<{signed_id}>"))],
         ),
         &[
-            &fail,
+            &ours_fail(),
             &format!("{OURS}; dmarc=pass header.from=example.test"),
         ],
     );
-    lab.send(&attacker, &[notes], &note).await;
-    let agent1 = lab.wait_for("agent1", "INBOX", 3, WAIT).await;
-    let told = parsed(&agent1[2]);
-    assert!(told.text.contains("not authenticated"), "{}", told.text);
+    lab.send(&lab.address("customer2"), &[notes], &note).await;
+}
 
-    // 3. An answer with Alice's leaked reply address and another authserv-id's pass only.
+/// The attacker answers to Alice's leaked `reply_to` with only another authserv-id's pass.
+async fn forged_answer_passed_by_another_mta(lab: &Lab, reply_to: &str) {
     let answer = with_results(
         message(
-            &format!("Alice Agent <{alice}>"),
-            &reply_to,
+            &format!("Alice Agent <{}>", lab.address("agent1")),
+            reply_to,
             "Re: Invoice wrong",
             "forged5c@customer2.test",
             "Please pay to XX00 1234 from now on.\n",
@@ -464,7 +506,13 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
         ),
         &["mx.attacker.test; dmarc=pass header.from=example.test"],
     );
-    lab.send(&attacker, &[&reply_to], &answer).await;
+    lab.send(&lab.address("customer2"), &[reply_to], &answer)
+        .await;
+}
+
+/// The forged answer is recorded as lacking our Authentication-Results, and Alice is not
+/// told again; no forged mail reached the customer, the team or the attacker.
+async fn assert_refused_quietly_and_nothing_sent(lab: &Lab, setup: &Setup, number: i64) {
     // Alice heard of a refused mail from her address within the hour: this one is recorded,
     // not noticed again (a forger would fill her inbox).
     let received = setup
@@ -491,15 +539,27 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
     assert_eq!(lab.fetch_all("customer1", "INBOX").await.len(), 1);
     assert_eq!(lab.fetch_all("agent2", "INBOX").await.len(), 1, "no note");
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
+}
 
-    // 4. Alice's own answer: another relay's header on top, ours (pass) below it, and a
-    //    stale fail of ours further down: relayed, counted, assigned.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+/// Alice's own Thunderbird answer, with our pass between another relay's fail and a stale
+/// fail of ours, is relayed to the customer, counts as the first response and assigns her.
+async fn alice_answers_authenticated(
+    lab: &Lab,
+    setup: &Setup,
+    reply_to: &str,
+    notification: &[u8],
+    number: i64,
+) {
     let genuine = with_results(
-        thunderbird_reply(&alice, &reply_to, &notification, "Fixed, new invoice sent."),
-        &["relay.example.org; dmarc=fail", &pass, &fail],
+        thunderbird_reply(
+            &lab.address("agent1"),
+            reply_to,
+            notification,
+            "Fixed, new invoice sent.",
+        ),
+        &["relay.example.org; dmarc=fail", &ours_pass(), &ours_fail()],
     );
-    lab.submit("agent1", &[&reply_to], &genuine).await;
+    lab.submit("agent1", &[reply_to], &genuine).await;
     let inbox = lab.wait_for("customer1", "INBOX", 2, WAIT).await;
     assert!(
         parsed(&inbox[1])
@@ -512,9 +572,11 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
         })
         .await;
     assert_eq!(ticket["assigned"], "agent1@example.test");
+}
 
-    // 5. The customer writes again; Bob answers with Reply All on the customer's mail and his
-    //    reply address in Bcc (his key stays in the envelope): counted, not relayed again.
+/// The customer writes again on ticket `number`, which waits for an answer once more.
+async fn customer_writes_again(lab: &Lab, setup: &Setup, number: i64) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let again = message(
         &customer,
         &support,
@@ -529,6 +591,12 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
             !t["next_due_at"].is_null()
         })
         .await;
+}
+
+/// Bob answers the customer directly with Reply All (copying support), authenticated, and
+/// his reply address in Bcc: the answer stops the clock and is recorded as his.
+async fn bob_replies_all_with_his_key_in_bcc(lab: &Lab, setup: &Setup, number: i64) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let bob_notification = lab.wait_for("agent2", "INBOX", 1, WAIT).await.remove(0);
     let (bob_key, _) = keys(&bob_notification);
     let bob = lab.address("agent2");
@@ -545,7 +613,7 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
                 ("References", "<m1@customer.test> <m3@customer.test>"),
             ],
         ),
-        &[&pass],
+        &[&ours_pass()],
     );
     // One submission per recipient: the lab delivers both in one LMTP transaction, where
     // Dovecot writes no Delivered-To; the customer being on another domain, the support copy
@@ -568,14 +636,6 @@ async fn forged_agent_mail_needs_a_key_and_our_authentication() {
                     .is_some_and(|d| d.starts_with("agent2@example.test"))),
         "{ticket:#}"
     );
-    let kinds = outbox_kinds(&setup);
-    assert_eq!(
-        kinds.iter().filter(|k| *k == "reply").count(),
-        1,
-        "{kinds:?}"
-    );
-    let (status, _) = daemon.stop();
-    assert!(status.success());
 }
 
 /// Red team: a forged key naming a ticket that does not exist opens none (each would be a
