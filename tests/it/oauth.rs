@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::daemon::{Imap, Setup};
 use crate::harness::{Lab, message};
 use crate::token_server::{CLIENT_ID, Settings, TokenServer};
@@ -137,53 +139,24 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
     use_oauth(&setup, &lab, &server, "xoauth2", "");
 
     // Before any login: the admin is told what to run.
-    let check = setup.cli(&["check-config", "--connect"]);
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(1), "{report}");
+    let (code, report) = check_config_connect(&setup);
+    assert_eq!(code, Some(1), "{report}");
     assert!(
         report.contains("imap support: FAILED: mailbox support: no OAuth refresh token is stored; run `deskgate oauth login --mailbox support` once"),
         "{report}"
     );
 
     // The device flow, end to end, for the mailbox and for SMTP.
-    let shown = device_login(&setup, &server, &["--mailbox", "support"], SUPPORT);
-    assert!(shown.contains("1. open http://127.0.0.1/verify"), "{shown}");
-    assert!(
-        shown.contains("Signed in: the refresh token for mailbox support is stored"),
-        "{shown}"
-    );
-    device_login(&setup, &server, &["--smtp"], SUPPORT);
-    let stored = stored_refresh_tokens(&setup);
-    assert_eq!(
-        stored.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
-        ["mailbox support", "smtp"]
-    );
-    let check = setup.cli(&["check-config", "--connect"]);
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(0), "{report}");
+    device_login_for_the_mailbox_and_smtp(&setup, &server);
+    let (code, report) = check_config_connect(&setup);
+    assert_eq!(code, Some(0), "{report}");
 
     // IMAP (XOAUTH2) and SMTP submission (XOAUTH2 through Postfix to Dovecot).
     let daemon = setup.start();
     round_trip(&lab, "customer1", "t1@c.test").await;
 
     // The 4-second token expires mid-run: IMAP logs in again, SMTP gets a new token too.
-    setup
-        .wait_log("access token due for renewal", 2, Duration::from_secs(30))
-        .await;
-    round_trip(&lab, "customer2", "t2@c.test").await;
-    let refreshes = server
-        .token_requests()
-        .iter()
-        .filter(|g| *g == "refresh_token")
-        .count();
-    assert!(refreshes >= 4, "{:?}", server.token_requests());
-    assert_checked_by_dovecot(&server);
-    // Every rotated refresh token was stored: what the database holds is what works now.
-    let stored = stored_refresh_tokens(&setup);
-    for (account, token) in &stored {
-        assert!(server.is_valid_refresh(token), "{account}: stale {token}");
-    }
-    assert!(server.refresh_tokens_issued() >= 2 + refreshes);
+    expired_tokens_are_refreshed_and_rotated(&lab, &setup, &server).await;
 
     // A restart logs in with the stored (rotated) tokens.
     assert!(daemon.stop().0.success());
@@ -192,6 +165,80 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
 
     // The grant is revoked: a clear error naming the fix, no crash, the other mailbox works.
     server.revoke_all();
+    assert_the_revoked_grant_is_logged_with_its_fix(&setup, &server).await;
+    let sales = sales_mail_opens_a_ticket_after_smtp_expiry(&lab, &setup).await;
+    assert_the_acknowledgement_waits_for_smtp(&setup, &sales).await;
+    assert_eq!(
+        support_events(&setup, "mailbox.login_failed"),
+        1,
+        "reported once, not at every retry"
+    );
+
+    // The admin does what the log says; the running daemon logs in again by itself.
+    device_login(&setup, &server, &["--mailbox", "support"], SUPPORT);
+    setup
+        .wait_log(
+            "mailbox logs in again after a login failure",
+            1,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(support_events(&setup, "mailbox.login_recovered"), 1);
+    let (status, _) = daemon.stop();
+    assert!(
+        status.success(),
+        "the daemon kept running and stopped cleanly"
+    );
+}
+
+/// Runs `deskgate check-config --connect`; returns its exit code and report.
+fn check_config_connect(setup: &Setup) -> (Option<i32>, String) {
+    let check = setup.cli(&["check-config", "--connect"]);
+    let report = String::from_utf8_lossy(&check.stdout).into_owned();
+    (check.status.code(), report)
+}
+
+/// Signs in through the device flow for the support mailbox (checking what the admin is
+/// shown) and for SMTP; both refresh tokens are stored.
+fn device_login_for_the_mailbox_and_smtp(setup: &Setup, server: &TokenServer) {
+    let shown = device_login(setup, server, &["--mailbox", "support"], SUPPORT);
+    assert!(shown.contains("1. open http://127.0.0.1/verify"), "{shown}");
+    assert!(
+        shown.contains("Signed in: the refresh token for mailbox support is stored"),
+        "{shown}"
+    );
+    device_login(setup, server, &["--smtp"], SUPPORT);
+    let stored = stored_refresh_tokens(setup);
+    assert_eq!(
+        stored.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["mailbox support", "smtp"]
+    );
+}
+
+/// Once the access tokens are due for renewal, mail still goes both ways; the refreshes
+/// rotated the refresh tokens, and the stored ones are the valid ones.
+async fn expired_tokens_are_refreshed_and_rotated(lab: &Lab, setup: &Setup, server: &TokenServer) {
+    setup
+        .wait_log("access token due for renewal", 2, Duration::from_secs(30))
+        .await;
+    round_trip(lab, "customer2", "t2@c.test").await;
+    let refreshes = server
+        .token_requests()
+        .iter()
+        .filter(|g| *g == "refresh_token")
+        .count();
+    assert!(refreshes >= 4, "{:?}", server.token_requests());
+    assert_checked_by_dovecot(server);
+    // Every rotated refresh token was stored: what the database holds is what works now.
+    let stored = stored_refresh_tokens(setup);
+    for (account, token) in &stored {
+        assert!(server.is_valid_refresh(token), "{account}: stale {token}");
+    }
+    assert!(server.refresh_tokens_issued() >= 2 + refreshes);
+}
+
+/// The refused grant is logged with the command that fixes it, and no token reaches the log.
+async fn assert_the_revoked_grant_is_logged_with_its_fix(setup: &Setup, server: &TokenServer) {
     setup
         .wait_log("the provider refused the grant", 1, Duration::from_secs(30))
         .await;
@@ -206,6 +253,11 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
     for token in server.all_tokens() {
         assert!(!log.contains(&token), "a token reached the log: {token}");
     }
+}
+
+/// Once the SMTP access token has expired too, customer4 writes to sales@ (a password
+/// login); returns the ticket it opens.
+async fn sales_mail_opens_a_ticket_after_smtp_expiry(lab: &Lab, setup: &Setup) -> Value {
     // SMTP connections already logged in stay usable (as on real servers); once the SMTP
     // access token has expired too (its lifetime: 4 s), sending needs the revoked grant.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -225,15 +277,18 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
                 .is_some_and(|l| l.iter().any(|t| t["mailbox"] == "sales"))
         })
         .await;
-    let sales = tickets
+    tickets
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["mailbox"] == "sales")
         .unwrap()
-        .clone();
-    // Its acknowledgement waits: SMTP's grant was revoked too, and /healthz says why (a
-    // transport failure: the row keeps its attempts).
+        .clone()
+}
+
+/// The `sales` ticket's acknowledgement waits: SMTP's grant was revoked too, and /healthz
+/// says why (a transport failure: the row keeps its attempts and nothing fails).
+async fn assert_the_acknowledgement_waits_for_smtp(setup: &Setup, sales: &Value) {
     let started = std::time::Instant::now();
     loop {
         let (_, health) = setup.http_get("/healthz");
@@ -262,39 +317,18 @@ async fn device_login_then_refresh_rotation_and_a_revoked_grant() {
             .iter()
             .all(|r| r["status"] != "failed")
     );
-    let events = rusqlite::Connection::open(setup.database())
-        .expect("open")
-        .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'mailbox.login_failed' AND mailbox = 'support'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .expect("count");
-    assert_eq!(events, 1, "reported once, not at every retry");
+}
 
-    // The admin does what the log says; the running daemon logs in again by itself.
-    device_login(&setup, &server, &["--mailbox", "support"], SUPPORT);
-    setup
-        .wait_log(
-            "mailbox logs in again after a login failure",
-            1,
-            Duration::from_secs(120),
-        )
-        .await;
-    let recovered = rusqlite::Connection::open(setup.database())
+/// How many events of `kind` the support mailbox has recorded.
+fn support_events(setup: &Setup, kind: &str) -> i64 {
+    rusqlite::Connection::open(setup.database())
         .expect("open")
         .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'mailbox.login_recovered' AND mailbox = 'support'",
-            [],
+            "SELECT count(*) FROM events WHERE kind = ?1 AND mailbox = 'support'",
+            [kind],
             |r| r.get::<_, i64>(0),
         )
-        .expect("count");
-    assert_eq!(recovered, 1);
-    let (status, _) = daemon.stop();
-    assert!(
-        status.success(),
-        "the daemon kept running and stopped cleanly"
-    );
+        .expect("count")
 }
 
 #[tokio::test(flavor = "multi_thread")]
