@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::daemon::{Imap, Setup, UNLIMITED_SENDERS, header, parsed};
 use crate::harness::{Lab, message};
 
@@ -13,9 +15,68 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
     let Some(lab) = Lab::start() else { return };
     let setup = Setup::new(&lab, Imap::Implicit, "");
     let daemon = setup.start();
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
 
     // 1. A customer mail → one ticket, and the acknowledgement arrives in the customer's inbox.
+    let (number, ack) = customer_writes_and_gets_one_ticket(&lab, &setup).await;
+    let ack_id = assert_the_ack_threads_on_the_mail(&ack, number);
+    // Processed mail is flagged \Seen only after the commit.
+    let flags = lab.flags("support", "INBOX").await;
+    assert!(flags[0].iter().any(|f| f.contains("Seen")), "{flags:?}");
+
+    // 2. The customer replies to the acknowledgement → same ticket, no second acknowledgement.
+    customer_adds_to_the_ticket(
+        &lab,
+        &setup,
+        number,
+        (
+            &format!("Re: Printer on fire [#{number}]"),
+            "m2@customer.test",
+            "Still smoking.\n",
+        ),
+        &[
+            ("In-Reply-To", &format!("<{ack_id}>")),
+            ("References", &format!("<m1@customer.test> <{ack_id}>")),
+        ],
+        3,
+    )
+    .await;
+
+    // A stranger who guesses the ticket number gets a ticket of their own (and its ack).
+    stranger_guesses_the_ticket_number(&lab, number).await;
+
+    // The real customer writing again with only the tag joins their ticket.
+    let ticket = customer_adds_to_the_ticket(
+        &lab,
+        &setup,
+        number,
+        (
+            &format!("More info [#{number}]"),
+            "m4@customer.test",
+            "Model X100.\n",
+        ),
+        &[],
+        4,
+    )
+    .await;
+    assert_the_transcript_holds_the_customer_mail(&ticket);
+    assert_only_the_stranger_got_a_second_ticket_and_ack(&lab, &setup).await;
+
+    let (status, took) = daemon.stop();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        setup.log()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM to exit took {took:?}"
+    );
+}
+
+/// Mona writes to support: one open ticket with a first-response deadline; returns its
+/// number and the acknowledgement she received.
+async fn customer_writes_and_gets_one_ticket(lab: &Lab, setup: &Setup) -> (i64, Vec<u8>) {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
     let original = message(
         &format!("Mona Q <{customer}>"),
         &support,
@@ -36,8 +97,13 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
         list[0]["next_due_at"].is_string(),
         "a first-response deadline is stored"
     );
+    (number, inbox.into_iter().next().expect("acknowledgement"))
+}
 
-    let ack = &inbox[0];
+/// The acknowledgement of ticket `number` threads on the customer's mail in a mail client,
+/// comes from support@, is marked automatic and names the ticket and the deadline; returns
+/// its Message-ID.
+fn assert_the_ack_threads_on_the_mail(ack: &[u8], number: i64) -> String {
     let ack_fields = parsed(ack);
     assert_eq!(
         ack_fields.subject,
@@ -70,31 +136,35 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
         ack_fields.text
     );
     assert!(String::from_utf8_lossy(ack).contains("multipart/alternative"));
-    // Processed mail is flagged \Seen only after the commit.
-    let flags = lab.flags("support", "INBOX").await;
-    assert!(flags[0].iter().any(|f| f.contains("Seen")), "{flags:?}");
+    ack_id
+}
 
-    // 2. The customer replies to the acknowledgement → same ticket, no second acknowledgement.
-    let reply = message(
-        &customer,
-        &support,
-        &format!("Re: Printer on fire [#{number}]"),
-        "m2@customer.test",
-        "Still smoking.\n",
-        &[
-            ("In-Reply-To", &format!("<{ack_id}>")),
-            ("References", &format!("<m1@customer.test> <{ack_id}>")),
-        ],
-    );
-    lab.send(&customer, &[&support], &reply).await;
+/// Mona writes `(subject, message_id, body)` with `headers` to support; waits until ticket
+/// `number`'s transcript holds `n_messages`, and returns the ticket.
+async fn customer_adds_to_the_ticket(
+    lab: &Lab,
+    setup: &Setup,
+    number: i64,
+    (subject, message_id, body): (&str, &str, &str),
+    headers: &[(&str, &str)],
+    n_messages: usize,
+) -> Value {
+    let (customer, support) = (lab.address("customer1"), lab.address("support"));
+    let mail = message(&customer, &support, subject, message_id, body, headers);
+    lab.send(&customer, &[&support], &mail).await;
     setup
         .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
-            t["transcript"].as_array().is_some_and(|m| m.len() == 3)
+            t["transcript"]
+                .as_array()
+                .is_some_and(|m| m.len() == n_messages)
         })
-        .await;
+        .await
+}
 
-    // A stranger who guesses the ticket number gets a ticket of their own (and its ack).
-    let stranger = lab.address("customer2");
+/// customer2 writes with ticket `number`'s tag in the subject and gets an acknowledgement
+/// (of a ticket of their own).
+async fn stranger_guesses_the_ticket_number(lab: &Lab, number: i64) {
+    let (stranger, support) = (lab.address("customer2"), lab.address("support"));
     let guess = message(
         &stranger,
         &support,
@@ -105,22 +175,10 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
     );
     lab.send(&stranger, &[&support], &guess).await;
     lab.wait_for("customer2", "INBOX", 1, WAIT).await;
+}
 
-    // The real customer writing again with only the tag joins their ticket.
-    let tagged = message(
-        &customer,
-        &support,
-        &format!("More info [#{number}]"),
-        "m4@customer.test",
-        "Model X100.\n",
-        &[],
-    );
-    lab.send(&customer, &[&support], &tagged).await;
-    let ticket = setup
-        .wait_json(&["ticket", &number.to_string()], WAIT, |t| {
-            t["transcript"].as_array().is_some_and(|m| m.len() == 4)
-        })
-        .await;
+/// The transcript holds Mona's mail, her reply and her tagged mail, in order.
+fn assert_the_transcript_holds_the_customer_mail(ticket: &Value) {
     let texts: Vec<&str> = ticket["transcript"]
         .as_array()
         .unwrap()
@@ -133,7 +191,11 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
             && texts[3].contains("Model X100."),
         "{texts:?}"
     );
+}
 
+/// Two tickets (Mona's and the stranger's); after a grace period, Mona has exactly one
+/// acknowledgement, and the outbox holds the two acknowledgements, sent.
+async fn assert_only_the_stranger_got_a_second_ticket_and_ack(lab: &Lab, setup: &Setup) {
     let tickets = setup.json(&["tickets"]);
     assert_eq!(
         tickets.as_array().unwrap().len(),
@@ -156,17 +218,6 @@ async fn customer_mail_gets_one_ticket_and_one_threaded_acknowledgement() {
             .iter()
             .all(|r| r["status"] == "sent"),
         "{outbox:#}"
-    );
-
-    let (status, took) = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        setup.log()
-    );
-    assert!(
-        took < Duration::from_secs(10),
-        "SIGTERM to exit took {took:?}"
     );
 }
 
