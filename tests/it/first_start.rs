@@ -24,51 +24,8 @@ fn tickets_by_subject(setup: &Setup) -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn backlog_is_imported_per_initial_import_and_only_recent_mail_is_acknowledged() {
     let Some(lab) = Lab::start() else { return };
-    let support = lab.address("support");
-    let mail = |customer: &str, subject: &str| {
-        message(
-            &lab.address(customer),
-            &support,
-            subject,
-            &format!("{customer}.{}@c.test", subject.replace(' ', "-")),
-            "Hello, is anyone there?\n",
-            &[],
-        )
-    };
     // The mailbox as deskgate finds it on its first start.
-    let inbox = "INBOX";
-    lab.append_aged(
-        "support",
-        inbox,
-        None,
-        10 * DAY,
-        &mail("customer1", "A too old"),
-    )
-    .await;
-    lab.append_aged(
-        "support",
-        inbox,
-        Some("(\\Seen)"),
-        DAY,
-        &mail("customer2", "B read"),
-    )
-    .await;
-    lab.append_aged(
-        "support",
-        inbox,
-        None,
-        2 * DAY,
-        &mail("customer3", "C unread"),
-    )
-    .await;
-    lab.send(
-        &lab.address("customer4"),
-        &[&support],
-        &mail("customer4", "D minutes ago"),
-    )
-    .await;
-    lab.wait_for("support", inbox, 4, Duration::from_secs(10))
-        .await;
+    mailbox_with_a_backlog(&lab).await;
 
     let setup = Setup::new(
         &lab,
@@ -86,18 +43,96 @@ async fn backlog_is_imported_per_initial_import_and_only_recent_mail_is_acknowle
         .wait_log("initial import done", 1, Duration::from_secs(60))
         .await;
     // Mail after the first start is acknowledged as always.
-    lab.send(
-        &lab.address("customer5"),
-        &[&support],
-        &mail("customer5", "E live"),
-    )
-    .await;
+    customer_writes(&lab, "customer5", "E live").await;
     lab.wait_for("customer5", "INBOX", 1, Duration::from_secs(30))
         .await;
     lab.wait_for("customer4", "INBOX", 1, Duration::from_secs(30))
         .await;
 
-    let tickets = tickets_by_subject(&setup);
+    let quiet = assert_only_recent_mail_is_acknowledged(&lab, &setup).await;
+    // Left-out mail is untouched; imported mail is flagged \Seen.
+    assert_eq!(
+        lab.flags("support", "INBOX").await,
+        [
+            vec![],
+            vec!["\\Seen".to_string()],
+            vec!["\\Seen".to_string()],
+            vec!["\\Seen".to_string()],
+            vec!["\\Seen".to_string()],
+        ]
+    );
+    assert_the_import_is_summarised(&setup, &quiet);
+    assert!(daemon.stop().0.success());
+
+    // A restart is not a first start: nothing is imported again, nothing summarised again.
+    let daemon = setup.start();
+    customer_writes(&lab, "customer3", "F later").await;
+    lab.wait_for("customer3", "INBOX", 1, Duration::from_secs(30))
+        .await;
+    assert!(daemon.stop().0.success());
+    assert_eq!(setup.log().matches("initial import done").count(), 1);
+    assert_eq!(tickets_by_subject(&setup).len(), 4);
+}
+
+/// A mail of `customer` to support with `subject` (its Message-ID made of both).
+fn mail(lab: &Lab, customer: &str, subject: &str) -> Vec<u8> {
+    message(
+        &lab.address(customer),
+        &lab.address("support"),
+        subject,
+        &format!("{customer}.{}@c.test", subject.replace(' ', "-")),
+        "Hello, is anyone there?\n",
+        &[],
+    )
+}
+
+/// `customer` sends [`mail`] with `subject` to support through Postfix.
+async fn customer_writes(lab: &Lab, customer: &str, subject: &str) {
+    lab.send(
+        &lab.address(customer),
+        &[&lab.address("support")],
+        &mail(lab, customer, subject),
+    )
+    .await;
+}
+
+/// Fills the support INBOX: A unread but 10 days old, B read a day ago, C unread from two
+/// days ago, D delivered minutes ago.
+async fn mailbox_with_a_backlog(lab: &Lab) {
+    let inbox = "INBOX";
+    lab.append_aged(
+        "support",
+        inbox,
+        None,
+        10 * DAY,
+        &mail(lab, "customer1", "A too old"),
+    )
+    .await;
+    lab.append_aged(
+        "support",
+        inbox,
+        Some("(\\Seen)"),
+        DAY,
+        &mail(lab, "customer2", "B read"),
+    )
+    .await;
+    lab.append_aged(
+        "support",
+        inbox,
+        None,
+        2 * DAY,
+        &mail(lab, "customer3", "C unread"),
+    )
+    .await;
+    customer_writes(lab, "customer4", "D minutes ago").await;
+    lab.wait_for("support", inbox, 4, Duration::from_secs(10))
+        .await;
+}
+
+/// C is imported quietly (no deadline), D and E are tickets with deadlines whose customers
+/// alone were acknowledged; A and B are left out. Returns C's ticket.
+async fn assert_only_recent_mail_is_acknowledged(lab: &Lab, setup: &Setup) -> Value {
+    let tickets = tickets_by_subject(setup);
     let subjects: Vec<&str> = tickets.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(subjects, ["C unread", "D minutes ago", "E live"]);
     let quiet = &tickets[0].1;
@@ -127,17 +162,12 @@ async fn backlog_is_imported_per_initial_import_and_only_recent_mail_is_acknowle
             "{customer} got mail"
         );
     }
-    // Left-out mail is untouched; imported mail is flagged \Seen.
-    assert_eq!(
-        lab.flags("support", inbox).await,
-        [
-            vec![],
-            vec!["\\Seen".to_string()],
-            vec!["\\Seen".to_string()],
-            vec!["\\Seen".to_string()],
-            vec!["\\Seen".to_string()],
-        ]
-    );
+    quiet.clone()
+}
+
+/// The log sums the import up, `tickets` marks the `quiet` ticket and counts it, and the
+/// ticket records why it was imported quietly.
+fn assert_the_import_is_summarised(setup: &Setup, quiet: &Value) {
     assert!(
         setup.log().contains(
             "initial import done: 2 backlog messages imported, 1 of them quietly (no acknowledgement, no deadline); 2 left in the folder"
@@ -161,21 +191,6 @@ async fn backlog_is_imported_per_initial_import_and_only_recent_mail_is_acknowle
             .any(|e| e["kind"] == "message.imported_quietly"),
         "{ticket:#}"
     );
-    assert!(daemon.stop().0.success());
-
-    // A restart is not a first start: nothing is imported again, nothing summarised again.
-    let daemon = setup.start();
-    lab.send(
-        &lab.address("customer3"),
-        &[&support],
-        &mail("customer3", "F later"),
-    )
-    .await;
-    lab.wait_for("customer3", "INBOX", 1, Duration::from_secs(30))
-        .await;
-    assert!(daemon.stop().0.success());
-    assert_eq!(setup.log().matches("initial import done").count(), 1);
-    assert_eq!(tickets_by_subject(&setup).len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
