@@ -156,29 +156,17 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
         Arc::new(Config::from_toml(&state.path().join("deskgate.toml"), CONFIG).expect("config"));
     let store = Store::open(&config.database).expect("store");
     let now = jiff::Timestamp::now();
-    let disagree: HashMap<&str, (&str, &str)> = DISAGREE
-        .iter()
-        .map(|(p, h, why)| (*p, (*h, *why)))
-        .collect();
+    let desk = Desk {
+        store: &store,
+        config: &config,
+        dir: &dir,
+        now,
+    };
 
-    let mut wrong = Vec::new();
-    let mut acknowledged_wrongly = Vec::new();
-    let mut unexplained_silence = Vec::new();
-    let mut tickets: HashMap<String, Option<TicketId>> = HashMap::new();
-    let mut counts: HashMap<&'static str, usize> = HashMap::new();
-    let mut n_unsure_differ = 0;
+    let mut findings = Findings::default();
     for pass in 0..2u32 {
         for (index, row) in rows.iter().enumerate() {
-            let raw = std::fs::read(dir.join(&row.path)).expect("corpus file");
-            let class = classify(&parse(&raw), &["support@example.test".to_string()]);
-            let source = Source {
-                arrival: deskgate::policy::Arrival::Live,
-                mailbox: "corpus".into(),
-                imap: Some((1 + pass, index as u32 + 1)),
-            };
-            let (outcome, _) = ingest(&store, &config, source, raw, now)
-                .await
-                .unwrap_or_else(|err| panic!("{}: ingest failed: {err}", row.path));
+            let (class, outcome) = desk.ingest_row(row, (1 + pass, index as u32 + 1)).await;
             if pass == 1 {
                 assert!(
                     matches!(outcome, Outcome::Duplicate { .. }),
@@ -187,74 +175,157 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
                 );
                 continue;
             }
-            let got = handling(&class);
-            *counts.entry(got).or_default() += 1;
-            let want = match disagree.get(row.path.as_str()) {
-                Some((ours, _)) => *ours,
-                None => row.expected.as_str(),
-            };
-            if got != want {
-                if row.unsure {
-                    n_unsure_differ += 1;
-                }
-                wrong.push(format!(
-                    "{}: expected {want}, got {}{}",
-                    row.path,
-                    class.as_str(),
-                    if row.unsure {
-                        " (manifest: unsure)"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-            match &outcome {
-                Outcome::Stored {
-                    ticket,
-                    created,
-                    acknowledgement,
-                    withheld,
-                    ..
-                } => {
-                    tickets.insert(row.path.clone(), *ticket);
-                    if acknowledgement.is_some() && want != "ticket" {
-                        acknowledged_wrongly.push(row.path.clone());
-                    }
-                    if class == Class::Customer
-                        && *created
-                        && acknowledgement.is_none()
-                        && withheld.is_none()
-                    {
-                        unexplained_silence.push(row.path.clone());
-                    }
-                }
-                Outcome::Quarantined { .. } => {
-                    assert_eq!(got, "reject-quarantine", "{}", row.path);
-                }
-                Outcome::Duplicate { .. } => {
-                    tickets.insert(row.path.clone(), None);
-                }
-                Outcome::Dropped { .. } => panic!("{}: no corpus message is ours", row.path),
-            }
+            findings.note(row, &class, &outcome);
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} of {} messages handled otherwise than expected ({n_unsure_differ} of them marked unsure):\n{}",
-        wrong.len(),
+    findings.assert_all_as_expected(rows.len());
+    assert_the_threading_pairs(&findings.tickets);
+    let mut summary: Vec<String> = findings
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    summary.sort();
+    eprintln!(
+        "corpus: {} files as expected ({} by documented disagreement): {}; second pass added nothing",
         rows.len(),
-        wrong.join("\n")
+        DISAGREE.len(),
+        summary.join(", ")
     );
-    assert!(
-        acknowledged_wrongly.is_empty(),
-        "acknowledged although not a ticket: {acknowledged_wrongly:?}"
-    );
-    assert!(
-        unexplained_silence.is_empty(),
-        "new customer tickets neither acknowledged nor withheld with a reason: {unexplained_silence:?}"
-    );
+}
 
-    // Threading pairs named by the corpus README.
+/// The desk the corpus goes through: its store and config, the corpus directory, and the
+/// one `now` of the run.
+struct Desk<'a> {
+    store: &'a Store,
+    config: &'a Arc<Config>,
+    dir: &'a Path,
+    now: jiff::Timestamp,
+}
+
+impl Desk<'_> {
+    /// Classifies `row`'s message and ingests it as fetched live at `imap` (UIDVALIDITY,
+    /// UID); returns the class and what ingest did.
+    async fn ingest_row(&self, row: &Row, imap: (u32, u32)) -> (Class, Outcome) {
+        let raw = std::fs::read(self.dir.join(&row.path)).expect("corpus file");
+        let class = classify(&parse(&raw), &["support@example.test".to_string()]);
+        let source = Source {
+            arrival: deskgate::policy::Arrival::Live,
+            mailbox: "corpus".into(),
+            imap: Some(imap),
+        };
+        let (outcome, _) = ingest(self.store, self.config, source, raw, self.now)
+            .await
+            .unwrap_or_else(|err| panic!("{}: ingest failed: {err}", row.path));
+        (class, outcome)
+    }
+}
+
+/// What the first pass found, message by message; asserted once the pass is over, so one
+/// run lists every difference.
+#[derive(Default)]
+struct Findings {
+    /// Each message handled otherwise than wanted: path, wanted, got.
+    wrong: Vec<String>,
+    /// How many of `wrong` the manifest marks unsure.
+    n_unsure_differ: usize,
+    /// Messages acknowledged although deskgate wants no ticket for them.
+    acknowledged_wrongly: Vec<String>,
+    /// New customer tickets neither acknowledged nor withheld with a reason.
+    unexplained_silence: Vec<String>,
+    /// Each stored message's ticket, by path (`None` for a duplicate).
+    tickets: HashMap<String, Option<TicketId>>,
+    /// How many messages got each handling.
+    counts: HashMap<&'static str, usize>,
+}
+
+impl Findings {
+    /// Notes how `row`'s message of `class` was handled and what its `outcome` was.
+    fn note(&mut self, row: &Row, class: &Class, outcome: &Outcome) {
+        let got = handling(class);
+        *self.counts.entry(got).or_default() += 1;
+        let want = wanted(row);
+        if got != want {
+            if row.unsure {
+                self.n_unsure_differ += 1;
+            }
+            self.wrong.push(format!(
+                "{}: expected {want}, got {}{}",
+                row.path,
+                class.as_str(),
+                if row.unsure {
+                    " (manifest: unsure)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        match outcome {
+            Outcome::Stored {
+                ticket,
+                created,
+                acknowledgement,
+                withheld,
+                ..
+            } => {
+                self.tickets.insert(row.path.clone(), *ticket);
+                if acknowledgement.is_some() && want != "ticket" {
+                    self.acknowledged_wrongly.push(row.path.clone());
+                }
+                if *class == Class::Customer
+                    && *created
+                    && acknowledgement.is_none()
+                    && withheld.is_none()
+                {
+                    self.unexplained_silence.push(row.path.clone());
+                }
+            }
+            Outcome::Quarantined { .. } => {
+                assert_eq!(got, "reject-quarantine", "{}", row.path);
+            }
+            Outcome::Duplicate { .. } => {
+                self.tickets.insert(row.path.clone(), None);
+            }
+            Outcome::Dropped { .. } => panic!("{}: no corpus message is ours", row.path),
+        }
+    }
+
+    /// Every one of the `n_rows` messages was handled as wanted, nothing that is no ticket
+    /// was acknowledged, and every new customer ticket was acknowledged or says why not.
+    fn assert_all_as_expected(&self, n_rows: usize) {
+        assert!(
+            self.wrong.is_empty(),
+            "{} of {} messages handled otherwise than expected ({} of them marked unsure):\n{}",
+            self.wrong.len(),
+            n_rows,
+            self.n_unsure_differ,
+            self.wrong.join("\n")
+        );
+        assert!(
+            self.acknowledged_wrongly.is_empty(),
+            "acknowledged although not a ticket: {:?}",
+            self.acknowledged_wrongly
+        );
+        assert!(
+            self.unexplained_silence.is_empty(),
+            "new customer tickets neither acknowledged nor withheld with a reason: {:?}",
+            self.unexplained_silence
+        );
+    }
+}
+
+/// The handling deskgate wants for `row`: its own where [`DISAGREE`] lists the row, the
+/// manifest's otherwise.
+fn wanted(row: &Row) -> &str {
+    DISAGREE
+        .iter()
+        .find(|(path, _, _)| *path == row.path)
+        .map_or(row.expected.as_str(), |(_, ours, _)| ours)
+}
+
+/// The threading pairs named by the corpus README: replies join their original, and
+/// different messages sharing a Message-ID are neither lost nor merged.
+fn assert_the_threading_pairs(tickets: &HashMap<String, Option<TicketId>>) {
     let ticket_of = |path: &str| {
         tickets
             .get(path)
@@ -288,14 +359,6 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
             "{a} and {b} share a Message-ID but are different messages: neither lost nor merged"
         );
     }
-    let mut summary: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    summary.sort();
-    eprintln!(
-        "corpus: {} files as expected ({} by documented disagreement): {}; second pass added nothing",
-        rows.len(),
-        DISAGREE.len(),
-        summary.join(", ")
-    );
 }
 
 /// Every message under charset/ that a person sent decodes without U+FFFD; the synthetic
