@@ -30,7 +30,7 @@ use crate::backoff::Backoff;
 use crate::catalog::EventKind;
 use crate::config::{InitialImport, Live, MailboxConfig};
 use crate::health::{Link, Reporter, Trouble};
-use crate::ingest::batch::{Done, Item, ingest_batch};
+use crate::ingest::batch::{Done, Item, commit_batch, prepare_batch};
 use crate::ingest::{Outcome, Source};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
@@ -573,11 +573,18 @@ impl MailboxTask {
             }
             self.beat(self.mailbox.timeout * 4);
             let batch = &rest[..rest.len().min(self.mailbox.batch_size as usize)];
-            let items = match self.gather(session, batch, uidvalidity).await {
+            let config = self.config.current();
+            let gathered = match self.gather(session, batch, uidvalidity).await {
                 Ok((items, taken)) => {
                     rest = &rest[taken..];
-                    items
+                    prepare_batch(&config, items)
+                        .await
+                        .map_err(FetchError::from)
                 }
+                Err(err) => Err(err),
+            };
+            let prepared = match gathered {
+                Ok(prepared) => prepared,
                 Err(err) => {
                     // The batch before is committed (or not) whatever happens here.
                     if let Some(previous) = committing.take() {
@@ -592,9 +599,8 @@ impl MailboxTask {
                 self.settle(session, &quarantined, true, can_move).await?;
             }
             let store = self.store.clone();
-            let config = self.config.current();
             committing = Some(tokio::spawn(async move {
-                ingest_batch(&store, &config, items, Timestamp::now()).await
+                commit_batch(&store, config, prepared, Timestamp::now()).await
             }));
         }
         if let Some(previous) = committing.take() {

@@ -71,6 +71,9 @@ enum Ready {
     },
 }
 
+/// A fetched batch, parsed, classified and analysed: what its write transaction takes.
+pub struct Prepared(Vec<Ready>);
+
 /// Ingests `items` in one transaction; returns once everything is committed.
 pub async fn ingest_batch(
     store: &Store,
@@ -78,13 +81,26 @@ pub async fn ingest_batch(
     items: Vec<Item>,
     now: Timestamp,
 ) -> Result<Vec<Done>, StoreError> {
-    let prepared = {
-        let config = Arc::clone(config);
-        tokio::task::spawn_blocking(move || prepare_all(items, &config))
-            .await
-            .map_err(|err| StoreError::Worker(err.to_string()))?
-    };
+    let prepared = prepare_batch(config, items).await?;
+    commit_batch(store, Arc::clone(config), prepared, now).await
+}
+
+/// Parses, classifies and analyses `items` on blocking threads, in parallel; fetch does this
+/// while the batch before commits.
+pub async fn prepare_batch(config: &Arc<Config>, items: Vec<Item>) -> Result<Prepared, StoreError> {
     let config = Arc::clone(config);
+    tokio::task::spawn_blocking(move || Prepared(prepare_all(items, &config)))
+        .await
+        .map_err(|err| StoreError::Worker(err.to_string()))
+}
+
+/// Writes a prepared batch in one transaction; returns once everything is committed.
+pub async fn commit_batch(
+    store: &Store,
+    config: Arc<Config>,
+    Prepared(prepared): Prepared,
+    now: Timestamp,
+) -> Result<Vec<Done>, StoreError> {
     store
         .write(move |tx| {
             let mut done = Vec::with_capacity(prepared.len());
