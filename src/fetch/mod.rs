@@ -574,17 +574,15 @@ impl MailboxTask {
             self.beat(self.mailbox.timeout * 4);
             let batch = &rest[..rest.len().min(self.mailbox.batch_size as usize)];
             let config = self.config.current();
-            let gathered = match self.gather(session, batch, uidvalidity).await {
-                Ok((items, taken)) => {
-                    rest = &rest[taken..];
-                    prepare_batch(&config, items)
-                        .await
-                        .map_err(FetchError::from)
-                }
-                Err(err) => Err(err),
+            let gathered = async {
+                let (items, taken) = self.gather(session, batch, uidvalidity).await?;
+                Ok::<_, FetchError>((prepare_batch(&config, items).await?, taken))
             };
-            let prepared = match gathered {
-                Ok(prepared) => prepared,
+            let prepared = match gathered.await {
+                Ok((prepared, taken)) => {
+                    rest = &rest[taken..];
+                    prepared
+                }
                 Err(err) => {
                     // The batch before is committed (or not) whatever happens here.
                     if let Some(previous) = committing.take() {
