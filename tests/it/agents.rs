@@ -151,7 +151,9 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     let daemon = setup.start();
 
     // 1. A customer mail → acknowledgement to the customer, a notification to each agent.
-    let (number, notification) = customer_writes_with_a_cc(&lab, &setup).await;
+    let cc = lab.address("customer3");
+    let (number, notification) =
+        open_ticket(&lab, &setup, ("Printer on fire", "It smokes.\n"), Some(&cc)).await;
     let reply_to = assert_notification_is_signed_and_quotes_the_mail(&notification, number);
 
     // 2. Agent1 presses Reply in Thunderbird and sends over submission.
@@ -192,18 +194,23 @@ async fn agent_reply_reaches_the_customer_threaded_without_quote_or_token() {
     assert!(status.success());
 }
 
-/// Mona writes to support with customer3 in Cc; once both agents and Mona have their mail,
-/// returns the ticket number and agent1's notification.
-async fn customer_writes_with_a_cc(lab: &Lab, setup: &Setup) -> (i64, Vec<u8>) {
+/// Mona (customer1) opens a ticket with `(subject, body)`, copying `cc` if given; once both
+/// agents and Mona have their mail, returns the ticket number and agent1's notification.
+pub async fn open_ticket(
+    lab: &Lab,
+    setup: &Setup,
+    (subject, body): (&str, &str),
+    cc: Option<&str>,
+) -> (i64, Vec<u8>) {
     let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let cc = lab.address("customer3");
+    let headers: Vec<(&str, &str)> = cc.map(|cc| ("Cc", cc)).into_iter().collect();
     let original = message(
         &format!("Mona Q <{customer}>"),
         &support,
-        "Printer on fire",
+        subject,
         "m1@customer.test",
-        "It smokes.\n",
-        &[("Cc", &cc)],
+        body,
+        &headers,
     );
     lab.send(&customer, &[&support], &original).await;
     let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);

@@ -45,29 +45,28 @@ address = "agent2@example.test"
     setup
 }
 
-/// A customer mail opening a ticket; returns the ticket number and agent1's notification.
+/// The customer's "Invoice wrong" ticket; returns its number and agent1's notification.
 async fn open_ticket(lab: &Lab, setup: &Setup, cc: Option<&str>) -> (i64, Vec<u8>) {
-    let (customer, support) = (lab.address("customer1"), lab.address("support"));
-    let mut headers = Vec::new();
-    if let Some(cc) = cc {
-        headers.push(("Cc", cc));
-    }
-    let original = message(
-        &format!("Mona Q <{customer}>"),
-        &support,
-        "Invoice wrong",
-        "m1@customer.test",
-        "The amount is wrong.\n",
-        &headers,
-    );
-    lab.send(&customer, &[&support], &original).await;
-    let notification = lab.wait_for("agent1", "INBOX", 1, WAIT).await.remove(0);
-    lab.wait_for("agent2", "INBOX", 1, WAIT).await;
-    lab.wait_for("customer1", "INBOX", 1, WAIT).await;
-    let number = setup.json(&["tickets"])[0]["id"]
-        .as_i64()
-        .expect("ticket id");
-    (number, notification)
+    let invoice = ("Invoice wrong", "The amount is wrong.\n");
+    crate::agents::open_ticket(lab, setup, invoice, cc).await
+}
+
+/// The texts of agent1's notices about mail from their address without a reply key.
+async fn unsigned_notices(lab: &Lab) -> Vec<String> {
+    lab.fetch_all("agent1", "INBOX")
+        .await
+        .iter()
+        .map(|m| parsed(m).text)
+        .filter(|t| t.contains("did not carry a ticket's reply key"))
+        .collect()
+}
+
+/// How many notices were held back by the once-an-hour limit (`notice.limited` events).
+fn notices_limited(setup: &Setup) -> usize {
+    setup
+        .json(&["events", "--kind", "notice.limited", "--limit", "10"])
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 /// The signed Reply-To and Message-ID of a notification.
@@ -675,12 +674,6 @@ async fn forged_keys_open_no_ticket_and_forged_agent_mail_tells_the_agent_once()
         );
         lab.send(&attacker, &[&support], &raw).await;
     }
-    let limited = |setup: &Setup| {
-        setup
-            .json(&["events", "--kind", "notice.limited", "--limit", "10"])
-            .as_array()
-            .map_or(0, Vec::len)
-    };
     let received = setup
         .wait_json(
             &["events", "--kind", "message.received", "--limit", "100"],
@@ -707,14 +700,9 @@ async fn forged_keys_open_no_ticket_and_forged_agent_mail_tells_the_agent_once()
     assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets:#}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Alice: her notification and one notice about the unsigned mail; two more recorded.
-    let inbox = lab.fetch_all("agent1", "INBOX").await;
-    let notices: Vec<String> = inbox
-        .iter()
-        .map(|m| parsed(m).text)
-        .filter(|t| t.contains("did not carry a ticket's reply key"))
-        .collect();
+    let notices = unsigned_notices(&lab).await;
     assert_eq!(notices.len(), 1, "{notices:#?}");
-    assert_eq!(limited(&setup), 2);
+    assert_eq!(notices_limited(&setup), 2);
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
     let (status, _) = daemon.stop();
     assert!(status.success());
@@ -822,21 +810,14 @@ async fn forged_agent_mail_threading_into_no_ticket_opens_none() {
     let tickets = setup.json(&["tickets"]);
     assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets:#}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let notices: Vec<String> = lab
-        .fetch_all("agent1", "INBOX")
-        .await
-        .iter()
-        .map(|m| parsed(m).text)
-        .filter(|t| t.contains("did not carry a ticket's reply key"))
-        .collect();
+    let notices = unsigned_notices(&lab).await;
     assert_eq!(notices.len(), 1, "{notices:#?}");
     assert!(
         notices[0].contains("It belonged to no ticket and opened none."),
         "{}",
         notices[0]
     );
-    let limited = setup.json(&["events", "--kind", "notice.limited", "--limit", "10"]);
-    assert_eq!(limited.as_array().map(Vec::len), Some(3), "{limited:#}");
+    assert_eq!(notices_limited(&setup), 3);
     assert!(lab.fetch_all("customer2", "INBOX").await.is_empty());
 
     answer_counts(&lab, &setup, &notification, number).await;
