@@ -6,6 +6,11 @@ install_mail_servers() {
     bash "$ROOT/tests/lab/lab.sh" install
 }
 
+# PostgreSQL for the tests' private servers (never the system's cluster), through its lab script.
+install_postgres() {
+    bash "$ROOT/tests/lab/postgres.sh" install
+}
+
 # A Rust toolchain of at least 1.95 (edition 2024 and the crates in Cargo.lock need it).
 # Debian's own cargo is older, so rustup is used where no recent cargo is found.
 ensure_rust() {
@@ -43,6 +48,7 @@ install_ops_tools() {
 prepare_machine() {
     need_root
     install_mail_servers
+    install_postgres
     install_ops_tools
     ensure_rust
 }

@@ -8,6 +8,7 @@
 mod addresses;
 mod agents;
 mod alerts;
+mod database;
 mod deadlines;
 mod duration;
 mod oauth2;
@@ -24,6 +25,7 @@ use toml::Spanned;
 
 pub use agents::{Agent, Agents, NotifyWho, Relay, Team};
 pub use alerts::AlertsConfig;
+pub use database::{Database, PostgresTarget};
 pub use deadlines::{Deadlines, Escalation, Followup, Warning};
 pub use duration::ConfigDuration;
 pub use duration::parse as parse_duration;
@@ -33,6 +35,7 @@ pub use raw::{AuthMechanism, OAuth2Grant, OAuth2Provider, TlsMode};
 use raw::{RawConfig, RawMailbox, RawSmtp};
 
 use crate::language::Lang;
+
 use crate::templates::Templates;
 
 /// Where `deskgate` looks for its configuration when neither `--config` nor
@@ -48,7 +51,10 @@ const CREDENTIAL_PREFIX: &str = "credential:";
 #[derive(Debug)]
 pub struct Config {
     pub path: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
+    /// This instance's name (`instance`, default the host name): who owns a mailbox, who
+    /// claimed an outbox row.
+    pub instance: String,
     pub support: Support,
     pub policy: Policy,
     /// `[deadlines]` alone: for tickets of a mailbox no longer configured.
@@ -539,6 +545,81 @@ impl Checker<'_> {
         }
     }
 
+    /// `database`: a SQLite file, or a PostgreSQL URL with `database_password_file` and TLS
+    /// checked against the configured roots.
+    fn database(&mut self, raw: &RawConfig, tls: Option<&TlsTrust>) -> Option<Database> {
+        let password = match &raw.database_password_file {
+            Some(file) => Some(self.secret_file("database_password_file", file)?),
+            None => None,
+        };
+        let Some(value) = &raw.database else {
+            return Some(Database::Sqlite(PathBuf::from(DEFAULT_DATABASE)));
+        };
+        let text = value.get_ref();
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            if password.is_some() {
+                self.problem(
+                    value,
+                    "database_password_file is for a PostgreSQL database (database = \"postgres://user@host/db\"); a SQLite file has no password".to_string(),
+                );
+                return None;
+            }
+            return Some(Database::Sqlite(self.path(Path::new(text))));
+        }
+        if let Err(err) = text.parse::<::postgres::Config>() {
+            self.problem(value, format!("database: not a PostgreSQL URL: {err}"));
+            return None;
+        }
+        if text.contains(':')
+            && text.split_once("://").is_some_and(|(_, rest)| {
+                rest.split_once('@')
+                    .is_some_and(|(user, _)| user.contains(':'))
+            })
+        {
+            self.inline_secrets.push("database password".to_string());
+        }
+        match tls?.client_config() {
+            Ok(tls) => Some(Database::Postgres(PostgresTarget {
+                url: text.clone(),
+                password,
+                tls: Some(tls),
+            })),
+            Err(err) => {
+                self.problem(value, format!("database: TLS set-up failed: {err}"));
+                None
+            }
+        }
+    }
+
+    /// `instance`, or the host name.
+    fn instance(&mut self, raw: Option<&Spanned<String>>) -> Option<String> {
+        let Some(value) = raw else {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            return Some(if host.is_empty() {
+                "deskgate".to_string()
+            } else {
+                host
+            });
+        };
+        let name = value.get_ref();
+        let fits = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if fits {
+            Some(name.clone())
+        } else {
+            self.problem(
+                value,
+                format!("instance `{name}`: 1 to 64 letters, digits, `-`, `_` or `.` (it names this deskgate among those sharing a database)"),
+            );
+            None
+        }
+    }
+
     /// The first line of a file holding a secret. `credential:NAME` is the systemd
     /// credential NAME (`LoadCredential=NAME:...` in the unit), read from
     /// `$CREDENTIALS_DIRECTORY`.
@@ -589,13 +670,11 @@ impl Checker<'_> {
     }
 
     fn build(&mut self, path: &Path, raw: RawConfig) -> Option<Config> {
-        let database = match &raw.database {
-            Some(db) => self.path(db.get_ref()),
-            None => PathBuf::from(DEFAULT_DATABASE),
-        };
+        let instance = self.instance(raw.instance.as_ref());
         let support = self.support(&raw.support);
         let policy = self.policy(&raw.policy, support.as_ref());
         let tls = self.tls_trust(raw.ca_file.as_ref());
+        let database = self.database(&raw, tls.as_ref());
         if raw.mailbox.is_empty() {
             self.problems.push(Problem {
                 line: None,
@@ -678,7 +757,8 @@ impl Checker<'_> {
         let trust = self.trust(&raw.trust, &agents);
         Some(Config {
             path: path.to_path_buf(),
-            database,
+            database: database?,
+            instance: instance?,
             support: support?,
             policy,
             deadlines,

@@ -18,6 +18,8 @@ mod daemon;
 mod harness;
 #[path = "../../tests/it/hostile_mail.rs"]
 mod hostile_mail;
+#[path = "../../tests/it/postgres.rs"]
+mod postgres;
 
 mod ceiling;
 mod deadlines;
@@ -687,7 +689,7 @@ async fn hostile(report: &mut Report, mb: usize, runs: usize) {
     let local = Setup::new_as(&lab, Imap::Implicit, "support", &policy, "");
     local.append_config(AGENTS);
     let config = Arc::new(deskgate::config::Config::load(&local.config).expect("config"));
-    let store = deskgate::store::Store::open(&config.database).expect("store");
+    let store = deskgate::store::Store::connect(&config.database).expect("store");
     let (mallory, support) = (lab.address("mallory"), lab.address("support"));
     let mut worst: Vec<(&'static str, usize, Duration, Duration, u64, u64)> = Vec::new();
     for run in 0..runs {

@@ -13,7 +13,11 @@ use super::duration::ConfigDuration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    pub database: Option<Spanned<PathBuf>>,
+    /// A SQLite file, or `postgres://user@host/db` for several instances on one database.
+    pub database: Option<Spanned<String>>,
+    pub database_password_file: Option<Spanned<PathBuf>>,
+    /// This instance's name among those sharing a PostgreSQL database (default: host name).
+    pub instance: Option<Spanned<String>>,
     pub templates_dir: Option<Spanned<PathBuf>>,
     pub ca_file: Option<Spanned<PathBuf>>,
     pub support: Spanned<RawSupport>,

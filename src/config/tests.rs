@@ -216,7 +216,7 @@ fn example_config_is_valid_apart_from_files() {
 
     assert_eq!(
         config.database,
-        PathBuf::from("/var/lib/deskgate/deskgate.db")
+        crate::config::Database::Sqlite(PathBuf::from("/var/lib/deskgate/deskgate.db"))
     );
     assert_eq!(config.support.address.to_string(), "support@example.com");
     assert_eq!(config.support.tag_prefix, "#");
@@ -320,6 +320,9 @@ fn example_config_comments_show_the_defaults() {
         "command",
         "service_account_file",
         "folders",
+        "database",
+        "database_password_file",
+        "instance",
     ];
     let uncommented: String = EXAMPLE
         .lines()

@@ -40,8 +40,8 @@ pub(super) struct Effects<'a, 't> {
     pub boundary: &'a Boundary,
 }
 
-impl Effects<'_, '_> {
-    pub fn tx(&self) -> &Tx<'_> {
+impl<'t> Effects<'_, 't> {
+    pub fn tx(&self) -> &Tx<'t> {
         self.tx
     }
 

@@ -82,7 +82,12 @@ pub fn report(out: &mut impl Write, config: &Config) -> std::io::Result<()> {
     for warning in &config.warnings {
         writeln!(out, "  warning: {warning}")?;
     }
-    for file in crate::files::database_files(&config.database) {
+    let files = config
+        .database
+        .sqlite_path()
+        .map(crate::files::database_files)
+        .unwrap_or_default();
+    for file in files {
         if let Some(mode) = crate::files::readable_by_others(&file) {
             writeln!(
                 out,
@@ -106,8 +111,12 @@ struct Inspection {
 pub async fn connect(out: &mut impl Write, config: &Config) -> anyhow::Result<bool> {
     let mut all_ok = true;
     // OAuth refresh tokens live in the database; before the first run there is none.
-    let store = if config.database.exists() {
-        Some(Store::open(&config.database)?)
+    let store = if config
+        .database
+        .sqlite_path()
+        .is_none_or(std::path::Path::exists)
+    {
+        Some(Store::connect(&config.database)?)
     } else {
         None
     };

@@ -478,7 +478,7 @@ fn list_tickets(
     status: Option<TicketStatus>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&config.database)?;
+    let store = Store::connect_read_only(&config.database)?;
     let list = store.read_blocking(|tx| tx.tickets(status))?;
     show::tickets(out, &list, &config.support.timezone, json)?;
     Ok(ExitCode::SUCCESS)
@@ -492,7 +492,7 @@ fn show_ticket(
     number: i64,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&config.database)?;
+    let store = Store::connect_read_only(&config.database)?;
     let id = TicketId(number);
     let found = store.read_blocking(|tx| {
         let Some(ticket) = tx.ticket(id)? else {
@@ -534,7 +534,7 @@ fn oauth_login(
 
 /// `deskgate outbox`: queued, sent and failed mail, newest first.
 fn list_outbox(out: &mut impl Write, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&config.database)?;
+    let store = Store::connect_read_only(&config.database)?;
     let rows = store.read_blocking(|tx| tx.outbox())?;
     show::outbox(out, &rows, &config.support.timezone, json)?;
     Ok(ExitCode::SUCCESS)
@@ -549,7 +549,7 @@ fn list_events(
     limit: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&config.database)?;
+    let store = Store::connect_read_only(&config.database)?;
     let rows = store.read_blocking(|tx| tx.events(kind, limit))?;
     show::events(out, &rows, &config.support.timezone, json)?;
     Ok(ExitCode::SUCCESS)
@@ -564,7 +564,7 @@ fn show_contact(
     limit: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&config.database)?;
+    let store = Store::connect_read_only(&config.database)?;
     let found = store.read_blocking(|tx| {
         let Some(contact) = tx.contact(address)? else {
             return Ok(None);
@@ -661,7 +661,13 @@ fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    let pages = store::backup(&config.database, file, show).with_context(|| {
+    let Some(database) = config.database.sqlite_path() else {
+        anyhow::bail!(
+            "backup copies a SQLite database; {} is PostgreSQL: use pg_dump (README, \"Running several instances\")",
+            config.database.display()
+        );
+    };
+    let pages = store::backup(database, file, show).with_context(|| {
         format!(
             "backing up {} to {}",
             config.database.display(),
@@ -692,12 +698,12 @@ fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCo
     };
     match action {
         QuarantineAction::List { all, json } => {
-            let store = Store::open_read_only(&config.database)?;
+            let store = Store::connect_read_only(&config.database)?;
             let rows = store.read_blocking(|tx| tx.quarantine_list(all))?;
             show::quarantine_list(&mut out, &rows, &tz, json)?;
         }
         QuarantineAction::Show { id, json } => {
-            let store = Store::open_read_only(&config.database)?;
+            let store = Store::connect_read_only(&config.database)?;
             let Some((entry, raw)) =
                 store.read_blocking(|tx| tx.quarantine_entry(QuarantineId(id)))?
             else {
@@ -706,7 +712,7 @@ fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCo
             show::quarantine_entry(&mut out, &entry, &raw, &tz, json)?;
         }
         QuarantineAction::Release { id } => {
-            let store = Store::open(&config.database)?;
+            let store = Store::connect(&config.database)?;
             let config = std::sync::Arc::new(config);
             let released = runtime()?.block_on(ingest::release(
                 &store,
@@ -744,7 +750,7 @@ fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCo
             writeln!(out, "released quarantined message {id}: {what}")?;
         }
         QuarantineAction::Delete { id } => {
-            let store = Store::open(&config.database)?;
+            let store = Store::connect(&config.database)?;
             let now = jiff::Timestamp::now();
             let deleted = store.write_blocking(|tx| {
                 let Some(held) = tx.quarantined(QuarantineId(id))? else {

@@ -62,11 +62,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!("{}: {warning}", config.path.display());
     }
     let config = Arc::new(config);
-    let store = Store::open(&config.database).context("opening the database")?;
+    let store = Store::connect(&config.database).context("opening the database")?;
     let (publish, live) = Live::new(Arc::clone(&config));
     let shared = Shared {
         // The HTTP listener reads on a connection of its own, never waiting for the writer.
-        read_store: Store::open_read_only(&config.database)
+        read_store: Store::connect_read_only(&config.database)
             .context("opening the database for reading")?,
         store,
         live,

@@ -71,7 +71,7 @@ fn deliver(path: &Path, name: &str, input: &mut impl Read) -> anyhow::Result<()>
     if raw.is_empty() {
         bail!("standard input was empty: no message to ingest");
     }
-    let store = Store::open(&config.database).context("opening the database")?;
+    let store = Store::connect(&config.database).context("opening the database")?;
     let config = std::sync::Arc::new(config);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -61,7 +61,7 @@ pub async fn login(out: &mut impl Write, config: &Config, target: Target) -> any
             )
         }
     }
-    let store = Store::open(&config.database).context("opening the database")?;
+    let store = Store::connect(&config.database).context("opening the database")?;
     let grant = Grant::new(Arc::clone(grant), Some(store), &config.tls)?;
     let mut shown = Ok(());
     let refresh_token = device_login(&grant, |device| {

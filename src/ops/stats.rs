@@ -25,7 +25,7 @@ pub fn load(config: &Config, period: Period, mailbox: Option<&str>) -> anyhow::R
             );
         }
     }
-    let store = Store::open_read_only(&config.database)?;
+    let store = Store::connect_read_only(&config.database)?;
     let events = store
         .read_blocking(|tx| tx.kpi_events(&kpi::KINDS, period.until))
         .context("reading the events")?;

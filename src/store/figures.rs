@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::store::sql::params;
 use jiff::Timestamp;
-use rusqlite::params;
 
 use super::{StoreError, Tx, from_ms};
 use crate::catalog::EventKind;
@@ -68,26 +68,29 @@ impl Tx<'_> {
     /// Changes whenever another connection commits (SQLite's `PRAGMA data_version`): how the
     /// daemon notices mail `deskgate ingest` stored.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        self.query_row("PRAGMA data_version", [], |r| r.get(0))
     }
 
     /// The figures, brought up to date from the events appended since `tally` last looked:
     /// the first call reads the whole history, later ones only what is new.
     pub fn figures(&self, tally: &mut Tally) -> Result<Figures, StoreError> {
         let counted: Vec<&str> = COUNTED.iter().map(|k| k.as_str()).collect();
-        // `+kind`: walk the new rowids, not the kind index over the whole history.
-        let mut stmt = self.prepare(
+        // `+kind`: SQLite walks the new rowids, not the kind index over the whole history.
+        let stmt = self.prepare(self.pick(
             "SELECT id, at, kind, coalesce(mailbox, ''), outbox_id,
                     coalesce(json_extract(data, '$.class'), 'unknown'),
                     coalesce(json_extract(data, '$.level'), 0)
              FROM events WHERE id > ?1 AND +kind IN (SELECT value FROM json_each(?2))
              ORDER BY id",
-        )?;
-        let mut rows = stmt.query(params![
-            tally.last_event,
-            serde_json::Value::from(counted).to_string()
-        ])?;
-        while let Some(row) = rows.next()? {
+            "SELECT id, at, kind, coalesce(mailbox, ''), outbox_id,
+                    coalesce(data::jsonb ->> 'class', 'unknown'),
+                    coalesce((data::jsonb ->> 'level')::bigint, 0)
+             FROM events WHERE id > ?1 AND kind IN (SELECT json_array_elements_text(?2::json))
+             ORDER BY id",
+        ))?;
+        let counted = serde_json::Value::from(counted).to_string();
+        let since = tally.last_event;
+        stmt.for_each(params![since, counted], |row| {
             let id: i64 = row.get(0)?;
             let at: i64 = row.get(1)?;
             let name: String = row.get(2)?;
@@ -130,7 +133,8 @@ impl Tx<'_> {
                 }
             }
             tally.last_event = id;
-        }
+            Ok(())
+        })?;
         let send_failures = ["deferred", "failed", "refused", "transport"]
             .into_iter()
             .map(|label| {

@@ -1,8 +1,9 @@
 //! `#merge` and `#forward` in the store: moving a ticket's rows into another, and the facts
 //! later mail is checked against (both kept as events, so no schema change was needed).
 
+use crate::store::sql::params;
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::{StoreError, Tx, to_ms};
 use crate::model::TicketId;
@@ -54,36 +55,35 @@ impl Tx<'_> {
         into: TicketId,
         now: Timestamp,
     ) -> Result<Moved, StoreError> {
-        let conn = self.conn();
-        let messages = conn.execute(
+        let messages = self.execute(
             "UPDATE messages SET ticket_id = ?2 WHERE ticket_id = ?1",
             params![from.0, into.0],
         )?;
-        conn.execute(
+        self.execute(
             "UPDATE outbox SET ticket_id = ?2 WHERE ticket_id = ?1",
             params![from.0, into.0],
         )?;
-        let participants = conn.execute(
+        let participants = self.execute(
             "INSERT OR IGNORE INTO participants (ticket_id, address, name, role)
              SELECT ?2, address, name, role FROM participants WHERE ticket_id = ?1",
             params![from.0, into.0],
         )?;
-        conn.execute("DELETE FROM participants WHERE ticket_id = ?1", [from.0])?;
-        conn.execute(
+        self.execute("DELETE FROM participants WHERE ticket_id = ?1", [from.0])?;
+        self.execute(
             "UPDATE steps SET ticket_id = ?2 WHERE ticket_id = ?1 AND deadline_id IN
                (SELECT id FROM deadlines WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL)",
             params![from.0, into.0],
         )?;
-        let deadlines = conn.execute(
+        let deadlines = self.execute(
             "UPDATE deadlines SET ticket_id = ?2
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL",
             params![from.0, into.0],
         )?;
-        let events = conn.execute(
+        let events = self.execute(
             "UPDATE events SET ticket_id = ?2 WHERE ticket_id = ?1",
             params![from.0, into.0],
         )?;
-        conn.execute(
+        self.execute(
             "UPDATE tickets SET status = 'closed', status_at = ?2, updated_at = ?2, next_step_at = NULL
              WHERE id = ?1",
             params![from.0, to_ms(now)],

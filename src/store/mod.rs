@@ -5,15 +5,19 @@
 //! outbox rows, its events and the mailbox checkpoint are written by one call, so a crash
 //! leaves either all of them or none.
 //!
-//! SQLite runs in WAL mode, so the CLI reads while the daemon writes. The schema version is
-//! `PRAGMA user_version`; migrations run on open and are idempotent. A PostgreSQL store would
-//! implement the same [`Tx`] methods.
+//! Two backends run the same [`Tx`] methods: SQLite (the default; WAL mode, so the CLI reads
+//! while the daemon writes; the schema version is `PRAGMA user_version`) and PostgreSQL, for
+//! several instances over one database ([`postgres`]). Migrations run on open and are
+//! idempotent.
 
 mod backup;
+
 mod figures;
 mod merge;
+mod postgres;
 mod schedule;
-mod tx;
+pub(crate) mod sql;
+pub(crate) mod tx;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +30,12 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::files;
 
 pub use backup::backup;
+
+pub use crate::config::{Database, PostgresTarget};
 pub use figures::{Figures, OutboxNow, Tally};
 pub use merge::Moved;
 pub use schedule::{NewStep, Paused, StepView, plan_key};
+pub(crate) use tx::Dialect;
 pub use tx::{
     Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
     MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
@@ -39,7 +46,7 @@ pub use views::{
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -49,6 +56,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
     include_str!("schema_v9.sql"),
+    include_str!("schema_v10.sql"),
 ];
 
 /// Prepared statements each connection keeps (every statement the store runs, with room).
@@ -76,6 +84,10 @@ pub enum StoreError {
     },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgresql: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("a row the store expected is missing")]
+    NoRow,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the database worker stopped: {0}")]
@@ -99,20 +111,78 @@ impl StoreError {
                     | OutOfMemory
                     | FileLockingProtocolFailed
             ),
+            StoreError::Postgres(e) => postgres::is_transient(e),
             StoreError::Open { .. } | StoreError::TooNew { .. } | StoreError::TooOld { .. } => true,
-            StoreError::Sqlite(_) | StoreError::Corrupt(_) | StoreError::Worker(_) => false,
+            StoreError::Sqlite(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Worker(_)
+            | StoreError::NoRow => false,
         }
     }
 }
 
-/// A handle on the database: cheap to clone, one writer connection behind a mutex.
+/// A handle on the database: cheap to clone, one connection behind a mutex.
 #[derive(Clone)]
 pub struct Store {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
     /// A std mutex, not tokio's: it is only taken inside `spawn_blocking`, never across `.await`.
-    conn: Arc<Mutex<Connection>>,
+    Sqlite(Mutex<Connection>),
+    Postgres(Box<postgres::Postgres>),
 }
 
 impl Store {
+    /// Opens (creating or upgrading if needed) the configured database.
+    pub fn connect(database: &Database) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite(path) => Store::open(path),
+            Database::Postgres(target) => Store::postgres(target, true),
+        }
+    }
+
+    /// Opens the configured database to read (the CLI while the daemon runs): SQLite
+    /// read-only; PostgreSQL without upgrading its schema.
+    pub fn connect_read_only(database: &Database) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite(path) => Store::open_read_only(path),
+            Database::Postgres(target) => Store::postgres(target, false),
+        }
+    }
+
+    /// Connects on a thread of its own: the `postgres` client runs a small runtime of its
+    /// own, which must not start inside the daemon's.
+    fn postgres(target: &PostgresTarget, migrate: bool) -> Result<Store, StoreError> {
+        let target = target.clone();
+        let backend = std::thread::spawn(move || postgres::Postgres::open(&target, migrate))
+            .join()
+            .map_err(|_| StoreError::Worker("connecting to PostgreSQL panicked".into()))??;
+        Ok(Store {
+            backend: Arc::new(Backend::Postgres(Box::new(backend))),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match *self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The database, for messages.
+    pub fn describe(&self) -> String {
+        match &*self.backend {
+            Backend::Sqlite(conn) => conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .path()
+                .unwrap_or("")
+                .to_string(),
+            Backend::Postgres(pg) => pg.target().display(),
+        }
+    }
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open {
@@ -137,9 +207,7 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn, path)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Store::sqlite(conn))
     }
 
     /// Opens an existing database for reading only (the CLI while the daemon runs).
@@ -186,9 +254,13 @@ impl Store {
             std::thread::sleep(Duration::from_millis(50));
             waited += Duration::from_millis(50);
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Store::sqlite(conn))
+    }
+
+    fn sqlite(conn: Connection) -> Store {
+        Store {
+            backend: Arc::new(Backend::Sqlite(Mutex::new(conn))),
+        }
     }
 
     /// Runs `work` in one write transaction (`BEGIN IMMEDIATE`) on a blocking thread; commits
@@ -217,7 +289,7 @@ impl Store {
         &self,
         work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.transaction(TransactionBehavior::Immediate, work)
+        self.transaction(true, work)
     }
 
     /// Runs read-only `work` in one deferred transaction, so it sees one consistent snapshot.
@@ -225,22 +297,30 @@ impl Store {
         &self,
         work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.transaction(TransactionBehavior::Deferred, work)
+        self.transaction(false, work)
     }
 
     fn transaction<T>(
         &self,
-        behavior: TransactionBehavior,
+        write: bool,
         work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let conn = match &*self.backend {
+            Backend::Sqlite(conn) => conn,
+            Backend::Postgres(pg) => return pg.transaction(write, work),
+        };
+        let behavior = if write {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        };
         // A panic inside `work` poisons the mutex, but the transaction was rolled back when
         // it unwound, so the connection is as good as before: keep using it.
-        let mut conn = self
-            .conn
+        let mut conn = conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let transaction = conn.transaction_with_behavior(behavior)?;
-        let result = work(&Tx::new(&transaction))?;
+        let result = work(&Tx::sqlite(&transaction))?;
         transaction.commit()?;
         Ok(result)
     }

@@ -1,8 +1,9 @@
 //! What the deadline scheduler reads and writes: open deadlines, tickets waiting on a
 //! follow-up, and the steps already taken (each at most once, by a unique index).
 
+use crate::store::sql::params;
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::{StoreError, Tx, from_ms, to_ms};
 use crate::catalog::EventKind;
@@ -80,7 +81,7 @@ impl Tx<'_> {
 
     /// Deadlines with a step due by `now`, earliest first.
     pub fn due_deadlines(&self, now: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT id FROM deadlines WHERE next_step_at IS NOT NULL AND next_step_at <= ?1
              ORDER BY next_step_at LIMIT ?2",
         )?;
@@ -92,7 +93,7 @@ impl Tx<'_> {
 
     /// Tickets with a follow-up due by `now`, earliest first.
     pub fn due_tickets(&self, now: Timestamp, limit: u32) -> Result<Vec<TicketId>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT id FROM tickets WHERE next_step_at IS NOT NULL AND next_step_at <= ?1
              ORDER BY next_step_at LIMIT ?2",
         )?;
@@ -113,16 +114,17 @@ impl Tx<'_> {
         } else {
             ""
         };
-        let mut statement = self.prepare(&format!(
+        let sql = format!(
             "SELECT id FROM deadlines
              WHERE met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NULL{unplanned}"
-        ))?;
+        );
+        let statement = self.prepare(&sql)?;
         let deadlines = statement
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut statement = self.prepare(&format!(
-            "SELECT id FROM tickets WHERE status IN ('pending', 'resolved'){unplanned}"
-        ))?;
+        let sql =
+            format!("SELECT id FROM tickets WHERE status IN ('pending', 'resolved'){unplanned}");
+        let statement = self.prepare(&sql)?;
         let tickets = statement
             .query_map([], |r| Ok(TicketId(r.get(0)?)))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -168,7 +170,7 @@ impl Tx<'_> {
         };
         // By ticket first: the steps_once index leads with ticket_id (deadline_id alone would
         // scan every step ever taken, per deadline).
-        let mut statement =
+        let statement =
             self.prepare("SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id = ?2")?;
         facts.done = statement
             .query_map(params![facts.ticket.0, id], |r| r.get(0))?
@@ -196,7 +198,7 @@ impl Tx<'_> {
         };
         let status = TicketStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("ticket {ticket} has status {status}")))?;
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT name FROM steps WHERE ticket_id = ?1 AND deadline_id IS NULL AND episode = ?2",
         )?;
         let done = statement
@@ -231,7 +233,7 @@ impl Tx<'_> {
 
     /// Every step taken on `ticket`, in order.
     pub fn steps_of(&self, ticket: TicketId) -> Result<Vec<StepView>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT name, at, recipients, deadline_id FROM steps WHERE ticket_id = ?1 ORDER BY id",
         )?;
         let steps = statement
@@ -285,15 +287,15 @@ impl Tx<'_> {
     /// Stops the clock of `ticket`'s open deadlines (it waits on the customer). Returns how
     /// many were paused.
     pub fn pause_deadlines(&self, ticket: TicketId, now: Timestamp) -> Result<usize, StoreError> {
-        Ok(self.execute(
+        self.execute(
             "UPDATE deadlines SET paused_at = ?2, next_step_at = NULL
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NULL",
             params![ticket.0, to_ms(now)],
-        )?)
+        )
     }
 
     pub fn paused_deadlines(&self, ticket: TicketId) -> Result<Vec<Paused>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT id, due_at, warn_at, paused_at FROM deadlines
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL AND paused_at IS NOT NULL",
         )?;
@@ -329,11 +331,11 @@ impl Tx<'_> {
     /// The ticket was resolved or closed: what it still owed is no longer owed. Returns how
     /// many deadlines were cancelled.
     pub fn cancel_deadlines(&self, ticket: TicketId, now: Timestamp) -> Result<usize, StoreError> {
-        Ok(self.execute(
+        self.execute(
             "UPDATE deadlines SET cancelled_at = ?2, next_step_at = NULL
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL",
             params![ticket.0, to_ms(now)],
-        )?)
+        )
     }
 
     /// The Message-ID of a stored message.
@@ -358,11 +360,11 @@ impl Tx<'_> {
 
     /// Whether `ticket` sent a survey that has no answer yet.
     pub fn survey_awaited(&self, ticket: TicketId) -> Result<bool, StoreError> {
-        Ok(self.query_row(
+        self.query_row(
             "SELECT survey_sent_at IS NOT NULL AND survey_score IS NULL FROM tickets WHERE id = ?1",
             [ticket.0],
             |r| r.get(0),
-        )?)
+        )
     }
 
     /// Records the customer's score once; `false` if the ticket already has one.

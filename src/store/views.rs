@@ -1,7 +1,8 @@
 //! Read models for the CLI: what `deskgate tickets`, `ticket N` and `outbox` show.
 
+use crate::store::sql::{Row, params};
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, Row};
 
 use super::tx::QuarantineStatus;
 use super::{StoreError, Tx, from_ms, to_ms};
@@ -134,7 +135,7 @@ const TICKET_COLUMNS: &str =
             AND e.message_row_id = (SELECT min(m.id) FROM messages m WHERE m.ticket_id = t.id)),
     t.address";
 
-fn ticket_view(r: &Row<'_>) -> rusqlite::Result<TicketView> {
+fn ticket_view(r: &Row<'_>) -> Result<TicketView, StoreError> {
     let status: String = r.get(5)?;
     Ok(TicketView {
         id: TicketId(r.get(0)?),
@@ -166,7 +167,7 @@ const QUARANTINE_COLUMNS: &str =
     "id, created_at, mailbox, uid, reason, message_id, from_address, subject, size,
     complete, status, resolved_at";
 
-fn quarantine_view(r: &Row<'_>) -> rusqlite::Result<QuarantineView> {
+fn quarantine_view(r: &Row<'_>) -> Result<QuarantineView, StoreError> {
     Ok(QuarantineView {
         id: QuarantineId(r.get(0)?),
         created_at: from_ms(r.get(1)?),
@@ -183,7 +184,7 @@ fn quarantine_view(r: &Row<'_>) -> rusqlite::Result<QuarantineView> {
     })
 }
 
-fn event_view(r: &Row<'_>) -> rusqlite::Result<EventView> {
+fn event_view(r: &Row<'_>) -> Result<EventView, StoreError> {
     Ok(EventView {
         at: from_ms(r.get(0)?),
         kind: r.get(1)?,
@@ -198,7 +199,7 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t WHERE ?1 IS NULL OR t.status = ?1 ORDER BY t.id DESC"
         );
-        let mut statement = self.prepare(&sql)?;
+        let statement = self.prepare(&sql)?;
         let rows = statement
             .query_map([status.map(|s| s.as_str())], ticket_view)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -207,7 +208,7 @@ impl Tx<'_> {
 
     pub fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1");
-        Ok(self.query_row(&sql, [id.0], ticket_view).optional()?)
+        self.query_row(&sql, [id.0], ticket_view).optional()
     }
 
     pub fn contact(&self, address: &str) -> Result<Option<ContactView>, StoreError> {
@@ -237,7 +238,7 @@ impl Tx<'_> {
 
     /// Every message of a ticket in the order it was received or written.
     pub fn transcript(&self, id: TicketId) -> Result<Vec<MessageView>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT direction, message_id, from_address, from_name, subject, received_at, class, defects, body_text,
                     internal, agent, attachments
              FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
@@ -264,7 +265,7 @@ impl Tx<'_> {
     }
 
     pub fn events_of(&self, id: TicketId) -> Result<Vec<EventView>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT at, kind, ticket_id, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
         )?;
         let rows = statement
@@ -275,12 +276,12 @@ impl Tx<'_> {
 
     /// The newest `limit` events whose kind starts with `prefix`, newest first.
     pub fn events(&self, prefix: &str, limit: u32) -> Result<Vec<EventView>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT at, kind, ticket_id, detail FROM events WHERE substr(kind, 1, length(?1)) = ?1
              ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = statement
-            .query_map(rusqlite::params![prefix, limit], event_view)?
+            .query_map(params![prefix, limit], event_view)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -295,14 +296,16 @@ impl Tx<'_> {
     ) -> Result<Vec<EventRecord>, StoreError> {
         let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         let kinds = serde_json::Value::from(names).to_string();
-        let mut statement = self.prepare(
+        let statement = self.prepare(self.pick(
             "SELECT at, kind, mailbox, ticket_id, detail, data FROM events
              WHERE at < ?1 AND kind IN (SELECT value FROM json_each(?2))
              ORDER BY at, id",
-        )?;
-        let mut rows = statement.query(rusqlite::params![to_ms(until), kinds])?;
+            "SELECT at, kind, mailbox, ticket_id, detail, data FROM events
+             WHERE at < ?1 AND kind IN (SELECT json_array_elements_text(?2::json))
+             ORDER BY at, id",
+        ))?;
         let mut records = Vec::new();
-        while let Some(r) = rows.next()? {
+        statement.for_each(params![to_ms(until), kinds], |r| {
             let kind: String = r.get(1)?;
             let data = match r.get::<_, Option<String>>(5)? {
                 None => None,
@@ -318,7 +321,8 @@ impl Tx<'_> {
                 detail: r.get(4)?,
                 data,
             });
-        }
+            Ok(())
+        })?;
         Ok(records)
     }
 
@@ -327,7 +331,7 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE ?1 OR status = 'held' ORDER BY id DESC"
         );
-        let mut statement = self.prepare(&sql)?;
+        let statement = self.prepare(&sql)?;
         let rows = statement
             .query_map([all], quarantine_view)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -340,14 +344,13 @@ impl Tx<'_> {
         id: QuarantineId,
     ) -> Result<Option<(QuarantineView, Vec<u8>)>, StoreError> {
         let sql = format!("SELECT {QUARANTINE_COLUMNS}, raw FROM quarantine WHERE id = ?1");
-        Ok(self
-            .query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
-            .optional()?)
+        self.query_row(&sql, [id.0], |r| Ok((quarantine_view(r)?, r.get(12)?)))
+            .optional()
     }
 
     /// Outbox rows, newest first.
     pub fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT o.id, o.ticket_id, o.kind, o.recipients, m.subject, o.status, o.attempts, o.next_attempt_at,
                     o.last_error, o.created_at, o.sent_at, o.bounce, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id

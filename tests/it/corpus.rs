@@ -154,7 +154,7 @@ async fn every_corpus_message_is_handled_as_the_manifest_expects() {
     let state = tempfile::tempdir().expect("temp dir");
     let config =
         Arc::new(Config::from_toml(&state.path().join("deskgate.toml"), CONFIG).expect("config"));
-    let store = Store::open(&config.database).expect("store");
+    let store = Store::connect(&config.database).expect("store");
     let now = jiff::Timestamp::now();
     let desk = Desk {
         store: &store,

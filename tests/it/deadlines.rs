@@ -383,7 +383,7 @@ tls = "plain"
             let dir = tempfile::tempdir().expect("temp dir");
             let path = dir.path().join("deskgate.toml");
             let config = Config::from_toml(&path, CONFIG).unwrap_or_else(|e| panic!("{e}"));
-            let store = Store::open(&config.database).expect("store");
+            let store = Store::connect(&config.database).expect("store");
             World {
                 _dir: dir,
                 config: Arc::new(config),
@@ -556,7 +556,10 @@ tls = "plain"
         }
         // The second customer's deadline row is made unreadable, as a bad migration or a
         // hand edit would leave it.
-        let conn = rusqlite::Connection::open(&world.config.database).expect("open");
+        let conn = rusqlite::Connection::open(
+            world.config.database.sqlite_path().expect("a SQLite store"),
+        )
+        .expect("open");
         conn.execute(
             "UPDATE deadlines SET due_at = 'not a time' WHERE ticket_id = 2",
             [],
@@ -603,7 +606,7 @@ tls = "plain"
             async move { replan(&store, &config, now, || {}).await.expect("replan") }
         };
         let next = |ticket: i64| -> Option<i64> {
-            rusqlite::Connection::open(&world.config.database)
+            rusqlite::Connection::open(world.config.database.sqlite_path().expect("a SQLite store"))
                 .expect("open")
                 .query_row(
                     "SELECT next_step_at FROM deadlines WHERE ticket_id = ?1",
@@ -619,10 +622,12 @@ tls = "plain"
         assert!(planned.is_some());
         // A plan that differs from what the settings give: kept while they are unchanged.
         let set = |sql: &str| {
-            rusqlite::Connection::open(&world.config.database)
-                .expect("open")
-                .execute(sql, [])
-                .expect("update");
+            rusqlite::Connection::open(
+                world.config.database.sqlite_path().expect("a SQLite store"),
+            )
+            .expect("open")
+            .execute(sql, [])
+            .expect("update");
         };
         set("UPDATE deadlines SET next_step_at = next_step_at + 1 WHERE ticket_id = 1");
         let again = start(Arc::clone(&world.config)).await;
@@ -634,7 +639,12 @@ tls = "plain"
         assert_eq!((parked.whole, parked.planned), (false, 1));
         assert!(next(2).is_some(), "the unplanned deadline is planned again");
 
-        let path = world.config.database.with_file_name("deskgate.toml");
+        let path = world
+            .config
+            .database
+            .sqlite_path()
+            .expect("a SQLite store")
+            .with_file_name("deskgate.toml");
         let later = CONFIG.replace("warning = \"1h\"", "warning = \"30m\"");
         let changed = Config::from_toml(&path, &later).unwrap_or_else(|e| panic!("{e}"));
         let changed = start(Arc::new(changed)).await;

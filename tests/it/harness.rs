@@ -50,8 +50,8 @@ pub struct Lab {
 }
 
 /// Where labs are made: `DESKGATE_LAB_PARENT` (the benchmark puts them on tmpfs, /dev/shm),
-/// else /tmp.
-fn lab_parent() -> PathBuf {
+/// else /tmp. Also the private PostgreSQL servers (`postgres.rs`).
+pub fn lab_parent() -> PathBuf {
     std::env::var_os("DESKGATE_LAB_PARENT").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
@@ -59,13 +59,14 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
 }
 
-/// Five distinct free ports: all five listeners stay open until we have them.
-fn free_ports() -> [u16; 5] {
+/// `N` distinct free ports, none handed out before by this process and not yet released: all
+/// `N` listeners stay open until we have them. Also used by `postgres.rs`.
+pub fn free_ports<const N: usize>() -> [u16; N] {
     let mut guard = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
     let used = guard.get_or_insert_with(HashSet::new);
     let mut listeners = Vec::new();
     let mut ports = Vec::new();
-    while ports.len() < 5 {
+    while ports.len() < N {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().expect("local_addr").port();
         if port >= 1024 && !used.contains(&port) && !ports.contains(&port) {
@@ -75,10 +76,10 @@ fn free_ports() -> [u16; 5] {
     }
     used.extend(&ports);
     drop(listeners);
-    [ports[0], ports[1], ports[2], ports[3], ports[4]]
+    std::array::from_fn(|i| ports[i])
 }
 
-fn release_ports(ports: &[u16]) {
+pub fn release_ports(ports: &[u16]) {
     let mut guard = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(used) = guard.as_mut() {
         for p in ports {
@@ -128,7 +129,7 @@ fn log_tails(dir: &Path, lines: usize) -> String {
 }
 
 /// Exists and is not a zombie (a container's pid 1 may reap dead processes late).
-fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))
@@ -220,7 +221,7 @@ impl Lab {
             .keep();
         // who owns this lab: lets a later run clean up after a killed test process
         let _ = std::fs::write(dir.join("owner.pid"), std::process::id().to_string());
-        let ports = free_ports();
+        let ports = free_ports::<5>();
         let t0 = Instant::now();
         let mut env = vec![
             ("MAILLAB_IMAP_PORT", ports[0].to_string()),

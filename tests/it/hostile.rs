@@ -41,7 +41,7 @@ impl Desk {
         write_relay_key(dir.path());
         deskgate::files::write_private(&path, config_text().as_bytes()).expect("write config");
         let config = Arc::new(Config::load(&path).expect("config"));
-        let store = Store::open(&config.database).expect("store");
+        let store = Store::connect(&config.database).expect("store");
         Desk { dir, config, store }
     }
 
@@ -68,7 +68,9 @@ impl Desk {
         let Outcome::Stored { queued, .. } = outcome else {
             return Vec::new();
         };
-        let conn = rusqlite::Connection::open(&self.config.database).expect("open database");
+        let conn =
+            rusqlite::Connection::open(self.config.database.sqlite_path().expect("a SQLite store"))
+                .expect("open database");
         queued
             .iter()
             .map(|id| {

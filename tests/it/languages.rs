@@ -257,7 +257,7 @@ async fn language_evidence_contacts_and_history_through_ingest() {
     let state = tempfile::tempdir().expect("temp dir");
     let config =
         Arc::new(Config::from_toml(&state.path().join("deskgate.toml"), CONFIG).expect("config"));
-    let store = Store::open(&config.database).expect("store");
+    let store = Store::connect(&config.database).expect("store");
     let now = Timestamp::now();
     let mut uid = 0;
     let mut feed = async |raw: Vec<u8>| {

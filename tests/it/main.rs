@@ -45,6 +45,8 @@ mod oauth;
 mod ops;
 /// The systemd unit (security rating, verify) and the Debian package.
 mod package;
+/// A private PostgreSQL (initdb on loopback, TLS, as nobody) and fresh databases on it.
+mod postgres;
 /// The relay fails closed: client quote shapes, escalations and notes, `#cc`.
 mod relay;
 /// `deskgate stats` and `report --html` on a month of events: the same numbers.

@@ -1,7 +1,7 @@
 //! Events: the append-only history figures and KPIs are counted from.
 
+use crate::store::sql::params;
 use jiff::Timestamp;
-use rusqlite::params;
 
 use super::Tx;
 use crate::catalog::EventKind;

@@ -1,8 +1,9 @@
 //! Hygiene: quarantine and the per-sender limits.
 
+use crate::store::sql::Raw;
+use crate::store::sql::params;
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::blob::ZeroBlob;
-use rusqlite::{OptionalExtension, params};
 
 use super::Tx;
 use crate::model::{QuarantineId, TicketId};
@@ -68,10 +69,10 @@ impl Tx<'_> {
             Some((m, at)) => (Some(m), at.map(|a| a.0), at.map(|a| a.1)),
             None => (None, None, None),
         };
-        self.execute(
+        let id: i64 = self.query_row(
             "INSERT INTO quarantine (mailbox, uidvalidity, uid, reason, message_id, from_address, subject,
                                      size, complete, raw, status, created_at, dedupe_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'held', ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'held', ?11, ?12) RETURNING id",
             params![
                 mailbox,
                 uidvalidity,
@@ -82,13 +83,13 @@ impl Tx<'_> {
                 q.subject,
                 i64::try_from(q.size).unwrap_or(i64::MAX),
                 q.complete,
-                ZeroBlob(q.raw.len() as u64),
+                Raw(q.raw),
                 to_ms(q.now),
                 q.dedupe_key
             ],
+            |r| r.get(0),
         )?;
-        let id = self.tx.last_insert_rowid();
-        self.fill_blob("quarantine", id, q.raw)?;
+        self.fill_raw("quarantine", id, q.raw)?;
         Ok(QuarantineId(id))
     }
 
@@ -172,11 +173,11 @@ impl Tx<'_> {
         notice: &str,
         since: Timestamp,
     ) -> Result<u32, StoreError> {
-        Ok(self.query_row(
+        self.query_row(
             "SELECT count(*) FROM events WHERE kind = 'notice.queued' AND at >= ?3
              AND json_extract(data, '$.agent') = ?1 AND json_extract(data, '$.notice') = ?2",
             params![agent, notice, to_ms(since)],
             |r| r.get::<_, u32>(0),
-        )?)
+        )
     }
 }

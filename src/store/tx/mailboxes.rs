@@ -1,8 +1,9 @@
 //! Where each mailbox's ingest stands (checkpoints, the first start's backlog) and the OAuth
 //! grants.
 
+use crate::store::sql::params;
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::Tx;
 use crate::store::{StoreError, from_ms, to_ms};
@@ -177,13 +178,12 @@ impl Tx<'_> {
     }
 
     pub fn refresh_token(&self, account: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .query_row(
-                "SELECT refresh_token FROM oauth_grants WHERE account = ?1",
-                [account],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.query_row(
+            "SELECT refresh_token FROM oauth_grants WHERE account = ?1",
+            [account],
+            |r| r.get(0),
+        )
+        .optional()
     }
 
     pub fn set_refresh_token(

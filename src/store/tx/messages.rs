@@ -1,8 +1,9 @@
 //! Messages: the rows of mail in and out, and the keys that make one message one row.
 
+use crate::store::sql::Raw;
+use crate::store::sql::params;
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::blob::ZeroBlob;
-use rusqlite::{OptionalExtension, params};
 
 use super::Tx;
 use crate::model::{MessageRowId, Person, TicketId};
@@ -148,13 +149,14 @@ impl Tx<'_> {
             Some((m, at)) => (Some(m), at.map(|a| a.0), at.map(|a| a.1)),
             None => (None, None, None),
         };
-        self.execute(
+        let id: i64 = self.query_row(
             "INSERT INTO messages (ticket_id, direction, dedupe_key, message_id, mailbox, uidvalidity, uid,
                                    from_address, from_name, subject, sent_date, received_at, in_reply_to,
                                    refs, class, defects, body_text, raw_sha256, raw, internal, agent,
                                    attachments)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22)",
+                     ?20, ?21, ?22)
+             RETURNING id",
             params![
                 message.ticket.map(|t| t.0),
                 if message.outbound { "out" } else { "in" },
@@ -174,27 +176,15 @@ impl Tx<'_> {
                 message.defects,
                 message.body_text,
                 sha256,
-                ZeroBlob(message.raw.len() as u64),
+                Raw(message.raw),
                 message.internal,
                 message.agent,
                 message.attachments.join("\n"),
             ],
+            |r| r.get(0),
         )?;
-        let id = self.tx.last_insert_rowid();
-        self.fill_blob("messages", id, message.raw)?;
+        self.fill_raw("messages", id, message.raw)?;
         Ok(MessageRowId(id))
-    }
-
-    /// Writes `bytes` into the `raw` column of row `id` of `table`, inserted as a zero blob of
-    /// their length: SQLite would otherwise copy a bound blob and build the whole row in
-    /// memory, three copies of a 25 MB message at once.
-    pub(super) fn fill_blob(&self, table: &str, id: i64, bytes: &[u8]) -> Result<(), StoreError> {
-        use std::io::Write;
-        let mut blob = self
-            .tx
-            .blob_open(rusqlite::MAIN_DB, table, "raw", id, false)?;
-        blob.write_all(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("writing {table} row {id}: {e}")))
     }
 }
 

@@ -1,8 +1,8 @@
 //! The outbox: rows queued, due, sent, retried or failed, and outbound mail found again by
 //! its Message-ID (bounces).
 
+use crate::store::sql::params;
 use jiff::Timestamp;
-use rusqlite::params;
 
 use super::Tx;
 use crate::model::{MessageRowId, OutboxId, TicketId};
@@ -65,10 +65,10 @@ pub struct OutboundSent {
 
 impl Tx<'_> {
     pub fn enqueue(&self, outbox: &NewOutbox<'_>) -> Result<OutboxId, StoreError> {
-        self.execute(
+        self.query_row(
             "INSERT INTO outbox (ticket_id, message_row_id, kind, envelope_from, recipients, status,
                                  next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6) RETURNING id",
             params![
                 outbox.ticket.map(|t| t.0),
                 outbox.message.0,
@@ -77,8 +77,8 @@ impl Tx<'_> {
                 outbox.recipients.join(" "),
                 to_ms(outbox.now)
             ],
-        )?;
-        Ok(OutboxId(self.tx.last_insert_rowid()))
+            |r| Ok(OutboxId(r.get(0)?)),
+        )
     }
 
     /// Our outbound mail with one of these Message-IDs, with its outbox row.
@@ -86,7 +86,7 @@ impl Tx<'_> {
         &self,
         message_ids: &[String],
     ) -> Result<Vec<OutboundSent>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT o.id, o.ticket_id, o.recipients, o.kind FROM messages m JOIN outbox o ON o.message_row_id = m.id
              WHERE m.message_id = ?1 AND m.direction = 'out'",
         )?;
@@ -129,7 +129,7 @@ impl Tx<'_> {
 
     /// Queued rows whose next attempt is due at `now`, oldest first.
     pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT o.id, o.ticket_id, m.message_id, o.envelope_from, o.recipients, m.raw, o.attempts,
                     o.created_at, o.kind, m.internal, o.delivered, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id

@@ -1,8 +1,9 @@
 //! Tickets: threading look-ups, their state, participants and language, and the writes that
 //! change them.
 
+use crate::store::sql::params;
+use crate::store::tx::Optional;
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::Tx;
 use crate::language::{Lang, Source};
@@ -82,7 +83,7 @@ impl Tx<'_> {
         &self,
         message_ids: &[String],
     ) -> Result<Option<TicketId>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT ticket_id FROM messages
              WHERE message_id = ?1 AND ticket_id IS NOT NULL AND internal = 0 ORDER BY id LIMIT 1",
         )?;
@@ -104,7 +105,7 @@ impl Tx<'_> {
         if exists.is_none() {
             return Ok(None);
         }
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT address FROM participants WHERE ticket_id = ?1 AND role <> 'removed'
              ORDER BY address",
         )?;
@@ -153,7 +154,7 @@ impl Tx<'_> {
         else {
             return Ok(None);
         };
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT address, name FROM participants
              WHERE ticket_id = ?1 AND role IN ('customer', 'cc') ORDER BY role DESC, address",
         )?;
@@ -226,7 +227,7 @@ impl Tx<'_> {
         except: Option<TicketId>,
         limit: u32,
     ) -> Result<Vec<EarlierTicket>, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT id, subject, status, created_at FROM tickets
              WHERE customer_address = ?1 AND (?2 IS NULL OR id != ?2) ORDER BY id DESC LIMIT ?3",
         )?;
@@ -249,7 +250,7 @@ impl Tx<'_> {
     /// An agent answered at `at`: every open deadline of `ticket` is met, and the ticket's first
     /// response is recorded if it had none. Returns what was met, for the events.
     pub fn answered(&self, ticket: TicketId, at: Timestamp) -> Result<Met, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "UPDATE deadlines SET met_at = ?2, next_step_at = NULL
              WHERE ticket_id = ?1 AND met_at IS NULL AND cancelled_at IS NULL
              RETURNING id, kind, due_at,
@@ -297,10 +298,10 @@ impl Tx<'_> {
     }
 
     pub fn create_ticket(&self, ticket: &NewTicket<'_>) -> Result<TicketId, StoreError> {
-        self.execute(
+        self.query_row(
             "INSERT INTO tickets (mailbox, subject, customer_address, customer_name, status, created_at, updated_at, status_at,
                                   language, language_source, address)
-             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5, ?5, ?6, ?7, ?8) RETURNING id",
             params![
                 ticket.mailbox,
                 ticket.subject,
@@ -311,8 +312,8 @@ impl Tx<'_> {
                 ticket.language.map(|(_, s)| s.as_str()),
                 ticket.address,
             ],
-        )?;
-        Ok(TicketId(self.tx.last_insert_rowid()))
+            |r| Ok(TicketId(r.get(0)?)),
+        )
     }
 
     pub fn set_ticket_status(
@@ -454,7 +455,7 @@ impl Tx<'_> {
 
     /// The internal notes of `ticket` and what its customers have seen.
     pub fn ticket_texts(&self, ticket: TicketId) -> Result<TicketTexts, StoreError> {
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT agent, received_at, body_text FROM messages
              WHERE ticket_id = ?1 AND direction = 'in' AND internal = 1 AND class LIKE '%agent-note'
              ORDER BY id",
@@ -464,7 +465,7 @@ impl Tx<'_> {
                 Ok((r.get(0)?, from_ms(r.get(1)?), r.get(2)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut statement = self.prepare(
+        let statement = self.prepare(
             "SELECT substr(body_text, 1, 262144) FROM messages WHERE ticket_id = ?1 AND internal = 0
              ORDER BY id DESC LIMIT ?2",
         )?;

@@ -1,0 +1,275 @@
+//! The PostgreSQL backend: one connection per [`super::Store`], reconnected when it breaks,
+//! statements prepared once per connection, and the schema in `schema_pg_*.sql`.
+//!
+//! Write transactions take one transaction-scoped advisory lock ([`WRITE_LOCK`]) before
+//! anything else: PostgreSQL's counterpart of SQLite's `BEGIN IMMEDIATE`. Writers of all
+//! instances take turns as writers of one SQLite database do, so every read-then-write in
+//! `tx/` keeps the meaning it has there. Reads run in a read-only snapshot and take no lock.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use tokio_postgres::config::SslMode;
+
+use super::StoreError;
+use super::sql::{Kind, Param};
+use crate::config::PostgresTarget;
+
+/// The advisory lock every write transaction holds ("dg" "wr" in ASCII).
+pub(super) const WRITE_LOCK: i64 = 0x6467_7772;
+
+/// The schema, one migration a file; `deskgate_schema.version` counts how many have run.
+const MIGRATIONS: [&str; 1] = [include_str!("schema_pg_v1.sql")];
+
+impl PostgresTarget {
+    fn open_err(&self, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Open {
+            path: PathBuf::from(self.display()),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(super) fn connect(&self) -> Result<Session, StoreError> {
+        let mut config: postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| self.open_err(format!("not a PostgreSQL URL: {e}")))?;
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        config.application_name("deskgate");
+        let client = match (&self.tls, config.get_ssl_mode()) {
+            (_, SslMode::Disable) | (None, _) => config.connect(NoTls),
+            (Some(tls), _) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                (**tls).clone(),
+            )),
+        }
+        .map_err(|e| self.open_err(e))?;
+        Ok(Session {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+/// One connection and the statements prepared on it.
+pub struct Session {
+    client: Client,
+    statements: HashMap<(String, Vec<Kind>), postgres::Statement>,
+}
+
+impl Session {
+    fn statement(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<postgres::Statement, StoreError> {
+        let kinds: Vec<Kind> = params.iter().map(Param::kind).collect();
+        let key = (sql.to_string(), kinds);
+        if let Some(statement) = self.statements.get(&key) {
+            return Ok(statement.clone());
+        }
+        let types: Vec<_> = key.1.iter().map(|k| k.postgres_type()).collect();
+        let statement = self.client.prepare_typed(sql, &types)?;
+        self.statements.insert(key, statement.clone());
+        Ok(statement)
+    }
+
+    fn bind<'p>(params: &'p [Param<'_>]) -> Vec<&'p (dyn postgres::types::ToSql + Sync)> {
+        params
+            .iter()
+            .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+            .collect()
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<usize, StoreError> {
+        let statement = self.statement(sql, params)?;
+        let n = self.client.execute(&statement, &Self::bind(params))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    pub(super) fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        let statement = self.statement(sql, params)?;
+        Ok(self.client.query(&statement, &Self::bind(params))?)
+    }
+
+    pub(super) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// The PostgreSQL side of a [`super::Store`]: a connection made when first needed and made
+/// again after it broke.
+pub(super) struct Postgres {
+    target: PostgresTarget,
+    session: Mutex<Option<Session>>,
+}
+
+impl Postgres {
+    /// Connects and brings the schema up to date (`migrate`), or checks it is (`!migrate`).
+    pub(super) fn open(target: &PostgresTarget, migrate: bool) -> Result<Postgres, StoreError> {
+        let mut session = target.connect()?;
+        if migrate {
+            migrate_schema(&mut session, target)?;
+        } else {
+            check_schema(&mut session, target)?;
+        }
+        Ok(Postgres {
+            target: target.clone(),
+            session: Mutex::new(Some(session)),
+        })
+    }
+
+    pub(super) fn target(&self) -> &PostgresTarget {
+        &self.target
+    }
+
+    /// Runs `work` in one transaction: a write transaction holds [`WRITE_LOCK`]; a read sees
+    /// one snapshot. A broken connection is dropped, so the next call connects again.
+    pub(super) fn transaction<T>(
+        &self,
+        write: bool,
+        work: impl FnOnce(&super::Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.as_ref().is_none_or(Session::is_closed) {
+            *guard = None;
+            *guard = Some(self.target.connect()?);
+        }
+        let Some(session) = guard.as_mut() else {
+            return Err(StoreError::Worker("no PostgreSQL connection".into()));
+        };
+        let result = run(session, write, work);
+        if let Err(err) = &result
+            && (session.is_closed() || err.is_transient())
+        {
+            *guard = None;
+        }
+        result
+    }
+}
+
+fn run<T>(
+    session: &mut Session,
+    write: bool,
+    work: impl FnOnce(&super::Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if write {
+        session.batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+        ))?;
+    } else {
+        session.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    }
+    let result = work(&super::Tx::postgres(session));
+    match result {
+        Ok(value) => {
+            session.batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(err) => {
+            // A failed ROLLBACK means the connection is gone; the caller drops it.
+            let _ = session.batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+fn schema_version(session: &mut Session) -> Result<i64, StoreError> {
+    let rows = session.query(
+        "SELECT CAST(count(*) AS BIGINT) FROM information_schema.tables
+         WHERE table_schema = current_schema() AND table_name = 'deskgate_schema'",
+        &[],
+    )?;
+    let exists = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) > 0;
+    if !exists {
+        return Ok(0);
+    }
+    let rows = session.query("SELECT version FROM deskgate_schema", &[])?;
+    Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
+}
+
+/// Applies every pending migration in one transaction, under a lock, so instances starting
+/// together upgrade once.
+fn migrate_schema(session: &mut Session, target: &PostgresTarget) -> Result<(), StoreError> {
+    session.batch(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+    ))?;
+    let result = (|| {
+        let version = schema_version(session)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: PathBuf::from(target.display()),
+                found: version,
+                known,
+            });
+        }
+        for sql in MIGRATIONS
+            .iter()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            session.batch(sql)?;
+        }
+        if version < known {
+            session.execute(
+                "UPDATE deskgate_schema SET version = $1",
+                &[Param::Int(known)],
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => session.batch("COMMIT"),
+        Err(err) => {
+            let _ = session.batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+fn check_schema(session: &mut Session, target: &PostgresTarget) -> Result<(), StoreError> {
+    let found = schema_version(session)?;
+    let known = MIGRATIONS.len() as i64;
+    let path = PathBuf::from(target.display());
+    match found.cmp(&known) {
+        std::cmp::Ordering::Greater => Err(StoreError::TooNew { path, found, known }),
+        std::cmp::Ordering::Less => Err(StoreError::TooOld { path, found, known }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// Whether a PostgreSQL error is about the database's state (gone, restarting, out of room,
+/// a standby) rather than the data: the same work may succeed later.
+pub(super) fn is_transient(err: &postgres::Error) -> bool {
+    let Some(code) = err.code() else {
+        // No SQLSTATE: the connection failed or closed.
+        return true;
+    };
+    let code = code.code();
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(
+            code,
+            "40001" | "40P01" | "25006" | "55P03" | "58000" | "58030"
+        )
+}
