@@ -547,7 +547,12 @@ impl Checker<'_> {
 
     /// `database`: a SQLite file, or a PostgreSQL URL with `database_password_file` and TLS
     /// checked against the configured roots.
-    fn database(&mut self, raw: &RawConfig, tls: Option<&TlsTrust>) -> Option<Database> {
+    fn database(
+        &mut self,
+        raw: &RawConfig,
+        tls: Option<&TlsTrust>,
+        instance: Option<&str>,
+    ) -> Option<Database> {
         let password = match &raw.database_password_file {
             Some(file) => Some(self.secret_file("database_password_file", file)?),
             None => None,
@@ -582,6 +587,7 @@ impl Checker<'_> {
             Ok(tls) => Some(Database::Postgres(PostgresTarget {
                 url: text.clone(),
                 password,
+                instance: instance.unwrap_or_default().to_string(),
                 tls: Some(tls),
             })),
             Err(err) => {
@@ -674,7 +680,7 @@ impl Checker<'_> {
         let support = self.support(&raw.support);
         let policy = self.policy(&raw.policy, support.as_ref());
         let tls = self.tls_trust(raw.ca_file.as_ref());
-        let database = self.database(&raw, tls.as_ref());
+        let database = self.database(&raw, tls.as_ref(), instance.as_deref());
         if raw.mailbox.is_empty() {
             self.problems.push(Problem {
                 line: None,

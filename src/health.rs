@@ -38,6 +38,8 @@ pub enum Link {
     Polling,
     /// The last session attempt failed; waiting to reconnect.
     Failing,
+    /// Another instance on the same database fetches it; this one takes over if it stops.
+    Standby,
 }
 
 impl Link {
@@ -52,6 +54,7 @@ impl Link {
             Link::Idle => "idle",
             Link::Polling => "polling",
             Link::Failing => "failing",
+            Link::Standby => "standby",
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct MailboxHealth {
     pub last_error_at: Option<Timestamp>,
     /// Since when it has been failing without a session in between.
     pub failing_since: Option<Timestamp>,
+    /// The instance that fetches it (this one or another), as the database last said.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -238,6 +243,7 @@ impl Reporter {
                     last_error: None,
                     last_error_at: None,
                     failing_since: None,
+                    owner: None,
                 });
             let changed = entry.state != link;
             entry.state = link;
@@ -246,6 +252,17 @@ impl Reporter {
                 entry.failing_since = None;
             }
             changed
+        });
+    }
+
+    /// Which instance fetches the mailbox, as its lease says.
+    pub fn owner(&self, owner: &str) {
+        self.update(|state, name| match state.mailboxes.get_mut(name) {
+            Some(entry) if entry.owner.as_deref() != Some(owner) => {
+                entry.owner = Some(owner.to_string());
+                true
+            }
+            _ => false,
         });
     }
 

@@ -50,6 +50,8 @@ pub struct PostgresTarget {
     pub url: String,
     /// From `database_password_file`.
     pub password: Option<String>,
+    /// `instance`: the payload of this instance's notifications (it ignores its own).
+    pub instance: String,
     /// TLS, checked against the configured roots (`ca_file`, else the public ones); used
     /// unless the URL says `sslmode=disable`.
     pub tls: Option<Arc<rustls::ClientConfig>>,

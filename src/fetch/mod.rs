@@ -12,6 +12,7 @@
 //! commit is never cut off halfway.
 
 mod connect;
+mod lease;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ use crate::backoff::Backoff;
 use crate::catalog::EventKind;
 use crate::config::{InitialImport, Live, MailboxConfig};
 use crate::health::{Link, Reporter, Trouble};
-use crate::ingest::batch::{Done, Item, commit_batch, prepare_batch};
+use crate::ingest::batch::{Done, Fence, Item, commit_batch, prepare_batch};
 use crate::ingest::{Outcome, Source};
 use crate::oauth::{Grant, OAuthError};
 use crate::policy::{Arrival, BacklogMessage, import_backlog};
@@ -95,6 +96,8 @@ pub struct MailboxTask {
     pub schedule_wake: Arc<Notify>,
     /// Access tokens, when the mailbox logs in with OAuth 2.0.
     pub grant: Option<Arc<Grant>>,
+    /// This instance's name: the mailbox is fetched only while it holds its lease.
+    pub instance: String,
 }
 
 /// Why a session ended without an error.
@@ -200,11 +203,70 @@ enum Wait {
 }
 
 impl MailboxTask {
+    /// Fetches the mailbox while this instance holds its lease (see [`crate::store::Owner`]),
+    /// waits in standby while another does, until cancelled; a clean stop gives the lease
+    /// up so another instance takes over at once.
     pub async fn run(self, cancel: CancellationToken) {
+        let name = self.mailbox.name.clone();
+        self.health.link(Link::Connecting);
+        while self.wait_for_lease(&cancel).await {
+            let owned = cancel.child_token();
+            let keeper = tokio::spawn(lease::keep(
+                self.store.clone(),
+                name.clone(),
+                self.instance.clone(),
+                self.health.clone(),
+                owned.clone(),
+            ));
+            self.fetch_while_owned(&owned).await;
+            owned.cancel();
+            let _ = keeper.await;
+            if !cancel.is_cancelled() {
+                warn!(mailbox = %name, instance = %self.instance, "lease lost: another instance fetches this mailbox now");
+                self.health.link(Link::Standby);
+            }
+        }
+        lease::release(&self.store, &name, &self.instance).await;
+        info!(mailbox = %name, "mailbox task stopped");
+    }
+
+    /// Waits until this instance holds the mailbox's lease (true) or is cancelled (false).
+    async fn wait_for_lease(&self, cancel: &CancellationToken) -> bool {
+        let mut announced = None;
+        loop {
+            self.beat(lease::WAIT * 4);
+            match lease::take(&self.store, &self.mailbox.name, &self.instance).await {
+                Ok(owner) if owner.instance == self.instance => {
+                    self.health.owner(&owner.instance);
+                    info!(mailbox = %self.mailbox.name, instance = %self.instance, "lease taken: this instance fetches the mailbox");
+                    return true;
+                }
+                Ok(owner) => {
+                    if announced.as_ref() != Some(&owner.instance) {
+                        info!(mailbox = %self.mailbox.name, owner = %owner.instance, "another instance fetches this mailbox; standing by");
+                        self.health.link(Link::Standby);
+                        self.health.owner(&owner.instance);
+                        announced = Some(owner.instance);
+                    }
+                }
+                Err(err) => {
+                    warn!(mailbox = %self.mailbox.name, error = %err, "cannot take the mailbox's lease; trying again");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(lease::WAIT) => {}
+                _ = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// The sessions of one lease: until `cancel` (shutdown, or the lease lost).
+    async fn fetch_while_owned(&self, cancel: &CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let name = self.mailbox.name.clone();
         let mut reported: Option<String> = None;
         self.health.link(Link::Connecting);
+        let cancel = cancel.clone();
         while !cancel.is_cancelled() {
             // Connecting, logging in, SELECT and CAPABILITY: each inside the timeout.
             self.beat(self.mailbox.timeout * 6);
@@ -249,7 +311,6 @@ impl MailboxTask {
                 }
             }
         }
-        info!(mailbox = %name, "mailbox task stopped");
     }
 
     /// Liveness: this task reports again within `within` (see [`Reporter::beat`]).
@@ -597,8 +658,12 @@ impl MailboxTask {
                 self.settle(session, &quarantined, true, can_move).await?;
             }
             let store = self.store.clone();
+            let fence = Fence {
+                mailbox: self.mailbox.name.clone(),
+                instance: self.instance.clone(),
+            };
             committing = Some(tokio::spawn(async move {
-                commit_batch(&store, config, prepared, Timestamp::now()).await
+                commit_batch(&store, config, prepared, Some(fence), Timestamp::now()).await
             }));
         }
         if let Some(previous) = committing.take() {

@@ -71,6 +71,13 @@ enum Ready {
     },
 }
 
+/// Whose lease a batch is committed under: the transaction checks it first.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub mailbox: String,
+    pub instance: String,
+}
+
 /// A fetched batch, parsed, classified and analysed: what its write transaction takes.
 pub struct Prepared(Vec<Ready>);
 
@@ -82,7 +89,7 @@ pub async fn ingest_batch(
     now: Timestamp,
 ) -> Result<Vec<Done>, StoreError> {
     let prepared = prepare_batch(config, items).await?;
-    commit_batch(store, Arc::clone(config), prepared, now).await
+    commit_batch(store, Arc::clone(config), prepared, None, now).await
 }
 
 /// Parses, classifies and analyses `items` on blocking threads, in parallel; fetch does this
@@ -99,10 +106,14 @@ pub async fn commit_batch(
     store: &Store,
     config: Arc<Config>,
     Prepared(prepared): Prepared,
+    fence: Option<Fence>,
     now: Timestamp,
 ) -> Result<Vec<Done>, StoreError> {
     store
         .write(move |tx| {
+            if let Some(fence) = &fence {
+                tx.check_owner(&fence.mailbox, &fence.instance)?;
+            }
             let mut done = Vec::with_capacity(prepared.len());
             for ready in prepared {
                 if let Some(one) = write(tx, &config, ready, now)? {

@@ -41,7 +41,7 @@ use tracing::{error, info, warn};
 
 use super::http;
 use crate::alerts::{self, Alerter};
-use crate::config::{Config, Credential, Live, MailboxConfig, TlsTrust};
+use crate::config::{Config, Credential, Database, Live, MailboxConfig, PostgresTarget, TlsTrust};
 use crate::fetch::MailboxTask;
 use crate::health::{Health, Reporter};
 use crate::oauth::{Grant, grant_for};
@@ -73,6 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         health: Arc::new(Health::default()),
         outbox_wake: Arc::new(Notify::new()),
         schedule_wake: Arc::new(Notify::new()),
+        instance: config.instance.clone(),
     };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -152,6 +153,10 @@ fn reload(tasks: &mut Tasks, publish: &watch::Sender<Arc<Config>>) {
             old.database.display(),
             new.database.display()
         )),
+        Ok(new) if new.instance != old.instance => Err(format!(
+            "instance changed from {} to {}; that needs a restart",
+            old.instance, new.instance
+        )),
         Ok(new) => Ok(Arc::new(new)),
     };
     match outcome {
@@ -195,6 +200,8 @@ struct Shared {
     outbox_wake: Arc<Notify>,
     /// Ingest wakes the scheduler after every commit (a new deadline may be due soon).
     schedule_wake: Arc<Notify>,
+    /// `instance`: fixed for the life of the process.
+    instance: String,
 }
 
 /// One long-running task as the configuration describes it.
@@ -401,6 +408,7 @@ impl Tasks {
                         outbox_wake: Arc::clone(&shared.outbox_wake),
                         schedule_wake: Arc::clone(&shared.schedule_wake),
                         grant: grant.clone(),
+                        instance: shared.instance.clone(),
                     };
                     Box::pin(task.run(cancel))
                 })
@@ -423,6 +431,7 @@ impl Tasks {
                         health: health.clone(),
                         smtp: Arc::clone(&smtp),
                         wake: Arc::clone(&shared.outbox_wake),
+                        instance: shared.instance.clone(),
                     };
                     Box::pin(sender.run(cancel))
                 })
@@ -517,14 +526,84 @@ impl Tasks {
 
 const COMMIT_WATCHER: &str = "commit watcher";
 
-/// Polls SQLite's data version on the writer connection, where it changes only when
-/// another connection commits: mail from `deskgate ingest` (or a CLI release) wakes the
-/// sender and the scheduler, which otherwise sleep up to a minute. (Not the HTTP listener's
-/// connection: a slow scrape must not hold this up.)
+/// How often an instance says in the database that it runs (`deskgate instances`).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Wakes the sender and the scheduler when another process commits (mail from `deskgate
+/// ingest`, a CLI release, another instance on PostgreSQL), which otherwise sleep up to a
+/// minute; and keeps this instance's row in `instances` fresh.
 async fn watch_commits(shared: Shared, health: Reporter, cancel: CancellationToken) {
+    let database = shared.live.current().database.clone();
+    let watching = async {
+        match &database {
+            Database::Sqlite(_) => poll_data_version(&shared).await,
+            Database::Postgres(target) => listen_for_commits(&shared, target).await,
+        }
+    };
+    tokio::select! {
+        () = watching => {}
+        () = heartbeat(&shared, &health) => {}
+        _ = cancel.cancelled() => {}
+    }
+    let instance = shared.instance.clone();
+    if let Err(err) = shared
+        .store
+        .write(move |tx| tx.instance_gone(&instance))
+        .await
+    {
+        warn!(error = %err, "cannot take this instance off the list of running ones");
+    }
+}
+
+/// Records every [`HEARTBEAT`] that this instance runs.
+async fn heartbeat(shared: &Shared, health: &Reporter) {
+    let started = jiff::Timestamp::now().as_millisecond();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    loop {
+        health.beat(HEARTBEAT * 3);
+        let (id, host) = (shared.instance.clone(), host.clone());
+        let seen = shared
+            .store
+            .write(move |tx| {
+                tx.instance_seen(
+                    &id,
+                    &host,
+                    std::process::id(),
+                    env!("CARGO_PKG_VERSION"),
+                    started,
+                )
+            })
+            .await;
+        if let Err(err) = seen {
+            warn!(error = %err, "cannot record that this instance runs");
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// PostgreSQL: a notification for every commit of another instance; reconnects when the
+/// listening connection fails.
+async fn listen_for_commits(shared: &Shared, target: &PostgresTarget) {
+    let wake = || {
+        shared.outbox_wake.notify_one();
+        shared.schedule_wake.notify_one();
+    };
+    loop {
+        if let Err(err) = crate::store::listen(target, wake).await {
+            warn!(error = %err, "listening for other instances' commits failed; reconnecting");
+        }
+        tokio::time::sleep(COMMIT_POLL).await;
+    }
+}
+
+/// SQLite: polls the data version on the writer connection, where it changes only when
+/// another connection commits. (Not the HTTP listener's connection: a slow scrape must not
+/// hold this up.)
+async fn poll_data_version(shared: &Shared) {
     let mut seen = None;
     loop {
-        health.beat(COMMIT_POLL);
         match shared.store.read(|tx| tx.data_version()).await {
             Ok(version) => {
                 if seen.is_some_and(|seen| seen != version) {
@@ -535,10 +614,7 @@ async fn watch_commits(shared: Shared, health: Reporter, cancel: CancellationTok
             }
             Err(err) => warn!(error = %err, "cannot read the database's data version"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(COMMIT_POLL) => {}
-            _ = cancel.cancelled() => return,
-        }
+        tokio::time::sleep(COMMIT_POLL).await;
     }
 }
 

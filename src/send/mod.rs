@@ -25,7 +25,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use smtp::{Answer, Broken, Smtp, Transport, transport};
 
@@ -46,6 +46,11 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 pub const TASK: &str = "outbox sender";
 /// How many due rows one pass claims.
 const BATCH: u32 = 50;
+/// How long a claim keeps other instances off a row (see [`Tx::outbox_claim`]).
+const CLAIM: Duration = Duration::from_secs(120);
+/// A claimed row is not sent when less than this is left of its claim: another instance
+/// could take it meanwhile; the next pass claims it again.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 /// After shutdown is requested, how long a send in flight may still finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The first and the longest wait after the SMTP transport failed.
@@ -63,6 +68,8 @@ pub struct Sender {
     pub smtp: Arc<Smtp>,
     /// Notified by ingest after a commit that queued mail.
     pub wake: Arc<Notify>,
+    /// Whose claims this sender's are (`instance`).
+    pub instance: String,
 }
 
 /// How a pass over the due rows ended.
@@ -76,6 +83,8 @@ enum Pass {
 impl Sender {
     pub async fn run(self, cancel: CancellationToken) {
         let mut backoff = Backoff::new(TRANSPORT_BACKOFF.0, TRANSPORT_BACKOFF.1);
+        // Claims of this instance's previous life (a crash) would hold its rows back.
+        self.release_claims().await;
         while !cancel.is_cancelled() {
             let (pause, wakeable) = match self.pass(&cancel).await {
                 Ok(Pass::Done(pause)) => {
@@ -83,6 +92,8 @@ impl Sender {
                     (pause, true)
                 }
                 Ok(Pass::Broken(broken)) => {
+                    // Other instances may have a transport that works.
+                    self.release_claims().await;
                     let delay = backoff.next_delay();
                     self.transport_failed(&broken, delay).await;
                     // New mail does not shorten the wait: each try would meet the same
@@ -105,7 +116,24 @@ impl Sender {
                 _ = cancel.cancelled() => break,
             }
         }
+        self.release_claims().await;
         info!("outbox sender stopped");
+    }
+
+    /// Gives up this instance's claims on rows it has not sent.
+    async fn release_claims(&self) {
+        let instance = self.instance.clone();
+        match self
+            .store
+            .write(move |tx| tx.outbox_release(&instance))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => debug!(rows = n, "outbox claims released"),
+            Err(err) => {
+                warn!(error = %err, "cannot release outbox claims; they run out by themselves")
+            }
+        }
     }
 
     /// Puts the outbox's depth in the health registry (`/healthz` and the alerts read it);
@@ -160,9 +188,15 @@ impl Sender {
     async fn pass(&self, cancel: &CancellationToken) -> Result<Pass, StoreError> {
         loop {
             let now = Timestamp::now();
-            let due = self.store.read(move |tx| tx.outbox_due(now, BATCH)).await?;
+            let instance = self.instance.clone();
+            let claim_ms = CLAIM.as_millis() as i64;
+            let due = self
+                .store
+                .write(move |tx| tx.outbox_claim(now, BATCH, &instance, claim_ms))
+                .await?;
+            let claimed = std::time::Instant::now();
             let full = due.len() == BATCH as usize;
-            if let Some(broken) = self.send_all(due, cancel).await? {
+            if let Some(broken) = self.send_all(due, claimed, cancel).await? {
                 return Ok(Pass::Broken(broken));
             }
             if cancel.is_cancelled() {
@@ -189,6 +223,7 @@ impl Sender {
     async fn send_all(
         &self,
         rows: Vec<OutboxRow>,
+        claimed: std::time::Instant,
         cancel: &CancellationToken,
     ) -> Result<Option<Broken>, StoreError> {
         let connections = self.config.current().smtp.connections.max(1) as usize;
@@ -197,7 +232,10 @@ impl Sender {
         // Set after a transport failure or a store error: no worker takes another row.
         let stop = AtomicBool::new(false);
         let next = || -> Option<OutboxRow> {
-            if cancel.is_cancelled() || stop.load(Ordering::SeqCst) {
+            if cancel.is_cancelled()
+                || stop.load(Ordering::SeqCst)
+                || claimed.elapsed() > CLAIM - CLAIM_MARGIN
+            {
                 return None;
             }
             rows.lock()

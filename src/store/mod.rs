@@ -34,12 +34,14 @@ pub use backup::backup;
 pub use crate::config::{Database, PostgresTarget};
 pub use figures::{Figures, OutboxNow, Tally};
 pub use merge::Moved;
+pub use postgres::listen;
 pub use schedule::{NewStep, Paused, StepView, plan_key};
 pub(crate) use tx::Dialect;
 pub use tx::{
-    Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, Known, Met,
-    MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent, OutboxRow,
-    QuarantineStatus, Quarantined, TicketTexts, Tx, content_key, dedupe_key, legacy_content_key,
+    Answered, Backlog, BacklogSummary, Checkpoint, ContactSeen, EarlierTicket, Event, InstanceView,
+    Known, Met, MetDeadline, NewMessage, NewOutbox, NewQuarantine, NewTicket, OutboundSent,
+    OutboxRow, Owner, QuarantineStatus, Quarantined, TicketTexts, Tx, content_key, dedupe_key,
+    legacy_content_key,
 };
 pub use views::{
     ContactView, EventRecord, EventView, MessageView, OutboxView, QuarantineView, TicketView,
@@ -88,6 +90,10 @@ pub enum StoreError {
     Postgres(#[from] ::postgres::Error),
     #[error("a row the store expected is missing")]
     NoRow,
+    #[error(
+        "mailbox {mailbox} is no longer fetched by this instance ({instance}): another took it over"
+    )]
+    NotOwner { mailbox: String, instance: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the database worker stopped: {0}")]
@@ -112,6 +118,8 @@ impl StoreError {
                     | FileLockingProtocolFailed
             ),
             StoreError::Postgres(e) => postgres::is_transient(e),
+            // Nothing is wrong with the mail: it stays on the server for the new owner.
+            StoreError::NotOwner { .. } => true,
             StoreError::Open { .. } | StoreError::TooNew { .. } | StoreError::TooOld { .. } => true,
             StoreError::Sqlite(_)
             | StoreError::Corrupt(_)

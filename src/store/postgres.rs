@@ -5,6 +5,8 @@
 //! anything else: PostgreSQL's counterpart of SQLite's `BEGIN IMMEDIATE`. Writers of all
 //! instances take turns as writers of one SQLite database do, so every read-then-write in
 //! `tx/` keeps the meaning it has there. Reads run in a read-only snapshot and take no lock.
+//! Every write transaction ends with a notification on [`CHANNEL`], delivered at its commit:
+//! the other instances' senders and schedulers wake to what it queued ([`listen`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,19 +23,15 @@ use crate::config::PostgresTarget;
 /// The advisory lock every write transaction holds ("dg" "wr" in ASCII).
 pub(super) const WRITE_LOCK: i64 = 0x6467_7772;
 
+/// Where write transactions announce their commits; the payload is the writer's instance.
+pub const CHANNEL: &str = "deskgate";
+
 /// The schema, one migration a file; `deskgate_schema.version` counts how many have run.
 const MIGRATIONS: [&str; 1] = [include_str!("schema_pg_v1.sql")];
 
 impl PostgresTarget {
-    fn open_err(&self, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::Open {
-            path: PathBuf::from(self.display()),
-            reason: reason.to_string(),
-        }
-    }
-
-    pub(super) fn connect(&self) -> Result<Session, StoreError> {
-        let mut config: postgres::Config = self
+    fn config(&self) -> Result<tokio_postgres::Config, StoreError> {
+        let mut config: tokio_postgres::Config = self
             .url
             .parse()
             .map_err(|e| self.open_err(format!("not a PostgreSQL URL: {e}")))?;
@@ -45,6 +43,18 @@ impl PostgresTarget {
         }
         config.keepalives_idle(Duration::from_secs(30));
         config.application_name("deskgate");
+        Ok(config)
+    }
+
+    fn open_err(&self, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Open {
+            path: PathBuf::from(self.display()),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(super) fn connect(&self) -> Result<Session, StoreError> {
+        let config = postgres::Config::from(self.config()?);
         let client = match (&self.tls, config.get_ssl_mode()) {
             (_, SslMode::Disable) | (None, _) => config.connect(NoTls),
             (Some(tls), _) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
@@ -55,7 +65,42 @@ impl PostgresTarget {
         Ok(Session {
             client,
             statements: HashMap::new(),
+            instance: self.instance.clone(),
         })
+    }
+}
+
+/// Listens on [`CHANNEL`] and calls `woken` for every commit of another instance, and once
+/// after connecting (commits may have been missed meanwhile); returns when the connection
+/// fails. Runs in the daemon's runtime (tokio-postgres, not the blocking client).
+pub async fn listen(target: &PostgresTarget, woken: impl Fn()) -> Result<(), StoreError> {
+    let config = target.config()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (client, driver) = match (&target.tls, config.get_ssl_mode()) {
+        (_, SslMode::Disable) | (None, _) => {
+            let (client, connection) = config.connect(NoTls).await?;
+            (client, tokio::spawn(forward(connection, tx)))
+        }
+        (Some(tls), _) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+            let (client, connection) = config.connect(tls).await?;
+            (client, tokio::spawn(forward(connection, tx)))
+        }
+    };
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    woken();
+    while let Some(payload) = rx.recv().await {
+        if payload != target.instance {
+            woken();
+        }
+    }
+    drop(client);
+    match driver.await {
+        Ok(Ok(())) => Err(StoreError::Worker(
+            "the notification connection closed".into(),
+        )),
+        Ok(Err(err)) => Err(err.into()),
+        Err(err) => Err(StoreError::Worker(err.to_string())),
     }
 }
 
@@ -63,6 +108,8 @@ impl PostgresTarget {
 pub struct Session {
     client: Client,
     statements: HashMap<(String, Vec<Kind>), postgres::Statement>,
+    /// The payload of this connection's commit notifications.
+    instance: String,
 }
 
 impl Session {
@@ -167,6 +214,25 @@ impl Postgres {
     }
 }
 
+/// Drives a listening connection, passing each notification's payload on.
+async fn forward<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    payloads: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<(), tokio_postgres::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        if let tokio_postgres::AsyncMessage::Notification(n) = message? {
+            let _ = payloads.send(n.payload().to_string());
+        }
+    }
+    Ok(())
+}
+
 fn run<T>(
     session: &mut Session,
     write: bool,
@@ -182,6 +248,13 @@ fn run<T>(
     let result = work(&super::Tx::postgres(session));
     match result {
         Ok(value) => {
+            if write {
+                let instance = session.instance.clone();
+                session.execute(
+                    &format!("SELECT pg_notify('{CHANNEL}', $1)"),
+                    &[Param::Text(&instance)],
+                )?;
+            }
             session.batch("COMMIT")?;
             Ok(value)
         }

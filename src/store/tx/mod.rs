@@ -4,6 +4,7 @@
 
 mod events;
 mod hygiene;
+mod instances;
 mod mailboxes;
 mod messages;
 mod outbox;
@@ -11,6 +12,7 @@ mod tickets;
 
 pub use events::*;
 pub use hygiene::*;
+pub use instances::*;
 pub use mailboxes::*;
 pub use messages::*;
 pub use outbox::*;

@@ -127,17 +127,44 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Queued rows whose next attempt is due at `now`, oldest first.
-    pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+    /// Claims up to `limit` queued rows due at `now`, oldest first, for `instance` during
+    /// `claim_ms` of the database's clock, and returns them. A row claimed by another
+    /// instance is not taken until that claim has run out (its instance died or stalled);
+    /// PostgreSQL skips rows another transaction is claiming at this moment.
+    pub fn outbox_claim(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        instance: &str,
+        claim_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let clock = self.clock()?;
+        let until = clock + claim_ms;
+        self.execute(
+            self.pick(
+                "UPDATE outbox SET claimed_by = ?3, claimed_until = ?4
+                 WHERE id IN (SELECT id FROM outbox
+                              WHERE status = 'queued' AND next_attempt_at <= ?1
+                                AND (claimed_until IS NULL OR claimed_until < ?2)
+                              ORDER BY next_attempt_at, id LIMIT ?5)",
+                "UPDATE outbox SET claimed_by = ?3, claimed_until = ?4
+                 WHERE id IN (SELECT id FROM outbox
+                              WHERE status = 'queued' AND next_attempt_at <= ?1
+                                AND (claimed_until IS NULL OR claimed_until < ?2)
+                              ORDER BY next_attempt_at, id LIMIT ?5
+                              FOR UPDATE SKIP LOCKED)",
+            ),
+            params![to_ms(now), clock, instance, until, limit],
+        )?;
         let statement = self.prepare(
             "SELECT o.id, o.ticket_id, m.message_id, o.envelope_from, o.recipients, m.raw, o.attempts,
                     o.created_at, o.kind, m.internal, o.delivered, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id
-             WHERE o.status = 'queued' AND o.next_attempt_at <= ?1
-             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+             WHERE o.status = 'queued' AND o.claimed_by = ?1 AND o.claimed_until = ?2
+             ORDER BY o.next_attempt_at, o.id",
         )?;
         let rows = statement
-            .query_map(params![to_ms(now), limit], |r| {
+            .query_map(params![instance, until], |r| {
                 let words = |text: String| -> Vec<String> {
                     text.split_whitespace().map(String::from).collect()
                 };
@@ -178,17 +205,29 @@ impl Tx<'_> {
             "UPDATE outbox SET delivered = trim(delivered || ' ' || ?2),
                                refused = CASE WHEN ?3 = '' THEN refused
                                               WHEN refused = '' THEN ?3
-                                              ELSE refused || char(10) || ?3 END
+                                              ELSE refused || ?4 || ?3 END
              WHERE id = ?1 AND status = 'queued'",
-            params![id.0, accepted.join(" "), refused.join("\n")],
+            params![id.0, accepted.join(" "), refused.join("\n"), "\n"],
         )?;
         Ok(())
     }
 
-    /// When the earliest queued row is due, if any.
+    /// Gives up `instance`'s claims on rows it has not sent (it stops, its transport broke,
+    /// or it restarts after a crash), so any instance may send them now.
+    pub fn outbox_release(&self, instance: &str) -> Result<usize, StoreError> {
+        self.execute(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+             WHERE claimed_by = ?1 AND status = 'queued'",
+            [instance],
+        )
+    }
+
+    /// When the earliest queued row is due (or its claim runs out), if any.
     pub fn outbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         let next: Option<i64> = self.query_row(
-            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'",
+            "SELECT min(CASE WHEN claimed_until > next_attempt_at THEN claimed_until
+                             ELSE next_attempt_at END)
+             FROM outbox WHERE status = 'queued'",
             [],
             |r| r.get(0),
         )?;
@@ -198,7 +237,8 @@ impl Tx<'_> {
     /// Marks a row sent. Only a queued row changes; returns false if it was not queued.
     pub fn outbox_sent(&self, id: OutboxId, now: Timestamp) -> Result<bool, StoreError> {
         let n = self.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
+            "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL,
+                               claimed_by = NULL, claimed_until = NULL
              WHERE id = ?1 AND status = 'queued'",
             params![id.0, to_ms(now)],
         )?;
@@ -212,7 +252,8 @@ impl Tx<'_> {
         error: &str,
     ) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
+                               claimed_by = NULL, claimed_until = NULL
              WHERE id = ?1 AND status = 'queued'",
             params![id.0, to_ms(next_at), error],
         )?;
@@ -221,7 +262,8 @@ impl Tx<'_> {
 
     pub fn outbox_failed(&self, id: OutboxId, error: &str) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2,
+                               claimed_by = NULL, claimed_until = NULL
              WHERE id = ?1 AND status = 'queued'",
             params![id.0, error],
         )?;
