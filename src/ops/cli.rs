@@ -173,6 +173,18 @@ pub enum Command {
         json: bool,
     },
 
+    /// List the instances running on this database and the mailboxes each fetches.
+    ///
+    /// Several deskgate instances may share one PostgreSQL database; each mailbox is fetched
+    /// by one of them at a time (its lease), and another takes it over within 15 seconds
+    /// when that one stops. Instances not heard from for 30 seconds are not listed. With
+    /// SQLite there is one instance: the daemon, while it runs.
+    Instances {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Write the support figures as one self-contained HTML page with charts.
     ///
     /// Tickets per day, the first-response time distribution, the share answered within
@@ -447,6 +459,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => show_contact(&mut out, &config, &address, limit, json)?,
         Command::Stats { period, json } => print_stats(&mut out, &config, &period, json)?,
+        Command::Instances { json } => list_instances(&mut out, &config, json)?,
         Command::Report { html, period } => write_report(&mut out, &config, &period, &html)?,
         Command::Template(TemplateCommand::List) => list_templates(&mut out, &config)?,
         Command::Template(TemplateCommand::Preview { kind, lang, html }) => {
@@ -579,6 +592,18 @@ fn show_contact(
         return Ok(ExitCode::from(1));
     };
     show::contact(out, &contact, &history, &config.support.timezone, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Instances heard from within this long are listed as running (six heartbeats).
+const INSTANCE_FRESH_MS: i64 = 30_000;
+
+/// `deskgate instances`.
+fn list_instances(out: &mut impl Write, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::connect_read_only(&config.database)?;
+    let (instances, owners) =
+        store.read_blocking(|tx| Ok((tx.instances(INSTANCE_FRESH_MS)?, tx.owners()?)))?;
+    show::instances(out, &instances, &owners, &config.support.timezone, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -801,7 +826,8 @@ impl Command {
             | Command::Outbox { json }
             | Command::Events { json, .. }
             | Command::Contact { json, .. }
-            | Command::Stats { json, .. } => *json,
+            | Command::Stats { json, .. }
+            | Command::Instances { json } => *json,
             Command::Quarantine { action } => action.json(),
             _ => false,
         }

@@ -123,6 +123,7 @@ async fn healthz(State(shared): State<Shared>) -> Response {
         .map(|t| now.duration_since(t).as_secs().max(0));
     let body = json!({
         "status": if problems.is_empty() { "ok" } else { "unhealthy" },
+        "instance": shared.config.current().instance,
         "problems": problems,
         "mailboxes": snapshot.mailboxes,
         "outbox": {
@@ -168,12 +169,12 @@ async fn metrics(State(shared): State<Shared>) -> Response {
                 .into_response();
         }
     };
-    let connected: Vec<(String, bool)> = shared
+    let connected: Vec<(String, bool, Option<String>)> = shared
         .health
         .snapshot()
         .mailboxes
         .into_iter()
-        .map(|(name, m)| (name, m.connected))
+        .map(|(name, m)| (name, m.connected, m.owner))
         .collect();
     let config = shared.config.current();
     let levels = config
@@ -226,14 +227,14 @@ fn counter(registry: &mut Registry, name: &str, help: &str, n: u64) {
 /// start, at 0 until something happens (so `rate()` and alerts see the first event).
 pub fn render(
     figures: &Figures,
-    connected: &[(String, bool)],
+    connected: &[(String, bool, Option<String>)],
     levels: usize,
     now: Timestamp,
 ) -> Result<String, std::fmt::Error> {
     let mut escalations: BTreeMap<i64, u64> = (1..=levels as i64).map(|l| (l, 0)).collect();
     escalations.extend(figures.escalations.iter().copied());
     let mut reconnects: BTreeMap<&str, u64> =
-        connected.iter().map(|(m, _)| (m.as_str(), 0)).collect();
+        connected.iter().map(|(m, _, _)| (m.as_str(), 0)).collect();
     reconnects.extend(figures.reconnects.iter().map(|(m, n)| (m.as_str(), *n)));
     let mut registry = Registry::with_prefix("deskgate");
     counter_family(
@@ -315,14 +316,28 @@ pub fn render(
         oldest,
     );
     let up = Family::<Labels, Gauge>::default();
-    for (mailbox, is_connected) in connected {
+    let owners = Family::<Labels, Gauge>::default();
+    for (mailbox, is_connected, owner) in connected {
         up.get_or_create(&vec![("mailbox", mailbox.clone())])
             .set(i64::from(*is_connected));
+        if let Some(owner) = owner {
+            owners
+                .get_or_create(&vec![
+                    ("mailbox", mailbox.clone()),
+                    ("instance", owner.clone()),
+                ])
+                .set(1);
+        }
     }
     registry.register(
         "mailbox_connected",
         "1 while the mailbox has a logged-in IMAP session",
         up,
+    );
+    registry.register(
+        "mailbox_owner",
+        "1 for the instance that fetches the mailbox (its lease on the shared database)",
+        owners,
     );
     let latency = Histogram::new(ACK_LATENCY_BUCKETS);
     for ms in &figures.ack_latency_ms {
@@ -366,7 +381,10 @@ mod tests {
         };
         let text = render(
             &figures,
-            &[("support".into(), true), ("sales".into(), false)],
+            &[
+                ("support".into(), true, Some("desk-1".into())),
+                ("sales".into(), false, Some("desk-2".into())),
+            ],
             3,
             now,
         )
@@ -384,6 +402,8 @@ mod tests {
             "deskgate_reconnects_total{mailbox=\"sales\"} 0",
             "deskgate_escalations_total{level=\"3\"} 0",
             "deskgate_mailbox_connected{mailbox=\"sales\"} 0",
+            "deskgate_mailbox_owner{mailbox=\"sales\",instance=\"desk-2\"} 1",
+            "deskgate_mailbox_owner{mailbox=\"support\",instance=\"desk-1\"} 1",
             "deskgate_outbox_depth 1",
             "deskgate_outbox_oldest_age_seconds 90.0",
             "deskgate_mailbox_connected{mailbox=\"support\"} 1",

@@ -8,7 +8,8 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use crate::store::{
-    ContactView, EarlierTicket, EventView, MessageView, OutboxView, QuarantineView, TicketView,
+    ContactView, EarlierTicket, EventView, InstanceView, MessageView, OutboxView, Owner,
+    QuarantineView, TicketView, from_ms,
 };
 
 /// Formats times for people in the support desk's zone: `2026-11-23 10:00 EET`.
@@ -195,6 +196,79 @@ pub fn ticket(
     writeln!(out, "Events:")?;
     for e in events {
         writeln!(out, "  {}  {:<24} {}", when(e.at, tz), e.kind, e.detail)?;
+    }
+    Ok(())
+}
+
+/// `deskgate instances`: who runs, and who fetches which mailbox.
+pub fn instances(
+    out: &mut impl Write,
+    instances: &[InstanceView],
+    owners: &[Owner],
+    tz: &TimeZone,
+    as_json: bool,
+) -> std::io::Result<()> {
+    let at = |ms: i64| when(from_ms(ms), tz);
+    if as_json {
+        let value = json!({
+            "instances": instances.iter().map(|i| json!({
+                "id": i.id,
+                "host": i.host,
+                "pid": i.pid,
+                "version": i.version,
+                "started_at": from_ms(i.started_at).to_string(),
+                "seen_at": from_ms(i.seen_at).to_string(),
+                "mailboxes": i.mailboxes,
+            })).collect::<Vec<_>>(),
+            "leases": owners.iter().map(|o| json!({
+                "mailbox": o.mailbox,
+                "instance": o.instance,
+                "since": from_ms(o.since).to_string(),
+                "expires_at": from_ms(o.expires_at).to_string(),
+            })).collect::<Vec<_>>(),
+        });
+        return writeln!(out, "{value}");
+    }
+    if instances.is_empty() {
+        writeln!(
+            out,
+            "no instance has been heard from in the last 30 seconds"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{:<20} {:<20} {:>8} {:<10} {:<19}  MAILBOXES",
+            "INSTANCE", "HOST", "PID", "VERSION", "LAST SEEN"
+        )?;
+    }
+    for i in instances {
+        let mailboxes = if i.mailboxes.is_empty() {
+            "(standby)".to_string()
+        } else {
+            i.mailboxes.join(", ")
+        };
+        writeln!(
+            out,
+            "{:<20} {:<20} {:>8} {:<10} {:<19}  {}",
+            i.id,
+            i.host,
+            i.pid,
+            i.version,
+            at(i.seen_at),
+            mailboxes
+        )?;
+    }
+    for o in owners
+        .iter()
+        .filter(|o| !instances.iter().any(|i| i.mailboxes.contains(&o.mailbox)))
+    {
+        writeln!(
+            out,
+            "mailbox {}: nobody fetches it now (lease of {} ran out at {})",
+            o.mailbox,
+            o.instance,
+            at(o.expires_at)
+        )?;
     }
     Ok(())
 }

@@ -373,7 +373,7 @@ pub(crate) fn to_ms(at: Timestamp) -> i64 {
     at.as_millisecond()
 }
 
-pub(crate) fn from_ms(ms: i64) -> Timestamp {
+pub fn from_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
 }
 
