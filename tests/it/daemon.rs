@@ -324,7 +324,17 @@ fn store_settings(lab: &Lab, dir: &std::path::Path) -> (String, PathBuf) {
         return ("database = \"deskgate.db\"".into(), lab.ca_file.clone());
     }
     let pg = crate::postgres::shared().expect("DESKGATE_IT_STORE=postgres needs DESKGATE_IT=1");
-    let url = pg.fresh_database();
+    postgres_settings(lab, dir, pg, &pg.fresh_database())
+}
+
+/// The `database` lines for the PostgreSQL database `url` on `pg`, and the `ca_file` they
+/// need (see [`store_settings`]).
+pub fn postgres_settings(
+    lab: &Lab,
+    dir: &std::path::Path,
+    pg: &crate::postgres::Postgres,
+    url: &str,
+) -> (String, PathBuf) {
     std::fs::copy(&pg.password_file, dir.join("db-password")).expect("copy the database password");
     let mut bundle = std::fs::read(&lab.ca_file).expect("read the lab CA");
     if !bundle.ends_with(b"\n") {

@@ -35,6 +35,8 @@ mod hostile_mail;
 mod html;
 /// Loops, bounces, bursts, oversize and unparseable mail on the real servers.
 mod hygiene;
+/// Two instances on one PostgreSQL database: shared work, failover, a database restart (issue 19).
+mod instances;
 /// A month of a support desk's events, for the KPI tests and the report screenshot.
 mod kpi_demo;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
