@@ -64,8 +64,9 @@ impl Setup {
             Imap::Starttls => (lab.imap_port, "starttls"),
             Imap::Plain => (lab.imap_port, "plain"),
         };
+        let (database, ca) = store_settings(lab, dir.path());
         let text = format!(
-            r#"database = "deskgate.db"
+            r#"{database}
 ca_file = "{ca}"
 
 [support]
@@ -104,7 +105,7 @@ retry = ["1s"]
 [http]
 listen = "127.0.0.1:{http_port}"
 "#,
-            ca = lab.ca_file.display(),
+            ca = ca.display(),
             submission = lab.submission_port,
             address = lab.address(user),
             password = lab.password(user),
@@ -137,8 +138,19 @@ listen = "127.0.0.1:{http_port}"
         std::fs::write(&self.config, edit(text)).expect("write config");
     }
 
+    /// The SQLite file (meaningful only when not [`store_is_postgres`]).
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("deskgate.db")
+    }
+
+    /// Whether the daemon has created its store, so the CLI can read it: the SQLite file
+    /// exists, or (PostgreSQL) `deskgate tickets --json` succeeds.
+    pub fn store_ready(&self) -> bool {
+        if store_is_postgres() {
+            self.cli(&["tickets", "--json"]).status.success()
+        } else {
+            self.database().exists()
+        }
     }
 
     pub fn log(&self) -> String {
@@ -273,7 +285,7 @@ listen = "127.0.0.1:{http_port}"
     ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
-            if self.database().exists() {
+            if self.store_ready() {
                 let value = self.json(args);
                 if ready(&value) {
                     return value;
@@ -290,6 +302,40 @@ listen = "127.0.0.1:{http_port}"
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Whether this run's daemons keep their store in PostgreSQL (`DESKGATE_IT_STORE=postgres`,
+/// a fresh database on [`crate::postgres::shared`] for each [`Setup`]) rather than in a
+/// SQLite file in the setup directory (the default).
+pub fn store_is_postgres() -> bool {
+    match std::env::var("DESKGATE_IT_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("DESKGATE_IT_STORE={other:?}: expected postgres or sqlite"),
+    }
+}
+
+/// The `database` lines of a setup in `dir` and the `ca_file` it names. PostgreSQL: a fresh
+/// database over TLS that must be verified (`sslmode=require`, so it cannot fall back to
+/// plaintext), its password in `db-password`, and a `ca-bundle.pem` with the lab's CA and the
+/// server's certificate.
+fn store_settings(lab: &Lab, dir: &std::path::Path) -> (String, PathBuf) {
+    if !store_is_postgres() {
+        return ("database = \"deskgate.db\"".into(), lab.ca_file.clone());
+    }
+    let pg = crate::postgres::shared().expect("DESKGATE_IT_STORE=postgres needs DESKGATE_IT=1");
+    let url = pg.fresh_database();
+    std::fs::copy(&pg.password_file, dir.join("db-password")).expect("copy the database password");
+    let mut bundle = std::fs::read(&lab.ca_file).expect("read the lab CA");
+    if !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend(std::fs::read(&pg.ca_file).expect("read the PostgreSQL certificate"));
+    let ca = dir.join("ca-bundle.pem");
+    std::fs::write(&ca, bundle).expect("write the CA bundle");
+    let lines =
+        format!("database = \"{url}?sslmode=require\"\ndatabase_password_file = \"db-password\"");
+    (lines, ca)
 }
 
 /// A port nothing listens on right now.
