@@ -178,9 +178,9 @@ impl Tx<'_> {
             "UPDATE outbox SET delivered = trim(delivered || ' ' || ?2),
                                refused = CASE WHEN ?3 = '' THEN refused
                                               WHEN refused = '' THEN ?3
-                                              ELSE refused || char(10) || ?3 END
+                                              ELSE refused || ?4 || ?3 END
              WHERE id = ?1 AND status = 'queued'",
-            params![id.0, accepted.join(" "), refused.join("\n")],
+            params![id.0, accepted.join(" "), refused.join("\n"), "\n"],
         )?;
         Ok(())
     }
