@@ -28,8 +28,12 @@ impl Tx<'_> {
         for _ in 0..MAX_HOPS {
             let next: Option<i64> = self
                 .query_row(
-                    "SELECT json_extract(data, '$.into') FROM events
-                     WHERE ticket_id = ?1 AND kind = 'ticket.merged' ORDER BY id DESC LIMIT 1",
+                    self.pick(
+                        "SELECT json_extract(data, '$.into') FROM events
+                         WHERE ticket_id = ?1 AND kind = 'ticket.merged' ORDER BY id DESC LIMIT 1",
+                        "SELECT (data::jsonb ->> 'into')::bigint FROM events
+                         WHERE ticket_id = ?1 AND kind = 'ticket.merged' ORDER BY id DESC LIMIT 1",
+                    ),
                     [at.0],
                     |r| r.get(0),
                 )
@@ -64,8 +68,9 @@ impl Tx<'_> {
             params![from.0, into.0],
         )?;
         let participants = self.execute(
-            "INSERT OR IGNORE INTO participants (ticket_id, address, name, role)
-             SELECT ?2, address, name, role FROM participants WHERE ticket_id = ?1",
+            "INSERT INTO participants (ticket_id, address, name, role)
+             SELECT ?2, address, name, role FROM participants WHERE ticket_id = ?1
+             ON CONFLICT DO NOTHING",
             params![from.0, into.0],
         )?;
         self.execute("DELETE FROM participants WHERE ticket_id = ?1", [from.0])?;
@@ -100,8 +105,12 @@ impl Tx<'_> {
     pub fn forwarded_to(&self, ticket: TicketId, address: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = self
             .query_row(
-                "SELECT 1 FROM events WHERE ticket_id = ?1 AND kind = 'ticket.forwarded'
-                   AND lower(json_extract(data, '$.to')) = lower(?2) LIMIT 1",
+                self.pick(
+                    "SELECT 1 FROM events WHERE ticket_id = ?1 AND kind = 'ticket.forwarded'
+                       AND lower(json_extract(data, '$.to')) = lower(?2) LIMIT 1",
+                    "SELECT 1 FROM events WHERE ticket_id = ?1 AND kind = 'ticket.forwarded'
+                       AND lower(data::jsonb ->> 'to') = lower(?2) LIMIT 1",
+                ),
                 params![ticket.0, address],
                 |r| r.get(0),
             )

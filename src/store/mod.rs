@@ -86,7 +86,7 @@ pub enum StoreError {
     },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgresql: {0}")]
+    #[error("postgresql: {}", postgres::describe(.0))]
     Postgres(#[from] ::postgres::Error),
     #[error("a row the store expected is missing")]
     NoRow,

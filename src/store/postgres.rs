@@ -233,6 +233,24 @@ where
     Ok(())
 }
 
+impl Drop for Postgres {
+    /// Closing a connection blocks on the client's own runtime, which must not start inside
+    /// another: the daemon drops its store on a runtime thread, so it is closed on a thread
+    /// of its own (as [`super::Store::connect`] opens it).
+    fn drop(&mut self) {
+        let session = self
+            .session
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(session) = session
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(session)).join();
+        }
+    }
+}
+
 fn run<T>(
     session: &mut Session,
     write: bool,
@@ -327,6 +345,23 @@ fn check_schema(session: &mut Session, target: &PostgresTarget) -> Result<(), St
         std::cmp::Ordering::Greater => Err(StoreError::TooNew { path, found, known }),
         std::cmp::Ordering::Less => Err(StoreError::TooOld { path, found, known }),
         std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// What went wrong, for messages: the server's own words and SQLSTATE (the error's `Display`
+/// says only "db error"), or what ended the connection.
+pub(super) fn describe(err: &postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        let mut text = format!("{} ({})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str(": ");
+            text.push_str(detail);
+        }
+        return text;
+    }
+    match std::error::Error::source(err) {
+        Some(source) => format!("{err}: {source}"),
+        None => err.to_string(),
     }
 }
 

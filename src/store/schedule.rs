@@ -72,7 +72,7 @@ impl Tx<'_> {
             "SELECT min(at) FROM (
                  SELECT min(next_step_at) AS at FROM deadlines WHERE next_step_at IS NOT NULL
                  UNION ALL
-                 SELECT min(next_step_at) FROM tickets WHERE next_step_at IS NOT NULL)",
+                 SELECT min(next_step_at) FROM tickets WHERE next_step_at IS NOT NULL) AS due",
             [],
             |r| r.get(0),
         )?;
@@ -135,8 +135,12 @@ impl Tx<'_> {
     pub fn last_plan_key(&self) -> Result<Option<String>, StoreError> {
         Ok(self
             .query_row(
-                "SELECT json_extract(data, '$.config') FROM events
-                 WHERE kind = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                self.pick(
+                    "SELECT json_extract(data, '$.config') FROM events
+                     WHERE kind = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                    "SELECT data::jsonb ->> 'config' FROM events
+                     WHERE kind = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                ),
                 [EventKind::SchedulePlanned.as_str()],
                 |r| r.get(0),
             )
@@ -216,8 +220,8 @@ impl Tx<'_> {
     /// Records a step; `false` if it was already taken (nothing written then).
     pub fn record_step(&self, step: &NewStep<'_>, now: Timestamp) -> Result<bool, StoreError> {
         let n = self.execute(
-            "INSERT OR IGNORE INTO steps (ticket_id, deadline_id, name, episode, at, recipients, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO steps (ticket_id, deadline_id, name, episode, at, recipients, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             params![
                 step.ticket.0,
                 step.deadline,

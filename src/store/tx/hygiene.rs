@@ -174,8 +174,12 @@ impl Tx<'_> {
         since: Timestamp,
     ) -> Result<u32, StoreError> {
         self.query_row(
-            "SELECT count(*) FROM events WHERE kind = 'notice.queued' AND at >= ?3
-             AND json_extract(data, '$.agent') = ?1 AND json_extract(data, '$.notice') = ?2",
+            self.pick(
+                "SELECT count(*) FROM events WHERE kind = 'notice.queued' AND at >= ?3
+                 AND json_extract(data, '$.agent') = ?1 AND json_extract(data, '$.notice') = ?2",
+                "SELECT count(*) FROM events WHERE kind = 'notice.queued' AND at >= ?3
+                 AND data::jsonb ->> 'agent' = ?1 AND data::jsonb ->> 'notice' = ?2",
+            ),
             params![agent, notice, to_ms(since)],
             |r| r.get::<_, u32>(0),
         )

@@ -68,8 +68,9 @@ impl Tx<'_> {
         self.execute(
             "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (mailbox) DO UPDATE SET
-               last_uid = CASE WHEN uidvalidity = excluded.uidvalidity
-                               THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END,
+               last_uid = CASE WHEN mailbox_state.uidvalidity = excluded.uidvalidity
+                                AND mailbox_state.last_uid > excluded.last_uid
+                               THEN mailbox_state.last_uid ELSE excluded.last_uid END,
                uidvalidity = excluded.uidvalidity,
                updated_at = excluded.updated_at",
             params![mailbox, checkpoint.uidvalidity, checkpoint.last_uid, to_ms(now)],

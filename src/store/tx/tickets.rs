@@ -394,11 +394,12 @@ impl Tx<'_> {
             "INSERT INTO contacts (address, name, language, first_seen, last_seen, n_tickets, n_messages)
              VALUES (?1, ?2, ?3, ?4, ?4, ?5, 1)
              ON CONFLICT (address) DO UPDATE SET
-               name = coalesce(excluded.name, name),
-               language = coalesce(excluded.language, language),
-               last_seen = max(last_seen, excluded.last_seen),
-               n_tickets = n_tickets + excluded.n_tickets,
-               n_messages = n_messages + 1",
+               name = coalesce(excluded.name, contacts.name),
+               language = coalesce(excluded.language, contacts.language),
+               last_seen = CASE WHEN contacts.last_seen > excluded.last_seen
+                                THEN contacts.last_seen ELSE excluded.last_seen END,
+               n_tickets = contacts.n_tickets + excluded.n_tickets,
+               n_messages = contacts.n_messages + 1",
             params![
                 seen.person.address,
                 seen.person.name,
@@ -426,7 +427,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO participants (ticket_id, address, name, role) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (ticket_id, address) DO UPDATE SET name = coalesce(excluded.name, name)",
+             ON CONFLICT (ticket_id, address) DO UPDATE SET name = coalesce(excluded.name, participants.name)",
             params![ticket.0, person.address, person.name, role],
         )?;
         Ok(())
