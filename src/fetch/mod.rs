@@ -233,7 +233,7 @@ impl MailboxTask {
     /// Waits until this instance holds the mailbox's lease (true) or is cancelled (false).
     async fn wait_for_lease(&self, cancel: &CancellationToken) -> bool {
         let mut announced = None;
-        loop {
+        while !cancel.is_cancelled() {
             self.beat(lease::WAIT * 4);
             match lease::take(&self.store, &self.mailbox.name, &self.instance).await {
                 Ok(owner) if owner.instance == self.instance => {
@@ -255,9 +255,10 @@ impl MailboxTask {
             }
             tokio::select! {
                 _ = tokio::time::sleep(lease::WAIT) => {}
-                _ = cancel.cancelled() => return false,
+                _ = cancel.cancelled() => {}
             }
         }
+        false
     }
 
     /// The sessions of one lease: until `cancel` (shutdown, or the lease lost).

@@ -146,7 +146,8 @@ listen = "127.0.0.1:{http_port}"
     /// Whether the daemon has created its store, so the CLI can read it: the SQLite file
     /// exists, or (PostgreSQL) `deskgate tickets --json` succeeds.
     pub fn store_ready(&self) -> bool {
-        if store_is_postgres() {
+        let config = std::fs::read_to_string(&self.config).unwrap_or_default();
+        if config.contains("database = \"postgres") {
             self.cli(&["tickets", "--json"]).status.success()
         } else {
             self.database().exists()
@@ -158,8 +159,8 @@ listen = "127.0.0.1:{http_port}"
     }
 
     /// Starts `deskgate run` and waits until it has selected the mailbox (mail arriving
-    /// from then on is live, not backlog); its log is appended to daemon.log in the setup
-    /// directory.
+    /// from then on is live, not backlog), or stands by while another instance fetches it;
+    /// its log is appended to daemon.log in the setup directory.
     pub fn start(&self) -> Daemon {
         self.start_with(&[("DESKGATE_LOG", "deskgate=debug,info")])
     }
@@ -169,12 +170,8 @@ listen = "127.0.0.1:{http_port}"
         let before = self.log().len();
         let daemon = self.spawn_with(env);
         let started = Instant::now();
-        while !self
-            .log()
-            .get(before..)
-            .unwrap_or("")
-            .contains("mailbox connected")
-        {
+        let ready = |log: &str| log.contains("mailbox connected") || log.contains("standing by");
+        while !ready(self.log().get(before..).unwrap_or("")) {
             if started.elapsed() > Duration::from_secs(30) {
                 panic!("deskgate did not connect within 30 s; log:\n{}", self.log());
             }
