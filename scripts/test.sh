@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every deskgate test, including those against real Dovecot and Postfix.
+# Runs every deskgate test, including those against real Dovecot, Postfix and PostgreSQL.
 # Installs what they need first (as root: Debian packages, and Rust if missing).
 #   bash scripts/test.sh
 set -eu
@@ -9,3 +9,7 @@ prepare_machine
 cd "$ROOT"
 # Real-server tests start one private Postfix + Dovecot each; three at a time fits 2 cores.
 DESKGATE_IT=1 cargo test --all-targets -- --test-threads=3
+# The foundation modules again, each daemon's store in a fresh database of a private
+# PostgreSQL (tests/it/daemon.rs, DESKGATE_IT_STORE).
+DESKGATE_IT=1 DESKGATE_IT_STORE=postgres cargo test --test it -- --test-threads=3 \
+    flow:: agents:: deadlines:: hygiene::

@@ -140,9 +140,9 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self.execute(
             "UPDATE quarantine SET status = ?2, resolved_at = ?3,
-                    raw = CASE WHEN ?2 = 'deleted' THEN x'' ELSE raw END
+                    raw = CASE WHEN ?2 = 'deleted' THEN ?4 ELSE raw END
              WHERE id = ?1 AND status = 'held'",
-            params![id.0, status.as_str(), to_ms(now)],
+            params![id.0, status.as_str(), to_ms(now), b"".as_slice()],
         )?;
         Ok(n == 1)
     }

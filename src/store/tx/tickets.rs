@@ -349,7 +349,7 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self.execute(
             "UPDATE tickets SET language = ?2, language_source = ?3, updated_at = ?4
-             WHERE id = ?1 AND (?3 = 'agent' OR language_source IS NOT 'agent')",
+             WHERE id = ?1 AND (?3 = 'agent' OR language_source IS DISTINCT FROM 'agent')",
             params![ticket.0, lang.code(), source.as_str(), to_ms(now)],
         )?;
         if n == 1 && source == Source::Agent {
