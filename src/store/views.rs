@@ -329,7 +329,7 @@ impl Tx<'_> {
     /// Quarantined mail, newest first; with `all`, released and deleted entries too.
     pub fn quarantine_list(&self, all: bool) -> Result<Vec<QuarantineView>, StoreError> {
         let sql = format!(
-            "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE ?1 OR status = 'held' ORDER BY id DESC"
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE ?1 <> 0 OR status = 'held' ORDER BY id DESC"
         );
         let statement = self.prepare(&sql)?;
         let rows = statement
