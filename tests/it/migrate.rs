@@ -274,7 +274,25 @@ to = ["lead@example.test"]"#,
     // A new customer mail: a new ticket numbered after the migrated ones, acknowledged.
     let (c5, m5) = write(5, "New on PostgreSQL", "Hello again.\n");
     lab.send(&c5, &[&support], &m5).await;
-    let ack = lab.wait_for("customer5", "INBOX", 1, WAIT).await.remove(0);
+    let ack = match lab.try_wait_for("customer5", "INBOX", 1, WAIT).await {
+        Ok(mut inbox) => inbox.remove(0),
+        Err(e) => {
+            let log = setup.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let server = std::fs::read_to_string(pg.dir.join("postgres.log")).unwrap_or_default();
+            let errors: Vec<&str> = server
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("STATEMENT"))
+                .take(10)
+                .collect();
+            panic!(
+                "no acknowledgement from the daemon on PostgreSQL: {e}\ndaemon log (tail):\n{}\nPostgreSQL's first errors:\n{}",
+                tail.join("\n"),
+                errors.join("\n")
+            );
+        }
+    };
     let tickets = setup
         .wait_json(&["tickets"], WAIT, |t| {
             t.as_array().is_some_and(|t| t.len() == 5)
