@@ -46,11 +46,8 @@ const CHUNK_BYTES: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     /// The target has rows already: nothing was copied.
-    #[error("{target} is not empty ({}); migrate-store fills an empty database only, and copied nothing", describe(.tables))]
-    NotEmpty {
-        target: String,
-        tables: Vec<(String, u64)>,
-    },
+    #[error("the target is not empty ({}); migrate-store fills an empty database only, and copied nothing", describe(.tables))]
+    NotEmpty { tables: Vec<(String, u64)> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -113,7 +110,6 @@ pub fn copy_store(
         }
         .into());
     }
-    let target = to.describe();
     // The emptiness check runs in the write transaction, under the write lock, so nothing
     // can arrive between it and the copy; a target with rows ends that transaction having
     // written nothing.
@@ -126,7 +122,7 @@ pub fn copy_store(
             copy_all(src, dst, &mut progress).map(Ok)
         })
     })?;
-    copied.map_err(|tables| CopyError::NotEmpty { target, tables })
+    copied.map_err(|tables| CopyError::NotEmpty { tables })
 }
 
 /// The target's tables that have rows, with their counts (`deskgate_schema` aside).

@@ -281,13 +281,18 @@ to = ["lead@example.test"]"#,
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             let server = std::fs::read_to_string(pg.dir.join("postgres.log")).unwrap_or_default();
-            let errors: Vec<&str> = server
-                .lines()
-                .filter(|l| l.contains("ERROR") || l.contains("STATEMENT"))
-                .take(10)
-                .collect();
+            // Each distinct error once, without its time and process.
+            let mut errors: Vec<&str> = Vec::new();
+            for line in server.lines() {
+                let Some(at) = line.find("ERROR:") else {
+                    continue;
+                };
+                if !errors.contains(&&line[at..]) {
+                    errors.push(&line[at..]);
+                }
+            }
             panic!(
-                "no acknowledgement from the daemon on PostgreSQL: {e}\ndaemon log (tail):\n{}\nPostgreSQL's first errors:\n{}",
+                "no acknowledgement from the daemon on PostgreSQL: {e}\ndaemon log (tail):\n{}\nPostgreSQL's errors:\n{}",
                 tail.join("\n"),
                 errors.join("\n")
             );
