@@ -216,6 +216,34 @@ pub enum Command {
         /// Where to write the copy.
         file: PathBuf,
     },
+
+    /// Copy a SQLite database into an empty PostgreSQL one, to move a desk to PostgreSQL.
+    ///
+    /// Every ticket, message (raw bytes included), deadline, step taken, outbox row, event,
+    /// contact, quarantined message and OAuth grant is copied with its number, so the desk
+    /// goes on where it stopped: no acknowledgement, escalation or survey is sent again and
+    /// new tickets are numbered after the last one. Stop the daemon first.
+    ///
+    /// The target is --to, else the configured `database`, which must then be PostgreSQL.
+    /// Its schema is created if needed. A target with a row in any table is refused. The copy
+    /// is one transaction whose row counts are checked before it commits: after an error the
+    /// target is as empty as before. Progress is shown on a terminal.
+    MigrateStore {
+        /// The SQLite database to copy (opened read-only).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The PostgreSQL database to fill, postgres://USER@HOST[:PORT]/DB[?sslmode=...]
+        /// [default: the configured database].
+        ///
+        /// TLS is checked against the configuration's ca_file (else the public roots), as
+        /// the daemon does.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// A file whose first line is the password for --to [default: the configuration's
+        /// database_password_file].
+        #[arg(long, value_name = "FILE", requires = "to")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 /// The period and tickets `stats` and `report` look at.
@@ -444,6 +472,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { file } => {
             drop(out);
             return backup(&config, &file);
+        }
+        Command::MigrateStore {
+            from,
+            to,
+            password_file,
+        } => {
+            drop(out);
+            return migrate_store(&config, &from, to.as_deref(), password_file.as_deref());
         }
         Command::Outbox { json } => list_outbox(&mut out, &config, json)?,
         Command::Events { kind, limit, json } => {
@@ -710,6 +746,113 @@ fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `deskgate migrate-store --from FILE [--to URL]`: the SQLite store copied into an empty
+/// PostgreSQL one, with a progress line on a terminal and each table's count at the end.
+fn migrate_store(
+    config: &Config,
+    from: &std::path::Path,
+    to: Option<&str>,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let target = migrate_target(config, to, password_file)?;
+    if !from.is_file() {
+        anyhow::bail!(
+            "--from {}: no such file; name the SQLite database to copy (the `database` of the old configuration, e.g. /var/lib/deskgate/deskgate.db)",
+            from.display()
+        );
+    }
+    let source = Store::open_read_only(from)
+        .with_context(|| format!("opening {} to copy it", from.display()))?;
+    let started = std::time::Instant::now();
+    let destination =
+        Store::connect(&store::Database::Postgres(target)).context("connecting to the target")?;
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_shown = std::time::Instant::now();
+    let show = |table: &str, done: u64, total: u64| {
+        // At most ten times a second, and always a table's first and last line.
+        if terminal && (done == 0 || done == total || last_shown.elapsed().as_millis() >= 100) {
+            last_shown = std::time::Instant::now();
+            eprint!("\rmigrate-store: {table} {done}/{total}\x1b[K");
+        }
+    };
+    let copied = store::copy_store(&source, &destination, show);
+    if terminal {
+        eprintln!();
+    }
+    let copied = copied
+        .with_context(|| format!("copying {} to {}", from.display(), destination.describe()))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    for table in &copied.tables {
+        writeln!(
+            out,
+            "migrate-store: {:<14} {:>9} rows  {:>7.2} s",
+            table.table,
+            table.rows,
+            table.elapsed.as_secs_f64()
+        )?;
+    }
+    writeln!(
+        out,
+        "migrate-store: copied {} rows ({:.1} MB) from {} to {} in {elapsed:.1} s",
+        copied.rows(),
+        copied.bytes() as f64 / 1e6,
+        from.display(),
+        destination.describe()
+    )?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where migrate-store writes: `--to` (with `--password-file`, else the configured password)
+/// or the configured database, which must be PostgreSQL.
+fn migrate_target(
+    config: &Config,
+    to: Option<&str>,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<store::PostgresTarget> {
+    let configured = match &config.database {
+        store::Database::Postgres(target) => Some(target),
+        store::Database::Sqlite(_) => None,
+    };
+    let Some(url) = to else {
+        return configured.cloned().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the configured database {} is SQLite, and migrate-store copies into PostgreSQL: name the target with --to postgres://USER@HOST/DB (and --password-file FILE), or set database = \"postgres://...\" and database_password_file in the configuration",
+                config.database.display()
+            )
+        });
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--to {url}: not a PostgreSQL URL; migrate-store copies into PostgreSQL (postgres://USER@HOST[:PORT]/DB)"
+        );
+    }
+    url.parse::<::postgres::Config>()
+        .map_err(|e| anyhow::anyhow!("--to: not a PostgreSQL URL: {e}"))?;
+    let password = match password_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--password-file {}", file.display()))?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        }
+        None => configured.and_then(|t| t.password.clone()),
+    };
+    let tls = match configured.and_then(|t| t.tls.clone()) {
+        Some(tls) => tls,
+        None => config
+            .tls
+            .client_config()
+            .context("setting up TLS for --to")?,
+    };
+    Ok(store::PostgresTarget {
+        url: url.to_string(),
+        password,
+        tls: Some(tls),
+    })
+}
+
 fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<ExitCode> {
     let tz = config.support.timezone.clone();
     let mut out = output(action.json());
@@ -961,6 +1104,35 @@ mod tests {
             err.to_string()
                 .contains("`last week` is not a date, a time or a duration"),
             "{err}"
+        );
+        let cli = Cli::try_parse_from([
+            "deskgate",
+            "migrate-store",
+            "--from",
+            "old.db",
+            "--to",
+            "postgres://deskgate@db/desk",
+            "--password-file",
+            "pw",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::MigrateStore { ref from, to: Some(ref to), password_file: Some(_) }
+                if from.as_os_str() == "old.db" && to == "postgres://deskgate@db/desk"
+        ));
+        assert!(Cli::try_parse_from(["deskgate", "migrate-store"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "deskgate",
+                "migrate-store",
+                "--from",
+                "old.db",
+                "--password-file",
+                "pw"
+            ])
+            .is_err(),
+            "--password-file goes with --to"
         );
         let cli = Cli::try_parse_from(["deskgate", "check-config", "--connect"]).unwrap();
         assert!(matches!(

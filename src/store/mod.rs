@@ -11,6 +11,7 @@
 //! idempotent.
 
 mod backup;
+mod copy;
 
 mod figures;
 mod merge;
@@ -30,6 +31,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::files;
 
 pub use backup::backup;
+pub use copy::{Copied, CopyError, TableCopied, copy_store};
 
 pub use crate::config::{Database, PostgresTarget};
 pub use figures::{Figures, OutboxNow, Tally};

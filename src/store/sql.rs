@@ -167,6 +167,13 @@ impl Params for &[&dyn ToParam] {
     }
 }
 
+/// Values already made parameters (a copied row: [`super::copy`]).
+impl Params for &[Param<'_>] {
+    fn to_params(&self) -> Vec<Param<'_>> {
+        self.to_vec()
+    }
+}
+
 impl Params for [&dyn ToParam; 0] {
     fn to_params(&self) -> Vec<Param<'_>> {
         Vec::new()
@@ -347,6 +354,14 @@ impl Row<'_> {
             Row::Postgres(row) => postgres_value(row, idx)?,
         };
         T::from_value(value).map_err(|why| StoreError::Corrupt(format!("column {idx}: {why}")))
+    }
+
+    /// Column `idx` as the database handed it out, whatever its type (a copied row).
+    pub(super) fn value(&self, idx: usize) -> Result<Value<'_>, StoreError> {
+        match self {
+            Row::Sqlite(row) => sqlite_value(row.get_ref(idx)?),
+            Row::Postgres(row) => postgres_value(row, idx),
+        }
     }
 }
 

@@ -41,6 +41,8 @@ mod instances;
 mod kpi_demo;
 /// Arabic and Greek in legacy charsets; language choice, contacts, history.
 mod languages;
+/// `migrate-store`: a desk moves from SQLite to PostgreSQL; refused targets and sources.
+mod migrate;
 /// OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb.
 mod oauth;
 /// systemd notify/watchdog, reload, /healthz and /metrics, MTA ingest, secrets in logs.

@@ -177,6 +177,32 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// Runs `each` on every row of `sql` in turn, stopping at its first error. SQLite hands
+    /// the rows out one at a time and none is kept (a table of 25 MB messages is read with
+    /// one in memory); PostgreSQL fetches them all first.
+    pub(super) fn each_row(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut each: impl FnMut(&Row<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let params = params.to_params();
+        match &self.conn {
+            Conn::Sqlite(tx) => {
+                let mut statement = tx.prepare_cached(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+                while let Some(next) = rows.next()? {
+                    each(&Row::Sqlite(next))?;
+                }
+                Ok(())
+            }
+            Conn::Postgres(session) => {
+                let rows = session.borrow_mut().query(&to_postgres(sql), &params)?;
+                rows.iter().try_for_each(|r| each(&Row::Postgres(r)))
+            }
+        }
+    }
+
     /// Runs statements without parameters (savepoints).
     fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match &self.conn {
