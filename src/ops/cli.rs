@@ -849,6 +849,7 @@ fn migrate_target(
     Ok(store::PostgresTarget {
         url: url.to_string(),
         password,
+        instance: config.instance.clone(),
         tls: Some(tls),
     })
 }
