@@ -167,7 +167,7 @@ impl Params for &[&dyn ToParam] {
     }
 }
 
-/// Values already made parameters (a copied row: [`super::copy`]).
+/// Values already made parameters (a copied row: `migrate-store`).
 impl Params for &[Param<'_>] {
     fn to_params(&self) -> Vec<Param<'_>> {
         self.to_vec()

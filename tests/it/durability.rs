@@ -15,6 +15,56 @@ pub const CUSTOMERS: [&str; 5] = [
     "customer5",
 ];
 
+/// `n` customer messages to support, message `i` from customer `i mod 5` with Message-ID
+/// `{prefix}{i}@customer.test`; and who sent each, by Message-ID.
+pub fn burst(lab: &Lab, n: usize, prefix: &str) -> (Vec<Vec<u8>>, HashMap<String, &'static str>) {
+    let support = lab.address("support");
+    let mut expected = HashMap::new();
+    let raws = (0..n)
+        .map(|index| {
+            let customer = CUSTOMERS[index % CUSTOMERS.len()];
+            let id = format!("{prefix}{index}@customer.test");
+            expected.insert(id.clone(), customer);
+            message(
+                &lab.address(customer),
+                &support,
+                &format!("Question {index}"),
+                &id,
+                "help\n",
+                &[],
+            )
+        })
+        .collect();
+    (raws, expected)
+}
+
+/// What the customers received: acknowledgements by the Message-ID they answer, each with
+/// the set of acknowledgement Message-IDs (a re-send after a kill has the same one).
+pub async fn acknowledgements(
+    lab: &Lab,
+    expected: &HashMap<String, &str>,
+) -> (HashMap<String, HashSet<String>>, usize) {
+    let mut answered: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut delivered = 0;
+    for customer in CUSTOMERS {
+        for raw in lab.fetch_all(customer, "INBOX").await {
+            let ack = parsed(&raw);
+            let original = ack.in_reply_to.first().cloned().expect("In-Reply-To");
+            assert_eq!(
+                expected.get(&original),
+                Some(&customer),
+                "ack for {original} reached {customer}"
+            );
+            answered
+                .entry(original)
+                .or_default()
+                .insert(ack.message_id.expect("Message-ID"));
+            delivered += 1;
+        }
+    }
+    (answered, delivered)
+}
+
 fn n_tickets(setup: &Setup) -> usize {
     if !setup.database().exists() {
         return 0;
@@ -94,24 +144,9 @@ initial_import = \"all\"",
     setup.edit_config(|text| {
         text.replace("timeout = \"10s\"", "timeout = \"10s\"\nconnections = 1")
     });
-    let support = lab.address("support");
     const N: usize = 1000;
     const KILLS: usize = 20;
-    let mut expected: HashMap<String, &str> = HashMap::new();
-    let mut raws = Vec::new();
-    for index in 0..N {
-        let customer = CUSTOMERS[index % CUSTOMERS.len()];
-        let id = format!("bulk{index}@customer.test");
-        raws.push(message(
-            &lab.address(customer),
-            &support,
-            &format!("Question {index}"),
-            &id,
-            "help\n",
-            &[],
-        ));
-        expected.insert(id, customer);
-    }
+    let (raws, expected) = burst(&lab, N, "bulk");
     lab.append_many("support", "INBOX", &raws).await;
 
     // Kill the daemon with SIGKILL at random moments while it works through them: after
@@ -173,24 +208,7 @@ initial_import = \"all\"",
 
     // Every customer message got an acknowledgement, each with its own Message-ID; a message
     // can be delivered twice only if a kill landed between the server's 250 and our commit.
-    let mut answered: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut n_delivered = 0;
-    for customer in CUSTOMERS {
-        for raw in lab.fetch_all(customer, "INBOX").await {
-            let ack = parsed(&raw);
-            let original = ack.in_reply_to.first().cloned().expect("In-Reply-To");
-            assert_eq!(
-                expected.get(&original),
-                Some(&customer),
-                "ack for {original} reached {customer}"
-            );
-            answered
-                .entry(original)
-                .or_default()
-                .insert(ack.message_id.expect("Message-ID"));
-            n_delivered += 1;
-        }
-    }
+    let (answered, n_delivered) = acknowledgements(&lab, &expected).await;
     assert_eq!(answered.len(), N, "every message acknowledged");
     assert!(
         answered.values().all(|ids| ids.len() == 1),

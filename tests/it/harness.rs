@@ -137,32 +137,76 @@ pub fn pid_alive(pid: u32) -> bool {
 }
 
 /// Stops and removes labs left behind by test processes that were killed (Ctrl-C, SIGKILL)
-/// before `Drop` ran: dglab.* under [`lab_parent`] whose owner.pid names a process that no
-/// longer exists.
+/// before `Drop` ran.
 fn sweep_stale_labs() {
-    let Ok(entries) = std::fs::read_dir(lab_parent()) else {
-        return;
-    };
-    for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let is_lab = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("dglab."));
-        let owner = std::fs::read_to_string(dir.join("owner.pid")).ok();
-        let Some(pid) = owner.and_then(|o| o.trim().parse::<u32>().ok()) else {
-            continue; // not ours, or being created right now
-        };
-        if !is_lab || pid_alive(pid) {
-            continue;
-        }
-        eprintln!(
-            "lab: removing stale lab {} (owner pid {pid} is gone)",
-            dir.display()
-        );
+    sweep_stale("dglab.", "lab", |dir| {
         let _ = run_script(
             &["stop", &dir.to_string_lossy()],
             &[("MAILLAB_STOP_TIMEOUT", "0".into())],
         );
+    });
+}
+
+/// Up to three attempts of `try_start` (Err: the report, and whether it looks like a port
+/// clash, the one failure worth another attempt); panics with every report.
+pub fn start_retrying<T>(what: &str, try_start: impl Fn() -> Result<T, (String, bool)>) -> T {
+    let mut failures = String::new();
+    for attempt in 1..=3 {
+        match try_start() {
+            Ok(server) => return server,
+            Err((msg, port_clash)) => {
+                failures.push_str(&format!("=== attempt {attempt}\n{msg}\n"));
+                if !port_clash {
+                    break;
+                }
+            }
+        }
+    }
+    panic!("{what} did not start:\n{failures}");
+}
+
+/// A new directory `prefix`XXXXXX under [`lab_parent`], kept, with this process's pid in
+/// owner.pid (so a later run cleans up after a killed test process, [`sweep_stale`]).
+pub fn owned_dir(prefix: &str) -> Result<PathBuf, (String, bool)> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .rand_bytes(6)
+        .tempdir_in(lab_parent())
+        .map_err(|e| {
+            let parent = lab_parent();
+            (
+                format!("cannot create a temp dir in {}: {e}", parent.display()),
+                false,
+            )
+        })?
+        .keep();
+    let _ = std::fs::write(dir.join("owner.pid"), std::process::id().to_string());
+    Ok(dir)
+}
+
+/// Stops (`stop`) and removes the directories `prefix`* under [`lab_parent`] whose owner.pid
+/// names a process that no longer exists: servers of test processes killed before `Drop`.
+pub fn sweep_stale(prefix: &str, what: &str, stop: impl Fn(&Path)) {
+    let Ok(entries) = std::fs::read_dir(lab_parent()) else {
+        return;
+    };
+    for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix));
+        let owner = std::fs::read_to_string(dir.join("owner.pid")).ok();
+        let Some(pid) = owner.and_then(|o| o.trim().parse::<u32>().ok()) else {
+            continue; // not ours, or being created right now
+        };
+        if !ours || pid_alive(pid) {
+            continue;
+        }
+        eprintln!(
+            "{what}: removing stale {} (owner pid {pid} is gone)",
+            dir.display()
+        );
+        stop(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -190,37 +234,12 @@ impl Lab {
         SWEEP.call_once(sweep_stale_labs);
         // A port picked as free can still be taken by someone else (another test process)
         // before Dovecot or Postfix binds it: retry with fresh ports in that case only.
-        let mut failures = String::new();
-        for attempt in 1..=3 {
-            match Self::try_start(settings) {
-                Ok(lab) => return Some(lab),
-                Err((msg, port_clash)) => {
-                    failures.push_str(&format!("=== attempt {attempt}\n{msg}\n"));
-                    if !port_clash {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("the mail lab did not start:\n{failures}");
+        Some(start_retrying("the mail lab", || Self::try_start(settings)))
     }
 
     /// One start attempt; Err((report, looks like a port clash)).
     fn try_start(settings: &[(&str, String)]) -> Result<Lab, (String, bool)> {
-        let dir = tempfile::Builder::new()
-            .prefix("dglab.")
-            .rand_bytes(6)
-            .tempdir_in(lab_parent())
-            .map_err(|e| {
-                let parent = lab_parent();
-                (
-                    format!("cannot create a temp dir in {}: {e}", parent.display()),
-                    false,
-                )
-            })?
-            .keep();
-        // who owns this lab: lets a later run clean up after a killed test process
-        let _ = std::fs::write(dir.join("owner.pid"), std::process::id().to_string());
+        let dir = owned_dir("dglab.")?;
         let ports = free_ports::<5>();
         let t0 = Instant::now();
         let mut env = vec![

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::agents::add_agents;
 use crate::daemon::{self, Daemon, INSTANCES, Imap, Setup, UNLIMITED_SENDERS, parsed};
 use crate::deadlines::set_deadlines;
-use crate::durability::CUSTOMERS;
-use crate::harness::{Lab, message};
+use crate::durability::{acknowledgements, burst};
+use crate::harness::Lab;
 use crate::postgres::{self, Postgres};
 
 /// The burst every test injects.
@@ -39,28 +39,6 @@ fn pair(lab: &Lab, pg: &Postgres, url: &str, deadlines: &str) -> [Setup; 2] {
         set_deadlines(&setup, deadlines);
         setup
     })
-}
-
-/// The burst: message `i` from a customer, with Message-ID `burst{i}@customer.test`.
-fn burst(lab: &Lab) -> (Vec<Vec<u8>>, HashMap<String, &'static str>) {
-    let support = lab.address("support");
-    let mut expected = HashMap::new();
-    let raws = (0..N)
-        .map(|index| {
-            let customer = CUSTOMERS[index % CUSTOMERS.len()];
-            let id = format!("burst{index}@customer.test");
-            expected.insert(id.clone(), customer);
-            message(
-                &lab.address(customer),
-                &support,
-                &format!("Question {index}"),
-                &id,
-                "help\n",
-                &[],
-            )
-        })
-        .collect();
-    (raws, expected)
 }
 
 /// Appends the burst in ten parts, `between` running after each part.
@@ -98,33 +76,6 @@ fn tag(subject: &str) -> Option<u64> {
     let start = subject.find("[#")? + 2;
     let end = subject[start..].find(']')? + start;
     subject[start..end].parse().ok()
-}
-
-/// What the customers received: acknowledgements by the Message-ID they answer, each with
-/// the set of acknowledgement Message-IDs (a re-send after a kill has the same one).
-async fn acknowledgements(
-    lab: &Lab,
-    expected: &HashMap<String, &str>,
-) -> (HashMap<String, HashSet<String>>, usize) {
-    let mut answered: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut delivered = 0;
-    for customer in CUSTOMERS {
-        for raw in lab.fetch_all(customer, "INBOX").await {
-            let ack = parsed(&raw);
-            let original = ack.in_reply_to.first().cloned().expect("In-Reply-To");
-            assert_eq!(
-                expected.get(&original),
-                Some(&customer),
-                "ack for {original} reached {customer}"
-            );
-            answered
-                .entry(original)
-                .or_default()
-                .insert(ack.message_id.expect("Message-ID"));
-            delivered += 1;
-        }
-    }
-    (answered, delivered)
 }
 
 /// The subjects of the mails in `user`'s inbox, by the ticket their subject tag names.
@@ -209,7 +160,7 @@ after = "0s"
 to = ["lead@example.test"]"#,
     );
     let daemons: Vec<Daemon> = setups.iter().map(Setup::start).collect();
-    let (raws, expected) = burst(&lab);
+    let (raws, expected) = burst(&lab, N, "burst");
     let begun = Instant::now();
     inject(&lab, &raws, async |_| {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -280,7 +231,7 @@ async fn the_owner_killed_five_times_mid_burst_is_replaced_within_15_s() {
     let url = pg.fresh_database();
     let setups = pair(&lab, pg, &url, "first_response = \"24h\"");
     let mut daemons = [Some(setups[0].start()), Some(setups[1].start())];
-    let (raws, expected) = burst(&lab);
+    let (raws, expected) = burst(&lab, N, "burst");
     let mut takeovers = Vec::new();
     inject(&lab, &raws, async |part| {
         // Kill after parts 1, 3, 5, 7, 9, once the owner has started on them.
@@ -318,7 +269,7 @@ async fn postgres_restarted_mid_burst_both_reconnect_and_nothing_is_doubled() {
     let url = pg.fresh_database();
     let setups = pair(&lab, &pg, &url, "first_response = \"24h\"");
     let daemons = [setups[0].start(), setups[1].start()];
-    let (raws, expected) = burst(&lab);
+    let (raws, expected) = burst(&lab, N, "burst");
     inject(&lab, &raws, async |part| {
         if part == 4 {
             pg.restart();

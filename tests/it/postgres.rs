@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::harness::{free_ports, lab_parent, pid_alive, release_ports};
+use crate::harness::{free_ports, owned_dir, release_ports, start_retrying, sweep_stale};
 
 /// A private PostgreSQL server on 127.0.0.1:`port`. Dropping it stops it and removes `dir`.
 #[derive(Debug)]
@@ -71,31 +71,11 @@ fn log_tail(dir: &Path, lines: usize) -> String {
 }
 
 /// Stops and removes servers left behind by test processes whose guardian did not run either
-/// (e.g. the whole process group was SIGKILLed): dgpg.* under [`lab_parent`] whose owner.pid
-/// names a process that no longer exists.
+/// (e.g. the whole process group was SIGKILLed).
 fn sweep_stale_servers() {
-    let Ok(entries) = std::fs::read_dir(lab_parent()) else {
-        return;
-    };
-    for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let ours = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("dgpg."));
-        let owner = std::fs::read_to_string(dir.join("owner.pid")).ok();
-        let Some(pid) = owner.and_then(|o| o.trim().parse::<u32>().ok()) else {
-            continue; // not ours, or being created right now
-        };
-        if !ours || pid_alive(pid) {
-            continue;
-        }
-        eprintln!(
-            "postgres: removing stale server {} (owner pid {pid} is gone)",
-            dir.display()
-        );
+    sweep_stale("dgpg.", "postgres", |dir| {
         let _ = run_script(&["stop", &dir.to_string_lossy()]);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    });
 }
 
 /// See [`Postgres::guardian`]. Its own process group, so a Ctrl-C in the terminal reaches
@@ -142,37 +122,12 @@ impl Postgres {
         SWEEP.call_once(sweep_stale_servers);
         // A port picked as free can still be taken by someone else (another test process)
         // before PostgreSQL binds it: retry with a fresh port in that case only.
-        let mut failures = String::new();
-        for attempt in 1..=3 {
-            match Self::try_start() {
-                Ok(pg) => return Some(pg),
-                Err((msg, port_clash)) => {
-                    failures.push_str(&format!("=== attempt {attempt}\n{msg}\n"));
-                    if !port_clash {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("the private PostgreSQL did not start:\n{failures}");
+        Some(start_retrying("the private PostgreSQL", Self::try_start))
     }
 
     /// One start attempt; Err((report, looks like a port clash)).
     fn try_start() -> Result<Postgres, (String, bool)> {
-        let dir = tempfile::Builder::new()
-            .prefix("dgpg.")
-            .rand_bytes(6)
-            .tempdir_in(lab_parent())
-            .map_err(|e| {
-                let parent = lab_parent();
-                (
-                    format!("cannot create a temp dir in {}: {e}", parent.display()),
-                    false,
-                )
-            })?
-            .keep();
-        // who owns this server: lets a later run clean up after a killed test process
-        let _ = std::fs::write(dir.join("owner.pid"), std::process::id().to_string());
+        let dir = owned_dir("dgpg.")?;
         let [port] = free_ports::<1>();
         let t0 = Instant::now();
         let dir_s = dir.to_str().expect("temp dir path is UTF-8").to_owned();

@@ -176,3 +176,152 @@ fn owner(r: &crate::store::sql::Row<'_>) -> Result<Owner, StoreError> {
         expires_at: r.get(3)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use crate::model::Person;
+    use crate::store::{NewMessage, NewOutbox, Store, StoreError};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("deskgate.db")).expect("store");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_mailbox_has_one_owner_until_its_lease_runs_out() {
+        let (_dir, store) = store();
+        let lease = |who: &str, ttl: i64| {
+            store
+                .write_blocking(|tx| tx.lease_mailbox("support", who, ttl))
+                .expect("lease")
+                .instance
+        };
+        assert_eq!(lease("desk-a", 60_000), "desk-a");
+        assert_eq!(lease("desk-b", 60_000), "desk-a", "held: B stands by");
+        assert_eq!(lease("desk-a", 60_000), "desk-a", "the owner renews");
+        let fence = |who: &str| store.write_blocking(|tx| tx.check_owner("support", who));
+        assert!(fence("desk-a").is_ok());
+        assert!(matches!(fence("desk-b"), Err(StoreError::NotOwner { .. })));
+
+        // A renews for 50 ms only, then stops (killed): B takes over once it ran out, and
+        // A's late commit is refused.
+        assert_eq!(lease("desk-a", 50), "desk-a");
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        assert_eq!(lease("desk-b", 60_000), "desk-b");
+        assert!(matches!(fence("desk-a"), Err(StoreError::NotOwner { .. })));
+        assert_eq!(lease("desk-a", 60_000), "desk-b");
+
+        // A clean stop gives it up at once.
+        store
+            .write_blocking(|tx| tx.release_mailbox("support", "desk-b"))
+            .expect("release");
+        assert_eq!(lease("desk-a", 60_000), "desk-a");
+        let owners = store.read_blocking(|tx| tx.owners()).expect("owners");
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].instance, "desk-a");
+    }
+
+    #[test]
+    fn instances_are_listed_while_they_beat_with_their_mailboxes() {
+        let (_dir, store) = store();
+        store
+            .write_blocking(|tx| {
+                tx.instance_seen("desk-a", "host-a", 10, "0.1.0", 1)?;
+                tx.instance_seen("desk-b", "host-b", 20, "0.1.0", 2)?;
+                tx.lease_mailbox("support", "desk-b", 60_000)?;
+                tx.instance_gone("desk-a")
+            })
+            .expect("write");
+        let listed = store
+            .read_blocking(|tx| tx.instances(30_000))
+            .expect("list");
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].id, "desk-b");
+        assert_eq!(listed[0].mailboxes, ["support"]);
+    }
+
+    fn queue(store: &Store, n: usize) {
+        store
+            .write_blocking(|tx| {
+                let now = Timestamp::now();
+                let from = Person::new("support@example.com", None);
+                for i in 0..n {
+                    let id = format!("out{i}@example.com");
+                    let row = tx.insert_message(&NewMessage {
+                        ticket: None,
+                        outbound: true,
+                        dedupe_key: &format!("mid:{id}"),
+                        message_id: Some(&id),
+                        source: None,
+                        from: Some(&from),
+                        subject: "s",
+                        sent_date: Some(now),
+                        received_at: now,
+                        in_reply_to: &[],
+                        references: &[],
+                        class: "ack",
+                        defects: "",
+                        body_text: "b",
+                        attachments: &[],
+                        raw: b"Subject: s\r\n\r\nb\r\n",
+                        internal: false,
+                        agent: None,
+                    })?;
+                    tx.enqueue(&NewOutbox {
+                        ticket: None,
+                        message: row,
+                        kind: "ack",
+                        envelope_from: "support@example.com",
+                        recipients: &["c@example.org".to_string()],
+                        now,
+                    })?;
+                }
+                Ok(())
+            })
+            .expect("queue");
+    }
+
+    #[test]
+    fn outbox_rows_are_claimed_by_one_instance_until_the_claim_runs_out() {
+        let (_dir, store) = store();
+        queue(&store, 5);
+        let claim = |who: &str, limit: u32, ms: i64| {
+            let who = who.to_string();
+            store
+                .write_blocking(|tx| tx.outbox_claim(Timestamp::now(), limit, &who, ms))
+                .expect("claim")
+                .into_iter()
+                .map(|r| r.id.0)
+                .collect::<Vec<_>>()
+        };
+        let a = claim("desk-a", 3, 60_000);
+        let b = claim("desk-b", 10, 60_000);
+        assert_eq!(a.len(), 3);
+        assert_eq!(b.len(), 2, "B gets only what A did not claim");
+        assert!(a.iter().all(|id| !b.contains(id)));
+        assert!(claim("desk-b", 10, 60_000).is_empty(), "nothing left");
+
+        // A sends one, then dies: its other claims return after they run out, or at once
+        // when A starts again and releases them.
+        store
+            .write_blocking(|tx| tx.outbox_sent(crate::model::OutboxId(a[0]), Timestamp::now()))
+            .expect("sent");
+        let released = store
+            .write_blocking(|tx| tx.outbox_release("desk-a"))
+            .expect("release");
+        assert_eq!(released, 2, "the sent row is not claimed any more");
+        let again = claim("desk-b", 10, 60_000);
+        assert_eq!(again, a[1..].to_vec());
+
+        // A claim that ran out is taken by anyone.
+        store
+            .write_blocking(|tx| tx.outbox_release("desk-b"))
+            .expect("release");
+        assert_eq!(claim("desk-a", 10, 30).len(), 4);
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        assert_eq!(claim("desk-b", 10, 60_000).len(), 4);
+    }
+}

@@ -140,31 +140,36 @@ impl Tx<'_> {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let clock = self.clock()?;
         let until = clock + claim_ms;
-        self.execute(
-            self.pick(
+        let mut claimed: Vec<i64> = self
+            .prepare(self.pick(
                 "UPDATE outbox SET claimed_by = ?3, claimed_until = ?4
                  WHERE id IN (SELECT id FROM outbox
                               WHERE status = 'queued' AND next_attempt_at <= ?1
                                 AND (claimed_until IS NULL OR claimed_until < ?2)
-                              ORDER BY next_attempt_at, id LIMIT ?5)",
+                              ORDER BY next_attempt_at, id LIMIT ?5)
+                 RETURNING id",
                 "UPDATE outbox SET claimed_by = ?3, claimed_until = ?4
                  WHERE id IN (SELECT id FROM outbox
                               WHERE status = 'queued' AND next_attempt_at <= ?1
                                 AND (claimed_until IS NULL OR claimed_until < ?2)
                               ORDER BY next_attempt_at, id LIMIT ?5
-                              FOR UPDATE SKIP LOCKED)",
-            ),
-            params![to_ms(now), clock, instance, until, limit],
-        )?;
+                              FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+            ))?
+            .query_map(params![to_ms(now), clock, instance, until, limit], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        claimed.sort_unstable();
         let statement = self.prepare(
             "SELECT o.id, o.ticket_id, m.message_id, o.envelope_from, o.recipients, m.raw, o.attempts,
                     o.created_at, o.kind, m.internal, o.delivered, o.refused
              FROM outbox o JOIN messages m ON m.id = o.message_row_id
-             WHERE o.status = 'queued' AND o.claimed_by = ?1 AND o.claimed_until = ?2
-             ORDER BY o.next_attempt_at, o.id",
+             WHERE o.id = ?1",
         )?;
-        let rows = statement
-            .query_map(params![instance, until], |r| {
+        let mut rows = Vec::with_capacity(claimed.len());
+        for id in claimed {
+            rows.extend(statement.query_map([id], |r| {
                 let words = |text: String| -> Vec<String> {
                     text.split_whitespace().map(String::from).collect()
                 };
@@ -188,9 +193,9 @@ impl Tx<'_> {
                     kind: r.get(8)?,
                     internal: r.get(9)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            })?);
+        }
+        rows.into_iter().collect()
     }
 
     /// Records what the server said about some of a row's recipients: `accepted` got the
