@@ -4,12 +4,19 @@
 //!
 //!   cargo bench --bench lab -- [--n 1000,10000] [--trickle 30] [--load 10] [--smoke]
 //!                              [--tickets 1000000]
-//!                              [--only ingest,smtp-source,latency,memory,deadlines,hostile]
+//!                              [--only ingest,smtp-source,latency,memory,deadlines,hostile,
+//!                                      postgres,failover]
 //!
 //! `--n`: mailbox sizes for the ceilings and the ingest run; `--trickle S`: seconds of 1 msg/s
 //! for the latency; `--load S`: seconds of 50 msg/s; `--smoke`: N = 50 and a few seconds
 //! each, to check that the benchmark works; `--tickets`: tickets in the store for the deadline
-//! engine; `--only`: some parts only. Needs root and `DESKGATE_IT=1` (the lab).
+//! engine; `--only`: some parts only. `ingest` is the ceilings and deskgate's ingest and
+//! outbox on SQLite; `postgres` the same ceilings and deskgate's ingest and outbox on
+//! PostgreSQL with one instance and with two on one database, then `failover` (which runs
+//! alone too): the mailbox's owner killed five times. The PostgreSQL parts use one private
+//! server for the run (`tests/lab/postgres.sh`, under `DESKGATE_LAB_PARENT` as the lab).
+//! `smtp-source` gives the outbox rows their share of Postfix's own rate. Needs root and
+//! `DESKGATE_IT=1` (the lab).
 
 #[path = "../../tests/it/daemon.rs"]
 #[allow(dead_code)]
@@ -22,6 +29,7 @@ mod hostile_mail;
 mod postgres;
 
 mod ceiling;
+mod db;
 mod deadlines;
 mod mail;
 
@@ -32,13 +40,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ceiling::Work;
-use daemon::{Imap, Setup, UNIT_MALLOC, UNLIMITED_SENDERS};
+use daemon::{INSTANCES, Imap, Setup, UNIT_MALLOC, UNLIMITED_SENDERS};
+use db::{Backend, Db};
+use futures_util::TryStreamExt;
 use harness::Lab;
+use postgres::Postgres;
 
 /// Log level of the measured daemon: the production default.
 const LOG: (&str, &str) = ("DESKGATE_LOG", "info");
 /// How often each ceiling loop runs; the median is reported.
 const CEILING_RUNS: usize = 3;
+/// How often the failover part kills the mailbox's owner.
+const KILLS: usize = 5;
 
 struct Options {
     sizes: Vec<usize>,
@@ -47,8 +60,8 @@ struct Options {
     smtp_source_messages: usize,
     large_mb: usize,
     deadline_tickets: usize,
-    /// Parts to run ("ingest", "smtp-source", "latency", "memory", "deadlines", "hostile");
-    /// empty: all.
+    /// Parts to run ("ingest", "smtp-source", "latency", "memory", "deadlines", "hostile",
+    /// "postgres", "failover"); empty: all.
     only: Vec<String>,
     /// Runs of each kind of hostile mail; the worst is reported.
     hostile_runs: usize,
@@ -165,8 +178,24 @@ async fn main() {
     }
     let options = options();
     let mut report = Report::default();
-    let machine = machine();
+    let mut machine = machine();
     eprintln!("{machine}");
+    let mut backends = Vec::new();
+    if options.runs("ingest") {
+        backends.push(Backend::Sqlite);
+    }
+    if options.runs("postgres") {
+        backends.extend([1, 2].map(|instances| Backend::Postgres { instances }));
+    }
+    let failover_part = options.runs("postgres") || options.runs("failover");
+    // One private server for the run, on the lab's tmpfs, with postgres.sh's settings.
+    let pg = failover_part
+        .then(|| Postgres::start().expect("the PostgreSQL parts need DESKGATE_IT=1"));
+    if let Some(pg) = &pg {
+        let about = db::describe(pg, &Db::postgres(pg, &pg.url("deskgate")).await).await;
+        eprintln!("{about}");
+        machine = format!("{machine} {about}");
+    }
 
     // First, so that the outbox's rate can be given as a share of Postfix's own.
     let postfix = if options.runs("smtp-source") {
@@ -174,10 +203,13 @@ async fn main() {
     } else {
         None
     };
-    if options.runs("ingest") {
+    if !backends.is_empty() {
         for &n in &options.sizes {
-            ingest(&mut report, n, postfix).await;
+            ingest(&mut report, n, postfix, &backends, pg.as_ref()).await;
         }
+    }
+    if let Some(pg) = pg.as_ref().filter(|_| failover_part) {
+        failover(&mut report, pg, KILLS).await;
     }
     if options.runs("latency") {
         latency(&mut report, 1, options.trickle_secs).await;
@@ -230,10 +262,16 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Parts 1, 2 and 4 (the daemon's side): ceilings and deskgate on the same `n`-message
-/// mailbox, then the outbox draining the `n` acknowledgements to the local Postfix.
+/// Parts 1, 2 and 4 (the daemon's side): ceilings, then deskgate on the same `n`-message
+/// mailbox with each of `backends` in turn ([`deskgate_on`]; PostgreSQL databases on `pg`).
 /// `postfix`: smtp-source's rate with as many sessions as deskgate's default connections.
-async fn ingest(report: &mut Report, n: usize, postfix: Option<f64>) {
+async fn ingest(
+    report: &mut Report,
+    n: usize,
+    postfix: Option<f64>,
+    backends: &[Backend],
+    pg: Option<&Postgres>,
+) {
     let lab = lab();
     let support = lab.address("support");
     let raws: Vec<Vec<u8>> = (0..n)
@@ -281,36 +319,86 @@ async fn ingest(report: &mut Report, n: usize, postfix: Option<f64>) {
         );
     }
 
-    let setup = Setup::new_as(
-        &lab,
-        Imap::Implicit,
-        "support",
-        &format!("{UNLIMITED_SENDERS}\nacknowledge_backlog_within = \"1h\""),
-        "",
-    );
-    // The outbox is held (its SMTP server unreachable) while ingest is timed: Postfix and
-    // Dovecot delivering three mails per message on the same two cores took about 70 % of
-    // the CPU in a profile. Part 4 times the outbox alone.
-    smtp_to(&setup, daemon::free_port());
-    setup.append_config(AGENTS);
+    for (i, &backend) in backends.iter().enumerate() {
+        if i > 0 {
+            // The run before flagged every message \Seen: to a fresh store the folder is
+            // again the unread backlog the first run met.
+            unread_again(&lab, "support").await;
+        }
+        let ceilings = Ceilings {
+            tls_fetch: ceilings[1],
+            parse_store: ceilings[2],
+        };
+        deskgate_on(report, &lab, n, ceilings, postfix, backend, pg).await;
+    }
+}
+
+/// The ceilings part 2 is given as a share of.
+#[derive(Clone, Copy)]
+struct Ceilings {
+    tls_fetch: f64,
+    parse_store: f64,
+}
+
+/// Part 2, then part 4 on `backend`: deskgate (one daemon, or two instances started at the
+/// same moment on one PostgreSQL database) ingests the `n` unread messages of support/INBOX
+/// with its outbox held; then the outbox alone drains the `n` acknowledgements to the lab's
+/// Postfix.
+async fn deskgate_on(
+    report: &mut Report,
+    lab: &Lab,
+    n: usize,
+    ceilings: Ceilings,
+    postfix: Option<f64>,
+    backend: Backend,
+    pg: Option<&Postgres>,
+) {
+    let store = backend.name();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres { .. } => Some(
+            pg.expect("a PostgreSQL server for the PostgreSQL rows")
+                .fresh_database(),
+        ),
+    };
+    let setups: Vec<Setup> = INSTANCES[..backend.instances()]
+        .iter()
+        .map(|instance| {
+            let setup = Setup::new_as(
+                lab,
+                Imap::Implicit,
+                "support",
+                &format!("{UNLIMITED_SENDERS}\nacknowledge_backlog_within = \"1h\""),
+                "",
+            );
+            if let (Some(pg), Some(url)) = (pg, &url) {
+                setup.use_postgres(lab, pg, url, instance);
+            }
+            // The outbox is held (its SMTP server unreachable) while ingest is timed: Postfix
+            // and Dovecot delivering three mails per message on the same two cores took about
+            // 70 % of the CPU in a profile. Part 4 times the outbox alone.
+            smtp_to(&setup, daemon::free_port());
+            setup.append_config(AGENTS);
+            setup
+        })
+        .collect();
+    let db = match (pg, &url) {
+        (Some(pg), Some(url)) => Db::postgres(pg, url).await,
+        _ => Db::Sqlite(setups[0].database()),
+    };
     let spawned = now_ms();
-    let daemon = setup.spawn_with(&[LOG]);
-    let db = setup.database();
+    let daemons: Vec<_> = setups.iter().map(|s| s.spawn_with(&[LOG])).collect();
     let limit = Duration::from_secs(60 + n as u64 / 20);
     let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
-    wait_count(&db, acks, n, limit).await;
-    let (first, last): (i64, i64) = query(
-        &db,
-        "SELECT min(created_at), max(created_at) FROM outbox",
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    );
-    let tickets: i64 = query(&db, "SELECT count(*) FROM tickets", |r| r.get(0));
+    db.wait_count(acks, n, limit).await;
+    let [first, last] = db
+        .ints("SELECT min(created_at), max(created_at) FROM outbox")
+        .await;
+    let [tickets] = db.ints("SELECT count(*) FROM tickets").await;
     assert_eq!(tickets as usize, n, "every message is a ticket");
-    let notifications: i64 = query(
-        &db,
-        "SELECT count(*) FROM outbox WHERE kind = 'notification'",
-        |r| r.get(0),
-    );
+    let [notifications] = db
+        .ints("SELECT count(*) FROM outbox WHERE kind = 'notification'")
+        .await;
     assert_eq!(
         notifications as usize,
         2 * n,
@@ -319,14 +407,19 @@ async fn ingest(report: &mut Report, n: usize, postfix: Option<f64>) {
     let whole = Duration::from_millis((last - spawned).max(1) as u64);
     let steady = Duration::from_millis((last - first).max(1) as u64);
     let r = rate(n, whole);
+    let how = if setups.len() > 1 {
+        "both processes start → last ticket + acknowledgement + 2 notifications committed (the outbox held; the lease's owner fetches, the other stands by)"
+    } else {
+        "process start → last ticket + acknowledgement + 2 notifications committed (the outbox held)"
+    };
     report.add_target(
         "2",
-        format!("deskgate ingest (release, IMAP TLS), N = {n}, two agents: process start → last ticket + acknowledgement + 2 notifications committed (the outbox held)"),
+        format!("deskgate ingest on {store} (release, IMAP TLS), N = {n}, two agents: {how}"),
         format!(
             "{r:.0} msg/s ({:.2} s); {:.0} % of FETCH+parse+SQLite, {:.0} % of bare TLS FETCH",
             whole.as_secs_f64(),
-            100.0 * r / ceilings[2],
-            100.0 * r / ceilings[1]
+            100.0 * r / ceilings.parse_store,
+            100.0 * r / ceilings.tls_fetch
         ),
         if n >= 10_000 {
             "≥ 50 % of FETCH+parse+SQLite"
@@ -336,61 +429,142 @@ async fn ingest(report: &mut Report, n: usize, postfix: Option<f64>) {
     );
     report.add(
         "2",
-        format!("deskgate ingest, N = {n}: first → last acknowledgement committed (after connect and SELECT)"),
+        format!("deskgate ingest on {store}, N = {n}: first → last acknowledgement committed (after connect and SELECT)"),
         format!(
             "{:.0} msg/s; {:.0} % of FETCH+parse+SQLite",
             rate(n - 1, steady),
-            100.0 * rate(n - 1, steady) / ceilings[2]
+            100.0 * rate(n - 1, steady) / ceilings.parse_store
         ),
     );
-
-    let (status, _) = daemon.stop();
-    assert!(
-        status.success(),
-        "deskgate exited with {status}: {}",
-        setup.log()
-    );
+    stop_all(&setups, daemons);
 
     // Part 4: the outbox alone. The acknowledgements, queued while the SMTP server was out of
     // reach, are due at once (as when an outage ends; the notifications are left out) and the
-    // daemon restarted with the lab's Postfix; nothing is left to ingest.
-    let conn = rusqlite::Connection::open(&db).expect("open database");
-    conn.execute_batch(
+    // daemons restarted with the lab's Postfix; nothing is left to ingest.
+    db.execute(
         "UPDATE outbox SET status = 'sent' WHERE kind = 'notification';
          UPDATE outbox SET status = 'queued', sent_at = NULL, attempts = 0, next_attempt_at = 0,
-         last_error = NULL, delivered = '', refused = '' WHERE kind = 'acknowledgement';",
+         last_error = NULL, delivered = '', refused = '', claimed_by = NULL,
+         claimed_until = NULL WHERE kind = 'acknowledgement';",
     )
-    .expect("queue the acknowledgements again");
-    drop(conn);
-    plain_smtp(&setup, &lab);
-    let daemon = setup.spawn_with(&[LOG]);
+    .await;
+    for setup in &setups {
+        plain_smtp(setup, lab);
+    }
+    let sent_before: Vec<usize> = setups.iter().map(n_sent).collect();
+    let daemons: Vec<_> = setups.iter().map(|s| s.spawn_with(&[LOG])).collect();
     let acks_sent =
         "SELECT count(*) FROM outbox WHERE status = 'sent' AND kind = 'acknowledgement'";
-    wait_count(&db, acks_sent, n, Duration::from_secs(120 + n as u64 / 10)).await;
-    let (first, last): (i64, i64) = query(
-        &db,
-        "SELECT min(sent_at), max(sent_at) FROM outbox WHERE kind = 'acknowledgement'",
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    );
+    db.wait_count(acks_sent, n, Duration::from_secs(120 + n as u64 / 10))
+        .await;
+    let [first, last] = db
+        .ints("SELECT min(sent_at), max(sent_at) FROM outbox WHERE kind = 'acknowledgement'")
+        .await;
     let drain = Duration::from_millis((last - first).max(1) as u64);
     let r = rate(n - 1, drain);
     let share = postfix.map_or(String::new(), |p| {
         format!("; {:.0} % of smtp-source with 4 sessions", 100.0 * r / p)
     });
+    let (connections, split) = if setups.len() > 1 {
+        let sent: Vec<String> = setups
+            .iter()
+            .zip(&sent_before)
+            .zip(INSTANCES)
+            .map(|((s, before), name)| format!("{name} {}", n_sent(s) - before))
+            .collect();
+        (
+            "4 per instance, the default",
+            format!("; sent by {}", sent.join(", ")),
+        )
+    } else {
+        ("4, the default", String::new())
+    };
     report.add_target(
         "4",
         format!(
-            "outbox → local Postfix (plain SMTP, `[smtp] connections` = 4, the default), {n} queued acknowledgements"
+            "outbox on {store} → local Postfix (plain SMTP, `[smtp] connections` = {connections}), {n} queued acknowledgements"
         ),
-        format!("{r:.0} msg/s ({:.2} s first → last sent){share}", drain.as_secs_f64()),
+        format!("{r:.0} msg/s ({:.2} s first → last sent){share}{split}", drain.as_secs_f64()),
         "≥ 80 % of smtp-source, 4 sessions",
     );
-    let (status, _) = daemon.stop();
-    assert!(
-        status.success(),
-        "deskgate exited with {status}: {}",
-        setup.log()
+    stop_all(&setups, daemons);
+    // What Postfix accepted is delivered before anything else is measured.
+    wait_queue_empty(lab).await;
+}
+
+/// SIGTERM to every daemon; each must exit cleanly.
+fn stop_all(setups: &[Setup], daemons: Vec<daemon::Daemon>) {
+    for (setup, daemon) in setups.iter().zip(daemons) {
+        let (status, _) = daemon.stop();
+        assert!(
+            status.success(),
+            "deskgate exited with {status}: {}",
+            setup.log()
+        );
+    }
+}
+
+/// How many mails the daemons of `setup` have sent (its log's `outbox: sent` lines).
+fn n_sent(setup: &Setup) -> usize {
+    setup.log().matches("outbox: sent").count()
+}
+
+/// Clears `\Seen` and `\Flagged` from every message in `user`'s INBOX.
+async fn unread_again(lab: &Lab, user: &str) {
+    let mut session = lab.imap(user).await;
+    session.select("INBOX").await.expect("SELECT");
+    let _: Vec<_> = session
+        .uid_store("1:*", "-FLAGS.SILENT (\\Seen \\Flagged)")
+        .await
+        .expect("UID STORE")
+        .try_collect()
+        .await
+        .expect("UID STORE responses");
+    let _ = session.logout().await;
+}
+
+/// Part 9 (issue 19): two instances on one PostgreSQL database share the idle support
+/// mailbox (IMAP IDLE, no mail arriving); the lease's owner is SIGKILLed `kills` times
+/// (restarted after each takeover, as the standby), each time until the other instance is
+/// listed as the owner by `deskgate instances`.
+async fn failover(report: &mut Report, pg: &Postgres, kills: usize) {
+    let lab = lab();
+    let url = pg.fresh_database();
+    let setups = INSTANCES.map(|instance| {
+        let setup = Setup::new_as(&lab, Imap::Implicit, "support", UNLIMITED_SENDERS, "");
+        setup.use_postgres(&lab, pg, &url, instance);
+        plain_smtp(&setup, &lab);
+        setup
+    });
+    let mut daemons = [None, None];
+    for (slot, setup) in daemons.iter_mut().zip(&setups) {
+        *slot = Some(setup.start_with(&[LOG]));
+    }
+    let mut takeovers = Vec::new();
+    for _ in 0..kills {
+        let (index, took) =
+            daemon::kill_owner(&setups, &mut daemons, "support", Duration::from_secs(60)).await;
+        takeovers.push(took.as_secs_f64());
+        daemons[index] = Some(setups[index].start_with(&[LOG]));
+    }
+    let listed = takeovers
+        .iter()
+        .map(|t| format!("{t:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let max = takeovers.iter().copied().fold(0.0, f64::max);
+    report.add_target(
+        "9",
+        format!(
+            "failover on PostgreSQL: SIGKILL of the mailbox's owner (two instances, idle mailbox in IDLE) → the other instance holds the lease (`deskgate instances`, polled every 0.1 s), {kills} kills"
+        ),
+        format!(
+            "median {:.1} s, max {max:.1} s ({listed} s)",
+            median(takeovers.clone())
+        ),
+        "≤ 15 s (lease TTL 10 s + standby asks every 2 s)",
     );
+    stop_all(&setups, daemons.into_iter().flatten().collect());
 }
 
 /// Points the daemon's `[smtp]` at the lab's plain SMTP port (a local relay, no login),
@@ -517,7 +691,9 @@ async fn latency(report: &mut Report, per_second: u32, secs: u64) {
     }
     let db = setup.database();
     let sent = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement' AND status = 'sent'";
-    wait_count(&db, sent, total, Duration::from_secs(60 + secs)).await;
+    Db::Sqlite(db.clone())
+        .wait_count(sent, total, Duration::from_secs(60 + secs))
+        .await;
     let rows: Vec<(String, i64, i64)> = {
         let conn = rusqlite::Connection::open(&db).expect("open database");
         let mut stmt = conn
@@ -645,7 +821,9 @@ async fn memory_start_stop(report: &mut Report, large_mb: usize) {
     lab.append("support", "INBOX", &raw).await;
     drop(raw);
     let acks = "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement'";
-    wait_count(&setup.database(), acks, 1, Duration::from_secs(120)).await;
+    Db::Sqlite(setup.database())
+        .wait_count(acks, 1, Duration::from_secs(120))
+        .await;
     let peak = daemon.status_kb("VmHWM");
     let after = daemon.status_kb("VmRSS");
     report.add(
@@ -780,40 +958,6 @@ async fn connected(setup: &Setup) -> daemon::Daemon {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     daemon
-}
-
-/// Polls the daemon's database (read-only, WAL) until `sql` counts `n`.
-async fn wait_count(db: &Path, sql: &str, n: usize, limit: Duration) {
-    let started = Instant::now();
-    let mut last = 0;
-    loop {
-        if let Ok(conn) =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            && let Ok(count) = conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-        {
-            last = count as usize;
-            if last >= n {
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{sql}: {last} of {n} after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn query<T>(
-    db: &Path,
-    sql: &str,
-    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> T {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open database");
-    conn.query_row(sql, [], row)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// The machine and software the figures come from.

@@ -138,6 +138,42 @@ listen = "127.0.0.1:{http_port}"
         std::fs::write(&self.config, edit(text)).expect("write config");
     }
 
+    /// Moves this setup's store to the PostgreSQL database `url` on `pg` as instance
+    /// `instance`: the lines before the first table (`database`, `ca_file`) become
+    /// [`postgres_settings`]. Setups on one `url` share its mailboxes (lease) and outbox.
+    pub fn use_postgres(
+        &self,
+        lab: &Lab,
+        pg: &crate::postgres::Postgres,
+        url: &str,
+        instance: &str,
+    ) {
+        let (database, ca) = postgres_settings(lab, self.dir.path(), pg, url);
+        self.edit_config(|text| {
+            let body: String = text
+                .lines()
+                .skip_while(|line| !line.starts_with('['))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            format!(
+                "{database}\nca_file = \"{}\"\ninstance = \"{instance}\"\n\n{body}",
+                ca.display()
+            )
+        });
+    }
+
+    /// The instance holding `mailbox`'s unexpired lease, if any (`deskgate instances`).
+    pub fn lease_owner(&self, mailbox: &str) -> Option<String> {
+        let listed = self.json(&["instances"]);
+        listed["instances"].as_array()?.iter().find_map(|i| {
+            i["mailboxes"]
+                .as_array()?
+                .iter()
+                .any(|m| m == mailbox)
+                .then(|| i["id"].as_str().unwrap_or_default().to_string())
+        })
+    }
+
     /// The SQLite file (meaningful only when not [`store_is_postgres`]).
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("deskgate.db")
@@ -343,6 +379,40 @@ pub fn postgres_settings(
     let lines =
         format!("database = \"{url}?sslmode=require\"\ndatabase_password_file = \"db-password\"");
     (lines, ca)
+}
+
+/// The instance names of two setups sharing one PostgreSQL database ([`Setup::use_postgres`]).
+pub const INSTANCES: [&str; 2] = ["desk-a", "desk-b"];
+
+/// SIGKILLs whichever of `daemons` (instances [`INSTANCES`] of `setups`) owns `mailbox`
+/// and waits until the other one holds its lease, polling `deskgate instances` every
+/// 100 ms; which was killed (its slot is left empty) and how long the takeover took. Panics
+/// with the survivor's log after `limit`.
+pub async fn kill_owner(
+    setups: &[Setup; 2],
+    daemons: &mut [Option<Daemon>; 2],
+    mailbox: &str,
+    limit: Duration,
+) -> (usize, Duration) {
+    let before = setups[0].lease_owner(mailbox).expect("an owner");
+    let index = usize::from(before == INSTANCES[1]);
+    daemons[index].take().expect("running").kill();
+    let killed = Instant::now();
+    loop {
+        if setups[0]
+            .lease_owner(mailbox)
+            .is_some_and(|now| now != before)
+        {
+            return (index, killed.elapsed());
+        }
+        assert!(
+            killed.elapsed() < limit,
+            "{before} killed {:?} ago and nobody took {mailbox} over; log:\n{}",
+            killed.elapsed(),
+            setups[1 - index].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A port nothing listens on right now.

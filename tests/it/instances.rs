@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::agents::add_agents;
-use crate::daemon::{Daemon, Imap, Setup, UNLIMITED_SENDERS, parsed, postgres_settings};
+use crate::daemon::{self, Daemon, INSTANCES, Imap, Setup, UNLIMITED_SENDERS, parsed};
 use crate::deadlines::set_deadlines;
 use crate::durability::{acknowledgements, burst};
 use crate::harness::Lab;
@@ -20,11 +20,11 @@ const TAKEOVER_LIMIT: Duration = Duration::from_secs(15);
 /// Long enough for a 2-core machine to fetch, answer and escalate the whole burst.
 const SETTLE: Duration = Duration::from_secs(420);
 
-/// Two setups (instances `desk-a` and `desk-b`) of the support mailbox on the PostgreSQL
+/// Two setups (instances [`INSTANCES`]) of the support mailbox on the PostgreSQL
 /// database `url`, with the two lab agents, one SMTP session each (a kill can catch one
 /// send between the server's 250 and the commit), and small batches.
 fn pair(lab: &Lab, pg: &Postgres, url: &str, deadlines: &str) -> [Setup; 2] {
-    ["desk-a", "desk-b"].map(|instance| {
+    INSTANCES.map(|instance| {
         let setup = add_agents(Setup::new_as(
             lab,
             Imap::Implicit,
@@ -32,18 +32,9 @@ fn pair(lab: &Lab, pg: &Postgres, url: &str, deadlines: &str) -> [Setup; 2] {
             UNLIMITED_SENDERS,
             "batch_size = 20",
         ));
-        let (database, ca) = postgres_settings(lab, setup.dir.path(), pg, url);
+        setup.use_postgres(lab, pg, url, instance);
         setup.edit_config(|text| {
-            let body: String = text
-                .lines()
-                .skip_while(|line| !line.starts_with('['))
-                .map(|line| format!("{line}\n"))
-                .collect();
-            let body = body.replace("timeout = \"10s\"", "timeout = \"10s\"\nconnections = 1");
-            format!(
-                "{database}\nca_file = \"{}\"\ninstance = \"{instance}\"\n\n{body}",
-                ca.display()
-            )
+            text.replace("timeout = \"10s\"", "timeout = \"10s\"\nconnections = 1")
         });
         set_deadlines(&setup, deadlines);
         setup
@@ -63,18 +54,6 @@ fn n_tickets(setup: &Setup) -> usize {
         return 0;
     }
     setup.json(&["tickets"]).as_array().map_or(0, Vec::len)
-}
-
-/// The instance holding the support mailbox's unexpired lease, if any.
-fn owner(setup: &Setup) -> Option<String> {
-    let listed = setup.json(&["instances"]);
-    listed["instances"].as_array()?.iter().find_map(|i| {
-        i["mailboxes"]
-            .as_array()?
-            .iter()
-            .any(|m| m == "support")
-            .then(|| i["id"].as_str().unwrap_or_default().to_string())
-    })
 }
 
 /// Waits until every message has its ticket and every queued mail is sent.
@@ -240,23 +219,7 @@ to = ["lead@example.test"]"#,
 /// Kills whichever instance owns the mailbox, waits for the other to take it, restarts the
 /// killed one; the takeover time.
 async fn kill_owner(setups: &[Setup; 2], daemons: &mut [Option<Daemon>; 2]) -> Duration {
-    let before = owner(&setups[0]).expect("an owner");
-    let index = usize::from(before == "desk-b");
-    daemons[index].take().expect("running").kill();
-    let killed = Instant::now();
-    loop {
-        if owner(&setups[0]).is_some_and(|now| now != before) {
-            break;
-        }
-        assert!(
-            killed.elapsed() < TAKEOVER_LIMIT,
-            "{before} killed {:?} ago and nobody took the mailbox over; log:\n{}",
-            killed.elapsed(),
-            setups[1 - index].log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let took = killed.elapsed();
+    let (index, took) = daemon::kill_owner(setups, daemons, "support", TAKEOVER_LIMIT).await;
     daemons[index] = Some(setups[index].start());
     took
 }
