@@ -76,7 +76,10 @@ impl Db {
                 .map_err(|e| e.to_string())?;
             }
             Db::Postgres(client) => {
-                let row = client.query_one(sql, &[]).await.map_err(|e| e.to_string())?;
+                let row = client
+                    .query_one(sql, &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
                 for (i, v) in out.iter_mut().enumerate() {
                     *v = row
                         .try_get::<_, Option<i64>>(i)

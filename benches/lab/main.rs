@@ -189,8 +189,8 @@ async fn main() {
     }
     let failover_part = options.runs("postgres") || options.runs("failover");
     // One private server for the run, on the lab's tmpfs, with postgres.sh's settings.
-    let pg = failover_part
-        .then(|| Postgres::start().expect("the PostgreSQL parts need DESKGATE_IT=1"));
+    let pg =
+        failover_part.then(|| Postgres::start().expect("the PostgreSQL parts need DESKGATE_IT=1"));
     if let Some(pg) = &pg {
         let about = db::describe(pg, &Db::postgres(pg, &pg.url("deskgate")).await).await;
         eprintln!("{about}");

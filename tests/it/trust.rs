@@ -6,6 +6,10 @@
 use std::time::Duration;
 
 use crate::agents::{agent1_is_told, answer, thunderbird_reply};
+use deskgate::config::Config;
+use deskgate::model::TicketId;
+use deskgate::store::Store;
+
 use crate::daemon::{Imap, Setup, parsed};
 use crate::harness::{Lab, message};
 
@@ -78,17 +82,19 @@ fn keys(notification: &[u8]) -> (String, String) {
     )
 }
 
-/// The addresses taking part in `ticket`, read from the database.
-fn participants(setup: &Setup, ticket: i64) -> Vec<String> {
-    let db = rusqlite::Connection::open(setup.database()).expect("open database");
-    let mut statement = db
-        .prepare("SELECT address FROM participants WHERE ticket_id = ?1 ORDER BY address")
-        .expect("prepare");
-    statement
-        .query_map([ticket], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<Vec<String>, _>>()
-        .expect("rows")
+/// The addresses taking part in `ticket`, read from the setup's store (either backend; a
+/// blocking thread, as PostgreSQL's client runs its own runtime).
+async fn participants(setup: &Setup, ticket: i64) -> Vec<String> {
+    let config = Config::load(&setup.config).expect("the test's config");
+    tokio::task::spawn_blocking(move || {
+        let store = Store::connect_read_only(&config.database).expect("open the store");
+        store
+            .read_blocking(|tx| tx.participants(TicketId(ticket)))
+            .expect("participants")
+            .expect("the ticket exists")
+    })
+    .await
+    .expect("read participants")
 }
 
 /// The inbound messages of a `ticket N --json`.
@@ -183,7 +189,7 @@ async fn a_reply_from_an_unknown_address_is_refused_and_no_key_reaches_the_custo
             .any(|m| m["class"] == "key-refused" && m["internal"] == true),
         "{ticket:#}"
     );
-    let people = participants(&setup, number);
+    let people = participants(&setup, number).await;
     assert_eq!(
         people,
         vec![lab.address("customer1"), cc.clone()],
@@ -332,7 +338,7 @@ async fn a_forged_customer_with_the_ticket_tag_adds_nobody() {
             inbound(t).len() >= 2
         })
         .await;
-    assert!(!participants(&setup, number).contains(&intruder));
+    assert!(!participants(&setup, number).await.contains(&intruder));
 
     let ack_id = parsed(&lab.fetch_all("customer1", "INBOX").await[0])
         .message_id
@@ -355,7 +361,7 @@ async fn a_forged_customer_with_the_ticket_tag_adds_nobody() {
             inbound(t).len() >= 3
         })
         .await;
-    assert!(participants(&setup, number).contains(&colleague));
+    assert!(participants(&setup, number).await.contains(&colleague));
 
     crate::agents::answer(
         &lab,
@@ -840,7 +846,7 @@ async fn a_mail_copying_a_thousand_people_adds_ten() {
         .chain((0..999).map(|i| format!("victim{i}@elsewhere.test")))
         .collect();
     let (number, notification) = open_ticket(&lab, &setup, Some(&copied.join(",\r\n "))).await;
-    let people = participants(&setup, number);
+    let people = participants(&setup, number).await;
     assert_eq!(people.len(), 11, "{people:?}");
     assert!(people.contains(&friend) && people.contains(&lab.address("customer1")));
     assert!(people.contains(&"victim8@elsewhere.test".to_string()));

@@ -437,7 +437,7 @@ impl Tx<'_> {
     pub fn cc_add(&self, ticket: TicketId, address: &str) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO participants (ticket_id, address, name, role) VALUES (?1, ?2, NULL, 'cc')
-             ON CONFLICT (ticket_id, address) DO UPDATE SET role = 'cc' WHERE role = 'removed'",
+             ON CONFLICT (ticket_id, address) DO UPDATE SET role = 'cc' WHERE participants.role = 'removed'",
             params![ticket.0, address],
         )?;
         Ok(())
