@@ -11,10 +11,13 @@ use crate::daemon::{self, Daemon, INSTANCES, Imap, Setup, UNLIMITED_SENDERS, par
 use crate::deadlines::set_deadlines;
 use crate::durability::{acknowledgements, burst};
 use crate::harness::Lab;
+use crate::ops;
 use crate::postgres::{self, Postgres};
 
-/// The burst every test injects.
+/// The burst the tests of a shared mailbox inject.
 const N: usize = 1000;
+/// Messages the race test delivers three ways at once.
+const RACES: usize = 40;
 /// The issue's bound on a takeover after the owner dies.
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(15);
 /// Long enough for a 2-core machine to fetch, answer and escalate the whole burst.
@@ -56,17 +59,17 @@ fn n_tickets(setup: &Setup) -> usize {
     setup.json(&["tickets"]).as_array().map_or(0, Vec::len)
 }
 
-/// Waits until every message has its ticket and every queued mail is sent.
-async fn settle(setup: &Setup) {
+/// Waits until each of the `n` messages has its ticket and every queued mail is sent.
+async fn settle(setup: &Setup, n: usize) {
     setup
         .wait_json(&["tickets"], SETTLE, |t| {
-            t.as_array().is_some_and(|l| l.len() >= N)
+            t.as_array().is_some_and(|l| l.len() >= n)
         })
         .await;
     setup
         .wait_json(&["outbox"], SETTLE, |o| {
             o.as_array()
-                .is_some_and(|rows| rows.len() >= N && rows.iter().all(|r| r["status"] != "queued"))
+                .is_some_and(|rows| rows.len() >= n && rows.iter().all(|r| r["status"] != "queued"))
         })
         .await;
 }
@@ -89,11 +92,12 @@ async fn per_ticket(lab: &Lab, user: &str) -> HashMap<u64, Vec<String>> {
     subjects
 }
 
-/// Every ticket has a mail whose subject starts with `kind` in `user`'s inbox, and no mail
-/// came twice (same ticket, same subject: a notification, a warning, an escalation).
-async fn assert_once_each(lab: &Lab, user: &str, kind: &str) {
+/// Each of tickets 1..=`n` has a mail whose subject starts with `kind` in `user`'s inbox,
+/// and no mail came twice (same ticket, same subject: a notification, a warning, an
+/// escalation).
+async fn assert_once_each(lab: &Lab, user: &str, kind: &str, n: usize) {
     let subjects = per_ticket(lab, user).await;
-    let missing = (1..=N as u64)
+    let missing = (1..=n as u64)
         .filter(|n| {
             !subjects.get(n).is_some_and(|s| {
                 s.iter()
@@ -110,13 +114,14 @@ async fn assert_once_each(lab: &Lab, user: &str, kind: &str) {
     assert!(doubled.is_empty(), "{user}: a mail came twice: {doubled:?}");
 }
 
-/// The common verdict: N tickets, every message acknowledged with one acknowledgement, at
+/// The common verdict: one ticket per `expected` message, every message acknowledged with one acknowledgement, at
 /// most `resends` delivered twice.
 async fn assert_once(lab: &Lab, setup: &Setup, expected: &HashMap<String, &str>, resends: usize) {
+    let n = expected.len();
     let tickets = setup.json(&["tickets"]);
     assert_eq!(
         tickets.as_array().map_or(0, Vec::len),
-        N,
+        n,
         "one ticket per message"
     );
     let messages: HashSet<u64> = tickets
@@ -125,17 +130,17 @@ async fn assert_once(lab: &Lab, setup: &Setup, expected: &HashMap<String, &str>,
         .flatten()
         .filter_map(|t| t["id"].as_u64())
         .collect();
-    assert_eq!(messages.len(), N, "distinct ticket numbers");
+    assert_eq!(messages.len(), n, "distinct ticket numbers");
     let (answered, delivered) = acknowledgements(lab, expected).await;
-    assert_eq!(answered.len(), N, "every message acknowledged");
+    assert_eq!(answered.len(), n, "every message acknowledged");
     assert!(
         answered.values().all(|ids| ids.len() == 1),
         "one acknowledgement (Message-ID) per message"
     );
     assert!(
-        delivered - N <= resends,
+        delivered - n <= resends,
         "{} acknowledgements delivered twice, at most {resends} allowed",
-        delivered - N
+        delivered - n
     );
 }
 
@@ -166,7 +171,7 @@ to = ["lead@example.test"]"#,
         tokio::time::sleep(Duration::from_millis(300)).await;
     })
     .await;
-    settle(&setups[0]).await;
+    settle(&setups[0], N).await;
     let ingested = begun.elapsed();
     // Every ticket escalates once, 30 s after its message: wait until the last has.
     setups[0]
@@ -191,9 +196,9 @@ to = ["lead@example.test"]"#,
 
     assert_once(&lab, &setups[0], &expected, 0).await;
     for agent in ["agent1", "agent2"] {
-        assert_once_each(&lab, agent, "New ticket").await;
+        assert_once_each(&lab, agent, "New ticket", N).await;
     }
-    assert_once_each(&lab, "lead", "Escalation").await;
+    assert_once_each(&lab, "lead", "Escalation", N).await;
     // Both senders took part, and between them sent each mail once: acknowledgement,
     // a notification to each agent, escalation.
     let sent = [n_sent(&setups[0]), n_sent(&setups[1])];
@@ -245,7 +250,7 @@ async fn the_owner_killed_five_times_mid_burst_is_replaced_within_15_s() {
         }
     })
     .await;
-    settle(&setups[0]).await;
+    settle(&setups[0], N).await;
     for daemon in daemons.into_iter().flatten() {
         assert!(daemon.stop().0.success());
     }
@@ -276,11 +281,57 @@ async fn postgres_restarted_mid_burst_both_reconnect_and_nothing_is_doubled() {
         }
     })
     .await;
-    settle(&setups[0]).await;
+    settle(&setups[0], N).await;
     for daemon in daemons {
         assert!(daemon.stop().0.success());
     }
     // A commit cut off by the restart may have happened or not: one send per instance may
     // be repeated.
     assert_once(&lab, &setups[0], &expected, 2).await;
+}
+
+/// The same message reaching both instances at the same moment, three ways: a push delivery
+/// to each (`deskgate ingest`, which no lease guards) and the mailbox's owner fetching it over
+/// IMAP. The database's uniqueness makes one ticket of it and one acknowledgement.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_message_reaching_both_instances_at_once_is_one_ticket() {
+    let Some(lab) = Lab::start() else { return };
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.fresh_database();
+    let setups = pair(&lab, pg, &url, "first_response = \"24h\"");
+    let daemons: Vec<Daemon> = setups.iter().map(Setup::start).collect();
+    let (raws, expected) = burst(&lab, RACES, "race");
+    for raw in &raws {
+        let pushes: Vec<_> = setups
+            .iter()
+            .map(|setup| {
+                let (config, raw) = (setup.config.clone(), raw.clone());
+                std::thread::spawn(move || ops::ingest(&config, "support", &raw))
+            })
+            .collect();
+        lab.append("support", "INBOX", raw).await;
+        for push in pushes {
+            let (code, stderr) = push.join().expect("the push delivery's thread");
+            assert_eq!(code, 0, "deskgate ingest: {stderr}");
+        }
+    }
+    settle(&setups[0], RACES).await;
+    for daemon in daemons {
+        assert!(daemon.stop().0.success());
+    }
+    assert_once(&lab, &setups[0], &expected, 0).await;
+    for agent in ["agent1", "agent2"] {
+        assert_once_each(&lab, agent, "New ticket", RACES).await;
+    }
+    // Each of the three deliveries was taken in: one stored, two recognised as duplicates.
+    for ticket in 1..=RACES {
+        let view = setups[1].json(&["ticket", &ticket.to_string()]);
+        let duplicates = view["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == "message.duplicate")
+            .count();
+        assert_eq!(duplicates, 2, "ticket {ticket}: {view:#}");
+    }
 }

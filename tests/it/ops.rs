@@ -2,6 +2,7 @@
 //! mail flows, /healthz and /metrics, push ingest from the MTA, secrets kept out of logs.
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -377,12 +378,12 @@ async fn healthz_and_metrics_after_a_known_sequence_of_mails() {
     assert!(!setup.log().contains("wrong-password"), "{}", setup.log());
 }
 
-/// `deskgate ingest` with `stdin`; returns the exit code and stderr.
-fn ingest(setup: &Setup, mailbox: &str, stdin: &[u8]) -> (i32, String) {
+/// `deskgate --config CONFIG ingest` with `stdin`; returns the exit code and stderr.
+pub fn ingest(config: &Path, mailbox: &str, stdin: &[u8]) -> (i32, String) {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_deskgate"))
         .arg("--config")
-        .arg(&setup.config)
+        .arg(config)
         .args(["ingest", "--mailbox", mailbox])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -448,24 +449,24 @@ enabled = false
     );
 
     // Committed: 0, a ticket and its queued acknowledgement.
-    assert_eq!(ingest(&setup, "support", &customer).0, 0);
+    assert_eq!(ingest(&setup.config, "support", &customer).0, 0);
     let tickets = setup.json(&["tickets"]);
     assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets:#}");
     let outbox = setup.json(&["outbox"]);
     assert_eq!(outbox[0]["kind"], "acknowledgement", "{outbox:#}");
     assert_eq!(outbox[0]["status"], "queued", "{outbox:#}");
     // The same message again (the MTA retried after a lost exit status): 0, nothing new.
-    assert_eq!(ingest(&setup, "support", &customer).0, 0);
+    assert_eq!(ingest(&setup.config, "support", &customer).0, 0);
     assert_eq!(setup.json(&["tickets"]).as_array().map(Vec::len), Some(1));
 
     // Not a message at all: quarantined, 0 (bouncing it would help nobody).
-    let (code, stderr) = ingest(&setup, "support", b"\x00\x01\x02 garbage\x00\n");
+    let (code, stderr) = ingest(&setup.config, "support", b"\x00\x01\x02 garbage\x00\n");
     assert_eq!(code, 0, "{stderr}");
     let held = setup.json(&["quarantine", "list"]);
     assert_eq!(held.as_array().map(Vec::len), Some(1), "{held:#}");
 
     // Temporary failures: 75, nothing committed, and the reason on stderr for the MTA's log.
-    let (code, stderr) = ingest(&setup, "nosuch", &customer);
+    let (code, stderr) = ingest(&setup.config, "nosuch", &customer);
     assert_eq!(code, 75, "{stderr}");
     assert!(stderr.contains("no [[mailbox]] named `nosuch`"), "{stderr}");
 
@@ -480,7 +481,7 @@ enabled = false
         "Jammed.\n",
         &[],
     );
-    let (code, stderr) = ingest(&setup, "support", &other);
+    let (code, stderr) = ingest(&setup.config, "support", &other);
     assert_eq!(code, 75, "{stderr}");
     assert!(
         stderr.contains("locked") || stderr.contains("busy"),
@@ -490,12 +491,12 @@ enabled = false
     drop(db);
     assert_eq!(setup.json(&["tickets"]).as_array().map(Vec::len), Some(1));
     // The retry succeeds.
-    assert_eq!(ingest(&setup, "support", &other).0, 0);
+    assert_eq!(ingest(&setup.config, "support", &other).0, 0);
     assert_eq!(setup.json(&["tickets"]).as_array().map(Vec::len), Some(2));
 
     // An invalid configuration is temporary too: the admin fixes it, the MTA retries.
     setup.edit_config(|text| text.replace("[support]", "[suport]"));
-    let (code, stderr) = ingest(&setup, "support", &other);
+    let (code, stderr) = ingest(&setup.config, "support", &other);
     assert_eq!(code, 75, "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }
