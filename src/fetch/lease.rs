@@ -45,7 +45,18 @@ pub async fn keep(
             _ = tokio::time::sleep(RENEW) => {}
             _ = owned.cancelled() => return,
         }
-        match take(&store, &mailbox, &instance).await {
+        // A database that stops answering (a partition) must not keep this loop waiting
+        // past the point where it has to stop fetching.
+        let left = (TTL - RENEW).saturating_sub(renewed.elapsed());
+        let taken = tokio::time::timeout(left, take(&store, &mailbox, &instance))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Worker(format!(
+                    "the database did not answer within {} s",
+                    left.as_secs()
+                )))
+            });
+        match taken {
             Ok(owner) if owner.instance == instance => {
                 renewed = Instant::now();
                 debug!(mailbox = %mailbox, "lease renewed");

@@ -6,6 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use deskgate::config::Config;
+use deskgate::store::Store;
+
 use crate::agents::add_agents;
 use crate::daemon::{self, Daemon, INSTANCES, Imap, Setup, UNLIMITED_SENDERS, parsed};
 use crate::deadlines::set_deadlines;
@@ -334,4 +337,162 @@ async fn the_same_message_reaching_both_instances_at_once_is_one_ticket() {
             .count();
         assert_eq!(duplicates, 2, "ticket {ticket}: {view:#}");
     }
+}
+
+/// A TCP relay to PostgreSQL that can stop carrying bytes while keeping every connection
+/// open, as a network partition does (no reset, no FIN: the client hears nothing).
+struct Partition {
+    port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn to(target: u16) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let (open, _) = tokio::sync::watch::channel(true);
+        let carried = open.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let ((client_in, client_out), (server_in, server_out)) =
+                    (client.into_split(), server.into_split());
+                tokio::spawn(carry(client_in, server_out, carried.subscribe()));
+                tokio::spawn(carry(server_in, client_out, carried.subscribe()));
+            }
+        });
+        Partition { port, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn heal(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// Copies `from` to `to` while the relay is open; while it is cut, what was read is held.
+async fn carry(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut open: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if open.wait_for(|open| *open).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens a write transaction on `setup`'s store, cuts `partition` while it is open, then
+/// lets it run its next statement, which waits for the relay. The thread returns whether
+/// that transaction failed (it must: the server ends a session whose transaction waits).
+fn hold_write_lock_across(setup: &Setup, partition: &Partition) -> std::thread::JoinHandle<bool> {
+    let config = Config::load(&setup.config).expect("the test's config");
+    let (entered, in_transaction) = std::sync::mpsc::channel();
+    let (go, cut) = std::sync::mpsc::channel::<()>();
+    let stuck = std::thread::spawn(move || {
+        let store = Store::connect(&config.database).expect("the store through the relay");
+        store
+            .write_blocking(|tx| {
+                let _ = entered.send(());
+                let _ = cut.recv();
+                tx.instances(0)
+            })
+            .is_err()
+    });
+    in_transaction.recv().expect("a write transaction open");
+    partition.cut();
+    go.send(()).expect("the transaction's thread waits");
+    stuck
+}
+
+/// Waits until `setup`'s view of the lease names `instance` as the owner of the support
+/// mailbox; how long that took. Panics after `limit`.
+async fn wait_owner(setup: &Setup, instance: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while setup.lease_owner("support").as_deref() != Some(instance) {
+        assert!(
+            started.elapsed() < limit,
+            "{instance} does not own the mailbox after {limit:?}; log:\n{}",
+            setup.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// The owner cut off from the database by a partition (its connections open and silent):
+/// it stops fetching, the other instance takes the mailbox within 15 s and handles the mail
+/// that arrives meanwhile; once the partition heals, the first instance stands by and
+/// nothing is handled twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_cut_off_from_the_database_is_replaced_and_stands_by_after() {
+    let Some(lab) = Lab::start() else { return };
+    let Some(pg) = postgres::shared() else { return };
+    let url = pg.fresh_database();
+    let setups = pair(&lab, pg, &url, "first_response = \"24h\"");
+    let partition = Partition::to(pg.port).await;
+    setups[0].edit_config(|text| {
+        text.replace(
+            &format!("127.0.0.1:{}/", pg.port),
+            &format!("127.0.0.1:{}/", partition.port),
+        )
+    });
+    let (raws, expected) = burst(&lab, 3 * RACES, "partition");
+    let a = setups[0].start();
+    wait_owner(&setups[1], INSTANCES[0], TAKEOVER_LIMIT).await;
+    let b = setups[1].start();
+    lab.append_many("support", "INBOX", &raws[..RACES]).await;
+    settle(&setups[1], RACES).await;
+
+    // The cut catches a write transaction of the first instance's side open, as it may
+    // catch the owner's batch commit: it holds the write lock every instance takes turns on.
+    let stuck = hold_write_lock_across(&setups[0], &partition);
+    lab.append_many("support", "INBOX", &raws[RACES..2 * RACES])
+        .await;
+    let took = wait_owner(&setups[1], INSTANCES[1], TAKEOVER_LIMIT).await;
+    // The cut-off owner gave up fetching on its own, without an answer from the database.
+    setups[0]
+        .wait_log("did not answer within", 1, Duration::from_secs(5))
+        .await;
+    settle(&setups[1], 2 * RACES).await;
+    partition.heal();
+    assert!(
+        stuck.join().expect("the cut-off transaction's thread"),
+        "the server ended the cut-off transaction's session"
+    );
+    // The first instance, answering again, finds the lease taken and stands by.
+    setups[0].wait_log("standing by", 1, SETTLE).await;
+    lab.append_many("support", "INBOX", &raws[2 * RACES..])
+        .await;
+    settle(&setups[1], 3 * RACES).await;
+    assert_eq!(
+        setups[1].lease_owner("support").as_deref(),
+        Some(INSTANCES[1]),
+        "the mailbox stays with the instance that took it over"
+    );
+    for daemon in [a, b] {
+        assert!(daemon.stop().0.success());
+    }
+    assert_once(&lab, &setups[1], &expected, 0).await;
+    for agent in ["agent1", "agent2"] {
+        assert_once_each(&lab, agent, "New ticket", 3 * RACES).await;
+    }
+    eprintln!(
+        "partition: the other instance took the mailbox over {:.1} s after the cut",
+        took.as_secs_f64()
+    );
 }
