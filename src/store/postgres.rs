@@ -22,10 +22,11 @@ use crate::config::PostgresTarget;
 
 /// The advisory lock every write transaction holds ("dg" "wr" in ASCII).
 pub(super) const WRITE_LOCK: i64 = 0x6467_7772;
-/// How long the server lets a transaction wait for its client before it ends the session;
-/// no larger than a mailbox lease's validity (10 s), so that a takeover is not held up
-/// longer.
-const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
+/// How long the server lets a transaction wait for its client before it ends the session.
+/// Cut-off transactions queued on the write lock hold it in turn (one per cut-off instance,
+/// plus any of its CLI), so two in a row still end within a mailbox lease's validity (10 s)
+/// and do not hold a takeover up.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
 
 /// Where write transactions announce their commits; the payload is the writer's instance.
 pub const CHANNEL: &str = "deskgate";
@@ -185,21 +186,30 @@ impl Session {
 /// again after it broke.
 pub(super) struct Postgres {
     target: PostgresTarget,
-    session: Mutex<Option<Session>>,
+    /// Write transactions, one at a time.
+    writer: Mutex<Option<Session>>,
+    /// Read transactions, so that a read (`/healthz`, the sender's next due row) does not wait
+    /// for a batch's commit.
+    reader: Mutex<Option<Session>>,
 }
 
 impl Postgres {
     /// Connects and brings the schema up to date (`migrate`), or checks it is (`!migrate`).
+    /// The connection that checked the schema is kept for what this store does most: writes
+    /// (`migrate`) or reads; the other is made when first needed.
     pub(super) fn open(target: &PostgresTarget, migrate: bool) -> Result<Postgres, StoreError> {
         let mut session = target.connect()?;
-        if migrate {
+        let (writer, reader) = if migrate {
             migrate_schema(&mut session, target)?;
+            (Some(session), None)
         } else {
             check_schema(&mut session, target)?;
-        }
+            (None, Some(session))
+        };
         Ok(Postgres {
             target: target.clone(),
-            session: Mutex::new(Some(session)),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
         })
     }
 
@@ -214,8 +224,8 @@ impl Postgres {
         write: bool,
         work: impl FnOnce(&super::Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut guard = self
-            .session
+        let slot = if write { &self.writer } else { &self.reader };
+        let mut guard = slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.as_ref().is_none_or(Session::is_closed) {
@@ -259,15 +269,16 @@ impl Drop for Postgres {
     /// another: the daemon drops its store on a runtime thread, so it is closed on a thread
     /// of its own (as [`super::Store::connect`] opens it).
     fn drop(&mut self) {
-        let session = self
-            .session
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(session) = session
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            let _ = std::thread::spawn(move || drop(session)).join();
+        let sessions: Vec<Session> = [&mut self.writer, &mut self.reader]
+            .into_iter()
+            .filter_map(|slot| {
+                slot.get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+            })
+            .collect();
+        if !sessions.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(move || drop(sessions)).join();
         }
     }
 }
