@@ -174,6 +174,21 @@ listen = "127.0.0.1:{http_port}"
         })
     }
 
+    /// Polls [`Setup::lease_owner`] every 100 ms until `instance` holds `mailbox`'s lease;
+    /// how long that took. Panics with this setup's log after `limit`.
+    pub async fn wait_owner(&self, mailbox: &str, instance: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        while self.lease_owner(mailbox).as_deref() != Some(instance) {
+            assert!(
+                started.elapsed() < limit,
+                "{instance} does not hold {mailbox} after {limit:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started.elapsed()
+    }
+
     /// The SQLite file (meaningful only when not [`store_is_postgres`]).
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("deskgate.db")
@@ -397,22 +412,11 @@ pub async fn kill_owner(
     let before = setups[0].lease_owner(mailbox).expect("an owner");
     let index = usize::from(before == INSTANCES[1]);
     daemons[index].take().expect("running").kill();
-    let killed = Instant::now();
-    loop {
-        if setups[0]
-            .lease_owner(mailbox)
-            .is_some_and(|now| now != before)
-        {
-            return (index, killed.elapsed());
-        }
-        assert!(
-            killed.elapsed() < limit,
-            "{before} killed {:?} ago and nobody took {mailbox} over; log:\n{}",
-            killed.elapsed(),
-            setups[1 - index].log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let survivor = &setups[1 - index];
+    let took = survivor
+        .wait_owner(mailbox, INSTANCES[1 - index], limit)
+        .await;
+    (index, took)
 }
 
 /// A port nothing listens on right now.

@@ -419,21 +419,6 @@ fn hold_write_lock_across(setup: &Setup, partition: &Partition) -> std::thread::
     stuck
 }
 
-/// Waits until `setup`'s view of the lease names `instance` as the owner of the support
-/// mailbox; how long that took. Panics after `limit`.
-async fn wait_owner(setup: &Setup, instance: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    while setup.lease_owner("support").as_deref() != Some(instance) {
-        assert!(
-            started.elapsed() < limit,
-            "{instance} does not own the mailbox after {limit:?}; log:\n{}",
-            setup.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    started.elapsed()
-}
-
 /// The owner cut off from the database by a partition (its connections open and silent):
 /// it stops fetching, the other instance takes the mailbox within 15 s and handles the mail
 /// that arrives meanwhile; once the partition heals, the first instance stands by and
@@ -453,7 +438,9 @@ async fn an_owner_cut_off_from_the_database_is_replaced_and_stands_by_after() {
     });
     let (raws, expected) = burst(&lab, 3 * RACES, "partition");
     let a = setups[0].start();
-    wait_owner(&setups[1], INSTANCES[0], TAKEOVER_LIMIT).await;
+    setups[1]
+        .wait_owner("support", INSTANCES[0], TAKEOVER_LIMIT)
+        .await;
     let b = setups[1].start();
     lab.append_many("support", "INBOX", &raws[..RACES]).await;
     settle(&setups[1], RACES).await;
@@ -463,7 +450,9 @@ async fn an_owner_cut_off_from_the_database_is_replaced_and_stands_by_after() {
     let stuck = hold_write_lock_across(&setups[0], &partition);
     lab.append_many("support", "INBOX", &raws[RACES..2 * RACES])
         .await;
-    let took = wait_owner(&setups[1], INSTANCES[1], TAKEOVER_LIMIT).await;
+    let took = setups[1]
+        .wait_owner("support", INSTANCES[1], TAKEOVER_LIMIT)
+        .await;
     // The cut-off owner gave up fetching on its own, without an answer from the database.
     setups[0]
         .wait_log("did not answer within", 1, Duration::from_secs(5))
